@@ -1,0 +1,151 @@
+//! The app: its tasks, its plugins and its backend.
+
+use crate::backend::{Backend, MemoryBackend};
+use crate::error::Error;
+use crate::plugin::{Append, Chain, Member, Plugin, PluginInfo};
+use crate::task::{Task, TaskInfo, TaskSet};
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+
+/// An app: the tasks it knows, its plugin chain and its backend.
+///
+/// The same value is the client (enqueue, read, wait) and the factory of
+/// workers ([`QueueTasks::worker`]). It is cheap to clone.
+///
+/// Type parameters: `T` the [`TaskSet`], `C` the plugin [`Chain`], `B` the
+/// [`Backend`]; the builder infers them.
+pub struct QueueTasks<T = (), C = (), B = MemoryBackend> {
+    pub(crate) inner: Arc<AppInner<T, C, B>>,
+}
+
+impl<T, C, B> Clone for QueueTasks<T, C, B> {
+    fn clone(&self) -> Self {
+        Self { inner: Arc::clone(&self.inner) }
+    }
+}
+
+pub(crate) struct AppInner<T, C, B> {
+    pub(crate) name: String,
+    pub(crate) chain: C,
+    pub(crate) backend: B,
+    /// Workers of this app running in this process (answers `ping` on backends
+    /// without a worker registry).
+    pub(crate) local_workers: AtomicUsize,
+    pub(crate) _tasks: PhantomData<fn() -> T>,
+}
+
+impl QueueTasks {
+    /// Starts building an app with no task, no plugin and the in-memory backend.
+    pub fn builder(name: impl Into<String>) -> Builder<(), (), MemoryBackend> {
+        Builder { name: name.into(), chain: (), backend: MemoryBackend::new(), _tasks: PhantomData }
+    }
+}
+
+/// Builds a [`QueueTasks`].
+///
+/// # Order
+///
+/// Plugins run in the order they are added: the first `.plugin(…)` is
+/// called first for every trigger, started first and stopped last.
+#[must_use = "call `.build()` to get the app"]
+pub struct Builder<T, C, B> {
+    name: String,
+    chain: C,
+    backend: B,
+    _tasks: PhantomData<fn() -> T>,
+}
+
+impl<T, C, B> Builder<T, C, B> {
+    /// Adds a task (a type defined by `#[task]`).
+    pub fn task<K: Task>(self) -> Builder<<T as Append<K>>::Output, C, B>
+    where
+        T: Append<K>,
+    {
+        Builder { name: self.name, chain: self.chain, backend: self.backend, _tasks: PhantomData }
+    }
+
+    /// Adds a set of tasks at once, e.g. `.tasks::<(add, mul)>()`.
+    pub fn tasks<S: TaskSet>(self) -> Builder<<T as Append<S>>::Output, C, B>
+    where
+        T: Append<S>,
+    {
+        Builder { name: self.name, chain: self.chain, backend: self.backend, _tasks: PhantomData }
+    }
+
+    /// Adds a plugin after the ones already added.
+    pub fn plugin<P: Plugin>(self, plugin: P) -> Builder<T, <C as Append<Member<P>>>::Output, B>
+    where
+        C: Append<Member<P>>,
+    {
+        Builder {
+            name: self.name,
+            chain: self.chain.append(Member(plugin)),
+            backend: self.backend,
+            _tasks: PhantomData,
+        }
+    }
+
+    /// Uses another backend.
+    pub fn backend<B2: Backend>(self, backend: B2) -> Builder<T, C, B2> {
+        Builder { name: self.name, chain: self.chain, backend, _tasks: PhantomData }
+    }
+}
+
+impl<T: TaskSet, C: Chain, B: Backend> Builder<T, C, B> {
+    /// Builds the app.
+    ///
+    /// A task name that appears twice in the task list is a compile-time
+    /// error; [`Error::DuplicateTask`] covers lists assembled at run time.
+    pub fn build(self) -> Result<QueueTasks<T, C, B>, Error> {
+        const { T::NAMES.assert_unique() };
+        if let Some(name) = T::NAMES.duplicate() {
+            return Err(Error::DuplicateTask(name));
+        }
+        Ok(QueueTasks {
+            inner: Arc::new(AppInner {
+                name: self.name,
+                chain: self.chain,
+                backend: self.backend,
+                local_workers: AtomicUsize::new(0),
+                _tasks: PhantomData,
+            }),
+        })
+    }
+}
+
+impl<T: TaskSet, C: Chain, B: Backend> QueueTasks<T, C, B> {
+    /// The app's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &B {
+        &self.inner.backend
+    }
+
+    /// The plugin chain.
+    pub fn chain(&self) -> &C {
+        &self.inner.chain
+    }
+
+    /// Every task of the app, in registration order.
+    pub fn tasks(&self) -> Vec<&'static TaskInfo> {
+        let mut out = Vec::new();
+        T::describe(&mut out);
+        out
+    }
+
+    /// Every plugin of the app, in registration order.
+    pub fn plugins(&self) -> Vec<PluginInfo> {
+        let mut out = Vec::new();
+        self.inner.chain.describe(&mut out);
+        out
+    }
+
+    /// The default priority of a task this app knows, else 0.
+    pub(crate) fn default_priority(&self, name: &str) -> i64 {
+        self.tasks().iter().find(|t| t.name == name).map_or(0, |t| t.priority)
+    }
+}

@@ -1,0 +1,75 @@
+//! Backends: where the queue and the task records live.
+//!
+//! [`Backend`] is one trait for the broker side (queue) and the storage side
+//! (records) of a backend, so the runtime fires the same triggers around
+//! every backend. [`MemoryBackend`] needs no server.
+
+mod memory;
+
+pub use memory::MemoryBackend;
+
+use crate::model::{Task, TaskMessage};
+use std::future::Future;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// An error from a backend: the server could not be reached or answered
+/// something unexpected.
+#[derive(Debug, thiserror::Error)]
+#[error("{backend} backend: {message}")]
+pub struct BackendError {
+    /// Which backend failed (`"memory"`, `"redis"`…).
+    pub backend: &'static str,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// The queue and the task records of an app.
+///
+/// Contract every backend meets (the conformance suite checks it):
+/// - [`fetch`](Backend::fetch) returns tasks by priority (lower first), then
+///   in enqueue order, and waits without polling while the queue is empty;
+/// - [`wait`](Backend::wait) is notified when a task reaches a final status;
+/// - a record's status only moves forward (`new → process → final`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a qtasks backend",
+    note = "use `qtasks::MemoryBackend`, or a backend from a qtasks backend feature"
+)]
+pub trait Backend: Send + Sync + 'static {
+    /// A short name for banners and errors (`"memory"`, `"redis"`).
+    fn kind(&self) -> &'static str;
+
+    /// Stores a `new` record and queues its task.
+    fn enqueue(&self, task: &Task) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Reads a record.
+    fn get(&self, uuid: Uuid) -> impl Future<Output = Result<Option<Task>, BackendError>> + Send;
+
+    /// Reads every record.
+    fn get_all(&self) -> impl Future<Output = Result<Vec<Task>, BackendError>> + Send;
+
+    /// Waits until the task reaches a final status and returns its record;
+    /// `Ok(None)` if the timeout passes first or the task does not exist.
+    fn wait(
+        &self,
+        uuid: Uuid,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Option<Task>, BackendError>> + Send;
+
+    /// Moves up to `max` queued tasks into `out`, waiting until at least one
+    /// is available. Cancel-safe: if the future is dropped, no task is lost.
+    fn fetch(
+        &self,
+        max: usize,
+        out: &mut Vec<TaskMessage>,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Writes a status change of a task a worker holds (e.g. `process`).
+    fn update(&self, task: &Task) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Writes a final status, releases the task and wakes its waiters.
+    fn finish(&self, task: &Task) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Removes every queued task and record of the app.
+    fn flush(&self) -> impl Future<Output = Result<(), BackendError>> + Send;
+}

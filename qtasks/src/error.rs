@@ -1,0 +1,55 @@
+//! Errors of the app, the client and the worker.
+
+use crate::backend::BackendError;
+use crate::plugin::BoxError;
+
+/// An error from building an app, enqueueing, reading or running a worker.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The backend failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// A plugin's `start` failed; start-up stopped.
+    #[error("plugin `{plugin}` failed to start: {source}")]
+    PluginStart {
+        /// The plugin's name.
+        plugin: String,
+        /// What its `start` returned.
+        #[source]
+        source: BoxError,
+    },
+    /// Two tasks of the app have the same name.
+    #[error("task name `{0}` is registered twice")]
+    DuplicateTask(&'static str),
+    /// The arguments could not be encoded as JSON.
+    #[error("could not encode the arguments of task `{task}` as JSON: {source}")]
+    EncodeArgs {
+        /// The task's name.
+        task: String,
+        /// The serializer's error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Why waiting for a typed task result did not give a value.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WaitError {
+    /// The timeout passed before the task finished; it may still finish.
+    #[error("timed out waiting for the task's result")]
+    Timeout,
+    /// The task ended `error`.
+    #[error("task failed: {0}")]
+    Failed(String),
+    /// The task ended `cancel`.
+    #[error("task was cancelled: {0}")]
+    Cancelled(String),
+    /// The result could not be decoded into the task's output type.
+    #[error("could not decode the task's result: {0}")]
+    Decode(#[source] serde_json::Error),
+    /// The backend failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}

@@ -1,0 +1,176 @@
+//! The executor: one task's pipeline, with its triggers in QTasks's order.
+//!
+//! Receive: `broker_add_worker → storage_add_process → worker_add`.
+//! Run: `worker_execute_before → broker_update → storage_update →
+//! worker_run_task_before → task_executor_middlewares_execute(before) →
+//! task_executor_args_replace → task_executor_before_execute → run →
+//! task_executor_run_task | task_executor_run_task_trigger_error →
+//! task_executor_after_execute → task_executor_after_execute_result_replace →
+//! task_executor_middlewares_execute(after) → task_executor_decode →
+//! task_executor_task_close`.
+//! Finish: `worker_remove_finished_task → broker_remove_finished_task →
+//! (store) → storage_remove_finished_task → worker_execute_after`.
+
+use crate::app::AppInner;
+use crate::backend::Backend;
+use crate::client::fire;
+use crate::model::{Task as TaskRecord, TaskMessage, TaskStatus, now};
+use crate::plugin::Chain;
+use crate::task::{Task, TaskContext, TaskError, TaskInfo, TaskSet, TaskVisitor};
+use crate::triggers::*;
+use futures::FutureExt;
+use serde_json::Value;
+use std::panic::AssertUnwindSafe;
+use tracing::Instrument;
+
+/// Runs one message taken from the backend to its final status.
+pub(crate) async fn receive_and_run<T: TaskSet, C: Chain, B: Backend>(app: &AppInner<T, C, B>, message: TaskMessage) {
+    let name = app.name.as_str();
+    let message = fire!(&app.chain, BrokerAddWorker { app: name, message }).message;
+    let message = fire!(&app.chain, StorageAddProcess { app: name, message }).message;
+    let message = fire!(&app.chain, WorkerAdd { app: name, message }).message;
+
+    let (info, model) = match T::dispatch(&message.task_name, Exec { app, message: &message }).await {
+        Ok(done) => done,
+        Err(_) => {
+            tracing::warn!(app = name, task = %message.task_name, uuid = %message.uuid, "unknown task");
+            let mut model = TaskRecord::from_message(&message, TaskStatus::Error);
+            model.error = Some(format!("unknown task `{}`: no task of that name is registered in app `{name}`", message.task_name));
+            (None, model)
+        }
+    };
+    finish(app, info, &message, model).await;
+}
+
+async fn finish<T, C: Chain, B: Backend>(
+    app: &AppInner<T, C, B>,
+    task: Option<&'static TaskInfo>,
+    message: &TaskMessage,
+    mut model: TaskRecord,
+) {
+    let name = app.name.as_str();
+    model.updated_at = now();
+    let model = fire!(&app.chain, WorkerRemoveFinishedTask { app: name, task, message, model }).model;
+    let model = fire!(&app.chain, BrokerRemoveFinishedTask { app: name, model }).model;
+    if let Err(error) = app.backend.finish(&model).await {
+        tracing::error!(app = name, uuid = %model.uuid, %error, "storing the final status failed");
+    }
+    fire!(&app.chain, StorageRemoveFinishedTask { app: name, model: &model });
+    fire!(&app.chain, WorkerExecuteAfter { app: name, task, model: &model });
+}
+
+struct Exec<'a, T, C, B> {
+    app: &'a AppInner<T, C, B>,
+    message: &'a TaskMessage,
+}
+
+impl<T: TaskSet, C: Chain, B: Backend> TaskVisitor for Exec<'_, T, C, B> {
+    type Output = (Option<&'static TaskInfo>, TaskRecord);
+
+    async fn visit<K: Task>(self) -> Self::Output {
+        (Some(&K::INFO), execute::<K, T, C, B>(self.app, self.message).await)
+    }
+}
+
+/// How the run step ended, before the result is stored.
+enum Ended {
+    Success(Value),
+    Error(String),
+    Cancel(String),
+}
+
+async fn execute<K: Task, T, C: Chain, B: Backend>(app: &AppInner<T, C, B>, message: &TaskMessage) -> TaskRecord {
+    let name = app.name.as_str();
+    let chain = &app.chain;
+    let task = &K::INFO;
+
+    let model = TaskRecord::from_message(message, TaskStatus::Process);
+    let model = fire!(chain, WorkerExecuteBefore { app: name, task, message, model }).model;
+    let model = fire!(chain, BrokerUpdate { app: name, model }).model;
+    let mut model = fire!(chain, StorageUpdate { app: name, model }).model;
+    if let Err(error) = app.backend.update(&model).await {
+        tracing::error!(app = name, uuid = %message.uuid, %error, "storing the process status failed");
+    }
+    fire!(chain, WorkerRunTaskBefore { app: name, task, message });
+    fire!(chain, TaskExecutorMiddlewaresExecute { app: name, task, message, phase: Phase::Before });
+
+    // Arguments are decoded straight from the message unless a plugin may replace them.
+    let replaced;
+    let args: &Value = if crate::plugin::listens(chain, &TaskExecutorArgsReplace { app: name, task, message, args: Value::Null }) {
+        replaced = fire!(chain, TaskExecutorArgsReplace { app: name, task, message, args: message.args.clone() }).args;
+        &replaced
+    } else {
+        &message.args
+    };
+    fire!(chain, TaskExecutorBeforeExecute { app: name, task, message });
+
+    let ended = match K::decode_args(args) {
+        Err(e) => Ended::Error(TaskError::InvalidArguments(format!("task `{}`: {e}", task.name)).to_string()),
+        Ok(args) => match run::<K>(message, args).await {
+            Ok(output) => match serde_json::to_value(output) {
+                Ok(result) => Ended::Success(fire!(chain, TaskExecutorRunTask { app: name, task, message, result }).result),
+                Err(e) => Ended::Error(format!("could not encode the result as JSON: {e}")),
+            },
+            Err(TaskError::Plugin(error)) => {
+                let rescued =
+                    fire!(chain, TaskExecutorRunTaskTriggerError { app: name, task, message, error: &error, result: None })
+                        .result;
+                match rescued {
+                    Some(result) => Ended::Success(result),
+                    None => Ended::Error(error.reason().to_owned()),
+                }
+            }
+            Err(TaskError::Cancelled(c)) => Ended::Cancel(c.reason().to_owned()),
+            Err(error) => Ended::Error(error.to_string()),
+        },
+    };
+
+    fire!(chain, TaskExecutorAfterExecute { app: name, task, message });
+    let ended = match ended {
+        Ended::Success(result) => {
+            let result = fire!(chain, TaskExecutorAfterExecuteResultReplace { app: name, task, message, result }).result;
+            Ended::Success(result)
+        }
+        other => other,
+    };
+    fire!(chain, TaskExecutorMiddlewaresExecute { app: name, task, message, phase: Phase::After });
+    let ended = match ended {
+        Ended::Success(result) => Ended::Success(fire!(chain, TaskExecutorDecode { app: name, task, message, result }).result),
+        other => other,
+    };
+    let status = match ended {
+        Ended::Success(result) => {
+            model.result = Some(result);
+            TaskStatus::Success
+        }
+        Ended::Error(error) => {
+            model.error = Some(error);
+            TaskStatus::Error
+        }
+        Ended::Cancel(reason) => {
+            model.error = Some(reason);
+            TaskStatus::Cancel
+        }
+    };
+    model.status = status;
+    fire!(chain, TaskExecutorTaskClose { app: name, task, message, status });
+    model
+}
+
+/// Runs the task function with its time limit, turning a panic into an error.
+async fn run<K: Task>(message: &TaskMessage, args: K::Args) -> Result<K::Output, TaskError> {
+    let ctx = TaskContext::new(message.uuid, K::INFO.name, message.attempt);
+    let span = ctx.span().clone();
+    let run = AssertUnwindSafe(K::run(ctx, args)).catch_unwind().instrument(span);
+    let outcome = match K::INFO.max_time {
+        // Dropping an async task's future at the limit stops it at its
+        // current await; a sync task keeps running detached on the blocking
+        // pool (threads cannot be killed) and its result is discarded.
+        Some(limit) => match tokio::time::timeout(limit, run).await {
+            Ok(outcome) => outcome,
+            Err(_) => return Err(TaskError::TimeLimit(limit)),
+        },
+        None => run.await,
+    };
+    outcome.unwrap_or_else(|panic| Err(TaskError::from_panic(panic)))
+}

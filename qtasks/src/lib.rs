@@ -1,0 +1,62 @@
+//! qtasks: a task queue whose plugins are bound to triggers at compile time.
+//!
+//! - [`#[task]`](task) turns a `fn` or `async fn` into a task clients enqueue
+//!   by name and workers run.
+//! - [`#[plugin]`](plugin) binds handlers to the 56 QTasks
+//!   [triggers](triggers). Each trigger is a monomorphized call chain: no
+//!   lookup, no boxing, and nothing at all when no plugin listens.
+//! - [`QueueTasks`] is the app: the client side (`add_task`, `get`, `wait`)
+//!   and the worker side (`worker().start()`), on the in-memory backend by
+//!   default.
+//!
+//! ```
+//! use qtasks::{QueueTasks, task};
+//! use std::time::Duration;
+//!
+//! #[task]
+//! async fn add(a: i64, b: i64) -> i64 {
+//!     a + b
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let app = QueueTasks::builder("demo").task::<add>().build()?;
+//! let worker = app.worker().start().await?;
+//! let sum = app.enqueue::<add>((2, 3)).await?.result(Duration::from_secs(5)).await?;
+//! assert_eq!(sum, 5);
+//! worker.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+#![doc = include_str!("../docs/plugins.md")]
+#![warn(missing_docs)]
+
+mod app;
+pub mod backend;
+mod client;
+mod error;
+mod executor;
+pub mod model;
+pub mod plugin;
+pub mod task;
+pub mod trigger;
+pub mod triggers;
+mod worker;
+
+pub use app::{Builder, QueueTasks};
+pub use backend::{Backend, BackendError, MemoryBackend};
+pub use client::{AddTask, AddTaskWait, Enqueue, TaskHandle};
+pub use error::{Error, WaitError};
+pub use model::{NewTask, Task as TaskRecord, TaskMessage, TaskStatus};
+pub use plugin::{BoxError, Chain, Outcome, Plugin, PluginInfo};
+pub use qtasks_macros::{plugin, task};
+pub use task::{Cancelled, PluginError, Task, TaskContext, TaskError, TaskInfo, TaskSet};
+pub use trigger::{Component, Kind, Trigger, TriggerInfo, TriggerSet};
+pub use worker::{Worker, WorkerBuilder};
+
+/// Re-exported so apps need not add these crates to build JSON arguments.
+pub use serde_json::{Value, json};
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;

@@ -1,0 +1,189 @@
+//! The data that travels through a queue: messages, stored task records and statuses.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+use uuid::Uuid;
+
+/// Seconds since the Unix epoch, as QTasks stores them.
+pub type Timestamp = f64;
+
+/// The current time as a [`Timestamp`].
+pub fn now() -> Timestamp {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Where a task is in its life.
+///
+/// `New → Process → Success | Error | Cancel`. `Retry` marks an attempt that
+/// failed and was replaced by a new attempt (see the retry feature).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskStatus {
+    /// Enqueued, not yet taken by a worker.
+    New,
+    /// Taken by a worker and running.
+    Process,
+    /// Finished with a result.
+    Success,
+    /// Finished with an error.
+    Error,
+    /// Cancelled before or while running.
+    Cancel,
+    /// Failed and handed over to a new attempt.
+    Retry,
+}
+
+impl TaskStatus {
+    /// `true` for the statuses a task never leaves: success, error and cancel.
+    pub const fn is_final(self) -> bool {
+        matches!(self, Self::Success | Self::Error | Self::Cancel)
+    }
+
+    /// The lowercase name stored in backends (`"new"`, `"process"`, …).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::New => "new",
+            Self::Process => "process",
+            Self::Success => "success",
+            Self::Error => "error",
+            Self::Cancel => "cancel",
+            Self::Retry => "retry",
+        }
+    }
+}
+
+impl fmt::Display for TaskStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a client asks for when it enqueues a task, before the broker gives it an id.
+///
+/// This is the value `qtasks_add_task_before_broker` handlers may replace.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NewTask {
+    /// Name of the task to run.
+    pub task_name: String,
+    /// Lower runs first.
+    pub priority: i64,
+    /// Arguments as JSON: an array (positional) or an object (by parameter name).
+    pub args: Value,
+    /// Extra fields stored with the task's status.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub extra: Map<String, Value>,
+}
+
+/// A task as it sits in the queue: what a worker needs to run it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskMessage {
+    /// The task's id.
+    pub uuid: Uuid,
+    /// Name of the task to run.
+    pub task_name: String,
+    /// Lower runs first.
+    pub priority: i64,
+    /// Arguments as JSON: an array (positional) or an object (by parameter name).
+    pub args: Value,
+    /// When the task was enqueued.
+    pub created_at: Timestamp,
+    /// 1 for the first run.
+    #[serde(default = "one")]
+    pub attempt: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// The stored record of a task: its status, result or error, and timestamps.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    /// The task's id.
+    pub uuid: Uuid,
+    /// Name of the task.
+    pub task_name: String,
+    /// Lower runs first.
+    pub priority: i64,
+    /// Arguments as enqueued.
+    pub args: Value,
+    /// Current status.
+    pub status: TaskStatus,
+    /// When the task was enqueued.
+    pub created_at: Timestamp,
+    /// When the status last changed.
+    pub updated_at: Timestamp,
+    /// The task's result (JSON) when the status is `success`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    /// Why the task failed (status `error`) or was cancelled (status `cancel`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// 1 for the first run.
+    #[serde(default = "one")]
+    pub attempt: u32,
+    /// Extra fields attached by the client or by plugins.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub extra: Map<String, Value>,
+}
+
+impl Task {
+    /// A `new` record for a task about to be enqueued.
+    pub fn new(uuid: Uuid, request: NewTask) -> Self {
+        let now = now();
+        Self {
+            uuid,
+            task_name: request.task_name,
+            priority: request.priority,
+            args: request.args,
+            status: TaskStatus::New,
+            created_at: now,
+            updated_at: now,
+            result: None,
+            error: None,
+            attempt: 1,
+            extra: request.extra,
+        }
+    }
+
+    /// The queue entry for this record.
+    pub fn message(&self) -> TaskMessage {
+        TaskMessage {
+            uuid: self.uuid,
+            task_name: self.task_name.clone(),
+            priority: self.priority,
+            args: self.args.clone(),
+            created_at: self.created_at,
+            attempt: self.attempt,
+        }
+    }
+
+    /// A record for a message a worker took, with the given status.
+    pub fn from_message(message: &TaskMessage, status: TaskStatus) -> Self {
+        Self {
+            uuid: message.uuid,
+            task_name: message.task_name.clone(),
+            priority: message.priority,
+            args: message.args.clone(),
+            status,
+            created_at: message.created_at,
+            updated_at: now(),
+            result: None,
+            error: None,
+            attempt: message.attempt,
+            extra: Map::new(),
+        }
+    }
+
+    /// Decodes the JSON result into `T`.
+    ///
+    /// Returns `None` when the task has no result (it is not `success`).
+    pub fn result_as<T: serde::de::DeserializeOwned>(&self) -> Option<Result<T, serde_json::Error>> {
+        self.result.clone().map(serde_json::from_value)
+    }
+}

@@ -1,0 +1,283 @@
+//! Chains: an ordered list of plugins as one concrete type.
+//!
+//! A chain is `()` (no plugin), a [`Member`] (one plugin), or a tuple of up
+//! to 16 chains. The app builder appends plugins into flat tuples of up to
+//! 15 members; the 16th slot holds the rest of the list, so a chain of `n`
+//! plugins nests only `n / 15` levels deep and compiles in near-linear time.
+//!
+//! Firing trigger `T` on a tuple is one future that calls, in order, the
+//! members whose [`Chain::LISTENS`] contains `T`. `LISTENS` is a constant, so
+//! members that do not listen are compiled out, and a trigger that no member
+//! listens to is not fired at all ([`listens`]).
+
+use super::{Outcome, Plugin, PluginInfo};
+use crate::trigger::{Trigger, TriggerContext, TriggerSet};
+use std::future::Future;
+
+/// An ordered list of plugins, fired as one.
+///
+/// Implemented for `()`, [`Member`] and tuples of chains; build one with the
+/// app builder's `.plugin(…)` rather than by hand.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a plugin chain",
+    note = "add plugins with `QueueTasks::builder(..).plugin(p)`; a chain is `()`, `Member<P>` or a tuple of chains"
+)]
+pub trait Chain: Send + Sync + 'static {
+    /// The union of the members' triggers.
+    const LISTENS: TriggerSet;
+
+    /// Calls every member that listens to `T`, in order.
+    fn fire<T: Trigger>(&self, ctx: &mut T::Context<'_>) -> impl Future<Output = ()> + Send;
+
+    /// Starts every member in order. If one fails, the members started
+    /// before it are stopped in reverse order and its error is returned.
+    fn start(&self) -> impl Future<Output = Result<(), crate::Error>> + Send;
+
+    /// Stops every member in reverse order.
+    fn stop(&self) -> impl Future<Output = ()> + Send;
+
+    /// Appends each member's name and version, in order.
+    fn describe(&self, out: &mut Vec<PluginInfo>);
+}
+
+/// `true` if some member of `chain` listens to the trigger of `ctx`.
+///
+/// A constant once monomorphized: the runtime fires through
+/// `if listens(..) { fire(..).await }`, so a trigger nobody listens to costs
+/// nothing, not even a future.
+#[inline(always)]
+pub fn listens<'c, C: Chain, X: TriggerContext<'c>>(_chain: &C, _ctx: &X) -> bool {
+    C::LISTENS.contains(<X::Trigger as Trigger>::ID)
+}
+
+/// Fires the trigger of `ctx` on `chain`.
+#[inline(always)]
+pub fn fire<'c, 'f, C: Chain, X: TriggerContext<'c>>(
+    chain: &'f C,
+    ctx: &'f mut X,
+) -> impl Future<Output = ()> + Send + 'f
+where
+    'c: 'f,
+{
+    chain.fire::<X::Trigger>(ctx)
+}
+
+impl Chain for () {
+    const LISTENS: TriggerSet = TriggerSet::EMPTY;
+
+    #[inline(always)]
+    fn fire<T: Trigger>(&self, _ctx: &mut T::Context<'_>) -> impl Future<Output = ()> + Send {
+        std::future::ready(())
+    }
+
+    fn start(&self) -> impl Future<Output = Result<(), crate::Error>> + Send {
+        std::future::ready(Ok(()))
+    }
+
+    fn stop(&self) -> impl Future<Output = ()> + Send {
+        std::future::ready(())
+    }
+
+    fn describe(&self, _out: &mut Vec<PluginInfo>) {}
+}
+
+/// One plugin in a chain.
+#[derive(Debug, Clone, Default)]
+pub struct Member<P>(pub P);
+
+impl<P: Plugin> Chain for Member<P> {
+    const LISTENS: TriggerSet = P::LISTENS;
+
+    #[inline(always)]
+    fn fire<T: Trigger>(&self, ctx: &mut T::Context<'_>) -> impl Future<Output = ()> + Send {
+        async move {
+            match T::call(&self.0, ctx).await {
+                Outcome::Keep => {}
+                Outcome::Replace(value) => T::apply(ctx, value),
+                Outcome::Failed(error) => report(self.0.name(), T::NAME, T::task_id(ctx), &*error),
+            }
+        }
+    }
+
+    async fn start(&self) -> Result<(), crate::Error> {
+        self.0.start().await.map_err(|source| crate::Error::PluginStart {
+            plugin: self.0.name().to_owned(),
+            source,
+        })
+    }
+
+    fn stop(&self) -> impl Future<Output = ()> + Send {
+        self.0.stop()
+    }
+
+    fn describe(&self, out: &mut Vec<PluginInfo>) {
+        let triggers = crate::triggers::ALL
+            .iter()
+            .filter(|t| P::LISTENS.contains(t.id))
+            .map(|t| t.name)
+            .collect();
+        out.push(PluginInfo {
+            name: self.0.name().to_owned(),
+            version: self.0.version().to_owned(),
+            triggers,
+        });
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn report(
+    plugin: &str,
+    trigger: &'static str,
+    task: Option<uuid::Uuid>,
+    error: &(dyn std::error::Error + Send + Sync),
+) {
+    match task {
+        Some(task) => tracing::error!(plugin, trigger, %task, error = %error, "plugin handler failed"),
+        None => tracing::error!(plugin, trigger, error = %error, "plugin handler failed"),
+    }
+}
+
+/// Appends one more plugin (or chain) to a chain, keeping tuples flat.
+///
+/// Tuples of up to 15 members grow by one; a 15-tuple becomes a 16-tuple
+/// whose last member is a new tuple holding the rest.
+pub trait Append<X> {
+    /// The chain with `X` at the end.
+    type Output;
+    /// Appends `x`.
+    fn append(self, x: X) -> Self::Output;
+}
+
+impl<X> Append<X> for () {
+    type Output = (X,);
+    fn append(self, x: X) -> (X,) {
+        (x,)
+    }
+}
+
+macro_rules! tuple_chain {
+    ($( ($($T:ident $i:tt),+) )+) => {$(
+        impl<$($T: Chain),+> Chain for ($($T,)+) {
+            const LISTENS: TriggerSet = TriggerSet::EMPTY $(.union($T::LISTENS))+;
+
+            #[inline(always)]
+            fn fire<T: Trigger>(&self, ctx: &mut T::Context<'_>) -> impl Future<Output = ()> + Send {
+                async move {
+                    $( if $T::LISTENS.contains(T::ID) { self.$i.fire::<T>(ctx).await; } )+
+                }
+            }
+
+            async fn start(&self) -> Result<(), crate::Error> {
+                let mut started = 0usize;
+                let mut failure = None;
+                $(
+                    if failure.is_none() {
+                        match self.$i.start().await {
+                            Ok(()) => started += 1,
+                            Err(e) => failure = Some(e),
+                        }
+                    }
+                )+
+                match failure {
+                    None => Ok(()),
+                    Some(e) => {
+                        tuple_chain!(@stop_reverse self started [$($i)+]);
+                        Err(e)
+                    }
+                }
+            }
+
+            async fn stop(&self) {
+                let all = usize::MAX;
+                tuple_chain!(@stop_reverse self all [$($i)+]);
+            }
+
+            fn describe(&self, out: &mut Vec<PluginInfo>) {
+                $( self.$i.describe(out); )+
+            }
+        }
+    )+};
+    // Stops members with index < $n, last first.
+    (@stop_reverse $s:ident $n:ident [$($i:tt)+]) => {
+        tuple_chain!(@rev $s $n [] [$($i)+]);
+    };
+    (@rev $s:ident $n:ident [$($r:tt)*] [$first:tt $($rest:tt)*]) => {
+        tuple_chain!(@rev $s $n [$first $($r)*] [$($rest)*]);
+    };
+    (@rev $s:ident $n:ident [$($r:tt)*] []) => {
+        $( if $r < $n { $s.$r.stop().await; } )*
+    };
+}
+
+tuple_chain! {
+    (A 0)
+    (A 0, B 1)
+    (A 0, B 1, C 2)
+    (A 0, B 1, C 2, D 3)
+    (A 0, B 1, C 2, D 3, E 4)
+    (A 0, B 1, C 2, D 3, E 4, F 5)
+    (A 0, B 1, C 2, D 3, E 4, F 5, G 6)
+    (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7)
+    (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8)
+    (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9)
+    (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10)
+    (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11)
+    (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12)
+    (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12, N 13)
+    (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12, N 13, O 14)
+    (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12, N 13, O 14, R 15)
+}
+
+macro_rules! tuple_append {
+    ($( ($($T:ident $i:tt),+) )+) => {$(
+        impl<$($T,)+ X> Append<X> for ($($T,)+) {
+            type Output = ($($T,)+ X);
+            #[inline]
+            fn append(self, x: X) -> Self::Output {
+                ($(self.$i,)+ x)
+            }
+        }
+    )+};
+}
+
+tuple_append! {
+    (A 0)
+    (A 0, B 1)
+    (A 0, B 1, C 2)
+    (A 0, B 1, C 2, D 3)
+    (A 0, B 1, C 2, D 3, E 4)
+    (A 0, B 1, C 2, D 3, E 4, F 5)
+    (A 0, B 1, C 2, D 3, E 4, F 5, G 6)
+    (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7)
+    (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8)
+    (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9)
+    (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10)
+    (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11)
+    (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12)
+    (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12, N 13)
+}
+
+// A full chunk of 15 starts a nested chunk in the 16th slot.
+impl<A, B, C, D, E, F, G, H, I, J, K, L, M, N, O, X> Append<X>
+    for (A, B, C, D, E, F, G, H, I, J, K, L, M, N, O)
+{
+    type Output = (A, B, C, D, E, F, G, H, I, J, K, L, M, N, O, (X,));
+    #[inline]
+    fn append(self, x: X) -> Self::Output {
+        let (a, b, c, d, e, f, g, h, i, j, k, l, m, n, o) = self;
+        (a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, (x,))
+    }
+}
+
+// A 16-tuple appends into its nested rest.
+impl<A, B, C, D, E, F, G, H, I, J, K, L, M, N, O, R: Append<X>, X> Append<X>
+    for (A, B, C, D, E, F, G, H, I, J, K, L, M, N, O, R)
+{
+    type Output = (A, B, C, D, E, F, G, H, I, J, K, L, M, N, O, R::Output);
+    #[inline]
+    fn append(self, x: X) -> Self::Output {
+        let (a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, r) = self;
+        (a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, r.append(x))
+    }
+}

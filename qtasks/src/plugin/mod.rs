@@ -1,0 +1,117 @@
+//! Plugins: handlers bound to triggers at compile time.
+//!
+//! - [`Plugin`] is the trait: one method per trigger, each a no-op by default.
+//!   Write plugins with `#[plugin]` rather than by hand (see below).
+//! - [`Chain`] is an ordered list of plugins as one concrete type; firing a
+//!   trigger on it is a direct call, with no lookup, box or string compare.
+//!
+//! # Order
+//!
+//! Plugins run in registration order: the first plugin added to the app
+//! builder is called first for every trigger, is started first and is
+//! stopped last.
+//!
+//! # Replace semantics
+//!
+//! For replace and intercept triggers each handler sees the value left by
+//! the previous plugin; `None` leaves it unchanged; the last `Some` wins.
+//! A handler only ever replaces the one value its trigger carries, so a
+//! plugin can never erase a field it did not return.
+//!
+//! # Failures
+//!
+//! A handler that returns `Err` counts as `None` and is reported through
+//! `tracing` at error level with the plugin's name, the trigger and the task id.
+//!
+//! # Writing a plugin by hand
+//!
+//! `#[plugin]` sets [`Plugin::LISTENS`] to exactly the triggers it
+//! implements, which lets chains skip the others at compile time. A
+//! hand-written impl keeps the default, [`TriggerSet::ALL`], so every method
+//! it overrides is called; set `LISTENS` yourself only if you keep it in step
+//! with the methods you override.
+
+mod chain;
+mod outcome;
+
+pub use chain::{Append, Chain, Member, fire, listens};
+pub use outcome::{BoxError, IntoOutcome, IntoStartResult, Outcome};
+
+use crate::trigger::TriggerSet;
+#[allow(unused_imports)]
+use crate::model::{NewTask, Task, TaskMessage};
+use crate::triggers::*;
+use serde_json::{Map, Value};
+use std::future::{Future, ready};
+
+/// Name and version of a plugin, for listings.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PluginInfo {
+    /// The plugin's name.
+    pub name: String,
+    /// The plugin's version.
+    pub version: String,
+    /// Names of the triggers it listens to (all 56 for hand-written impls).
+    pub triggers: Vec<&'static str>,
+}
+
+macro_rules! define_plugin_trait {
+    ($(
+        $(#[doc = $doc:literal])*
+        $id:literal $name:ident $Ctx:ident ($comp:ident, $kind:ident, $Out:ty)
+            apply(|$ac:tt, $av:tt| $apply:expr) task_id(|$tc:tt| $tid:expr) {
+            $( $(#[doc = $fdoc:literal])* $field:ident : $fty:ty ),* $(,)?
+        }
+    )*) => {
+        /// A set of handlers bound to triggers, with a start/stop lifecycle.
+        ///
+        /// There is one method per trigger, named after it; each defaults to
+        /// a no-op. Implement it with `#[plugin]` on an `impl` block (method
+        /// names are trigger names) or `#[plugin(on = "…")]` on a function.
+        #[diagnostic::on_unimplemented(
+            message = "`{Self}` is not a qtasks plugin",
+            label = "not a plugin",
+            note = "put `#[qtasks::plugin]` on an `impl` block of `{Self}` whose methods are named after triggers, or `#[qtasks::plugin(on = \"trigger_name\")]` on a function"
+        )]
+        pub trait Plugin: Send + Sync + 'static {
+            /// The triggers this plugin listens to. Chains do not call the
+            /// others. `#[plugin]` sets it; hand-written impls default to all.
+            const LISTENS: TriggerSet = TriggerSet::ALL;
+
+            /// The plugin's name in listings and error reports.
+            fn name(&self) -> &str {
+                std::any::type_name::<Self>()
+            }
+
+            /// The plugin's version in listings.
+            fn version(&self) -> &str {
+                ""
+            }
+
+            /// Called once, in registration order, before the worker takes tasks.
+            ///
+            /// An error stops start-up: the plugins already started are stopped
+            /// in reverse order and the worker does not start.
+            fn start(&self) -> impl Future<Output = Result<(), BoxError>> + Send {
+                ready(Ok(()))
+            }
+
+            /// Called once, in reverse registration order, at shutdown.
+            fn stop(&self) -> impl Future<Output = ()> + Send {
+                ready(())
+            }
+
+            $(
+                $(#[doc = $doc])*
+                #[doc = ""]
+                #[doc = concat!("Trigger `", stringify!($name), "` (", stringify!($kind), "). The default does nothing.")]
+                #[allow(unused_variables)]
+                fn $name(&self, ctx: &$Ctx<'_>) -> impl Future<Output = Outcome<$Out>> + Send {
+                    ready(Outcome::Keep)
+                }
+            )*
+        }
+    };
+}
+
+crate::triggers::trigger_table!(define_plugin_trait);

@@ -1,0 +1,115 @@
+//! What a handler returns, and how it becomes an [`Outcome`].
+
+use std::error::Error as StdError;
+use std::fmt;
+
+/// A boxed error, as returned by failing handlers and plugin starts.
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// What one handler did with a trigger's value.
+pub enum Outcome<T> {
+    /// Leave the value as it is (observers always return this).
+    Keep,
+    /// Replace the value; the next plugin sees the new one.
+    Replace(T),
+    /// The handler failed: it counts as `Keep` and is reported.
+    Failed(BoxError),
+}
+
+impl<T> fmt::Debug for Outcome<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Keep => f.write_str("Keep"),
+            Self::Replace(_) => f.write_str("Replace(..)"),
+            Self::Failed(e) => write!(f, "Failed({e})"),
+        }
+    }
+}
+
+/// A type a handler of a trigger with value `T` may return.
+///
+/// | trigger kind | handler may return |
+/// | --- | --- |
+/// | observe (`T = ()`) | `()` or `Result<(), E>` |
+/// | replace, intercept | `Option<T>` or `Result<Option<T>, E>` |
+///
+/// `E` is any error type; an `Err` counts as "no value" and is reported
+/// with the plugin's name, the trigger and the task id.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a valid return type for a handler of a trigger whose value is `{T}`",
+    label = "handlers of this trigger return `Option<{T}>` (or `()` for observers)",
+    note = "observe triggers: return `()` or `Result<(), E>`; replace and intercept triggers: return `Option<T>` or `Result<Option<T>, E>`"
+)]
+pub trait IntoOutcome<T> {
+    /// Converts the handler's return value.
+    fn into_outcome(self) -> Outcome<T>;
+}
+
+impl IntoOutcome<()> for () {
+    #[inline(always)]
+    fn into_outcome(self) -> Outcome<()> {
+        Outcome::Keep
+    }
+}
+
+impl<E: Into<BoxError>> IntoOutcome<()> for Result<(), E> {
+    #[inline(always)]
+    fn into_outcome(self) -> Outcome<()> {
+        match self {
+            Ok(()) => Outcome::Keep,
+            Err(e) => Outcome::Failed(e.into()),
+        }
+    }
+}
+
+impl<T> IntoOutcome<T> for Option<T> {
+    #[inline(always)]
+    fn into_outcome(self) -> Outcome<T> {
+        match self {
+            Some(v) => Outcome::Replace(v),
+            None => Outcome::Keep,
+        }
+    }
+}
+
+impl<T, E: Into<BoxError>> IntoOutcome<T> for Result<Option<T>, E> {
+    #[inline(always)]
+    fn into_outcome(self) -> Outcome<T> {
+        match self {
+            Ok(Some(v)) => Outcome::Replace(v),
+            Ok(None) => Outcome::Keep,
+            Err(e) => Outcome::Failed(e.into()),
+        }
+    }
+}
+
+impl<T> IntoOutcome<T> for Outcome<T> {
+    #[inline(always)]
+    fn into_outcome(self) -> Outcome<T> {
+        self
+    }
+}
+
+/// What a plugin's `start` may return: `()` or `Result<(), E>`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a valid return type for a plugin's `start` or `stop`",
+    note = "return `()` or `Result<(), E>` with any error type `E`"
+)]
+pub trait IntoStartResult {
+    /// Converts the return value.
+    fn into_start_result(self) -> Result<(), BoxError>;
+}
+
+impl IntoStartResult for () {
+    #[inline(always)]
+    fn into_start_result(self) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+impl<E: Into<BoxError>> IntoStartResult for Result<(), E> {
+    #[inline(always)]
+    fn into_start_result(self) -> Result<(), BoxError> {
+        self.map_err(Into::into)
+    }
+}

@@ -1,0 +1,288 @@
+//! Tasks: functions clients enqueue by name and workers run.
+//!
+//! `#[task]` implements [`Task`] for a function; a [`TaskSet`] is the list of
+//! tasks an app knows, as one type (a tuple of tasks, nested for more than
+//! 16). Looking a task up by the name in a message is a chain of string
+//! compares generated for that type: no registry is filled at start-up.
+
+mod context;
+mod error;
+
+pub use context::TaskContext;
+pub use error::{Cancelled, PluginError, TaskError};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::future::Future;
+use std::time::Duration;
+
+/// What a worker knows about a task without running it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct TaskInfo {
+    /// The name clients enqueue it by.
+    pub name: &'static str,
+    /// Default priority; lower runs first.
+    pub priority: i64,
+    /// Time limit; past it the task ends `error`.
+    #[serde(serialize_with = "ser_duration")]
+    pub max_time: Option<Duration>,
+    /// Free-form tags, for listings.
+    pub tags: &'static [&'static str],
+    /// A description, for listings.
+    pub description: Option<&'static str>,
+    /// `true` for a sync function, which runs on the blocking pool.
+    pub blocking: bool,
+    /// The parameter names (without the context parameter).
+    pub params: &'static [&'static str],
+    /// The plugin that contributed the task, if any.
+    pub plugin: Option<&'static str>,
+}
+
+fn ser_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&d.as_secs_f64()),
+        None => s.serialize_none(),
+    }
+}
+
+impl TaskInfo {
+    /// A task with default options.
+    pub const fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            priority: 0,
+            max_time: None,
+            tags: &[],
+            description: None,
+            blocking: false,
+            params: &[],
+            plugin: None,
+        }
+    }
+}
+
+/// A task: a function with typed arguments and result, run by name.
+///
+/// Implement it with `#[task]`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a qtasks task",
+    label = "not a task",
+    note = "put `#[qtasks::task]` on a `fn` or `async fn`; the macro defines a type with the function's name that implements `Task`"
+)]
+pub trait Task: Send + Sync + 'static {
+    /// Name and options.
+    const INFO: TaskInfo;
+    /// The arguments as a tuple, in parameter order.
+    type Args: Serialize + DeserializeOwned + Send + 'static;
+    /// The result.
+    type Output: Serialize + DeserializeOwned + Send + 'static;
+
+    /// Decodes JSON arguments. The default accepts what `serde_json`
+    /// decodes into `Args`; `#[task]` also accepts an object keyed by
+    /// parameter name, and `null` for a task without parameters.
+    fn decode_args(args: &Value) -> Result<Self::Args, serde_json::Error> {
+        serde::Deserialize::deserialize(args)
+    }
+
+    /// Runs the task. Sync tasks move to the blocking pool here.
+    fn run(
+        ctx: TaskContext,
+        args: Self::Args,
+    ) -> impl Future<Output = Result<Self::Output, TaskError>> + Send;
+}
+
+/// Receives the task found by [`TaskSet::dispatch`].
+pub trait TaskVisitor: Send {
+    /// What visiting produces.
+    type Output: Send;
+    /// Called with the task whose name matched.
+    fn visit<T: Task>(self) -> impl Future<Output = Self::Output> + Send;
+}
+
+/// The tasks an app knows, as one type.
+///
+/// Implemented for every [`Task`], for `()` and for tuples of task sets up to
+/// 16 long (nest tuples for more).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a set of qtasks tasks",
+    note = "a task set is a `#[task]` type, `()`, or a tuple of task sets such as `(add, mul)`"
+)]
+pub trait TaskSet: Send + Sync + 'static {
+    /// Every task name in the set, for the compile-time duplicate check.
+    const NAMES: NameList;
+
+    /// `true` if a task of the set has this name.
+    fn contains(name: &str) -> bool;
+
+    /// Runs `visitor` with the task called `name`, or gives it back.
+    fn dispatch<V: TaskVisitor>(name: &str, visitor: V) -> impl Future<Output = Result<V::Output, V>> + Send;
+
+    /// Appends every task's info, in order.
+    fn describe(out: &mut Vec<&'static TaskInfo>);
+}
+
+/// A list of names built at compile time (up to [`NameList::CAPACITY`]).
+#[derive(Clone, Copy, Debug)]
+pub struct NameList {
+    names: [&'static str; NameList::CAPACITY],
+    len: usize,
+}
+
+impl NameList {
+    /// How many names a list holds.
+    pub const CAPACITY: usize = 512;
+    /// No names.
+    pub const EMPTY: Self = Self { names: [""; Self::CAPACITY], len: 0 };
+
+    /// A list of one name.
+    pub const fn one(name: &'static str) -> Self {
+        Self::EMPTY.push(name)
+    }
+
+    /// The list with `name` added.
+    pub const fn push(mut self, name: &'static str) -> Self {
+        assert!(self.len < Self::CAPACITY, "too many tasks in one app (more than 512)");
+        self.names[self.len] = name;
+        self.len += 1;
+        self
+    }
+
+    /// The list with every name of `other` added.
+    pub const fn extend(mut self, other: &Self) -> Self {
+        let mut i = 0;
+        while i < other.len {
+            self = self.push(other.names[i]);
+            i += 1;
+        }
+        self
+    }
+
+    /// Panics at compile time if a name appears twice.
+    pub const fn assert_unique(&self) {
+        let mut i = 0;
+        while i < self.len {
+            let mut j = i + 1;
+            while j < self.len {
+                assert!(!str_eq(self.names[i], self.names[j]), "a task name is registered twice in this app's task list");
+                j += 1;
+            }
+            i += 1;
+        }
+    }
+
+    /// The first name that appears twice, if any.
+    pub fn duplicate(&self) -> Option<&'static str> {
+        let names = &self.names[..self.len];
+        names.iter().enumerate().find(|(i, n)| names[..*i].contains(n)).map(|(_, n)| *n)
+    }
+}
+
+const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+impl<T: Task> TaskSet for T {
+    const NAMES: NameList = NameList::one(T::INFO.name);
+
+    #[inline]
+    fn contains(name: &str) -> bool {
+        name == T::INFO.name
+    }
+
+    async fn dispatch<V: TaskVisitor>(name: &str, visitor: V) -> Result<V::Output, V> {
+        if Self::contains(name) { Ok(visitor.visit::<T>().await) } else { Err(visitor) }
+    }
+
+    fn describe(out: &mut Vec<&'static TaskInfo>) {
+        out.push(&T::INFO);
+    }
+}
+
+impl TaskSet for () {
+    const NAMES: NameList = NameList::EMPTY;
+
+    fn contains(_name: &str) -> bool {
+        false
+    }
+
+    fn dispatch<V: TaskVisitor>(_name: &str, visitor: V) -> impl Future<Output = Result<V::Output, V>> + Send {
+        std::future::ready(Err(visitor))
+    }
+
+    fn describe(_out: &mut Vec<&'static TaskInfo>) {}
+}
+
+macro_rules! tuple_task_set {
+    ($( ($($T:ident),+) )+) => {$(
+        impl<$($T: TaskSet),+> TaskSet for ($($T,)+) {
+            const NAMES: NameList = NameList::EMPTY $(.extend(&$T::NAMES))+;
+
+            #[inline]
+            fn contains(name: &str) -> bool {
+                $( $T::contains(name) )||+
+            }
+
+            async fn dispatch<V: TaskVisitor>(name: &str, visitor: V) -> Result<V::Output, V> {
+                $( if $T::contains(name) { return $T::dispatch(name, visitor).await; } )+
+                Err(visitor)
+            }
+
+            fn describe(out: &mut Vec<&'static TaskInfo>) {
+                $( $T::describe(out); )+
+            }
+        }
+    )+};
+}
+
+tuple_task_set! {
+    (A)
+    (A, B)
+    (A, B, C)
+    (A, B, C, D)
+    (A, B, C, D, E)
+    (A, B, C, D, E, F)
+    (A, B, C, D, E, F, G)
+    (A, B, C, D, E, F, G, H)
+    (A, B, C, D, E, F, G, H, I)
+    (A, B, C, D, E, F, G, H, I, J)
+    (A, B, C, D, E, F, G, H, I, J, K)
+    (A, B, C, D, E, F, G, H, I, J, K, L)
+    (A, B, C, D, E, F, G, H, I, J, K, L, M)
+    (A, B, C, D, E, F, G, H, I, J, K, L, M, N)
+    (A, B, C, D, E, F, G, H, I, J, K, L, M, N, O)
+    (A, B, C, D, E, F, G, H, I, J, K, L, M, N, O, P)
+}
+
+/// What a task function may return: a value, or `Result<value, E>`.
+///
+/// `#[task]` uses it on functions whose return type is written `Result<…>`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be returned by a task",
+    note = "a task returns a serializable value, or `Result<T, E>` where `E` converts into `qtasks::TaskError` (any `std::error::Error + Send + Sync + 'static`)"
+)]
+pub trait IntoTaskResult {
+    /// The value on success.
+    type Ok;
+    /// Converts the return value.
+    fn into_task_result(self) -> Result<Self::Ok, TaskError>;
+}
+
+impl<T, E: Into<TaskError>> IntoTaskResult for Result<T, E> {
+    type Ok = T;
+    #[inline]
+    fn into_task_result(self) -> Result<T, TaskError> {
+        self.map_err(Into::into)
+    }
+}

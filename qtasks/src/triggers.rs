@@ -1,0 +1,460 @@
+//! The 56 QTasks triggers, declared once.
+//!
+//! Each trigger is a context type named after it in CamelCase
+//! (`worker_execute_before` → [`WorkerExecuteBefore`]). The table in this file
+//! is the single source of truth: it generates the context structs, their
+//! [`Trigger`] impls, [`ALL`], and (in [`crate::plugin`]) one method of the
+//! [`Plugin`](crate::Plugin) trait per trigger. The `#[plugin]` macro keeps its
+//! own list of names for compile-time checks; a test compares the two.
+//!
+//! Every context has an `app` field (the app's name). Replace and intercept
+//! triggers carry the value handlers may replace as an owned field; the
+//! other fields borrow from the component that fires the trigger.
+//!
+//! Which triggers fire on which path, and in which order, is documented on
+//! [`ALL`] and in the crate's `docs/triggers.md`.
+
+use crate::model::{NewTask, Task, TaskMessage, TaskStatus};
+use crate::plugin::{Outcome, Plugin};
+use crate::task::{PluginError, TaskInfo};
+use crate::trigger::{Component, Kind, Trigger, TriggerContext, TriggerInfo};
+use serde_json::{Map, Value};
+use std::future::Future;
+use uuid::Uuid;
+
+/// The executor phase a middleware trigger fires in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Before the task runs.
+    Before,
+    /// After the task ran.
+    After,
+}
+
+/// Calls `$cb! { rows }` with the whole trigger table.
+///
+/// Row: `id name Context (Component, Kind, Output) apply(|ctx, v| …) task_id(|ctx| …) { fields }`.
+macro_rules! trigger_table {
+    ($cb:ident) => {
+        $cb! {
+            // ---- qtasks: the app and its client ----
+            /// Before a client enqueues a task; may replace the request (name, priority, args, extra).
+            0 qtasks_add_task_before_broker QtasksAddTaskBeforeBroker (Qtasks, Replace, NewTask)
+                apply(|c, v| c.request = v) task_id(|_c| None) {
+                /// What the client asked for.
+                request: NewTask,
+            }
+            /// After a client enqueued a task.
+            1 qtasks_add_task_after_broker QtasksAddTaskAfterBroker (Qtasks, Observe, ())
+                apply(|_c, _v| ()) task_id(|c| Some(c.task.uuid)) {
+                /// The stored `new` record.
+                task: &'a Task,
+            }
+            /// When a client reads a task record; may replace it.
+            2 qtasks_get QtasksGet (Qtasks, Replace, Task)
+                apply(|c, v| c.task = Some(v)) task_id(|c| Some(c.uuid)) {
+                /// The id looked up.
+                uuid: Uuid,
+                /// The record found, if any.
+                task: Option<Task>,
+            }
+            /// When the app is asked to stop.
+            3 qtasks_stop QtasksStop (Qtasks, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
+            /// When a client pings the workers.
+            4 qtasks_ping QtasksPing (Qtasks, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
+            /// When a client flushes every key of the app.
+            5 qtasks_flush_all QtasksFlushAll (Qtasks, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
+
+            // ---- broker: the queue ----
+            /// When a worker's broker starts listening for tasks.
+            6 broker_listen_start BrokerListenStart (Broker, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
+            /// When the broker hands a task it received to the worker; may replace the message.
+            7 broker_add_worker BrokerAddWorker (Broker, Replace, TaskMessage)
+                apply(|c, v| c.message = v) task_id(|c| Some(c.message.uuid)) {
+                /// The message taken from the queue.
+                message: TaskMessage,
+            }
+            /// Before the broker stores and enqueues a task; may replace the `new` record.
+            8 broker_add_before BrokerAddBefore (Broker, Replace, Task)
+                apply(|c, v| c.model = v) task_id(|c| Some(c.model.uuid)) {
+                /// The record about to be stored.
+                model: Task,
+            }
+            /// After the broker enqueued a task.
+            9 broker_add_after BrokerAddAfter (Broker, Observe, ())
+                apply(|_c, _v| ()) task_id(|c| Some(c.model.uuid)) {
+                /// The stored record.
+                model: &'a Task,
+            }
+            /// When the broker reads a task record; may replace it.
+            10 broker_get BrokerGet (Broker, Replace, Task)
+                apply(|c, v| c.task = Some(v)) task_id(|c| Some(c.uuid)) {
+                /// The id looked up.
+                uuid: Uuid,
+                /// The record found, if any.
+                task: Option<Task>,
+            }
+            /// Before the broker writes a status change; may replace the record written.
+            11 broker_update BrokerUpdate (Broker, Replace, Task)
+                apply(|c, v| c.model = v) task_id(|c| Some(c.model.uuid)) {
+                /// The record about to be written.
+                model: Task,
+            }
+            /// When the broker starts, before the storage.
+            12 broker_start BrokerStart (Broker, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
+            /// When the broker stops.
+            13 broker_stop BrokerStop (Broker, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
+            /// Before the broker stores a final status; may replace the record.
+            14 broker_remove_finished_task BrokerRemoveFinishedTask (Broker, Replace, Task)
+                apply(|c, v| c.model = v) task_id(|c| Some(c.model.uuid)) {
+                /// The final record.
+                model: Task,
+            }
+            /// When the broker puts back a task whose worker died (backends with leases).
+            15 broker_running_older_tasks BrokerRunningOlderTasks (Broker, Observe, ())
+                apply(|_c, _v| ()) task_id(|c| Some(c.message.uuid)) {
+                /// The message put back in the queue.
+                message: &'a TaskMessage,
+            }
+            /// When the broker flushes the app's queue.
+            16 broker_flush_all BrokerFlushAll (Broker, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
+
+            // ---- storage: task records ----
+            /// Before a `new` record is stored; may replace it.
+            17 storage_add StorageAdd (Storage, Replace, Task)
+                apply(|c, v| c.model = v) task_id(|c| Some(c.model.uuid)) {
+                /// The record about to be stored.
+                model: Task,
+            }
+            /// When a record is read and found; may replace it.
+            18 storage_get StorageGet (Storage, Replace, Task)
+                apply(|c, v| c.model = v) task_id(|c| Some(c.model.uuid)) {
+                /// The record read.
+                model: Task,
+            }
+            /// When every record is listed; may replace the list.
+            19 storage_get_all StorageGetAll (Storage, Replace, Vec<Task>)
+                apply(|c, v| c.models = v) task_id(|_c| None) {
+                /// The records read.
+                models: Vec<Task>,
+            }
+            /// Before a status change is written; may replace the record.
+            20 storage_update StorageUpdate (Storage, Replace, Task)
+                apply(|c, v| c.model = v) task_id(|c| Some(c.model.uuid)) {
+                /// The record about to be written.
+                model: Task,
+            }
+            /// After a final status was stored.
+            21 storage_remove_finished_task StorageRemoveFinishedTask (Storage, Observe, ())
+                apply(|_c, _v| ()) task_id(|c| Some(c.model.uuid)) {
+                /// The final record.
+                model: &'a Task,
+            }
+            /// When the storage starts.
+            22 storage_start StorageStart (Storage, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
+            /// When the storage stops.
+            23 storage_stop StorageStop (Storage, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
+            /// When a worker takes a task, before it is recorded as in flight; may replace the message.
+            24 storage_add_process StorageAddProcess (Storage, Replace, TaskMessage)
+                apply(|c, v| c.message = v) task_id(|c| Some(c.message.uuid)) {
+                /// The message taken.
+                message: TaskMessage,
+            }
+            /// When the storage recovers a task left in flight by a dead worker; may replace the message.
+            25 storage_running_older_tasks StorageRunningOlderTasks (Storage, Replace, TaskMessage)
+                apply(|c, v| c.message = v) task_id(|c| Some(c.message.uuid)) {
+                /// The message recovered.
+                message: TaskMessage,
+            }
+            /// When the storage deletes finished records.
+            26 storage_delete_finished_tasks StorageDeleteFinishedTasks (Storage, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
+            /// When the storage flushes every record of the app.
+            27 storage_flush_all StorageFlushAll (Storage, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
+
+            // ---- global_config: shared settings and the worker registry ----
+            /// Before a shared setting is written; may replace the value.
+            28 global_config_set GlobalConfigSet (GlobalConfig, Replace, Value)
+                apply(|c, v| c.value = v) task_id(|_c| None) {
+                /// The settings group.
+                name: &'a str,
+                /// The setting.
+                key: &'a str,
+                /// The value about to be written.
+                value: Value,
+            }
+            /// When a shared setting is read; may replace the value.
+            29 global_config_get GlobalConfigGet (GlobalConfig, Replace, Value)
+                apply(|c, v| c.value = Some(v)) task_id(|_c| None) {
+                /// The settings group.
+                name: &'a str,
+                /// The setting.
+                key: &'a str,
+                /// The value read, if any.
+                value: Option<Value>,
+            }
+            /// When a settings group is read; may replace it.
+            30 global_config_get_all GlobalConfigGetAll (GlobalConfig, Replace, Map<String, Value>)
+                apply(|c, v| c.values = v) task_id(|_c| None) {
+                /// The settings group.
+                name: &'a str,
+                /// The values read.
+                values: Map<String, Value>,
+            }
+            /// When settings are read by pattern; may replace them.
+            31 global_config_get_match GlobalConfigGetMatch (GlobalConfig, Replace, Map<String, Value>)
+                apply(|c, v| c.values = v) task_id(|_c| None) {
+                /// The pattern.
+                pattern: &'a str,
+                /// The values read.
+                values: Map<String, Value>,
+            }
+            /// When the global config starts.
+            32 global_config_start GlobalConfigStart (GlobalConfig, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
+            /// When the global config stops.
+            33 global_config_stop GlobalConfigStop (GlobalConfig, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
+            /// When the worker heartbeat starts.
+            34 global_config_set_status GlobalConfigSetStatus (GlobalConfig, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
+
+            // ---- worker ----
+            /// When the worker queues a task it received; may replace the message.
+            35 worker_add WorkerAdd (Worker, Replace, TaskMessage)
+                apply(|c, v| c.message = v) task_id(|c| Some(c.message.uuid)) {
+                /// The message received.
+                message: TaskMessage,
+            }
+            /// When the worker starts, after every plugin started.
+            36 worker_start WorkerStart (Worker, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {
+                /// How many tasks the worker runs at once.
+                max_tasks_process: usize,
+            }
+            /// When the worker stops, after in-flight tasks finished.
+            37 worker_stop WorkerStop (Worker, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
+            /// Before a task's `process` status is written; may replace that record.
+            38 worker_execute_before WorkerExecuteBefore (Worker, Replace, Task)
+                apply(|c, v| c.model = v) task_id(|c| Some(c.message.uuid)) {
+                /// The task's definition.
+                task: &'a TaskInfo,
+                /// The message being run.
+                message: &'a TaskMessage,
+                /// The `process` record about to be written.
+                model: Task,
+            }
+            /// Before the executor runs a task.
+            39 worker_run_task_before WorkerRunTaskBefore (Worker, Observe, ())
+                apply(|_c, _v| ()) task_id(|c| Some(c.message.uuid)) {
+                /// The task's definition.
+                task: &'a TaskInfo,
+                /// The message being run.
+                message: &'a TaskMessage,
+            }
+            /// When a task with retries left failed; may replace the error record.
+            40 worker_task_error_retry WorkerTaskErrorRetry (Worker, Replace, Task)
+                apply(|c, v| c.model = v) task_id(|c| Some(c.message.uuid)) {
+                /// The task's definition.
+                task: &'a TaskInfo,
+                /// The message that failed.
+                message: &'a TaskMessage,
+                /// The `error` record.
+                model: Task,
+            }
+            /// Before the worker stores a final status; may replace the record.
+            41 worker_remove_finished_task WorkerRemoveFinishedTask (Worker, Replace, Task)
+                apply(|c, v| c.model = v) task_id(|c| Some(c.message.uuid)) {
+                /// The task's definition; `None` for an unknown task name.
+                task: Option<&'a TaskInfo>,
+                /// The message that ran.
+                message: &'a TaskMessage,
+                /// The final record.
+                model: Task,
+            }
+            /// After a task's final status was stored.
+            42 worker_execute_after WorkerExecuteAfter (Worker, Observe, ())
+                apply(|_c, _v| ()) task_id(|c| Some(c.model.uuid)) {
+                /// The task's definition; `None` for an unknown task name.
+                task: Option<&'a TaskInfo>,
+                /// The final record.
+                model: &'a Task,
+            }
+
+            // ---- task_executor: one task's pipeline ----
+            /// Before and after the task runs (the middleware points).
+            43 task_executor_middlewares_execute TaskExecutorMiddlewaresExecute (TaskExecutor, Observe, ())
+                apply(|_c, _v| ()) task_id(|c| Some(c.message.uuid)) {
+                /// The task's definition.
+                task: &'a TaskInfo,
+                /// The message being run.
+                message: &'a TaskMessage,
+                /// Before or after the run.
+                phase: Phase,
+            }
+            /// Before the arguments are decoded; may replace them (JSON).
+            44 task_executor_args_replace TaskExecutorArgsReplace (TaskExecutor, Replace, Value)
+                apply(|c, v| c.args = v) task_id(|c| Some(c.message.uuid)) {
+                /// The task's definition.
+                task: &'a TaskInfo,
+                /// The message being run.
+                message: &'a TaskMessage,
+                /// The arguments about to be decoded.
+                args: Value,
+            }
+            /// Right before the task function is called.
+            45 task_executor_before_execute TaskExecutorBeforeExecute (TaskExecutor, Observe, ())
+                apply(|_c, _v| ()) task_id(|c| Some(c.message.uuid)) {
+                /// The task's definition.
+                task: &'a TaskInfo,
+                /// The message being run.
+                message: &'a TaskMessage,
+            }
+            /// After the task function returned a value; may replace the result (JSON).
+            46 task_executor_run_task TaskExecutorRunTask (TaskExecutor, Replace, Value)
+                apply(|c, v| c.result = v) task_id(|c| Some(c.message.uuid)) {
+                /// The task's definition.
+                task: &'a TaskInfo,
+                /// The message being run.
+                message: &'a TaskMessage,
+                /// The result.
+                result: Value,
+            }
+            /// After a stream task yielded all its items; may replace the collected list.
+            47 task_executor_run_task_gen TaskExecutorRunTaskGen (TaskExecutor, Replace, Vec<Value>)
+                apply(|c, v| c.results = v) task_id(|c| Some(c.message.uuid)) {
+                /// The task's definition.
+                task: &'a TaskInfo,
+                /// The message being run.
+                message: &'a TaskMessage,
+                /// The items collected.
+                results: Vec<Value>,
+            }
+            /// When a task ended with a [`PluginError`]: a handler that returns a
+            /// value rescues the task, which ends `success` with it.
+            48 task_executor_run_task_trigger_error TaskExecutorRunTaskTriggerError (TaskExecutor, Intercept, Value)
+                apply(|c, v| c.result = Some(v)) task_id(|c| Some(c.message.uuid)) {
+                /// The task's definition.
+                task: &'a TaskInfo,
+                /// The message being run.
+                message: &'a TaskMessage,
+                /// The error the task ended with.
+                error: &'a PluginError,
+                /// The rescue value returned by an earlier handler, if any.
+                result: Option<Value>,
+            }
+            /// After the task function returned (value or error).
+            49 task_executor_after_execute TaskExecutorAfterExecute (TaskExecutor, Observe, ())
+                apply(|_c, _v| ()) task_id(|c| Some(c.message.uuid)) {
+                /// The task's definition.
+                task: &'a TaskInfo,
+                /// The message being run.
+                message: &'a TaskMessage,
+            }
+            /// After a successful run; may replace the result (JSON).
+            50 task_executor_after_execute_result_replace TaskExecutorAfterExecuteResultReplace (TaskExecutor, Replace, Value)
+                apply(|c, v| c.result = v) task_id(|c| Some(c.message.uuid)) {
+                /// The task's definition.
+                task: &'a TaskInfo,
+                /// The message being run.
+                message: &'a TaskMessage,
+                /// The result.
+                result: Value,
+            }
+            /// When the result is encoded for storage; may replace the stored value.
+            51 task_executor_decode TaskExecutorDecode (TaskExecutor, Replace, Value)
+                apply(|c, v| c.result = v) task_id(|c| Some(c.message.uuid)) {
+                /// The task's definition.
+                task: &'a TaskInfo,
+                /// The message being run.
+                message: &'a TaskMessage,
+                /// The value about to be stored.
+                result: Value,
+            }
+            /// When the executor is done with a task, on every path (success, error, cancel).
+            52 task_executor_task_close TaskExecutorTaskClose (TaskExecutor, Observe, ())
+                apply(|_c, _v| ()) task_id(|c| Some(c.message.uuid)) {
+                /// The task's definition.
+                task: &'a TaskInfo,
+                /// The message that ran.
+                message: &'a TaskMessage,
+                /// The status the task ends with.
+                status: TaskStatus,
+            }
+
+            // ---- starter and stats ----
+            /// When a worker process starts, before any plugin's `start`.
+            53 starter_start StarterStart (Starter, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
+            /// When a worker process stops, before any plugin's `stop`.
+            54 starter_stop StarterStop (Starter, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
+            /// When the app is inspected.
+            55 stats_inspect StatsInspect (Stats, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
+        }
+    };
+}
+pub(crate) use trigger_table;
+
+macro_rules! define_contexts {
+    ($(
+        $(#[doc = $doc:literal])*
+        $id:literal $name:ident $Ctx:ident ($comp:ident, $kind:ident, $Out:ty)
+            apply(|$ac:tt, $av:tt| $apply:expr) task_id(|$tc:tt| $tid:expr) {
+            $( $(#[doc = $fdoc:literal])* $field:ident : $fty:ty ),* $(,)?
+        }
+    )*) => {
+        $(
+            $(#[doc = $doc])*
+            #[doc = ""]
+            #[doc = concat!("Context of the `", stringify!($name), "` trigger (", stringify!($kind), ", component `", stringify!($comp), "`).")]
+            #[derive(Debug)]
+            pub struct $Ctx<'a> {
+                /// The app's name.
+                pub app: &'a str,
+                $( $(#[doc = $fdoc])* pub $field: $fty, )*
+            }
+
+            impl Trigger for $Ctx<'static> {
+                const NAME: &'static str = stringify!($name);
+                const ID: u8 = $id;
+                const COMPONENT: Component = Component::$comp;
+                const KIND: Kind = Kind::$kind;
+                type Context<'a> = $Ctx<'a>;
+                type Output = $Out;
+
+                #[inline(always)]
+                fn call<P: Plugin>(plugin: &P, ctx: &Self::Context<'_>) -> impl Future<Output = Outcome<$Out>> + Send {
+                    plugin.$name(ctx)
+                }
+
+                #[inline(always)]
+                #[allow(clippy::unused_unit)]
+                fn apply($ac: &mut Self::Context<'_>, $av: $Out) {
+                    $apply
+                }
+
+                #[inline]
+                fn task_id($tc: &Self::Context<'_>) -> Option<Uuid> {
+                    $tid
+                }
+            }
+
+            impl<'a> TriggerContext<'a> for $Ctx<'a> {
+                type Trigger = $Ctx<'static>;
+            }
+        )*
+
+        /// Every trigger, in table order (`ALL[i].id == i`).
+        pub const ALL: [TriggerInfo; 56] = [
+            $( TriggerInfo {
+                name: stringify!($name),
+                id: $id,
+                component: Component::$comp,
+                kind: Kind::$kind,
+                context: stringify!($Ctx),
+                output: stringify!($Out),
+            }, )*
+        ];
+    };
+}
+
+trigger_table!(define_contexts);
+
+/// Looks a trigger up by name.
+pub fn by_name(name: &str) -> Option<&'static TriggerInfo> {
+    ALL.iter().find(|t| t.name == name)
+}

@@ -1,0 +1,152 @@
+//! The worker: takes tasks from the backend and runs them.
+
+use crate::app::{AppInner, QueueTasks};
+use crate::backend::Backend;
+use crate::client::fire;
+use crate::error::Error;
+use crate::model::TaskMessage;
+use crate::plugin::Chain;
+use crate::task::TaskSet;
+use crate::triggers::*;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+
+/// Largest number of tasks taken from the backend in one call.
+const MAX_BATCH: usize = 256;
+
+/// Configures and starts a worker; see [`QueueTasks::worker`].
+#[must_use = "call `.start().await` to run the worker"]
+pub struct WorkerBuilder<T, C, B> {
+    app: QueueTasks<T, C, B>,
+    max_tasks_process: usize,
+}
+
+impl<T: TaskSet, C: Chain, B: Backend> QueueTasks<T, C, B> {
+    /// A worker for this app, running up to 10 tasks at once by default.
+    pub fn worker(&self) -> WorkerBuilder<T, C, B> {
+        WorkerBuilder { app: self.clone(), max_tasks_process: 10 }
+    }
+}
+
+impl<T: TaskSet, C: Chain, B: Backend> WorkerBuilder<T, C, B> {
+    /// How many tasks run at once (QTasks's `max_tasks_process`). At least 1.
+    pub fn max_tasks_process(mut self, n: usize) -> Self {
+        self.max_tasks_process = n.max(1);
+        self
+    }
+
+    /// Starts the plugins (in order), then the worker loop.
+    ///
+    /// If a plugin's `start` fails, the plugins started before it are
+    /// stopped in reverse order and the error is returned: no task runs.
+    pub async fn start(self) -> Result<Worker<T, C, B>, Error> {
+        let app = Arc::clone(&self.app.inner);
+        let name = app.name.as_str();
+        fire!(&app.chain, StarterStart { app: name });
+        app.chain.start().await?;
+        fire!(&app.chain, WorkerStart { app: name, max_tasks_process: self.max_tasks_process });
+        fire!(&app.chain, BrokerStart { app: name });
+        fire!(&app.chain, StorageStart { app: name });
+        fire!(&app.chain, BrokerListenStart { app: name });
+        app.local_workers.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(app = name, backend = app.backend.kind(), max_tasks_process = self.max_tasks_process, "worker started");
+
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let slots = Arc::new(Semaphore::new(self.max_tasks_process));
+        let run = tokio::spawn(run_loop(Arc::clone(&app), Arc::clone(&slots), stop_rx));
+        Ok(Worker { app: self.app, stop: stop_tx, run: Some(run), slots, max: self.max_tasks_process })
+    }
+}
+
+/// A running worker. Shut it down with [`Worker::shutdown`]; dropping it
+/// stops taking tasks but does not wait for the ones running.
+pub struct Worker<T: TaskSet, C: Chain, B: Backend> {
+    app: QueueTasks<T, C, B>,
+    stop: watch::Sender<bool>,
+    run: Option<JoinHandle<()>>,
+    slots: Arc<Semaphore>,
+    max: usize,
+}
+
+impl<T: TaskSet, C: Chain, B: Backend> Worker<T, C, B> {
+    /// Stops taking tasks, waits for the running ones to finish, then stops
+    /// the plugins in reverse order.
+    pub async fn shutdown(mut self) {
+        let app = Arc::clone(&self.app.inner);
+        let name = app.name.as_str();
+        fire!(&app.chain, StarterStop { app: name });
+        fire!(&app.chain, BrokerStop { app: name });
+        let _ = self.stop.send(true);
+        if let Some(run) = self.run.take() {
+            let _ = run.await;
+        }
+        // Every running task holds a slot: taking them all means all finished.
+        let _all = self.slots.acquire_many(self.max as u32).await;
+        fire!(&app.chain, WorkerStop { app: name });
+        fire!(&app.chain, StorageStop { app: name });
+        app.chain.stop().await;
+        app.local_workers.fetch_sub(1, Ordering::Relaxed);
+        tracing::info!(app = name, "worker stopped");
+    }
+
+    /// Runs until `signal` completes, then shuts down gracefully.
+    pub async fn run_until(self, signal: impl std::future::Future<Output = ()>) {
+        signal.await;
+        self.shutdown().await;
+    }
+}
+
+impl<T: TaskSet, C: Chain, B: Backend> Drop for Worker<T, C, B> {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+async fn run_loop<T: TaskSet, C: Chain, B: Backend>(
+    app: Arc<AppInner<T, C, B>>,
+    slots: Arc<Semaphore>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut batch: Vec<TaskMessage> = Vec::with_capacity(MAX_BATCH);
+    let mut backoff = std::time::Duration::from_millis(10);
+    loop {
+        // Take as many slots as are free (at least one), then as many tasks.
+        let first = tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => return,
+            permit = Arc::clone(&slots).acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
+        let mut permits = vec![first];
+        while permits.len() < MAX_BATCH {
+            match Arc::clone(&slots).try_acquire_owned() {
+                Ok(p) => permits.push(p),
+                Err(_) => break,
+            }
+        }
+        let fetched = tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => return,
+            r = app.backend.fetch(permits.len(), &mut batch) => r,
+        };
+        if let Err(error) = fetched {
+            tracing::error!(app = %app.name, %error, "fetching tasks failed; retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+            continue;
+        }
+        backoff = std::time::Duration::from_millis(10);
+        for message in batch.drain(..) {
+            let Some(permit) = permits.pop() else { break };
+            let app = Arc::clone(&app);
+            tokio::spawn(async move {
+                crate::executor::receive_and_run(&app, message).await;
+                drop(permit);
+            });
+        }
+    }
+}
