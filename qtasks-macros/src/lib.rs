@@ -1,5 +1,62 @@
+//! The `#[task]` and `#[plugin]` attribute macros of
+//! [qtasks](https://docs.rs/qtasks). Use them through `qtasks`, which
+//! re-exports them; the generated code refers to `::qtasks`.
+//!
+//! Each macro reads as a pipeline: `attr` parses the options, `expand`
+//! checks the item and generates code; on a mistake it still emits the
+//! user's item (and, where it can, the generated type), so one mistake gives
+//! one error.
+
 use proc_macro::TokenStream;
+
+mod diag;
+mod plugin;
+mod task;
+mod triggers;
+
+/// Turns a `fn` or `async fn` into a task.
+///
+/// Options: `name = "…"` (default: the function's name), `priority = N`
+/// (lower runs first, default 0), `max_time = SECONDS`, `tags = ["…"]`,
+/// `description = "…"` (default: the first line of the doc comment).
+///
+/// The function stays callable as written. The macro adds a type with the
+/// function's name (`struct add {}`) that implements `qtasks::Task`: register
+/// it with `.task::<add>()` and enqueue it with `app.enqueue::<add>(args)`.
+/// A parameter of type `TaskContext` (or `&TaskContext`) receives the task's
+/// context; the other parameters are the task's arguments, decoded from JSON.
+/// A sync function runs on the blocking pool.
 #[proc_macro_attribute]
-pub fn task(_a: TokenStream, i: TokenStream) -> TokenStream { i }
+pub fn task(args: TokenStream, item: TokenStream) -> TokenStream {
+    task::task(args.into(), item.into()).into()
+}
+
+/// Binds handlers to triggers.
+///
+/// - On a function: `#[plugin(on = "trigger_name")]` defines a unit struct
+///   named after the function in CamelCase that implements `qtasks::Plugin`
+///   with that one handler. Add `blocking` to run a sync handler off the
+///   async worker threads.
+/// - On an `impl` block: each method named after a trigger is a handler;
+///   `start` and `stop` (sync or async) form the lifecycle; `#[blocking]` on
+///   a method marks it blocking. `name = "…"` and `version = "…"` set the
+///   plugin's listing.
+///
+/// An unknown trigger name is an error on the string (or method name) with a
+/// "did you mean" suggestion.
 #[proc_macro_attribute]
-pub fn plugin(_a: TokenStream, i: TokenStream) -> TokenStream { i }
+pub fn plugin(args: TokenStream, item: TokenStream) -> TokenStream {
+    plugin::plugin(args.into(), item.into()).into()
+}
+
+/// Expands to the trigger table the macros check names against, as
+/// `[(name, context, output); 56]`. For the consistency test only.
+#[doc(hidden)]
+#[proc_macro]
+pub fn __trigger_table(_input: TokenStream) -> TokenStream {
+    let rows = triggers::TRIGGERS.iter().map(|t| {
+        let (n, c, o) = (t.name, t.context, t.output);
+        quote::quote!((#n, #c, #o))
+    });
+    quote::quote!([#(#rows),*]).into()
+}

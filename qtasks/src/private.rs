@@ -86,3 +86,11 @@ pub async fn blocking_handler<R>(f: impl FnOnce() -> R) -> R {
         _ => f(),
     }
 }
+
+pub use qtasks_macros::__trigger_table as trigger_table;
+
+/// Reports a plugin `stop` that failed.
+#[cold]
+pub fn report_stop_error(plugin: &str, error: &(dyn std::error::Error + Send + Sync)) {
+    tracing::error!(plugin, error = %error, "plugin stop failed");
+}

@@ -1,0 +1,59 @@
+//! Parses the options of `#[plugin(...)]`.
+
+use crate::diag::Errors;
+use syn::punctuated::Punctuated;
+use syn::{Expr, Lit, LitStr, Meta, Token};
+
+/// Options of `#[plugin]`.
+#[derive(Default)]
+pub(crate) struct PluginOptions {
+    /// `on = "trigger"`: required on functions, refused on impl blocks.
+    pub on: Option<LitStr>,
+    /// `blocking`: run a sync handler off the async worker threads.
+    pub blocking: Option<proc_macro2::Span>,
+    /// `name = "…"`: the plugin's name in listings.
+    pub name: Option<String>,
+    /// `version = "…"`: the plugin's version in listings.
+    pub version: Option<String>,
+}
+
+const OPTIONS: &[&str] = &["on", "blocking", "name", "version"];
+
+pub(crate) fn parse(args: proc_macro2::TokenStream, errors: &mut Errors) -> PluginOptions {
+    let mut options = PluginOptions::default();
+    let metas = match syn::parse::Parser::parse2(Punctuated::<Meta, Token![,]>::parse_terminated, args) {
+        Ok(m) => m,
+        Err(e) => {
+            errors.push(e);
+            return options;
+        }
+    };
+    for meta in metas {
+        let key = meta.path().get_ident().map(ToString::to_string).unwrap_or_default();
+        match (key.as_str(), &meta) {
+            ("blocking", Meta::Path(p)) => options.blocking = Some(syn::spanned::Spanned::span(p)),
+            ("on" | "name" | "version", Meta::NameValue(nv)) => {
+                let Expr::Lit(syn::ExprLit { lit: Lit::Str(s), .. }) = &nv.value else {
+                    errors.spanned(&nv.value, format!("`{key}` must be a string literal"));
+                    continue;
+                };
+                match key.as_str() {
+                    "on" => options.on = Some(s.clone()),
+                    "name" => options.name = Some(s.value()),
+                    _ => options.version = Some(s.value()),
+                }
+            }
+            ("on" | "name" | "version", _) => errors.spanned(&meta, format!("expected `{key} = \"…\"`")),
+            ("blocking", _) => errors.spanned(&meta, "`blocking` takes no value"),
+            _ => {
+                let mut msg = format!("unknown plugin option `{key}`");
+                if let Some(best) = OPTIONS.iter().copied().find(|o| strsim::jaro_winkler(o, &key) > 0.8) {
+                    msg.push_str(&format!("; did you mean `{best}`?"));
+                }
+                msg.push_str(&format!("\nthe options are: {}", OPTIONS.join(", ")));
+                errors.spanned(meta.path(), msg);
+            }
+        }
+    }
+    options
+}

@@ -1,0 +1,306 @@
+//! Generates `impl Plugin` for a handler function or an impl block.
+
+use super::attr::PluginOptions;
+use crate::diag::{Errors, last_segment};
+use crate::triggers::{self, TriggerDef};
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{FnArg, ImplItem, ImplItemFn, ItemFn, ItemImpl, Signature, Type};
+
+/// How a handler is called.
+#[derive(Clone, Copy)]
+enum Mode {
+    Async,
+    Sync,
+    Blocking,
+}
+
+/// One trigger handler found in the input.
+struct Handler {
+    def: &'static TriggerDef,
+    /// Span of the trigger name as the user wrote it.
+    name_span: Span,
+    /// The call of the user's function with `ctx`.
+    call: TokenStream,
+    mode: Mode,
+    span: Span,
+}
+
+fn ctx_type(def: &TriggerDef) -> TokenStream {
+    let ident = format_ident!("{}", def.context);
+    quote!(::qtasks::triggers::#ident)
+}
+
+/// Checks a handler's parameters: exactly one `ctx: &Context<'_>` after an optional receiver.
+fn check_signature(sig: &Signature, def: &TriggerDef, method: bool, errors: &mut Errors) -> bool {
+    let expected = def.expected_signature(&sig.ident.to_string(), method);
+    let mut inputs = sig.inputs.iter();
+    if method {
+        match inputs.next() {
+            Some(FnArg::Receiver(r)) if r.reference.is_some() && r.mutability.is_none() => {}
+            _ => {
+                errors.spanned(&sig.inputs, format!("a plugin handler takes `&self` and the trigger's context\nexpected signature: `{expected}`"));
+                return false;
+            }
+        }
+    }
+    let rest: Vec<_> = inputs.collect();
+    let ok = match rest.as_slice() {
+        [FnArg::Typed(pt)] => match &*pt.ty {
+            Type::Reference(r) if r.mutability.is_none() => match last_segment(&r.elem) {
+                Some(seg) if seg == def.context => true,
+                // An alias or a path we cannot read: let rustc check the type.
+                Some(seg) if triggers::TRIGGERS.iter().all(|t| t.context != seg) => true,
+                _ => false,
+            },
+            _ => false,
+        },
+        _ => false,
+    };
+    if !ok {
+        let target: TokenStream = if rest.is_empty() { quote!(#sig) } else { sig.inputs.to_token_stream_fallback() };
+        errors.spanned(
+            target,
+            format!("this handler does not fit trigger `{}`\nexpected signature: `{expected}`", def.name),
+        );
+    }
+    ok
+}
+
+trait FallbackTokens {
+    fn to_token_stream_fallback(&self) -> TokenStream;
+}
+impl<T: quote::ToTokens, P: quote::ToTokens> FallbackTokens for syn::punctuated::Punctuated<T, P> {
+    fn to_token_stream_fallback(&self) -> TokenStream {
+        quote!(#self)
+    }
+}
+
+fn mode_of(sig: &Signature, blocking: Option<Span>, errors: &mut Errors) -> Mode {
+    match (sig.asyncness.is_some(), blocking) {
+        (true, Some(span)) => {
+            errors.at(span, "`blocking` is for sync handlers; an `async fn` handler already runs on the async runtime");
+            Mode::Async
+        }
+        (true, None) => Mode::Async,
+        (false, Some(_)) => Mode::Blocking,
+        (false, None) => Mode::Sync,
+    }
+}
+
+/// The `impl Plugin` method for one handler.
+fn handler_method(h: &Handler) -> TokenStream {
+    let method = syn::Ident::new(h.def.name, h.name_span);
+    let ctx_ty = ctx_type(h.def);
+    let call = &h.call;
+    let out = quote!(<#ctx_ty<'static> as ::qtasks::Trigger>::Output);
+    let body = match h.mode {
+        Mode::Sync => quote_spanned! {h.span=>
+            ::qtasks::__private::ready(::qtasks::__private::IntoOutcome::<#out>::into_outcome(#call))
+        },
+        Mode::Async => quote_spanned! {h.span=>
+            async move { ::qtasks::__private::IntoOutcome::<#out>::into_outcome(#call.await) }
+        },
+        Mode::Blocking => quote_spanned! {h.span=>
+            async move {
+                ::qtasks::__private::IntoOutcome::<#out>::into_outcome(
+                    ::qtasks::__private::blocking_handler(|| #call).await,
+                )
+            }
+        },
+    };
+    quote! {
+        #[inline(always)]
+        fn #method(&self, ctx: &#ctx_ty<'_>) -> impl ::core::future::Future<Output = ::qtasks::Outcome<#out>> + ::core::marker::Send {
+            #body
+        }
+    }
+}
+
+fn listens(handlers: &[Handler]) -> TokenStream {
+    let ids = handlers.iter().map(|h| {
+        let ctx_ty = ctx_type(h.def);
+        quote!(.with(<#ctx_ty<'static> as ::qtasks::Trigger>::ID))
+    });
+    quote!(::qtasks::TriggerSet::EMPTY #(#ids)*)
+}
+
+fn camel_case(snake: &str) -> String {
+    snake
+        .split('_')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let mut c = p.chars();
+            c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
+        })
+        .collect()
+}
+
+fn version_tokens(options: &PluginOptions) -> TokenStream {
+    match &options.version {
+        Some(v) => quote!(#v),
+        None => quote!(::core::env!("CARGO_PKG_VERSION")),
+    }
+}
+
+pub(crate) fn expand_fn(func: ItemFn, options: PluginOptions, mut errors: Errors) -> TokenStream {
+    let fn_name = &func.sig.ident;
+    let vis = &func.vis;
+    let struct_name = format_ident!("{}", camel_case(&fn_name.to_string()), span = fn_name.span());
+
+    let mut handlers = Vec::new();
+    match &options.on {
+        None => errors.at(
+            Span::call_site(),
+            "a plugin function needs the trigger it handles: `#[plugin(on = \"trigger_name\")]`",
+        ),
+        Some(lit) => match triggers::find(&lit.value()) {
+            None => errors.spanned(lit, triggers::unknown_trigger_message(&lit.value())),
+            Some(def) => {
+                if !func.sig.generics.params.is_empty() {
+                    errors.spanned(&func.sig.generics, "a plugin handler cannot be generic");
+                }
+                let mode = mode_of(&func.sig, options.blocking, &mut errors);
+                if check_signature(&func.sig, def, false, &mut errors) {
+                    let span = func.sig.span();
+                    handlers.push(Handler { def, name_span: lit.span(), call: quote_spanned!(span=> #fn_name(ctx)), mode, span });
+                }
+            }
+        },
+    }
+
+    let name = options.name.clone().unwrap_or_else(|| fn_name.to_string());
+    let version = version_tokens(&options);
+    let listens = listens(&handlers);
+    let methods = handlers.iter().map(handler_method);
+    let doc = format!("The plugin defined by the handler function [`{fn_name}`](fn@{fn_name}).");
+    let errors = errors.to_compile_errors();
+    quote! {
+        #func
+
+        #[doc = #doc]
+        #[derive(Clone, Copy, Debug, Default)]
+        #vis struct #struct_name;
+
+        impl ::qtasks::Plugin for #struct_name {
+            const LISTENS: ::qtasks::TriggerSet = #listens;
+            fn name(&self) -> &str { #name }
+            fn version(&self) -> &str { #version }
+            #(#methods)*
+        }
+
+        #errors
+    }
+}
+
+pub(crate) fn expand_impl(mut block: ItemImpl, options: PluginOptions, mut errors: Errors) -> TokenStream {
+    if let Some(on) = &options.on {
+        errors.spanned(on, "`on = …` is for plugin functions; in an impl block, name each method after its trigger");
+    }
+    if let Some(span) = options.blocking {
+        errors.at(span, "mark blocking handlers one by one with `#[blocking]` on the method");
+    }
+    if let Some((_, path, _)) = &block.trait_ {
+        errors.spanned(path, "#[plugin] goes on an inherent `impl Type { … }` block, not on a trait impl");
+    }
+
+    let self_ty = block.self_ty.clone();
+    let mut handlers = Vec::new();
+    let mut lifecycle = Vec::new();
+    for item in &mut block.items {
+        let ImplItem::Fn(method) = item else { continue };
+        let blocking = take_blocking_attr(method);
+        let ident = method.sig.ident.clone();
+        let name = ident.to_string();
+        match name.as_str() {
+            "start" | "stop" => {
+                if blocking.is_some() {
+                    errors.spanned(&ident, "`start` and `stop` cannot be `#[blocking]`");
+                }
+                lifecycle.push(lifecycle_method(&name, &method.sig, &self_ty, &mut errors));
+            }
+            _ => match triggers::find(&name) {
+                None => errors.spanned(
+                    &ident,
+                    format!(
+                        "{}\nin a `#[plugin]` impl block every method is a trigger handler, `start` or `stop`; put helpers in another impl block",
+                        triggers::unknown_trigger_message(&name)
+                    ),
+                ),
+                Some(def) => {
+                    let mode = mode_of(&method.sig, blocking, &mut errors);
+                    if check_signature(&method.sig, def, true, &mut errors) {
+                        let span = method.sig.span();
+                        handlers.push(Handler {
+                            def,
+                            name_span: ident.span(),
+                            call: quote_spanned!(span=> <#self_ty>::#ident(self, ctx)),
+                            mode,
+                            span,
+                        });
+                    }
+                }
+            },
+        }
+    }
+
+    let type_name = match &*self_ty {
+        Type::Path(p) => p.path.segments.last().map(|s| s.ident.to_string()).unwrap_or_default(),
+        other => quote!(#other).to_string(),
+    };
+    let name = options.name.clone().unwrap_or(type_name);
+    let version = version_tokens(&options);
+    let listens = listens(&handlers);
+    let methods = handlers.iter().map(handler_method);
+    let (impl_generics, _, where_clause) = block.generics.split_for_impl();
+    let errors = errors.to_compile_errors();
+    quote! {
+        #block
+
+        impl #impl_generics ::qtasks::Plugin for #self_ty #where_clause {
+            const LISTENS: ::qtasks::TriggerSet = #listens;
+            fn name(&self) -> &str { #name }
+            fn version(&self) -> &str { #version }
+            #(#lifecycle)*
+            #(#methods)*
+        }
+
+        #errors
+    }
+}
+
+/// Removes a `#[blocking]` marker from a method and returns its span.
+fn take_blocking_attr(method: &mut ImplItemFn) -> Option<Span> {
+    let pos = method.attrs.iter().position(|a| a.path().is_ident("blocking"))?;
+    let attr = method.attrs.remove(pos);
+    Some(attr.span())
+}
+
+fn lifecycle_method(name: &str, sig: &Signature, self_ty: &Type, errors: &mut Errors) -> TokenStream {
+    let ok_receiver = matches!(sig.inputs.first(), Some(FnArg::Receiver(r)) if r.reference.is_some() && r.mutability.is_none());
+    if !ok_receiver || sig.inputs.len() != 1 {
+        errors.spanned(&sig.inputs, format!("`{name}` takes only `&self`: `fn {name}(&self)` or `async fn {name}(&self)`"));
+        return quote!();
+    }
+    let ident = &sig.ident;
+    let span = sig.span();
+    let call = if sig.asyncness.is_some() { quote_spanned!(span=> <#self_ty>::#ident(self).await) } else { quote_spanned!(span=> <#self_ty>::#ident(self)) };
+    if name == "start" {
+        quote_spanned! {span=>
+            fn start(&self) -> impl ::core::future::Future<Output = ::core::result::Result<(), ::qtasks::BoxError>> + ::core::marker::Send {
+                async move { ::qtasks::__private::IntoStartResult::into_start_result(#call) }
+            }
+        }
+    } else {
+        quote_spanned! {span=>
+            fn stop(&self) -> impl ::core::future::Future<Output = ()> + ::core::marker::Send {
+                async move {
+                    if let ::core::result::Result::Err(error) = ::qtasks::__private::IntoStartResult::into_start_result(#call) {
+                        ::qtasks::__private::report_stop_error(::qtasks::Plugin::name(self), &*error);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! Parses the options of `#[task(...)]`.
+
+use crate::diag::Errors;
+use syn::punctuated::Punctuated;
+use syn::{Expr, Lit, Meta, Token, UnOp};
+
+const OPTIONS: &[&str] = &["name", "priority", "max_time", "tags", "description"];
+
+/// The options a task may set; absent ones take the defaults.
+#[derive(Default)]
+pub(crate) struct TaskOptions {
+    pub name: Option<String>,
+    pub priority: Option<i64>,
+    pub max_time_ms: Option<u64>,
+    pub tags: Vec<String>,
+    pub description: Option<String>,
+}
+
+pub(crate) fn parse(args: proc_macro2::TokenStream, errors: &mut Errors) -> TaskOptions {
+    let mut options = TaskOptions::default();
+    let metas = match syn::parse::Parser::parse2(Punctuated::<Meta, Token![,]>::parse_terminated, args) {
+        Ok(m) => m,
+        Err(e) => {
+            errors.push(e);
+            return options;
+        }
+    };
+    let mut seen: Vec<String> = Vec::new();
+    for meta in metas {
+        let Some(key) = meta.path().get_ident().map(ToString::to_string) else {
+            errors.spanned(meta.path(), "expected a task option such as `name = \"…\"`");
+            continue;
+        };
+        if !OPTIONS.contains(&key.as_str()) {
+            let mut msg = format!("unknown task option `{key}`");
+            if let Some(best) = OPTIONS.iter().copied().find(|o| strsim::jaro_winkler(o, &key) > 0.8) {
+                msg.push_str(&format!("; did you mean `{best}`?"));
+            }
+            msg.push_str(&format!("\nthe options are: {}", OPTIONS.join(", ")));
+            errors.spanned(meta.path(), msg);
+            continue;
+        }
+        if seen.contains(&key) {
+            errors.spanned(meta.path(), format!("task option `{key}` is given twice"));
+            continue;
+        }
+        seen.push(key.clone());
+        let Meta::NameValue(nv) = &meta else {
+            errors.spanned(&meta, format!("expected `{key} = …`"));
+            continue;
+        };
+        let value = &nv.value;
+        match key.as_str() {
+            "name" => match str_lit(value) {
+                Some(s) if !s.is_empty() => options.name = Some(s),
+                _ => errors.spanned(value, "`name` must be a non-empty string literal, e.g. `name = \"send_email\"`"),
+            },
+            "description" => match str_lit(value) {
+                Some(s) => options.description = Some(s),
+                None => errors.spanned(value, "`description` must be a string literal"),
+            },
+            "priority" => match int_lit(value) {
+                Some(p) => options.priority = Some(p),
+                None => errors.spanned(value, "`priority` must be an integer literal (lower runs first), e.g. `priority = 1`"),
+            },
+            "max_time" => match seconds_lit(value) {
+                Some(ms) if ms > 0 => options.max_time_ms = Some(ms),
+                _ => errors.spanned(value, "`max_time` must be a positive number of seconds, e.g. `max_time = 30` or `max_time = 0.5`"),
+            },
+            "tags" => match value {
+                Expr::Array(arr) => {
+                    for elem in &arr.elems {
+                        match str_lit(elem) {
+                            Some(s) => options.tags.push(s),
+                            None => errors.spanned(elem, "each tag must be a string literal"),
+                        }
+                    }
+                }
+                _ => errors.spanned(value, "`tags` must be an array of string literals, e.g. `tags = [\"mail\", \"slow\"]`"),
+            },
+            _ => unreachable!("checked against OPTIONS"),
+        }
+    }
+    options
+}
+
+fn str_lit(e: &Expr) -> Option<String> {
+    match e {
+        Expr::Lit(l) => match &l.lit {
+            Lit::Str(s) => Some(s.value()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn int_lit(e: &Expr) -> Option<i64> {
+    match e {
+        Expr::Lit(l) => match &l.lit {
+            Lit::Int(i) => i.base10_parse().ok(),
+            _ => None,
+        },
+        Expr::Unary(u) if matches!(u.op, UnOp::Neg(_)) => int_lit(&u.expr).map(|v| -v),
+        _ => None,
+    }
+}
+
+fn seconds_lit(e: &Expr) -> Option<u64> {
+    match e {
+        Expr::Lit(l) => match &l.lit {
+            Lit::Int(i) => i.base10_parse::<u64>().ok().map(|s| s * 1000),
+            Lit::Float(f) => f.base10_parse::<f64>().ok().filter(|s| s.is_finite() && *s > 0.0).map(|s| (s * 1000.0).round() as u64),
+            _ => None,
+        },
+        _ => None,
+    }
+}

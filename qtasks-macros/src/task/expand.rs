@@ -1,0 +1,174 @@
+//! Generates the `Task` impl for a function.
+
+use super::attr::TaskOptions;
+use crate::diag::{Errors, last_segment_is};
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{FnArg, ItemFn, ReturnType, Type};
+
+enum Param<'a> {
+    /// The task context, by value or by reference.
+    Context { by_ref: bool },
+    /// A JSON-decoded argument.
+    Arg { name: String, ty: &'a Type },
+}
+
+pub(crate) fn expand(func: &ItemFn, options: TaskOptions, mut errors: Errors) -> TokenStream {
+    let sig = &func.sig;
+    let fn_name = &sig.ident;
+    let vis = &func.vis;
+
+    if !sig.generics.params.is_empty() {
+        errors.spanned(&sig.generics, "a task cannot be generic: workers find it by name and decode its arguments into concrete types");
+    }
+    let mut params = Vec::new();
+    for (i, input) in sig.inputs.iter().enumerate() {
+        match input {
+            FnArg::Receiver(r) => errors.spanned(r, "a task is a free function; `self` is not allowed"),
+            FnArg::Typed(pt) => {
+                if last_segment_is(&pt.ty, "TaskContext") {
+                    params.push(Param::Context { by_ref: matches!(&*pt.ty, Type::Reference(_)) });
+                    continue;
+                }
+                if let Type::Reference(r) = &*pt.ty {
+                    errors.spanned(r, "task parameters must be owned types (they are decoded from JSON): use `String` for `&str`, `Vec<T>` for `&[T]`");
+                }
+                if let Type::ImplTrait(t) = &*pt.ty {
+                    errors.spanned(t, "task parameters must be concrete types (they are decoded from JSON)");
+                }
+                let name = match &*pt.pat {
+                    syn::Pat::Ident(id) => id.ident.to_string(),
+                    _ => format!("arg{i}"),
+                };
+                params.push(Param::Arg { name, ty: &pt.ty });
+            }
+        }
+    }
+
+    let is_async = sig.asyncness.is_some();
+    let task_name = options.name.clone().unwrap_or_else(|| fn_name.to_string());
+    let description = options.description.clone().or_else(|| first_doc_line(&func.attrs));
+
+    let arg_types: Vec<&Type> = params.iter().filter_map(|p| match p { Param::Arg { ty, .. } => Some(*ty), _ => None }).collect();
+    let arg_names: Vec<&str> = params.iter().filter_map(|p| match p { Param::Arg { name, .. } => Some(name.as_str()), _ => None }).collect();
+    let arg_idents: Vec<_> = (0..arg_types.len()).map(|i| format_ident!("__qtasks_arg{}", i)).collect();
+    let mut next_arg = 0usize;
+    let call_args: Vec<TokenStream> = params
+        .iter()
+        .map(|p| match p {
+            Param::Context { by_ref: true } => quote!(&__qtasks_ctx),
+            Param::Context { by_ref: false } => quote!(__qtasks_ctx),
+            Param::Arg { .. } => {
+                let id = &arg_idents[next_arg];
+                next_arg += 1;
+                quote!(#id)
+            }
+        })
+        .collect();
+
+    let (output_ty, fallible) = match &sig.output {
+        ReturnType::Default => (quote!(()), false),
+        ReturnType::Type(_, ty) if is_result(ty) => {
+            (quote!(<#ty as ::qtasks::__private::IntoTaskResult>::Ok), true)
+        }
+        ReturnType::Type(_, ty) => (quote!(#ty), false),
+    };
+    let span = sig.span();
+    let call = quote_spanned!(span=> #fn_name(#(#call_args),*));
+    let convert = |value: TokenStream| {
+        if fallible {
+            quote_spanned!(span=> ::qtasks::__private::IntoTaskResult::into_task_result(#value))
+        } else {
+            quote_spanned!(span=> ::qtasks::__private::ok(#value))
+        }
+    };
+    let run_body = if is_async {
+        let done = convert(quote!(#call.await));
+        quote_spanned!(span=> async move { #done })
+    } else {
+        let done = convert(call.clone());
+        quote_spanned!(span=> ::qtasks::__private::run_blocking(move || #done))
+    };
+
+    let priority = options.priority.unwrap_or(0);
+    let max_time = match options.max_time_ms {
+        Some(ms) => quote!(::core::option::Option::Some(::core::time::Duration::from_millis(#ms))),
+        None => quote!(::core::option::Option::None),
+    };
+    let tags = &options.tags;
+    let description = match &description {
+        Some(d) => quote!(::core::option::Option::Some(#d)),
+        None => quote!(::core::option::Option::None),
+    };
+    let blocking = !is_async;
+    let struct_doc = format!("The task `{task_name}`, defined by the function [`{fn_name}`](fn@{fn_name}).");
+    let errors = errors.to_compile_errors();
+    let ctx_unused = if params.iter().any(|p| matches!(p, Param::Context { .. })) { quote!() } else { quote!(let _ = __qtasks_ctx;) };
+
+    quote! {
+        #func
+
+        #[doc = #struct_doc]
+        #[allow(non_camel_case_types)]
+        #[derive(Clone, Copy, Debug, Default)]
+        #vis struct #fn_name {}
+
+        impl ::qtasks::Task for #fn_name {
+            const INFO: ::qtasks::TaskInfo = ::qtasks::TaskInfo {
+                name: #task_name,
+                priority: #priority,
+                max_time: #max_time,
+                tags: &[#(#tags),*],
+                description: #description,
+                blocking: #blocking,
+                params: &[#(#arg_names),*],
+                plugin: ::core::option::Option::None,
+            };
+            type Args = (#(#arg_types,)*);
+            type Output = #output_ty;
+
+            fn decode_args(args: &::qtasks::__private::serde_json::Value) -> ::core::result::Result<Self::Args, ::qtasks::__private::serde_json::Error> {
+                ::qtasks::__private::decode_args(args, &[#(#arg_names),*])
+            }
+
+            #[allow(clippy::unused_unit)]
+            fn run(
+                __qtasks_ctx: ::qtasks::TaskContext,
+                args: Self::Args,
+            ) -> impl ::core::future::Future<Output = ::core::result::Result<Self::Output, ::qtasks::TaskError>> + ::core::marker::Send {
+                #ctx_unused
+                let (#(#arg_idents,)*) = args;
+                #run_body
+            }
+        }
+
+        #errors
+    }
+}
+
+fn is_result(ty: &Type) -> bool {
+    match ty {
+        Type::Path(p) => p.path.segments.last().is_some_and(|s| s.ident == "Result"),
+        _ => false,
+    }
+}
+
+fn first_doc_line(attrs: &[syn::Attribute]) -> Option<String> {
+    attrs.iter().find_map(|a| {
+        if !a.path().is_ident("doc") {
+            return None;
+        }
+        match &a.meta {
+            syn::Meta::NameValue(nv) => match &nv.value {
+                syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(s), .. }) => {
+                    let line = s.value().trim().to_owned();
+                    (!line.is_empty()).then_some(line)
+                }
+                _ => None,
+            },
+            _ => None,
+        }
+    })
+}
+
