@@ -35,7 +35,10 @@ pub(crate) async fn receive_and_run<T: TaskSet, C: Chain, B: Backend>(app: &AppI
         Err(_) => {
             tracing::warn!(app = name, task = %message.task_name, uuid = %message.uuid, "unknown task");
             let mut model = TaskRecord::from_message(&message, TaskStatus::Error);
-            model.error = Some(format!("unknown task `{}`: no task of that name is registered in app `{name}`", message.task_name));
+            model.error = Some(format!(
+                "unknown task `{}`: no task of that name is registered in app `{name}`",
+                message.task_name
+            ));
             (None, model)
         }
     };
@@ -96,25 +99,31 @@ async fn execute<K: Task, T, C: Chain, B: Backend>(app: &AppInner<T, C, B>, mess
 
     // Arguments are decoded straight from the message unless a plugin may replace them.
     let replaced;
-    let args: &Value = if crate::plugin::listens(chain, &TaskExecutorArgsReplace { app: name, task, message, args: Value::Null }) {
-        replaced = fire!(chain, TaskExecutorArgsReplace { app: name, task, message, args: message.args.clone() }).args;
-        &replaced
-    } else {
-        &message.args
-    };
+    let args: &Value =
+        if crate::plugin::listens(chain, &TaskExecutorArgsReplace { app: name, task, message, args: Value::Null }) {
+            replaced =
+                fire!(chain, TaskExecutorArgsReplace { app: name, task, message, args: message.args.clone() }).args;
+            &replaced
+        } else {
+            &message.args
+        };
     fire!(chain, TaskExecutorBeforeExecute { app: name, task, message });
 
     let ended = match K::decode_args(args) {
         Err(e) => Ended::Error(TaskError::InvalidArguments(format!("task `{}`: {e}", task.name)).to_string()),
         Ok(args) => match run::<K>(message, args).await {
             Ok(output) => match serde_json::to_value(output) {
-                Ok(result) => Ended::Success(fire!(chain, TaskExecutorRunTask { app: name, task, message, result }).result),
+                Ok(result) => {
+                    Ended::Success(fire!(chain, TaskExecutorRunTask { app: name, task, message, result }).result)
+                }
                 Err(e) => Ended::Error(format!("could not encode the result as JSON: {e}")),
             },
             Err(TaskError::Plugin(error)) => {
-                let rescued =
-                    fire!(chain, TaskExecutorRunTaskTriggerError { app: name, task, message, error: &error, result: None })
-                        .result;
+                let rescued = fire!(
+                    chain,
+                    TaskExecutorRunTaskTriggerError { app: name, task, message, error: &error, result: None }
+                )
+                .result;
                 match rescued {
                     Some(result) => Ended::Success(result),
                     None => Ended::Error(error.reason().to_owned()),
@@ -128,14 +137,17 @@ async fn execute<K: Task, T, C: Chain, B: Backend>(app: &AppInner<T, C, B>, mess
     fire!(chain, TaskExecutorAfterExecute { app: name, task, message });
     let ended = match ended {
         Ended::Success(result) => {
-            let result = fire!(chain, TaskExecutorAfterExecuteResultReplace { app: name, task, message, result }).result;
+            let result =
+                fire!(chain, TaskExecutorAfterExecuteResultReplace { app: name, task, message, result }).result;
             Ended::Success(result)
         }
         other => other,
     };
     fire!(chain, TaskExecutorMiddlewaresExecute { app: name, task, message, phase: Phase::After });
     let ended = match ended {
-        Ended::Success(result) => Ended::Success(fire!(chain, TaskExecutorDecode { app: name, task, message, result }).result),
+        Ended::Success(result) => {
+            Ended::Success(fire!(chain, TaskExecutorDecode { app: name, task, message, result }).result)
+        }
         other => other,
     };
     let status = match ended {

@@ -56,6 +56,8 @@ pub use worker::{Worker, WorkerBuilder};
 
 /// Re-exported so apps need not add these crates to build JSON arguments.
 pub use serde_json::{Value, json};
+/// Task ids.
+pub use uuid::Uuid;
 
 #[doc(hidden)]
 #[path = "private.rs"]

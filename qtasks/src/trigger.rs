@@ -144,10 +144,7 @@ pub trait Trigger: Sized + 'static {
     type Output: Send;
 
     /// Calls this trigger's method on one plugin.
-    fn call<P: Plugin>(
-        plugin: &P,
-        ctx: &Self::Context<'_>,
-    ) -> impl Future<Output = Outcome<Self::Output>> + Send;
+    fn call<P: Plugin>(plugin: &P, ctx: &Self::Context<'_>) -> impl Future<Output = Outcome<Self::Output>> + Send;
 
     /// Stores a handler's replacement value into the context, so the next
     /// plugin sees it. A no-op for observers.

@@ -51,7 +51,12 @@ impl<T: TaskSet, C: Chain, B: Backend> WorkerBuilder<T, C, B> {
         fire!(&app.chain, StorageStart { app: name });
         fire!(&app.chain, BrokerListenStart { app: name });
         app.local_workers.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(app = name, backend = app.backend.kind(), max_tasks_process = self.max_tasks_process, "worker started");
+        tracing::info!(
+            app = name,
+            backend = app.backend.kind(),
+            max_tasks_process = self.max_tasks_process,
+            "worker started"
+        );
 
         let (stop_tx, stop_rx) = watch::channel(false);
         let slots = Arc::new(Semaphore::new(self.max_tasks_process));

@@ -40,7 +40,12 @@ fn check_signature(sig: &Signature, def: &TriggerDef, method: bool, errors: &mut
         match inputs.next() {
             Some(FnArg::Receiver(r)) if r.reference.is_some() && r.mutability.is_none() => {}
             _ => {
-                errors.spanned(&sig.inputs, format!("a plugin handler takes `&self` and the trigger's context\nexpected signature: `{expected}`"));
+                errors.spanned(
+                    &sig.inputs,
+                    format!(
+                        "a plugin handler takes `&self` and the trigger's context\nexpected signature: `{expected}`"
+                    ),
+                );
                 return false;
             }
         }
@@ -164,7 +169,13 @@ pub(crate) fn expand_fn(func: ItemFn, options: PluginOptions, mut errors: Errors
                 let mode = mode_of(&func.sig, options.blocking, &mut errors);
                 if check_signature(&func.sig, def, false, &mut errors) {
                     let span = func.sig.span();
-                    handlers.push(Handler { def, name_span: lit.span(), call: quote_spanned!(span=> #fn_name(ctx)), mode, span });
+                    handlers.push(Handler {
+                        def,
+                        name_span: lit.span(),
+                        call: quote_spanned!(span=> #fn_name(ctx)),
+                        mode,
+                        span,
+                    });
                 }
             }
         },
@@ -278,14 +289,22 @@ fn take_blocking_attr(method: &mut ImplItemFn) -> Option<Span> {
 }
 
 fn lifecycle_method(name: &str, sig: &Signature, self_ty: &Type, errors: &mut Errors) -> TokenStream {
-    let ok_receiver = matches!(sig.inputs.first(), Some(FnArg::Receiver(r)) if r.reference.is_some() && r.mutability.is_none());
+    let ok_receiver =
+        matches!(sig.inputs.first(), Some(FnArg::Receiver(r)) if r.reference.is_some() && r.mutability.is_none());
     if !ok_receiver || sig.inputs.len() != 1 {
-        errors.spanned(&sig.inputs, format!("`{name}` takes only `&self`: `fn {name}(&self)` or `async fn {name}(&self)`"));
+        errors.spanned(
+            &sig.inputs,
+            format!("`{name}` takes only `&self`: `fn {name}(&self)` or `async fn {name}(&self)`"),
+        );
         return quote!();
     }
     let ident = &sig.ident;
     let span = sig.span();
-    let call = if sig.asyncness.is_some() { quote_spanned!(span=> <#self_ty>::#ident(self).await) } else { quote_spanned!(span=> <#self_ty>::#ident(self)) };
+    let call = if sig.asyncness.is_some() {
+        quote_spanned!(span=> <#self_ty>::#ident(self).await)
+    } else {
+        quote_spanned!(span=> <#self_ty>::#ident(self))
+    };
     if name == "start" {
         quote_spanned! {span=>
             fn start(&self) -> impl ::core::future::Future<Output = ::core::result::Result<(), ::qtasks::BoxError>> + ::core::marker::Send {

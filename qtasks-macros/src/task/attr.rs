@@ -61,11 +61,15 @@ pub(crate) fn parse(args: proc_macro2::TokenStream, errors: &mut Errors) -> Task
             },
             "priority" => match int_lit(value) {
                 Some(p) => options.priority = Some(p),
-                None => errors.spanned(value, "`priority` must be an integer literal (lower runs first), e.g. `priority = 1`"),
+                None => errors
+                    .spanned(value, "`priority` must be an integer literal (lower runs first), e.g. `priority = 1`"),
             },
             "max_time" => match seconds_lit(value) {
                 Some(ms) if ms > 0 => options.max_time_ms = Some(ms),
-                _ => errors.spanned(value, "`max_time` must be a positive number of seconds, e.g. `max_time = 30` or `max_time = 0.5`"),
+                _ => errors.spanned(
+                    value,
+                    "`max_time` must be a positive number of seconds, e.g. `max_time = 30` or `max_time = 0.5`",
+                ),
             },
             "tags" => match value {
                 Expr::Array(arr) => {
@@ -76,7 +80,8 @@ pub(crate) fn parse(args: proc_macro2::TokenStream, errors: &mut Errors) -> Task
                         }
                     }
                 }
-                _ => errors.spanned(value, "`tags` must be an array of string literals, e.g. `tags = [\"mail\", \"slow\"]`"),
+                _ => errors
+                    .spanned(value, "`tags` must be an array of string literals, e.g. `tags = [\"mail\", \"slow\"]`"),
             },
             _ => unreachable!("checked against OPTIONS"),
         }
@@ -109,7 +114,9 @@ fn seconds_lit(e: &Expr) -> Option<u64> {
     match e {
         Expr::Lit(l) => match &l.lit {
             Lit::Int(i) => i.base10_parse::<u64>().ok().map(|s| s * 1000),
-            Lit::Float(f) => f.base10_parse::<f64>().ok().filter(|s| s.is_finite() && *s > 0.0).map(|s| (s * 1000.0).round() as u64),
+            Lit::Float(f) => {
+                f.base10_parse::<f64>().ok().filter(|s| s.is_finite() && *s > 0.0).map(|s| (s * 1000.0).round() as u64)
+            }
             _ => None,
         },
         _ => None,

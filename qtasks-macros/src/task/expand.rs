@@ -20,7 +20,10 @@ pub(crate) fn expand(func: &ItemFn, options: TaskOptions, mut errors: Errors) ->
     let vis = &func.vis;
 
     if !sig.generics.params.is_empty() {
-        errors.spanned(&sig.generics, "a task cannot be generic: workers find it by name and decode its arguments into concrete types");
+        errors.spanned(
+            &sig.generics,
+            "a task cannot be generic: workers find it by name and decode its arguments into concrete types",
+        );
     }
     let mut params = Vec::new();
     for (i, input) in sig.inputs.iter().enumerate() {
@@ -50,8 +53,20 @@ pub(crate) fn expand(func: &ItemFn, options: TaskOptions, mut errors: Errors) ->
     let task_name = options.name.clone().unwrap_or_else(|| fn_name.to_string());
     let description = options.description.clone().or_else(|| first_doc_line(&func.attrs));
 
-    let arg_types: Vec<&Type> = params.iter().filter_map(|p| match p { Param::Arg { ty, .. } => Some(*ty), _ => None }).collect();
-    let arg_names: Vec<&str> = params.iter().filter_map(|p| match p { Param::Arg { name, .. } => Some(name.as_str()), _ => None }).collect();
+    let arg_types: Vec<&Type> = params
+        .iter()
+        .filter_map(|p| match p {
+            Param::Arg { ty, .. } => Some(*ty),
+            _ => None,
+        })
+        .collect();
+    let arg_names: Vec<&str> = params
+        .iter()
+        .filter_map(|p| match p {
+            Param::Arg { name, .. } => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
     let arg_idents: Vec<_> = (0..arg_types.len()).map(|i| format_ident!("__qtasks_arg{}", i)).collect();
     let mut next_arg = 0usize;
     let call_args: Vec<TokenStream> = params
@@ -69,9 +84,7 @@ pub(crate) fn expand(func: &ItemFn, options: TaskOptions, mut errors: Errors) ->
 
     let (output_ty, fallible) = match &sig.output {
         ReturnType::Default => (quote!(()), false),
-        ReturnType::Type(_, ty) if is_result(ty) => {
-            (quote!(<#ty as ::qtasks::__private::IntoTaskResult>::Ok), true)
-        }
+        ReturnType::Type(_, ty) if is_result(ty) => (quote!(<#ty as ::qtasks::__private::IntoTaskResult>::Ok), true),
         ReturnType::Type(_, ty) => (quote!(#ty), false),
     };
     let span = sig.span();
@@ -104,7 +117,11 @@ pub(crate) fn expand(func: &ItemFn, options: TaskOptions, mut errors: Errors) ->
     let blocking = !is_async;
     let struct_doc = format!("The task `{task_name}`, defined by the function [`{fn_name}`](fn@{fn_name}).");
     let errors = errors.to_compile_errors();
-    let ctx_unused = if params.iter().any(|p| matches!(p, Param::Context { .. })) { quote!() } else { quote!(let _ = __qtasks_ctx;) };
+    let ctx_unused = if params.iter().any(|p| matches!(p, Param::Context { .. })) {
+        quote!()
+    } else {
+        quote!(let _ = __qtasks_ctx;)
+    };
 
     quote! {
         #func
@@ -171,4 +188,3 @@ fn first_doc_line(attrs: &[syn::Attribute]) -> Option<String> {
         }
     })
 }
-

@@ -89,21 +89,16 @@ impl<P: Plugin> Chain for Member<P> {
     const LISTENS: TriggerSet = P::LISTENS;
 
     #[inline(always)]
-    fn fire<T: Trigger>(&self, ctx: &mut T::Context<'_>) -> impl Future<Output = ()> + Send {
-        async move {
-            match T::call(&self.0, ctx).await {
-                Outcome::Keep => {}
-                Outcome::Replace(value) => T::apply(ctx, value),
-                Outcome::Failed(error) => report(self.0.name(), T::NAME, T::task_id(ctx), &*error),
-            }
+    async fn fire<T: Trigger>(&self, ctx: &mut T::Context<'_>) {
+        match T::call(&self.0, ctx).await {
+            Outcome::Keep => {}
+            Outcome::Replace(value) => T::apply(ctx, value),
+            Outcome::Failed(error) => report(self.0.name(), T::NAME, T::task_id(ctx), &*error),
         }
     }
 
     async fn start(&self) -> Result<(), crate::Error> {
-        self.0.start().await.map_err(|source| crate::Error::PluginStart {
-            plugin: self.0.name().to_owned(),
-            source,
-        })
+        self.0.start().await.map_err(|source| crate::Error::PluginStart { plugin: self.0.name().to_owned(), source })
     }
 
     fn stop(&self) -> impl Future<Output = ()> + Send {
@@ -111,16 +106,8 @@ impl<P: Plugin> Chain for Member<P> {
     }
 
     fn describe(&self, out: &mut Vec<PluginInfo>) {
-        let triggers = crate::triggers::ALL
-            .iter()
-            .filter(|t| P::LISTENS.contains(t.id))
-            .map(|t| t.name)
-            .collect();
-        out.push(PluginInfo {
-            name: self.0.name().to_owned(),
-            version: self.0.version().to_owned(),
-            triggers,
-        });
+        let triggers = crate::triggers::ALL.iter().filter(|t| P::LISTENS.contains(t.id)).map(|t| t.name).collect();
+        out.push(PluginInfo { name: self.0.name().to_owned(), version: self.0.version().to_owned(), triggers });
     }
 }
 
@@ -259,9 +246,7 @@ tuple_append! {
 }
 
 // A full chunk of 15 starts a nested chunk in the 16th slot.
-impl<A, B, C, D, E, F, G, H, I, J, K, L, M, N, O, X> Append<X>
-    for (A, B, C, D, E, F, G, H, I, J, K, L, M, N, O)
-{
+impl<A, B, C, D, E, F, G, H, I, J, K, L, M, N, O, X> Append<X> for (A, B, C, D, E, F, G, H, I, J, K, L, M, N, O) {
     type Output = (A, B, C, D, E, F, G, H, I, J, K, L, M, N, O, (X,));
     #[inline]
     fn append(self, x: X) -> Self::Output {

@@ -37,9 +37,9 @@ mod outcome;
 pub use chain::{Append, Chain, Member, fire, listens};
 pub use outcome::{BoxError, IntoOutcome, IntoStartResult, Outcome};
 
-use crate::trigger::TriggerSet;
 #[allow(unused_imports)]
 use crate::model::{NewTask, Task, TaskMessage};
+use crate::trigger::TriggerSet;
 use crate::triggers::*;
 use serde_json::{Map, Value};
 use std::future::{Future, ready};

@@ -86,10 +86,7 @@ pub trait Task: Send + Sync + 'static {
     }
 
     /// Runs the task. Sync tasks move to the blocking pool here.
-    fn run(
-        ctx: TaskContext,
-        args: Self::Args,
-    ) -> impl Future<Output = Result<Self::Output, TaskError>> + Send;
+    fn run(ctx: TaskContext, args: Self::Args) -> impl Future<Output = Result<Self::Output, TaskError>> + Send;
 }
 
 /// Receives the task found by [`TaskSet::dispatch`].
@@ -164,7 +161,10 @@ impl NameList {
         while i < self.len {
             let mut j = i + 1;
             while j < self.len {
-                assert!(!str_eq(self.names[i], self.names[j]), "a task name is registered twice in this app's task list");
+                assert!(
+                    !str_eq(self.names[i], self.names[j]),
+                    "a task name is registered twice in this app's task list"
+                );
                 j += 1;
             }
             i += 1;

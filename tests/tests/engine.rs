@@ -1,0 +1,257 @@
+//! The in-memory engine end to end: QTasks behaviours T1–T6, priorities,
+//! concurrency, shutdown, bad input, sync tasks, typed handles.
+
+use qtasks::{Cancelled, QueueTasks, TaskContext, TaskStatus, WaitError, json, task};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[task]
+async fn test(id: i64) -> String {
+    format!("Пользователь {id} записан")
+}
+
+#[task]
+fn error_task() -> Result<i64, std::io::Error> {
+    Err(std::io::Error::other("division by zero"))
+}
+
+#[task]
+async fn slow(ms: u64) -> u64 {
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    ms
+}
+
+#[tokio::test]
+async fn t1_add_task_without_timeout_returns_the_new_record_at_once() {
+    let app = QueueTasks::builder("t1").task::<test>().build().unwrap();
+    let task = app.add_task("test", [5]).await.unwrap();
+    assert_eq!(task.status, TaskStatus::New);
+    assert_eq!(task.task_name, "test");
+    let stored = app.get(task.uuid).await.unwrap().expect("stored");
+    assert_eq!(stored.uuid, task.uuid);
+}
+
+#[tokio::test]
+async fn t2_t4_waiting_returns_success_and_non_ascii_survives() {
+    let app = QueueTasks::builder("t2").task::<test>().build().unwrap();
+    let worker = app.worker().start().await.unwrap();
+    let task = app.add_task("test", [5]).wait(WAIT).await.unwrap().expect("finished");
+    assert_eq!(task.status, TaskStatus::Success);
+    assert_eq!(task.result, Some(json!("Пользователь 5 записан")));
+    worker.shutdown().await;
+}
+
+#[tokio::test]
+async fn t3_a_failing_task_ends_error_with_its_message() {
+    let app = QueueTasks::builder("t3").task::<error_task>().build().unwrap();
+    let worker = app.worker().start().await.unwrap();
+    let task = app.add_task("error_task", ()).wait(WAIT).await.unwrap().expect("finished");
+    assert_eq!(task.status, TaskStatus::Error);
+    assert_eq!(task.error.as_deref(), Some("division by zero"));
+    worker.shutdown().await;
+}
+
+#[tokio::test]
+async fn t5_get_of_an_unknown_uuid_is_none() {
+    let app = QueueTasks::builder("t5").task::<test>().build().unwrap();
+    assert!(app.get(qtasks::Uuid::new_v4()).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn t6_a_wait_that_times_out_returns_none_and_the_task_still_finishes() {
+    let app = QueueTasks::builder("t6").task::<slow>().build().unwrap();
+    let worker = app.worker().start().await.unwrap();
+    let timed_out = app.add_task("slow", [300]).wait(Duration::from_millis(50)).await.unwrap();
+    assert!(timed_out.is_none());
+    let all = app.get_all().await.unwrap();
+    let finished = app.wait(all[0].uuid, WAIT).await.unwrap().expect("finished later");
+    assert_eq!(finished.result, Some(json!(300)));
+    worker.shutdown().await;
+}
+
+static ORDER: Mutex<Vec<i64>> = Mutex::new(Vec::new());
+
+#[task]
+async fn record(n: i64) {
+    ORDER.lock().unwrap().push(n);
+}
+
+#[tokio::test]
+async fn lower_priority_runs_first_then_fifo() {
+    let app = QueueTasks::builder("prio").task::<record>().build().unwrap();
+    let mut ids = Vec::new();
+    for (n, priority) in [(50, 5), (10, 1), (30, 3), (11, 1), (0, 0)] {
+        ids.push(app.add_task("record", [n]).priority(priority).await.unwrap().uuid);
+    }
+    let worker = app.worker().max_tasks_process(1).start().await.unwrap();
+    for id in ids {
+        app.wait(id, WAIT).await.unwrap().expect("finished");
+    }
+    worker.shutdown().await;
+    assert_eq!(*ORDER.lock().unwrap(), [0, 10, 11, 30, 50]);
+}
+
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+#[task]
+async fn occupy() {
+    let now = RUNNING.fetch_add(1, Ordering::SeqCst) + 1;
+    PEAK.fetch_max(now, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    RUNNING.fetch_sub(1, Ordering::SeqCst);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_tasks_process_bounds_concurrency() {
+    let app = QueueTasks::builder("bound").task::<occupy>().build().unwrap();
+    let worker = app.worker().max_tasks_process(3).start().await.unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..12 {
+        ids.push(app.add_task("occupy", ()).await.unwrap().uuid);
+    }
+    for id in ids {
+        assert_eq!(app.wait(id, WAIT).await.unwrap().unwrap().status, TaskStatus::Success);
+    }
+    worker.shutdown().await;
+    let peak = PEAK.load(Ordering::SeqCst);
+    assert!((1..=3).contains(&peak), "peak concurrency {peak} exceeds max_tasks_process 3");
+}
+
+#[tokio::test]
+async fn shutdown_waits_for_running_tasks() {
+    let app = QueueTasks::builder("graceful").task::<slow>().build().unwrap();
+    let worker = app.worker().start().await.unwrap();
+    let task = app.add_task("slow", [150]).await.unwrap();
+    // Let the worker take it, then shut down while it runs.
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    worker.shutdown().await;
+    let done = app.get(task.uuid).await.unwrap().unwrap();
+    assert_eq!(done.status, TaskStatus::Success, "shutdown returned before the running task finished");
+}
+
+#[task]
+async fn add(a: i64, b: i64) -> i64 {
+    a + b
+}
+
+#[task]
+async fn panics() -> i64 {
+    panic!("boom")
+}
+
+#[tokio::test]
+async fn bad_input_ends_error_with_a_clear_message_and_the_worker_keeps_going() {
+    let app = QueueTasks::builder("bad").task::<add>().task::<panics>().build().unwrap();
+    let worker = app.worker().start().await.unwrap();
+
+    let unknown = app.add_task("nope", ()).wait(WAIT).await.unwrap().unwrap();
+    assert_eq!(unknown.status, TaskStatus::Error);
+    assert!(unknown.error.unwrap().contains("unknown task `nope`"));
+
+    let wrong_types = app.add_task("add", ("one", 2)).wait(WAIT).await.unwrap().unwrap();
+    assert_eq!(wrong_types.status, TaskStatus::Error);
+    let error = wrong_types.error.unwrap();
+    assert!(error.contains("invalid arguments") && error.contains("add"), "{error}");
+
+    let wrong_count = app.add_task("add", [1]).wait(WAIT).await.unwrap().unwrap();
+    assert_eq!(wrong_count.status, TaskStatus::Error);
+
+    let unknown_arg = app.add_task("add", json!({"a": 1, "c": 2})).wait(WAIT).await.unwrap().unwrap();
+    assert!(unknown_arg.error.unwrap().contains("unknown argument `c`"));
+
+    let panicked = app.add_task("panics", ()).wait(WAIT).await.unwrap().unwrap();
+    assert_eq!(panicked.status, TaskStatus::Error);
+    assert!(panicked.error.unwrap().contains("task panicked: boom"));
+
+    // Still working, and arguments by parameter name work too.
+    let ok = app.add_task("add", json!({"a": 2, "b": 40})).wait(WAIT).await.unwrap().unwrap();
+    assert_eq!(ok.result, Some(json!(42)));
+    worker.shutdown().await;
+}
+
+#[task]
+fn sleepy_sync() -> u32 {
+    std::thread::sleep(Duration::from_millis(300));
+    7
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn sync_tasks_run_on_the_blocking_pool_not_on_the_async_thread() {
+    let app = QueueTasks::builder("sync").task::<sleepy_sync>().build().unwrap();
+    let worker = app.worker().start().await.unwrap();
+    let task = app.add_task("sleepy_sync", ()).await.unwrap();
+    // On a current-thread runtime, a sync task run inline would freeze this ticker.
+    let mut ticks = 0;
+    let mut interval = tokio::time::interval(Duration::from_millis(10));
+    let done = app.wait(task.uuid, WAIT);
+    tokio::pin!(done);
+    let finished = loop {
+        tokio::select! {
+            r = &mut done => break r.unwrap().unwrap(),
+            _ = interval.tick() => ticks += 1,
+        }
+    };
+    assert_eq!(finished.result, Some(json!(7)));
+    assert!(ticks >= 10, "the runtime stalled while the sync task ran ({ticks} ticks)");
+    worker.shutdown().await;
+}
+
+#[tokio::test]
+async fn typed_handles_return_typed_results_and_errors() {
+    let app = QueueTasks::builder("typed").task::<add>().task::<error_task>().build().unwrap();
+    let worker = app.worker().start().await.unwrap();
+    let sum: i64 = app.enqueue::<add>((20, 22)).await.unwrap().result(WAIT).await.unwrap();
+    assert_eq!(sum, 42);
+    let failed = app.enqueue::<error_task>(()).await.unwrap().result(WAIT).await;
+    assert!(matches!(failed, Err(WaitError::Failed(m)) if m == "division by zero"));
+    // The function is still callable directly.
+    assert_eq!(add(1, 2).await, 3);
+    worker.shutdown().await;
+}
+
+#[task(name = "introspect", priority = 4, max_time = 5, tags = ["a", "b"], description = "reads its context")]
+async fn introspect(ctx: TaskContext) -> (String, String, u32) {
+    (ctx.uuid().to_string(), ctx.name().to_owned(), ctx.attempt())
+}
+
+#[tokio::test]
+async fn the_context_parameter_receives_id_name_and_attempt() {
+    let app = QueueTasks::builder("ctx").task::<introspect>().build().unwrap();
+    let info = app.tasks()[0];
+    assert_eq!((info.priority, info.tags, info.description), (4, &["a", "b"][..], Some("reads its context")));
+    assert_eq!(info.max_time, Some(Duration::from_secs(5)));
+    let worker = app.worker().start().await.unwrap();
+    let handle = app.enqueue::<introspect>(()).await.unwrap();
+    let (uuid, name, attempt) = handle.result(WAIT).await.unwrap();
+    assert_eq!((uuid, name.as_str(), attempt), (handle.uuid().to_string(), "introspect", 1));
+    // The task's priority is the default for enqueues.
+    assert_eq!(app.get(handle.uuid()).await.unwrap().unwrap().priority, 4);
+    worker.shutdown().await;
+}
+
+#[task]
+async fn gives_up(ctx: TaskContext) -> Result<(), Cancelled> {
+    Err(ctx.cancel("not needed any more"))
+}
+
+#[task(max_time = 0.05)]
+async fn too_slow() {
+    tokio::time::sleep(Duration::from_secs(30)).await;
+}
+
+#[tokio::test]
+async fn cancel_from_inside_and_time_limits_end_with_their_statuses() {
+    let app = QueueTasks::builder("ends").task::<gives_up>().task::<too_slow>().build().unwrap();
+    let worker = app.worker().start().await.unwrap();
+    let cancelled = app.add_task("gives_up", ()).wait(WAIT).await.unwrap().unwrap();
+    assert_eq!(cancelled.status, TaskStatus::Cancel);
+    assert_eq!(cancelled.error.as_deref(), Some("not needed any more"));
+    let limited = app.add_task("too_slow", ()).wait(WAIT).await.unwrap().unwrap();
+    assert_eq!(limited.status, TaskStatus::Error);
+    assert!(limited.error.unwrap().starts_with("time limit exceeded"));
+    worker.shutdown().await;
+}
