@@ -50,19 +50,11 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Waits until the task reaches a final status and returns its record;
     /// `Ok(None)` if the timeout passes first or the task does not exist.
-    fn wait(
-        &self,
-        uuid: Uuid,
-        timeout: Duration,
-    ) -> impl Future<Output = Result<Option<Task>, BackendError>> + Send;
+    fn wait(&self, uuid: Uuid, timeout: Duration) -> impl Future<Output = Result<Option<Task>, BackendError>> + Send;
 
     /// Moves up to `max` queued tasks into `out`, waiting until at least one
     /// is available. Cancel-safe: if the future is dropped, no task is lost.
-    fn fetch(
-        &self,
-        max: usize,
-        out: &mut Vec<TaskMessage>,
-    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+    fn fetch(&self, max: usize, out: &mut Vec<TaskMessage>) -> impl Future<Output = Result<(), BackendError>> + Send;
 
     /// Writes a status change of a task a worker holds (e.g. `process`).
     fn update(&self, task: &Task) -> impl Future<Output = Result<(), BackendError>> + Send;
