@@ -19,7 +19,9 @@ pub(crate) fn expand(func: &ItemFn, options: TaskOptions, mut errors: Errors) ->
     let fn_name = &sig.ident;
     let vis = &func.vis;
 
+    let mut signature_ok = true;
     if !sig.generics.params.is_empty() {
+        signature_ok = false;
         errors.spanned(
             &sig.generics,
             "a task cannot be generic: workers find it by name and decode its arguments into concrete types",
@@ -28,16 +30,21 @@ pub(crate) fn expand(func: &ItemFn, options: TaskOptions, mut errors: Errors) ->
     let mut params = Vec::new();
     for (i, input) in sig.inputs.iter().enumerate() {
         match input {
-            FnArg::Receiver(r) => errors.spanned(r, "a task is a free function; `self` is not allowed"),
+            FnArg::Receiver(r) => {
+                signature_ok = false;
+                errors.spanned(r, "a task is a free function; `self` is not allowed")
+            }
             FnArg::Typed(pt) => {
                 if last_segment_is(&pt.ty, "TaskContext") {
                     params.push(Param::Context { by_ref: matches!(&*pt.ty, Type::Reference(_)) });
                     continue;
                 }
                 if let Type::Reference(r) = &*pt.ty {
+                    signature_ok = false;
                     errors.spanned(r, "task parameters must be owned types (they are decoded from JSON): use `String` for `&str`, `Vec<T>` for `&[T]`");
                 }
                 if let Type::ImplTrait(t) = &*pt.ty {
+                    signature_ok = false;
                     errors.spanned(t, "task parameters must be concrete types (they are decoded from JSON)");
                 }
                 let name = match &*pt.pat {
@@ -84,7 +91,12 @@ pub(crate) fn expand(func: &ItemFn, options: TaskOptions, mut errors: Errors) ->
 
     let (output_ty, fallible) = match &sig.output {
         ReturnType::Default => (quote!(()), false),
-        ReturnType::Type(_, ty) if is_result(ty) => (quote!(<#ty as ::qtasks::__private::IntoTaskResult>::Ok), true),
+        // `Result<T, …>`: name `T` directly, so a bad error type is reported
+        // at the call only, not again in the impl's types.
+        ReturnType::Type(_, ty) if is_result(ty) => match first_type_arg(ty) {
+            Some(ok) => (quote!(#ok), true),
+            None => (quote!(<#ty as ::qtasks::__private::IntoTaskResult>::Ok), true),
+        },
         ReturnType::Type(_, ty) => (quote!(#ty), false),
     };
     let span = sig.span();
@@ -122,6 +134,26 @@ pub(crate) fn expand(func: &ItemFn, options: TaskOptions, mut errors: Errors) ->
     } else {
         quote!(let _ = __qtasks_ctx;)
     };
+
+    if !signature_ok {
+        // One mistake, one error: keep the item and a stand-in impl.
+        return quote! {
+            #func
+            #[doc = #struct_doc]
+            #[allow(non_camel_case_types)]
+            #[derive(Clone, Copy, Debug, Default)]
+            #vis struct #fn_name {}
+            impl ::qtasks::Task for #fn_name {
+                const INFO: ::qtasks::TaskInfo = ::qtasks::TaskInfo::new(#task_name);
+                type Args = ();
+                type Output = ();
+                async fn run(_: ::qtasks::TaskContext, _: ()) -> ::core::result::Result<(), ::qtasks::TaskError> {
+                    ::core::unreachable!()
+                }
+            }
+            #errors
+        };
+    }
 
     quote! {
         #func
@@ -169,6 +201,15 @@ fn is_result(ty: &Type) -> bool {
         Type::Path(p) => p.path.segments.last().is_some_and(|s| s.ident == "Result"),
         _ => false,
     }
+}
+
+fn first_type_arg(ty: &Type) -> Option<&Type> {
+    let Type::Path(p) = ty else { return None };
+    let syn::PathArguments::AngleBracketed(args) = &p.path.segments.last()?.arguments else { return None };
+    args.args.iter().find_map(|a| match a {
+        syn::GenericArgument::Type(t) => Some(t),
+        _ => None,
+    })
 }
 
 fn first_doc_line(attrs: &[syn::Attribute]) -> Option<String> {

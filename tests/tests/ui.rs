@@ -1,0 +1,10 @@
+//! Compile errors users can hit, pinned with trybuild. Regenerate the
+//! `.stderr` files with `TRYBUILD=overwrite cargo test -p qtasks-tests --test ui`
+//! and review the diff like code.
+
+#[test]
+fn ui() {
+    let t = trybuild::TestCases::new();
+    t.pass("ui/*/pass/*.rs");
+    t.compile_fail("ui/*/fail/*.rs");
+}

@@ -1,0 +1,6 @@
+use qtasks::plugin;
+
+#[plugin(on = "worker_start")]
+fn audit() {}
+
+fn main() {}

@@ -1,0 +1,44 @@
+use qtasks::triggers::*;
+use qtasks::{Plugin, QueueTasks, TaskRecord, Value, plugin};
+
+#[plugin(on = "worker_start")]
+fn sync_observer(_ctx: &WorkerStart<'_>) {}
+
+#[plugin(on = "task_executor_run_task_trigger_error")]
+async fn async_rescue(_ctx: &TaskExecutorRunTaskTriggerError<'_>) -> Option<Value> {
+    None
+}
+
+#[plugin(on = "task_executor_after_execute", blocking, name = "audit", version = "2.0.0")]
+fn blocking_observer(_ctx: &TaskExecutorAfterExecute<'_>) -> Result<(), std::io::Error> {
+    Ok(())
+}
+
+struct Many<T> {
+    _t: T,
+}
+
+#[plugin]
+impl<T: Send + Sync + 'static> Many<T> {
+    async fn start(&self) -> Result<(), std::io::Error> {
+        Ok(())
+    }
+    fn stop(&self) {}
+    fn worker_execute_before(&self, _ctx: &WorkerExecuteBefore<'_>) -> Option<TaskRecord> {
+        None
+    }
+    #[blocking]
+    fn worker_stop(&self, _ctx: &WorkerStop<'_>) {}
+}
+
+fn main() {
+    assert_eq!(BlockingObserver.name(), "audit");
+    assert_eq!(BlockingObserver.version(), "2.0.0");
+    let _app = QueueTasks::builder("forms")
+        .plugin(SyncObserver)
+        .plugin(AsyncRescue)
+        .plugin(BlockingObserver)
+        .plugin(Many { _t: 1u8 })
+        .build()
+        .unwrap();
+}
