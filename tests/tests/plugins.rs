@@ -68,12 +68,8 @@ async fn broken_observer(_ctx: &WorkerExecuteAfter<'_>) -> Result<(), std::io::E
 
 #[tokio::test]
 async fn a_failing_handler_counts_as_no_value_and_never_changes_the_outcome() {
-    let app = QueueTasks::builder("failing")
-        .task::<echo>()
-        .plugin(BrokenResult)
-        .plugin(BrokenObserver)
-        .build()
-        .unwrap();
+    let app =
+        QueueTasks::builder("failing").task::<echo>().plugin(BrokenResult).plugin(BrokenObserver).build().unwrap();
     let worker = app.worker().start().await.unwrap();
     let task = app.add_task("echo", ["kept"]).wait(WAIT).await.unwrap().unwrap();
     assert_eq!(task.status, TaskStatus::Success);
@@ -116,10 +112,7 @@ async fn plugins_start_in_order_before_work_and_stop_in_reverse_once() {
     let worker = app.worker().start().await.unwrap();
     app.add_task("echo", [1]).wait(WAIT).await.unwrap().unwrap();
     worker.shutdown().await;
-    assert_eq!(
-        *log.lock().unwrap(),
-        ["start a", "start b", "worker_start a", "worker_start b", "stop b", "stop a"]
-    );
+    assert_eq!(*log.lock().unwrap(), ["start a", "start b", "worker_start a", "worker_start b", "stop b", "stop a"]);
 }
 
 #[tokio::test]
@@ -170,7 +163,8 @@ fn rescue_broken(_ctx: &TaskExecutorRunTaskTriggerError<'_>) -> Result<Option<Va
 
 #[tokio::test]
 async fn a_plugin_error_is_rescued_by_a_handler_value_and_ends_success() {
-    let app = QueueTasks::builder("rescue").task::<raises>().task::<raises_directly>().plugin(Rescue123).build().unwrap();
+    let app =
+        QueueTasks::builder("rescue").task::<raises>().task::<raises_directly>().plugin(Rescue123).build().unwrap();
     let worker = app.worker().start().await.unwrap();
     for name in ["raises", "raises_directly"] {
         let task = app.add_task(name, ()).wait(WAIT).await.unwrap().unwrap();
@@ -311,7 +305,10 @@ impl Tracer {
     fn task_executor_after_execute(&self, _: &TaskExecutorAfterExecute<'_>) {
         self.note("task_executor_after_execute");
     }
-    fn task_executor_after_execute_result_replace(&self, _: &TaskExecutorAfterExecuteResultReplace<'_>) -> Option<Value> {
+    fn task_executor_after_execute_result_replace(
+        &self,
+        _: &TaskExecutorAfterExecuteResultReplace<'_>,
+    ) -> Option<Value> {
         self.note("task_executor_after_execute_result_replace");
         None
     }
