@@ -135,14 +135,19 @@ pub(crate) fn expand(func: &ItemFn, options: TaskOptions, mut errors: Errors) ->
         quote!(let _ = __qtasks_ctx;)
     };
 
+    let task_type = quote! {
+        #func
+
+        #[doc = #struct_doc]
+        #[allow(non_camel_case_types)]
+        #[derive(Clone, Copy, Debug, Default)]
+        #vis struct #fn_name {}
+    };
+
     if !signature_ok {
         // One mistake, one error: keep the item and a stand-in impl.
         return quote! {
-            #func
-            #[doc = #struct_doc]
-            #[allow(non_camel_case_types)]
-            #[derive(Clone, Copy, Debug, Default)]
-            #vis struct #fn_name {}
+            #task_type
             impl ::qtasks::Task for #fn_name {
                 const INFO: ::qtasks::TaskInfo = ::qtasks::TaskInfo::new(#task_name);
                 type Args = ();
@@ -156,12 +161,7 @@ pub(crate) fn expand(func: &ItemFn, options: TaskOptions, mut errors: Errors) ->
     }
 
     quote! {
-        #func
-
-        #[doc = #struct_doc]
-        #[allow(non_camel_case_types)]
-        #[derive(Clone, Copy, Debug, Default)]
-        #vis struct #fn_name {}
+        #task_type
 
         impl ::qtasks::Task for #fn_name {
             const INFO: ::qtasks::TaskInfo = ::qtasks::TaskInfo {
