@@ -3,6 +3,7 @@
 
 use qtasks::triggers::*;
 use qtasks::{Error, PluginError, QueueTasks, TaskContext, TaskStatus, Value, json, plugin, task};
+use std::future::IntoFuture;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -199,19 +200,39 @@ async fn the_last_rescue_wins_and_sees_the_earlier_one() {
     worker.shutdown().await;
 }
 
-/// A blocking handler: may block its thread without stalling the runtime.
+/// A blocking handler: sleeps 300 ms on its thread.
 #[plugin(on = "task_executor_before_execute", blocking)]
 fn slow_audit(ctx: &TaskExecutorBeforeExecute<'_>) {
-    std::thread::sleep(Duration::from_millis(20));
     assert_eq!(ctx.task.name, "echo");
+    std::thread::sleep(Duration::from_millis(300));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn blocking_handlers_run_and_see_their_context() {
+async fn a_blocking_handler_does_not_stall_the_runtime() {
     let app = QueueTasks::builder("blocking").task::<echo>().plugin(SlowAudit).build().unwrap();
-    let worker = app.worker().start().await.unwrap();
-    let task = app.add_task("echo", [5]).wait(WAIT).await.unwrap().unwrap();
-    assert_eq!(task.status, TaskStatus::Success);
+    let worker = app.worker().max_tasks_process(4).start().await.unwrap();
+    let ids: Vec<_> = futures::future::join_all((0..2).map(|i| app.add_task("echo", [i]).into_future()))
+        .await
+        .into_iter()
+        .map(|t| t.unwrap().uuid)
+        .collect();
+    // Two handlers block both worker threads' tasks for 300 ms; a 10 ms
+    // ticker must keep ticking meanwhile.
+    let ticker = tokio::spawn(async {
+        let mut interval = tokio::time::interval(Duration::from_millis(10));
+        let mut ticks = 0u32;
+        let start = tokio::time::Instant::now();
+        while start.elapsed() < Duration::from_millis(250) {
+            interval.tick().await;
+            ticks += 1;
+        }
+        ticks
+    });
+    let ticks = ticker.await.unwrap();
+    for id in ids {
+        assert_eq!(app.wait(id, WAIT).await.unwrap().unwrap().status, TaskStatus::Success);
+    }
+    assert!(ticks >= 15, "the runtime stalled while blocking handlers ran ({ticks} ticks in 250 ms)");
     worker.shutdown().await;
 }
 
