@@ -44,6 +44,8 @@ pub mod triggers;
 mod worker;
 
 pub use app::{Builder, QueueTasks};
+#[cfg(feature = "redis")]
+pub use backend::RedisBackend;
 pub use backend::{Backend, BackendError, MemoryBackend};
 pub use client::{AddTask, AddTaskWait, Enqueue, TaskHandle};
 pub use error::{Error, WaitError};

@@ -3,9 +3,14 @@
 //! [`Backend`] is one trait for the broker side (queue) and the storage side
 //! (records) of a backend, so the runtime fires the same triggers around
 //! every backend. [`MemoryBackend`] needs no server.
+//! `RedisBackend` (feature `redis`) keeps them in a Redis server.
 
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 
+#[cfg(feature = "redis")]
+pub use self::redis::RedisBackend;
 pub use memory::MemoryBackend;
 
 use crate::model::{Task, TaskMessage};

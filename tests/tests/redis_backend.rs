@@ -1,0 +1,490 @@
+//! The Redis backend against a real server: `QTASKS_REDIS_URL`, or
+//! redis://127.0.0.1:6379. Without a reachable server the tests are skipped
+//! (with a loud message), except under CI (`CI` set), where they fail.
+
+use qtasks::{Backend, NewTask, QueueTasks, RedisBackend, TaskRecord, TaskStatus, json, task};
+use redis::Value;
+use redis::aio::MultiplexedConnection;
+use std::io::Write;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn url() -> String {
+    std::env::var("QTASKS_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// Tests share the server; the one that kills client connections runs alone.
+static SERIAL: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+/// A backend for a fresh app, or `None` (test skipped) without a server.
+async fn connect() -> Option<RedisBackend> {
+    let app = format!("qtasks-test-{}", Uuid::new_v4());
+    connect_app(&app).await
+}
+
+async fn connect_app(app: &str) -> Option<RedisBackend> {
+    let url = url();
+    let error = match tokio::time::timeout(Duration::from_secs(15), RedisBackend::connect(&url, app)).await {
+        Ok(Ok(backend)) => return Some(backend),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "connecting timed out".to_owned(),
+    };
+    if std::env::var_os("CI").is_some() {
+        panic!("Redis not reachable at {url} (CI is set, so this fails): {error}");
+    }
+    // Straight to stderr: the test harness captures `eprintln!` of passing tests.
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n*** SKIPPED: Redis not reachable at {url}: {error} ***\n*** set QTASKS_REDIS_URL or start redis-server ***\n"
+    );
+    None
+}
+
+/// A plain connection to look at the keys directly.
+async fn raw() -> MultiplexedConnection {
+    redis::Client::open(url()).unwrap().get_multiplexed_async_connection().await.unwrap()
+}
+
+async fn query<T: redis::FromRedisValue>(conn: &mut MultiplexedConnection, args: &[&str]) -> T {
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    cmd.query_async(conn).await.unwrap()
+}
+
+fn record(name: &str, priority: i64) -> TaskRecord {
+    TaskRecord::new(
+        Uuid::new_v4(),
+        NewTask { task_name: name.to_owned(), priority, args: json!([]), extra: Default::default() },
+    )
+}
+
+/// Fetches at most `max` tasks, or none if nothing comes within `within`.
+async fn fetch_within(backend: &RedisBackend, max: usize, within: Duration) -> Vec<qtasks::TaskMessage> {
+    let mut out = Vec::new();
+    match tokio::time::timeout(within, backend.fetch(max, &mut out)).await {
+        Ok(result) => result.unwrap(),
+        Err(_) => assert!(out.is_empty(), "a cancelled fetch must not have taken tasks"),
+    }
+    out
+}
+
+#[task]
+async fn add(a: i64, b: i64) -> i64 {
+    a + b
+}
+
+#[task]
+fn fail() -> Result<i64, std::io::Error> {
+    Err(std::io::Error::other("division by zero"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_orders_by_priority_then_fifo() {
+    let _serial = SERIAL.read().await;
+    let Some(backend) = connect().await else { return };
+    assert_eq!(backend.kind(), "redis");
+    let plan: [(&str, i64); 10] = [
+        ("p5-a", 5),
+        ("p1-a", 1),
+        ("p5-b", 5),
+        ("p0-a", 0),
+        ("p1-b", 1),
+        ("max", i64::MAX),
+        ("min", i64::MIN),
+        ("neg", -3),
+        // 2^53 and 2^53 + 1 are the same f64: the order must still hold.
+        ("big+1", (1 << 53) + 1),
+        ("big", 1 << 53),
+    ];
+    for (name, priority) in plan {
+        backend.enqueue(&record(name, priority)).await.unwrap();
+    }
+    // Small batches: the order holds across calls, not only within one.
+    let mut names = Vec::new();
+    while names.len() < plan.len() {
+        let batch = fetch_within(&backend, 3, WAIT).await;
+        assert!(!batch.is_empty() && batch.len() <= 3);
+        names.extend(batch.into_iter().map(|m| m.task_name));
+    }
+    assert_eq!(names, ["min", "neg", "p0-a", "p1-a", "p1-b", "p5-a", "p5-b", "big", "big+1", "max"]);
+    backend.flush().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enqueue_worker_result_end_to_end() {
+    let _serial = SERIAL.read().await;
+    let Some(backend) = connect().await else { return };
+    let app = QueueTasks::builder("redis-e2e").task::<add>().task::<fail>().backend(backend.clone()).build().unwrap();
+    let worker = app.worker().max_tasks_process(4).start().await.unwrap();
+
+    let task = app.add_task("add", (2, 3)).wait(WAIT).await.unwrap().expect("finished");
+    assert_eq!(task.status, TaskStatus::Success);
+    assert_eq!(task.result, Some(json!(5)));
+
+    let sum = app.enqueue::<add>((20, 22)).await.unwrap().result(WAIT).await.unwrap();
+    assert_eq!(sum, 42);
+
+    let failed = app.add_task("fail", ()).wait(WAIT).await.unwrap().expect("finished");
+    assert_eq!(failed.status, TaskStatus::Error);
+    assert_eq!(failed.error.as_deref(), Some("division by zero"));
+
+    let unknown = app.add_task("no_such_task", ()).wait(WAIT).await.unwrap().expect("finished");
+    assert_eq!(unknown.status, TaskStatus::Error);
+
+    // A burst, waited on concurrently: one shared subscription serves all waiters.
+    let n = 200;
+    let started = Instant::now();
+    let mut uuids = Vec::new();
+    for i in 0..n {
+        uuids.push(app.add_task("add", (i, 1)).await.unwrap().uuid);
+    }
+    let waits = uuids.iter().map(|&uuid| app.wait(uuid, WAIT));
+    let done = futures::future::join_all(waits).await;
+    for (i, task) in done.into_iter().enumerate() {
+        let task = task.unwrap().expect("finished");
+        assert_eq!(task.result, Some(json!(i as i64 + 1)));
+    }
+    eprintln!("redis backend: {n} tasks enqueued, run and awaited in {:?}", started.elapsed());
+
+    assert_eq!(app.get_all().await.unwrap().len(), n as usize + 4);
+    let stored = app.get(uuids[0]).await.unwrap().expect("stored");
+    assert_eq!(stored.status, TaskStatus::Success);
+
+    worker.shutdown().await;
+    app.flush_all().await.unwrap();
+    assert!(app.get_all().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_returns_none_on_timeout_and_is_notified_on_finish() {
+    let _serial = SERIAL.read().await;
+    let Some(backend) = connect().await else { return };
+    // Unknown task: at once.
+    assert!(backend.wait(Uuid::new_v4(), WAIT).await.unwrap().is_none());
+
+    // No worker: the timeout passes.
+    let task = record("t", 0);
+    backend.enqueue(&task).await.unwrap();
+    let started = Instant::now();
+    assert!(backend.wait(task.uuid, Duration::from_millis(300)).await.unwrap().is_none());
+    assert!(started.elapsed() >= Duration::from_millis(300));
+
+    // A waiter is woken by finish, well before its timeout.
+    let waiter = tokio::spawn({
+        let backend = backend.clone();
+        async move {
+            let started = Instant::now();
+            (backend.wait(task.uuid, Duration::from_secs(30)).await.unwrap(), started.elapsed())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let taken = fetch_within(&backend, 1, WAIT).await;
+    let mut done = TaskRecord::from_message(&taken[0], TaskStatus::Success);
+    done.result = Some(json!("ok"));
+    backend.finish(&done).await.unwrap();
+    let (finished, took) = waiter.await.unwrap();
+    let finished = finished.expect("notified");
+    assert_eq!(finished.status, TaskStatus::Success);
+    assert_eq!(finished.result, Some(json!("ok")));
+    assert!(took < Duration::from_secs(5), "woken after {took:?}");
+
+    // Already final: at once.
+    assert!(backend.wait(task.uuid, WAIT).await.unwrap().is_some());
+    backend.flush().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_fetch_is_woken_by_enqueue_and_cancelling_it_loses_nothing() {
+    let _serial = SERIAL.read().await;
+    let Some(backend) = connect().await else { return };
+    // Cancelled while blocked: nothing taken, nothing lost.
+    assert!(fetch_within(&backend, 5, Duration::from_millis(300)).await.is_empty());
+
+    let fetcher = tokio::spawn({
+        let backend = backend.clone();
+        async move {
+            let mut out = Vec::new();
+            backend.fetch(5, &mut out).await.unwrap();
+            (out, Instant::now())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let task = record("wake", 0);
+    let enqueued = Instant::now();
+    backend.enqueue(&task).await.unwrap();
+    let (out, woken) = fetcher.await.unwrap();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].uuid, task.uuid);
+    // Woken by the enqueue, not by the periodic re-check (5 s).
+    assert!(woken.duration_since(enqueued) < Duration::from_secs(2));
+    backend.flush().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetches_cancelled_mid_round_trip_lose_no_task() {
+    let _serial = SERIAL.read().await;
+    let Some(backend) = connect().await else { return };
+    let n = 40;
+    let mut expected = std::collections::BTreeSet::new();
+    for i in 0..n {
+        let task = record("c", i % 3);
+        backend.enqueue(&task).await.unwrap();
+        expected.insert(task.uuid);
+    }
+    // Dropped after one poll, while the script's round trip is under way,
+    // or (one in four) polled again 2 ms later, when it is done.
+    let mut got = std::collections::BTreeSet::new();
+    let mut cancelled = 0;
+    for i in 0..200usize {
+        let mut out = Vec::new();
+        {
+            let fetch = backend.fetch(3, &mut out);
+            tokio::pin!(fetch);
+            let mut done = false;
+            for poll in 0..=usize::from(i % 4 == 3) {
+                if poll > 0 {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                if let std::task::Poll::Ready(result) = futures::poll!(fetch.as_mut()) {
+                    result.unwrap();
+                    done = true;
+                    break;
+                }
+            }
+            cancelled += usize::from(!done);
+        }
+        for m in out {
+            assert!(got.insert(m.uuid), "delivered twice: {}", m.uuid);
+        }
+        if got.len() == n as usize {
+            break;
+        }
+    }
+    assert!(cancelled > 0);
+    // The default lease is 30 s: a task stranded in flight would not come back in time.
+    let started = Instant::now();
+    while got.len() < n as usize && started.elapsed() < WAIT {
+        for m in fetch_within(&backend, 10, Duration::from_secs(1)).await {
+            assert!(got.insert(m.uuid), "delivered twice: {}", m.uuid);
+        }
+    }
+    eprintln!("cancelled {cancelled}, got {}", got.len());
+    assert_eq!(got, expected, "after {cancelled} cancelled fetches");
+    backend.flush().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_lease_redelivers_the_task() {
+    let _serial = SERIAL.read().await;
+    let Some(backend) = connect().await else { return };
+    let backend = backend.lease(Duration::from_secs(1));
+    let task = record("leased", 0);
+    backend.enqueue(&task).await.unwrap();
+
+    let first = fetch_within(&backend, 10, WAIT).await;
+    assert_eq!(first.len(), 1);
+    let taken_at = Instant::now();
+    // The worker "dies": no finish. Another fetch blocks, then gets it back
+    // once the lease has expired.
+    let again = fetch_within(&backend, 10, WAIT).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].uuid, task.uuid);
+    assert!(taken_at.elapsed() >= Duration::from_millis(900), "redelivered after {:?}", taken_at.elapsed());
+
+    // Finished: released for good.
+    backend.finish(&TaskRecord::from_message(&again[0], TaskStatus::Success)).await.unwrap();
+    assert!(fetch_within(&backend, 10, Duration::from_millis(1500)).await.is_empty());
+
+    // A lease that is renewed is not redelivered.
+    let task = record("renewed", 0);
+    backend.enqueue(&task).await.unwrap();
+    assert_eq!(fetch_within(&backend, 10, WAIT).await.len(), 1);
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(backend.extend_leases(&[task.uuid]).await.unwrap(), 1);
+    }
+    assert!(fetch_within(&backend, 10, Duration::from_millis(500)).await.is_empty());
+    backend.flush().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finish_sets_the_retention_ttl_and_releases_the_task() {
+    let _serial = SERIAL.read().await;
+    let Some(backend) = connect().await else { return };
+    let backend = backend.retention(Some(Duration::from_secs(60)));
+    let mut conn = raw().await;
+    let prefix = backend.key_prefix().to_owned();
+
+    let task = record("ttl", 0);
+    backend.enqueue(&task).await.unwrap();
+    let key = format!("{prefix}task:{}", task.uuid);
+    assert_eq!(query::<i64>(&mut conn, &["PTTL", &key]).await, -1, "no expiry before the end");
+    let taken = fetch_within(&backend, 1, WAIT).await;
+    let process = TaskRecord::from_message(&taken[0], TaskStatus::Process);
+    backend.update(&process).await.unwrap();
+    assert_eq!(backend.get(task.uuid).await.unwrap().unwrap().status, TaskStatus::Process);
+    assert_eq!(query::<i64>(&mut conn, &["ZCARD", &format!("{prefix}inflight")]).await, 1);
+
+    backend.finish(&TaskRecord::from_message(&taken[0], TaskStatus::Success)).await.unwrap();
+    let ttl = query::<i64>(&mut conn, &["PTTL", &key]).await;
+    assert!(0 < ttl && ttl <= 60_000, "ttl {ttl}");
+    assert_eq!(query::<i64>(&mut conn, &["ZCARD", &format!("{prefix}inflight")]).await, 0);
+    assert_eq!(query::<i64>(&mut conn, &["HLEN", &format!("{prefix}held")]).await, 0);
+    // The status only moves forward: a late `process` does not undo the end.
+    backend.update(&process).await.unwrap();
+    assert_eq!(backend.get(task.uuid).await.unwrap().unwrap().status, TaskStatus::Success);
+
+    // Without retention the record stays.
+    let keep = backend.clone().retention(None);
+    let task = record("keep", 0);
+    keep.enqueue(&task).await.unwrap();
+    let taken = fetch_within(&keep, 1, WAIT).await;
+    keep.finish(&TaskRecord::from_message(&taken[0], TaskStatus::Success)).await.unwrap();
+    assert_eq!(query::<i64>(&mut conn, &["PTTL", &format!("{prefix}task:{}", task.uuid)]).await, -1);
+    backend.flush().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_in_the_queue_goes_to_the_dead_letters() {
+    let _serial = SERIAL.read().await;
+    let Some(backend) = connect().await else { return };
+    let mut conn = raw().await;
+    let prefix = backend.key_prefix().to_owned();
+    let queue = format!("{prefix}queue");
+
+    let good_a = record("good-a", 0);
+    backend.enqueue(&good_a).await.unwrap();
+    // Entries sorting before and after the good ones.
+    let _: i64 = query(&mut conn, &["ZADD", &queue, "0", "\u{1}garbage"]).await;
+    let _: i64 = query(&mut conn, &["ZADD", &queue, "0", "zzz not an entry"]).await;
+    // Well formed, but its record is missing.
+    let missing = format!("{:032x}{}", 0u128, Uuid::new_v4());
+    let _: i64 = query(&mut conn, &["ZADD", &queue, "0", &missing]).await;
+    // Well formed, but its record is not a task.
+    let bad = Uuid::new_v4();
+    let _: i64 =
+        query(&mut conn, &["HSET", &format!("{prefix}task:{bad}"), "status", "new", "data", "{not json"]).await;
+    let _: i64 = query(&mut conn, &["ZADD", &queue, "0", &format!("{:032x}{bad}", 1u128)]).await;
+    let good_b = record("good-b", 0);
+    backend.enqueue(&good_b).await.unwrap();
+
+    let out = fetch_within(&backend, 10, WAIT).await;
+    let uuids: Vec<Uuid> = out.iter().map(|m| m.uuid).collect();
+    assert_eq!(uuids, [good_a.uuid, good_b.uuid]);
+    let dead: Vec<String> = query(&mut conn, &["LRANGE", &format!("{prefix}dead"), "0", "-1"]).await;
+    assert_eq!(dead.len(), 4, "{dead:?}");
+    for letter in &dead {
+        let letter: serde_json::Value = serde_json::from_str(letter).unwrap();
+        assert!(letter["reason"].is_string(), "{letter}");
+    }
+    // Only the good tasks are in flight.
+    assert_eq!(query::<i64>(&mut conn, &["ZCARD", &format!("{prefix}inflight")]).await, 2);
+    assert_eq!(query::<i64>(&mut conn, &["ZCARD", &queue]).await, 0);
+    backend.flush().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversize_message_is_refused() {
+    let _serial = SERIAL.read().await;
+    let Some(backend) = connect().await else { return };
+    let backend = backend.max_message_size(1024);
+    let mut big = record("big", 0);
+    big.args = json!(["x".repeat(2000)]);
+    let error = backend.enqueue(&big).await.unwrap_err();
+    assert_eq!(error.backend, "redis");
+    assert!(error.message.contains("max_message_size"), "{error}");
+    assert!(backend.get(big.uuid).await.unwrap().is_none());
+    assert!(backend.get_all().await.unwrap().is_empty());
+
+    backend.enqueue(&record("small", 0)).await.unwrap();
+    // Through the app too.
+    let app = QueueTasks::builder("redis-big").task::<add>().backend(backend.clone()).build().unwrap();
+    assert!(app.add_task("add", ("y".repeat(2000), 1)).await.is_err());
+    backend.flush().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_removes_only_the_apps_keys() {
+    let _serial = SERIAL.read().await;
+    let app = format!("qtasks-test-{}", Uuid::new_v4());
+    let Some(a) = connect_app(&app).await else { return };
+    // An app whose prefix starts with `a`'s, and a key of nobody.
+    let Some(b) = connect_app(&format!("{app}:task")).await else { return };
+    let mut conn = raw().await;
+    let stranger = format!("qtasks:{app}-stranger");
+    let _: () = query(&mut conn, &["SET", &stranger, "1"]).await;
+
+    let mut a_tasks = Vec::new();
+    for i in 0..3 {
+        let task = record("a", i);
+        a.enqueue(&task).await.unwrap();
+        a_tasks.push(task.uuid);
+    }
+    let taken = fetch_within(&a, 1, WAIT).await;
+    a.finish(&TaskRecord::from_message(&taken[0], TaskStatus::Success)).await.unwrap();
+    let b_task = record("b", 0);
+    b.enqueue(&b_task).await.unwrap();
+
+    a.flush().await.unwrap();
+    let keys_conn = conn.clone();
+    let keys_of = |prefix: String| {
+        let mut conn = keys_conn.clone();
+        async move {
+            let keys: Vec<String> = query(&mut conn, &["KEYS", &format!("{prefix}*")]).await;
+            keys
+        }
+    };
+    let left: Vec<String> =
+        keys_of(a.key_prefix().to_owned()).await.into_iter().filter(|k| !k.starts_with(b.key_prefix())).collect();
+    assert!(left.is_empty(), "left after flush: {left:?}");
+    for uuid in a_tasks {
+        assert!(a.get(uuid).await.unwrap().is_none());
+    }
+    assert!(!keys_of(b.key_prefix().to_owned()).await.is_empty());
+    assert_eq!(b.get(b_task.uuid).await.unwrap().unwrap().uuid, b_task.uuid);
+    assert_eq!(b.get_all().await.unwrap().len(), 1);
+    assert_eq!(fetch_within(&b, 10, WAIT).await[0].uuid, b_task.uuid);
+    assert_eq!(query::<i64>(&mut conn, &["EXISTS", &stranger]).await, 1);
+
+    b.flush().await.unwrap();
+    let _: i64 = query(&mut conn, &["DEL", &stranger]).await;
+    assert!(keys_of(b.key_prefix().to_owned()).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_and_waiters_survive_killed_connections() {
+    let _serial = SERIAL.write().await;
+    let Some(backend) = connect().await else { return };
+    let app = QueueTasks::builder("redis-chaos").task::<add>().backend(backend.clone()).build().unwrap();
+    let worker = app.worker().start().await.unwrap();
+    assert_eq!(app.enqueue::<add>((1, 1)).await.unwrap().result(WAIT).await.unwrap(), 2);
+
+    let mut conn = raw().await;
+    for kind in ["pubsub", "normal"] {
+        // Every connection of that type, ours (`raw`) included for `normal`.
+        let _: Value =
+            redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg(kind).query_async(&mut conn).await.unwrap_or(Value::Nil);
+        conn = raw().await;
+        // The shared connection reconnects; a command caught by the loss fails.
+        let started = Instant::now();
+        let handle = loop {
+            match app.enqueue::<add>((2, 3)).await {
+                Ok(handle) => break handle,
+                Err(e) if started.elapsed() < WAIT => {
+                    eprintln!("enqueue after killing the {kind} connections: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("no reconnection after killing the {kind} connections: {e}"),
+            }
+        };
+        // The worker's fetch and the waiter's subscription came back.
+        assert_eq!(handle.result(WAIT).await.unwrap(), 5, "after killing the {kind} connections");
+        eprintln!("killed the {kind} connections: next task done {:?} later", started.elapsed());
+    }
+    worker.shutdown().await;
+    backend.flush().await.unwrap();
+}
