@@ -117,6 +117,7 @@ fn handler_method(h: &Handler) -> TokenStream {
     };
     quote! {
         #[inline(always)]
+        #[allow(clippy::manual_async_fn)]
         fn #method(&self, ctx: &#ctx_ty<'_>) -> impl ::core::future::Future<Output = ::qtasks::Outcome<#out>> + ::core::marker::Send {
             #body
         }
@@ -307,17 +308,15 @@ fn lifecycle_method(name: &str, sig: &Signature, self_ty: &Type, errors: &mut Er
     };
     if name == "start" {
         quote_spanned! {span=>
-            fn start(&self) -> impl ::core::future::Future<Output = ::core::result::Result<(), ::qtasks::BoxError>> + ::core::marker::Send {
-                async move { ::qtasks::__private::IntoStartResult::into_start_result(#call) }
+            async fn start(&self) -> ::core::result::Result<(), ::qtasks::BoxError> {
+                ::qtasks::__private::IntoStartResult::into_start_result(#call)
             }
         }
     } else {
         quote_spanned! {span=>
-            fn stop(&self) -> impl ::core::future::Future<Output = ()> + ::core::marker::Send {
-                async move {
-                    if let ::core::result::Result::Err(error) = ::qtasks::__private::IntoStartResult::into_start_result(#call) {
-                        ::qtasks::__private::report_stop_error(::qtasks::Plugin::name(self), &*error);
-                    }
+            async fn stop(&self) {
+                if let ::core::result::Result::Err(error) = ::qtasks::__private::IntoStartResult::into_start_result(#call) {
+                    ::qtasks::__private::report_stop_error(::qtasks::Plugin::name(self), &*error);
                 }
             }
         }
