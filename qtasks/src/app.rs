@@ -6,7 +6,6 @@ use crate::plugin::{Append, Chain, Member, Plugin, PluginInfo};
 use crate::task::{Task, TaskInfo, TaskSet};
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 
 /// An app: the tasks it knows, its plugin chain and its backend.
 ///
@@ -29,9 +28,6 @@ pub(crate) struct AppInner<T, C, B> {
     pub(crate) name: String,
     pub(crate) chain: C,
     pub(crate) backend: B,
-    /// Workers of this app running in this process (answers `ping` on backends
-    /// without a worker registry).
-    pub(crate) local_workers: AtomicUsize,
     pub(crate) _tasks: PhantomData<fn() -> T>,
 }
 
@@ -107,7 +103,6 @@ impl<T: TaskSet, C: Chain, B: Backend> Builder<T, C, B> {
                 name: self.name,
                 chain: self.chain,
                 backend: self.backend,
-                local_workers: AtomicUsize::new(0),
                 _tasks: PhantomData,
             }),
         })

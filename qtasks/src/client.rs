@@ -13,7 +13,6 @@ use serde_json::{Map, Value};
 use std::future::{Future, IntoFuture};
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -78,14 +77,6 @@ impl<T: TaskSet, C: Chain, B: Backend> QueueTasks<T, C, B> {
     /// the task does not exist.
     pub async fn wait(&self, uuid: Uuid, timeout: Duration) -> Result<Option<TaskRecord>, Error> {
         Ok(self.inner.backend.wait(uuid, timeout).await?)
-    }
-
-    /// `true` if a worker of this app is running. On the in-memory backend
-    /// that means a worker in this process.
-    pub async fn ping(&self) -> bool {
-        let app = &*self.inner;
-        fire!(&app.chain, QtasksPing { app: &app.name });
-        app.local_workers.load(Ordering::Relaxed) > 0
     }
 
     /// Removes every queued task and record of the app.

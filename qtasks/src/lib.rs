@@ -33,9 +33,12 @@
 
 mod app;
 pub mod backend;
+#[cfg(feature = "cli")]
+pub mod cli;
 mod client;
 mod error;
 mod executor;
+mod global_config;
 pub mod model;
 pub mod plugin;
 pub mod task;
@@ -46,9 +49,10 @@ mod worker;
 pub use app::{Builder, QueueTasks};
 #[cfg(feature = "redis")]
 pub use backend::RedisBackend;
-pub use backend::{Backend, BackendError, MemoryBackend};
+pub use backend::{AnyBackend, Backend, BackendError, MemoryBackend};
 pub use client::{AddTask, AddTaskWait, Enqueue, TaskHandle};
 pub use error::{Error, WaitError};
+pub use global_config::WorkerInfo;
 pub use model::{NewTask, Task as TaskRecord, TaskMessage, TaskStatus};
 pub use plugin::{BoxError, Chain, Outcome, Plugin, PluginInfo};
 pub use qtasks_macros::{plugin, task};

@@ -4,12 +4,12 @@ use crate::app::{AppInner, QueueTasks};
 use crate::backend::Backend;
 use crate::client::fire;
 use crate::error::Error;
+use crate::global_config::{HEARTBEAT, WORKER_TTL, WORKERS, WorkerInfo};
 use crate::model::TaskMessage;
 use crate::plugin::Chain;
 use crate::task::TaskSet;
 use crate::triggers::*;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
@@ -49,8 +49,16 @@ impl<T: TaskSet, C: Chain, B: Backend> WorkerBuilder<T, C, B> {
         fire!(&app.chain, WorkerStart { app: name, max_tasks_process: self.max_tasks_process });
         fire!(&app.chain, BrokerStart { app: name });
         fire!(&app.chain, StorageStart { app: name });
+        fire!(&app.chain, GlobalConfigStart { app: name });
+        let info = WorkerInfo::new(name, app.backend.kind(), self.max_tasks_process);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        if let Err(error) = self.app.register(&info).await {
+            app.chain.stop().await;
+            return Err(error);
+        }
+        fire!(&app.chain, GlobalConfigSetStatus { app: name });
+        let heartbeat = tokio::spawn(heartbeat(self.app.clone(), info.clone(), stop_rx.clone()));
         fire!(&app.chain, BrokerListenStart { app: name });
-        app.local_workers.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
             app = name,
             backend = app.backend.kind(),
@@ -58,10 +66,17 @@ impl<T: TaskSet, C: Chain, B: Backend> WorkerBuilder<T, C, B> {
             "worker started"
         );
 
-        let (stop_tx, stop_rx) = watch::channel(false);
         let slots = Arc::new(Semaphore::new(self.max_tasks_process));
         let run = tokio::spawn(run_loop(Arc::clone(&app), Arc::clone(&slots), stop_rx));
-        Ok(Worker { app: self.app, stop: stop_tx, run: Some(run), slots, max: self.max_tasks_process })
+        Ok(Worker {
+            app: self.app,
+            info,
+            stop: stop_tx,
+            run: Some(run),
+            heartbeat: Some(heartbeat),
+            slots,
+            max: self.max_tasks_process,
+        })
     }
 }
 
@@ -69,13 +84,20 @@ impl<T: TaskSet, C: Chain, B: Backend> WorkerBuilder<T, C, B> {
 /// stops taking tasks but does not wait for the ones running.
 pub struct Worker<T: TaskSet, C: Chain, B: Backend> {
     app: QueueTasks<T, C, B>,
+    info: WorkerInfo,
     stop: watch::Sender<bool>,
     run: Option<JoinHandle<()>>,
+    heartbeat: Option<JoinHandle<()>>,
     slots: Arc<Semaphore>,
     max: usize,
 }
 
 impl<T: TaskSet, C: Chain, B: Backend> Worker<T, C, B> {
+    /// This worker's entry in the registry.
+    pub fn info(&self) -> &WorkerInfo {
+        &self.info
+    }
+
     /// Stops taking tasks, waits for the running ones to finish, then stops
     /// the plugins in reverse order.
     pub async fn shutdown(mut self) {
@@ -91,8 +113,14 @@ impl<T: TaskSet, C: Chain, B: Backend> Worker<T, C, B> {
         let _all = self.slots.acquire_many(self.max as u32).await;
         fire!(&app.chain, WorkerStop { app: name });
         fire!(&app.chain, StorageStop { app: name });
+        if let Some(heartbeat) = self.heartbeat.take() {
+            let _ = heartbeat.await;
+        }
+        if let Err(error) = app.backend.config_delete(WORKERS, &self.info.id).await {
+            tracing::warn!(app = name, %error, "could not unregister the worker");
+        }
+        fire!(&app.chain, GlobalConfigStop { app: name });
         app.chain.stop().await;
-        app.local_workers.fetch_sub(1, Ordering::Relaxed);
         tracing::info!(app = name, "worker stopped");
     }
 
@@ -152,6 +180,30 @@ async fn run_loop<T: TaskSet, C: Chain, B: Backend>(
                 crate::executor::receive_and_run(&app, message).await;
                 drop(permit);
             });
+        }
+    }
+}
+
+impl<T: TaskSet, C: Chain, B: Backend> QueueTasks<T, C, B> {
+    async fn register(&self, info: &WorkerInfo) -> Result<(), Error> {
+        let value = serde_json::to_value(info).expect("a worker entry is plain data");
+        self.config_set_ttl(WORKERS, &info.id, value, Some(WORKER_TTL)).await
+    }
+}
+
+/// Renews the worker's registry entry until the worker stops.
+async fn heartbeat<T: TaskSet, C: Chain, B: Backend>(
+    app: QueueTasks<T, C, B>,
+    info: WorkerInfo,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = tokio::time::sleep(HEARTBEAT) => {}
+        }
+        if let Err(error) = app.register(&info).await {
+            tracing::warn!(app = %app.name(), %error, "worker heartbeat failed; retrying");
         }
     }
 }

@@ -2,10 +2,11 @@
 
 use super::{Backend, BackendError};
 use crate::model::{Task, TaskMessage};
+use serde_json::{Map, Value};
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -27,6 +28,7 @@ struct Inner {
     queue: Mutex<Queue>,
     queued: Notify,
     shards: [Mutex<HashMap<Uuid, Entry>>; SHARDS],
+    config: Mutex<HashMap<(String, String), Setting>>,
 }
 
 #[derive(Default)]
@@ -59,6 +61,9 @@ impl Ord for Queued {
         other.priority.cmp(&self.priority).then_with(|| other.seq.cmp(&self.seq))
     }
 }
+
+/// A shared setting and when it expires.
+type Setting = (Value, Option<Instant>);
 
 struct Entry {
     task: Task,
@@ -201,6 +206,40 @@ impl Backend for MemoryBackend {
         for shard in &self.inner.shards {
             lock(shard).clear();
         }
+        lock(&self.inner.config).clear();
+        Ok(())
+    }
+
+    async fn config_set(
+        &self,
+        name: &str,
+        key: &str,
+        value: &Value,
+        ttl: Option<Duration>,
+    ) -> Result<(), BackendError> {
+        let expires = ttl.map(|t| Instant::now() + t);
+        lock(&self.inner.config).insert((name.to_owned(), key.to_owned()), (value.clone(), expires));
+        Ok(())
+    }
+
+    async fn config_get(&self, name: &str, key: &str) -> Result<Option<Value>, BackendError> {
+        let now = Instant::now();
+        let config = lock(&self.inner.config);
+        Ok(config
+            .get(&(name.to_owned(), key.to_owned()))
+            .filter(|(_, expires)| expires.is_none_or(|e| e > now))
+            .map(|(v, _)| v.clone()))
+    }
+
+    async fn config_get_all(&self, name: &str) -> Result<Map<String, Value>, BackendError> {
+        let now = Instant::now();
+        let mut config = lock(&self.inner.config);
+        config.retain(|_, (_, expires)| expires.is_none_or(|e| e > now));
+        Ok(config.iter().filter(|((n, _), _)| n == name).map(|((_, k), (v, _))| (k.clone(), v.clone())).collect())
+    }
+
+    async fn config_delete(&self, name: &str, key: &str) -> Result<(), BackendError> {
+        lock(&self.inner.config).remove(&(name.to_owned(), key.to_owned()));
         Ok(())
     }
 }

@@ -5,15 +5,18 @@
 //! every backend. [`MemoryBackend`] needs no server.
 //! `RedisBackend` (feature `redis`) keeps them in a Redis server.
 
+mod any;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
 
 #[cfg(feature = "redis")]
 pub use self::redis::RedisBackend;
+pub use any::AnyBackend;
 pub use memory::MemoryBackend;
 
 use crate::model::{Task, TaskMessage};
+use serde_json::{Map, Value};
 use std::future::Future;
 use std::time::Duration;
 use uuid::Uuid;
@@ -67,6 +70,26 @@ pub trait Backend: Send + Sync + 'static {
     /// Writes a final status, releases the task and wakes its waiters.
     fn finish(&self, task: &Task) -> impl Future<Output = Result<(), BackendError>> + Send;
 
-    /// Removes every queued task and record of the app.
+    /// Removes every queued task, record and shared setting of the app.
     fn flush(&self) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Writes a shared setting (QTasks's global config) in group `name`;
+    /// with a `ttl` it disappears unless written again in time. Workers
+    /// register themselves this way, in group `"workers"`.
+    fn config_set(
+        &self,
+        name: &str,
+        key: &str,
+        value: &Value,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Reads a shared setting.
+    fn config_get(&self, name: &str, key: &str) -> impl Future<Output = Result<Option<Value>, BackendError>> + Send;
+
+    /// Reads every live setting of group `name`.
+    fn config_get_all(&self, name: &str) -> impl Future<Output = Result<Map<String, Value>, BackendError>> + Send;
+
+    /// Removes a shared setting.
+    fn config_delete(&self, name: &str, key: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
 }

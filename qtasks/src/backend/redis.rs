@@ -318,6 +318,7 @@ struct Keys {
     wake: String,
     dead: String,
     done: String,
+    config_prefix: String,
 }
 
 impl Keys {
@@ -333,12 +334,19 @@ impl Keys {
             wake: key("wake"),
             dead: key("dead"),
             done: key("done"),
+            config_prefix: key("config:"),
             prefix,
         }
     }
 
     fn task(&self, uuid: Uuid) -> String {
         format!("{}{}", self.task_prefix, uuid.hyphenated())
+    }
+
+    /// A shared setting: `config:{len(name)}:{name}:{key}`. The length keeps
+    /// group `a` from matching the keys of a group `a:b`.
+    fn config_group(&self, name: &str) -> String {
+        format!("{}{}:{name}:", self.config_prefix, name.len())
     }
 }
 
@@ -468,6 +476,29 @@ impl RedisBackend {
         }
         let n: usize = call.invoke_async(&mut self.conn()).await.map_err(redis_error("extending leases"))?;
         Ok(n)
+    }
+
+    /// Every key matching a `SCAN` pattern.
+    async fn scan(&self, pattern: &str) -> Result<Vec<Vec<u8>>, BackendError> {
+        let mut conn = self.conn();
+        let mut cursor = 0u64;
+        let mut all = Vec::new();
+        loop {
+            let (next, found): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(redis_error("scanning keys"))?;
+            all.extend(found);
+            cursor = next;
+            if cursor == 0 {
+                return Ok(all);
+            }
+        }
     }
 
     fn conn(&self) -> ConnectionManager {
@@ -802,11 +833,83 @@ impl Backend for RedisBackend {
         Ok(())
     }
 
+    async fn config_set(
+        &self,
+        name: &str,
+        key: &str,
+        value: &serde_json::Value,
+        ttl: Option<Duration>,
+    ) -> Result<(), BackendError> {
+        let full = format!("{}{key}", self.shared.keys.config_group(name));
+        let json = serde_json::to_string(value).map_err(|e| error("encoding a setting", e))?;
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(&full).arg(json);
+        if let Some(ttl) = ttl {
+            cmd.arg("PX").arg(millis(ttl));
+        }
+        let _: () = cmd.query_async(&mut self.conn()).await.map_err(redis_error("writing a setting"))?;
+        Ok(())
+    }
+
+    async fn config_get(&self, name: &str, key: &str) -> Result<Option<serde_json::Value>, BackendError> {
+        let full = format!("{}{key}", self.shared.keys.config_group(name));
+        let raw: Option<String> = redis::cmd("GET")
+            .arg(&full)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(redis_error("reading a setting"))?;
+        raw.map(|r| serde_json::from_str(&r).map_err(|e| error("decoding a setting", e))).transpose()
+    }
+
+    async fn config_get_all(&self, name: &str) -> Result<serde_json::Map<String, serde_json::Value>, BackendError> {
+        let group = self.shared.keys.config_group(name);
+        let keys = self.scan(&format!("{}*", glob_escape(&group))).await?;
+        if keys.is_empty() {
+            return Ok(serde_json::Map::new());
+        }
+        let values: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(redis_error("reading settings"))?;
+        let mut out = serde_json::Map::new();
+        for (k, v) in keys.iter().zip(values) {
+            // A key may expire between SCAN and MGET.
+            let Some(v) = v else { continue };
+            let name = String::from_utf8_lossy(&k[group.len()..]).into_owned();
+            match serde_json::from_str(&v) {
+                Ok(v) => {
+                    out.insert(name, v);
+                }
+                Err(e) => tracing::warn!(key = %name, error = %e, "skipping an unreadable setting"),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn config_delete(&self, name: &str, key: &str) -> Result<(), BackendError> {
+        let full = format!("{}{key}", self.shared.keys.config_group(name));
+        let _: i64 = redis::cmd("DEL")
+            .arg(&full)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(redis_error("deleting a setting"))?;
+        Ok(())
+    }
+
     async fn flush(&self) -> Result<(), BackendError> {
         let keys = &self.shared.keys;
         let mut conn = self.conn();
         let fixed = [&keys.queue, &keys.seq, &keys.inflight, &keys.held, &keys.wake, &keys.dead];
         let _: i64 = redis::cmd("UNLINK").arg(&fixed).query_async(&mut conn).await.map_err(redis_error("flushing"))?;
+        // Settings keys continue with a digit (the group's length); an app
+        // named `{app}:config` has other keys under the same prefix.
+        let mut configs = self.scan(&format!("{}*", glob_escape(&keys.config_prefix))).await?;
+        configs.retain(|k| k.get(keys.config_prefix.len()).is_some_and(u8::is_ascii_digit));
+        if !configs.is_empty() {
+            let _: i64 =
+                redis::cmd("UNLINK").arg(&configs).query_async(&mut conn).await.map_err(redis_error("flushing"))?;
+        }
         // Only `task:{uuid}` keys: the prefix of app `a` is also the start
         // of the keys of an app `a:b`, whose keys must stay.
         let pattern = format!("{}*", glob_escape(&keys.task_prefix));

@@ -1,0 +1,118 @@
+//! A backend chosen at run time from a URL.
+
+use super::{Backend, BackendError, MemoryBackend};
+use crate::model::{Task, TaskMessage};
+use serde_json::{Map, Value};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// One of the built-in backends, picked from a URL: `memory://`, or with the
+/// `redis` feature `redis://…` / `rediss://…`.
+///
+/// Each call is one `match` on the variant; use a concrete backend type
+/// when the choice is known at compile time.
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum AnyBackend {
+    /// The in-memory backend.
+    Memory(MemoryBackend),
+    /// The Redis backend.
+    #[cfg(feature = "redis")]
+    Redis(super::RedisBackend),
+}
+
+impl AnyBackend {
+    /// Connects the backend named by `url` for the app `app_name`.
+    pub async fn connect(url: &str, app_name: &str) -> Result<Self, BackendError> {
+        let scheme = url.split("://").next().unwrap_or_default();
+        match scheme {
+            "memory" => Ok(Self::Memory(MemoryBackend::new())),
+            #[cfg(feature = "redis")]
+            "redis" | "rediss" | "redis+unix" => Ok(Self::Redis(super::RedisBackend::connect(url, app_name).await?)),
+            _ => {
+                let _ = app_name;
+                Err(BackendError {
+                    backend: "any",
+                    message: format!(
+                        "unsupported backend URL scheme `{scheme}://`; expected memory://{}",
+                        if cfg!(feature = "redis") {
+                            ", redis:// or rediss://"
+                        } else {
+                            " (build with feature `redis` for redis://)"
+                        }
+                    ),
+                })
+            }
+        }
+    }
+}
+
+macro_rules! each {
+    ($self:ident, $b:ident => $e:expr) => {
+        match $self {
+            AnyBackend::Memory($b) => $e,
+            #[cfg(feature = "redis")]
+            AnyBackend::Redis($b) => $e,
+        }
+    };
+}
+
+impl Backend for AnyBackend {
+    fn kind(&self) -> &'static str {
+        each!(self, b => b.kind())
+    }
+
+    async fn enqueue(&self, task: &Task) -> Result<(), BackendError> {
+        each!(self, b => b.enqueue(task).await)
+    }
+
+    async fn get(&self, uuid: Uuid) -> Result<Option<Task>, BackendError> {
+        each!(self, b => b.get(uuid).await)
+    }
+
+    async fn get_all(&self) -> Result<Vec<Task>, BackendError> {
+        each!(self, b => b.get_all().await)
+    }
+
+    async fn wait(&self, uuid: Uuid, timeout: Duration) -> Result<Option<Task>, BackendError> {
+        each!(self, b => b.wait(uuid, timeout).await)
+    }
+
+    async fn fetch(&self, max: usize, out: &mut Vec<TaskMessage>) -> Result<(), BackendError> {
+        each!(self, b => b.fetch(max, out).await)
+    }
+
+    async fn update(&self, task: &Task) -> Result<(), BackendError> {
+        each!(self, b => b.update(task).await)
+    }
+
+    async fn finish(&self, task: &Task) -> Result<(), BackendError> {
+        each!(self, b => b.finish(task).await)
+    }
+
+    async fn flush(&self) -> Result<(), BackendError> {
+        each!(self, b => b.flush().await)
+    }
+
+    async fn config_set(
+        &self,
+        name: &str,
+        key: &str,
+        value: &Value,
+        ttl: Option<Duration>,
+    ) -> Result<(), BackendError> {
+        each!(self, b => b.config_set(name, key, value, ttl).await)
+    }
+
+    async fn config_get(&self, name: &str, key: &str) -> Result<Option<Value>, BackendError> {
+        each!(self, b => b.config_get(name, key).await)
+    }
+
+    async fn config_get_all(&self, name: &str) -> Result<Map<String, Value>, BackendError> {
+        each!(self, b => b.config_get_all(name).await)
+    }
+
+    async fn config_delete(&self, name: &str, key: &str) -> Result<(), BackendError> {
+        each!(self, b => b.config_delete(name, key).await)
+    }
+}

@@ -1,0 +1,126 @@
+//! Shared settings and the worker registry (QTasks's global config).
+
+use crate::app::QueueTasks;
+use crate::backend::Backend;
+use crate::client::fire;
+use crate::error::Error;
+use crate::plugin::Chain;
+use crate::task::TaskSet;
+use crate::triggers::*;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::time::Duration;
+
+/// The settings group workers register in.
+pub(crate) const WORKERS: &str = "workers";
+/// How long a worker stays listed without a heartbeat.
+pub(crate) const WORKER_TTL: Duration = Duration::from_secs(20);
+/// How often a worker renews its entry.
+pub(crate) const HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// A live worker, as it registers itself.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    /// Unique id: `{host}-{pid}-{random}`.
+    pub id: String,
+    /// The app's name.
+    pub app: String,
+    /// The host it runs on.
+    pub host: String,
+    /// Its process id.
+    pub pid: u32,
+    /// How many tasks it runs at once.
+    pub concurrency: usize,
+    /// The backend it uses.
+    pub backend: String,
+    /// When it started (seconds since the Unix epoch).
+    pub started_at: f64,
+}
+
+impl WorkerInfo {
+    pub(crate) fn new(app: &str, backend: &str, concurrency: usize) -> Self {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".to_owned());
+        let pid = std::process::id();
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        Self {
+            id: format!("{host}-{pid}-{}", &suffix[..8]),
+            app: app.to_owned(),
+            host,
+            pid,
+            concurrency,
+            backend: backend.to_owned(),
+            started_at: crate::model::now(),
+        }
+    }
+}
+
+impl<T: TaskSet, C: Chain, B: Backend> QueueTasks<T, C, B> {
+    /// Writes a shared setting in group `name` (fires `global_config_set`,
+    /// whose handlers may replace the value).
+    pub async fn config_set(&self, name: &str, key: &str, value: Value) -> Result<(), Error> {
+        self.config_set_ttl(name, key, value, None).await
+    }
+
+    pub(crate) async fn config_set_ttl(
+        &self,
+        name: &str,
+        key: &str,
+        value: Value,
+        ttl: Option<Duration>,
+    ) -> Result<(), Error> {
+        let app = &*self.inner;
+        let value = fire!(&app.chain, GlobalConfigSet { app: &app.name, name, key, value }).value;
+        Ok(app.backend.config_set(name, key, &value, ttl).await?)
+    }
+
+    /// Reads a shared setting (fires `global_config_get`).
+    pub async fn config_get(&self, name: &str, key: &str) -> Result<Option<Value>, Error> {
+        let app = &*self.inner;
+        let value = app.backend.config_get(name, key).await?;
+        Ok(fire!(&app.chain, GlobalConfigGet { app: &app.name, name, key, value }).value)
+    }
+
+    /// Reads every live setting of group `name` (fires `global_config_get_all`).
+    pub async fn config_get_all(&self, name: &str) -> Result<Map<String, Value>, Error> {
+        let app = &*self.inner;
+        let values = app.backend.config_get_all(name).await?;
+        Ok(fire!(&app.chain, GlobalConfigGetAll { app: &app.name, name, values }).values)
+    }
+
+    /// The workers of this app that are alive: registered and heard from in
+    /// the last 20 seconds.
+    pub async fn workers(&self) -> Result<Vec<WorkerInfo>, Error> {
+        let mut workers: Vec<WorkerInfo> = self
+            .config_get_all(WORKERS)
+            .await?
+            .into_iter()
+            .filter_map(|(id, v)| match serde_json::from_value(v) {
+                Ok(w) => Some(w),
+                Err(error) => {
+                    tracing::warn!(worker = %id, %error, "skipping an unreadable worker entry");
+                    None
+                }
+            })
+            .collect();
+        workers.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(workers)
+    }
+
+    /// `true` if a worker of this app is alive (fires `qtasks_ping`).
+    pub async fn ping(&self) -> bool {
+        let app = &*self.inner;
+        fire!(&app.chain, QtasksPing { app: &app.name });
+        match self.workers().await {
+            Ok(workers) => !workers.is_empty(),
+            Err(error) => {
+                tracing::warn!(app = %app.name, %error, "ping could not read the worker registry");
+                false
+            }
+        }
+    }
+}
