@@ -16,18 +16,15 @@ use std::pin::Pin;
 use std::time::Duration;
 use uuid::Uuid;
 
-/// Fires a trigger on a chain if some plugin listens, and gives the context back.
-macro_rules! fire {
+/// Fires a trigger on a chain (see [`crate::fire!`]) and gives the context back.
+macro_rules! fire_ctx {
     ($chain:expr, $ctx:expr) => {{
-        let chain = $chain;
         let mut ctx = $ctx;
-        if $crate::plugin::listens(chain, &ctx) {
-            $crate::plugin::fire(chain, &mut ctx).await;
-        }
+        $crate::fire!($chain, &mut ctx);
         ctx
     }};
 }
-pub(crate) use fire;
+pub(crate) use fire_ctx as fire;
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 

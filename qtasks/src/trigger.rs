@@ -109,6 +109,11 @@ impl TriggerSet {
         Self(self.0 | other.0)
     }
 
+    /// The triggers of this set that are not in `other`.
+    pub const fn difference(self, other: Self) -> Self {
+        Self(self.0 & !other.0)
+    }
+
     /// `true` if the trigger with the given id is in the set.
     #[inline(always)]
     pub const fn contains(self, id: u8) -> bool {
@@ -145,6 +150,10 @@ pub trait Trigger: Sized + 'static {
 
     /// Calls this trigger's method on one plugin.
     fn call<P: Plugin>(plugin: &P, ctx: &Self::Context<'_>) -> impl Future<Output = Outcome<Self::Output>> + Send;
+
+    /// Calls the sync form of this trigger's method on one plugin (for
+    /// plugins whose [`Plugin::SYNC`] lists the trigger).
+    fn call_sync<P: Plugin>(plugin: &P, ctx: &Self::Context<'_>) -> Outcome<Self::Output>;
 
     /// Stores a handler's replacement value into the context, so the next
     /// plugin sees it. A no-op for observers.

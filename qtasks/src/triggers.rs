@@ -33,25 +33,25 @@ pub enum Phase {
 
 /// Calls `$cb! { rows }` with the whole trigger table.
 ///
-/// Row: `id name Context (Component, Kind, Output) apply(|ctx, v| …) task_id(|ctx| …) { fields }`.
+/// Row: `id name name_sync Context (Component, Kind, Output) apply(|ctx, v| …) task_id(|ctx| …) { fields }`.
 macro_rules! trigger_table {
     ($cb:ident) => {
         $cb! {
             // ---- qtasks: the app and its client ----
             /// Before a client enqueues a task; may replace the request (name, priority, args, extra).
-            0 qtasks_add_task_before_broker QtasksAddTaskBeforeBroker (Qtasks, Replace, NewTask)
+            0 qtasks_add_task_before_broker qtasks_add_task_before_broker_sync QtasksAddTaskBeforeBroker (Qtasks, Replace, NewTask)
                 apply(|c, v| c.request = v) task_id(|_c| None) {
                 /// What the client asked for.
                 request: NewTask,
             }
             /// After a client enqueued a task.
-            1 qtasks_add_task_after_broker QtasksAddTaskAfterBroker (Qtasks, Observe, ())
+            1 qtasks_add_task_after_broker qtasks_add_task_after_broker_sync QtasksAddTaskAfterBroker (Qtasks, Observe, ())
                 apply(|_c, _v| ()) task_id(|c| Some(c.task.uuid)) {
                 /// The stored `new` record.
                 task: &'a Task,
             }
             /// When a client reads a task record; may replace it.
-            2 qtasks_get QtasksGet (Qtasks, Replace, Task)
+            2 qtasks_get qtasks_get_sync QtasksGet (Qtasks, Replace, Task)
                 apply(|c, v| c.task = Some(v)) task_id(|c| Some(c.uuid)) {
                 /// The id looked up.
                 uuid: Uuid,
@@ -59,35 +59,35 @@ macro_rules! trigger_table {
                 task: Option<Task>,
             }
             /// When the app is asked to stop.
-            3 qtasks_stop QtasksStop (Qtasks, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
+            3 qtasks_stop qtasks_stop_sync QtasksStop (Qtasks, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
             /// When a client pings the workers.
-            4 qtasks_ping QtasksPing (Qtasks, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
+            4 qtasks_ping qtasks_ping_sync QtasksPing (Qtasks, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
             /// When a client flushes every key of the app.
-            5 qtasks_flush_all QtasksFlushAll (Qtasks, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
+            5 qtasks_flush_all qtasks_flush_all_sync QtasksFlushAll (Qtasks, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
 
             // ---- broker: the queue ----
             /// When a worker's broker starts listening for tasks.
-            6 broker_listen_start BrokerListenStart (Broker, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
+            6 broker_listen_start broker_listen_start_sync BrokerListenStart (Broker, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
             /// When the broker hands a task it received to the worker; may replace the message.
-            7 broker_add_worker BrokerAddWorker (Broker, Replace, TaskMessage)
+            7 broker_add_worker broker_add_worker_sync BrokerAddWorker (Broker, Replace, TaskMessage)
                 apply(|c, v| c.message = v) task_id(|c| Some(c.message.uuid)) {
                 /// The message taken from the queue.
                 message: TaskMessage,
             }
             /// Before the broker stores and enqueues a task; may replace the `new` record.
-            8 broker_add_before BrokerAddBefore (Broker, Replace, Task)
+            8 broker_add_before broker_add_before_sync BrokerAddBefore (Broker, Replace, Task)
                 apply(|c, v| c.model = v) task_id(|c| Some(c.model.uuid)) {
                 /// The record about to be stored.
                 model: Task,
             }
             /// After the broker enqueued a task.
-            9 broker_add_after BrokerAddAfter (Broker, Observe, ())
+            9 broker_add_after broker_add_after_sync BrokerAddAfter (Broker, Observe, ())
                 apply(|_c, _v| ()) task_id(|c| Some(c.model.uuid)) {
                 /// The stored record.
                 model: &'a Task,
             }
             /// When the broker reads a task record; may replace it.
-            10 broker_get BrokerGet (Broker, Replace, Task)
+            10 broker_get broker_get_sync BrokerGet (Broker, Replace, Task)
                 apply(|c, v| c.task = Some(v)) task_id(|c| Some(c.uuid)) {
                 /// The id looked up.
                 uuid: Uuid,
@@ -95,85 +95,85 @@ macro_rules! trigger_table {
                 task: Option<Task>,
             }
             /// Before the broker writes a status change; may replace the record written.
-            11 broker_update BrokerUpdate (Broker, Replace, Task)
+            11 broker_update broker_update_sync BrokerUpdate (Broker, Replace, Task)
                 apply(|c, v| c.model = v) task_id(|c| Some(c.model.uuid)) {
                 /// The record about to be written.
                 model: Task,
             }
             /// When the broker starts, before the storage.
-            12 broker_start BrokerStart (Broker, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
+            12 broker_start broker_start_sync BrokerStart (Broker, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
             /// When the broker stops.
-            13 broker_stop BrokerStop (Broker, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
+            13 broker_stop broker_stop_sync BrokerStop (Broker, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
             /// Before the broker stores a final status; may replace the record.
-            14 broker_remove_finished_task BrokerRemoveFinishedTask (Broker, Replace, Task)
+            14 broker_remove_finished_task broker_remove_finished_task_sync BrokerRemoveFinishedTask (Broker, Replace, Task)
                 apply(|c, v| c.model = v) task_id(|c| Some(c.model.uuid)) {
                 /// The final record.
                 model: Task,
             }
             /// When the broker puts back a task whose worker died (backends with leases).
-            15 broker_running_older_tasks BrokerRunningOlderTasks (Broker, Observe, ())
+            15 broker_running_older_tasks broker_running_older_tasks_sync BrokerRunningOlderTasks (Broker, Observe, ())
                 apply(|_c, _v| ()) task_id(|c| Some(c.message.uuid)) {
                 /// The message put back in the queue.
                 message: &'a TaskMessage,
             }
             /// When the broker flushes the app's queue.
-            16 broker_flush_all BrokerFlushAll (Broker, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
+            16 broker_flush_all broker_flush_all_sync BrokerFlushAll (Broker, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
 
             // ---- storage: task records ----
             /// Before a `new` record is stored; may replace it.
-            17 storage_add StorageAdd (Storage, Replace, Task)
+            17 storage_add storage_add_sync StorageAdd (Storage, Replace, Task)
                 apply(|c, v| c.model = v) task_id(|c| Some(c.model.uuid)) {
                 /// The record about to be stored.
                 model: Task,
             }
             /// When a record is read and found; may replace it.
-            18 storage_get StorageGet (Storage, Replace, Task)
+            18 storage_get storage_get_sync StorageGet (Storage, Replace, Task)
                 apply(|c, v| c.model = v) task_id(|c| Some(c.model.uuid)) {
                 /// The record read.
                 model: Task,
             }
             /// When every record is listed; may replace the list.
-            19 storage_get_all StorageGetAll (Storage, Replace, Vec<Task>)
+            19 storage_get_all storage_get_all_sync StorageGetAll (Storage, Replace, Vec<Task>)
                 apply(|c, v| c.models = v) task_id(|_c| None) {
                 /// The records read.
                 models: Vec<Task>,
             }
             /// Before a status change is written; may replace the record.
-            20 storage_update StorageUpdate (Storage, Replace, Task)
+            20 storage_update storage_update_sync StorageUpdate (Storage, Replace, Task)
                 apply(|c, v| c.model = v) task_id(|c| Some(c.model.uuid)) {
                 /// The record about to be written.
                 model: Task,
             }
             /// After a final status was stored.
-            21 storage_remove_finished_task StorageRemoveFinishedTask (Storage, Observe, ())
+            21 storage_remove_finished_task storage_remove_finished_task_sync StorageRemoveFinishedTask (Storage, Observe, ())
                 apply(|_c, _v| ()) task_id(|c| Some(c.model.uuid)) {
                 /// The final record.
                 model: &'a Task,
             }
             /// When the storage starts.
-            22 storage_start StorageStart (Storage, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
+            22 storage_start storage_start_sync StorageStart (Storage, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
             /// When the storage stops.
-            23 storage_stop StorageStop (Storage, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
+            23 storage_stop storage_stop_sync StorageStop (Storage, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
             /// When a worker takes a task, before it is recorded as in flight; may replace the message.
-            24 storage_add_process StorageAddProcess (Storage, Replace, TaskMessage)
+            24 storage_add_process storage_add_process_sync StorageAddProcess (Storage, Replace, TaskMessage)
                 apply(|c, v| c.message = v) task_id(|c| Some(c.message.uuid)) {
                 /// The message taken.
                 message: TaskMessage,
             }
             /// When the storage recovers a task left in flight by a dead worker; may replace the message.
-            25 storage_running_older_tasks StorageRunningOlderTasks (Storage, Replace, TaskMessage)
+            25 storage_running_older_tasks storage_running_older_tasks_sync StorageRunningOlderTasks (Storage, Replace, TaskMessage)
                 apply(|c, v| c.message = v) task_id(|c| Some(c.message.uuid)) {
                 /// The message recovered.
                 message: TaskMessage,
             }
             /// When the storage deletes finished records.
-            26 storage_delete_finished_tasks StorageDeleteFinishedTasks (Storage, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
+            26 storage_delete_finished_tasks storage_delete_finished_tasks_sync StorageDeleteFinishedTasks (Storage, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
             /// When the storage flushes every record of the app.
-            27 storage_flush_all StorageFlushAll (Storage, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
+            27 storage_flush_all storage_flush_all_sync StorageFlushAll (Storage, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
 
             // ---- global_config: shared settings and the worker registry ----
             /// Before a shared setting is written; may replace the value.
-            28 global_config_set GlobalConfigSet (GlobalConfig, Replace, Value)
+            28 global_config_set global_config_set_sync GlobalConfigSet (GlobalConfig, Replace, Value)
                 apply(|c, v| c.value = v) task_id(|_c| None) {
                 /// The settings group.
                 name: &'a str,
@@ -183,7 +183,7 @@ macro_rules! trigger_table {
                 value: Value,
             }
             /// When a shared setting is read; may replace the value.
-            29 global_config_get GlobalConfigGet (GlobalConfig, Replace, Value)
+            29 global_config_get global_config_get_sync GlobalConfigGet (GlobalConfig, Replace, Value)
                 apply(|c, v| c.value = Some(v)) task_id(|_c| None) {
                 /// The settings group.
                 name: &'a str,
@@ -193,7 +193,7 @@ macro_rules! trigger_table {
                 value: Option<Value>,
             }
             /// When a settings group is read; may replace it.
-            30 global_config_get_all GlobalConfigGetAll (GlobalConfig, Replace, Map<String, Value>)
+            30 global_config_get_all global_config_get_all_sync GlobalConfigGetAll (GlobalConfig, Replace, Map<String, Value>)
                 apply(|c, v| c.values = v) task_id(|_c| None) {
                 /// The settings group.
                 name: &'a str,
@@ -201,7 +201,7 @@ macro_rules! trigger_table {
                 values: Map<String, Value>,
             }
             /// When settings are read by pattern; may replace them.
-            31 global_config_get_match GlobalConfigGetMatch (GlobalConfig, Replace, Map<String, Value>)
+            31 global_config_get_match global_config_get_match_sync GlobalConfigGetMatch (GlobalConfig, Replace, Map<String, Value>)
                 apply(|c, v| c.values = v) task_id(|_c| None) {
                 /// The pattern.
                 pattern: &'a str,
@@ -209,28 +209,28 @@ macro_rules! trigger_table {
                 values: Map<String, Value>,
             }
             /// When the global config starts.
-            32 global_config_start GlobalConfigStart (GlobalConfig, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
+            32 global_config_start global_config_start_sync GlobalConfigStart (GlobalConfig, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
             /// When the global config stops.
-            33 global_config_stop GlobalConfigStop (GlobalConfig, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
+            33 global_config_stop global_config_stop_sync GlobalConfigStop (GlobalConfig, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
             /// When the worker heartbeat starts.
-            34 global_config_set_status GlobalConfigSetStatus (GlobalConfig, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
+            34 global_config_set_status global_config_set_status_sync GlobalConfigSetStatus (GlobalConfig, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
 
             // ---- worker ----
             /// When the worker queues a task it received; may replace the message.
-            35 worker_add WorkerAdd (Worker, Replace, TaskMessage)
+            35 worker_add worker_add_sync WorkerAdd (Worker, Replace, TaskMessage)
                 apply(|c, v| c.message = v) task_id(|c| Some(c.message.uuid)) {
                 /// The message received.
                 message: TaskMessage,
             }
             /// When the worker starts, after every plugin started.
-            36 worker_start WorkerStart (Worker, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {
+            36 worker_start worker_start_sync WorkerStart (Worker, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {
                 /// How many tasks the worker runs at once.
                 max_tasks_process: usize,
             }
             /// When the worker stops, after in-flight tasks finished.
-            37 worker_stop WorkerStop (Worker, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
+            37 worker_stop worker_stop_sync WorkerStop (Worker, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
             /// Before a task's `process` status is written; may replace that record.
-            38 worker_execute_before WorkerExecuteBefore (Worker, Replace, Task)
+            38 worker_execute_before worker_execute_before_sync WorkerExecuteBefore (Worker, Replace, Task)
                 apply(|c, v| c.model = v) task_id(|c| Some(c.message.uuid)) {
                 /// The task's definition.
                 task: &'a TaskInfo,
@@ -240,7 +240,7 @@ macro_rules! trigger_table {
                 model: Task,
             }
             /// Before the executor runs a task.
-            39 worker_run_task_before WorkerRunTaskBefore (Worker, Observe, ())
+            39 worker_run_task_before worker_run_task_before_sync WorkerRunTaskBefore (Worker, Observe, ())
                 apply(|_c, _v| ()) task_id(|c| Some(c.message.uuid)) {
                 /// The task's definition.
                 task: &'a TaskInfo,
@@ -248,7 +248,7 @@ macro_rules! trigger_table {
                 message: &'a TaskMessage,
             }
             /// When a task with retries left failed; may replace the error record.
-            40 worker_task_error_retry WorkerTaskErrorRetry (Worker, Replace, Task)
+            40 worker_task_error_retry worker_task_error_retry_sync WorkerTaskErrorRetry (Worker, Replace, Task)
                 apply(|c, v| c.model = v) task_id(|c| Some(c.message.uuid)) {
                 /// The task's definition.
                 task: &'a TaskInfo,
@@ -258,7 +258,7 @@ macro_rules! trigger_table {
                 model: Task,
             }
             /// Before the worker stores a final status; may replace the record.
-            41 worker_remove_finished_task WorkerRemoveFinishedTask (Worker, Replace, Task)
+            41 worker_remove_finished_task worker_remove_finished_task_sync WorkerRemoveFinishedTask (Worker, Replace, Task)
                 apply(|c, v| c.model = v) task_id(|c| Some(c.message.uuid)) {
                 /// The task's definition; `None` for an unknown task name.
                 task: Option<&'a TaskInfo>,
@@ -268,7 +268,7 @@ macro_rules! trigger_table {
                 model: Task,
             }
             /// After a task's final status was stored.
-            42 worker_execute_after WorkerExecuteAfter (Worker, Observe, ())
+            42 worker_execute_after worker_execute_after_sync WorkerExecuteAfter (Worker, Observe, ())
                 apply(|_c, _v| ()) task_id(|c| Some(c.model.uuid)) {
                 /// The task's definition; `None` for an unknown task name.
                 task: Option<&'a TaskInfo>,
@@ -278,7 +278,7 @@ macro_rules! trigger_table {
 
             // ---- task_executor: one task's pipeline ----
             /// Before and after the task runs (the middleware points).
-            43 task_executor_middlewares_execute TaskExecutorMiddlewaresExecute (TaskExecutor, Observe, ())
+            43 task_executor_middlewares_execute task_executor_middlewares_execute_sync TaskExecutorMiddlewaresExecute (TaskExecutor, Observe, ())
                 apply(|_c, _v| ()) task_id(|c| Some(c.message.uuid)) {
                 /// The task's definition.
                 task: &'a TaskInfo,
@@ -288,7 +288,7 @@ macro_rules! trigger_table {
                 phase: Phase,
             }
             /// Before the arguments are decoded; may replace them (JSON).
-            44 task_executor_args_replace TaskExecutorArgsReplace (TaskExecutor, Replace, Value)
+            44 task_executor_args_replace task_executor_args_replace_sync TaskExecutorArgsReplace (TaskExecutor, Replace, Value)
                 apply(|c, v| c.args = v) task_id(|c| Some(c.message.uuid)) {
                 /// The task's definition.
                 task: &'a TaskInfo,
@@ -298,7 +298,7 @@ macro_rules! trigger_table {
                 args: Value,
             }
             /// Right before the task function is called.
-            45 task_executor_before_execute TaskExecutorBeforeExecute (TaskExecutor, Observe, ())
+            45 task_executor_before_execute task_executor_before_execute_sync TaskExecutorBeforeExecute (TaskExecutor, Observe, ())
                 apply(|_c, _v| ()) task_id(|c| Some(c.message.uuid)) {
                 /// The task's definition.
                 task: &'a TaskInfo,
@@ -306,7 +306,7 @@ macro_rules! trigger_table {
                 message: &'a TaskMessage,
             }
             /// After the task function returned a value; may replace the result (JSON).
-            46 task_executor_run_task TaskExecutorRunTask (TaskExecutor, Replace, Value)
+            46 task_executor_run_task task_executor_run_task_sync TaskExecutorRunTask (TaskExecutor, Replace, Value)
                 apply(|c, v| c.result = v) task_id(|c| Some(c.message.uuid)) {
                 /// The task's definition.
                 task: &'a TaskInfo,
@@ -316,7 +316,7 @@ macro_rules! trigger_table {
                 result: Value,
             }
             /// After a stream task yielded all its items; may replace the collected list.
-            47 task_executor_run_task_gen TaskExecutorRunTaskGen (TaskExecutor, Replace, Vec<Value>)
+            47 task_executor_run_task_gen task_executor_run_task_gen_sync TaskExecutorRunTaskGen (TaskExecutor, Replace, Vec<Value>)
                 apply(|c, v| c.results = v) task_id(|c| Some(c.message.uuid)) {
                 /// The task's definition.
                 task: &'a TaskInfo,
@@ -327,7 +327,7 @@ macro_rules! trigger_table {
             }
             /// When a task ended with a [`PluginError`]: a handler that returns a
             /// value rescues the task, which ends `success` with it.
-            48 task_executor_run_task_trigger_error TaskExecutorRunTaskTriggerError (TaskExecutor, Intercept, Value)
+            48 task_executor_run_task_trigger_error task_executor_run_task_trigger_error_sync TaskExecutorRunTaskTriggerError (TaskExecutor, Intercept, Value)
                 apply(|c, v| c.result = Some(v)) task_id(|c| Some(c.message.uuid)) {
                 /// The task's definition.
                 task: &'a TaskInfo,
@@ -339,7 +339,7 @@ macro_rules! trigger_table {
                 result: Option<Value>,
             }
             /// After the task function returned (value or error).
-            49 task_executor_after_execute TaskExecutorAfterExecute (TaskExecutor, Observe, ())
+            49 task_executor_after_execute task_executor_after_execute_sync TaskExecutorAfterExecute (TaskExecutor, Observe, ())
                 apply(|_c, _v| ()) task_id(|c| Some(c.message.uuid)) {
                 /// The task's definition.
                 task: &'a TaskInfo,
@@ -347,7 +347,7 @@ macro_rules! trigger_table {
                 message: &'a TaskMessage,
             }
             /// After a successful run; may replace the result (JSON).
-            50 task_executor_after_execute_result_replace TaskExecutorAfterExecuteResultReplace (TaskExecutor, Replace, Value)
+            50 task_executor_after_execute_result_replace task_executor_after_execute_result_replace_sync TaskExecutorAfterExecuteResultReplace (TaskExecutor, Replace, Value)
                 apply(|c, v| c.result = v) task_id(|c| Some(c.message.uuid)) {
                 /// The task's definition.
                 task: &'a TaskInfo,
@@ -357,7 +357,7 @@ macro_rules! trigger_table {
                 result: Value,
             }
             /// When the result is encoded for storage; may replace the stored value.
-            51 task_executor_decode TaskExecutorDecode (TaskExecutor, Replace, Value)
+            51 task_executor_decode task_executor_decode_sync TaskExecutorDecode (TaskExecutor, Replace, Value)
                 apply(|c, v| c.result = v) task_id(|c| Some(c.message.uuid)) {
                 /// The task's definition.
                 task: &'a TaskInfo,
@@ -367,7 +367,7 @@ macro_rules! trigger_table {
                 result: Value,
             }
             /// When the executor is done with a task, on every path (success, error, cancel).
-            52 task_executor_task_close TaskExecutorTaskClose (TaskExecutor, Observe, ())
+            52 task_executor_task_close task_executor_task_close_sync TaskExecutorTaskClose (TaskExecutor, Observe, ())
                 apply(|_c, _v| ()) task_id(|c| Some(c.message.uuid)) {
                 /// The task's definition.
                 task: &'a TaskInfo,
@@ -379,11 +379,11 @@ macro_rules! trigger_table {
 
             // ---- starter and stats ----
             /// When a worker process starts, before any plugin's `start`.
-            53 starter_start StarterStart (Starter, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
+            53 starter_start starter_start_sync StarterStart (Starter, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
             /// When a worker process stops, before any plugin's `stop`.
-            54 starter_stop StarterStop (Starter, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
+            54 starter_stop starter_stop_sync StarterStop (Starter, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
             /// When the app is inspected.
-            55 stats_inspect StatsInspect (Stats, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
+            55 stats_inspect stats_inspect_sync StatsInspect (Stats, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) {}
         }
     };
 }
@@ -392,7 +392,7 @@ pub(crate) use trigger_table;
 macro_rules! define_contexts {
     ($(
         $(#[doc = $doc:literal])*
-        $id:literal $name:ident $Ctx:ident ($comp:ident, $kind:ident, $Out:ty)
+        $id:literal $name:ident $sync:ident $Ctx:ident ($comp:ident, $kind:ident, $Out:ty)
             apply(|$ac:tt, $av:tt| $apply:expr) task_id(|$tc:tt| $tid:expr) {
             $( $(#[doc = $fdoc:literal])* $field:ident : $fty:ty ),* $(,)?
         }
@@ -419,6 +419,11 @@ macro_rules! define_contexts {
                 #[inline(always)]
                 fn call<P: Plugin>(plugin: &P, ctx: &Self::Context<'_>) -> impl Future<Output = Outcome<$Out>> + Send {
                     plugin.$name(ctx)
+                }
+
+                #[inline(always)]
+                fn call_sync<P: Plugin>(plugin: &P, ctx: &Self::Context<'_>) -> Outcome<$Out> {
+                    plugin.$sync(ctx)
                 }
 
                 #[inline(always)]

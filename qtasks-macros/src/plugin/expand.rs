@@ -27,6 +27,17 @@ struct Handler {
     span: Span,
 }
 
+// The generated method's `ctx` and `self`, made once with the macro's own
+// span: the user's tokens may come from a `macro_rules!` whose hygiene would
+// otherwise hide the method's parameters from the call.
+fn ctx_ident() -> syn::Ident {
+    syn::Ident::new("ctx", Span::call_site())
+}
+
+fn self_token() -> TokenStream {
+    quote!(self)
+}
+
 fn ctx_type(def: &TriggerDef) -> TokenStream {
     let ident = format_ident!("{}", def.context);
     quote!(::qtasks::triggers::#ident)
@@ -94,38 +105,52 @@ fn mode_of(sig: &Signature, blocking: Option<Span>, errors: &mut Errors) -> Mode
     }
 }
 
-/// The `impl Plugin` method for one handler.
+/// The `impl Plugin` methods for one handler: a sync handler gets the hidden
+/// `<trigger>_sync` method chains call directly, plus the async form that
+/// wraps it; an async or blocking handler gets the async form only.
 fn handler_method(h: &Handler) -> TokenStream {
     let method = syn::Ident::new(h.def.name, h.name_span);
+    let sync_method = syn::Ident::new(&format!("{}_sync", h.def.name), h.name_span);
     let ctx_ty = ctx_type(h.def);
     let call = &h.call;
+    let (this, ctx) = (self_token(), ctx_ident());
     let out = quote!(<#ctx_ty<'static> as ::qtasks::Trigger>::Output);
-    let body = match h.mode {
-        Mode::Sync => quote_spanned! {h.span=>
-            ::qtasks::__private::ready(::qtasks::__private::IntoOutcome::<#out>::into_outcome(#call))
-        },
-        Mode::Async => quote_spanned! {h.span=>
-            async move { ::qtasks::__private::IntoOutcome::<#out>::into_outcome(#call.await) }
-        },
-        Mode::Blocking => quote_spanned! {h.span=>
-            async move {
-                ::qtasks::__private::IntoOutcome::<#out>::into_outcome(
-                    ::qtasks::__private::blocking_handler(|| #call).await,
-                )
-            }
-        },
-    };
-    quote! {
+    let signature = quote! {
         #[inline(always)]
         #[allow(clippy::manual_async_fn)]
-        fn #method(&self, ctx: &#ctx_ty<'_>) -> impl ::core::future::Future<Output = ::qtasks::Outcome<#out>> + ::core::marker::Send {
-            #body
-        }
+        fn #method(&#this, #ctx: &#ctx_ty<'_>) -> impl ::core::future::Future<Output = ::qtasks::Outcome<#out>> + ::core::marker::Send
+    };
+    match h.mode {
+        Mode::Sync => quote_spanned! {h.span=>
+            #signature {
+                ::qtasks::__private::ready(::qtasks::Plugin::#sync_method(#this, #ctx))
+            }
+
+            #[inline(always)]
+            fn #sync_method(&#this, #ctx: &#ctx_ty<'_>) -> ::qtasks::Outcome<#out> {
+                ::qtasks::__private::IntoOutcome::<#out>::into_outcome(#call)
+            }
+        },
+        Mode::Async => quote_spanned! {h.span=>
+            #signature {
+                async move { ::qtasks::__private::IntoOutcome::<#out>::into_outcome(#call.await) }
+            }
+        },
+        Mode::Blocking => quote_spanned! {h.span=>
+            #signature {
+                async move {
+                    ::qtasks::__private::IntoOutcome::<#out>::into_outcome(
+                        ::qtasks::__private::blocking_handler(|| #call).await,
+                    )
+                }
+            }
+        },
     }
 }
 
-fn listens(handlers: &[Handler]) -> TokenStream {
-    let ids = handlers.iter().map(|h| {
+/// The set of triggers `handlers` listen to, or of those with a sync handler.
+fn trigger_set(handlers: &[Handler], only_sync: bool) -> TokenStream {
+    let ids = handlers.iter().filter(|h| !only_sync || matches!(h.mode, Mode::Sync)).map(|h| {
         let ctx_ty = ctx_type(h.def);
         quote!(.with(<#ctx_ty<'static> as ::qtasks::Trigger>::ID))
     });
@@ -170,10 +195,11 @@ pub(crate) fn expand_fn(func: ItemFn, options: PluginOptions, mut errors: Errors
                 let mode = mode_of(&func.sig, options.blocking, &mut errors);
                 if check_signature(&func.sig, def, false, &mut errors) {
                     let span = func.sig.span();
+                    let ctx = ctx_ident();
                     handlers.push(Handler {
                         def,
                         name_span: lit.span(),
-                        call: quote_spanned!(span=> #fn_name(ctx)),
+                        call: quote_spanned!(span=> #fn_name(#ctx)),
                         mode,
                         span,
                     });
@@ -184,7 +210,8 @@ pub(crate) fn expand_fn(func: ItemFn, options: PluginOptions, mut errors: Errors
 
     let name = options.name.clone().unwrap_or_else(|| fn_name.to_string());
     let version = version_tokens(&options);
-    let listens = listens(&handlers);
+    let listens = trigger_set(&handlers, false);
+    let sync = trigger_set(&handlers, true);
     let methods = handlers.iter().map(handler_method);
     let doc = format!("The plugin defined by the handler function [`{fn_name}`](fn@{fn_name}).");
     let errors = errors.to_compile_errors();
@@ -197,6 +224,7 @@ pub(crate) fn expand_fn(func: ItemFn, options: PluginOptions, mut errors: Errors
 
         impl ::qtasks::Plugin for #struct_name {
             const LISTENS: ::qtasks::TriggerSet = #listens;
+            const SYNC: ::qtasks::TriggerSet = #sync;
             fn name(&self) -> &str { #name }
             fn version(&self) -> &str { #version }
             #(#methods)*
@@ -247,7 +275,10 @@ pub(crate) fn expand_impl(mut block: ItemImpl, options: PluginOptions, mut error
                         handlers.push(Handler {
                             def,
                             name_span: ident.span(),
-                            call: quote_spanned!(span=> <#self_ty>::#ident(self, ctx)),
+                            call: {
+                                let (this, ctx) = (self_token(), ctx_ident());
+                                quote_spanned!(span=> <#self_ty>::#ident(#this, #ctx))
+                            },
                             mode,
                             span,
                         });
@@ -263,7 +294,8 @@ pub(crate) fn expand_impl(mut block: ItemImpl, options: PluginOptions, mut error
     };
     let name = options.name.clone().unwrap_or(type_name);
     let version = version_tokens(&options);
-    let listens = listens(&handlers);
+    let listens = trigger_set(&handlers, false);
+    let sync = trigger_set(&handlers, true);
     let methods = handlers.iter().map(handler_method);
     let (impl_generics, _, where_clause) = block.generics.split_for_impl();
     let errors = errors.to_compile_errors();
@@ -272,6 +304,7 @@ pub(crate) fn expand_impl(mut block: ItemImpl, options: PluginOptions, mut error
 
         impl #impl_generics ::qtasks::Plugin for #self_ty #where_clause {
             const LISTENS: ::qtasks::TriggerSet = #listens;
+            const SYNC: ::qtasks::TriggerSet = #sync;
             fn name(&self) -> &str { #name }
             fn version(&self) -> &str { #version }
             #(#lifecycle)*
@@ -301,22 +334,23 @@ fn lifecycle_method(name: &str, sig: &Signature, self_ty: &Type, errors: &mut Er
     }
     let ident = &sig.ident;
     let span = sig.span();
+    let this = self_token();
     let call = if sig.asyncness.is_some() {
-        quote_spanned!(span=> <#self_ty>::#ident(self).await)
+        quote_spanned!(span=> <#self_ty>::#ident(#this).await)
     } else {
-        quote_spanned!(span=> <#self_ty>::#ident(self))
+        quote_spanned!(span=> <#self_ty>::#ident(#this))
     };
     if name == "start" {
         quote_spanned! {span=>
-            async fn start(&self) -> ::core::result::Result<(), ::qtasks::BoxError> {
+            async fn start(&#this) -> ::core::result::Result<(), ::qtasks::BoxError> {
                 ::qtasks::__private::IntoStartResult::into_start_result(#call)
             }
         }
     } else {
         quote_spanned! {span=>
-            async fn stop(&self) {
+            async fn stop(&#this) {
                 if let ::core::result::Result::Err(error) = ::qtasks::__private::IntoStartResult::into_start_result(#call) {
-                    ::qtasks::__private::report_stop_error(::qtasks::Plugin::name(self), &*error);
+                    ::qtasks::__private::report_stop_error(::qtasks::Plugin::name(#this), &*error);
                 }
             }
         }

@@ -5,10 +5,14 @@
 //! 15 members; the 16th slot holds the rest of the list, so a chain of `n`
 //! plugins nests only `n / 15` levels deep and compiles in near-linear time.
 //!
-//! Firing trigger `T` on a tuple is one future that calls, in order, the
-//! members whose [`Chain::LISTENS`] contains `T`. `LISTENS` is a constant, so
-//! members that do not listen are compiled out, and a trigger that no member
-//! listens to is not fired at all ([`listens`]).
+//! Firing trigger `T` calls, in order, the members whose [`Chain::LISTENS`]
+//! contains `T`. `LISTENS` is a constant, so members that do not listen are
+//! compiled out, and a trigger that no member listens to is not fired at
+//! all ([`listens`]). When every listening member's handler is a sync `fn`
+//! ([`Chain::ASYNC`] does not contain `T`), the chain is fired with
+//! [`Chain::fire_sync`]: plain inlined calls, no future at all. Otherwise
+//! [`Chain::fire`] builds one future that awaits the async handlers and
+//! calls the sync ones inline, still in order.
 
 use super::{Outcome, Plugin, PluginInfo};
 use crate::trigger::{Trigger, TriggerContext, TriggerSet};
@@ -26,8 +30,15 @@ pub trait Chain: Send + Sync + 'static {
     /// The union of the members' triggers.
     const LISTENS: TriggerSet;
 
+    /// The triggers some member handles with an async handler.
+    const ASYNC: TriggerSet;
+
     /// Calls every member that listens to `T`, in order.
     fn fire<T: Trigger>(&self, ctx: &mut T::Context<'_>) -> impl Future<Output = ()> + Send;
+
+    /// Calls every member that listens to `T`, in order, when all of them
+    /// handle it with a sync `fn` (`!Self::ASYNC.contains(T::ID)`).
+    fn fire_sync<T: Trigger>(&self, ctx: &mut T::Context<'_>);
 
     /// Starts every member in order. If one fails, the members started
     /// before it are stopped in reverse order and its error is returned.
@@ -50,7 +61,47 @@ pub fn listens<'c, C: Chain, X: TriggerContext<'c>>(_chain: &C, _ctx: &X) -> boo
     C::LISTENS.contains(<X::Trigger as Trigger>::ID)
 }
 
-/// Fires the trigger of `ctx` on `chain`.
+/// `true` if firing the trigger of `ctx` on `chain` needs an `.await`
+/// (some listening member's handler is async). A constant too.
+#[inline(always)]
+pub fn awaits<'c, C: Chain, X: TriggerContext<'c>>(_chain: &C, _ctx: &X) -> bool {
+    C::ASYNC.contains(<X::Trigger as Trigger>::ID)
+}
+
+/// Fires the trigger of `ctx` on `chain` without a future; only for
+/// triggers where [`awaits`] is `false`.
+#[inline(always)]
+pub fn fire_sync<'c, C: Chain, X: TriggerContext<'c>>(chain: &C, ctx: &mut X) {
+    chain.fire_sync::<X::Trigger>(ctx)
+}
+
+/// Fires the trigger of `ctx` on `chain`, the way the runtime does:
+/// nothing if no plugin listens, plain calls if every listener is sync,
+/// one awaited future otherwise.
+///
+/// ```
+/// # use qtasks::triggers::WorkerStart;
+/// # async fn demo<C: qtasks::Chain>(chain: &C) {
+/// let mut ctx = WorkerStart { app: "demo", max_tasks_process: 4 };
+/// qtasks::fire!(chain, &mut ctx);
+/// # }
+/// ```
+#[macro_export]
+macro_rules! fire {
+    ($chain:expr, $ctx:expr) => {{
+        let chain = $chain;
+        let ctx = $ctx;
+        if $crate::plugin::listens(chain, &*ctx) {
+            if $crate::plugin::awaits(chain, &*ctx) {
+                $crate::plugin::fire(chain, ctx).await;
+            } else {
+                $crate::plugin::fire_sync(chain, ctx);
+            }
+        }
+    }};
+}
+
+/// Fires the trigger of `ctx` on `chain` (mixed sync and async members).
 #[inline(always)]
 pub fn fire<'c, 'f, C: Chain, X: TriggerContext<'c>>(
     chain: &'f C,
@@ -64,6 +115,10 @@ where
 
 impl Chain for () {
     const LISTENS: TriggerSet = TriggerSet::EMPTY;
+    const ASYNC: TriggerSet = TriggerSet::EMPTY;
+
+    #[inline(always)]
+    fn fire_sync<T: Trigger>(&self, _ctx: &mut T::Context<'_>) {}
 
     #[inline(always)]
     fn fire<T: Trigger>(&self, _ctx: &mut T::Context<'_>) -> impl Future<Output = ()> + Send {
@@ -85,16 +140,35 @@ impl Chain for () {
 #[derive(Debug, Clone, Default)]
 pub struct Member<P>(pub P);
 
-impl<P: Plugin> Chain for Member<P> {
-    const LISTENS: TriggerSet = P::LISTENS;
-
+impl<P: Plugin> Member<P> {
     #[inline(always)]
-    async fn fire<T: Trigger>(&self, ctx: &mut T::Context<'_>) {
-        match T::call(&self.0, ctx).await {
+    fn settle<T: Trigger>(&self, ctx: &mut T::Context<'_>, outcome: Outcome<T::Output>) {
+        match outcome {
             Outcome::Keep => {}
             Outcome::Replace(value) => T::apply(ctx, value),
             Outcome::Failed(error) => report(self.0.name(), T::NAME, T::task_id(ctx), &*error),
         }
+    }
+}
+
+impl<P: Plugin> Chain for Member<P> {
+    const LISTENS: TriggerSet = P::LISTENS;
+    const ASYNC: TriggerSet = P::LISTENS.difference(P::SYNC);
+
+    #[inline(always)]
+    async fn fire<T: Trigger>(&self, ctx: &mut T::Context<'_>) {
+        if P::SYNC.contains(T::ID) {
+            self.fire_sync::<T>(ctx);
+        } else {
+            let outcome = T::call(&self.0, ctx).await;
+            self.settle::<T>(ctx, outcome);
+        }
+    }
+
+    #[inline(always)]
+    fn fire_sync<T: Trigger>(&self, ctx: &mut T::Context<'_>) {
+        let outcome = T::call_sync(&self.0, ctx);
+        self.settle::<T>(ctx, outcome);
     }
 
     async fn start(&self) -> Result<(), crate::Error> {
@@ -147,12 +221,24 @@ macro_rules! tuple_chain {
     ($( ($($T:ident $i:tt),+) )+) => {$(
         impl<$($T: Chain),+> Chain for ($($T,)+) {
             const LISTENS: TriggerSet = TriggerSet::EMPTY $(.union($T::LISTENS))+;
+            const ASYNC: TriggerSet = TriggerSet::EMPTY $(.union($T::ASYNC))+;
 
             #[inline(always)]
             fn fire<T: Trigger>(&self, ctx: &mut T::Context<'_>) -> impl Future<Output = ()> + Send {
                 async move {
-                    $( if $T::LISTENS.contains(T::ID) { self.$i.fire::<T>(ctx).await; } )+
+                    $(
+                        if $T::ASYNC.contains(T::ID) {
+                            self.$i.fire::<T>(ctx).await;
+                        } else if $T::LISTENS.contains(T::ID) {
+                            self.$i.fire_sync::<T>(ctx);
+                        }
+                    )+
                 }
+            }
+
+            #[inline(always)]
+            fn fire_sync<T: Trigger>(&self, ctx: &mut T::Context<'_>) {
+                $( if $T::LISTENS.contains(T::ID) { self.$i.fire_sync::<T>(ctx); } )+
             }
 
             async fn start(&self) -> Result<(), crate::Error> {

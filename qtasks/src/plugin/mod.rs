@@ -34,7 +34,7 @@
 mod chain;
 mod outcome;
 
-pub use chain::{Append, Chain, Member, fire, listens};
+pub use chain::{Append, Chain, Member, awaits, fire, fire_sync, listens};
 pub use outcome::{BoxError, IntoOutcome, IntoStartResult, Outcome};
 
 #[allow(unused_imports)]
@@ -58,7 +58,7 @@ pub struct PluginInfo {
 macro_rules! define_plugin_trait {
     ($(
         $(#[doc = $doc:literal])*
-        $id:literal $name:ident $Ctx:ident ($comp:ident, $kind:ident, $Out:ty)
+        $id:literal $name:ident $sync:ident $Ctx:ident ($comp:ident, $kind:ident, $Out:ty)
             apply(|$ac:tt, $av:tt| $apply:expr) task_id(|$tc:tt| $tid:expr) {
             $( $(#[doc = $fdoc:literal])* $field:ident : $fty:ty ),* $(,)?
         }
@@ -77,6 +77,11 @@ macro_rules! define_plugin_trait {
             /// The triggers this plugin listens to. Chains do not call the
             /// others. `#[plugin]` sets it; hand-written impls default to all.
             const LISTENS: TriggerSet = TriggerSet::ALL;
+
+            /// The triggers whose handler is the hidden sync method
+            /// (`<trigger>_sync`), which chains call directly, without a
+            /// future. `#[plugin]` sets it for `fn` handlers.
+            const SYNC: TriggerSet = TriggerSet::EMPTY;
 
             /// The plugin's name in listings and error reports.
             fn name(&self) -> &str {
@@ -108,6 +113,14 @@ macro_rules! define_plugin_trait {
                 #[allow(unused_variables)]
                 fn $name(&self, ctx: &$Ctx<'_>) -> impl Future<Output = Outcome<$Out>> + Send {
                     ready(Outcome::Keep)
+                }
+
+                #[doc(hidden)]
+                #[doc = concat!("The sync form of [`Plugin::", stringify!($name), "`], used when [`Plugin::SYNC`] lists the trigger.")]
+                #[allow(unused_variables)]
+                #[inline(always)]
+                fn $sync(&self, ctx: &$Ctx<'_>) -> Outcome<$Out> {
+                    Outcome::Keep
                 }
             )*
         }

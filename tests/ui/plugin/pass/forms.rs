@@ -42,3 +42,30 @@ fn main() {
         .build()
         .unwrap();
 }
+
+// Handlers whose tokens come from a `macro_rules!` (hygiene of `ctx`/`self`).
+macro_rules! observer {
+    ($name:ident, $($kw:tt)*) => {
+        #[plugin(on = "worker_stop")]
+        $($kw)* fn $name(_ctx: &WorkerStop<'_>) {}
+    };
+}
+observer!(from_macro_sync,);
+observer!(from_macro_async, async);
+
+struct Lifecycle;
+macro_rules! lifecycle_impl {
+    ($($kw:tt)*) => {
+        #[plugin]
+        impl Lifecycle {
+            $($kw)* fn start(&self) {}
+            fn worker_start(&self, _ctx: &WorkerStart<'_>) {}
+        }
+    };
+}
+lifecycle_impl!(async);
+
+#[allow(dead_code)]
+fn more() {
+    let _app = QueueTasks::builder("macros").plugin(FromMacroSync).plugin(FromMacroAsync).plugin(Lifecycle).build();
+}
