@@ -8,9 +8,10 @@
 //! [`Bench::run`].
 //!
 //! Firing goes through exactly what the runtime does (the `fire!` macro of
-//! `qtasks/src/client.rs`): `if listens(&chain, &ctx) { fire(&chain, &mut ctx).await }`.
+//! `qtasks::fire!`): nothing if no plugin listens, plain calls if every
+//! listener is sync, one awaited future otherwise.
 
-use qtasks::plugin::{Append, Member, fire, listens};
+use qtasks::plugin::{Append, Member, fire};
 use qtasks::triggers::{
     BrokerFlushAll, BrokerListenStart, BrokerStart, BrokerStop, QtasksFlushAll, QtasksPing, QtasksStop,
     TaskExecutorArgsReplace, WorkerStart, WorkerStop,
@@ -352,9 +353,7 @@ fn worker_start() -> WorkerStart<'static> {
 async fn observe_loop<C: Chain>(chain: &C, n: u64) {
     for _ in 0..n {
         let mut ctx = worker_start();
-        if listens(chain, &ctx) {
-            fire(chain, &mut ctx).await;
-        }
+        qtasks::fire!(chain, &mut ctx);
         black_box(&mut ctx);
     }
 }
@@ -543,9 +542,7 @@ impl ReplaceInput {
 async fn replace_loop<C: Chain>(chain: &C, input: &ReplaceInput, n: u64) {
     for _ in 0..n {
         let mut ctx = input.ctx();
-        if listens(chain, &ctx) {
-            fire(chain, &mut ctx).await;
-        }
+        qtasks::fire!(chain, &mut ctx);
         black_box(&mut ctx);
     }
 }

@@ -92,10 +92,19 @@ pub struct TaskMessage {
     /// 1 for the first run.
     #[serde(default = "one")]
     pub attempt: u32,
+    /// Extra fields of the task's record, kept when a worker writes it.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub extra: Map<String, Value>,
 }
 
 fn one() -> u32 {
     1
+}
+
+/// A field that is present is `Some`, even when it is `null` (serde's
+/// default reads a present `null` as `None`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 /// The stored record of a task: its status, result or error, and timestamps.
@@ -115,8 +124,9 @@ pub struct Task {
     pub created_at: Timestamp,
     /// When the status last changed.
     pub updated_at: Timestamp,
-    /// The task's result (JSON) when the status is `success`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The task's result (JSON) when the status is `success`; a task that
+    /// returns `()` has `Some(Value::Null)`.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
     pub result: Option<Value>,
     /// Why the task failed (status `error`) or was cancelled (status `cancel`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -157,6 +167,7 @@ impl Task {
             args: self.args.clone(),
             created_at: self.created_at,
             attempt: self.attempt,
+            extra: self.extra.clone(),
         }
     }
 
@@ -173,7 +184,7 @@ impl Task {
             result: None,
             error: None,
             attempt: message.attempt,
-            extra: Map::new(),
+            extra: message.extra.clone(),
         }
     }
 

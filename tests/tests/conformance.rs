@@ -738,19 +738,9 @@ macro_rules! conformance {
 conformance! {
     check_order => memory_order, redis_order;
     check_statuses => memory_statuses, redis_statuses;
-    // Known bug: `MemoryBackend::update` overwrites a final record.
-    check_status_only_moves_forward =>
-        #[ignore = "bug: MemoryBackend::update lets a late `process` overwrite a final status"]
-        memory_status_only_moves_forward,
-        redis_status_only_moves_forward;
+    check_status_only_moves_forward => memory_status_only_moves_forward, redis_status_only_moves_forward;
     check_results => memory_results, redis_results;
-    // Known bug: `result: Some(null)` is written as `"result":null`, which
-    // `Option<Value>` reads back as `None`; the memory backend never
-    // serializes, so only Redis loses it.
-    check_null_results =>
-        memory_null_results,
-        #[ignore = "bug: RedisBackend reads a `null` result back as `result: None`"]
-        redis_null_results;
+    check_null_results => memory_null_results, redis_null_results;
     check_waiting => memory_waiting, redis_waiting;
     check_leases => memory_leases, redis_leases;
     check_many_tasks => memory_many_tasks, redis_many_tasks;

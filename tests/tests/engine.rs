@@ -255,3 +255,13 @@ async fn cancel_from_inside_and_time_limits_end_with_their_statuses() {
     assert!(limited.error.unwrap().starts_with("time limit exceeded"));
     worker.shutdown().await;
 }
+
+#[tokio::test]
+async fn extra_fields_survive_the_worker() {
+    let app = QueueTasks::builder("extra").task::<add>().build().unwrap();
+    let worker = app.worker().start().await.unwrap();
+    let task = app.add_task("add", (1, 2)).extra("tenant", "acme").wait(WAIT).await.unwrap().unwrap();
+    assert_eq!(task.status, TaskStatus::Success);
+    assert_eq!(task.extra.get("tenant"), Some(&json!("acme")));
+    worker.shutdown().await;
+}

@@ -96,6 +96,8 @@ impl MemoryBackend {
     fn store(&self, task: &Task) {
         let mut shard = lock(self.shard(&task.uuid));
         match shard.get_mut(&task.uuid) {
+            // A status only moves forward: a late write never undoes a final one.
+            Some(entry) if entry.task.status.is_final() && !task.status.is_final() => {}
             Some(entry) => {
                 entry.task = task.clone();
                 if task.status.is_final()

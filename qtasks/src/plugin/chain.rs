@@ -17,6 +17,9 @@
 use super::{Outcome, Plugin, PluginInfo};
 use crate::trigger::{Trigger, TriggerContext, TriggerSet};
 use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 /// An ordered list of plugins, fired as one.
 ///
@@ -136,6 +139,46 @@ impl Chain for () {
     fn describe(&self, _out: &mut Vec<PluginInfo>) {}
 }
 
+/// The future of [`Member::fire`].
+struct MemberFire<'a, P, C, F, T> {
+    member: &'a Member<P>,
+    ctx: *mut C,
+    call: Option<F>,
+    _trigger: PhantomData<fn() -> T>,
+}
+
+// SAFETY: the raw pointer is a `&mut C` in disguise (see `Member::fire`), and
+// `&mut C` is `Send` when `C: Send`.
+unsafe impl<P: Sync, C: Send, F: Send, T> Send for MemberFire<'_, P, C, F, T> {}
+
+impl<'a, 'c, P, F, T> Future for MemberFire<'a, P, T::Context<'c>, F, T>
+where
+    P: Plugin,
+    T: Trigger,
+    F: Future<Output = Outcome<T::Output>>,
+{
+    type Output = ();
+
+    #[inline(always)]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        // SAFETY: nothing is moved out of the pinned `call`.
+        let this = unsafe { self.get_unchecked_mut() };
+        let outcome = match &mut this.call {
+            // SAFETY: `call` is never moved once pinned inside `self`.
+            Some(call) => match unsafe { Pin::new_unchecked(call) }.poll(cx) {
+                Poll::Ready(outcome) => outcome,
+                Poll::Pending => return Poll::Pending,
+            },
+            // SAFETY: as in `Member::fire`: the only live borrow of the context.
+            None => return Poll::Ready(this.member.fire_sync::<T>(unsafe { &mut *this.ctx })),
+        };
+        this.call = None;
+        // SAFETY: the handler's future (the shared reborrow) was just dropped.
+        this.member.settle::<T>(unsafe { &mut *this.ctx }, outcome);
+        Poll::Ready(())
+    }
+}
+
 /// One plugin in a chain.
 #[derive(Debug, Clone, Default)]
 pub struct Member<P>(pub P);
@@ -156,13 +199,18 @@ impl<P: Plugin> Chain for Member<P> {
     const ASYNC: TriggerSet = P::LISTENS.difference(P::SYNC);
 
     #[inline(always)]
-    async fn fire<T: Trigger>(&self, ctx: &mut T::Context<'_>) {
-        if P::SYNC.contains(T::ID) {
-            self.fire_sync::<T>(ctx);
-        } else {
-            let outcome = T::call(&self.0, ctx).await;
-            self.settle::<T>(ctx, outcome);
-        }
+    fn fire<'s, 'r, 'c, T: Trigger>(&'s self, ctx: &'r mut T::Context<'c>) -> impl Future<Output = ()> + Send {
+        // A hand-written future rather than an `async fn`: its `poll` is
+        // `#[inline(always)]`, which the poll of an `async fn` cannot be, so
+        // the handler's own future is polled in place by the chain's.
+        let ctx: *mut T::Context<'c> = ctx;
+        // SAFETY: `ctx` is a unique borrow for the life of the returned
+        // future; the handler's future holds a shared reborrow of it, and the
+        // context is written (by `settle`) only after that future completed
+        // and was dropped, so the shared and the unique use never overlap.
+        let shared: &'r T::Context<'c> = unsafe { &*ctx };
+        let call = if P::SYNC.contains(T::ID) { None } else { Some(T::call(&self.0, shared)) };
+        MemberFire { member: self, ctx, call, _trigger: PhantomData::<fn() -> T> }
     }
 
     #[inline(always)]
