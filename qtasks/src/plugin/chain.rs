@@ -170,7 +170,10 @@ where
                 Poll::Pending => return Poll::Pending,
             },
             // SAFETY: as in `Member::fire`: the only live borrow of the context.
-            None => return Poll::Ready(this.member.fire_sync::<T>(unsafe { &mut *this.ctx })),
+            None => {
+                this.member.fire_sync::<T>(unsafe { &mut *this.ctx });
+                return Poll::Ready(());
+            }
         };
         this.call = None;
         // SAFETY: the handler's future (the shared reborrow) was just dropped.
