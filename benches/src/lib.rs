@@ -526,6 +526,7 @@ impl Default for ReplaceInput {
             args: Value::Null,
             created_at: 0.0,
             attempt: 1,
+            extra: Default::default(),
         };
         Self { task, message }
     }
