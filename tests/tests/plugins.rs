@@ -279,6 +279,19 @@ impl Tracer {
     fn storage_start(&self, _: &StorageStart<'_>) {
         self.note("storage_start");
     }
+    fn global_config_start(&self, _: &GlobalConfigStart<'_>) {
+        self.note("global_config_start");
+    }
+    fn global_config_set(&self, ctx: &GlobalConfigSet<'_>) -> Option<Value> {
+        self.note(&format!("global_config_set({})", ctx.name));
+        None
+    }
+    fn global_config_set_status(&self, _: &GlobalConfigSetStatus<'_>) {
+        self.note("global_config_set_status");
+    }
+    fn global_config_stop(&self, _: &GlobalConfigStop<'_>) {
+        self.note("global_config_stop");
+    }
     fn broker_listen_start(&self, _: &BrokerListenStart<'_>) {
         self.note("broker_listen_start");
     }
@@ -383,6 +396,9 @@ async fn triggers_fire_in_qtasks_order() {
         "worker_start",
         "broker_start",
         "storage_start",
+        "global_config_start",
+        "global_config_set(workers)",
+        "global_config_set_status",
         "broker_listen_start",
         // client add_task
         "qtasks_add_task_before_broker",
@@ -418,6 +434,7 @@ async fn triggers_fire_in_qtasks_order() {
         // finish triggers; worker_stop waits for in-flight tasks)
         "worker_stop",
         "storage_stop",
+        "global_config_stop",
     ];
     let log = log.lock().unwrap().clone();
     let early_stops: Vec<_> = log.iter().filter(|n| *n == "starter_stop" || *n == "broker_stop").collect();
