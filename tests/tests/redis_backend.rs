@@ -488,3 +488,57 @@ async fn the_worker_and_waiters_survive_killed_connections() {
     worker.shutdown().await;
     backend.flush().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passwords_in_the_url_work_and_never_leak_into_errors() {
+    let _shared = SERIAL.read().await;
+    let Some(_probe) = connect().await else { return };
+    let mut conn = raw().await;
+    let user = format!("qtasks-test-{}", Uuid::new_v4().simple());
+    let password = format!("pw-{}", Uuid::new_v4().simple());
+    let _: Value =
+        query(&mut conn, &["ACL", "SETUSER", &user, "on", &format!(">{password}"), "~*", "&*", "+@all"]).await;
+
+    let base = url();
+    let authed = base.replacen("redis://", &format!("redis://{user}:{password}@"), 1);
+    let app_name = format!("qtasks-test-{}", Uuid::new_v4());
+    let backend = RedisBackend::connect(&authed, &app_name).await.expect("connects with a password");
+    let app = QueueTasks::builder(app_name).task::<add>().backend(backend).build().unwrap();
+    let worker = app.worker().start().await.unwrap();
+    let done = app.add_task("add", (40, 2)).wait(WAIT).await.unwrap().unwrap();
+    assert_eq!(done.result, Some(json!(42)));
+    worker.shutdown().await;
+    app.flush_all().await.unwrap();
+
+    let wrong = base.replacen("redis://", &format!("redis://{user}:not-{password}@"), 1);
+    let error = match RedisBackend::connect(&wrong, "qtasks-test-wrong").await {
+        Ok(_) => panic!("a wrong password must not connect"),
+        Err(e) => e.to_string(),
+    };
+    assert!(!error.contains(&password), "the error repeats the password: {error}");
+    let _: Value = query(&mut conn, &["ACL", "DELUSER", &user]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_register_with_a_heartbeat_and_leave_at_shutdown() {
+    let _shared = SERIAL.read().await;
+    let Some(backend) = connect().await else { return };
+    let app = QueueTasks::builder(backend.key_prefix().trim_start_matches("qtasks:").trim_end_matches(':').to_owned())
+        .task::<add>()
+        .backend(backend)
+        .build()
+        .unwrap();
+    assert!(!app.ping().await);
+    let one = app.worker().max_tasks_process(3).start().await.unwrap();
+    let two = app.worker().start().await.unwrap();
+    let workers = app.workers().await.unwrap();
+    assert_eq!(workers.len(), 2);
+    let mine = workers.iter().find(|w| w.id == one.info().id).expect("worker one is listed");
+    assert_eq!((mine.concurrency, mine.backend.as_str(), mine.pid), (3, "redis", std::process::id()));
+    assert!(app.ping().await);
+    one.shutdown().await;
+    assert_eq!(app.workers().await.unwrap().len(), 1);
+    two.shutdown().await;
+    assert!(!app.ping().await);
+    app.flush_all().await.unwrap();
+}
