@@ -111,7 +111,7 @@ async fn execute<K: Task, T, C: Chain, B: Backend>(app: &AppInner<T, C, B>, mess
 
     let ended = match K::decode_args(args) {
         Err(e) => Ended::Error(TaskError::InvalidArguments(format!("task `{}`: {e}", task.name)).to_string()),
-        Ok(args) => match run::<K>(message, args).await {
+        Ok(args) => match renewing_lease(app, message, run::<K>(message, args)).await {
             Ok(output) => match serde_json::to_value(output) {
                 Ok(result) => {
                     Ended::Success(fire!(chain, TaskExecutorRunTask { app: name, task, message, result }).result)
@@ -167,6 +167,29 @@ async fn execute<K: Task, T, C: Chain, B: Backend>(app: &AppInner<T, C, B>, mess
     model.status = status;
     fire!(chain, TaskExecutorTaskClose { app: name, task, message, status });
     model
+}
+
+/// Awaits `run`, renewing the task's lease meanwhile on backends that have
+/// leases, so a task that runs longer than its lease is not handed to
+/// another worker while it still runs.
+async fn renewing_lease<T, C, B: Backend, F: std::future::Future>(
+    app: &AppInner<T, C, B>,
+    message: &TaskMessage,
+    run: F,
+) -> F::Output {
+    let Some(period) = app.backend.lease_renewal() else { return run.await };
+    tokio::pin!(run);
+    loop {
+        tokio::select! {
+            biased;
+            output = &mut run => return output,
+            _ = tokio::time::sleep(period) => {
+                if let Err(error) = app.backend.extend_lease(message.uuid).await {
+                    tracing::warn!(app = %app.name, uuid = %message.uuid, %error, "renewing the task's lease failed");
+                }
+            }
+        }
+    }
 }
 
 /// Runs the task function with its time limit, turning a panic into an error.

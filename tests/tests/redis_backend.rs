@@ -542,3 +542,32 @@ async fn workers_register_with_a_heartbeat_and_leave_at_shutdown() {
     assert!(!app.ping().await);
     app.flush_all().await.unwrap();
 }
+
+static LONG_RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+#[task]
+async fn outlives_its_lease(ms: u64) -> u64 {
+    LONG_RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    ms
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_task_keeps_its_lease_and_is_not_handed_out_twice() {
+    let _shared = SERIAL.read().await;
+    let Some(backend) = connect().await else { return };
+    let backend = backend.lease(Duration::from_millis(600));
+    let thief = backend.clone();
+    let app = QueueTasks::builder("lease-renewal").task::<outlives_its_lease>().backend(backend).build().unwrap();
+    let worker = app.worker().start().await.unwrap();
+    let task = app.add_task("outlives_its_lease", [2000]).await.unwrap();
+    // Well past the 600 ms lease, the task is still running under its renewed lease.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let stolen = fetch_within(&thief, 10, Duration::from_millis(200)).await;
+    assert!(stolen.is_empty(), "a running task was handed out again: {stolen:?}");
+    let done = app.wait(task.uuid, WAIT).await.unwrap().unwrap();
+    assert_eq!((done.status, done.result), (TaskStatus::Success, Some(json!(2000))));
+    worker.shutdown().await;
+    assert_eq!(LONG_RUNS.load(std::sync::atomic::Ordering::SeqCst), 1, "the task ran more than once");
+    app.flush_all().await.unwrap();
+}

@@ -86,6 +86,14 @@ impl Backend for AnyBackend {
         each!(self, b => b.update(task).await)
     }
 
+    fn lease_renewal(&self) -> Option<Duration> {
+        each!(self, b => b.lease_renewal())
+    }
+
+    async fn extend_lease(&self, uuid: Uuid) -> Result<(), BackendError> {
+        each!(self, b => b.extend_lease(uuid).await)
+    }
+
     async fn finish(&self, task: &Task) -> Result<(), BackendError> {
         each!(self, b => b.finish(task).await)
     }

@@ -67,6 +67,20 @@ pub trait Backend: Send + Sync + 'static {
     /// Writes a status change of a task a worker holds (e.g. `process`).
     fn update(&self, task: &Task) -> impl Future<Output = Result<(), BackendError>> + Send;
 
+    /// How often a worker should renew the lease of a task it runs, for
+    /// backends whose tasks go back to the queue when a lease expires
+    /// (`None`, the default: no leases).
+    fn lease_renewal(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Renews the lease of a task this worker runs (see
+    /// [`lease_renewal`](Backend::lease_renewal)).
+    fn extend_lease(&self, uuid: Uuid) -> impl Future<Output = Result<(), BackendError>> + Send {
+        let _ = uuid;
+        std::future::ready(Ok(()))
+    }
+
     /// Writes a final status, releases the task and wakes its waiters.
     fn finish(&self, task: &Task) -> impl Future<Output = Result<(), BackendError>> + Send;
 

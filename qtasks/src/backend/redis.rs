@@ -833,6 +833,14 @@ impl Backend for RedisBackend {
         Ok(())
     }
 
+    fn lease_renewal(&self) -> Option<Duration> {
+        Some(self.lease / 3)
+    }
+
+    async fn extend_lease(&self, uuid: Uuid) -> Result<(), BackendError> {
+        self.extend_leases(&[uuid]).await.map(drop)
+    }
+
     async fn config_set(
         &self,
         name: &str,
