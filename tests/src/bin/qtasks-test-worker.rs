@@ -1,0 +1,265 @@
+//! The worker and client processes of the distributed tests
+//! (`tests/tests/distributed.rs`), which reach it with
+//! `env!("CARGO_BIN_EXE_qtasks-test-worker")`.
+//!
+//! ```text
+//! qtasks-test-worker worker --app NAME [--url URL] [--concurrency N] [--lease-ms MS] [--task-ms MS]
+//! qtasks-test-worker client --app NAME [--url URL] [--count N] [--timeout-s S]
+//! ```
+//!
+//! Options may also come from the environment: `QTASKS_TEST_APP`,
+//! `QTASKS_REDIS_URL` (default redis://127.0.0.1:6379),
+//! `QTASKS_TEST_CONCURRENCY` (16), `QTASKS_TEST_LEASE_MS` (30000),
+//! `QTASKS_TEST_TASK_MS` (0), `QTASKS_TEST_COUNT` (1000),
+//! `QTASKS_TEST_TIMEOUT_S` (120). Logs go to stderr (`RUST_LOG`, default
+//! `warn`).
+//!
+//! **worker** runs the task `square(n: i64) -> i64` with up to N tasks at
+//! once on a Redis backend whose lease is MS. Each run of `square` is
+//! counted first, then lasts `--task-ms` (a sleep). It is counted through
+//! a connection of its own, in two hashes: field `n` of
+//! `qtasks-test:{app}:runs` and field `{pid}` of
+//! `qtasks-test:{app}:runs-by-worker`, so a test can see which tasks ran
+//! more than once, and where. Once started it prints
+//! `READY {worker id} {pid}`; on SIGTERM, Ctrl-C or the end of its stdin
+//! (the test that started it is gone) it shuts down gracefully, prints
+//! `STOPPED` and exits 0.
+//!
+//! **client** enqueues `square` by name with JSON arguments `[n]` for
+//! n = 0..N, printing `TASK {n} {uuid}` for each, then `ENQUEUED {N}`;
+//! then it waits (notified) for every task and prints
+//! `DONE {ok} {failed} {unfinished}`. It exits 0 if every task ended
+//! `success` with `n * n`, else 1. Backend errors (a lost connection) are
+//! retried until the timeout.
+
+use qtasks::{QueueTasks, RedisBackend, TaskStatus, task};
+use redis::aio::ConnectionManager;
+use std::process::ExitCode;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Where `square` counts its runs.
+struct Recorder {
+    conn: ConnectionManager,
+    runs: String,
+    by_worker: String,
+    pid: u32,
+    /// How long each run lasts after it is counted.
+    pause: Duration,
+}
+
+static RECORDER: OnceLock<Recorder> = OnceLock::new();
+
+/// Squares `n`, after counting this run (and a pause).
+#[task]
+async fn square(n: i64) -> Result<i64, std::io::Error> {
+    record(n).await?;
+    if let Some(recorder) = RECORDER.get().filter(|r| !r.pause.is_zero()) {
+        tokio::time::sleep(recorder.pause).await;
+    }
+    Ok(n * n)
+}
+
+/// Counts one run of `square(n)`, retrying while the connection is lost
+/// (a retried increment whose first reply was lost counts twice).
+async fn record(n: i64) -> Result<(), std::io::Error> {
+    let recorder = RECORDER.get().ok_or_else(|| std::io::Error::other("no run recorder"))?;
+    let mut attempt = 0;
+    loop {
+        let mut conn = recorder.conn.clone();
+        let counted: Result<(i64, i64), _> = redis::pipe()
+            .cmd("HINCRBY")
+            .arg(&recorder.runs)
+            .arg(n)
+            .arg(1)
+            .cmd("HINCRBY")
+            .arg(&recorder.by_worker)
+            .arg(recorder.pid)
+            .arg(1)
+            .query_async(&mut conn)
+            .await;
+        match counted {
+            Ok(_) => return Ok(()),
+            Err(e) if attempt >= 40 => return Err(std::io::Error::other(format!("counting the run of {n}: {e}"))),
+            Err(e) => {
+                eprintln!("counting the run of {n} failed (attempt {attempt}): {e}; retrying");
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// The command line, with environment fallbacks.
+struct Options {
+    command: String,
+    app: String,
+    url: String,
+    concurrency: usize,
+    lease: Duration,
+    pause: Duration,
+    count: i64,
+    timeout: Duration,
+}
+
+fn options() -> Result<Options, String> {
+    let mut args = std::env::args().skip(1);
+    let command = args.next().ok_or("usage: qtasks-test-worker worker|client --app NAME [options]")?;
+    let env = |name: &str| std::env::var(name).ok();
+    let mut app = env("QTASKS_TEST_APP");
+    let mut url = env("QTASKS_REDIS_URL");
+    let mut concurrency = env("QTASKS_TEST_CONCURRENCY");
+    let mut lease_ms = env("QTASKS_TEST_LEASE_MS");
+    let mut task_ms = env("QTASKS_TEST_TASK_MS");
+    let mut count = env("QTASKS_TEST_COUNT");
+    let mut timeout_s = env("QTASKS_TEST_TIMEOUT_S");
+    while let Some(flag) = args.next() {
+        let slot = match flag.as_str() {
+            "--app" => &mut app,
+            "--url" => &mut url,
+            "--concurrency" => &mut concurrency,
+            "--lease-ms" => &mut lease_ms,
+            "--task-ms" => &mut task_ms,
+            "--count" => &mut count,
+            "--timeout-s" => &mut timeout_s,
+            other => return Err(format!("unknown option `{other}`")),
+        };
+        *slot = Some(args.next().ok_or_else(|| format!("`{flag}` needs a value"))?);
+    }
+    fn number<T: std::str::FromStr>(name: &str, value: Option<String>, default: T) -> Result<T, String> {
+        value.map_or(Ok(default), |v| v.parse().map_err(|_| format!("{name}: `{v}` is not a number")))
+    }
+    Ok(Options {
+        command,
+        app: app.ok_or("--app (or QTASKS_TEST_APP) is required")?,
+        url: url.unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned()),
+        concurrency: number("--concurrency", concurrency, 16)?,
+        lease: Duration::from_millis(number("--lease-ms", lease_ms, 30_000)?),
+        pause: Duration::from_millis(number("--task-ms", task_ms, 0)?),
+        count: number("--count", count, 1000)?,
+        timeout: Duration::from_secs(number("--timeout-s", timeout_s, 120)?),
+    })
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).try_init();
+    let result = match options() {
+        Ok(o) if o.command == "worker" => worker(o).await,
+        Ok(o) if o.command == "client" => client(o).await,
+        Ok(o) => Err(format!("unknown command `{}`: worker or client", o.command).into()),
+        Err(e) => Err(e.into()),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("qtasks-test-worker: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+async fn worker(o: Options) -> BoxResult<ExitCode> {
+    let backend = RedisBackend::connect(&o.url, &o.app).await?.lease(o.lease);
+    let conn = redis::Client::open(o.url.as_str())?.get_connection_manager().await?;
+    let pid = std::process::id();
+    let runs = format!("qtasks-test:{}:runs", o.app);
+    let by_worker = format!("qtasks-test:{}:runs-by-worker", o.app);
+    let _ = RECORDER.set(Recorder { conn, runs, by_worker, pid, pause: o.pause });
+    let app = QueueTasks::builder(o.app.as_str()).task::<square>().backend(backend).build()?;
+    let worker = app.worker().max_tasks_process(o.concurrency).start().await?;
+    println!("READY {} {pid}", worker.info().id);
+    stop_signal().await;
+    worker.shutdown().await;
+    println!("STOPPED");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGTERM, Ctrl-C, or the end of stdin.
+async fn stop_signal() {
+    let (tx, stdin_closed) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+        let _ = tx.send(());
+    });
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let term = async {
+        match term.as_mut() {
+            Some(t) => {
+                t.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = term => eprintln!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => eprintln!("Ctrl-C: shutting down"),
+        _ = stdin_closed => eprintln!("stdin closed: shutting down"),
+    }
+}
+
+async fn client(o: Options) -> BoxResult<ExitCode> {
+    let deadline = Instant::now() + o.timeout;
+    let backend = RedisBackend::connect(&o.url, &o.app).await?;
+    let app = QueueTasks::builder(o.app.as_str()).backend(backend).build()?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut uuids = Vec::with_capacity(usize::try_from(o.count).unwrap_or(0));
+    for n in 0..o.count {
+        let task = loop {
+            match app.add_task("square", [n]).await {
+                Ok(task) => break task,
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("enqueueing {n} failed: {e}; retrying");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        std::io::Write::write_fmt(&mut out, format_args!("TASK {n} {}\n", task.uuid))?;
+        uuids.push((n, task.uuid));
+    }
+    std::io::Write::write_fmt(&mut out, format_args!("ENQUEUED {}\n", o.count))?;
+    std::io::Write::flush(&mut out)?;
+    drop(out);
+
+    let mut waits = tokio::task::JoinSet::new();
+    for (n, uuid) in uuids {
+        let app = app.clone();
+        waits.spawn(async move {
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match app.wait(uuid, left).await {
+                    Ok(Some(task)) => {
+                        let good = task.status == TaskStatus::Success
+                            && matches!(task.result_as::<i64>(), Some(Ok(r)) if r == n * n);
+                        if !good {
+                            eprintln!("task {n} ({uuid}) ended badly: {task:?}");
+                        }
+                        return Some(good);
+                    }
+                    Ok(None) => return None,
+                    Err(e) if !left.is_zero() => {
+                        eprintln!("waiting for {n} failed: {e}; retrying");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Err(_) => return None,
+                }
+            }
+        });
+    }
+    let (mut ok, mut failed, mut unfinished) = (0, 0, 0);
+    while let Some(done) = waits.join_next().await {
+        match done? {
+            Some(true) => ok += 1,
+            Some(false) => failed += 1,
+            None => unfinished += 1,
+        }
+    }
+    println!("DONE {ok} {failed} {unfinished}");
+    Ok(if failed == 0 && unfinished == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

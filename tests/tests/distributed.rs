@@ -1,0 +1,575 @@
+//! Distributed runs against a real Redis server (`QTASKS_REDIS_URL`, or
+//! redis://127.0.0.1:6379): worker and client processes (the
+//! `qtasks-test-worker` binary of this package), a worker killed with
+//! SIGKILL, connections killed with `CLIENT KILL`. Without a reachable
+//! server the tests are skipped (with a loud message), except under CI
+//! (`CI` set), where they fail.
+//!
+//! Each test uses an app name of its own and deletes its keys at the end
+//! (after a failure they are left for inspection).
+//!
+//! Other test binaries may run at the same time against the same server,
+//! and `redis_backend.rs` kills *every* client connection: every command
+//! these tests send is retried ([`retry`]), as the worker and client
+//! processes do. The connection-killing test here kills only its own
+//! connections (see [`KILL_DB`]).
+
+use qtasks::{QueueTasks, RedisBackend, TaskRecord, TaskStatus, Uuid};
+use redis::Value;
+use redis::aio::ConnectionManager;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+const BIN: &str = env!("CARGO_BIN_EXE_qtasks-test-worker");
+
+/// Both tests load a small machine: they run one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn url() -> String {
+    std::env::var("QTASKS_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// The server's URL, or `None` (test skipped) without a server.
+async fn server() -> Option<String> {
+    let url = url();
+    let ping = async {
+        let mut conn = redis::Client::open(url.as_str())?.get_multiplexed_async_connection().await?;
+        redis::cmd("PING").query_async::<String>(&mut conn).await
+    };
+    let error = match tokio::time::timeout(Duration::from_secs(15), ping).await {
+        Ok(Ok(_)) => return Some(url),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "connecting timed out".to_owned(),
+    };
+    if std::env::var_os("CI").is_some() {
+        panic!("Redis not reachable at {url} (CI is set, so this fails): {error}");
+    }
+    // Straight to stderr: the test harness captures `eprintln!` of passing tests.
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n*** SKIPPED: Redis not reachable at {url}: {error} ***\n*** set QTASKS_REDIS_URL or start redis-server ***\n"
+    );
+    None
+}
+
+/// Retries `op` while it fails, for up to 20 s: the connections may be
+/// killed by another test using the server.
+async fn retry<T, E: std::fmt::Display>(what: &str, mut op: impl AsyncFnMut() -> Result<T, E>) -> T {
+    let started = Instant::now();
+    loop {
+        match op().await {
+            Ok(value) => return value,
+            Err(e) if started.elapsed() < Duration::from_secs(20) => {
+                eprintln!("{what}: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("{what}: {e}"),
+        }
+    }
+}
+
+/// A plain connection (reconnecting) to look at keys directly.
+async fn raw(url: &str) -> ConnectionManager {
+    redis::Client::open(url).unwrap().get_connection_manager().await.unwrap()
+}
+
+/// Runs a command, retrying while the connection is lost.
+async fn query<T: redis::FromRedisValue>(conn: &ConnectionManager, args: &[&str]) -> T {
+    retry(&args.join(" "), async || {
+        let mut cmd = redis::cmd(args[0]);
+        for a in &args[1..] {
+            cmd.arg(*a);
+        }
+        cmd.query_async::<T>(&mut conn.clone()).await
+    })
+    .await
+}
+
+/// `url` with database `db` selected.
+fn with_db(url: &str, db: i64) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let query: Vec<&str> = query.into_iter().flat_map(|q| q.split('&')).filter(|p| !p.starts_with("db=")).collect();
+    if base.starts_with("redis+unix:") || base.starts_with("unix:") {
+        let mut query = query;
+        let db = format!("db={db}");
+        query.push(&db);
+        return format!("{base}?{}", query.join("&"));
+    }
+    let authority = base.find("://").map_or(0, |i| i + 3);
+    let path = base[authority..].find('/').map_or(base.len(), |i| authority + i);
+    let mut out = format!("{}/{db}", &base[..path]);
+    if !query.is_empty() {
+        out.push('?');
+        out.push_str(&query.join("&"));
+    }
+    out
+}
+
+/// The keys where the worker processes count the runs of `square`.
+fn run_keys(app: &str) -> [String; 2] {
+    [format!("qtasks-test:{app}:runs"), format!("qtasks-test:{app}:runs-by-worker")]
+}
+
+/// Runs of `square(n)` per `n`, and runs per worker pid.
+async fn runs(conn: &ConnectionManager, app: &str) -> (HashMap<i64, i64>, HashMap<u32, i64>) {
+    let [runs, by_worker] = run_keys(app);
+    (query(conn, &["HGETALL", &runs]).await, query(conn, &["HGETALL", &by_worker]).await)
+}
+
+/// A `qtasks-test-worker` process: its stdout as lines, its stderr kept.
+/// Killed if still running when dropped (a failed test leaves no process).
+struct Proc {
+    name: String,
+    child: Child,
+    lines: mpsc::UnboundedReceiver<String>,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Proc {
+    fn spawn(name: &str, args: &[&str]) -> Self {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {BIN}: {e}"));
+        let (tx, lines) = mpsc::unbounded_channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let (log, pipe) = (Arc::clone(&stderr), child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                log.lock().unwrap().push(line);
+            }
+        });
+        Self { name: name.to_owned(), child, lines, stderr }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The next stdout line starting with `prefix` (others are skipped).
+    async fn expect(&mut self, prefix: &str, within: Duration) -> String {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+                Ok(Some(line)) if line.starts_with(prefix) => return line,
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("{} ended its output before `{prefix}`:\n{}", self.name, self.log()),
+                Err(_) => panic!("no `{prefix}` from {} within {within:?}:\n{}", self.name, self.log()),
+            }
+        }
+    }
+
+    fn sigkill(&mut self) {
+        // `Child::kill` sends SIGKILL.
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn sigterm(&self) {
+        let status = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status().unwrap();
+        assert!(status.success(), "kill -TERM {}: {status}", self.pid());
+    }
+
+    async fn exit_within(&mut self, within: Duration) -> ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(started.elapsed() < within, "{} still running after {within:?}:\n{}", self.name, self.log());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Its stderr so far.
+    fn log(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    /// Prints how much it logged, and the first lines.
+    fn report(&self) {
+        let log = self.stderr.lock().unwrap();
+        eprintln!("{} (pid {}): {} stderr lines", self.name, self.pid(), log.len());
+        for line in log.iter().take(40) {
+            eprintln!("  | {line}");
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The ids of the workers the registry lists.
+async fn listed<T: qtasks::TaskSet, C: qtasks::Chain>(app: &QueueTasks<T, C, RedisBackend>) -> Vec<String> {
+    retry("listing workers", async || app.workers().await).await.into_iter().map(|w| w.id).collect()
+}
+
+/// Takes in a line of the client: `TASK {n} {uuid}`, `DONE …`.
+fn absorb(line: String, uuids: &mut [Option<Uuid>], done: &mut Option<String>) {
+    let mut words = line.split(' ');
+    match words.next() {
+        Some("TASK") => {
+            let n: usize = words.next().unwrap().parse().unwrap();
+            uuids[n] = Some(words.next().unwrap().parse().unwrap());
+        }
+        Some("DONE") => *done = Some(line),
+        _ => {}
+    }
+}
+
+/// The id in a `READY {id} {pid}` line.
+fn ready_id(line: &str) -> String {
+    line.split(' ').nth(1).expect("READY {id} {pid}").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_and_a_sigkill_lose_nothing() {
+    const TASKS: usize = 10_000;
+    const CONCURRENCY: usize = 32;
+    let _serial = SERIAL.lock().await;
+    let Some(url) = server().await else { return };
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(120);
+    let name = format!("qtasks-dist-{}", Uuid::new_v4());
+    let backend = RedisBackend::connect(&url, &name).await.unwrap();
+    let app = QueueTasks::builder(name.as_str()).backend(backend).build().unwrap();
+    let conn = raw(&url).await;
+
+    let concurrency = CONCURRENCY.to_string();
+    // 20 ms per task: 64 slots run at most ~3 200 tasks/s, about what the
+    // client enqueues, so the workers stay busy and worker A dies holding
+    // tasks that have started (a run is counted first).
+    let worker_args = [
+        "worker",
+        "--app",
+        &name,
+        "--url",
+        &url,
+        "--concurrency",
+        &concurrency,
+        "--lease-ms",
+        "2000",
+        "--task-ms",
+        "20",
+    ];
+    let mut doomed = Proc::spawn("worker A (SIGKILLed)", &worker_args);
+    let mut survivor = Proc::spawn("worker B", &worker_args);
+    let doomed_id = ready_id(&doomed.expect("READY", Duration::from_secs(30)).await);
+    let survivor_id = ready_id(&survivor.expect("READY", Duration::from_secs(30)).await);
+    let mut both = vec![doomed_id.clone(), survivor_id.clone()];
+    both.sort();
+    assert_eq!(listed(&app).await, both);
+
+    // The client: a third process, which knows only the task's name.
+    let count = TASKS.to_string();
+    let mut client = Proc::spawn("client", &["client", "--app", &name, "--url", &url, "--count", &count]);
+    let mut uuids: Vec<Option<Uuid>> = vec![None; TASKS];
+    let mut done_line = None;
+    // Once about a third of the tasks have run, worker A dies mid-flight.
+    let [runs_key, _] = run_keys(&name);
+    let inflight_key = format!("qtasks:{name}:inflight");
+    loop {
+        while let Ok(line) = client.lines.try_recv() {
+            absorb(line, &mut uuids, &mut done_line);
+        }
+        let ran: usize = query(&conn, &["HLEN", &runs_key]).await;
+        if ran >= TASKS / 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "only {ran} tasks ran:\n{}\n{}", doomed.log(), survivor.log());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let in_flight_before: usize = query(&conn, &["ZCARD", &inflight_key]).await;
+    doomed.sigkill();
+    let killed_at = Instant::now();
+    let ran_at_kill: usize = query(&conn, &["HLEN", &runs_key]).await;
+    eprintln!(
+        "SIGKILL after {:.2} s: {ran_at_kill} tasks had run, {in_flight_before} leases held by both workers",
+        started.elapsed().as_secs_f64()
+    );
+
+    // The client waits (notified) for every task, then exits.
+    while done_line.is_none() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, client.lines.recv()).await {
+            Ok(Some(line)) => absorb(line, &mut uuids, &mut done_line),
+            Ok(None) => break,
+            Err(_) => panic!("the client did not finish within 120 s:\n{}\n{}", client.log(), survivor.log()),
+        }
+    }
+    let status = client.exit_within(Duration::from_secs(10)).await;
+    let all_done = started.elapsed();
+    eprintln!("client: {} after {:.2} s", done_line.as_deref().unwrap_or("no DONE line"), all_done.as_secs_f64());
+    assert!(status.success(), "client: {status}, {done_line:?}:\n{}", client.log());
+    assert_eq!(done_line.as_deref(), Some(format!("DONE {TASKS} 0 0").as_str()));
+
+    // Checked here too, from the records: every task ended `success` with n².
+    let uuids: Vec<Uuid> =
+        uuids.into_iter().enumerate().map(|(n, u)| u.unwrap_or_else(|| panic!("no uuid for {n}"))).collect();
+    let left = deadline.saturating_duration_since(Instant::now());
+    let waits = uuids.iter().map(|uuid| retry("waiting", async || app.wait(*uuid, left).await));
+    for (n, task) in futures::future::join_all(waits).await.into_iter().enumerate() {
+        let task = task.unwrap_or_else(|| panic!("task {n} did not finish"));
+        assert_eq!(task.status, TaskStatus::Success, "task {n}: {task:?}");
+        assert_eq!(task.result_as::<i64>().unwrap().unwrap(), (n * n) as i64, "task {n}");
+    }
+
+    // Every task ran; only those worker A held when it died may have run twice.
+    let (runs, by_worker) = runs(&conn, &name).await;
+    let never: Vec<usize> = (0..TASKS).filter(|n| !runs.contains_key(&(*n as i64))).collect();
+    assert!(never.is_empty(), "{} tasks never ran: {:?}…", never.len(), &never[..never.len().min(10)]);
+    assert_eq!(runs.len(), TASKS, "runs of unknown tasks");
+    let twice: Vec<(i64, i64)> = runs.iter().filter(|(_, r)| **r > 1).map(|(n, r)| (*n, *r)).collect();
+    let extra: i64 = runs.values().map(|r| r - 1).sum();
+    let worker_runs = |pid: u32| by_worker.get(&pid).copied().unwrap_or(0);
+    let (doomed_runs, survivor_runs) = (worker_runs(doomed.pid()), worker_runs(survivor.pid()));
+    eprintln!(
+        "{TASKS} tasks, all success in {:.2} s; ran more than once: {} tasks ({extra} extra runs); \
+         worker A ran {doomed_runs} before SIGKILL, worker B {survivor_runs}",
+        all_done.as_secs_f64(),
+        twice.len(),
+    );
+    assert!(doomed_runs > 0 && survivor_runs > 0);
+    assert_eq!(doomed_runs + survivor_runs, TASKS as i64 + extra);
+    // A worker holds at most `concurrency` tasks: it fetches only as many
+    // as it has free slots (one batch fits in them). Allow one more
+    // batch's worth for a task of worker B outliving its 2 s lease on a
+    // loaded machine.
+    assert!(twice.len() <= 2 * CONCURRENCY, "ran more than once: {twice:?}");
+    // Worker A was busy when it died: its tasks were redelivered.
+    assert!(!twice.is_empty(), "no task of worker A was redelivered");
+    assert!(twice.iter().all(|(_, r)| *r == 2), "ran three times or more: {twice:?}");
+
+    // The registry forgets worker A once its entry's 20 s TTL passes
+    // (5 s heartbeats: 15 to 20 s after the kill); worker B stays listed.
+    loop {
+        let ids = listed(&app).await;
+        assert!(ids.contains(&survivor_id), "worker B not listed: {ids:?}");
+        if ids == [survivor_id.clone()] {
+            break;
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(25),
+            "worker A still listed {:?} after SIGKILL",
+            killed_at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    eprintln!("worker A left the registry {:.1} s after SIGKILL", killed_at.elapsed().as_secs_f64());
+
+    // SIGTERM: graceful shutdown, exit 0, unregistered.
+    survivor.sigterm();
+    survivor.expect("STOPPED", Duration::from_secs(30)).await;
+    let status = survivor.exit_within(Duration::from_secs(10)).await;
+    assert!(status.success(), "worker B after SIGTERM: {status}:\n{}", survivor.log());
+    assert_eq!(listed(&app).await, Vec::<String>::new());
+    doomed.report();
+    survivor.report();
+    client.report();
+
+    retry("flushing", async || app.flush_all().await).await;
+    let [runs_key, by_worker_key] = run_keys(&name);
+    let _: i64 = query(&conn, &["DEL", &runs_key, &by_worker_key]).await;
+    eprintln!("total {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// The database the connection-killing test selects: its connections are
+/// those with `db=KILL_DB` in `CLIENT LIST`, so it kills only its own and
+/// never those of other tests sharing the server. (`RedisBackend` sets no
+/// client name, and the URL cannot carry one.)
+const KILL_DB: i64 = 13;
+
+/// Kills the connections of `kind` (`normal` or `pubsub`) that selected
+/// database `db`. Returns how many were killed.
+async fn kill_connections(conn: &ConnectionManager, kind: &str, db: i64) -> usize {
+    let list: String = query(conn, &["CLIENT", "LIST", "TYPE", kind]).await;
+    let ids = list.lines().filter_map(|line| {
+        let field = |name: &str| line.split(' ').find_map(|f| f.strip_prefix(name)?.parse::<i64>().ok());
+        let id = field("id=")?;
+        (field("db=") == Some(db)).then_some(id)
+    });
+    let mut killed = 0;
+    for id in ids.collect::<Vec<_>>() {
+        // The connection may have gone meanwhile: an error then.
+        let reply: Result<Value, _> =
+            redis::cmd("CLIENT").arg("KILL").arg("ID").arg(id).query_async(&mut conn.clone()).await;
+        killed += usize::from(matches!(reply, Ok(Value::Int(1) | Value::Okay)));
+    }
+    killed
+}
+
+/// Enqueues `square(n)`, retrying while the connection is lost.
+async fn enqueue(app: &QueueTasks<(), (), RedisBackend>, n: i64, errors: &AtomicUsize) -> Uuid {
+    let started = Instant::now();
+    loop {
+        match app.add_task("square", [n]).await {
+            Ok(task) => return task.uuid,
+            Err(e) => {
+                assert!(started.elapsed() < Duration::from_secs(20), "enqueueing {n}: {e}");
+                errors.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+/// Waits (notified) for a task, retrying while the connection is lost.
+fn wait(
+    app: &QueueTasks<(), (), RedisBackend>,
+    uuid: Uuid,
+    deadline: Instant,
+    errors: &Arc<AtomicUsize>,
+) -> tokio::task::JoinHandle<Option<TaskRecord>> {
+    let (app, errors) = (app.clone(), Arc::clone(errors));
+    tokio::spawn(async move {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match app.wait(uuid, left).await {
+                Ok(task) => return task,
+                Err(_) if left.is_zero() => return None,
+                Err(_) => {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_dropped_while_tasks_flow() {
+    const DURING: i64 = 1500;
+    const AFTER: i64 = 500;
+    const ROUNDS: usize = 4;
+    let _serial = SERIAL.lock().await;
+    let Some(url) = server().await else { return };
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(50);
+    let url_db = with_db(&url, KILL_DB);
+    let name = format!("qtasks-dist-kill-{}", Uuid::new_v4());
+    let backend = RedisBackend::connect(&url_db, &name).await.unwrap();
+    let app = QueueTasks::builder(name.as_str()).backend(backend).build().unwrap();
+    // On database 0: not a target.
+    let killer = raw(&with_db(&url, 0)).await;
+
+    let mut worker = Proc::spawn(
+        "worker",
+        &["worker", "--app", &name, "--url", &url_db, "--concurrency", "16", "--lease-ms", "2000", "--task-ms", "5"],
+    );
+    worker.expect("READY", Duration::from_secs(30)).await;
+
+    // A stream of tasks, each awaited (notified) as soon as it is enqueued…
+    let enqueue_errors = Arc::new(AtomicUsize::new(0));
+    let wait_errors = Arc::new(AtomicUsize::new(0));
+    let stream = tokio::spawn({
+        let (app, enqueue_errors, wait_errors) = (app.clone(), Arc::clone(&enqueue_errors), Arc::clone(&wait_errors));
+        async move {
+            let mut waits = Vec::new();
+            for n in 0..DURING {
+                let uuid = enqueue(&app, n, &enqueue_errors).await;
+                waits.push((n, wait(&app, uuid, deadline, &wait_errors)));
+                if n % 10 == 9 {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+            waits
+        }
+    });
+    // …while the connections of both processes are killed: the worker's
+    // shared and blocking (`BLPOP`) ones and its run counter's, the test's
+    // shared one and its subscription.
+    let (mut normal, mut pubsub) = (0, 0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let kills_from = started.elapsed();
+    for _ in 0..ROUNDS {
+        normal += kill_connections(&killer, "normal", KILL_DB).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        pubsub += kill_connections(&killer, "pubsub", KILL_DB).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let kills_to = started.elapsed();
+    let mut waits = stream.await.unwrap();
+    eprintln!(
+        "killed {normal} normal and {pubsub} pub/sub connections in {ROUNDS} rounds, from {:.2} s to {:.2} s; \
+         the {DURING} tasks were enqueued by {:.2} s",
+        kills_from.as_secs_f64(),
+        kills_to.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(normal >= 1 && pubsub >= 1, "nothing to kill: {normal} normal, {pubsub} pub/sub");
+
+    // Work resumes: tasks enqueued after the kills finish too, notified.
+    let resumed = Instant::now();
+    let mut after = Vec::new();
+    for n in DURING..DURING + AFTER {
+        let uuid = enqueue(&app, n, &enqueue_errors).await;
+        after.push((n, wait(&app, uuid, deadline, &wait_errors)));
+    }
+    for (n, handle) in after {
+        let task =
+            handle.await.unwrap().unwrap_or_else(|| panic!("task {n}, enqueued after the kills, did not finish"));
+        assert_eq!(task.status, TaskStatus::Success, "task {n}: {task:?}");
+        assert_eq!(task.result_as::<i64>().unwrap().unwrap(), n * n, "task {n}");
+    }
+    eprintln!("the {AFTER} tasks enqueued after the kills were done in {:.2} s", resumed.elapsed().as_secs_f64());
+    for (n, handle) in waits.drain(..) {
+        let task = handle.await.unwrap().unwrap_or_else(|| panic!("task {n} did not finish:\n{}", worker.log()));
+        assert_eq!(task.status, TaskStatus::Success, "task {n}: {task:?}");
+        assert_eq!(task.result_as::<i64>().unwrap().unwrap(), n * n, "task {n}");
+    }
+    let all_done = started.elapsed();
+
+    let conn = raw(&url_db).await;
+    let (runs, _) = runs(&conn, &name).await;
+    let never: Vec<i64> = (0..DURING + AFTER).filter(|n| !runs.contains_key(n)).collect();
+    assert!(never.is_empty(), "never ran: {never:?}");
+    let twice = runs.values().filter(|r| **r > 1).count();
+    eprintln!(
+        "{} tasks, all success after {:.2} s; {} enqueue and {} wait errors retried; \
+         {twice} tasks counted more than once (redelivered after a lost reply, or a recount)",
+        DURING + AFTER,
+        all_done.as_secs_f64(),
+        enqueue_errors.load(Ordering::Relaxed),
+        wait_errors.load(Ordering::Relaxed),
+    );
+
+    worker.sigterm();
+    worker.expect("STOPPED", Duration::from_secs(30)).await;
+    let status = worker.exit_within(Duration::from_secs(10)).await;
+    assert!(status.success(), "worker after SIGTERM: {status}:\n{}", worker.log());
+    worker.report();
+
+    retry("flushing", async || app.flush_all().await).await;
+    let [runs_key, by_worker_key] = run_keys(&name);
+    let _: i64 = query(&conn, &["DEL", &runs_key, &by_worker_key]).await;
+}
+
+#[test]
+fn database_selection_in_urls() {
+    assert_eq!(with_db("redis://127.0.0.1:6379", 13), "redis://127.0.0.1:6379/13");
+    assert_eq!(with_db("redis://:pw@host:6379/2", 13), "redis://:pw@host:6379/13");
+    assert_eq!(with_db("redis://host/?protocol=resp3", 13), "redis://host/13?protocol=resp3");
+    assert_eq!(with_db("redis+unix:///tmp/r.sock?db=1", 13), "redis+unix:///tmp/r.sock?db=13");
+}
