@@ -14,9 +14,10 @@ async fn add(a: i64, b: i64) -> i64 {
 #[plugin(on = "worker_start")]
 fn announce(_ctx: &WorkerStart<'_>) {}
 
-fn build(
-    backend: AnyBackend,
-) -> Result<QueueTasks<(add,), (qtasks::plugin::Member<Announce>,), AnyBackend>, qtasks::Error> {
+/// The app type the builder infers, named once for `build`.
+type App = QueueTasks<(add,), (qtasks::plugin::Member<Announce>,), AnyBackend>;
+
+fn build(backend: AnyBackend) -> Result<App, qtasks::Error> {
     QueueTasks::builder("cli-test").task::<add>().plugin(Announce).backend(backend).build()
 }
 
