@@ -1,0 +1,293 @@
+//! End to end on the Redis backend: enqueue rate, completion rate with 1 or
+//! more worker processes, and the single-task round trip.
+//!
+//! ```sh
+//! e2e_redis enqueue <tasks> <in_flight>
+//! e2e_redis drain <tasks> <worker_processes> <concurrency> [window]
+//! e2e_redis roundtrip <round_trips> <concurrency>
+//! ```
+//!
+//! The server is `$QTASKS_BROKER_URL` (default `redis://127.0.0.1:6379`).
+//! Every run uses an app name of its own (`bench-<pid>-<mode>`) and flushes
+//! its keys before and after, so it can share a server with other users.
+//! Each mode prints one `RESULT key=value …` line (read by `benches/run-all.sh`).
+//!
+//! - `enqueue`: `tasks` no-op tasks enqueued by `in_flight` client tasks
+//!   sharing the app (1 = one at a time, each awaited before the next).
+//! - `drain`: fills the queue with `tasks` tasks (64 in flight), starts
+//!   `worker_processes` copies of this binary (`e2e_redis worker …`, not for
+//!   direct use), waits until each has connected and built its app, then
+//!   releases them all at once and times until `tasks` completions were
+//!   published on the app's `done` channel. Every record is then checked to
+//!   be `success`. With `window`, the rate of every `window` completions is
+//!   printed too (the backlog check).
+//! - `roundtrip`: one worker process; the client enqueues one task and
+//!   waits for its result, `round_trips` times in a row (after 200 warm-up
+//!   round trips), and reports the percentiles.
+
+use futures::StreamExt;
+use qtasks::{Backend, QueueTasks, RedisBackend, TaskSet, TaskStatus, task};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+
+/// The task every benchmark runs.
+#[task]
+async fn noop() {}
+
+type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+fn url() -> String {
+    std::env::var("QTASKS_BROKER_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+fn arg<T: std::str::FromStr>(args: &[String], i: usize, what: &str) -> Res<T> {
+    args.get(i).ok_or_else(|| format!("missing <{what}>"))?.parse().map_err(|_| format!("bad <{what}>").into())
+}
+
+async fn connect(app_name: &str) -> Res<QueueTasks<impl TaskSet, (), RedisBackend>> {
+    let backend = RedisBackend::connect(&url(), app_name).await?;
+    Ok(QueueTasks::builder(app_name).task::<noop>().backend(backend).build()?)
+}
+
+/// Enqueues `n` no-op tasks from `in_flight` concurrent client tasks; returns the time taken.
+async fn fill<T: TaskSet>(app: &QueueTasks<T, (), RedisBackend>, n: u64, in_flight: u64) -> Res<Duration> {
+    let start = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..in_flight {
+        let app = app.clone();
+        let share = n / in_flight + u64::from(i < n % in_flight);
+        set.spawn(async move {
+            for _ in 0..share {
+                app.add_task("noop", ()).await?;
+            }
+            Ok::<_, qtasks::Error>(())
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r??;
+    }
+    Ok(start.elapsed())
+}
+
+/// Errors unless the app holds exactly `n` records, all `success`.
+async fn check_all_success<T: TaskSet, B: Backend>(app: &QueueTasks<T, (), B>, n: u64) -> Res<()> {
+    let all = app.get_all().await?;
+    let ok = all.iter().filter(|t| t.status == TaskStatus::Success).count() as u64;
+    if all.len() as u64 != n || ok != n {
+        return Err(format!("expected {n} successful records, found {} records, {ok} successful", all.len()).into());
+    }
+    Ok(())
+}
+
+async fn enqueue(n: u64, in_flight: u64) -> Res<()> {
+    let name = format!("bench-{}-enqueue", std::process::id());
+    let app = connect(&name).await?;
+    app.flush_all().await?;
+    let took = fill(&app, n, in_flight).await?;
+    let queued = app.get_all().await?.len() as u64;
+    app.flush_all().await?;
+    if queued != n {
+        return Err(format!("{queued} records for {n} enqueued tasks").into());
+    }
+    println!(
+        "RESULT bench=redis_enqueue system=qtasks tasks={n} in_flight={in_flight} enqueue_s={:.3} enqueue_per_s={:.0}",
+        took.as_secs_f64(),
+        n as f64 / took.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Worker processes started by `drain` and `roundtrip`, held until released.
+struct Workers {
+    children: Vec<(Child, ChildStdin)>,
+}
+
+impl Workers {
+    /// Starts `count` worker processes for `app_name` and waits until each is ready.
+    async fn spawn(count: usize, app_name: &str, concurrency: usize) -> Res<Self> {
+        let exe = std::env::current_exe()?;
+        let mut children = Vec::new();
+        for _ in 0..count {
+            let mut child = Command::new(&exe)
+                .args(["worker", app_name, &concurrency.to_string()])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()?;
+            let stdin = child.stdin.take().ok_or("no stdin")?;
+            children.push((child, stdin));
+        }
+        for (child, _) in &mut children {
+            let stdout = child.stdout.take().ok_or("no stdout")?;
+            let mut line = String::new();
+            BufReader::new(stdout).read_line(&mut line).await?;
+            if line.trim() != "READY" {
+                return Err(format!("worker process said {line:?} instead of READY").into());
+            }
+        }
+        Ok(Self { children })
+    }
+
+    /// Tells every worker process to start its worker.
+    async fn go(&mut self) -> Res<()> {
+        for (_, stdin) in &mut self.children {
+            stdin.write_all(b"GO\n").await?;
+            stdin.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Shuts every worker down and waits for the processes to exit.
+    async fn stop(self) -> Res<()> {
+        for (mut child, stdin) in self.children {
+            drop(stdin);
+            let status = child.wait().await?;
+            if !status.success() {
+                return Err(format!("a worker process exited with {status}").into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The `worker` subcommand: connect, say READY, start on GO, stop at end of input.
+async fn worker(app_name: &str, concurrency: usize) -> Res<()> {
+    let app = connect(app_name).await?;
+    let mut stdout = tokio::io::stdout();
+    stdout.write_all(b"READY\n").await?;
+    stdout.flush().await?;
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    if lines.next_line().await?.as_deref() != Some("GO") {
+        return Ok(());
+    }
+    let worker = app.worker().max_tasks_process(concurrency).start().await?;
+    while lines.next_line().await?.is_some() {}
+    worker.shutdown().await;
+    Ok(())
+}
+
+async fn drain(n: u64, processes: usize, concurrency: usize, window: Option<u64>) -> Res<()> {
+    let name = format!("bench-{}-drain", std::process::id());
+    let app = connect(&name).await?;
+    app.flush_all().await?;
+    // Count completions on the channel every finish publishes to.
+    let done_channel = format!("{}done", app.backend().key_prefix());
+    let client = redis::Client::open(url())?;
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.subscribe(&done_channel).await?;
+    let fill_took = fill(&app, n, 64).await?;
+    let mut workers = Workers::spawn(processes, &name, concurrency).await?;
+    let mut stream = pubsub.on_message();
+    let start = Instant::now();
+    workers.go().await?;
+    let mut marks = Vec::new();
+    let mut seen = 0u64;
+    while seen < n {
+        match tokio::time::timeout(Duration::from_secs(60), stream.next()).await {
+            Ok(Some(_)) => seen += 1,
+            Ok(None) => return Err("the pub/sub connection closed".into()),
+            Err(_) => return Err(format!("no completion for 60 s after {seen} of {n}").into()),
+        }
+        if window.is_some_and(|w| seen.is_multiple_of(w)) {
+            marks.push(start.elapsed());
+        }
+    }
+    let took = start.elapsed();
+    drop(stream);
+    workers.stop().await?;
+    let checked = check_all_success(&app, n).await;
+    app.flush_all().await?;
+    checked?;
+    let mut line = format!(
+        "RESULT bench=redis_drain system=qtasks tasks={n} processes={processes} concurrency={concurrency} \
+         fill_in_flight=64 fill_per_s={:.0} run_s={:.3} run_per_s={:.0} errors=0",
+        n as f64 / fill_took.as_secs_f64(),
+        took.as_secs_f64(),
+        n as f64 / took.as_secs_f64()
+    );
+    if let Some(w) = window {
+        line += &windows_summary(w, &marks);
+    }
+    println!("{line}");
+    Ok(())
+}
+
+/// ` window=… first_window_per_s=… … windows=r1,r2,…` from the end times of the windows.
+fn windows_summary(window: u64, marks: &[Duration]) -> String {
+    let mut rates = Vec::new();
+    let mut prev = Duration::ZERO;
+    for at in marks {
+        rates.push(window as f64 / (*at - prev).as_secs_f64());
+        prev = *at;
+    }
+    let (min, max) = rates.iter().fold((f64::MAX, 0f64), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
+    let first = rates.first().copied().unwrap_or(0.0);
+    let last = rates.last().copied().unwrap_or(0.0);
+    let list: Vec<String> = rates.iter().map(|r| format!("{r:.0}")).collect();
+    format!(
+        " window={window} first_window_per_s={first:.0} last_window_per_s={last:.0} min_window_per_s={min:.0} \
+         max_window_per_s={max:.0} last_over_first={:.3} min_over_max={:.3} windows={}",
+        last / first,
+        min / max,
+        list.join(",")
+    )
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i].as_secs_f64() * 1e6
+}
+
+async fn roundtrip(count: usize, concurrency: usize) -> Res<()> {
+    let name = format!("bench-{}-roundtrip", std::process::id());
+    let app = connect(&name).await?;
+    app.flush_all().await?;
+    let mut workers = Workers::spawn(1, &name, concurrency).await?;
+    workers.go().await?;
+    let timeout = Duration::from_secs(10);
+    let mut times = Vec::with_capacity(count);
+    for i in 0..200 + count {
+        let start = Instant::now();
+        let task = app.add_task("noop", ()).wait(timeout).await?.ok_or("a round trip timed out")?;
+        let took = start.elapsed();
+        if task.status != TaskStatus::Success {
+            return Err(format!("a task ended {:?}", task.status).into());
+        }
+        if i >= 200 {
+            times.push(took);
+        }
+    }
+    workers.stop().await?;
+    app.flush_all().await?;
+    times.sort_unstable();
+    let mean = times.iter().sum::<Duration>().as_secs_f64() * 1e6 / times.len() as f64;
+    println!(
+        "RESULT bench=redis_roundtrip system=qtasks round_trips={count} concurrency={concurrency} p50_us={:.0} \
+         p90_us={:.0} p99_us={:.0} max_us={:.0} mean_us={mean:.0}",
+        percentile(&times, 0.50),
+        percentile(&times, 0.90),
+        percentile(&times, 0.99),
+        percentile(&times, 1.0),
+    );
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Res<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("enqueue") => enqueue(arg(&args, 1, "tasks")?, arg(&args, 2, "in_flight")?).await,
+        Some("drain") => {
+            let window = if args.len() > 4 { Some(arg(&args, 4, "window")?) } else { None };
+            drain(arg(&args, 1, "tasks")?, arg(&args, 2, "worker_processes")?, arg(&args, 3, "concurrency")?, window)
+                .await
+        }
+        Some("roundtrip") => roundtrip(arg(&args, 1, "round_trips")?, arg(&args, 2, "concurrency")?).await,
+        Some("worker") => worker(args.get(1).ok_or("missing <app>")?, arg(&args, 2, "concurrency")?).await,
+        _ => Err("usage: e2e_redis enqueue <tasks> <in_flight> | drain <tasks> <worker_processes> <concurrency> \
+                  [window] | roundtrip <round_trips> <concurrency>"
+            .into()),
+    }
+}
