@@ -192,86 +192,86 @@ hand_written!(Default0 Default1 Default2 Default3 Default4 Default5 Default6 Def
 
 /// 8 plugins, none listening to `worker_start` nor `task_executor_args_replace`.
 pub fn silent8() -> impl Chain {
-    ().append(Member(Silent0))
-        .append(Member(Silent1))
-        .append(Member(Silent2))
-        .append(Member(Silent3))
-        .append(Member(Silent4))
-        .append(Member(Silent5))
-        .append(Member(Silent6))
-        .append(Member(Silent7))
+    ().append(Member::new(Silent0))
+        .append(Member::new(Silent1))
+        .append(Member::new(Silent2))
+        .append(Member::new(Silent3))
+        .append(Member::new(Silent4))
+        .append(Member::new(Silent5))
+        .append(Member::new(Silent6))
+        .append(Member::new(Silent7))
 }
 
 /// 8 hand-written plugins with the default `LISTENS` and no override.
 pub fn default8() -> impl Chain {
-    ().append(Member(Default0))
-        .append(Member(Default1))
-        .append(Member(Default2))
-        .append(Member(Default3))
-        .append(Member(Default4))
-        .append(Member(Default5))
-        .append(Member(Default6))
-        .append(Member(Default7))
+    ().append(Member::new(Default0))
+        .append(Member::new(Default1))
+        .append(Member::new(Default2))
+        .append(Member::new(Default3))
+        .append(Member::new(Default4))
+        .append(Member::new(Default5))
+        .append(Member::new(Default6))
+        .append(Member::new(Default7))
 }
 
 /// 8 plugins; the 4th one listens to `worker_start` (sync).
 pub fn one_of_8() -> impl Chain {
-    ().append(Member(Silent0))
-        .append(Member(Silent1))
-        .append(Member(Silent2))
-        .append(Member(Sync0))
-        .append(Member(Silent4))
-        .append(Member(Silent5))
-        .append(Member(Silent6))
-        .append(Member(Silent7))
+    ().append(Member::new(Silent0))
+        .append(Member::new(Silent1))
+        .append(Member::new(Silent2))
+        .append(Member::new(Sync0))
+        .append(Member::new(Silent4))
+        .append(Member::new(Silent5))
+        .append(Member::new(Silent6))
+        .append(Member::new(Silent7))
 }
 
 /// 8 sync `worker_start` listeners.
 pub fn sync8() -> impl Chain {
-    ().append(Member(Sync0))
-        .append(Member(Sync1))
-        .append(Member(Sync2))
-        .append(Member(Sync3))
-        .append(Member(Sync4))
-        .append(Member(Sync5))
-        .append(Member(Sync6))
-        .append(Member(Sync7))
+    ().append(Member::new(Sync0))
+        .append(Member::new(Sync1))
+        .append(Member::new(Sync2))
+        .append(Member::new(Sync3))
+        .append(Member::new(Sync4))
+        .append(Member::new(Sync5))
+        .append(Member::new(Sync6))
+        .append(Member::new(Sync7))
 }
 
 /// 8 sync `worker_start` listeners whose plugins are in no other chain.
 pub fn solo_sync8() -> impl Chain {
-    ().append(Member(Solo0))
-        .append(Member(Solo1))
-        .append(Member(Solo2))
-        .append(Member(Solo3))
-        .append(Member(Solo4))
-        .append(Member(Solo5))
-        .append(Member(Solo6))
-        .append(Member(Solo7))
+    ().append(Member::new(Solo0))
+        .append(Member::new(Solo1))
+        .append(Member::new(Solo2))
+        .append(Member::new(Solo3))
+        .append(Member::new(Solo4))
+        .append(Member::new(Solo5))
+        .append(Member::new(Solo6))
+        .append(Member::new(Solo7))
 }
 
 /// 8 async `worker_start` listeners.
 pub fn async8() -> impl Chain {
-    ().append(Member(Async0))
-        .append(Member(Async1))
-        .append(Member(Async2))
-        .append(Member(Async3))
-        .append(Member(Async4))
-        .append(Member(Async5))
-        .append(Member(Async6))
-        .append(Member(Async7))
+    ().append(Member::new(Async0))
+        .append(Member::new(Async1))
+        .append(Member::new(Async2))
+        .append(Member::new(Async3))
+        .append(Member::new(Async4))
+        .append(Member::new(Async5))
+        .append(Member::new(Async6))
+        .append(Member::new(Async7))
 }
 
 /// 8 sync `task_executor_args_replace` listeners.
 pub fn replace8() -> impl Chain {
-    ().append(Member(Replace0))
-        .append(Member(Replace1))
-        .append(Member(Replace2))
-        .append(Member(Replace3))
-        .append(Member(Replace4))
-        .append(Member(Replace5))
-        .append(Member(Replace6))
-        .append(Member(Replace7))
+    ().append(Member::new(Replace0))
+        .append(Member::new(Replace1))
+        .append(Member::new(Replace2))
+        .append(Member::new(Replace3))
+        .append(Member::new(Replace4))
+        .append(Member::new(Replace5))
+        .append(Member::new(Replace6))
+        .append(Member::new(Replace7))
 }
 
 // ---------------------------------------------------------------------------

@@ -76,7 +76,7 @@ impl<T, C, B> Builder<T, C, B> {
     {
         Builder {
             name: self.name,
-            chain: self.chain.append(Member(plugin)),
+            chain: self.chain.append(Member::new(plugin)),
             backend: self.backend,
             _tasks: PhantomData,
         }

@@ -442,3 +442,40 @@ async fn triggers_fire_in_qtasks_order() {
     let rest: Vec<_> = log.iter().filter(|n| *n != "starter_stop" && *n != "broker_stop").cloned().collect();
     assert_eq!(rest, expected);
 }
+
+/// Panics in a sync handler.
+#[plugin(on = "task_executor_before_execute")]
+fn panics_sync(_ctx: &TaskExecutorBeforeExecute<'_>) {
+    panic!("sync handler bug");
+}
+
+/// Panics in an async handler, after an await.
+#[plugin(on = "task_executor_run_task")]
+async fn panics_async(_ctx: &TaskExecutorRunTask<'_>) -> Option<Value> {
+    tokio::task::yield_now().await;
+    panic!("async handler bug");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panicking_handlers_are_isolated_counted_and_the_chain_goes_on() {
+    let log = log();
+    let app = QueueTasks::builder("panics")
+        .task::<echo>()
+        .plugin(PanicsSync)
+        .plugin(PanicsAsync)
+        .plugin(Adder { tag: "after", add: Some(1), log: log.clone() })
+        .build()
+        .unwrap();
+    let worker = app.worker().start().await.unwrap();
+    for n in 0..3 {
+        let task = app.add_task("echo", [n]).wait(WAIT).await.unwrap().unwrap();
+        // The task is unaffected, and the plugin after the panicking ones still ran.
+        assert_eq!((task.status, task.result), (TaskStatus::Success, Some(json!(n + 1))));
+    }
+    let counts: Vec<_> = app.plugins().into_iter().map(|p| (p.name, p.errors, p.panics)).collect();
+    assert_eq!(
+        counts,
+        [("panics_sync".to_owned(), 0, 3), ("panics_async".to_owned(), 0, 3), ("Adder".to_owned(), 0, 0)]
+    );
+    worker.shutdown().await;
+}

@@ -14,11 +14,14 @@
 //! [`Chain::fire`] builds one future that awaits the async handlers and
 //! calls the sync ones inline, still in order.
 
+use super::outcome::HandlerPanicked;
 use super::{Outcome, Plugin, PluginInfo};
 use crate::trigger::{Trigger, TriggerContext, TriggerSet};
 use std::future::Future;
 use std::marker::PhantomData;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 /// An ordered list of plugins, fired as one.
@@ -36,12 +39,18 @@ pub trait Chain: Send + Sync + 'static {
     /// The triggers some member handles with an async handler.
     const ASYNC: TriggerSet;
 
-    /// Calls every member that listens to `T`, in order.
-    fn fire<T: Trigger>(&self, ctx: &mut T::Context<'_>) -> impl Future<Output = ()> + Send;
+    /// `true` if a member may stop the chain (see [`Outcome::Halt`]); when
+    /// `false`, the checks for it compile away.
+    const CAN_STOP: bool;
+
+    /// Calls every member that listens to `T`, in order. Resolves to
+    /// `false` if a member stopped the chain.
+    fn fire<T: Trigger>(&self, ctx: &mut T::Context<'_>) -> impl Future<Output = bool> + Send;
 
     /// Calls every member that listens to `T`, in order, when all of them
-    /// handle it with a sync `fn` (`!Self::ASYNC.contains(T::ID)`).
-    fn fire_sync<T: Trigger>(&self, ctx: &mut T::Context<'_>);
+    /// handle it with a sync `fn` (`!Self::ASYNC.contains(T::ID)`). Returns
+    /// `false` if a member stopped the chain.
+    fn fire_sync<T: Trigger>(&self, ctx: &mut T::Context<'_>) -> bool;
 
     /// Starts every member in order. If one fails, the members started
     /// before it are stopped in reverse order and its error is returned.
@@ -75,7 +84,7 @@ pub fn awaits<'c, C: Chain, X: TriggerContext<'c>>(_chain: &C, _ctx: &X) -> bool
 /// triggers where [`awaits`] is `false`.
 #[inline(always)]
 pub fn fire_sync<'c, C: Chain, X: TriggerContext<'c>>(chain: &C, ctx: &mut X) {
-    chain.fire_sync::<X::Trigger>(ctx)
+    chain.fire_sync::<X::Trigger>(ctx);
 }
 
 /// Fires the trigger of `ctx` on `chain`, the way the runtime does:
@@ -109,7 +118,7 @@ macro_rules! fire {
 pub fn fire<'c, 'f, C: Chain, X: TriggerContext<'c>>(
     chain: &'f C,
     ctx: &'f mut X,
-) -> impl Future<Output = ()> + Send + 'f
+) -> impl Future<Output = bool> + Send + 'f
 where
     'c: 'f,
 {
@@ -119,13 +128,16 @@ where
 impl Chain for () {
     const LISTENS: TriggerSet = TriggerSet::EMPTY;
     const ASYNC: TriggerSet = TriggerSet::EMPTY;
+    const CAN_STOP: bool = false;
 
     #[inline(always)]
-    fn fire_sync<T: Trigger>(&self, _ctx: &mut T::Context<'_>) {}
+    fn fire_sync<T: Trigger>(&self, _ctx: &mut T::Context<'_>) -> bool {
+        true
+    }
 
     #[inline(always)]
-    fn fire<T: Trigger>(&self, _ctx: &mut T::Context<'_>) -> impl Future<Output = ()> + Send {
-        std::future::ready(())
+    fn fire<T: Trigger>(&self, _ctx: &mut T::Context<'_>) -> impl Future<Output = bool> + Send {
+        std::future::ready(true)
     }
 
     fn start(&self) -> impl Future<Output = Result<(), crate::Error>> + Send {
@@ -157,52 +169,99 @@ where
     T: Trigger,
     F: Future<Output = Outcome<T::Output>>,
 {
-    type Output = ();
+    type Output = bool;
 
     #[inline(always)]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
         // SAFETY: nothing is moved out of the pinned `call`.
         let this = unsafe { self.get_unchecked_mut() };
         let outcome = match &mut this.call {
-            // SAFETY: `call` is never moved once pinned inside `self`.
-            Some(call) => match unsafe { Pin::new_unchecked(call) }.poll(cx) {
-                Poll::Ready(outcome) => outcome,
-                Poll::Pending => return Poll::Pending,
-            },
-            // SAFETY: as in `Member::fire`: the only live borrow of the context.
-            None => {
-                this.member.fire_sync::<T>(unsafe { &mut *this.ctx });
-                return Poll::Ready(());
+            Some(call) => {
+                // A panic in the handler's poll is caught here: the plugin's
+                // failure is reported, the worker and the task carry on.
+                // SAFETY: `call` is never moved once pinned inside `self`.
+                let polled = catch_unwind(AssertUnwindSafe(|| unsafe { Pin::new_unchecked(call) }.poll(cx)));
+                match polled {
+                    Ok(Poll::Ready(outcome)) => outcome,
+                    Ok(Poll::Pending) => return Poll::Pending,
+                    Err(payload) => Outcome::Failed(Box::new(HandlerPanicked::from_payload(payload))),
+                }
             }
+            // SAFETY: as in `Member::fire`: the only live borrow of the context.
+            None => return Poll::Ready(this.member.fire_sync::<T>(unsafe { &mut *this.ctx })),
         };
         this.call = None;
         // SAFETY: the handler's future (the shared reborrow) was just dropped.
-        this.member.settle::<T>(unsafe { &mut *this.ctx }, outcome);
-        Poll::Ready(())
+        Poll::Ready(this.member.settle::<T>(unsafe { &mut *this.ctx }, outcome))
     }
 }
 
-/// One plugin in a chain.
-#[derive(Debug, Clone, Default)]
-pub struct Member<P>(pub P);
+/// One plugin in a chain, with the count of its failures.
+///
+/// Every handler call is isolated: an `Err` or a panic is caught, reported
+/// through `tracing` with the plugin's name, the trigger and the task id,
+/// and counted; it never reaches the task or the worker.
+#[derive(Debug, Default)]
+pub struct Member<P> {
+    plugin: P,
+    errors: AtomicU64,
+    panics: AtomicU64,
+}
+
+impl<P> Member<P> {
+    /// Wraps a plugin.
+    pub fn new(plugin: P) -> Self {
+        Self { plugin, errors: AtomicU64::new(0), panics: AtomicU64::new(0) }
+    }
+
+    /// The plugin.
+    pub fn plugin(&self) -> &P {
+        &self.plugin
+    }
+}
 
 impl<P: Plugin> Member<P> {
+    /// Applies a handler's outcome; `false` if it stops the chain.
     #[inline(always)]
-    fn settle<T: Trigger>(&self, ctx: &mut T::Context<'_>, outcome: Outcome<T::Output>) {
+    fn settle<T: Trigger>(&self, ctx: &mut T::Context<'_>, outcome: Outcome<T::Output>) -> bool {
         match outcome {
-            Outcome::Keep => {}
-            Outcome::Replace(value) => T::apply(ctx, value),
-            Outcome::Failed(error) => report(self.0.name(), T::NAME, T::task_id(ctx), &*error),
+            Outcome::Keep => true,
+            Outcome::Replace(value) => {
+                T::apply(ctx, value);
+                true
+            }
+            Outcome::Failed(error) => {
+                self.failed(T::NAME, T::task_id(ctx), &*error);
+                true
+            }
+            Outcome::Halt(error) => {
+                self.failed(T::NAME, T::task_id(ctx), &*error);
+                false
+            }
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn failed(
+        &self,
+        trigger: &'static str,
+        task: Option<uuid::Uuid>,
+        error: &(dyn std::error::Error + Send + Sync + 'static),
+    ) {
+        let counter = if error.is::<HandlerPanicked>() { &self.panics } else { &self.errors };
+        counter.fetch_add(1, Ordering::Relaxed);
+        report(self.plugin.name(), trigger, task, error);
     }
 }
 
 impl<P: Plugin> Chain for Member<P> {
     const LISTENS: TriggerSet = P::LISTENS;
     const ASYNC: TriggerSet = P::LISTENS.difference(P::SYNC);
+    const CAN_STOP: bool = P::CAN_STOP;
 
     #[inline(always)]
-    fn fire<'s, 'r, 'c, T: Trigger>(&'s self, ctx: &'r mut T::Context<'c>) -> impl Future<Output = ()> + Send {
+    fn fire<'s, 'r, 'c, T: Trigger>(&'s self, ctx: &'r mut T::Context<'c>) -> impl Future<Output = bool> + Send {
         // A hand-written future rather than an `async fn`: its `poll` is
         // `#[inline(always)]`, which the poll of an `async fn` cannot be, so
         // the handler's own future is polled in place by the chain's.
@@ -212,27 +271,48 @@ impl<P: Plugin> Chain for Member<P> {
         // context is written (by `settle`) only after that future completed
         // and was dropped, so the shared and the unique use never overlap.
         let shared: &'r T::Context<'c> = unsafe { &*ctx };
-        let call = if P::SYNC.contains(T::ID) { None } else { Some(T::call(&self.0, shared)) };
+        let call = if P::SYNC.contains(T::ID) { None } else { Some(T::call(&self.plugin, shared)) };
         MemberFire { member: self, ctx, call, _trigger: PhantomData::<fn() -> T> }
     }
 
     #[inline(always)]
-    fn fire_sync<T: Trigger>(&self, ctx: &mut T::Context<'_>) {
-        let outcome = T::call_sync(&self.0, ctx);
-        self.settle::<T>(ctx, outcome);
+    fn fire_sync<T: Trigger>(&self, ctx: &mut T::Context<'_>) -> bool {
+        // Free on the happy path (no landing pad is taken); a panic becomes
+        // a reported failure of this plugin. The outcome is applied inside
+        // the guarded call so it never crosses the unwind boundary.
+        let task = T::task_id(ctx);
+        match catch_unwind(AssertUnwindSafe(|| {
+            let outcome = T::call_sync(&self.plugin, ctx);
+            self.settle::<T>(ctx, outcome)
+        })) {
+            Ok(go_on) => go_on,
+            Err(payload) => {
+                self.failed(T::NAME, task, &HandlerPanicked::from_payload(payload));
+                true
+            }
+        }
     }
 
     async fn start(&self) -> Result<(), crate::Error> {
-        self.0.start().await.map_err(|source| crate::Error::PluginStart { plugin: self.0.name().to_owned(), source })
+        self.plugin
+            .start()
+            .await
+            .map_err(|source| crate::Error::PluginStart { plugin: self.plugin.name().to_owned(), source })
     }
 
     fn stop(&self) -> impl Future<Output = ()> + Send {
-        self.0.stop()
+        self.plugin.stop()
     }
 
     fn describe(&self, out: &mut Vec<PluginInfo>) {
         let triggers = crate::triggers::ALL.iter().filter(|t| P::LISTENS.contains(t.id)).map(|t| t.name).collect();
-        out.push(PluginInfo { name: self.0.name().to_owned(), version: self.0.version().to_owned(), triggers });
+        out.push(PluginInfo {
+            name: self.plugin.name().to_owned(),
+            version: self.plugin.version().to_owned(),
+            triggers,
+            errors: self.errors.load(Ordering::Relaxed),
+            panics: self.panics.load(Ordering::Relaxed),
+        });
     }
 }
 
@@ -273,23 +353,32 @@ macro_rules! tuple_chain {
         impl<$($T: Chain),+> Chain for ($($T,)+) {
             const LISTENS: TriggerSet = TriggerSet::EMPTY $(.union($T::LISTENS))+;
             const ASYNC: TriggerSet = TriggerSet::EMPTY $(.union($T::ASYNC))+;
+            const CAN_STOP: bool = false $(|| $T::CAN_STOP)+;
 
             #[inline(always)]
-            fn fire<T: Trigger>(&self, ctx: &mut T::Context<'_>) -> impl Future<Output = ()> + Send {
+            fn fire<T: Trigger>(&self, ctx: &mut T::Context<'_>) -> impl Future<Output = bool> + Send {
                 async move {
                     $(
                         if $T::ASYNC.contains(T::ID) {
-                            self.$i.fire::<T>(ctx).await;
-                        } else if $T::LISTENS.contains(T::ID) {
-                            self.$i.fire_sync::<T>(ctx);
+                            if !self.$i.fire::<T>(ctx).await && $T::CAN_STOP {
+                                return false;
+                            }
+                        } else if $T::LISTENS.contains(T::ID) && !self.$i.fire_sync::<T>(ctx) && $T::CAN_STOP {
+                            return false;
                         }
                     )+
+                    true
                 }
             }
 
             #[inline(always)]
-            fn fire_sync<T: Trigger>(&self, ctx: &mut T::Context<'_>) {
-                $( if $T::LISTENS.contains(T::ID) { self.$i.fire_sync::<T>(ctx); } )+
+            fn fire_sync<T: Trigger>(&self, ctx: &mut T::Context<'_>) -> bool {
+                $(
+                    if $T::LISTENS.contains(T::ID) && !self.$i.fire_sync::<T>(ctx) && $T::CAN_STOP {
+                        return false;
+                    }
+                )+
+                true
             }
 
             async fn start(&self) -> Result<(), crate::Error> {

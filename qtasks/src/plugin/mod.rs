@@ -21,7 +21,10 @@
 //! # Failures
 //!
 //! A handler that returns `Err` counts as `None` and is reported through
-//! `tracing` at error level with the plugin's name, the trigger and the task id.
+//! `tracing` at error level with the plugin's name, the trigger and the task
+//! id, and counted ([`PluginInfo::errors`]). A handler that panics is caught
+//! the same way ([`PluginInfo::panics`]): it never takes down the task or the
+//! worker, and an observer's failure never changes a task's outcome.
 //!
 //! # Writing a plugin by hand
 //!
@@ -35,7 +38,7 @@ mod chain;
 mod outcome;
 
 pub use chain::{Append, Chain, Member, awaits, fire, fire_sync, listens};
-pub use outcome::{BoxError, IntoOutcome, IntoStartResult, Outcome};
+pub use outcome::{BoxError, HandlerPanicked, IntoOutcome, IntoStartResult, Outcome};
 
 #[allow(unused_imports)]
 use crate::model::{NewTask, Task, TaskMessage};
@@ -53,6 +56,10 @@ pub struct PluginInfo {
     pub version: String,
     /// Names of the triggers it listens to (all 56 for hand-written impls).
     pub triggers: Vec<&'static str>,
+    /// Handler calls that returned an error so far.
+    pub errors: u64,
+    /// Handler calls that panicked so far.
+    pub panics: u64,
 }
 
 macro_rules! define_plugin_trait {
@@ -82,6 +89,11 @@ macro_rules! define_plugin_trait {
             /// (`<trigger>_sync`), which chains call directly, without a
             /// future. `#[plugin]` sets it for `fn` handlers.
             const SYNC: TriggerSet = TriggerSet::EMPTY;
+
+            /// `true` if a handler may return [`Outcome::Halt`] to stop the
+            /// chain for one firing. Only wrappers such as
+            /// [`Managed`](crate::plugin::Managed) set it.
+            const CAN_STOP: bool = false;
 
             /// The plugin's name in listings and error reports.
             fn name(&self) -> &str {

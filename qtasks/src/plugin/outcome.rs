@@ -14,6 +14,34 @@ pub enum Outcome<T> {
     Replace(T),
     /// The handler failed: it counts as `Keep` and is reported.
     Failed(BoxError),
+    /// The handler failed and the plugins after it are skipped for this
+    /// firing (the `OnError::Stop` policy of [`Managed`](crate::plugin::Managed)).
+    Halt(BoxError),
+}
+
+/// The error a handler that panicked is reported with.
+#[derive(Debug)]
+pub struct HandlerPanicked(pub String);
+
+impl fmt::Display for HandlerPanicked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "handler panicked: {}", self.0)
+    }
+}
+
+impl StdError for HandlerPanicked {}
+
+impl HandlerPanicked {
+    pub(crate) fn from_payload(payload: Box<dyn std::any::Any + Send>) -> Self {
+        let message = if let Some(s) = payload.downcast_ref::<&str>() {
+            (*s).to_owned()
+        } else if let Some(s) = payload.downcast_ref::<String>() {
+            s.clone()
+        } else {
+            "non-string panic payload".to_owned()
+        };
+        Self(message)
+    }
 }
 
 impl<T> fmt::Debug for Outcome<T> {
@@ -22,6 +50,7 @@ impl<T> fmt::Debug for Outcome<T> {
             Self::Keep => f.write_str("Keep"),
             Self::Replace(_) => f.write_str("Replace(..)"),
             Self::Failed(e) => write!(f, "Failed({e})"),
+            Self::Halt(e) => write!(f, "Halt({e})"),
         }
     }
 }
