@@ -18,7 +18,8 @@ mod triggers;
 ///
 /// Options: `name = "…"` (default: the function's name), `priority = N`
 /// (lower runs first, default 0), `max_time = SECONDS`, `tags = ["…"]`,
-/// `description = "…"` (default: the first line of the doc comment).
+/// `description = "…"` (default: the first line of the doc comment),
+/// `plugin = "…"` (the plugin that contributes it, for listings).
 ///
 /// The function stays callable as written. The macro adds a type with the
 /// function's name (`struct add {}`) that implements `qtasks::Task`: register
@@ -41,6 +42,8 @@ pub fn task(args: TokenStream, item: TokenStream) -> TokenStream {
 ///   `start` and `stop` (sync or async) form the lifecycle; `#[blocking]` on
 ///   a method marks it blocking. `name = "…"` and `version = "…"` set the
 ///   plugin's listing.
+/// - On either, `tasks(a, b)` names the `#[task]` types the plugin
+///   contributes: adding the plugin to an app registers them.
 ///
 /// An unknown trigger name is an error on the string (or method name) with a
 /// "did you mean" suggestion.

@@ -24,6 +24,9 @@ impl<T, C, B> Clone for QueueTasks<T, C, B> {
     }
 }
 
+/// The tasks an app runs: its own, then its plugins'.
+pub(crate) type AllTasks<T, C> = (T, <C as Chain>::Tasks);
+
 pub(crate) struct AppInner<T, C, B> {
     pub(crate) name: String,
     pub(crate) chain: C,
@@ -89,13 +92,14 @@ impl<T, C, B> Builder<T, C, B> {
 }
 
 impl<T: TaskSet, C: Chain, B: Backend> Builder<T, C, B> {
-    /// Builds the app.
+    /// Builds the app. Its tasks are the ones added with `.task`/`.tasks`
+    /// followed by those the plugins contribute.
     ///
     /// A task name that appears twice in the task list is a compile-time
     /// error; [`Error::DuplicateTask`] covers lists assembled at run time.
     pub fn build(self) -> Result<QueueTasks<T, C, B>, Error> {
-        const { T::NAMES.assert_unique() };
-        if let Some(name) = T::NAMES.duplicate() {
+        const { <(T, C::Tasks)>::NAMES.assert_unique() };
+        if let Some(name) = <(T, C::Tasks)>::NAMES.duplicate() {
             return Err(Error::DuplicateTask(name));
         }
         Ok(QueueTasks {
@@ -125,10 +129,11 @@ impl<T: TaskSet, C: Chain, B: Backend> QueueTasks<T, C, B> {
         &self.inner.chain
     }
 
-    /// Every task of the app, in registration order.
+    /// Every task of the app: those added with `.task`/`.tasks`, in
+    /// registration order, then those the plugins contribute.
     pub fn tasks(&self) -> Vec<&'static TaskInfo> {
         let mut out = Vec::new();
-        T::describe(&mut out);
+        <AllTasks<T, C>>::describe(&mut out);
         out
     }
 

@@ -206,7 +206,8 @@ pub fn banner<T: TaskSet, C: Chain, B: crate::Backend>(
     }
     let _ = writeln!(out, "  plugins:");
     for p in app.plugins() {
-        let _ = writeln!(out, "    . {} {}: {}", p.name, p.version, p.triggers.join(", "));
+        let triggers = if p.triggers.is_empty() { "(lifecycle only)".to_owned() } else { p.triggers.join(", ") };
+        let _ = writeln!(out, "    . {} {}: {triggers}", p.name, p.version);
     }
     out
 }

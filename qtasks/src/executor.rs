@@ -11,7 +11,7 @@
 //! Finish: `worker_remove_finished_task → broker_remove_finished_task →
 //! (store) → storage_remove_finished_task → worker_execute_after`.
 
-use crate::app::AppInner;
+use crate::app::{AllTasks, AppInner};
 use crate::backend::Backend;
 use crate::client::fire;
 use crate::model::{Task as TaskRecord, TaskMessage, TaskStatus, now};
@@ -30,7 +30,7 @@ pub(crate) async fn receive_and_run<T: TaskSet, C: Chain, B: Backend>(app: &AppI
     let message = fire!(&app.chain, StorageAddProcess { app: name, message }).message;
     let message = fire!(&app.chain, WorkerAdd { app: name, message }).message;
 
-    let (info, model) = match T::dispatch(&message.task_name, Exec { app, message: &message }).await {
+    let (info, model) = match <AllTasks<T, C>>::dispatch(&message.task_name, Exec { app, message: &message }).await {
         Ok(done) => done,
         Err(_) => {
             tracing::warn!(app = name, task = %message.task_name, uuid = %message.uuid, "unknown task");

@@ -15,9 +15,11 @@ pub(crate) struct PluginOptions {
     pub name: Option<String>,
     /// `version = "…"`: the plugin's version in listings.
     pub version: Option<String>,
+    /// `tasks(a, b)`: the tasks the plugin contributes.
+    pub tasks: Vec<syn::Path>,
 }
 
-const OPTIONS: &[&str] = &["on", "blocking", "name", "version"];
+const OPTIONS: &[&str] = &["on", "blocking", "name", "version", "tasks"];
 
 pub(crate) fn parse(args: proc_macro2::TokenStream, errors: &mut Errors) -> PluginOptions {
     let mut options = PluginOptions::default();
@@ -32,6 +34,15 @@ pub(crate) fn parse(args: proc_macro2::TokenStream, errors: &mut Errors) -> Plug
         let key = meta.path().get_ident().map(ToString::to_string).unwrap_or_default();
         match (key.as_str(), &meta) {
             ("blocking", Meta::Path(p)) => options.blocking = Some(syn::spanned::Spanned::span(p)),
+            ("tasks", Meta::List(list)) => {
+                match list.parse_args_with(Punctuated::<syn::Path, Token![,]>::parse_terminated) {
+                    Ok(paths) => options.tasks.extend(paths),
+                    Err(e) => errors.push(e),
+                }
+            }
+            ("tasks", _) => {
+                errors.spanned(&meta, "expected `tasks(task_a, task_b)`: the `#[task]` types the plugin contributes")
+            }
             ("on" | "name" | "version", Meta::NameValue(nv)) => {
                 let Expr::Lit(syn::ExprLit { lit: Lit::Str(s), .. }) = &nv.value else {
                     errors.spanned(&nv.value, format!("`{key}` must be a string literal"));

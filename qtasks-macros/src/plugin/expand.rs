@@ -168,6 +168,11 @@ fn camel_case(snake: &str) -> String {
         .collect()
 }
 
+fn tasks_tokens(options: &PluginOptions) -> TokenStream {
+    let tasks = &options.tasks;
+    quote!(type Tasks = (#(#tasks,)*);)
+}
+
 fn version_tokens(options: &PluginOptions) -> TokenStream {
     match &options.version {
         Some(v) => quote!(#v),
@@ -210,6 +215,7 @@ pub(crate) fn expand_fn(func: ItemFn, options: PluginOptions, mut errors: Errors
 
     let name = options.name.clone().unwrap_or_else(|| fn_name.to_string());
     let version = version_tokens(&options);
+    let tasks = tasks_tokens(&options);
     let listens = trigger_set(&handlers, false);
     let sync = trigger_set(&handlers, true);
     let methods = handlers.iter().map(handler_method);
@@ -227,6 +233,7 @@ pub(crate) fn expand_fn(func: ItemFn, options: PluginOptions, mut errors: Errors
             const SYNC: ::qtasks::TriggerSet = #sync;
             fn name(&self) -> &str { #name }
             fn version(&self) -> &str { #version }
+            #tasks
             #(#methods)*
         }
 
@@ -294,6 +301,7 @@ pub(crate) fn expand_impl(mut block: ItemImpl, options: PluginOptions, mut error
     };
     let name = options.name.clone().unwrap_or(type_name);
     let version = version_tokens(&options);
+    let tasks = tasks_tokens(&options);
     let listens = trigger_set(&handlers, false);
     let sync = trigger_set(&handlers, true);
     let methods = handlers.iter().map(handler_method);
@@ -307,6 +315,7 @@ pub(crate) fn expand_impl(mut block: ItemImpl, options: PluginOptions, mut error
             const SYNC: ::qtasks::TriggerSet = #sync;
             fn name(&self) -> &str { #name }
             fn version(&self) -> &str { #version }
+            #tasks
             #(#lifecycle)*
             #(#methods)*
         }

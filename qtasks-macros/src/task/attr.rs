@@ -4,7 +4,7 @@ use crate::diag::Errors;
 use syn::punctuated::Punctuated;
 use syn::{Expr, Lit, Meta, Token, UnOp};
 
-const OPTIONS: &[&str] = &["name", "priority", "max_time", "tags", "description"];
+const OPTIONS: &[&str] = &["name", "priority", "max_time", "tags", "description", "plugin"];
 
 /// The options a task may set; absent ones take the defaults.
 #[derive(Default)]
@@ -14,6 +14,7 @@ pub(crate) struct TaskOptions {
     pub max_time_ms: Option<u64>,
     pub tags: Vec<String>,
     pub description: Option<String>,
+    pub plugin: Option<String>,
 }
 
 pub(crate) fn parse(args: proc_macro2::TokenStream, errors: &mut Errors) -> TaskOptions {
@@ -54,6 +55,13 @@ pub(crate) fn parse(args: proc_macro2::TokenStream, errors: &mut Errors) -> Task
             "name" => match str_lit(value) {
                 Some(s) if !s.is_empty() => options.name = Some(s),
                 _ => errors.spanned(value, "`name` must be a non-empty string literal, e.g. `name = \"send_email\"`"),
+            },
+            "plugin" => match str_lit(value) {
+                Some(s) if !s.is_empty() => options.plugin = Some(s),
+                _ => errors.spanned(
+                    value,
+                    "`plugin` must be the name of the plugin that contributes the task, e.g. `plugin = \"gwexample\"`",
+                ),
             },
             "description" => match str_lit(value) {
                 Some(s) => options.description = Some(s),

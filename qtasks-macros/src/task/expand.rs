@@ -127,6 +127,10 @@ pub(crate) fn expand(func: &ItemFn, options: TaskOptions, mut errors: Errors) ->
         None => quote!(::core::option::Option::None),
     };
     let blocking = !is_async;
+    let plugin = match &options.plugin {
+        Some(p) => quote!(::core::option::Option::Some(#p)),
+        None => quote!(::core::option::Option::None),
+    };
     let struct_doc = format!("The task `{task_name}`, defined by the function [`{fn_name}`](fn@{fn_name}).");
     let errors = errors.to_compile_errors();
     let ctx_unused = if params.iter().any(|p| matches!(p, Param::Context { .. })) {
@@ -172,7 +176,7 @@ pub(crate) fn expand(func: &ItemFn, options: TaskOptions, mut errors: Errors) ->
                 description: #description,
                 blocking: #blocking,
                 params: &[#(#arg_names),*],
-                plugin: ::core::option::Option::None,
+                plugin: #plugin,
             };
             type Args = (#(#arg_types,)*);
             type Output = #output_ty;

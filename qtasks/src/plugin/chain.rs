@@ -16,6 +16,7 @@
 
 use super::outcome::HandlerPanicked;
 use super::{Outcome, Plugin, PluginInfo};
+use crate::task::TaskSet;
 use crate::trigger::{Trigger, TriggerContext, TriggerSet};
 use std::future::Future;
 use std::marker::PhantomData;
@@ -42,6 +43,9 @@ pub trait Chain: Send + Sync + 'static {
     /// `true` if a member may stop the chain (see [`Outcome::Halt`]); when
     /// `false`, the checks for it compile away.
     const CAN_STOP: bool;
+
+    /// The tasks the members contribute.
+    type Tasks: TaskSet;
 
     /// Calls every member that listens to `T`, in order. Resolves to
     /// `false` if a member stopped the chain.
@@ -129,6 +133,7 @@ impl Chain for () {
     const LISTENS: TriggerSet = TriggerSet::EMPTY;
     const ASYNC: TriggerSet = TriggerSet::EMPTY;
     const CAN_STOP: bool = false;
+    type Tasks = ();
 
     #[inline(always)]
     fn fire_sync<T: Trigger>(&self, _ctx: &mut T::Context<'_>) -> bool {
@@ -259,6 +264,7 @@ impl<P: Plugin> Chain for Member<P> {
     const LISTENS: TriggerSet = P::LISTENS;
     const ASYNC: TriggerSet = P::LISTENS.difference(P::SYNC);
     const CAN_STOP: bool = P::CAN_STOP;
+    type Tasks = P::Tasks;
 
     #[inline(always)]
     fn fire<'s, 'r, 'c, T: Trigger>(&'s self, ctx: &'r mut T::Context<'c>) -> impl Future<Output = bool> + Send {
@@ -354,6 +360,7 @@ macro_rules! tuple_chain {
             const LISTENS: TriggerSet = TriggerSet::EMPTY $(.union($T::LISTENS))+;
             const ASYNC: TriggerSet = TriggerSet::EMPTY $(.union($T::ASYNC))+;
             const CAN_STOP: bool = false $(|| $T::CAN_STOP)+;
+            type Tasks = ($($T::Tasks,)+);
 
             #[inline(always)]
             fn fire<T: Trigger>(&self, ctx: &mut T::Context<'_>) -> impl Future<Output = bool> + Send {

@@ -32,7 +32,8 @@
 //! implements, which lets chains skip the others at compile time. A
 //! hand-written impl keeps the default, [`TriggerSet::ALL`], so every method
 //! it overrides is called; set `LISTENS` yourself only if you keep it in step
-//! with the methods you override.
+//! with the methods you override. A hand-written impl also names the tasks
+//! the plugin contributes: `type Tasks = ();` for none.
 
 mod chain;
 mod outcome;
@@ -42,6 +43,7 @@ pub use outcome::{BoxError, HandlerPanicked, IntoOutcome, IntoStartResult, Outco
 
 #[allow(unused_imports)]
 use crate::model::{NewTask, Task, TaskMessage};
+use crate::task::TaskSet;
 use crate::trigger::TriggerSet;
 use crate::triggers::*;
 use serde_json::{Map, Value};
@@ -94,6 +96,11 @@ macro_rules! define_plugin_trait {
             /// chain for one firing. Only wrappers such as
             /// [`Managed`](crate::plugin::Managed) set it.
             const CAN_STOP: bool = false;
+
+            /// The tasks this plugin contributes (Girder Worker's
+            /// `task_imports`): adding the plugin to an app registers them.
+            /// `()` for none; `#[plugin(tasks(a, b))]` sets it.
+            type Tasks: TaskSet;
 
             /// The plugin's name in listings and error reports.
             fn name(&self) -> &str {

@@ -1,0 +1,27 @@
+//! Plugins that bring tasks (Girder Worker's `task_imports`).
+
+use qtasks::{QueueTasks, TaskStatus, json, task};
+use std::time::Duration;
+
+#[task]
+async fn own_task() -> u8 {
+    1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adding_a_plugin_registers_its_tasks_and_listings_show_where_they_came_from() {
+    let app = QueueTasks::builder("girder").task::<own_task>().plugin(gwexample::GwExample).build().unwrap();
+    let listed: Vec<_> = app.tasks().iter().map(|t| (t.name, t.plugin)).collect();
+    assert_eq!(listed, [("own_task", None), ("fibonacci", Some("gwexample"))]);
+    let plugins = app.plugins();
+    assert_eq!((plugins[0].name.as_str(), plugins[0].version.as_str()), ("gwexample", "0.1.0"));
+    let banner = qtasks::cli::banner(&app, "memory://", 4);
+    assert!(banner.contains(". fibonacci (from plugin gwexample)"), "{banner}");
+
+    let worker = app.worker().start().await.unwrap();
+    let task = app.add_task("fibonacci", [26]).wait(Duration::from_secs(30)).await.unwrap().unwrap();
+    assert_eq!((task.status, task.result), (TaskStatus::Success, Some(json!(121393))));
+    let own = app.add_task("own_task", ()).wait(Duration::from_secs(10)).await.unwrap().unwrap();
+    assert_eq!(own.result, Some(json!(1)));
+    worker.shutdown().await;
+}
