@@ -181,7 +181,9 @@ macro_rules! hand_written {
         /// `LISTENS` (every trigger), so chains call its no-op defaults.
         #[derive(Clone, Copy, Debug, Default)]
         pub struct $P;
-        impl Plugin for $P {}
+        impl Plugin for $P {
+            type Tasks = ();
+        }
     )*};
 }
 
