@@ -161,6 +161,9 @@ pub trait Trigger: Sized + 'static {
 
     /// The id of the task the context is about, if any (for error reports).
     fn task_id(ctx: &Self::Context<'_>) -> Option<Uuid>;
+
+    /// The name of the task the context is about, if any (for filters).
+    fn task_name<'x>(ctx: &'x Self::Context<'_>) -> Option<&'x str>;
 }
 
 /// Maps a context type back to its trigger, so `fire(&chain, &mut ctx)`

@@ -68,7 +68,7 @@ macro_rules! define_plugin_trait {
     ($(
         $(#[doc = $doc:literal])*
         $id:literal $name:ident $sync:ident $Ctx:ident ($comp:ident, $kind:ident, $Out:ty)
-            apply(|$ac:tt, $av:tt| $apply:expr) task_id(|$tc:tt| $tid:expr) {
+            apply(|$ac:tt, $av:tt| $apply:expr) task_id(|$tc:tt| $tid:expr) task_name(|$nc:tt| $tname:expr) {
             $( $(#[doc = $fdoc:literal])* $field:ident : $fty:ty ),* $(,)?
         }
     )*) => {
