@@ -144,6 +144,14 @@ impl<T: TaskSet, C: Chain, B: Backend> QueueTasks<T, C, B> {
         out
     }
 
+    /// Switches the plugins called `name` on or off at run time, without a
+    /// rebuild; returns how many were switched. Only [`Managed`](crate::plugin::Managed)
+    /// plugins can be switched; a switched-off plugin's handlers are skipped
+    /// (one atomic load per call).
+    pub fn set_plugin_enabled(&self, name: &str, on: bool) -> usize {
+        self.inner.chain.set_enabled(name, on)
+    }
+
     /// The default priority of a task this app knows, else 0.
     pub(crate) fn default_priority(&self, name: &str) -> i64 {
         self.tasks().iter().find(|t| t.name == name).map_or(0, |t| t.priority)

@@ -70,7 +70,35 @@ pub fn ok<T>(value: T) -> Result<T, TaskError> {
     Ok(value)
 }
 
-static BLOCKING_HANDLERS: Semaphore = Semaphore::const_new(64);
+static BLOCKING_HANDLERS: Semaphore = Semaphore::const_new(DEFAULT_BLOCKING_LIMIT);
+static BLOCKING_LIMIT: std::sync::Mutex<usize> = std::sync::Mutex::new(DEFAULT_BLOCKING_LIMIT);
+const DEFAULT_BLOCKING_LIMIT: usize = 64;
+
+/// Sets how many blocking handlers may run at once in this process
+/// (default 64); see [`crate::plugin::set_blocking_handler_limit`].
+pub(crate) fn set_blocking_limit(n: usize) {
+    let n = n.max(1);
+    let mut current = BLOCKING_LIMIT.lock().unwrap_or_else(|e| e.into_inner());
+    if n > *current {
+        BLOCKING_HANDLERS.add_permits(n - *current);
+    } else {
+        // Permits in use are forgotten as they come back.
+        let mut missing = *current - n;
+        while missing > 0 {
+            missing -= BLOCKING_HANDLERS.forget_permits(missing);
+            if missing > 0 {
+                std::thread::yield_now();
+            }
+        }
+    }
+    *current = n;
+}
+
+tokio::task_local! {
+    /// How long the current blocking handler waited for a slot, for the
+    /// metrics of [`Managed`](crate::plugin::Managed) plugins.
+    pub(crate) static BLOCKING_WAIT: std::cell::Cell<Option<std::time::Duration>>;
+}
 
 /// Runs a blocking plugin handler off the async worker threads.
 ///
@@ -80,7 +108,9 @@ static BLOCKING_HANDLERS: Semaphore = Semaphore::const_new(64);
 /// to another thread first); on a current-thread runtime there is no other
 /// thread to hand them to, so it runs inline.
 pub async fn blocking_handler<R>(f: impl FnOnce() -> R) -> R {
+    let asked = std::time::Instant::now();
     let _slot = BLOCKING_HANDLERS.acquire().await;
+    let _ = BLOCKING_WAIT.try_with(|w| w.set(Some(asked.elapsed())));
     match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
         _ => f(),

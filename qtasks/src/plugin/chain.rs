@@ -65,6 +65,9 @@ pub trait Chain: Send + Sync + 'static {
 
     /// Appends each member's name and version, in order.
     fn describe(&self, out: &mut Vec<PluginInfo>);
+
+    /// Switches the members called `name` on or off; returns how many were switched.
+    fn set_enabled(&self, name: &str, on: bool) -> usize;
 }
 
 /// `true` if some member of `chain` listens to the trigger of `ctx`.
@@ -154,6 +157,10 @@ impl Chain for () {
     }
 
     fn describe(&self, _out: &mut Vec<PluginInfo>) {}
+
+    fn set_enabled(&self, _name: &str, _on: bool) -> usize {
+        0
+    }
 }
 
 /// The future of [`Member::fire`].
@@ -318,7 +325,16 @@ impl<P: Plugin> Chain for Member<P> {
             triggers,
             errors: self.errors.load(Ordering::Relaxed),
             panics: self.panics.load(Ordering::Relaxed),
+            enabled: None,
+            stats: Vec::new(),
         });
+        if let Some(info) = out.last_mut() {
+            self.plugin.describe(info);
+        }
+    }
+
+    fn set_enabled(&self, name: &str, on: bool) -> usize {
+        usize::from(self.plugin.name() == name && self.plugin.set_enabled(on))
     }
 }
 
@@ -415,6 +431,10 @@ macro_rules! tuple_chain {
 
             fn describe(&self, out: &mut Vec<PluginInfo>) {
                 $( self.$i.describe(out); )+
+            }
+
+            fn set_enabled(&self, name: &str, on: bool) -> usize {
+                0 $(+ self.$i.set_enabled(name, on))+
             }
         }
     )+};

@@ -36,9 +36,11 @@
 //! the plugin contributes: `type Tasks = ();` for none.
 
 mod chain;
+mod managed;
 mod outcome;
 
 pub use chain::{Append, Chain, Member, awaits, fire, fire_sync, listens};
+pub use managed::{Managed, OnError, TimedOut, TriggerStats};
 pub use outcome::{BoxError, HandlerPanicked, IntoOutcome, IntoStartResult, Outcome};
 
 #[allow(unused_imports)]
@@ -48,6 +50,14 @@ use crate::trigger::TriggerSet;
 use crate::triggers::*;
 use serde_json::{Map, Value};
 use std::future::{Future, ready};
+
+/// Sets how many blocking handlers (`#[plugin(.., blocking)]`) may run at
+/// once in this process; further calls wait for a slot instead of taking
+/// more threads. The default is 64. Lowering it waits until enough running
+/// handlers have finished.
+pub fn set_blocking_handler_limit(n: usize) {
+    crate::__private::set_blocking_limit(n);
+}
 
 /// Name and version of a plugin, for listings.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -62,6 +72,12 @@ pub struct PluginInfo {
     pub errors: u64,
     /// Handler calls that panicked so far.
     pub panics: u64,
+    /// Whether it is switched on; `None` if it cannot be switched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Per-trigger metrics, for plugins that record them ([`Managed::metrics`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stats: Vec<TriggerStats>,
 }
 
 macro_rules! define_plugin_trait {
@@ -110,6 +126,19 @@ macro_rules! define_plugin_trait {
             /// The plugin's version in listings.
             fn version(&self) -> &str {
                 ""
+            }
+
+            /// Switches the plugin on or off at run time; `false` if it cannot
+            /// be switched (only [`Managed`] plugins can).
+            fn set_enabled(&self, on: bool) -> bool {
+                let _ = on;
+                false
+            }
+
+            /// Adds run-time facts to the plugin's listing (switch state,
+            /// metrics); wrappers such as [`Managed`] fill it in.
+            fn describe(&self, info: &mut PluginInfo) {
+                let _ = info;
             }
 
             /// Called once, in registration order, before the worker takes tasks.
