@@ -9,6 +9,8 @@
 //! so checks running at once never share keys, and flushes the app's keys at
 //! the end, also when the check failed.
 
+mod support;
+
 use qtasks::{
     Backend, BackendError, Cancelled, MemoryBackend, QueueTasks, RedisBackend, TaskContext, TaskMessage, TaskRecord,
     TaskSet, TaskStatus, Value, WaitError, json, task,
@@ -16,7 +18,6 @@ use qtasks::{
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
@@ -53,29 +54,10 @@ impl Conformant for RedisBackend {
     }
 }
 
-fn redis_url() -> String {
-    std::env::var("QTASKS_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
 /// A Redis backend for a fresh app, or `None` (check skipped) without a server.
 async fn connect_redis(check: &str) -> Option<RedisBackend> {
-    let url = redis_url();
     let app = format!("qtasks-conformance-{check}-{}", Uuid::new_v4());
-    let error = match tokio::time::timeout(Duration::from_secs(15), RedisBackend::connect(&url, &app)).await {
-        Ok(Ok(backend)) => return Some(backend),
-        Ok(Err(e)) => e.to_string(),
-        Err(_) => "connecting timed out".to_owned(),
-    };
-    if std::env::var_os("CI").is_some() {
-        panic!("Redis not reachable at {url} (CI is set, so this fails): {error}");
-    }
-    // Straight to stderr: the test harness captures `eprintln!` of passing tests.
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n*** SKIPPED redis_{check}: Redis not reachable at {url}: {error} ***\n\
-         *** set QTASKS_REDIS_URL or start redis-server ***\n"
-    );
-    None
+    support::connect_redis(&format!("redis_{check}"), &app).await
 }
 
 async fn on_memory<F, Fut>(check: &str, run: F)

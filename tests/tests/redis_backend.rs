@@ -2,17 +2,18 @@
 //! redis://127.0.0.1:6379. Without a reachable server the tests are skipped
 //! (with a loud message), except under CI (`CI` set), where they fail.
 
+mod support;
+
 use qtasks::{Backend, NewTask, QueueTasks, RedisBackend, TaskRecord, TaskStatus, json, task};
 use redis::Value;
 use redis::aio::MultiplexedConnection;
-use std::io::Write;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(10);
 
 fn url() -> String {
-    std::env::var("QTASKS_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+    support::redis_url()
 }
 
 /// Tests share the server; the one that kills client connections runs alone.
@@ -25,21 +26,7 @@ async fn connect() -> Option<RedisBackend> {
 }
 
 async fn connect_app(app: &str) -> Option<RedisBackend> {
-    let url = url();
-    let error = match tokio::time::timeout(Duration::from_secs(15), RedisBackend::connect(&url, app)).await {
-        Ok(Ok(backend)) => return Some(backend),
-        Ok(Err(e)) => e.to_string(),
-        Err(_) => "connecting timed out".to_owned(),
-    };
-    if std::env::var_os("CI").is_some() {
-        panic!("Redis not reachable at {url} (CI is set, so this fails): {error}");
-    }
-    // Straight to stderr: the test harness captures `eprintln!` of passing tests.
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n*** SKIPPED: Redis not reachable at {url}: {error} ***\n*** set QTASKS_REDIS_URL or start redis-server ***\n"
-    );
-    None
+    support::connect_redis("redis_backend", app).await
 }
 
 /// A plain connection to look at the keys directly.

@@ -920,28 +920,12 @@ impl Backend for RedisBackend {
         }
         // Only `task:{uuid}` keys: the prefix of app `a` is also the start
         // of the keys of an app `a:b`, whose keys must stay.
-        let pattern = format!("{}*", glob_escape(&keys.task_prefix));
-        let mut cursor = 0u64;
-        loop {
-            let (next, found): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await
-                .map_err(redis_error("flushing"))?;
-            let ours: Vec<&Vec<u8>> = found.iter().filter(|k| task_key_uuid(keys, k).is_some()).collect();
-            if !ours.is_empty() {
-                let _: i64 =
-                    redis::cmd("UNLINK").arg(&ours).query_async(&mut conn).await.map_err(redis_error("flushing"))?;
-            }
-            cursor = next;
-            if cursor == 0 {
-                return Ok(());
-            }
+        let mut ours = self.scan(&format!("{}*", glob_escape(&keys.task_prefix))).await?;
+        ours.retain(|k| task_key_uuid(keys, k).is_some());
+        for chunk in ours.chunks(1000) {
+            let _: i64 = redis::cmd("UNLINK").arg(chunk).query_async(&mut conn).await.map_err(redis_error("flushing"))?;
         }
+        Ok(())
     }
 }
 

@@ -33,14 +33,7 @@ impl StdError for HandlerPanicked {}
 
 impl HandlerPanicked {
     pub(crate) fn from_payload(payload: Box<dyn std::any::Any + Send>) -> Self {
-        let message = if let Some(s) = payload.downcast_ref::<&str>() {
-            (*s).to_owned()
-        } else if let Some(s) = payload.downcast_ref::<String>() {
-            s.clone()
-        } else {
-            "non-string panic payload".to_owned()
-        };
-        Self(message)
+        Self(crate::task::error::panic_message(&*payload))
     }
 }
 

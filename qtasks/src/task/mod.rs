@@ -6,7 +6,7 @@
 //! compares generated for that type: no registry is filled at start-up.
 
 mod context;
-mod error;
+pub(crate) mod error;
 
 pub use context::TaskContext;
 pub use error::{Cancelled, PluginError, TaskError};
