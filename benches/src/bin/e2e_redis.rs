@@ -4,6 +4,7 @@
 //! ```sh
 //! e2e_redis enqueue <tasks> <in_flight>
 //! e2e_redis drain <tasks> <worker_processes> <concurrency> [window]
+//! e2e_redis live <tasks> <worker_processes> <concurrency>
 //! e2e_redis roundtrip <round_trips> <concurrency>
 //! ```
 //!
@@ -21,6 +22,10 @@
 //!   published on the app's `done` channel. Every record is then checked to
 //!   be `success`. With `window`, the rate of every `window` completions is
 //!   printed too (the backlog check).
+//! - `live`: the same, but the workers start on an empty queue and the
+//!   client enqueues the tasks (64 in flight) while they run: the time runs
+//!   from the first enqueue to the last completion. This is the completion
+//!   rate without a backlog.
 //! - `roundtrip`: one worker process; the client enqueues one task and
 //!   waits for its result, `round_trips` times in a row (after 200 warm-up
 //!   round trips), and reports the percentiles.
@@ -168,8 +173,10 @@ async fn worker(app_name: &str, concurrency: usize) -> Res<()> {
     Ok(())
 }
 
-async fn drain(n: u64, processes: usize, concurrency: usize, window: Option<u64>) -> Res<()> {
-    let name = format!("bench-{}-drain", std::process::id());
+/// `drain` (`live` false) or `live` (`live` true).
+async fn drain(n: u64, processes: usize, concurrency: usize, window: Option<u64>, live: bool) -> Res<()> {
+    let mode = if live { "live" } else { "drain" };
+    let name = format!("bench-{}-{mode}", std::process::id());
     let app = connect(&name).await?;
     app.flush_all().await?;
     // Count completions on the channel every finish publishes to.
@@ -177,11 +184,15 @@ async fn drain(n: u64, processes: usize, concurrency: usize, window: Option<u64>
     let client = redis::Client::open(url())?;
     let mut pubsub = client.get_async_pubsub().await?;
     pubsub.subscribe(&done_channel).await?;
-    let fill_took = fill(&app, n, 64).await?;
+    let fill_took = if live { Duration::ZERO } else { fill(&app, n, 64).await? };
     let mut workers = Workers::spawn(processes, &name, concurrency).await?;
     let mut stream = pubsub.on_message();
     let start = Instant::now();
     workers.go().await?;
+    let producer = live.then(|| {
+        let app = app.clone();
+        tokio::spawn(async move { fill(&app, n, 64).await })
+    });
     let mut marks = Vec::new();
     let mut seen = 0u64;
     while seen < n {
@@ -195,13 +206,17 @@ async fn drain(n: u64, processes: usize, concurrency: usize, window: Option<u64>
         }
     }
     let took = start.elapsed();
+    let fill_took = match producer {
+        Some(p) => p.await??,
+        None => fill_took,
+    };
     drop(stream);
     workers.stop().await?;
     let checked = check_all_success(&app, n).await;
     app.flush_all().await?;
     checked?;
     let mut line = format!(
-        "RESULT bench=redis_drain system=qtasks tasks={n} processes={processes} concurrency={concurrency} \
+        "RESULT bench=redis_{mode} system=qtasks tasks={n} processes={processes} concurrency={concurrency} \
          fill_in_flight=64 fill_per_s={:.0} run_s={:.3} run_per_s={:.0} errors=0",
         n as f64 / fill_took.as_secs_f64(),
         took.as_secs_f64(),
@@ -281,13 +296,19 @@ async fn main() -> Res<()> {
         Some("enqueue") => enqueue(arg(&args, 1, "tasks")?, arg(&args, 2, "in_flight")?).await,
         Some("drain") => {
             let window = if args.len() > 4 { Some(arg(&args, 4, "window")?) } else { None };
-            drain(arg(&args, 1, "tasks")?, arg(&args, 2, "worker_processes")?, arg(&args, 3, "concurrency")?, window)
-                .await
+            let (n, processes, concurrency) =
+                (arg(&args, 1, "tasks")?, arg(&args, 2, "worker_processes")?, arg(&args, 3, "concurrency")?);
+            drain(n, processes, concurrency, window, false).await
+        }
+        Some("live") => {
+            let (n, processes, concurrency) =
+                (arg(&args, 1, "tasks")?, arg(&args, 2, "worker_processes")?, arg(&args, 3, "concurrency")?);
+            drain(n, processes, concurrency, None, true).await
         }
         Some("roundtrip") => roundtrip(arg(&args, 1, "round_trips")?, arg(&args, 2, "concurrency")?).await,
         Some("worker") => worker(args.get(1).ok_or("missing <app>")?, arg(&args, 2, "concurrency")?).await,
         _ => Err("usage: e2e_redis enqueue <tasks> <in_flight> | drain <tasks> <worker_processes> <concurrency> \
-                  [window] | roundtrip <round_trips> <concurrency>"
+                  [window] | live <tasks> <worker_processes> <concurrency> | roundtrip <round_trips> <concurrency>"
             .into()),
     }
 }

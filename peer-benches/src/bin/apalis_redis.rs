@@ -4,6 +4,7 @@
 //! ```sh
 //! apalis_redis enqueue <tasks> <in_flight>
 //! apalis_redis drain <tasks> <worker_processes> <concurrency> <batch_size> <inline|spawn> [window]
+//! apalis_redis live <tasks> <worker_processes> <concurrency> <batch_size> <inline|spawn>
 //! ```
 //!
 //! The server is `$QTASKS_BROKER_URL` (default `redis://127.0.0.1:6379`).
@@ -23,6 +24,9 @@
 //!   10 by default); `inline`/`spawn` as in `apalis_memory`. Locking and
 //!   results stay on (apalis's defaults), so apalis leases tasks and stores
 //!   results as qtasks does.
+//! - `live`: the same, but the workers start on an empty queue and the
+//!   client pushes the tasks (64 in flight) while they run; the time runs
+//!   from the first push to the last completion.
 
 use apalis::prelude::*;
 use apalis_redis::{Config, RedisStorage};
@@ -243,6 +247,8 @@ fn windows_summary(window: u64, marks: &[Duration]) -> String {
     )
 }
 
+/// `drain` (`live` false) or `live` (`live` true).
+#[allow(clippy::too_many_arguments)]
 async fn drain(
     n: u64,
     processes: usize,
@@ -250,21 +256,27 @@ async fn drain(
     batch_size: usize,
     mode: &str,
     window: Option<u64>,
+    live: bool,
 ) -> Res<()> {
-    let queue = format!("bench-apalis-{}-drain", std::process::id());
+    let bench = if live { "live" } else { "drain" };
+    let queue = format!("bench-apalis-{}-{bench}", std::process::id());
     let mut conn = apalis_redis::connect(url()).await?;
     delete_queue(&mut conn, &queue).await?;
     let storage = storage(&queue, batch_size).await?;
     let client = redis::Client::open(url())?;
     let mut pubsub = client.get_async_pubsub().await?;
     pubsub.subscribe(format!("tasks:{queue}:done")).await?;
-    let fill_took = fill(&storage, n, 64).await?;
-    promote(&mut conn, &queue).await?;
+    let mut fill_took = Duration::ZERO;
+    if !live {
+        fill_took = fill(&storage, n, 64).await?;
+        promote(&mut conn, &queue).await?;
+    }
     let worker_args = [queue.clone(), concurrency.to_string(), batch_size.to_string(), mode.to_owned()];
     let mut workers = Workers::spawn(processes, &worker_args).await?;
     let mut stream = pubsub.on_message();
     let start = Instant::now();
     workers.go().await?;
+    let producer = live.then(|| tokio::spawn(async move { fill(&storage, n, 64).await }));
     let mut marks = Vec::new();
     let mut seen = 0u64;
     let mut stalled = None;
@@ -282,6 +294,9 @@ async fn drain(
         }
     }
     let took = start.elapsed();
+    if let Some(p) = producer {
+        fill_took = p.await??;
+    }
     drop(stream);
     workers.stop().await?;
     let done: u64 = redis::cmd("SCARD").arg(format!("{queue}:done")).query_async(&mut conn).await?;
@@ -294,7 +309,7 @@ async fn drain(
         return Err(format!("{done} done and {dead} dead of {n}").into());
     }
     let mut line = format!(
-        "RESULT bench=redis_drain system=apalis mode={mode} batch_size={batch_size} tasks={n} processes={processes} \
+        "RESULT bench=redis_{bench} system=apalis mode={mode} batch_size={batch_size} tasks={n} processes={processes} \
          concurrency={concurrency} fill_in_flight=64 fill_per_s={:.0} run_s={:.3} run_per_s={:.0} errors=0",
         n as f64 / fill_took.as_secs_f64(),
         took.as_secs_f64(),
@@ -322,6 +337,20 @@ async fn main() -> Res<()> {
                 arg(&args, 4, "batch_size")?,
                 &mode,
                 window,
+                false,
+            )
+            .await
+        }
+        Some("live") => {
+            let mode: String = arg(&args, 5, "inline|spawn")?;
+            drain(
+                arg(&args, 1, "tasks")?,
+                arg(&args, 2, "worker_processes")?,
+                arg(&args, 3, "concurrency")?,
+                arg(&args, 4, "batch_size")?,
+                &mode,
+                None,
+                true,
             )
             .await
         }
@@ -336,7 +365,8 @@ async fn main() -> Res<()> {
             .await
         }
         _ => Err("usage: apalis_redis enqueue <tasks> <in_flight> | drain <tasks> <worker_processes> <concurrency> \
-                  <batch_size> <inline|spawn> [window]"
+                  <batch_size> <inline|spawn> [window] | live <tasks> <worker_processes> <concurrency> <batch_size> \
+                  <inline|spawn>"
             .into()),
     }
 }

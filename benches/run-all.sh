@@ -1,0 +1,532 @@
+#!/usr/bin/env bash
+# The whole benchmark suite in one command: builds in release, runs every
+# benchmark of qtasks and of its peer (apalis 1.0) back to back on this
+# machine, and writes BENCHMARKS.md at the workspace root.
+#
+#   benches/run-all.sh            # the full suite (about 15 minutes on 2 cores)
+#   QUICK=1 benches/run-all.sh    # a smoke run with small counts (a minute or two)
+#
+# Redis: by default the script starts a private `redis-server` (port
+# BENCH_REDIS_PORT, default 6390; no persistence) and stops it at the end,
+# so the numbers are not disturbed by other users of a shared server (their
+# keys, their tests killing connections with `CLIENT KILL`). Set
+# QTASKS_BROKER_URL to use a server of your own instead. Redis rows are
+# skipped, and the report says so, if no server answers.
+#
+# Environment: REPS (rounds of the in-memory throughput runs, default 3),
+# REPORT (the report, default BENCHMARKS.md). Raw results go to
+# target/bench-suite/results.txt: one `RESULT key=value … @@ command` line
+# per measurement; error output to target/bench-suite/log.txt.
+#
+# Every row of the report names the command that produced it (binaries in
+# target/release).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+quick=${QUICK:-}
+reps=${REPS:-3}
+report=${REPORT:-BENCHMARKS.md}
+suite=target/bench-suite
+results=$suite/results.txt
+log=$suite/log.txt
+mkdir -p "$suite"
+: >"$results"
+: >"$log"
+
+if [[ -n $quick ]]; then
+  mem_tasks=100000 cg_low=5000 cg_high=10000 redis_tasks=20000 redis_backlog=50000 redis_window=10000
+  apalis_redis_tasks=5000 rt_count=300 reps=1 mem_window=10000
+else
+  mem_tasks=1000000 cg_low=20000 cg_high=60000 redis_tasks=100000 redis_backlog=1000000 redis_window=100000
+  apalis_redis_tasks=100000 rt_count=2000 mem_window=100000
+fi
+
+say() { echo "run-all: $*" >&2; }
+started=$(date +%s)
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# bench <tags> <command…>: runs a benchmark binary; appends its RESULT lines,
+# with the tags and the command, to $results. A failure is recorded as a
+# `RESULT bench=failed` line and the suite goes on.
+bench() {
+  local tags=$1
+  shift
+  say "$*"
+  local out
+  if out=$("$@" 2>>"$log"); then
+    grep '^RESULT' <<<"$out" | sed "s|^RESULT |RESULT $tags |; s|\$| @@ $*|" >>"$results"
+  else
+    say "FAILED: $*"
+    echo "RESULT bench=failed $tags @@ $*" >>"$results"
+  fi
+}
+
+# sel <key=value…>: the result lines having every given pair.
+sel() {
+  awk -v want="$*" 'BEGIN { n = split(want, w, " ") }
+    /^RESULT/ { split($0, parts, " @@ "); line = " " parts[1] " "; ok = 1
+      for (i = 1; i <= n; i++) if (index(line, " " w[i] " ") == 0) ok = 0
+      if (ok) print }' "$results"
+}
+# get <key>: the values of key in the lines on stdin, one per line.
+get() { awk -v k="$1" '{ split($0, parts, " @@ "); m = split(parts[1], f, " ")
+  for (i = 1; i <= m; i++) if (index(f[i], k "=") == 1) print substr(f[i], length(k) + 2) }'; }
+# cmd: the command of the first line on stdin.
+cmd() { head -1 | awk -F' @@ ' '{ print $2 }'; }
+median() { sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print ""; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+minmax() { sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { if (NR) printf "%s %s", lo, hi }' | { read -r lo hi && echo "$(n "$lo") – $(n "$hi")"; }; }
+# n <number>: thousands separators ("1234567" → "1,234,567"), "–" if empty.
+n() { if [[ -z ${1:-} ]]; then echo "–"; else LC_ALL=C awk -v x="$1" 'BEGIN { s = sprintf("%.0f", x); o = ""; while (length(s) > 3) { o = "," substr(s, length(s) - 2) o; s = substr(s, 1, length(s) - 3) }; print s o }'; fi; }
+# calc <awk expression>
+calc() { awk "BEGIN { printf \"%s\", $* }" 2>/dev/null; }
+# pct <new> <base>: (new / base − 1) in percent, signed.
+pct() { [[ -n ${1:-} && -n ${2:-} ]] && calc "sprintf(\"%+.1f %%\", ($1 / $2 - 1) * 100)" || echo "–"; }
+# ratio <a> <b>: a / b.
+ratio() { [[ -n ${1:-} && -n ${2:-} ]] && calc "sprintf(\"%.2f×\", $1 / $2)" || echo "–"; }
+
+# ---------------------------------------------------------------------------
+say "building (release)"
+if ! cargo build --release -p qtasks-benches -p qtasks-peer-benches --bins >>"$log" 2>&1; then
+  say "the build failed; see $log"
+  exit 1
+fi
+bin=target/release
+
+redis_where="the server at \`${QTASKS_BROKER_URL:-}\`"
+private_redis=""
+if [[ -z ${QTASKS_BROKER_URL:-} ]] && command -v redis-server >/dev/null; then
+  port=${BENCH_REDIS_PORT:-6390}
+  say "starting a private redis-server on port $port"
+  redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$root/$suite" \
+    --logfile "$root/$suite/redis.log" &
+  private_redis=$!
+  trap 'kill "$private_redis" 2>/dev/null; wait "$private_redis" 2>/dev/null' EXIT
+  export QTASKS_BROKER_URL=redis://127.0.0.1:$port
+  redis_where="a private \`redis-server\` started by the script (\`$QTASKS_BROKER_URL\`, no persistence)"
+  for _ in $(seq 50); do
+    redis-cli -u "$QTASKS_BROKER_URL" PING >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+fi
+export QTASKS_BROKER_URL=${QTASKS_BROKER_URL:-redis://127.0.0.1:6379}
+redis_ok=""
+if [[ $(redis-cli -u "$QTASKS_BROKER_URL" PING 2>/dev/null) == PONG ]]; then redis_ok=1; fi
+redis_version=$( (redis-cli -u "$QTASKS_BROKER_URL" INFO server 2>/dev/null || true) | awk -F: '/^redis_version/ { sub("\r", "", $2); print $2 }')
+
+# ---------------------------------------------------------------------------
+# 1. Dispatch: instructions per trigger (callgrind) and ns per trigger (criterion).
+say "dispatch: callgrind"
+dispatch_table=$(OUT=target/callgrind bash benches/callgrind.sh 2>>"$log") || dispatch_table="(benches/callgrind.sh failed; see $log)"
+criterion_table=""
+if [[ -z $quick ]]; then
+  say "dispatch: criterion"
+  if cargo bench -p qtasks-benches --bench dispatch -- --noplot >>"$log" 2>&1; then
+    criterion_table="| scenario | ns/trigger (median) | 95 % interval |"$'\n'"| --- | ---: | --- |"
+    for s in $("$bin/dispatch" --list); do
+      f=target/criterion/dispatch/$s/new/estimates.json
+      [[ -f $f ]] || continue
+      row=$(jq -r '.median | [.point_estimate, .confidence_interval.lower_bound, .confidence_interval.upper_bound] | map(. * 1000 | round / 1000) | "\(.[0]) | \(.[1]) – \(.[2])"' "$f")
+      criterion_table+=$'\n'"| \`$s\` | $row |"
+    done
+  else
+    criterion_table="(cargo bench failed; see $log)"
+  fi
+fi
+
+# ---------------------------------------------------------------------------
+# 2. In memory: tasks/s, side by side, in rounds (the order rotates per round).
+configs=(
+  "qtasks none 1" "qtasks noop56 1" "qtasks count56 1" "apalis inline 1"
+  "qtasks none 64" "qtasks noop56 64" "qtasks count56 64" "apalis inline 64" "apalis spawn 64"
+)
+for r in $(seq 1 "$reps"); do
+  k=${#configs[@]}
+  for i in $(seq 0 $((k - 1))); do
+    read -r sys what c <<<"${configs[$(((i + r - 1) % k))]}"
+    if [[ $sys == qtasks ]]; then
+      bench "round=$r" "$bin/e2e_memory" throughput "$mem_tasks" "$c" "$what"
+    else
+      bench "round=$r" "$bin/apalis_memory" throughput "$mem_tasks" "$c" "$what"
+    fi
+  done
+done
+
+# Instructions per task (callgrind, whole process): (Ir(high) − Ir(low)) / (high − low).
+cg() { # cg <name> <command with N>: prints Ir per unit of N
+  local name=$1 lo hi
+  shift
+  local cmd_lo=("${@//@N@/$cg_low}") cmd_hi=("${@//@N@/$cg_high}")
+  say "callgrind: ${cmd_hi[*]}"
+  lo=$(E2E_SKIP_CHECK=1 valgrind --tool=callgrind --callgrind-out-file="$suite/$name.lo.out" "${cmd_lo[@]}" 2>&1 >/dev/null | awk '/Collected :/ { print $NF }')
+  hi=$(E2E_SKIP_CHECK=1 valgrind --tool=callgrind --callgrind-out-file="$suite/$name.hi.out" "${cmd_hi[@]}" 2>&1 >/dev/null | awk '/Collected :/ { print $NF }')
+  if [[ -n $lo && -n $hi ]]; then
+    echo "RESULT bench=instructions name=$name low=$cg_low high=$cg_high ir_low=$lo ir_high=$hi per_task=$(calc "($hi - $lo) / ($cg_high - $cg_low)") @@ E2E_SKIP_CHECK=1 valgrind --tool=callgrind ${cmd_hi[*]}" >>"$results"
+  fi
+}
+if command -v valgrind >/dev/null; then
+  for c in 1 64; do
+    for p in none noop56 count56; do cg "qtasks_${p}_$c" "$bin/e2e_memory" throughput @N@ "$c" "$p"; done
+    cg "apalis_inline_$c" "$bin/apalis_memory" throughput @N@ "$c" inline
+  done
+  cg qtasks_enqueue "$bin/e2e_memory" memory @N@
+  cg apalis_enqueue "$bin/apalis_memory" memory @N@
+fi
+
+bench "" "$bin/e2e_memory" memory "$mem_tasks"
+bench "" "$bin/apalis_memory" memory "$mem_tasks"
+bench "" "$bin/e2e_memory" backlog "$mem_tasks" "$mem_window" 64
+
+# ---------------------------------------------------------------------------
+# 3. Redis: qtasks, then apalis, back to back.
+if [[ -n $redis_ok ]]; then
+  bench "" "$bin/e2e_redis" enqueue "$redis_tasks" 1
+  bench "" "$bin/apalis_redis" enqueue "$redis_tasks" 1
+  bench "" "$bin/e2e_redis" enqueue "$redis_tasks" 64
+  bench "" "$bin/apalis_redis" enqueue "$redis_tasks" 64
+  for p in 1 2; do
+    bench "" "$bin/e2e_redis" drain "$redis_tasks" "$p" 256
+    bench "" "$bin/e2e_redis" drain "$redis_tasks" "$p" 64
+    bench "" "$bin/apalis_redis" drain "$apalis_redis_tasks" "$p" 256 100 inline $((apalis_redis_tasks / 10))
+    bench "" "$bin/e2e_redis" live "$redis_tasks" "$p" 256
+    bench "" "$bin/apalis_redis" live "$apalis_redis_tasks" "$p" 256 100 inline
+  done
+  bench "" "$bin/e2e_redis" roundtrip "$rt_count" 64
+  bench "" "$bin/e2e_redis" drain "$redis_backlog" 1 256 "$redis_window"
+fi
+
+# ---------------------------------------------------------------------------
+# 4. Compile time.
+say "compile time (benches/compile-time.sh)"
+if [[ -n $quick ]]; then ct_reps=1; else ct_reps=3; fi
+if out=$(bash benches/compile-time.sh "$ct_reps" 2>>"$log"); then
+  grep '^RESULT' <<<"$out" | sed "s|\$| @@ benches/compile-time.sh $ct_reps|" >>"$results"
+else
+  echo "RESULT bench=failed name=compile_time @@ benches/compile-time.sh $ct_reps" >>"$results"
+fi
+
+finished=$(date +%s)
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# ===========================================================================
+# The report.
+say "writing $report"
+
+# In memory: the median of the rounds, and of the per-round ratios.
+mem() { sel bench=memory_throughput "$@" | get run_per_s | median; }
+mem_range() { sel bench=memory_throughput "$@" | get run_per_s | minmax; }
+mem_enq() { sel bench=memory_throughput "$@" | get enqueue_per_s | median; }
+# round_ratio <filter a> <filter b>: median over rounds of a/b − 1 (percent).
+round_ratio() {
+  local a=$1 b=$2 r x y out=()
+  for r in $(seq 1 "$reps"); do
+    # shellcheck disable=SC2086
+    x=$(sel bench=memory_throughput round=$r $a | get run_per_s | head -1)
+    # shellcheck disable=SC2086
+    y=$(sel bench=memory_throughput round=$r $b | get run_per_s | head -1)
+    [[ -n $x && -n $y ]] && out+=("$(calc "($x / $y - 1) * 100")")
+  done
+  ((${#out[@]})) && printf '%s\n' "${out[@]}" | median
+}
+fmt_pct() { [[ -n ${1:-} ]] && calc "sprintf(\"%+.1f %%\", $1)" || echo "–"; }
+ir() { sel bench=instructions "name=$1" | get per_task | head -1; }
+ir_cmd() { sel bench=instructions "name=$1" | cmd; }
+
+# Trend of a window list: least-squares slope × (windows − 1) / mean, in percent.
+trend() {
+  awk -v l="$1" 'BEGIN { n = split(l, r, ","); if (n < 2) { print ""; exit }
+    for (i = 1; i <= n; i++) { sx += i; sy += r[i]; sxx += i * i; sxy += i * r[i] }
+    b = (n * sxy - sx * sy) / (n * sxx - sx * sx); printf "%.1f", b * (n - 1) / (sy / n) * 100 }'
+}
+
+q1=$(mem system=qtasks plugins=none concurrency=1)
+q64=$(mem system=qtasks plugins=none concurrency=64)
+n1=$(mem system=qtasks plugins=noop56 concurrency=1)
+n64=$(mem system=qtasks plugins=noop56 concurrency=64)
+a1=$(mem system=apalis mode=inline concurrency=1)
+a64=$(mem system=apalis mode=inline concurrency=64)
+as64=$(mem system=apalis mode=spawn concurrency=64)
+noop_cost1=$(round_ratio "system=qtasks plugins=noop56 concurrency=1" "system=qtasks plugins=none concurrency=1")
+noop_cost64=$(round_ratio "system=qtasks plugins=noop56 concurrency=64" "system=qtasks plugins=none concurrency=64")
+count_cost1=$(round_ratio "system=qtasks plugins=count56 concurrency=1" "system=qtasks plugins=none concurrency=1")
+count_cost64=$(round_ratio "system=qtasks plugins=count56 concurrency=64" "system=qtasks plugins=none concurrency=64")
+
+rd1=$(sel bench=redis_drain system=qtasks processes=1 concurrency=256 "tasks=$redis_tasks" | get run_per_s | head -1)
+rd2=$(sel bench=redis_drain system=qtasks processes=2 concurrency=256 "tasks=$redis_tasks" | get run_per_s | head -1)
+ad1=$(sel bench=redis_drain system=apalis processes=1 | get run_per_s | head -1)
+ad2=$(sel bench=redis_drain system=apalis processes=2 | get run_per_s | head -1)
+rl1=$(sel bench=redis_live system=qtasks processes=1 | get run_per_s | head -1)
+rl2=$(sel bench=redis_live system=qtasks processes=2 | get run_per_s | head -1)
+al1=$(sel bench=redis_live system=apalis processes=1 | get run_per_s | head -1)
+al2=$(sel bench=redis_live system=apalis processes=2 | get run_per_s | head -1)
+rt=$(sel bench=redis_roundtrip system=qtasks)
+rt50=$(get p50_us <<<"$rt")
+rt99=$(get p99_us <<<"$rt")
+mb=$(sel bench=memory_backlog system=qtasks)
+mb_windows=$(get windows <<<"$mb")
+mb_trend=$(trend "$mb_windows")
+rb=$(sel bench=redis_drain system=qtasks "tasks=$redis_backlog")
+rb_windows=$(get windows <<<"$rb")
+rb_trend=$(trend "$rb_windows")
+
+# Flat: both trends within ±10 % and no error (Redis only if measured).
+flat() { [[ -n ${1:-} ]] && [[ $(calc "($1 > -10 && $1 < 10) ? 1 : 0") == 1 ]]; }
+backlog_cond=""
+if [[ -n $mb_trend ]]; then
+  backlog_cond=0
+  if flat "$mb_trend" && [[ $(get errors <<<"$mb") == 0 ]]; then
+    if [[ -z $rb ]] || { flat "$rb_trend" && [[ $(get errors <<<"$rb") == 0 ]]; }; then backlog_cond=1; fi
+  fi
+fi
+
+verdict() { # verdict <condition awk expr> → met / missed
+  if [[ -z ${1:-} ]]; then echo "not measured"; elif [[ $(calc "($1) ? 1 : 0") == 1 ]]; then echo "**met**"; else echo "**missed**"; fi
+}
+have() { [[ -n ${1:-} ]] && echo "$2" || echo ""; }
+
+{
+  echo "# Benchmarks"
+  echo
+  echo "Written by \`benches/run-all.sh\`${quick:+ (QUICK=1: small counts, a smoke run)} on $(date -u '+%Y-%m-%d %H:%M UTC')."
+  echo "Do not edit by hand: run \`benches/run-all.sh\` again. Every row names the"
+  echo "command that produced it (binaries in \`target/release\`, built by the script"
+  echo "with \`cargo build --release -p qtasks-benches -p qtasks-peer-benches\`)."
+  echo
+  echo "## Machine and versions"
+  echo
+  echo "| | |"
+  echo "| --- | --- |"
+  echo "| cores (\`nproc\`) | $(nproc) |"
+  echo "| CPU (\`lscpu\` model name) | $(lscpu | awk -F: '/Model name/ { gsub(/^ +/, "", $2); print $2; exit }') |"
+  echo "| memory | $(free -g | awk '/^Mem:/ { print $2 " GiB" }') |"
+  echo "| kernel | $(uname -sr) |"
+  echo "| rustc | $(rustc -V) |"
+  echo "| qtasks | commit \`$(git rev-parse --short HEAD)\`$(git diff --quiet HEAD -- qtasks qtasks-macros || echo ' (with uncommitted changes in qtasks/)') |"
+  echo "| apalis | $(awk '/^name = "apalis"$/ { getline; print $3 }' Cargo.lock | tr -d '"'), apalis-redis $(awk '/^name = "apalis-redis"$/ { getline; print $3 }' Cargo.lock | tr -d '"'), apalis-core $(awk '/^name = "apalis-core"$/ { getline; print $3 }' Cargo.lock | tr -d '"') |"
+  echo "| Redis | ${redis_version:-not reachable}: $redis_where, same machine |"
+  echo "| valgrind | $(valgrind --version 2>/dev/null || echo none) |"
+  echo "| load average (1, 5, 15 min) | before $load_before, after $load_after |"
+  echo "| suite duration | $(((finished - started) / 60)) min $(((finished - started) % 60)) s |"
+  echo
+  echo "The machine is a shared VM: other jobs compiled and tested on it during"
+  echo "the run, so wall-clock numbers move by ±20 % from run to run. Compare"
+  echo "numbers inside one table (measured minutes apart, in alternating order),"
+  echo "and prefer the instruction counts, which do not depend on the load."
+  echo
+  echo "## Targets"
+  echo
+  echo "| target | measured | verdict |"
+  echo "| --- | --- | --- |"
+  echo "| a no-op listener on all 56 triggers costs < 5 % of in-memory throughput | concurrency 1: $(fmt_pct "$noop_cost1"), concurrency 64: $(fmt_pct "$noop_cost64") (median of per-round ratios); instructions per task $(n "$(ir qtasks_none_64)") → $(n "$(ir qtasks_noop56_64)") ($(pct "$(ir qtasks_noop56_64)" "$(ir qtasks_none_64)")) | $(verdict "$(have "$noop_cost1" "$noop_cost1 > -5 && $noop_cost64 > -5")") |"
+  echo "| Redis: ≥ 50,000 tasks/s completed by one worker (2 cores) | $(n "$rd1") tasks/s (1 process, 100k pre-filled, concurrency 256); $(n "$rl1") tasks/s while the client enqueues | $(verdict "$(have "$rd1" "$rd1 >= 50000")") |"
+  echo "| Redis: round trip p50 ≤ 1 ms | p50 $(calc "sprintf(\"%.3f\", ${rt50:-0} / 1000)") ms, p99 $(calc "sprintf(\"%.3f\", ${rt99:-0} / 1000)") ms | $(verdict "$(have "$rt50" "$rt50 <= 1000")") |"
+  echo "| Redis: qtasks ≥ 5× apalis | pre-filled: 1 process $(ratio "$rd1" "$ad1"), 2 processes $(ratio "$rd2" "$ad2"); live: 1 process $(ratio "$rl1" "$al1"), 2 processes $(ratio "$rl2" "$al2") | $(verdict "$(have "$ad1" "$rd1 >= 5 * $ad1 && $rd2 >= 5 * $ad2 && $rl1 >= 5 * $al1 && $rl2 >= 5 * $al2")") |"
+  echo "| in memory: qtasks ≥ apalis (qtasks also keeps statuses and results) | concurrency 1: $(n "$q1") vs $(n "$a1") ($(ratio "$q1" "$a1")); concurrency 64: $(n "$q64") vs $(n "$a64") ($(ratio "$q64" "$a64")); apalis spawning each task: $(n "$as64") | $(verdict "$(have "$a1" "$q1 >= $a1 && $q64 >= $a64")") |"
+  echo "| backlog: 1M queued tasks drain at a flat rate, no error | in memory: trend $(fmt_pct "$mb_trend") from the first to the last window, errors $(get errors <<<"$mb" | head -1); Redis ($(n "$redis_backlog") tasks): trend $(fmt_pct "$rb_trend"), errors $(get errors <<<"$rb" | head -1) | $(verdict "$backlog_cond") |"
+  echo
+  echo "\"Trend\" is the least-squares slope of the window rates, times the number"
+  echo "of windows − 1, over the mean rate: how much faster (+) or slower (−) the"
+  echo "last window runs than the first, without letting one noisy window decide."
+  echo "Flat here means within ±10 %."
+  echo
+  echo "## Dispatch: one trigger"
+  echo
+  echo "Instructions per trigger, from \`benches/callgrind.sh\` (see"
+  echo "\`benches/README.md\` for the scenarios):"
+  echo
+  echo "$dispatch_table"
+  echo
+  if [[ -n $criterion_table ]]; then
+    echo "Nanoseconds per trigger, \`cargo bench -p qtasks-benches --bench dispatch\`"
+    echo "(criterion, 1 s warm-up, 3 s measurement per scenario):"
+    echo
+    echo "$criterion_table"
+    echo
+  fi
+  echo "## In memory, end to end"
+  echo
+  echo "$(n "$mem_tasks") no-op tasks: enqueued one at a time, then run by one"
+  echo "worker; run rate = tasks / (worker start → every task final and the worker"
+  echo "shut down). Rounds: $reps, in rotating order; the median and the range"
+  echo "of the rounds. qtasks stores a record per task (\`new → process → success\`,"
+  echo "the result) and checks them all afterwards; apalis's memory backend is a"
+  echo "channel and keeps nothing. \`noop56\`: one plugin with a sync no-op handler"
+  echo "for each of the 56 triggers; \`count56\`: the same handlers, each adding 1"
+  echo "to a per-thread counter, so they cannot be compiled away (25 calls per"
+  echo "task: 5 at enqueue, 20 in the worker)."
+  echo
+  echo "| system | listener | concurrency | run tasks/s (median) | range | vs no plugin, same round | enqueue tasks/s | command |"
+  echo "| --- | --- | ---: | ---: | --- | ---: | ---: | --- |"
+  for c in 1 64; do
+    for p in none noop56 count56; do
+      f="system=qtasks plugins=$p concurrency=$c"
+      # shellcheck disable=SC2086
+      vs="–"
+      [[ $p != none ]] && vs=$(fmt_pct "$(round_ratio "$f" "system=qtasks plugins=none concurrency=$c")")
+      # shellcheck disable=SC2086
+      echo "| qtasks | $p | $c | $(n "$(mem $f)") | $(mem_range $f) | $vs | $(n "$(mem_enq $f)") | \`$(sel bench=memory_throughput $f | cmd)\` |"
+    done
+    for m in inline spawn; do
+      f="system=apalis mode=$m concurrency=$c"
+      # shellcheck disable=SC2086
+      [[ -z $(sel bench=memory_throughput $f) ]] && continue
+      # shellcheck disable=SC2086
+      echo "| apalis ($m) | – | $c | $(n "$(mem $f)") | $(mem_range $f) | – | $(n "$(mem_enq $f)") | \`$(sel bench=memory_throughput $f | cmd)\` |"
+    done
+  done
+  echo
+  echo "apalis \`inline\` polls the task futures inside the worker's own future"
+  echo "(its default); \`spawn\` hands each to the tokio runtime"
+  echo "(\`.parallelize(tokio::spawn)\`), as the qtasks worker does."
+  echo
+  echo "### Instructions per task (callgrind)"
+  echo
+  echo "The whole process under \`valgrind --tool=callgrind\`, run with"
+  echo "$(n "$cg_low") and $(n "$cg_high") tasks; per task = (Ir($(n "$cg_high")) − Ir($(n "$cg_low"))) / $(n $((cg_high - cg_low))),"
+  echo "so start-up drops out. Enqueue and run together; the record check is"
+  echo "skipped (\`E2E_SKIP_CHECK=1\`). Threads run one at a time under valgrind."
+  echo
+  echo "| run | concurrency | instructions/task | vs qtasks, no plugin | command |"
+  echo "| --- | ---: | ---: | ---: | --- |"
+  for c in 1 64; do
+    base=$(ir "qtasks_none_$c")
+    for p in none noop56 count56; do
+      v=$(ir "qtasks_${p}_$c")
+      [[ -z $v ]] && continue
+      vs="–"
+      [[ $p != none ]] && vs=$(pct "$v" "$base")
+      echo "| qtasks, $p | $c | $(n "$v") | $vs | \`$(ir_cmd "qtasks_${p}_$c")\` |"
+    done
+    v=$(ir "apalis_inline_$c")
+    [[ -n $v ]] && echo "| apalis (inline) | $c | $(n "$v") | $(pct "$v" "$base") | \`$(ir_cmd "apalis_inline_$c")\` |"
+  done
+  for s in qtasks apalis; do
+    v=$(ir "${s}_enqueue")
+    [[ -n $v ]] && echo "| $s, enqueue only | – | $(n "$v") | – | \`$(ir_cmd "${s}_enqueue")\` |"
+  done
+  echo
+  echo "### Peak memory with $(n "$mem_tasks") queued tasks"
+  echo
+  echo "\`VmHWM\` of \`/proc/self/status\` after enqueueing, no worker; per task ="
+  echo "(VmHWM − VmRSS before the first enqueue) / tasks."
+  echo
+  echo "| system | peak RSS (MiB) | bytes per queued task | command |"
+  echo "| --- | ---: | ---: | --- |"
+  for s in qtasks apalis; do
+    l=$(sel bench=memory_peak "system=$s")
+    [[ -z $l ]] && continue
+    echo "| $s | $(get peak_mib <<<"$l") | $(n "$(get bytes_per_task <<<"$l")") | \`$(cmd <<<"$l")\` |"
+  done
+  echo
+  echo "## Backlog: a pre-filled queue drains at a flat rate"
+  echo
+  echo "One worker (qtasks) drains a queue pre-filled with the given number of"
+  echo "tasks; the rate of every window of tasks, in order:"
+  echo
+  echo "| backend | tasks | window | rate of each window (tasks/s) | trend | errors | command |"
+  echo "| --- | ---: | ---: | --- | ---: | ---: | --- |"
+  [[ -n $mb ]] && echo "| memory (concurrency 64) | $(n "$(get tasks <<<"$mb")") | $(n "$(get window <<<"$mb")") | ${mb_windows//,/, } | $(fmt_pct "$mb_trend") | $(get errors <<<"$mb") | \`$(cmd <<<"$mb")\` |"
+  [[ -n $rb ]] && echo "| Redis (1 process, concurrency 256) | $(n "$(get tasks <<<"$rb")") | $(n "$(get window <<<"$rb")") | ${rb_windows//,/, } | $(fmt_pct "$rb_trend") | $(get errors <<<"$rb") | \`$(cmd <<<"$rb")\` |"
+  ab=$(sel bench=redis_drain system=apalis processes=1)
+  if [[ -n $ab ]]; then
+    aw=$(get windows <<<"$ab")
+    echo "| apalis-redis (1 process) | $(n "$(get tasks <<<"$ab")") | $(n "$(get window <<<"$ab")") | ${aw//,/, } | $(fmt_pct "$(trend "$aw")") | $(get errors <<<"$ab") | \`$(cmd <<<"$ab")\` |"
+  fi
+  echo
+  echo "apalis-redis 1.0 is in the table for contrast: every task it starts runs"
+  echo "\`LREM <queue>:active 1 <id>\` (its \`acquire_leases.lua\`) on a list that"
+  echo "holds the whole backlog, so a task costs time proportional to the backlog."
+  echo
+  echo "## Redis, end to end"
+  echo
+  echo "Redis ${redis_version:-?} on the same 2 cores as the workers and the client."
+  echo "qtasks runs with its defaults (30 s leases, records kept 1 day, a"
+  echo "\`done\` notification per task); apalis-redis with its defaults (locks"
+  echo "and results on) and \`batch_size\` 100 (10 by default; 100 was faster in"
+  echo "trial runs)."
+  echo
+  if [[ -z $redis_ok ]]; then
+    echo "**Not measured: no Redis server answered at \`$QTASKS_BROKER_URL\`.**"
+    echo
+  fi
+  echo "### Enqueue rate"
+  echo
+  echo "| system | tasks | client tasks in flight | tasks/s | command |"
+  echo "| --- | ---: | ---: | ---: | --- |"
+  for f in 1 64; do
+    for s in qtasks apalis; do
+      l=$(sel bench=redis_enqueue "system=$s" "in_flight=$f")
+      [[ -n $l ]] && echo "| $s | $(n "$(get tasks <<<"$l")") | $f | $(n "$(get enqueue_per_s <<<"$l")") | \`$(cmd <<<"$l")\` |"
+    done
+  done
+  echo
+  echo "### Completion rate"
+  echo
+  echo "Worker processes (each a separate process, started and connected"
+  echo "before the clock starts) take the tasks; the time runs until the last"
+  echo "completion is published. *Pre-filled*: the queue holds every task"
+  echo "before the workers start. *Live*: the workers start on an empty queue"
+  echo "and the client enqueues (64 in flight) while they run."
+  echo
+  echo "| system | queue | worker processes | concurrency per worker | tasks | completed tasks/s | command |"
+  echo "| --- | --- | ---: | ---: | ---: | ---: | --- |"
+  for b in drain live; do
+    for p in 1 2; do
+      while IFS= read -r l; do
+        [[ -z $l ]] && continue
+        [[ $b == drain && $(get tasks <<<"$l") == "$redis_backlog" && $redis_backlog != "$redis_tasks" ]] && continue
+        q="pre-filled"
+        [[ $b == live ]] && q="live"
+        s=$(get system <<<"$l")
+        [[ $s == apalis ]] && s="apalis ($(get mode <<<"$l"), batch $(get batch_size <<<"$l"))"
+        echo "| $s | $q | $p | $(get concurrency <<<"$l") | $(n "$(get tasks <<<"$l")") | $(n "$(get run_per_s <<<"$l")") | \`$(cmd <<<"$l")\` |"
+      done <<<"$(sel "bench=redis_$b" "processes=$p")"
+    done
+  done
+  echo
+  echo "### Round trip"
+  echo
+  echo "One worker process (concurrency 64) and one client: enqueue one task,"
+  echo "wait for its result (notified, not polled), $(n "$rt_count") times in a row"
+  echo "after 200 warm-up round trips."
+  echo
+  echo "| p50 | p90 | p99 | max | mean | command |"
+  echo "| ---: | ---: | ---: | ---: | ---: | --- |"
+  [[ -n $rt ]] && echo "| $(get p50_us <<<"$rt") µs | $(get p90_us <<<"$rt") µs | $(get p99_us <<<"$rt") µs | $(get max_us <<<"$rt") µs | $(get mean_us <<<"$rt") µs | \`$(cmd <<<"$rt")\` |"
+  echo
+  echo "## Compile time: 50 plugins on 100 tasks"
+  echo
+  echo "\`benches/compile-time.sh\` generates an app with 100 tasks (50 async, 50"
+  echo "sync) and 50 plugins of 2 handlers each (sync and async, on per-task"
+  echo "triggers), and the same app without the plugins, under"
+  echo "\`target/compile-time/\`. Dependencies are built first (untimed); each"
+  echo "step compiles the app crate only. Check times are the best of the"
+  echo "repeats; the release build (fat LTO, codegen-units = 1) runs once."
+  echo
+  echo "| app | clean \`cargo check\` | \`cargo check\` after editing one task | clean \`cargo build --release\` | binary | stripped |"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+  for v in bare plugins; do
+    l=$(sel bench=compile_time "variant=$v")
+    [[ -z $l ]] && continue
+    name="100 tasks, no plugin"
+    [[ $v == plugins ]] && name="100 tasks, 50 plugins (100 handlers)"
+    echo "| $name | $(get check_clean_s <<<"$l") s (CPU $(get check_clean_cpu_s <<<"$l") s) | $(get check_edit_s <<<"$l") s (CPU $(get check_edit_cpu_s <<<"$l") s) | $(get release_s <<<"$l") s (CPU $(get release_cpu_s <<<"$l") s) | $(n "$(get binary_bytes <<<"$l")") B | $(n "$(get stripped_bytes <<<"$l")") B |"
+  done
+  lb=$(sel bench=compile_time variant=bare)
+  lp=$(sel bench=compile_time variant=plugins)
+  if [[ -n $lb && -n $lp ]]; then
+    echo "| **plugins cost** | $(pct "$(get check_clean_s <<<"$lp")" "$(get check_clean_s <<<"$lb")") | $(pct "$(get check_edit_s <<<"$lp")" "$(get check_edit_s <<<"$lb")") | $(pct "$(get release_s <<<"$lp")" "$(get release_s <<<"$lb")") | $(pct "$(get binary_bytes <<<"$lp")" "$(get binary_bytes <<<"$lb")") | $(pct "$(get stripped_bytes <<<"$lp")" "$(get stripped_bytes <<<"$lb")") |"
+  fi
+  echo
+  echo "Command: \`benches/compile-time.sh $ct_reps\`."
+  failed=$(sel bench=failed)
+  if [[ -n $failed ]]; then
+    echo
+    echo "## Failed runs"
+    echo
+    echo "These commands failed (their error output is in \`$log\`):"
+    echo
+    while IFS= read -r l; do echo "- \`$(cmd <<<"$l")\`"; done <<<"$failed"
+  fi
+} >"$report"
+say "done in $(((finished - started) / 60)) min $(((finished - started) % 60)) s; wrote $report"
