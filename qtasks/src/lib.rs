@@ -42,6 +42,7 @@ mod global_config;
 pub mod model;
 pub mod plugin;
 pub mod task;
+pub mod testing;
 pub mod trigger;
 pub mod triggers;
 mod worker;
