@@ -17,6 +17,7 @@ use crate::client::fire;
 use crate::model::{Task as TaskRecord, TaskMessage, TaskStatus, now};
 use crate::plugin::Chain;
 use crate::task::{Task, TaskContext, TaskError, TaskInfo, TaskSet, TaskVisitor};
+use crate::trigger::Trigger;
 use crate::triggers::*;
 use futures::FutureExt;
 use serde_json::Value;
@@ -91,8 +92,15 @@ async fn execute<K: Task, T, C: Chain, B: Backend>(app: &AppInner<T, C, B>, mess
     let model = fire!(chain, WorkerExecuteBefore { app: name, task, message, model }).model;
     let model = fire!(chain, BrokerUpdate { app: name, model }).model;
     let mut model = fire!(chain, StorageUpdate { app: name, model }).model;
-    if let Err(error) = app.backend.update(&model).await {
-        tracing::error!(app = name, uuid = %message.uuid, %error, "storing the process status failed");
+    // `fetch` marked the record `process`; write it again only if a plugin
+    // may have replaced it (a constant: no round trip otherwise).
+    if C::LISTENS.contains(<WorkerExecuteBefore<'static> as Trigger>::ID)
+        || C::LISTENS.contains(<BrokerUpdate<'static> as Trigger>::ID)
+        || C::LISTENS.contains(<StorageUpdate<'static> as Trigger>::ID)
+    {
+        if let Err(error) = app.backend.update(&model).await {
+            tracing::error!(app = name, uuid = %message.uuid, %error, "storing the process status failed");
+        }
     }
     fire!(chain, WorkerRunTaskBefore { app: name, task, message });
     fire!(chain, TaskExecutorMiddlewaresExecute { app: name, task, message, phase: Phase::Before });

@@ -565,12 +565,12 @@ async fn check_leases<B: Conformant>(backend: B) -> TestResult {
     let taken_at = Instant::now();
 
     if leased.is_none() {
-        // No lease, no redelivery: nothing comes back, and since only a
-        // worker writes `process`, the record stays `new`.
+        // No lease, no redelivery: nothing comes back; the fetch marked the
+        // record `process`, and it stays so (the task is held).
         let again = fetch_within(app.backend(), 10, lease + Duration::from_millis(500)).await?;
         assert!(again.is_empty(), "redelivered without leases: {again:?}");
         let record = app.get(task.uuid).await?.ok_or("the record vanished")?;
-        assert_eq!(record.status, TaskStatus::New, "{record:?}");
+        assert_eq!(record.status, TaskStatus::Process, "{record:?}");
         assert!(app.wait(task.uuid, Duration::from_millis(100)).await?.is_none());
         return Ok(());
     }
@@ -581,7 +581,7 @@ async fn check_leases<B: Conformant>(backend: B) -> TestResult {
     let redelivered_after = taken_at.elapsed();
     assert_eq!(again.iter().map(|m| m.uuid).collect::<Vec<_>>(), [task.uuid], "not redelivered");
     assert!(redelivered_after >= lease - Duration::from_millis(100), "redelivered after {redelivered_after:?}");
-    assert_eq!(app.get(task.uuid).await?.ok_or("the record vanished")?.status, TaskStatus::New);
+    assert_eq!(app.get(task.uuid).await?.ok_or("the record vanished")?.status, TaskStatus::Process);
 
     // That fetcher dies too; a worker gets the task when this lease expires,
     // and completes it, once.

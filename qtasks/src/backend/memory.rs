@@ -187,6 +187,15 @@ impl Backend for MemoryBackend {
                 }
             }
             if !out.is_empty() {
+                let now = crate::model::now();
+                for message in out.iter() {
+                    if let Some(entry) = lock(self.shard(&message.uuid)).get_mut(&message.uuid)
+                        && entry.task.status == crate::model::TaskStatus::New
+                    {
+                        entry.task.status = crate::model::TaskStatus::Process;
+                        entry.task.updated_at = now;
+                    }
+                }
                 return Ok(());
             }
             notified.await;

@@ -61,10 +61,13 @@ pub trait Backend: Send + Sync + 'static {
     fn wait(&self, uuid: Uuid, timeout: Duration) -> impl Future<Output = Result<Option<Task>, BackendError>> + Send;
 
     /// Moves up to `max` queued tasks into `out`, waiting until at least one
-    /// is available. Cancel-safe: if the future is dropped, no task is lost.
+    /// is available, and marks their records `process`. Cancel-safe: if the
+    /// future is dropped, no task is lost.
     fn fetch(&self, max: usize, out: &mut Vec<TaskMessage>) -> impl Future<Output = Result<(), BackendError>> + Send;
 
-    /// Writes a status change of a task a worker holds (e.g. `process`).
+    /// Writes a record of a task a worker holds: the `process` record, when
+    /// a plugin replaced it (`worker_execute_before`, `broker_update`,
+    /// `storage_update`); otherwise `fetch` has marked it already.
     fn update(&self, task: &Task) -> impl Future<Output = Result<(), BackendError>> + Send;
 
     /// How often a worker should renew the lease of a task it runs, for

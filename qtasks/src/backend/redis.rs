@@ -92,6 +92,8 @@ while taken < want do
       else
         redis.call('ZADD', KEYS[2], deadline, id)
         redis.call('HSET', KEYS[3], id, entry)
+        -- Taken: the record reads `process` from now on (see `decode_record`).
+        redis.call('HSET', ARGV[3] .. id, 'status', 'process', 'started', tonumber(t[1]) * 1000000 + tonumber(t[2]))
         out[#out + 1] = id
         out[#out + 1] = rec[2]
         taken = taken + 1
@@ -365,6 +367,27 @@ fn redis_error(context: &str) -> impl FnOnce(RedisError) -> BackendError + '_ {
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+/// The fields of a record hash a read needs: the JSON record, the status
+/// and the time (µs, server clock) the fetch script marked it `process`.
+const RECORD_FIELDS: [&str; 3] = ["data", "status", "started"];
+type RecordFields = (Option<Vec<u8>>, Option<String>, Option<f64>);
+
+/// Decodes a record. The fetch script marks a taken task `process` in the
+/// hash's `status` and `started` fields without rewriting the JSON (one
+/// round trip per batch instead of one write per task), so a `new` record
+/// whose hash says `process` is reported as `process` since `started`.
+fn decode_record(data: &[u8], status: Option<&str>, started_us: Option<f64>) -> Result<Task, serde_json::Error> {
+    let mut task: Task = serde_json::from_slice(data)?;
+    if task.status == crate::model::TaskStatus::New && status == Some("process") {
+        task.status = crate::model::TaskStatus::Process;
+        // The server's clock may lag the client's: never let time go back.
+        if let Some(us) = started_us {
+            task.updated_at = task.updated_at.max(us / 1_000_000.0);
+        }
+    }
+    Ok(task)
 }
 
 /// `priority` as 16 hex digits whose byte order is the numeric order.
@@ -703,14 +726,17 @@ impl Backend for RedisBackend {
     }
 
     async fn get(&self, uuid: Uuid) -> Result<Option<Task>, BackendError> {
-        let data: Option<Vec<u8>> = redis::cmd("HGET")
+        let (data, status, started): RecordFields = redis::cmd("HMGET")
             .arg(self.shared.keys.task(uuid))
-            .arg("data")
+            .arg(&RECORD_FIELDS[..])
             .query_async(&mut self.conn())
             .await
             .map_err(redis_error("reading a task"))?;
-        data.map(|d| serde_json::from_slice(&d).map_err(|e| error(&format!("decoding the record of task {uuid}"), e)))
-            .transpose()
+        data.map(|d| {
+            decode_record(&d, status.as_deref(), started)
+                .map_err(|e| error(&format!("decoding the record of task {uuid}"), e))
+        })
+        .transpose()
     }
 
     async fn get_all(&self) -> Result<Vec<Task>, BackendError> {
@@ -734,12 +760,13 @@ impl Backend for RedisBackend {
             if !ours.is_empty() {
                 let mut pipe = redis::pipe();
                 for key in &ours {
-                    pipe.cmd("HGET").arg(*key).arg("data");
+                    pipe.cmd("HMGET").arg(*key).arg(&RECORD_FIELDS[..]);
                 }
-                let records: Vec<Option<Vec<u8>>> =
+                let records: Vec<RecordFields> =
                     pipe.query_async(&mut conn).await.map_err(redis_error("reading tasks"))?;
-                for data in records.into_iter().flatten() {
-                    match serde_json::from_slice::<Task>(&data) {
+                for (data, status, started) in records {
+                    let Some(data) = data else { continue };
+                    match decode_record(&data, status.as_deref(), started) {
                         Ok(task) => all.push(task),
                         Err(e) => tracing::warn!(backend = KIND, error = %e, "skipping an undecodable task record"),
                     }
@@ -923,7 +950,8 @@ impl Backend for RedisBackend {
         let mut ours = self.scan(&format!("{}*", glob_escape(&keys.task_prefix))).await?;
         ours.retain(|k| task_key_uuid(keys, k).is_some());
         for chunk in ours.chunks(1000) {
-            let _: i64 = redis::cmd("UNLINK").arg(chunk).query_async(&mut conn).await.map_err(redis_error("flushing"))?;
+            let _: i64 =
+                redis::cmd("UNLINK").arg(chunk).query_async(&mut conn).await.map_err(redis_error("flushing"))?;
         }
         Ok(())
     }
