@@ -94,13 +94,11 @@ async fn execute<K: Task, T, C: Chain, B: Backend>(app: &AppInner<T, C, B>, mess
     let mut model = fire!(chain, StorageUpdate { app: name, model }).model;
     // `fetch` marked the record `process`; write it again only if a plugin
     // may have replaced it (a constant: no round trip otherwise).
-    if C::LISTENS.contains(<WorkerExecuteBefore<'static> as Trigger>::ID)
+    let replaceable = C::LISTENS.contains(<WorkerExecuteBefore<'static> as Trigger>::ID)
         || C::LISTENS.contains(<BrokerUpdate<'static> as Trigger>::ID)
-        || C::LISTENS.contains(<StorageUpdate<'static> as Trigger>::ID)
-    {
-        if let Err(error) = app.backend.update(&model).await {
-            tracing::error!(app = name, uuid = %message.uuid, %error, "storing the process status failed");
-        }
+        || C::LISTENS.contains(<StorageUpdate<'static> as Trigger>::ID);
+    if replaceable && let Err(error) = app.backend.update(&model).await {
+        tracing::error!(app = name, uuid = %message.uuid, %error, "storing the process status failed");
     }
     fire!(chain, WorkerRunTaskBefore { app: name, task, message });
     fire!(chain, TaskExecutorMiddlewaresExecute { app: name, task, message, phase: Phase::Before });
