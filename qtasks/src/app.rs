@@ -85,6 +85,19 @@ impl<T, C, B> Builder<T, C, B> {
         }
     }
 
+    /// Adds plugins chosen at run time (for example from a config file),
+    /// after the ones already added: the `dyn` escape hatch, with the same
+    /// semantics as static plugins at the cost of a box per async call.
+    pub fn dyn_plugins(
+        self,
+        plugins: crate::plugin::DynChain,
+    ) -> Builder<T, <C as Append<crate::plugin::DynChain>>::Output, B>
+    where
+        C: Append<crate::plugin::DynChain>,
+    {
+        Builder { name: self.name, chain: self.chain.append(plugins), backend: self.backend, _tasks: PhantomData }
+    }
+
     /// Uses another backend.
     pub fn backend<B2: Backend>(self, backend: B2) -> Builder<T, C, B2> {
         Builder { name: self.name, chain: self.chain, backend, _tasks: PhantomData }

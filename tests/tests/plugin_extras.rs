@@ -455,3 +455,30 @@ async fn the_harness_runs_an_async_plugin_in_a_tokio_test() {
     assert_eq!(fired, testing::Fired { called: true, ..Default::default() });
     assert_eq!(recorder.0.lock().unwrap()[0].task_id, Some(message.uuid));
 }
+
+#[tokio::test]
+async fn an_app_runs_plugins_chosen_at_run_time_after_its_static_ones() {
+    let log = log();
+    // E.g. read from a config file: which plugins, in which order.
+    let configured = ["ten", "hundred"];
+    let dynamic: DynChain = configured
+        .iter()
+        .map(|name| -> Box<dyn DynPlugin> {
+            let add = if *name == "ten" { 10 } else { 100 };
+            Box::new(Adder { tag: name, add: Some(add), log: log.clone() })
+        })
+        .collect();
+    let app = QueueTasks::builder("dyn-app")
+        .task::<echo>()
+        .plugin(Adder { tag: "static", add: Some(1), log: log.clone() })
+        .dyn_plugins(dynamic)
+        .build()
+        .unwrap();
+    let worker = app.worker().start().await.unwrap();
+    let task = app.add_task("echo", [0]).wait(Duration::from_secs(10)).await.unwrap().unwrap();
+    assert_eq!((task.status, task.result), (TaskStatus::Success, Some(json!(111))));
+    assert_eq!(take(&log), ["static saw [0]", "ten saw [1]", "hundred saw [11]"]);
+    let names: Vec<_> = app.plugins().into_iter().map(|p| p.name).collect();
+    assert_eq!(names, ["Adder", "Adder", "Adder"]);
+    worker.shutdown().await;
+}

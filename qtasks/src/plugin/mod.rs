@@ -36,10 +36,14 @@
 //! the plugin contributes: `type Tasks = ();` for none.
 
 mod chain;
+mod dynamic;
+mod globals;
 mod managed;
 mod outcome;
 
 pub use chain::{Append, Chain, Member, awaits, fire, fire_sync, listens};
+pub use dynamic::{DynChain, DynPlugin};
+pub use globals::{Globals, TriggerEvent, Wildcard};
 pub use managed::{Managed, OnError, TimedOut, TriggerStats};
 pub use outcome::{BoxError, HandlerPanicked, IntoOutcome, IntoStartResult, Outcome};
 
