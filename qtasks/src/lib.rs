@@ -1,8 +1,8 @@
 //! qtasks: a task queue whose plugins are bound to triggers at compile time.
 //!
-//! - [`#[task]`](task) turns a `fn` or `async fn` into a task clients enqueue
+//! - [`#[task]`](macro@task) turns a `fn` or `async fn` into a task clients enqueue
 //!   by name and workers run.
-//! - [`#[plugin]`](plugin) binds handlers to the 56 QTasks
+//! - [`#[plugin]`](macro@plugin) binds handlers to the 56 QTasks
 //!   [triggers](triggers). Each trigger is a monomorphized call chain: no
 //!   lookup, no boxing, and nothing at all when no plugin listens.
 //! - [`QueueTasks`] is the app: the client side (`add_task`, `get`, `wait`)

@@ -3,8 +3,8 @@
 //! Each trigger is a context type named after it in CamelCase
 //! (`worker_execute_before` → [`WorkerExecuteBefore`]). The table in this file
 //! is the single source of truth: it generates the context structs, their
-//! [`Trigger`] impls, [`ALL`], and (in [`crate::plugin`]) one method of the
-//! [`Plugin`](crate::Plugin) trait per trigger. The `#[plugin]` macro keeps its
+//! [`Trigger`] impls, [`ALL`], and (in [`crate::plugin`](mod@crate::plugin)) one method of the
+//! [`Plugin`] trait per trigger. The `#[plugin]` macro keeps its
 //! own list of names for compile-time checks; a test compares the two.
 //!
 //! Every context has an `app` field (the app's name). Replace and intercept
@@ -325,7 +325,7 @@ macro_rules! trigger_table {
                 /// The items collected.
                 results: Vec<Value>,
             }
-            /// When a task ended with a [`PluginError`]: a handler that returns a
+            /// When a task ended with a [`PluginError`](crate::PluginError): a handler that returns a
             /// value rescues the task, which ends `success` with it.
             48 task_executor_run_task_trigger_error task_executor_run_task_trigger_error_sync TaskExecutorRunTaskTriggerError (TaskExecutor, Intercept, Value)
                 apply(|c, v| c.result = Some(v)) task_id(|c| Some(c.message.uuid)) task_name(|c| Some(c.message.task_name.as_str())) {
