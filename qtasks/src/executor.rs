@@ -83,7 +83,18 @@ enum Ended {
     Cancel(String),
 }
 
+/// Runs the pipeline inside the task's tracing span, so every handler
+/// (sync, async or blocking) and the task itself log within it.
 async fn execute<K: Task, T, C: Chain, B: Backend>(app: &AppInner<T, C, B>, message: &TaskMessage) -> TaskRecord {
+    let span = tracing::info_span!("task", task = K::INFO.name, uuid = %message.uuid, attempt = message.attempt);
+    pipeline::<K, T, C, B>(app, message, span.clone()).instrument(span).await
+}
+
+async fn pipeline<K: Task, T, C: Chain, B: Backend>(
+    app: &AppInner<T, C, B>,
+    message: &TaskMessage,
+    span: tracing::Span,
+) -> TaskRecord {
     let name = app.name.as_str();
     let chain = &app.chain;
     let task = &K::INFO;
@@ -117,7 +128,7 @@ async fn execute<K: Task, T, C: Chain, B: Backend>(app: &AppInner<T, C, B>, mess
 
     let ended = match K::decode_args(args) {
         Err(e) => Ended::Error(TaskError::InvalidArguments(format!("task `{}`: {e}", task.name)).to_string()),
-        Ok(args) => match renewing_lease(app, message, run::<K>(message, args)).await {
+        Ok(args) => match renewing_lease(app, message, run::<K>(message, args, span)).await {
             Ok(output) => match serde_json::to_value(output) {
                 Ok(result) => {
                     Ended::Success(fire!(chain, TaskExecutorRunTask { app: name, task, message, result }).result)
@@ -199,10 +210,9 @@ async fn renewing_lease<T, C, B: Backend, F: std::future::Future>(
 }
 
 /// Runs the task function with its time limit, turning a panic into an error.
-async fn run<K: Task>(message: &TaskMessage, args: K::Args) -> Result<K::Output, TaskError> {
-    let ctx = TaskContext::new(message.uuid, K::INFO.name, message.attempt);
-    let span = ctx.span().clone();
-    let run = AssertUnwindSafe(K::run(ctx, args)).catch_unwind().instrument(span);
+async fn run<K: Task>(message: &TaskMessage, args: K::Args, span: tracing::Span) -> Result<K::Output, TaskError> {
+    let ctx = TaskContext::with_span(message.uuid, K::INFO.name, message.attempt, span);
+    let run = AssertUnwindSafe(K::run(ctx, args)).catch_unwind();
     let outcome = match K::INFO.max_time {
         // Dropping an async task's future at the limit stops it at its
         // current await; a sync task keeps running detached on the blocking

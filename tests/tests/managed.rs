@@ -217,3 +217,78 @@ async fn concurrent_tasks_never_see_each_others_context_through_a_plugin() {
     }
     worker.shutdown().await;
 }
+
+/// Fails to start.
+struct NeedsDatabase {
+    calls: Arc<AtomicUsize>,
+}
+
+#[plugin]
+impl NeedsDatabase {
+    fn start(&self) -> Result<(), std::io::Error> {
+        Err(std::io::Error::other("no database"))
+    }
+
+    fn task_executor_before_execute(&self, _ctx: &TaskExecutorBeforeExecute<'_>) {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn an_opt_in_policy_skips_a_plugin_whose_start_fails_and_says_why() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (healthy, healthy_calls) = counter();
+    let app = QueueTasks::builder("skip-broken")
+        .task::<echo>()
+        .plugin(Managed::new(NeedsDatabase { calls: calls.clone() }).skip_if_start_fails())
+        .plugin(healthy)
+        .build()
+        .unwrap();
+    let worker = app.worker().start().await.expect("a skipped plugin does not stop start-up");
+    app.add_task("echo", [1]).wait(WAIT).await.unwrap().unwrap();
+    assert_eq!((calls.load(Ordering::SeqCst), healthy_calls.load(Ordering::SeqCst)), (0, 1));
+    let info = &app.plugins()[0];
+    assert_eq!(info.enabled, Some(false));
+    assert_eq!(info.start_error.as_deref(), Some("no database"));
+    worker.shutdown().await;
+
+    // Without the policy, the same failure stops start-up.
+    let strict = QueueTasks::builder("strict").plugin(NeedsDatabase { calls }).build().unwrap();
+    assert!(strict.worker().start().await.is_err());
+}
+
+/// Reports the span it runs in.
+#[plugin(on = "task_executor_before_execute", blocking)]
+fn in_span(ctx: &TaskExecutorBeforeExecute<'_>) {
+    tracing::info!(seen = %ctx.message.uuid, "inside the blocking handler");
+}
+
+#[test]
+fn handlers_run_inside_the_tasks_tracing_span() {
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Buffer::default();
+    let sink = buffer.clone();
+    let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || sink.clone()).finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let uuid = runtime.block_on(async {
+        let app = QueueTasks::builder("span").task::<echo>().plugin(InSpan).build().unwrap();
+        let worker = app.worker().start().await.unwrap();
+        let task = app.add_task("echo", [1]).wait(WAIT).await.unwrap().unwrap();
+        worker.shutdown().await;
+        task.uuid
+    });
+    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let line = text.lines().find(|l| l.contains("inside the blocking handler")).expect("the handler logged");
+    assert!(line.contains(&format!("task{{task=\"echo\" uuid={uuid} attempt=1}}")), "{line}");
+}

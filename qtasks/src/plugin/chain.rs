@@ -327,6 +327,7 @@ impl<P: Plugin> Chain for Member<P> {
             panics: self.panics.load(Ordering::Relaxed),
             enabled: None,
             stats: Vec::new(),
+            start_error: None,
         });
         if let Some(info) = out.last_mut() {
             self.plugin.describe(info);

@@ -78,6 +78,8 @@ pub struct Managed<P> {
     only_tasks: Option<Vec<String>>,
     on_error: [OnError; 56],
     timeouts: AtomicU64,
+    skip_if_start_fails: bool,
+    start_error: std::sync::Mutex<Option<String>>,
     stats: Option<Box<Stats>>,
 }
 
@@ -92,6 +94,8 @@ impl<P: Plugin> Managed<P> {
             only_tasks: None,
             on_error: [OnError::Continue; 56],
             timeouts: AtomicU64::new(0),
+            skip_if_start_fails: false,
+            start_error: std::sync::Mutex::new(None),
             stats: None,
         }
     }
@@ -99,6 +103,15 @@ impl<P: Plugin> Managed<P> {
     /// The wrapped plugin.
     pub fn plugin(&self) -> &P {
         &self.plugin
+    }
+
+    /// If the plugin's `start` fails, logs it at error level, counts it
+    /// (`qtasks_plugins_failed_total` and [`PluginInfo::start_error`]) and
+    /// switches the plugin off instead of stopping start-up (the default
+    /// is loud and fatal).
+    pub fn skip_if_start_fails(mut self) -> Self {
+        self.skip_if_start_fails = true;
+        self
     }
 
     /// Starts switched off.
@@ -514,8 +527,17 @@ macro_rules! managed_plugin {
                 self.plugin.version()
             }
 
-            fn start(&self) -> impl Future<Output = Result<(), BoxError>> + Send {
-                self.plugin.start()
+            async fn start(&self) -> Result<(), BoxError> {
+                match self.plugin.start().await {
+                    Err(error) if self.skip_if_start_fails => {
+                        tracing::error!(plugin = self.plugin.name(), error = %error, "plugin failed to start; skipping it");
+                        metrics::counter!("qtasks_plugins_failed_total", "plugin" => self.plugin.name().to_owned()).increment(1);
+                        *self.start_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(error.to_string());
+                        self.enabled.store(false, Ordering::Relaxed);
+                        Ok(())
+                    }
+                    other => other,
+                }
             }
 
             fn stop(&self) -> impl Future<Output = ()> + Send {
@@ -530,6 +552,7 @@ macro_rules! managed_plugin {
             fn describe(&self, info: &mut PluginInfo) {
                 self.plugin.describe(info);
                 info.enabled = Some(self.is_enabled());
+                info.start_error = self.start_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 if let Some(stats) = &self.stats {
                     info.stats = stats.snapshot();
                 }

@@ -82,6 +82,10 @@ pub struct PluginInfo {
     /// Per-trigger metrics, for plugins that record them ([`Managed::metrics`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub stats: Vec<TriggerStats>,
+    /// Why the plugin failed to start, for a plugin skipped after a failed
+    /// start ([`Managed::skip_if_start_fails`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_error: Option<String>,
 }
 
 macro_rules! define_plugin_trait {

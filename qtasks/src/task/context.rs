@@ -22,6 +22,10 @@ impl TaskContext {
         Self { uuid, name, attempt, span }
     }
 
+    pub(crate) fn with_span(uuid: Uuid, name: &'static str, attempt: u32, span: tracing::Span) -> Self {
+        Self { uuid, name, attempt, span }
+    }
+
     /// The task's id.
     pub fn uuid(&self) -> Uuid {
         self.uuid
