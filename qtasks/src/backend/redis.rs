@@ -1,5 +1,17 @@
 //! The Redis backend (feature `redis`): see [`RedisBackend`] for the key
 //! layout, the scripts and the delivery guarantees.
+//!
+//! # Why the `redis` crate
+//!
+//! It gives what this design needs with nothing written by hand: a
+//! multiplexed connection that pipelines concurrent commands on its own and
+//! reconnects (`ConnectionManager`), `EVALSHA` with script caching
+//! (`Script`), pub/sub on a dedicated connection, and `rediss://` over
+//! rustls. What decides throughput here is round trips, not the client:
+//! one script per enqueue, one per fetched batch (which also marks the
+//! tasks `process`) and one per finished task, measured with
+//! `benches/src/bin/e2e_redis.rs` (see `BENCHMARKS.md`). `fred` offers the
+//! same features; it was not measured against `redis` for this choice.
 
 use super::{Backend, BackendError};
 use crate::model::{Task, TaskMessage};
