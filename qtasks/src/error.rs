@@ -19,9 +19,6 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
-    /// Two tasks of the app have the same name.
-    #[error("task name `{0}` is registered twice")]
-    DuplicateTask(&'static str),
     /// The arguments could not be encoded as JSON.
     #[error("could not encode the arguments of task `{task}` as JSON: {source}")]
     EncodeArgs {

@@ -170,12 +170,6 @@ impl NameList {
             i += 1;
         }
     }
-
-    /// The first name that appears twice, if any.
-    pub fn duplicate(&self) -> Option<&'static str> {
-        let names = &self.names[..self.len];
-        names.iter().enumerate().find(|(i, n)| names[..*i].contains(n)).map(|(_, n)| *n)
-    }
 }
 
 const fn str_eq(a: &str, b: &str) -> bool {
