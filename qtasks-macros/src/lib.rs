@@ -36,11 +36,12 @@ pub fn task(args: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// - On a function: `#[plugin(on = "trigger_name")]` defines a unit struct
 ///   named after the function in CamelCase that implements `qtasks::Plugin`
-///   with that one handler. Add `blocking` to run a sync handler off the
-///   async worker threads.
+///   with that one handler. Add `blocking` to run a sync handler on the
+///   blocking pool, with an owned snapshot of the context.
 /// - On an `impl` block: each method named after a trigger is a handler;
 ///   `start` and `stop` (sync or async) form the lifecycle; `#[blocking]` on
-///   a method marks it blocking. `name = "…"` and `version = "…"` set the
+///   a method marks it blocking (it runs on a clone of the plugin, which must
+///   be `Clone`). `name = "…"` and `version = "…"` set the
 ///   plugin's listing.
 /// - On either, `tasks(a, b)` names the `#[task]` types the plugin
 ///   contributes: adding the plugin to an app registers them.

@@ -41,6 +41,8 @@ mod executor;
 mod global_config;
 pub mod model;
 pub mod plugin;
+#[doc(hidden)]
+pub mod snapshot;
 pub mod task;
 pub mod testing;
 pub mod trigger;

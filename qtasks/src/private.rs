@@ -70,7 +70,8 @@ pub fn ok<T>(value: T) -> Result<T, TaskError> {
     Ok(value)
 }
 
-static BLOCKING_HANDLERS: Semaphore = Semaphore::const_new(DEFAULT_BLOCKING_LIMIT);
+static BLOCKING_HANDLERS: std::sync::LazyLock<std::sync::Arc<Semaphore>> =
+    std::sync::LazyLock::new(|| std::sync::Arc::new(Semaphore::new(DEFAULT_BLOCKING_LIMIT)));
 static BLOCKING_LIMIT: std::sync::Mutex<usize> = std::sync::Mutex::new(DEFAULT_BLOCKING_LIMIT);
 const DEFAULT_BLOCKING_LIMIT: usize = 64;
 
@@ -94,27 +95,44 @@ pub(crate) fn set_blocking_limit(n: usize) {
     *current = n;
 }
 
+/// How many blocking handlers hold a slot now, including detached ones
+/// still running past their time budget.
+pub(crate) fn blocking_busy() -> usize {
+    let limit = *BLOCKING_LIMIT.lock().unwrap_or_else(|e| e.into_inner());
+    limit.saturating_sub(BLOCKING_HANDLERS.available_permits())
+}
+
+/// Runs a blocking handler on the blocking pool, with an owned snapshot of
+/// its context, once a slot is free. If the returned future is dropped
+/// (its time budget passed), the handler goes on detached and keeps its
+/// slot until it returns; its result is then discarded.
+pub async fn blocking_detached<T: Send + 'static>(
+    handler: impl FnOnce() -> crate::plugin::Outcome<T> + Send + 'static,
+) -> crate::plugin::Outcome<T> {
+    let asked = std::time::Instant::now();
+    let slot = match std::sync::Arc::clone(&BLOCKING_HANDLERS).acquire_owned().await {
+        Ok(slot) => slot,
+        Err(e) => return crate::plugin::Outcome::Failed(Box::new(e)),
+    };
+    let _ = BLOCKING_WAIT.try_with(|w| w.set(Some(asked.elapsed())));
+    let span = tracing::Span::current();
+    let running = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        span.in_scope(handler)
+    });
+    match running.await {
+        Ok(outcome) => outcome,
+        Err(e) if e.is_panic() => {
+            crate::plugin::Outcome::Failed(Box::new(crate::plugin::HandlerPanicked::from_payload(e.into_panic())))
+        }
+        Err(e) => crate::plugin::Outcome::Failed(Box::new(e)),
+    }
+}
+
 tokio::task_local! {
     /// How long the current blocking handler waited for a slot, for the
     /// metrics of [`Managed`](crate::plugin::Managed) plugins.
     pub(crate) static BLOCKING_WAIT: std::cell::Cell<Option<std::time::Duration>>;
-}
-
-/// Runs a blocking plugin handler off the async worker threads.
-///
-/// At most 64 blocking handlers run at once; further calls wait for a slot.
-/// On a multi-thread runtime the handler runs through
-/// `tokio::task::block_in_place` (the worker thread hands its other tasks
-/// to another thread first); on a current-thread runtime there is no other
-/// thread to hand them to, so it runs inline.
-pub async fn blocking_handler<R>(f: impl FnOnce() -> R) -> R {
-    let asked = std::time::Instant::now();
-    let _slot = BLOCKING_HANDLERS.acquire().await;
-    let _ = BLOCKING_WAIT.try_with(|w| w.set(Some(asked.elapsed())));
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => f(),
-    }
 }
 
 pub use qtasks_macros::__trigger_table as trigger_table;

@@ -446,6 +446,38 @@ macro_rules! define_contexts {
             impl<'a> TriggerContext<'a> for $Ctx<'a> {
                 type Trigger = $Ctx<'static>;
             }
+
+            /// Owned snapshots of this trigger's context, for detached handlers.
+            #[doc(hidden)]
+            pub mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+
+                /// An owned copy of the context (see [`crate::snapshot`]).
+                #[derive(Debug)]
+                pub struct Snapshot<'a> {
+                    pub(crate) app: String,
+                    $( pub(crate) $field: <$fty as crate::snapshot::Own<'a>>::Owned, )*
+                    pub(crate) _lifetime: std::marker::PhantomData<&'a ()>,
+                }
+
+                /// Copies the context.
+                pub fn take<'a>(ctx: &$Ctx<'a>) -> Snapshot<'static> {
+                    Snapshot {
+                        app: ctx.app.to_owned(),
+                        $( $field: crate::snapshot::Own::own(&ctx.$field), )*
+                        _lifetime: std::marker::PhantomData,
+                    }
+                }
+
+                /// Views the copy as the context.
+                pub fn view<'a>(snapshot: &'a Snapshot<'static>) -> $Ctx<'a> {
+                    $Ctx {
+                        app: &snapshot.app,
+                        $( $field: <$fty as crate::snapshot::Own<'a>>::view(&snapshot.$field), )*
+                    }
+                }
+            }
         )*
 
         /// Every trigger, in table order (`ALL[i].id == i`).

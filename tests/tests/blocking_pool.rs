@@ -2,10 +2,14 @@
 //! blocking handlers never run more than N at once. (Its own test binary:
 //! the limit is process-wide.)
 
-use qtasks::triggers::TaskExecutorBeforeExecute;
+use qtasks::plugin::Managed;
+use qtasks::triggers::{TaskExecutorAfterExecute, TaskExecutorBeforeExecute};
 use qtasks::{QueueTasks, TaskStatus, plugin, task};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
+
+/// The pool is process-wide: these tests run one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 static RUNNING: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
@@ -26,6 +30,7 @@ fn hold_slot(ctx: &TaskExecutorBeforeExecute<'_>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn n_plus_one_blocking_handlers_with_a_pool_of_n_run_at_most_n_at_once() {
+    let _serial = SERIAL.lock().await;
     qtasks::plugin::set_blocking_handler_limit(2);
     let app = QueueTasks::builder("pool").task::<unit>().plugin(HoldSlot).build().unwrap();
     let worker = app.worker().max_tasks_process(3).start().await.unwrap();
@@ -39,4 +44,42 @@ async fn n_plus_one_blocking_handlers_with_a_pool_of_n_run_at_most_n_at_once() {
     worker.shutdown().await;
     assert_eq!(PEAK.load(Ordering::SeqCst), 2, "3 blocking handlers with a pool of 2 must peak at exactly 2");
     qtasks::plugin::set_blocking_handler_limit(64);
+}
+
+static SLOW_DONE: AtomicBool = AtomicBool::new(false);
+
+/// Blocks its thread for 400 ms: far past its 50 ms budget.
+#[plugin(on = "task_executor_after_execute", blocking)]
+fn overruns(ctx: &TaskExecutorAfterExecute<'_>) {
+    assert_eq!(ctx.task.name, "unit");
+    std::thread::sleep(Duration::from_millis(400));
+    SLOW_DONE.store(true, Ordering::SeqCst);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocking_handler_past_its_budget_is_reported_and_left_running_detached_holding_its_slot() {
+    let _serial = SERIAL.lock().await;
+    let app = QueueTasks::builder("detach")
+        .task::<unit>()
+        .plugin(Managed::new(Overruns).budget(Duration::from_millis(50)).metrics())
+        .build()
+        .unwrap();
+    let worker = app.worker().start().await.unwrap();
+    let task = app.add_task("unit", ()).wait(Duration::from_secs(10)).await.unwrap().unwrap();
+    // The task finished while the handler still runs, detached, in its slot.
+    assert_eq!(task.status, TaskStatus::Success);
+    assert!(!SLOW_DONE.load(Ordering::SeqCst), "the chain waited for the blocking handler");
+    assert_eq!(qtasks::plugin::blocking_handlers_busy(), 1, "the detached handler's slot is still busy");
+    let stats = &app.plugins()[0].stats[0];
+    assert_eq!((stats.calls, stats.timeouts), (1, 1));
+    // It runs to its end (threads cannot be killed), then frees its slot.
+    for _ in 0..100 {
+        if SLOW_DONE.load(Ordering::SeqCst) && qtasks::plugin::blocking_handlers_busy() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(SLOW_DONE.load(Ordering::SeqCst));
+    assert_eq!(qtasks::plugin::blocking_handlers_busy(), 0);
+    worker.shutdown().await;
 }

@@ -279,7 +279,9 @@ fn handlers_run_inside_the_tasks_tracing_span() {
     let buffer = Buffer::default();
     let sink = buffer.clone();
     let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || sink.clone()).finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    // Global: the blocking handler runs on a blocking-pool thread. The only
+    // subscriber this test binary sets.
+    tracing::subscriber::set_global_default(subscriber).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let uuid = runtime.block_on(async {
         let app = QueueTasks::builder("span").task::<echo>().plugin(InSpan).build().unwrap();

@@ -23,8 +23,15 @@ struct Handler {
     name_span: Span,
     /// The call of the user's function with `ctx`.
     call: TokenStream,
+    /// For a blocking method: the call on a clone of the plugin
+    /// (`__qtasks_plugin`), which the detached handler owns.
+    detached_call: Option<TokenStream>,
     mode: Mode,
     span: Span,
+}
+
+fn plugin_clone_ident() -> syn::Ident {
+    syn::Ident::new("__qtasks_plugin", Span::call_site())
 }
 
 // The generated method's `ctx` and `self`, made once with the macro's own
@@ -136,15 +143,28 @@ fn handler_method(h: &Handler) -> TokenStream {
                 async move { ::qtasks::__private::IntoOutcome::<#out>::into_outcome(#call.await) }
             }
         },
-        Mode::Blocking => quote_spanned! {h.span=>
-            #signature {
-                async move {
-                    ::qtasks::__private::IntoOutcome::<#out>::into_outcome(
-                        ::qtasks::__private::blocking_handler(|| #call).await,
-                    )
+        Mode::Blocking => {
+            // The handler runs detached on the blocking pool with an owned
+            // snapshot of the context (and, for a method, a clone of the
+            // plugin), so a time budget can stop waiting for it.
+            let module = syn::Ident::new(h.def.name, Span::call_site());
+            let plugin = plugin_clone_ident();
+            let (clone, call) = match &h.detached_call {
+                // Spanned at the method: a plugin that is not `Clone` is reported there.
+                Some(call) => (quote_spanned!(h.span=> let #plugin = ::core::clone::Clone::clone(#this);), call),
+                None => (quote!(), call),
+            };
+            quote_spanned! {h.span=>
+                #signature {
+                    #clone
+                    let __qtasks_snapshot = ::qtasks::triggers::#module::take(#ctx);
+                    ::qtasks::__private::blocking_detached(move || {
+                        let #ctx = &::qtasks::triggers::#module::view(&__qtasks_snapshot);
+                        ::qtasks::__private::IntoOutcome::<#out>::into_outcome(#call)
+                    })
                 }
             }
-        },
+        }
     }
 }
 
@@ -205,6 +225,7 @@ pub(crate) fn expand_fn(func: ItemFn, options: PluginOptions, mut errors: Errors
                         def,
                         name_span: lit.span(),
                         call: quote_spanned!(span=> #fn_name(#ctx)),
+                        detached_call: None,
                         mode,
                         span,
                     });
@@ -285,6 +306,10 @@ pub(crate) fn expand_impl(mut block: ItemImpl, options: PluginOptions, mut error
                             call: {
                                 let (this, ctx) = (self_token(), ctx_ident());
                                 quote_spanned!(span=> <#self_ty>::#ident(#this, #ctx))
+                            },
+                            detached_call: {
+                                let (plugin, ctx) = (plugin_clone_ident(), ctx_ident());
+                                Some(quote_spanned!(span=> <#self_ty>::#ident(&#plugin, #ctx)))
                             },
                             mode,
                             span,

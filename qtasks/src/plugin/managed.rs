@@ -65,11 +65,13 @@ pub struct TimedOut {
 /// # Time budgets
 ///
 /// An `async fn` handler past its budget is dropped at its current await and
-/// reported as [`TimedOut`]. A sync or blocking handler cannot be stopped
-/// from outside: it runs to the end, is then reported as timed out, and its
-/// value is not used. (Blocking handlers run through
-/// `tokio::task::block_in_place`, so the chain waits for them; they are not
-/// detached.)
+/// reported as [`TimedOut`]. A blocking handler past its budget is reported
+/// as timed out at once and left to finish detached on the blocking pool (a
+/// thread cannot be killed): its slot stays busy until it returns
+/// ([`blocking_handlers_busy`](crate::plugin::blocking_handlers_busy)) and
+/// its value is discarded. A plain sync handler runs inline and cannot be
+/// interrupted: past its budget it is reported when it returns and its
+/// value is not used.
 pub struct Managed<P> {
     plugin: P,
     enabled: AtomicBool,

@@ -63,6 +63,13 @@ pub fn set_blocking_handler_limit(n: usize) {
     crate::__private::set_blocking_limit(n);
 }
 
+/// How many blocking handlers hold a pool slot right now, including those
+/// left running detached past their time budget (a thread cannot be
+/// killed, so its slot stays busy until the handler returns).
+pub fn blocking_handlers_busy() -> usize {
+    crate::__private::blocking_busy()
+}
+
 /// Name and version of a plugin, for listings.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct PluginInfo {

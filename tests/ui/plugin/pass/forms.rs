@@ -14,12 +14,14 @@ fn blocking_observer(_ctx: &TaskExecutorAfterExecute<'_>) -> Result<(), std::io:
     Ok(())
 }
 
+#[derive(Clone)]
 struct Many<T> {
     _t: T,
 }
 
+// A `#[blocking]` method runs detached on a clone of the plugin: `Clone` is needed.
 #[plugin]
-impl<T: Send + Sync + 'static> Many<T> {
+impl<T: Clone + Send + Sync + 'static> Many<T> {
     async fn start(&self) -> Result<(), std::io::Error> {
         Ok(())
     }
