@@ -24,7 +24,11 @@
 //!   from the resident memory before the first enqueue.
 //! - `backlog`: enqueues `tasks` tasks, then drains them with one worker and
 //!   records when each `window` tasks have finished (a plugin on
-//!   `worker_execute_after`), printing the rate of every window.
+//!   `worker_execute_after`), printing the rate of every window and the
+//!   CPU time per task of every window (all threads of the process, from
+//!   `/proc/self/task/*/schedstat`).
+//!
+//! `E2E_CURRENT_THREAD=1` runs everything on a single-thread tokio runtime.
 
 use qtasks::model::{NewTask, Task, TaskMessage};
 use qtasks::triggers::*;
@@ -314,7 +318,20 @@ static DONE: AtomicU64 = AtomicU64::new(0);
 static FAILED: AtomicU64 = AtomicU64::new(0);
 static WINDOW: AtomicU64 = AtomicU64::new(u64::MAX);
 static START: OnceLock<Instant> = OnceLock::new();
-static MARKS: Mutex<Vec<Duration>> = Mutex::new(Vec::new());
+/// End of each window: wall time since the start, CPU time of the process (ns).
+static MARKS: Mutex<Vec<(Duration, u64)>> = Mutex::new(Vec::new());
+
+/// CPU time of every thread of this process so far, in ns (the first field
+/// of `/proc/self/task/*/schedstat`): unlike wall time, not inflated when
+/// other processes take the cores.
+fn cpu_ns() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0 };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
 
 /// Counts finished tasks and notes the time at the end of every window.
 #[plugin(on = "worker_execute_after")]
@@ -325,7 +342,7 @@ fn drained(ctx: &WorkerExecuteAfter<'_>) {
     let n = DONE.fetch_add(1, Relaxed) + 1;
     if n.is_multiple_of(WINDOW.load(Relaxed)) {
         let at = START.get().map_or(Duration::ZERO, Instant::elapsed);
-        MARKS.lock().unwrap().push(at);
+        MARKS.lock().unwrap().push((at, cpu_ns()));
     }
 }
 
@@ -333,6 +350,7 @@ async fn backlog(n: u64, window: u64, concurrency: usize) -> Res<()> {
     let app = QueueTasks::builder("e2e-backlog").task::<noop>().plugin(Drained).build()?;
     let (last, enqueue) = fill(&app, n).await?;
     WINDOW.store(window, Relaxed);
+    let cpu_start = cpu_ns();
     START.set(Instant::now()).map_err(|_| "started twice")?;
     let worker = app.worker().max_tasks_process(concurrency).start().await?;
     let done = app.wait(last, Duration::from_secs(3600)).await?.ok_or("the last task did not finish")?;
@@ -340,10 +358,12 @@ async fn backlog(n: u64, window: u64, concurrency: usize) -> Res<()> {
     let total = START.get().map_or(Duration::ZERO, Instant::elapsed);
     let marks = MARKS.lock().unwrap().clone();
     let mut rates = Vec::new();
-    let mut prev = Duration::ZERO;
-    for at in &marks {
-        rates.push(window as f64 / (*at - prev).as_secs_f64());
-        prev = *at;
+    let mut cpu_per_task = Vec::new();
+    let (mut prev, mut prev_cpu) = (Duration::ZERO, cpu_start);
+    for &(at, cpu) in &marks {
+        rates.push(window as f64 / (at - prev).as_secs_f64());
+        cpu_per_task.push(format!("{:.3}", cpu.saturating_sub(prev_cpu) as f64 / 1000.0 / window as f64));
+        (prev, prev_cpu) = (at, cpu);
     }
     let failed = FAILED.load(Relaxed);
     if done.status != TaskStatus::Success || failed > 0 || DONE.load(Relaxed) != n {
@@ -358,18 +378,30 @@ async fn backlog(n: u64, window: u64, concurrency: usize) -> Res<()> {
         "RESULT bench=memory_backlog system=qtasks tasks={n} window={window} concurrency={concurrency} \
          enqueue_per_s={:.0} run_per_s={:.0} first_window_per_s={first:.0} last_window_per_s={last_rate:.0} \
          min_window_per_s={min:.0} max_window_per_s={max:.0} last_over_first={:.3} min_over_max={:.3} errors={failed} \
-         windows={}",
+         windows={} windows_cpu_us_per_task={}",
         n as f64 / enqueue.as_secs_f64(),
         n as f64 / total.as_secs_f64(),
         last_rate / first,
         min / max,
         list.join(","),
+        cpu_per_task.join(","),
     );
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> Res<()> {
+/// A multi-thread runtime (one worker thread per core), or with
+/// `E2E_CURRENT_THREAD` set a single-thread one: `run-all.sh` counts
+/// instructions that way, so thread hand-offs do not add noise.
+fn main() -> Res<()> {
+    let mut runtime = if std::env::var_os("E2E_CURRENT_THREAD").is_some() {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    runtime.enable_all().build()?.block_on(run())
+}
+
+async fn run() -> Res<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("throughput") => {

@@ -21,7 +21,9 @@
 //!   releases them all at once and times until `tasks` completions were
 //!   published on the app's `done` channel. Every record is then checked to
 //!   be `success`. With `window`, the rate of every `window` completions is
-//!   printed too (the backlog check).
+//!   printed too (the backlog check), with the CPU time per task of every
+//!   window: the worker processes' threads (`/proc/<pid>/task/*/schedstat`)
+//!   plus the Redis server (`INFO cpu`).
 //! - `live`: the same, but the workers start on an empty queue and the
 //!   client enqueues the tasks (64 in flight) while they run: the time runs
 //!   from the first enqueue to the last completion. This is the completion
@@ -135,6 +137,22 @@ impl Workers {
         Ok(Self { children })
     }
 
+    /// CPU time of every thread of the worker processes so far, in µs (the
+    /// first field of `/proc/<pid>/task/*/schedstat`, in ns).
+    fn cpu_us(&self) -> f64 {
+        let mut ns = 0u64;
+        for (child, _) in &self.children {
+            let Some(pid) = child.id() else { continue };
+            let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { continue };
+            ns += tasks
+                .flatten()
+                .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+                .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+                .sum::<u64>();
+        }
+        ns as f64 / 1000.0
+    }
+
     /// Tells every worker process to start its worker.
     async fn go(&mut self) -> Res<()> {
         for (_, stdin) in &mut self.children {
@@ -193,6 +211,13 @@ async fn drain(n: u64, processes: usize, concurrency: usize, window: Option<u64>
         let app = app.clone();
         tokio::spawn(async move { fill(&app, n, 64).await })
     });
+    // With windows: the CPU time of the worker processes and of the Redis
+    // server at the start and at the end of every window.
+    let mut info = client.get_multiplexed_async_connection().await?;
+    let mut cpu_marks = Vec::new();
+    if window.is_some() {
+        cpu_marks.push(workers.cpu_us() + redis_cpu_us(&mut info).await?);
+    }
     let mut marks = Vec::new();
     let mut seen = 0u64;
     while seen < n {
@@ -203,6 +228,7 @@ async fn drain(n: u64, processes: usize, concurrency: usize, window: Option<u64>
         }
         if window.is_some_and(|w| seen.is_multiple_of(w)) {
             marks.push(start.elapsed());
+            cpu_marks.push(workers.cpu_us() + redis_cpu_us(&mut info).await?);
         }
     }
     let took = start.elapsed();
@@ -224,9 +250,22 @@ async fn drain(n: u64, processes: usize, concurrency: usize, window: Option<u64>
     );
     if let Some(w) = window {
         line += &windows_summary(w, &marks);
+        let per_task: Vec<String> = cpu_marks.windows(2).map(|c| format!("{:.3}", (c[1] - c[0]) / w as f64)).collect();
+        line += &format!(" windows_cpu_us_per_task={}", per_task.join(","));
     }
     println!("{line}");
     Ok(())
+}
+
+/// CPU time used by the Redis server so far (`INFO cpu`: user + system), in µs.
+async fn redis_cpu_us(conn: &mut redis::aio::MultiplexedConnection) -> Res<f64> {
+    let info: String = redis::cmd("INFO").arg("cpu").query_async(conn).await?;
+    Ok(info
+        .lines()
+        .filter(|l| l.starts_with("used_cpu_user:") || l.starts_with("used_cpu_sys:"))
+        .filter_map(|l| l.split(':').nth(1)?.trim().parse::<f64>().ok())
+        .sum::<f64>()
+        * 1e6)
 }
 
 /// ` window=… first_window_per_s=… … windows=r1,r2,…` from the end times of the windows.

@@ -99,8 +99,18 @@ async fn memory(n: u64) -> Res<()> {
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> Res<()> {
+/// A multi-thread runtime, or with `E2E_CURRENT_THREAD` set a single-thread
+/// one, as in `e2e_memory`.
+fn main() -> Res<()> {
+    let mut runtime = if std::env::var_os("E2E_CURRENT_THREAD").is_some() {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    runtime.enable_all().build()?.block_on(run())
+}
+
+async fn run() -> Res<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("throughput") => {
