@@ -3,7 +3,7 @@
 # benchmark of qtasks and of its peer (apalis 1.0) back to back on this
 # machine, and writes BENCHMARKS.md at the workspace root.
 #
-#   benches/run-all.sh            # the full suite (about 15 minutes on 2 cores)
+#   benches/run-all.sh            # the full suite (11 to 16 minutes on 2 cores)
 #   QUICK=1 benches/run-all.sh    # a smoke run with small counts (a minute or two)
 #
 # Redis: by default the script starts a private `redis-server` (port
@@ -297,7 +297,7 @@ mb_windows=$(medwin windows <<<"$mb")
 mb_trend=$(trend "$mb_windows")
 mb_cpu=$(medwin windows_cpu_us_per_task <<<"$mb")
 mb_cpu_trend=$(trend "$mb_cpu")
-mb_cpu_trends=$(get windows_cpu_us_per_task <<<"$mb" | while IFS= read -r w; do fmt_pct "$(trend "$w")"; done | paste -sd, - | sed 's/,/, /g')
+mb_cpu_trends=$(get windows_cpu_us_per_task <<<"$mb" | while IFS= read -r w; do fmt_pct "$(trend "$w")"; echo; done | paste -sd, - | sed 's/,/, /g')
 mb_errors=$(get errors <<<"$mb" | sort -g | tail -1)
 rb=$(sel bench=redis_drain system=qtasks "tasks=$redis_backlog")
 rb_windows=$(get windows <<<"$rb")
@@ -555,11 +555,12 @@ have() { [[ -n ${1:-} ]] && echo "$2" || echo ""; }
   echo "apalis-redis 1.0 under these loads: with a backlog, each task it starts"
   echo "scans the backlog (\`LREM\`, see the backlog section), so its pre-filled"
   echo "rate falls with the queue length; with two worker processes the scans of"
-  echo "one make the other's commands wait past the redis-rs response timeout,"
-  echo "and a worker process that gets \`timed out\` stops. Live runs are"
-  echo "bimodal: if the workers keep up from the start the backlog stays near"
-  echo "zero and apalis batches its per-task writes (100 leases or results per"
-  echo "script call, against one script per task and step for qtasks); once a"
+  echo "one can make the other's commands wait past the redis-rs response"
+  echo "timeout, and a worker process that gets \`timed out\` stops (seen in one"
+  echo "of three full runs; such a run shows as failed). Live runs are bimodal:"
+  echo "if the workers keep up from the start, the backlog stays near zero and"
+  echo "apalis batches its per-task writes (up to 100 leases or results per"
+  echo "script call, where qtasks runs one finish script per task); once a"
   echo "backlog builds up, the scans make it grow. Hence two live runs each, and"
   echo "the targets table compares qtasks's median with apalis's better run."
   echo
