@@ -9,6 +9,14 @@ use uuid::Uuid;
 /// Seconds since the Unix epoch, as QTasks stores them.
 pub type Timestamp = f64;
 
+/// Serializes an optional duration as seconds (a float), as listings show it.
+pub(crate) fn serialize_secs<S: serde::Serializer>(d: &Option<std::time::Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&d.as_secs_f64()),
+        None => s.serialize_none(),
+    }
+}
+
 /// The current time as a [`Timestamp`].
 pub fn now() -> Timestamp {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)

@@ -451,24 +451,17 @@ pub struct TriggerStats {
     /// Contexts skipped by the task filter.
     pub skipped: u64,
     /// Median run time.
-    #[serde(serialize_with = "secs")]
+    #[serde(serialize_with = "crate::model::serialize_secs")]
     pub p50: Option<Duration>,
     /// 90th percentile run time.
-    #[serde(serialize_with = "secs")]
+    #[serde(serialize_with = "crate::model::serialize_secs")]
     pub p90: Option<Duration>,
     /// 99th percentile run time.
-    #[serde(serialize_with = "secs")]
+    #[serde(serialize_with = "crate::model::serialize_secs")]
     pub p99: Option<Duration>,
     /// Median wait for a blocking-pool slot (blocking handlers only).
-    #[serde(serialize_with = "secs")]
+    #[serde(serialize_with = "crate::model::serialize_secs")]
     pub queue_wait_p50: Option<Duration>,
-}
-
-fn secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-    match d {
-        Some(d) => s.serialize_some(&d.as_secs_f64()),
-        None => s.serialize_none(),
-    }
 }
 
 /// A lock-free histogram of durations in power-of-two nanosecond buckets.

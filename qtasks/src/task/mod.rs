@@ -25,7 +25,7 @@ pub struct TaskInfo {
     /// Default priority; lower runs first.
     pub priority: i64,
     /// Time limit; past it the task ends `error`.
-    #[serde(serialize_with = "ser_duration")]
+    #[serde(serialize_with = "crate::model::serialize_secs")]
     pub max_time: Option<Duration>,
     /// Free-form tags, for listings.
     pub tags: &'static [&'static str],
@@ -37,13 +37,6 @@ pub struct TaskInfo {
     pub params: &'static [&'static str],
     /// The plugin that contributed the task, if any.
     pub plugin: Option<&'static str>,
-}
-
-fn ser_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-    match d {
-        Some(d) => s.serialize_some(&d.as_secs_f64()),
-        None => s.serialize_none(),
-    }
 }
 
 impl TaskInfo {
