@@ -166,6 +166,7 @@ impl<T: TaskSet, C: Chain, B: Backend> QueueTasks<T, C, B> {
 
     /// The default priority of a task this app knows, else 0.
     pub(crate) fn default_priority(&self, name: &str) -> i64 {
-        self.tasks().iter().find(|t| t.name == name).map_or(0, |t| t.priority)
+        let declared = self.tasks().iter().find(|t| t.name == name).and_then(|t| t.priority);
+        declared.unwrap_or(self.inner.config.task_default_priority)
     }
 }

@@ -49,6 +49,12 @@ impl TaskStatus {
         matches!(self, Self::Success | Self::Error | Self::Cancel)
     }
 
+    /// `true` once a run has ended: a final status, or `retry` (the run
+    /// failed and a new attempt took over). Waiting stops at these.
+    pub const fn is_done(self) -> bool {
+        self.is_final() || matches!(self, Self::Retry)
+    }
+
     /// The lowercase name stored in backends (`"new"`, `"process"`, …).
     pub const fn as_str(self) -> &'static str {
         match self {

@@ -4,7 +4,8 @@ use crate::diag::Errors;
 use syn::punctuated::Punctuated;
 use syn::{Expr, Lit, Meta, Token, UnOp};
 
-const OPTIONS: &[&str] = &["name", "priority", "max_time", "tags", "description", "plugin"];
+const OPTIONS: &[&str] =
+    &["name", "priority", "max_time", "tags", "description", "plugin", "retry", "retry_on", "backoff"];
 
 /// The options a task may set; absent ones take the defaults.
 #[derive(Default)]
@@ -15,6 +16,9 @@ pub(crate) struct TaskOptions {
     pub tags: Vec<String>,
     pub description: Option<String>,
     pub plugin: Option<String>,
+    pub retry: Option<u32>,
+    pub retry_on: Vec<syn::Path>,
+    pub backoff_ms: Option<u64>,
 }
 
 pub(crate) fn parse(args: proc_macro2::TokenStream, errors: &mut Errors) -> TaskOptions {
@@ -27,6 +31,7 @@ pub(crate) fn parse(args: proc_macro2::TokenStream, errors: &mut Errors) -> Task
         }
     };
     let mut seen: Vec<String> = Vec::new();
+    let mut needs_retry: Vec<(String, proc_macro2::Span)> = Vec::new();
     for meta in metas {
         let Some(key) = meta.path().get_ident().map(ToString::to_string) else {
             errors.spanned(meta.path(), "expected a task option such as `name = \"…\"`");
@@ -46,6 +51,9 @@ pub(crate) fn parse(args: proc_macro2::TokenStream, errors: &mut Errors) -> Task
             continue;
         }
         seen.push(key.clone());
+        if key == "retry_on" || key == "backoff" {
+            needs_retry.push((key.clone(), syn::spanned::Spanned::span(meta.path())));
+        }
         let Meta::NameValue(nv) = &meta else {
             errors.spanned(&meta, format!("expected `{key} = …`"));
             continue;
@@ -91,7 +99,41 @@ pub(crate) fn parse(args: proc_macro2::TokenStream, errors: &mut Errors) -> Task
                 _ => errors
                     .spanned(value, "`tags` must be an array of string literals, e.g. `tags = [\"mail\", \"slow\"]`"),
             },
+            "retry" => match int_lit(value).and_then(|n| u32::try_from(n).ok()) {
+                Some(n) => options.retry = Some(n),
+                None => errors.spanned(
+                    value,
+                    "`retry` must be a non-negative integer literal: how many times a failed run is retried, e.g. `retry = 3`",
+                ),
+            },
+            "retry_on" => match value {
+                Expr::Array(arr) if !arr.elems.is_empty() => {
+                    for elem in &arr.elems {
+                        match elem {
+                            Expr::Path(p) if p.qself.is_none() => options.retry_on.push(p.path.clone()),
+                            _ => errors.spanned(elem, "each entry of `retry_on` must be an error type, e.g. `std::io::Error`"),
+                        }
+                    }
+                }
+                _ => errors.spanned(
+                    value,
+                    "`retry_on` must be a non-empty array of error types, e.g. `retry_on = [std::io::Error, MyError]`",
+                ),
+            },
+            "backoff" => match seconds_lit(value) {
+                Some(ms) if ms > 0 => options.backoff_ms = Some(ms),
+                _ => errors.spanned(
+                    value,
+                    "`backoff` must be a positive number of seconds (the delay before the first retry, doubled for each later one), e.g. `backoff = 0.5`",
+                ),
+            },
             _ => unreachable!("checked against OPTIONS"),
+        }
+    }
+    if options.retry.is_none() {
+        for (key, span) in needs_retry {
+            let what = if key == "retry_on" { "nothing is retried" } else { "there is nothing to delay" };
+            errors.at(span, format!("`{key}` needs `retry = N`: without retries {what}"));
         }
     }
     options

@@ -116,7 +116,27 @@ pub(crate) fn expand(func: &ItemFn, options: TaskOptions, mut errors: Errors) ->
         quote_spanned!(span=> ::qtasks::__private::run_blocking(move || #done))
     };
 
-    let priority = options.priority.unwrap_or(0);
+    let priority = match options.priority {
+        Some(p) => quote!(::core::option::Option::Some(#p)),
+        None => quote!(::core::option::Option::None),
+    };
+    let retry = options.retry.unwrap_or(0);
+    let retry_on_names: Vec<String> =
+        options.retry_on.iter().map(|p| quote!(#p).to_string().replace(' ', "")).collect();
+    let retry_on_fn = if options.retry_on.is_empty() {
+        quote!()
+    } else {
+        let types = &options.retry_on;
+        quote! {
+            fn retry_on(error: &::qtasks::TaskError) -> bool {
+                false #(|| error.is::<#types>())*
+            }
+        }
+    };
+    let backoff = match options.backoff_ms {
+        Some(ms) => quote!(::core::option::Option::Some(::core::time::Duration::from_millis(#ms))),
+        None => quote!(::core::option::Option::None),
+    };
     let max_time = match options.max_time_ms {
         Some(ms) => quote!(::core::option::Option::Some(::core::time::Duration::from_millis(#ms))),
         None => quote!(::core::option::Option::None),
@@ -177,9 +197,14 @@ pub(crate) fn expand(func: &ItemFn, options: TaskOptions, mut errors: Errors) ->
                 blocking: #blocking,
                 params: &[#(#arg_names),*],
                 plugin: #plugin,
+                retry: #retry,
+                retry_on: &[#(#retry_on_names),*],
+                retry_backoff: #backoff,
             };
             type Args = (#(#arg_types,)*);
             type Output = #output_ty;
+
+            #retry_on_fn
 
             fn decode_args(args: &::qtasks::__private::serde_json::Value) -> ::core::result::Result<Self::Args, ::qtasks::__private::serde_json::Error> {
                 ::qtasks::__private::decode_args(args, &[#(#arg_names),*])

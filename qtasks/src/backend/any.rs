@@ -45,6 +45,25 @@ impl AnyBackend {
             }
         }
     }
+
+    /// Connects the backend named by `url` for the app `app_name`, with the
+    /// backend settings of `config`: for Redis its
+    /// [`lease`](crate::Config::lease), [`retention`](crate::Config::retention)
+    /// and [`max_message_size`](crate::Config::max_message_size) (the
+    /// in-memory backend has none). `config.broker_url` is not read: pass
+    /// it as `url` unless a flag overrides it.
+    pub async fn connect_with(url: &str, app_name: &str, config: &crate::Config) -> Result<Self, BackendError> {
+        Ok(match Self::connect(url, app_name).await? {
+            #[cfg(feature = "redis")]
+            Self::Redis(redis) => Self::Redis(
+                redis.lease(config.lease).retention(config.retention).max_message_size(config.max_message_size),
+            ),
+            other => {
+                let _ = config;
+                other
+            }
+        })
+    }
 }
 
 macro_rules! each {
@@ -64,6 +83,26 @@ impl Backend for AnyBackend {
 
     async fn enqueue(&self, task: &Task) -> Result<(), BackendError> {
         each!(self, b => b.enqueue(task).await)
+    }
+
+    async fn enqueue_delayed(&self, task: &Task, delay: Duration) -> Result<(), BackendError> {
+        each!(self, b => b.enqueue_delayed(task, delay).await)
+    }
+
+    async fn cancel(&self, uuid: Uuid, reason: &str) -> Result<super::CancelOutcome, BackendError> {
+        each!(self, b => b.cancel(uuid, reason).await)
+    }
+
+    fn watch_cancel(&self, uuid: Uuid, token: &crate::task::CancelToken) {
+        each!(self, b => b.watch_cancel(uuid, token))
+    }
+
+    fn unwatch_cancel(&self, uuid: Uuid) {
+        each!(self, b => b.unwatch_cancel(uuid))
+    }
+
+    async fn stats(&self) -> Result<super::QueueStats, BackendError> {
+        each!(self, b => b.stats().await)
     }
 
     async fn get(&self, uuid: Uuid) -> Result<Option<Task>, BackendError> {

@@ -1,10 +1,11 @@
 //! The in-memory backend: one process, no server.
 
-use super::{Backend, BackendError};
-use crate::model::{Task, TaskMessage};
+use super::{Backend, BackendError, CancelOutcome, CancelRegistry, QueueStats, TaskCounts};
+use crate::model::{Task, TaskMessage, TaskStatus};
+use crate::task::CancelToken;
 use serde_json::{Map, Value};
-use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap};
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -29,12 +30,61 @@ struct Inner {
     queued: Notify,
     shards: [Mutex<HashMap<Uuid, Entry>>; SHARDS],
     config: Mutex<HashMap<(String, String), Setting>>,
+    cancels: CancelRegistry,
+    counts: Mutex<Counts>,
+}
+
+#[derive(Default)]
+struct Counts {
+    in_flight: u64,
+    tasks: BTreeMap<String, TaskCounts>,
 }
 
 #[derive(Default)]
 struct Queue {
     heap: BinaryHeap<Queued>,
+    /// Tasks that may not run before their instant (retries with a backoff).
+    delayed: BinaryHeap<Reverse<Delayed>>,
     seq: u64,
+}
+
+/// A delayed task, ordered by when it is due, then by enqueue order.
+struct Delayed {
+    due: Instant,
+    seq: u64,
+    message: TaskMessage,
+}
+
+impl PartialEq for Delayed {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Delayed {}
+impl PartialOrd for Delayed {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Delayed {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.due.cmp(&other.due).then_with(|| self.seq.cmp(&other.seq))
+    }
+}
+
+impl Queue {
+    /// Moves the delayed tasks that are due into the queue; returns when
+    /// the next one is due.
+    fn promote(&mut self, now: Instant) -> Option<Instant> {
+        while let Some(Reverse(first)) = self.delayed.peek() {
+            if first.due > now {
+                return Some(first.due);
+            }
+            let Some(Reverse(d)) = self.delayed.pop() else { break };
+            self.heap.push(Queued { priority: d.message.priority, seq: d.seq, message: d.message });
+        }
+        None
+    }
 }
 
 struct Queued {
@@ -83,9 +133,10 @@ impl MemoryBackend {
         Self::default()
     }
 
-    /// How many tasks are queued and not yet taken.
+    /// How many tasks are queued and not yet taken (delayed retries included).
     pub fn queued(&self) -> usize {
-        lock(&self.inner.queue).heap.len()
+        let q = lock(&self.inner.queue);
+        q.heap.len() + q.delayed.len()
     }
 
     fn shard(&self, uuid: &Uuid) -> &Mutex<HashMap<Uuid, Entry>> {
@@ -93,23 +144,42 @@ impl MemoryBackend {
         &self.inner.shards[i]
     }
 
-    fn store(&self, task: &Task) {
+    /// Writes a record; returns the status it replaced, if it was written.
+    fn store(&self, task: &Task) -> Option<Option<TaskStatus>> {
         let mut shard = lock(self.shard(&task.uuid));
         match shard.get_mut(&task.uuid) {
-            // A status only moves forward: a late write never undoes a final one.
-            Some(entry) if entry.task.status.is_final() && !task.status.is_final() => {}
+            // A status only moves forward: a late write never undoes an end.
+            Some(entry) if entry.task.status.is_done() && !task.status.is_final() => None,
             Some(entry) => {
+                let previous = entry.task.status;
                 entry.task = task.clone();
-                if task.status.is_final()
+                if task.status.is_done()
                     && let Some(n) = entry.finished.take()
                 {
                     n.notify_waiters();
                 }
+                Some(Some(previous))
             }
             None => {
                 shard.insert(task.uuid, Entry { task: task.clone(), finished: None });
+                Some(None)
             }
         }
+    }
+
+    fn queue(&self, task: &Task, delay: Option<Duration>) {
+        self.store(task);
+        let message = task.message();
+        {
+            let mut q = lock(&self.inner.queue);
+            q.seq += 1;
+            let seq = q.seq;
+            match delay {
+                Some(delay) => q.delayed.push(Reverse(Delayed { due: Instant::now() + delay, seq, message })),
+                None => q.heap.push(Queued { priority: message.priority, seq, message }),
+            }
+        }
+        self.inner.queued.notify_one();
     }
 }
 
@@ -119,16 +189,58 @@ impl Backend for MemoryBackend {
     }
 
     async fn enqueue(&self, task: &Task) -> Result<(), BackendError> {
-        self.store(task);
-        let message = task.message();
-        {
-            let mut q = lock(&self.inner.queue);
-            q.seq += 1;
-            let seq = q.seq;
-            q.heap.push(Queued { priority: message.priority, seq, message });
-        }
-        self.inner.queued.notify_one();
+        self.queue(task, None);
         Ok(())
+    }
+
+    async fn enqueue_delayed(&self, task: &Task, delay: Duration) -> Result<(), BackendError> {
+        self.queue(task, Some(delay));
+        Ok(())
+    }
+
+    async fn cancel(&self, uuid: Uuid, reason: &str) -> Result<CancelOutcome, BackendError> {
+        let cancelled = {
+            let mut shard = lock(self.shard(&uuid));
+            let Some(entry) = shard.get_mut(&uuid) else { return Ok(CancelOutcome::NotFound) };
+            match entry.task.status {
+                TaskStatus::New => {
+                    // Its queue entry stays; `fetch` drops it unrun.
+                    entry.task.status = TaskStatus::Cancel;
+                    entry.task.error = Some(reason.to_owned());
+                    entry.task.updated_at = crate::model::now();
+                    if let Some(n) = entry.finished.take() {
+                        n.notify_waiters();
+                    }
+                    Some(entry.task.task_name.clone())
+                }
+                TaskStatus::Process => None,
+                done => return Ok(CancelOutcome::Finished(done)),
+            }
+        };
+        match cancelled {
+            Some(name) => {
+                lock(&self.inner.counts).tasks.entry(name).or_default().add(TaskStatus::Cancel);
+                Ok(CancelOutcome::Cancelled)
+            }
+            None => {
+                self.inner.cancels.signal(uuid, reason);
+                Ok(CancelOutcome::Requested)
+            }
+        }
+    }
+
+    fn watch_cancel(&self, uuid: Uuid, token: &CancelToken) {
+        self.inner.cancels.watch(uuid, token);
+    }
+
+    fn unwatch_cancel(&self, uuid: Uuid) {
+        self.inner.cancels.unwatch(uuid);
+    }
+
+    async fn stats(&self) -> Result<QueueStats, BackendError> {
+        let queued = self.queued() as u64;
+        let counts = lock(&self.inner.counts);
+        Ok(QueueStats { queued, in_flight: counts.in_flight, tasks: counts.tasks.clone() })
     }
 
     async fn get(&self, uuid: Uuid) -> Result<Option<Task>, BackendError> {
@@ -148,7 +260,7 @@ impl Backend for MemoryBackend {
         let notify = {
             let mut shard = lock(self.shard(&uuid));
             let Some(entry) = shard.get_mut(&uuid) else { return Ok(None) };
-            if entry.task.status.is_final() {
+            if entry.task.status.is_done() {
                 return Ok(Some(entry.task.clone()));
             }
             entry.finished.get_or_insert_with(Default::default).clone()
@@ -158,7 +270,7 @@ impl Backend for MemoryBackend {
         let notified = notify.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        if let Some(task) = self.get(uuid).await?.filter(|t| t.status.is_final()) {
+        if let Some(task) = self.get(uuid).await?.filter(|t| t.status.is_done()) {
             return Ok(Some(task));
         }
         match tokio::time::timeout(timeout, notified).await {
@@ -173,8 +285,9 @@ impl Backend for MemoryBackend {
             let notified = self.inner.queued.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            {
+            let next_due = {
                 let mut q = lock(&self.inner.queue);
+                let next_due = q.promote(Instant::now());
                 while out.len() < max {
                     match q.heap.pop() {
                         Some(entry) => out.push(entry.message),
@@ -185,20 +298,37 @@ impl Backend for MemoryBackend {
                     // Others may be waiting too: pass the wake-up on.
                     self.inner.queued.notify_one();
                 }
-            }
+                next_due
+            };
             if !out.is_empty() {
                 let now = crate::model::now();
-                for message in out.iter() {
-                    if let Some(entry) = lock(self.shard(&message.uuid)).get_mut(&message.uuid)
-                        && entry.task.status == crate::model::TaskStatus::New
-                    {
-                        entry.task.status = crate::model::TaskStatus::Process;
-                        entry.task.updated_at = now;
+                let mut taken = 0;
+                // Tasks cancelled while queued are dropped here, unrun.
+                out.retain(|message| {
+                    let mut shard = lock(self.shard(&message.uuid));
+                    match shard.get_mut(&message.uuid) {
+                        Some(entry) if entry.task.status == TaskStatus::New => {
+                            entry.task.status = TaskStatus::Process;
+                            entry.task.updated_at = now;
+                            taken += 1;
+                            true
+                        }
+                        Some(entry) => !entry.task.status.is_done(),
+                        None => true,
                     }
+                });
+                lock(&self.inner.counts).in_flight += taken;
+                if !out.is_empty() {
+                    return Ok(());
                 }
-                return Ok(());
+                continue;
             }
-            notified.await;
+            match next_due {
+                Some(due) => {
+                    let _ = tokio::time::timeout_at(due.into(), notified).await;
+                }
+                None => notified.await,
+            }
         }
     }
 
@@ -208,12 +338,26 @@ impl Backend for MemoryBackend {
     }
 
     async fn finish(&self, task: &Task) -> Result<(), BackendError> {
-        self.store(task);
+        let previous = self.store(task);
+        if let Some(previous) = previous {
+            let mut counts = lock(&self.inner.counts);
+            if previous == Some(TaskStatus::Process) {
+                counts.in_flight = counts.in_flight.saturating_sub(1);
+            }
+            if previous.is_none_or(|p| !p.is_done()) {
+                counts.tasks.entry(task.task_name.clone()).or_default().add(task.status);
+            }
+        }
         Ok(())
     }
 
     async fn flush(&self) -> Result<(), BackendError> {
-        lock(&self.inner.queue).heap.clear();
+        {
+            let mut q = lock(&self.inner.queue);
+            q.heap.clear();
+            q.delayed.clear();
+        }
+        *lock(&self.inner.counts) = Counts::default();
         for shard in &self.inner.shards {
             lock(shard).clear();
         }

@@ -6,6 +6,7 @@
 //! `RedisBackend` (feature `redis`) keeps them in a Redis server.
 
 mod any;
+mod cancel;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
@@ -13,10 +14,14 @@ mod redis;
 #[cfg(feature = "redis")]
 pub use self::redis::RedisBackend;
 pub use any::AnyBackend;
+pub(crate) use cancel::CancelRegistry;
 pub use memory::MemoryBackend;
 
-use crate::model::{Task, TaskMessage};
+use crate::model::{Task, TaskMessage, TaskStatus};
+use crate::task::CancelToken;
+use serde::Serialize;
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 use uuid::Uuid;
@@ -30,6 +35,58 @@ pub struct BackendError {
     pub backend: &'static str,
     /// What went wrong.
     pub message: String,
+}
+
+/// What [`Backend::cancel`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelOutcome {
+    /// The task was queued: it is now `cancel` and no worker will run it.
+    Cancelled,
+    /// The task is running: its worker was asked to stop it; it ends
+    /// `cancel` when it does (or when its lease expires, on backends with leases).
+    Requested,
+    /// The task had already ended with this status; nothing changed.
+    Finished(TaskStatus),
+    /// No task has this id.
+    NotFound,
+}
+
+/// Counters of an app's queue, across every worker using the backend.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct QueueStats {
+    /// Tasks queued and not yet taken (retries waiting for their backoff included).
+    pub queued: u64,
+    /// Tasks taken by a worker and not finished.
+    pub in_flight: u64,
+    /// Per task name: how many runs ended with each status.
+    pub tasks: BTreeMap<String, TaskCounts>,
+}
+
+/// How many runs of one task ended with each status (see [`QueueStats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TaskCounts {
+    /// Runs that ended `success`.
+    pub success: u64,
+    /// Runs that ended `error`.
+    pub error: u64,
+    /// Runs that failed and were retried (status `retry`).
+    pub retry: u64,
+    /// Tasks that ended `cancel`, queued or running.
+    pub cancel: u64,
+}
+
+impl TaskCounts {
+    /// Counts one more task ending with `status` (other statuses are ignored).
+    pub fn add(&mut self, status: TaskStatus) {
+        match status {
+            TaskStatus::Success => self.success += 1,
+            TaskStatus::Error => self.error += 1,
+            TaskStatus::Retry => self.retry += 1,
+            TaskStatus::Cancel => self.cancel += 1,
+            TaskStatus::New | TaskStatus::Process => {}
+        }
+    }
 }
 
 /// The queue and the task records of an app.
@@ -50,13 +107,33 @@ pub trait Backend: Send + Sync + 'static {
     /// Stores a `new` record and queues its task.
     fn enqueue(&self, task: &Task) -> impl Future<Output = Result<(), BackendError>> + Send;
 
+    /// Stores a `new` record and queues its task so that no worker takes it
+    /// before `delay` has passed (retries with a backoff use this).
+    fn enqueue_delayed(&self, task: &Task, delay: Duration) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Cancels a task (see [`CancelOutcome`]). The decision is stored: a
+    /// queued task is `cancel` at once and never runs, whichever worker
+    /// takes its queue entry, also after a restart. Idempotent.
+    fn cancel(&self, uuid: Uuid, reason: &str) -> impl Future<Output = Result<CancelOutcome, BackendError>> + Send;
+
+    /// Called by a worker as it starts running a task: `token` fires when a
+    /// client cancels that task. Cheap (no round trip).
+    fn watch_cancel(&self, uuid: Uuid, token: &CancelToken);
+
+    /// Called by a worker when a task it ran has finished.
+    fn unwatch_cancel(&self, uuid: Uuid);
+
+    /// The app's queue depth, tasks in flight and per-task counters.
+    fn stats(&self) -> impl Future<Output = Result<QueueStats, BackendError>> + Send;
+
     /// Reads a record.
     fn get(&self, uuid: Uuid) -> impl Future<Output = Result<Option<Task>, BackendError>> + Send;
 
     /// Reads every record.
     fn get_all(&self) -> impl Future<Output = Result<Vec<Task>, BackendError>> + Send;
 
-    /// Waits until the task reaches a final status and returns its record;
+    /// Waits until the task reaches a final status, or `retry` (its run
+    /// ended and a new attempt replaced it), and returns its record;
     /// `Ok(None)` if the timeout passes first or the task does not exist.
     fn wait(&self, uuid: Uuid, timeout: Duration) -> impl Future<Output = Result<Option<Task>, BackendError>> + Send;
 
@@ -84,7 +161,8 @@ pub trait Backend: Send + Sync + 'static {
         std::future::ready(Ok(()))
     }
 
-    /// Writes a final status, releases the task and wakes its waiters.
+    /// Writes a final status (or `retry`), releases the task, wakes its
+    /// waiters and counts it in [`stats`](Backend::stats).
     fn finish(&self, task: &Task) -> impl Future<Output = Result<(), BackendError>> + Send;
 
     /// Removes every queued task, record and shared setting of the app.

@@ -737,6 +737,23 @@ impl Backend for RedisBackend {
         Ok(())
     }
 
+    // TEMPORARY STUBS (being replaced by the Redis implementation).
+    async fn enqueue_delayed(&self, task: &Task, _delay: Duration) -> Result<(), BackendError> {
+        self.enqueue(task).await
+    }
+
+    async fn cancel(&self, _uuid: Uuid, _reason: &str) -> Result<super::CancelOutcome, BackendError> {
+        Err(error("cancel", "not implemented yet"))
+    }
+
+    fn watch_cancel(&self, _uuid: Uuid, _token: &crate::task::CancelToken) {}
+
+    fn unwatch_cancel(&self, _uuid: Uuid) {}
+
+    async fn stats(&self) -> Result<super::QueueStats, BackendError> {
+        Err(error("stats", "not implemented yet"))
+    }
+
     async fn get(&self, uuid: Uuid) -> Result<Option<Task>, BackendError> {
         let (data, status, started): RecordFields = redis::cmd("HMGET")
             .arg(self.shared.keys.task(uuid))

@@ -1,29 +1,58 @@
 //! What a running task knows about itself.
 
+use super::cancel::CancelToken;
 use super::error::{Cancelled, PluginError};
 use uuid::Uuid;
 
-/// The context of one task run: its id, name, attempt and tracing span.
+/// The context of one task run: its id, name, attempt, tracing span and
+/// cancellation token.
 ///
 /// A task receives it by declaring a parameter of this type (by value or by
-/// reference). It is cheap to clone.
+/// reference). Plugin handlers that run for a task get it from
+/// [`TaskContext::current`], in async, sync and blocking handlers alike. It is
+/// cheap to clone.
 #[derive(Clone, Debug)]
 pub struct TaskContext {
     uuid: Uuid,
     name: &'static str,
     attempt: u32,
     span: tracing::Span,
+    cancel: CancelToken,
+}
+
+tokio::task_local! {
+    static CURRENT: TaskContext;
 }
 
 impl TaskContext {
     /// A context for a task run. The worker creates these; tests may too.
     pub fn new(uuid: Uuid, name: &'static str, attempt: u32) -> Self {
         let span = tracing::info_span!("task", task = name, %uuid, attempt);
-        Self { uuid, name, attempt, span }
+        Self { uuid, name, attempt, span, cancel: CancelToken::new() }
     }
 
     pub(crate) fn with_span(uuid: Uuid, name: &'static str, attempt: u32, span: tracing::Span) -> Self {
-        Self { uuid, name, attempt, span }
+        Self { uuid, name, attempt, span, cancel: CancelToken::new() }
+    }
+
+    /// The context of the task whose pipeline is running here, if any: inside
+    /// a task, and inside plugin handlers fired for a task (async, sync and
+    /// blocking ones).
+    pub fn current() -> Option<TaskContext> {
+        CURRENT.try_with(Clone::clone).ok()
+    }
+
+    /// Runs `future` with `self` as [`TaskContext::current`].
+    pub(crate) async fn scope<F: std::future::Future>(self, future: F) -> F::Output {
+        CURRENT.scope(self, future).await
+    }
+
+    /// Runs `f` with `ctx` as [`TaskContext::current`] (for blocking code).
+    pub(crate) fn sync_scope<R>(ctx: Option<TaskContext>, f: impl FnOnce() -> R) -> R {
+        match ctx {
+            Some(ctx) => CURRENT.sync_scope(ctx, f),
+            None => f(),
+        }
     }
 
     /// The task's id.
@@ -47,6 +76,26 @@ impl TaskContext {
         &self.span
     }
 
+    /// `true` once a client asked to cancel this task (one atomic load).
+    ///
+    /// A blocking task should poll it and return; an async task is stopped
+    /// at its next `.await` anyway. Either way the task ends `cancel`.
+    #[inline]
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// The task's cancellation token, to pass to code that runs on other
+    /// threads or to `select!` on.
+    pub fn cancellation(&self) -> &CancelToken {
+        &self.cancel
+    }
+
+    /// Completes when a client cancels the task.
+    pub async fn cancelled(&self) {
+        self.cancel.cancelled().await
+    }
+
     /// An error that hands the task to `task_executor_run_task_trigger_error`
     /// handlers; return it. The task's id and name are attached as fields.
     ///
@@ -61,6 +110,13 @@ impl TaskContext {
     }
 
     /// An error that ends the task `cancel` with the reason; return it.
+    ///
+    /// ```
+    /// # use qtasks::{Cancelled, TaskContext};
+    /// fn give_up(ctx: &TaskContext) -> Result<(), Cancelled> {
+    ///     Err(ctx.cancel("nothing left to do"))
+    /// }
+    /// ```
     pub fn cancel(&self, reason: impl Into<String>) -> Cancelled {
         Cancelled::new(reason)
     }

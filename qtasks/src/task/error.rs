@@ -105,6 +105,23 @@ impl TaskError {
         Self::Message(message.into())
     }
 
+    /// `true` if the task failed with an error of type `E` (returned with
+    /// `?` or `Err(e.into())`); `#[task(retry_on = …)]` matches errors this way.
+    pub fn is<E: StdError + 'static>(&self) -> bool {
+        match self {
+            Self::Failed(e) => e.is::<E>(),
+            Self::Plugin(e) => (e as &dyn StdError).is::<E>(),
+            Self::Cancelled(c) => (c as &dyn StdError).is::<E>(),
+            _ => false,
+        }
+    }
+
+    /// `false` for errors a retry cannot fix: arguments that do not decode,
+    /// and cancellation.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, Self::InvalidArguments(_) | Self::Cancelled(_))
+    }
+
     pub(crate) fn from_panic(payload: Box<dyn std::any::Any + Send>) -> Self {
         Self::Panicked(panic_message(&*payload))
     }

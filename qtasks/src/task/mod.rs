@@ -5,9 +5,11 @@
 //! 16). Looking a task up by the name in a message is a chain of string
 //! compares generated for that type: no registry is filled at start-up.
 
+mod cancel;
 mod context;
 pub(crate) mod error;
 
+pub use cancel::CancelToken;
 pub use context::TaskContext;
 pub use error::{Cancelled, PluginError, TaskError};
 
@@ -22,8 +24,9 @@ use std::time::Duration;
 pub struct TaskInfo {
     /// The name clients enqueue it by.
     pub name: &'static str,
-    /// Default priority; lower runs first.
-    pub priority: i64,
+    /// The priority declared with `#[task(priority = …)]`; lower runs first.
+    /// `None`: the app's default ([`Config::task_default_priority`](crate::Config)).
+    pub priority: Option<i64>,
     /// Time limit; past it the task ends `error`.
     #[serde(serialize_with = "crate::model::serialize_secs")]
     pub max_time: Option<Duration>,
@@ -37,6 +40,15 @@ pub struct TaskInfo {
     pub params: &'static [&'static str],
     /// The plugin that contributed the task, if any.
     pub plugin: Option<&'static str>,
+    /// How many times a failed run is retried (`#[task(retry = …)]`); 0: never.
+    pub retry: u32,
+    /// The error types that are retried (`#[task(retry_on = […])]`), as
+    /// written; empty: every error except invalid arguments and cancellation.
+    pub retry_on: &'static [&'static str],
+    /// Delay before the first retry, doubled for each later one
+    /// (`#[task(backoff = …)]`); `None`: retry at once.
+    #[serde(serialize_with = "crate::model::serialize_secs")]
+    pub retry_backoff: Option<Duration>,
 }
 
 impl TaskInfo {
@@ -44,14 +56,25 @@ impl TaskInfo {
     pub const fn new(name: &'static str) -> Self {
         Self {
             name,
-            priority: 0,
+            priority: None,
             max_time: None,
             tags: &[],
             description: None,
             blocking: false,
             params: &[],
             plugin: None,
+            retry: 0,
+            retry_on: &[],
+            retry_backoff: None,
         }
+    }
+
+    /// The delay before retry number `n` (1 for the first retry): the
+    /// backoff doubled for each retry before it, at most an hour.
+    pub fn retry_delay(&self, n: u32) -> Option<Duration> {
+        let base = self.retry_backoff?;
+        let factor = 1u32.checked_shl(n.saturating_sub(1)).unwrap_or(u32::MAX);
+        Some(base.saturating_mul(factor).min(Duration::from_secs(3600)))
     }
 }
 
@@ -76,6 +99,14 @@ pub trait Task: Send + Sync + 'static {
     /// parameter name, and `null` for a task without parameters.
     fn decode_args(args: &Value) -> Result<Self::Args, serde_json::Error> {
         serde::Deserialize::deserialize(args)
+    }
+
+    /// Whether a failed run with this error is retried (when retries are
+    /// left). `#[task(retry_on = [io::Error, MyError])]` matches the error
+    /// types; the default retries every error except invalid arguments and
+    /// cancellation.
+    fn retry_on(error: &TaskError) -> bool {
+        error.is_retryable()
     }
 
     /// Runs the task. Sync tasks move to the blocking pool here.
