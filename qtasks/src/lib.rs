@@ -33,6 +33,7 @@
 
 mod app;
 pub mod backend;
+pub mod canvas;
 #[cfg(feature = "cli")]
 pub mod cli;
 mod client;
@@ -53,6 +54,7 @@ pub use app::{Builder, QueueTasks};
 #[cfg(feature = "redis")]
 pub use backend::RedisBackend;
 pub use backend::{AnyBackend, Backend, BackendError, MemoryBackend};
+pub use canvas::{ChainError, GroupError, MemberError, Signature, TaskCall, TaskChain, TaskGroup, call};
 pub use client::{AddTask, AddTaskWait, Enqueue, TaskHandle};
 pub use error::{Error, WaitError};
 pub use global_config::WorkerInfo;
