@@ -511,16 +511,7 @@ pub struct ReplaceInput {
 
 impl Default for ReplaceInput {
     fn default() -> Self {
-        let task = TaskInfo {
-            name: "add",
-            priority: 0,
-            max_time: None,
-            tags: &[],
-            description: None,
-            blocking: false,
-            params: &["a", "b"],
-            plugin: None,
-        };
+        let task = TaskInfo { params: &["a", "b"], ..TaskInfo::new("add") };
         let message = TaskMessage {
             uuid: Uuid::nil(),
             task_name: "add".into(),

@@ -56,7 +56,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let worker = app.worker().max_tasks_process(4).start().await?;
     println!("app `{}` on the {} backend", app.name(), app.backend().kind());
     for t in app.tasks() {
-        println!("  task {} (priority {}, blocking: {})", t.name, t.priority, t.blocking);
+        println!("  task {} (priority {}, blocking: {})", t.name, t.priority.unwrap_or(0), t.blocking);
     }
     for p in app.plugins() {
         println!("  plugin {} {} on {:?}", p.name, p.version, p.triggers);

@@ -1,7 +1,7 @@
 //! The client side of an app: enqueue, read and wait.
 
 use crate::app::QueueTasks;
-use crate::backend::Backend;
+use crate::backend::{Backend, CancelOutcome, QueueStats};
 use crate::error::{Error, WaitError};
 use crate::model::{NewTask, Task as TaskRecord, TaskStatus};
 use crate::plugin::Chain;
@@ -70,10 +70,54 @@ impl<T: TaskSet, C: Chain, B: Backend> QueueTasks<T, C, B> {
 
     /// Waits until the task reaches a final status (notified, not polled).
     ///
+    /// A task that failed and was retried (status `retry`) is followed to
+    /// its last attempt, whose record is returned: the uuid a client got
+    /// from `add_task` leads to the final result.
+    ///
     /// `Ok(None)` if the timeout passes first (the task may still finish) or
     /// the task does not exist.
     pub async fn wait(&self, uuid: Uuid, timeout: Duration) -> Result<Option<TaskRecord>, Error> {
-        Ok(self.inner.backend.wait(uuid, timeout).await?)
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut uuid = uuid;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let Some(task) = self.inner.backend.wait(uuid, left).await? else { return Ok(None) };
+            match retry_child(&task) {
+                Some(child) if task.status == TaskStatus::Retry => uuid = child,
+                _ => return Ok(Some(task)),
+            }
+        }
+    }
+
+    /// Cancels a task: a queued one never runs and ends `cancel` at once; a
+    /// running one sees its [`CancelToken`](crate::CancelToken) fire (an
+    /// async task is stopped at its next `.await`) and ends `cancel`.
+    ///
+    /// The decision is stored in the backend, so it holds for every worker,
+    /// also ones started later. Cancelling again, or cancelling a finished
+    /// task, changes nothing and says so. A task that was retried is
+    /// followed to its current attempt.
+    pub async fn cancel(&self, uuid: Uuid, reason: impl Into<String>) -> Result<CancelOutcome, Error> {
+        let reason = reason.into();
+        let mut uuid = uuid;
+        loop {
+            match self.inner.backend.cancel(uuid, &reason).await? {
+                CancelOutcome::Finished(TaskStatus::Retry) => {
+                    match self.get(uuid).await?.as_ref().and_then(retry_child) {
+                        Some(child) => uuid = child,
+                        None => return Ok(CancelOutcome::Finished(TaskStatus::Retry)),
+                    }
+                }
+                outcome => return Ok(outcome),
+            }
+        }
+    }
+
+    /// The app's queue depth, tasks in flight, and per task how many runs
+    /// ended `success`, `error`, `retry` and `cancel`, across every worker
+    /// sharing the backend.
+    pub async fn queue_stats(&self) -> Result<QueueStats, Error> {
+        Ok(self.inner.backend.stats().await?)
     }
 
     /// Removes every queued task and record of the app.
@@ -96,6 +140,11 @@ impl<T: TaskSet, C: Chain, B: Backend> QueueTasks<T, C, B> {
         fire!(&app.chain, QtasksAddTaskAfterBroker { app: &app.name, task: &model });
         Ok(model)
     }
+}
+
+/// The new attempt that replaced a `retry` record.
+fn retry_child(task: &TaskRecord) -> Option<Uuid> {
+    task.extra.get("retry_child_uuid")?.as_str()?.parse().ok()
 }
 
 /// A task about to be enqueued by name; await it, or [`wait`](AddTask::wait) for its result.
@@ -206,7 +255,11 @@ impl<O: DeserializeOwned, T: TaskSet, C: Chain, B: Backend> TaskHandle<'_, O, T,
 
     /// Waits for the task to finish and decodes its result.
     pub async fn result(&self, timeout: Duration) -> Result<O, WaitError> {
-        let task = self.app.inner.backend.wait(self.uuid, timeout).await?.ok_or(WaitError::Timeout)?;
+        let task = match self.app.wait(self.uuid, timeout).await {
+            Ok(task) => task.ok_or(WaitError::Timeout)?,
+            Err(Error::Backend(e)) => return Err(WaitError::Backend(e)),
+            Err(e) => return Err(WaitError::Failed(e.to_string())),
+        };
         match task.status {
             TaskStatus::Success => {
                 serde_json::from_value(task.result.unwrap_or(Value::Null)).map_err(WaitError::Decode)

@@ -14,7 +14,7 @@
 use crate::app::{AllTasks, AppInner};
 use crate::backend::Backend;
 use crate::client::fire;
-use crate::model::{Task as TaskRecord, TaskMessage, TaskStatus, now};
+use crate::model::{NewTask, Task as TaskRecord, TaskMessage, TaskStatus, now};
 use crate::plugin::Chain;
 use crate::task::{Task, TaskContext, TaskError, TaskInfo, TaskSet, TaskVisitor};
 use crate::trigger::Trigger;
@@ -79,22 +79,90 @@ impl<T: TaskSet, C: Chain, B: Backend> TaskVisitor for Exec<'_, T, C, B> {
 /// How the run step ended, before the result is stored.
 enum Ended {
     Success(Value),
-    Error(String),
+    /// The message, and whether a retry may help (`Task::retry_on`).
+    Error(String, bool),
     Cancel(String),
 }
 
-/// Runs the pipeline inside the task's tracing span, so every handler
-/// (sync, async or blocking) and the task itself log within it.
+/// Runs the pipeline inside the task's tracing span and with its context as
+/// [`TaskContext::current`], so every handler (sync, async or blocking) and
+/// the task itself log within it and see its id and cancellation token.
 async fn execute<K: Task, T, C: Chain, B: Backend>(app: &AppInner<T, C, B>, message: &TaskMessage) -> TaskRecord {
     let span = tracing::info_span!("task", task = K::INFO.name, uuid = %message.uuid, attempt = message.attempt);
-    pipeline::<K, T, C, B>(app, message, span.clone()).instrument(span).await
+    let ctx = TaskContext::with_span(message.uuid, K::INFO.name, message.attempt, span.clone());
+    app.backend.watch_cancel(message.uuid, ctx.cancellation());
+    let (model, retryable) =
+        ctx.clone().scope(pipeline::<K, T, C, B>(app, message, ctx)).instrument(span.clone()).await;
+    app.backend.unwatch_cancel(message.uuid);
+    if model.status == TaskStatus::Error && retryable && K::INFO.retry > 0 {
+        return retry::<K, T, C, B>(app, message, model).instrument(span).await;
+    }
+    model
 }
+
+/// Replaces a failed run by a new attempt while retries are left (QTasks's
+/// retry plugin): the failed record becomes `retry` with a link to the new
+/// attempt, which carries the retries left and a link back. Handlers of
+/// `worker_task_error_retry` see the `retry` record and may replace it; if
+/// they change its status, no new attempt is made.
+async fn retry<K: Task, T, C: Chain, B: Backend>(
+    app: &AppInner<T, C, B>,
+    message: &TaskMessage,
+    mut model: TaskRecord,
+) -> TaskRecord {
+    let info = &K::INFO;
+    let left =
+        message.extra.get(RETRY).and_then(Value::as_u64).map_or(info.retry, |n| n.min(u64::from(u32::MAX)) as u32);
+    if left == 0 {
+        model.extra.insert(RETRY.into(), 0.into());
+        return model;
+    }
+    let child_uuid = uuid::Uuid::new_v4();
+    let mut extra = message.extra.clone();
+    extra.insert(RETRY.into(), (left - 1).into());
+    extra.insert(RETRY_PARENT.into(), message.uuid.to_string().into());
+    let request =
+        NewTask { task_name: message.task_name.clone(), priority: message.priority, args: message.args.clone(), extra };
+    let mut child = TaskRecord::new(child_uuid, request);
+    child.attempt = message.attempt.saturating_add(1);
+
+    model.status = TaskStatus::Retry;
+    model.extra.insert(RETRY.into(), left.into());
+    model.extra.insert(RETRY_CHILD.into(), child_uuid.to_string().into());
+    let name = app.name.as_str();
+    let mut model = fire!(&app.chain, WorkerTaskErrorRetry { app: name, task: info, message, model }).model;
+    if model.status != TaskStatus::Retry {
+        return model;
+    }
+    let enqueued = match info.retry_delay(info.retry.saturating_sub(left) + 1) {
+        Some(delay) => app.backend.enqueue_delayed(&child, delay).await,
+        None => app.backend.enqueue(&child).await,
+    };
+    match enqueued {
+        Ok(()) => {
+            tracing::info!(app = name, task = info.name, uuid = %message.uuid, retry = %child_uuid, left = left - 1, "task failed; retrying")
+        }
+        Err(error) => {
+            tracing::error!(app = name, task = info.name, uuid = %message.uuid, %error, "enqueueing the retry failed");
+            model.status = TaskStatus::Error;
+            model.extra.remove(RETRY_CHILD);
+            let reason = model.error.take().unwrap_or_default();
+            model.error = Some(format!("{reason} (the retry could not be enqueued: {error})"));
+        }
+    }
+    model
+}
+
+/// Extra fields of the retry links, as QTasks names them.
+const RETRY: &str = "retry";
+const RETRY_PARENT: &str = "retry_parent_uuid";
+const RETRY_CHILD: &str = "retry_child_uuid";
 
 async fn pipeline<K: Task, T, C: Chain, B: Backend>(
     app: &AppInner<T, C, B>,
     message: &TaskMessage,
-    span: tracing::Span,
-) -> TaskRecord {
+    ctx: TaskContext,
+) -> (TaskRecord, bool) {
     let name = app.name.as_str();
     let chain = &app.chain;
     let task = &K::INFO;
@@ -126,14 +194,15 @@ async fn pipeline<K: Task, T, C: Chain, B: Backend>(
         };
     fire!(chain, TaskExecutorBeforeExecute { app: name, task, message });
 
+    let token = ctx.cancellation().clone();
     let ended = match K::decode_args(args) {
-        Err(e) => Ended::Error(TaskError::InvalidArguments(format!("task `{}`: {e}", task.name)).to_string()),
-        Ok(args) => match renewing_lease(app, message, run::<K>(message, args, span)).await {
+        Err(e) => Ended::Error(TaskError::InvalidArguments(format!("task `{}`: {e}", task.name)).to_string(), false),
+        Ok(args) => match renewing_lease(app, message, run::<K>(ctx, args)).await {
             Ok(output) => match serde_json::to_value(output) {
                 Ok(result) => {
                     Ended::Success(fire!(chain, TaskExecutorRunTask { app: name, task, message, result }).result)
                 }
-                Err(e) => Ended::Error(format!("could not encode the result as JSON: {e}")),
+                Err(e) => Ended::Error(format!("could not encode the result as JSON: {e}"), false),
             },
             Err(TaskError::Plugin(error)) => {
                 let rescued = fire!(
@@ -143,12 +212,20 @@ async fn pipeline<K: Task, T, C: Chain, B: Backend>(
                 .result;
                 match rescued {
                     Some(result) => Ended::Success(result),
-                    None => Ended::Error(error.reason().to_owned()),
+                    None => {
+                        let reason = error.reason().to_owned();
+                        Ended::Error(reason, K::retry_on(&TaskError::Plugin(error)))
+                    }
                 }
             }
             Err(TaskError::Cancelled(c)) => Ended::Cancel(c.reason().to_owned()),
-            Err(error) => Ended::Error(error.to_string()),
+            Err(error) => Ended::Error(error.to_string(), K::retry_on(&error)),
         },
+    };
+    // A task that returns after a client cancelled it ends `cancel`, whatever it returned.
+    let ended = match token.reason() {
+        Some(reason) if !matches!(ended, Ended::Cancel(_)) => Ended::Cancel(reason.to_owned()),
+        _ => ended,
     };
 
     fire!(chain, TaskExecutorAfterExecute { app: name, task, message });
@@ -167,13 +244,15 @@ async fn pipeline<K: Task, T, C: Chain, B: Backend>(
         }
         other => other,
     };
+    let mut retryable = false;
     let status = match ended {
         Ended::Success(result) => {
             model.result = Some(result);
             TaskStatus::Success
         }
-        Ended::Error(error) => {
+        Ended::Error(error, retry) => {
             model.error = Some(error);
+            retryable = retry;
             TaskStatus::Error
         }
         Ended::Cancel(reason) => {
@@ -183,7 +262,7 @@ async fn pipeline<K: Task, T, C: Chain, B: Backend>(
     };
     model.status = status;
     fire!(chain, TaskExecutorTaskClose { app: name, task, message, status });
-    model
+    (model, retryable)
 }
 
 /// Awaits `run`, renewing the task's lease meanwhile on backends that have
@@ -209,9 +288,22 @@ async fn renewing_lease<T, C, B: Backend, F: std::future::Future>(
     }
 }
 
-/// Runs the task function with its time limit, turning a panic into an error.
-async fn run<K: Task>(message: &TaskMessage, args: K::Args, span: tracing::Span) -> Result<K::Output, TaskError> {
-    let ctx = TaskContext::with_span(message.uuid, K::INFO.name, message.attempt, span);
+/// Runs the task function with its time limit, turning a panic into an
+/// error. An async task is dropped at its current await when a client
+/// cancels it; a blocking one cannot be, and sees its token instead.
+async fn run<K: Task>(ctx: TaskContext, args: K::Args) -> Result<K::Output, TaskError> {
+    if K::INFO.blocking {
+        return run_limited::<K>(ctx, args).await;
+    }
+    let token = ctx.cancellation().clone();
+    tokio::select! {
+        biased;
+        outcome = run_limited::<K>(ctx, args) => outcome,
+        () = token.cancelled() => Err(TaskError::Cancelled(crate::Cancelled::new(token.reason().unwrap_or("cancelled")))),
+    }
+}
+
+async fn run_limited<K: Task>(ctx: TaskContext, args: K::Args) -> Result<K::Output, TaskError> {
     let run = AssertUnwindSafe(K::run(ctx, args)).catch_unwind();
     let outcome = match K::INFO.max_time {
         // Dropping an async task's future at the limit stops it at its

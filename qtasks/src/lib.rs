@@ -61,7 +61,7 @@ pub use global_config::WorkerInfo;
 pub use model::{NewTask, Task as TaskRecord, TaskMessage, TaskStatus};
 pub use plugin::{BoxError, Chain, Outcome, Plugin, PluginInfo};
 pub use qtasks_macros::{plugin, task};
-pub use task::{Cancelled, PluginError, Task, TaskContext, TaskError, TaskInfo, TaskSet};
+pub use task::{CancelToken, Cancelled, PluginError, Task, TaskContext, TaskError, TaskInfo, TaskSet};
 pub use trigger::{Component, Kind, Trigger, TriggerInfo, TriggerSet};
 pub use worker::{Worker, WorkerBuilder};
 

@@ -116,9 +116,10 @@ pub async fn blocking_detached<T: Send + 'static>(
     };
     let _ = BLOCKING_WAIT.try_with(|w| w.set(Some(asked.elapsed())));
     let span = tracing::Span::current();
+    let task = crate::TaskContext::current();
     let running = tokio::task::spawn_blocking(move || {
         let _slot = slot;
-        span.in_scope(handler)
+        crate::TaskContext::sync_scope(task, || span.in_scope(handler))
     });
     match running.await {
         Ok(outcome) => outcome,

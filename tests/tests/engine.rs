@@ -222,7 +222,7 @@ async fn introspect(ctx: TaskContext) -> (String, String, u32) {
 async fn the_context_parameter_receives_id_name_and_attempt() {
     let app = QueueTasks::builder("ctx").task::<introspect>().build().unwrap();
     let info = app.tasks()[0];
-    assert_eq!((info.priority, info.tags, info.description), (4, &["a", "b"][..], Some("reads its context")));
+    assert_eq!((info.priority, info.tags, info.description), (Some(4), &["a", "b"][..], Some("reads its context")));
     assert_eq!(info.max_time, Some(Duration::from_secs(5)));
     let worker = app.worker().start().await.unwrap();
     let handle = app.enqueue::<introspect>(()).await.unwrap();

@@ -31,10 +31,10 @@ impl CancelRegistry {
     /// request for it came first.
     pub(crate) fn watch(&self, uuid: Uuid, token: &CancelToken) {
         let mut inner = self.lock();
-        if let Some(i) = inner.pending.iter().position(|(id, _)| *id == uuid) {
-            if let Some((_, reason)) = inner.pending.remove(i) {
-                token.cancel(reason);
-            }
+        if let Some(i) = inner.pending.iter().position(|(id, _)| *id == uuid)
+            && let Some((_, reason)) = inner.pending.remove(i)
+        {
+            token.cancel(reason);
         }
         inner.running.insert(uuid, token.clone());
     }

@@ -1,0 +1,489 @@
+//! Retry and cancellation, on the in-memory backend and on Redis
+//! (QTasks behaviours E2, E3 and E8; the cancellation cases of
+//! reference §C.6). Every check is a generic function over the backend,
+//! run as `memory_<check>` and `redis_<check>`.
+
+mod support;
+
+use qtasks::backend::CancelOutcome;
+use qtasks::{
+    Backend, MemoryBackend, QueueTasks, TaskContext, TaskError, TaskRecord, TaskStatus, WaitError, json, plugin, task,
+};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Mutex;
+use std::time::Duration;
+use uuid::Uuid;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+/// Runs per test key: tasks count their runs under a key their arguments name,
+/// so checks running at once never share a counter.
+static RUNS: Mutex<Option<HashMap<String, u32>>> = Mutex::new(None);
+
+fn bump(key: &str) -> u32 {
+    let mut runs = RUNS.lock().unwrap();
+    let n = runs.get_or_insert_with(HashMap::new).entry(key.to_owned()).or_insert(0);
+    *n += 1;
+    *n
+}
+
+fn runs(key: &str) -> u32 {
+    RUNS.lock().unwrap().as_ref().and_then(|r| r.get(key).copied()).unwrap_or(0)
+}
+
+#[derive(Debug)]
+struct Transient;
+impl fmt::Display for Transient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("transient failure")
+    }
+}
+impl std::error::Error for Transient {}
+
+#[derive(Debug)]
+struct Fatal;
+impl fmt::Display for Fatal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("fatal failure")
+    }
+}
+impl std::error::Error for Fatal {}
+
+/// E2: retried on `Transient` only, five times.
+#[task(retry = 5, retry_on = [Transient])]
+async fn divide(key: String, fail_first: u32) -> Result<u32, TaskError> {
+    let run = bump(&key);
+    if run <= fail_first { Err(Transient.into()) } else { Ok(run) }
+}
+
+/// Retried on `Transient` only, but fails with `Fatal`.
+#[task(retry = 5, retry_on = [Transient])]
+async fn fatal(key: String) -> Result<u32, TaskError> {
+    bump(&key);
+    Err(Fatal.into())
+}
+
+/// E3: retried on any error.
+#[task(retry = 2)]
+fn any_error(key: String) -> Result<u32, TaskError> {
+    bump(&key);
+    Err(TaskError::msg("key not found"))
+}
+
+/// Retried after a backoff of 0.2 s, then 0.4 s.
+#[task(retry = 2, backoff = 0.2)]
+async fn slow_retry(key: String) -> Result<u32, TaskError> {
+    bump(&key);
+    Err(TaskError::msg("again"))
+}
+
+/// Counts its runs; sleeps long.
+#[task]
+async fn sleeper(key: String) -> u32 {
+    bump(&key);
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    0
+}
+
+/// A blocking task that polls its token and returns normally when cancelled.
+#[task]
+fn poller(ctx: &TaskContext, key: String) -> u32 {
+    bump(&key);
+    for _ in 0..3000 {
+        if ctx.is_cancelled() {
+            return 1;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    0
+}
+
+/// An async task that notices cancellation and returns a value anyway.
+#[task]
+async fn noticing(ctx: TaskContext, key: String) -> u32 {
+    bump(&key);
+    let noticed = ctx.cancellation().run_until_cancelled(tokio::time::sleep(Duration::from_secs(30))).await;
+    u32::from(noticed.is_err())
+}
+
+#[task]
+async fn quick(key: String) -> u32 {
+    bump(&key)
+}
+
+type Tasks = (divide, fatal, any_error, slow_retry, sleeper, poller, noticing, quick);
+
+fn app<B: Backend>(name: &str, backend: B) -> QueueTasks<(Tasks,), (), B> {
+    QueueTasks::builder(name).tasks::<Tasks>().backend(backend).build().unwrap()
+}
+
+fn key(check: &str) -> String {
+    format!("{check}-{}", Uuid::new_v4())
+}
+
+async fn record<B: Backend>(
+    app: &QueueTasks<(Tasks,), (), B>,
+    uuid: Uuid,
+) -> Result<TaskRecord, Box<dyn std::error::Error + Send + Sync>> {
+    Ok(app.get(uuid).await?.ok_or("record missing")?)
+}
+
+fn link(task: &TaskRecord, field: &str) -> Option<Uuid> {
+    task.extra.get(field)?.as_str()?.parse().ok()
+}
+
+/// Waits until `cond` holds, checking every 10 ms, for at most `WAIT`.
+async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+// ---------------------------------------------------------------------------
+// Retry
+// ---------------------------------------------------------------------------
+
+/// E2: five retries on a matching error: six runs, each attempt linked to
+/// the previous one, and waiting on the first id gives the last attempt's
+/// `error` with `retry = 0`.
+async fn retries_run_one_plus_n_times<B: Backend>(backend: B) -> TestResult {
+    let app = app("retry-e2", backend);
+    let worker = app.worker().start().await?;
+    let k = key("e2");
+    let first = app.add_task("divide", json!([k, 100])).await?;
+    let last = app.wait(first.uuid, WAIT).await?.ok_or("timed out")?;
+    assert_eq!(runs(&k), 6, "1 run + 5 retries");
+    assert_eq!(last.status, TaskStatus::Error);
+    assert_eq!(last.error.as_deref(), Some("transient failure"));
+    assert_eq!(last.attempt, 6);
+    assert_eq!(last.extra.get("retry"), Some(&json!(0)));
+
+    // The chain of records: retry → retry → … → error, linked both ways.
+    let mut uuid = first.uuid;
+    for attempt in 1..=5 {
+        let r = record(&app, uuid).await?;
+        assert_eq!((r.status, r.attempt), (TaskStatus::Retry, attempt));
+        assert_eq!(r.extra.get("retry"), Some(&json!(6 - attempt)));
+        let child = link(&r, "retry_child_uuid").ok_or("no child link")?;
+        assert_eq!(link(&record(&app, child).await?, "retry_parent_uuid"), Some(uuid));
+        uuid = child;
+    }
+    assert_eq!(uuid, last.uuid);
+    worker.shutdown().await;
+    Ok(())
+}
+
+/// A run that fails twice then succeeds: waiting on the first id, and the
+/// typed handle, give the third attempt's result.
+async fn waiting_follows_retries_to_success<B: Backend>(backend: B) -> TestResult {
+    let app = app("retry-success", backend);
+    let worker = app.worker().start().await?;
+    let k = key("success");
+    let handle = app.enqueue::<divide>((k.clone(), 2)).await?;
+    assert_eq!(handle.result(WAIT).await?, 3);
+    let done = app.wait(handle.uuid(), WAIT).await?.ok_or("timed out")?;
+    assert_eq!((done.status, done.attempt), (TaskStatus::Success, 3));
+    assert_eq!(runs(&k), 3);
+    worker.shutdown().await;
+    Ok(())
+}
+
+/// `retry_on` matches by error type: another error is not retried.
+async fn other_errors_are_not_retried<B: Backend>(backend: B) -> TestResult {
+    let app = app("retry-other", backend);
+    let worker = app.worker().start().await?;
+    let k = key("fatal");
+    let done = app.add_task("fatal", json!([k])).wait(WAIT).await?.ok_or("timed out")?;
+    assert_eq!((done.status, done.error.as_deref()), (TaskStatus::Error, Some("fatal failure")));
+    assert_eq!(runs(&k), 1);
+    assert!(link(&done, "retry_child_uuid").is_none());
+    worker.shutdown().await;
+    Ok(())
+}
+
+/// E3: without `retry_on`, any error is retried (a sync task here).
+async fn any_error_is_retried_without_retry_on<B: Backend>(backend: B) -> TestResult {
+    let app = app("retry-any", backend);
+    let worker = app.worker().start().await?;
+    let k = key("any");
+    let done = app.add_task("any_error", json!([k])).wait(WAIT).await?.ok_or("timed out")?;
+    assert_eq!((done.status, done.attempt), (TaskStatus::Error, 3));
+    assert_eq!(runs(&k), 3);
+    worker.shutdown().await;
+    Ok(())
+}
+
+/// Arguments that do not decode are never retried: a retry cannot fix them.
+async fn invalid_arguments_are_not_retried<B: Backend>(backend: B) -> TestResult {
+    let app = app("retry-args", backend);
+    let worker = app.worker().start().await?;
+    let done = app.add_task("any_error", json!(["k", "extra", "args"])).wait(WAIT).await?.ok_or("timed out")?;
+    assert_eq!((done.status, done.attempt), (TaskStatus::Error, 1));
+    assert!(done.error.as_deref().unwrap_or("").contains("invalid arguments"), "{:?}", done.error);
+    worker.shutdown().await;
+    Ok(())
+}
+
+/// A backoff delays each retry: the second attempt starts at least 0.2 s
+/// after the first ended, the third at least 0.4 s after the second.
+async fn backoff_delays_retries<B: Backend>(backend: B) -> TestResult {
+    let app = app("retry-backoff", backend);
+    let worker = app.worker().start().await?;
+    let k = key("backoff");
+    let first = app.add_task("slow_retry", json!([k])).await?;
+    let last = app.wait(first.uuid, WAIT).await?.ok_or("timed out")?;
+    assert_eq!((last.status, runs(&k)), (TaskStatus::Error, 3));
+    let a1 = record(&app, first.uuid).await?;
+    let a2 = record(&app, link(&a1, "retry_child_uuid").ok_or("no child")?).await?;
+    // `updated_at` of an ended attempt is when it ended; of the last one, when it ended too,
+    // so the gaps below are lower bounds on the delay before each retry ran.
+    assert!(
+        a2.updated_at - a1.updated_at >= 0.2,
+        "second attempt ran {} s after the first",
+        a2.updated_at - a1.updated_at
+    );
+    assert!(
+        last.updated_at - a2.updated_at >= 0.4,
+        "third attempt ran {} s after the second",
+        last.updated_at - a2.updated_at
+    );
+    worker.shutdown().await;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Cancellation
+// ---------------------------------------------------------------------------
+
+/// A queued task that is cancelled never runs, also by a worker started
+/// afterwards; the record says `cancel` with the reason; cancel again and
+/// the answer is that it has finished.
+async fn a_cancelled_queued_task_never_runs<B: Backend>(backend: B) -> TestResult {
+    let app = app("cancel-queued", backend);
+    let k = key("queued");
+    let task = app.add_task("quick", json!([k])).await?;
+    assert_eq!(app.cancel(task.uuid, "not needed").await?, CancelOutcome::Cancelled);
+    let done = app.wait(task.uuid, WAIT).await?.ok_or("waiters must wake")?;
+    assert_eq!((done.status, done.error.as_deref()), (TaskStatus::Cancel, Some("not needed")));
+
+    // A worker started afterwards takes the queue entry and drops it.
+    let worker = app.worker().start().await?;
+    let later = app.add_task("quick", json!([k])).wait(WAIT).await?.ok_or("timed out")?;
+    assert_eq!(later.status, TaskStatus::Success);
+    assert_eq!(runs(&k), 1, "only the task enqueued after the cancel ran");
+    assert_eq!(app.cancel(task.uuid, "again").await?, CancelOutcome::Finished(TaskStatus::Cancel));
+    assert_eq!(record(&app, task.uuid).await?.error.as_deref(), Some("not needed"));
+    worker.shutdown().await;
+    Ok(())
+}
+
+/// Cancelling a finished task changes nothing; an unknown id is reported.
+async fn cancel_is_a_no_op_on_finished_tasks<B: Backend>(backend: B) -> TestResult {
+    let app = app("cancel-finished", backend);
+    let worker = app.worker().start().await?;
+    let done = app.add_task("quick", json!([key("finished")])).wait(WAIT).await?.ok_or("timed out")?;
+    assert_eq!(app.cancel(done.uuid, "too late").await?, CancelOutcome::Finished(TaskStatus::Success));
+    assert_eq!(record(&app, done.uuid).await?, done);
+    assert_eq!(app.cancel(Uuid::new_v4(), "who?").await?, CancelOutcome::NotFound);
+    worker.shutdown().await;
+    Ok(())
+}
+
+/// An async task awaiting a 30 s sleep is stopped at that await and ends
+/// `cancel` with the reason, long before the sleep would end.
+async fn a_running_async_task_stops_at_its_await<B: Backend>(backend: B) -> TestResult {
+    let app = app("cancel-async", backend);
+    let worker = app.worker().start().await?;
+    let k = key("async");
+    let handle = app.enqueue::<sleeper>((k.clone(),)).await?;
+    assert!(eventually(|| runs(&k) == 1).await, "the task never started");
+    assert_eq!(app.cancel(handle.uuid(), "user asked").await?, CancelOutcome::Requested);
+    match handle.result(Duration::from_secs(10)).await {
+        Err(WaitError::Cancelled(reason)) => assert_eq!(reason, "user asked"),
+        other => panic!("expected a cancelled task, got {other:?}"),
+    }
+    worker.shutdown().await;
+    Ok(())
+}
+
+/// A blocking task sees `is_cancelled()`; what it returns afterwards does
+/// not make it a success.
+async fn a_blocking_task_sees_its_token<B: Backend>(backend: B) -> TestResult {
+    let app = app("cancel-blocking", backend);
+    let worker = app.worker().start().await?;
+    let k = key("blocking");
+    let task = app.add_task("poller", json!([k])).await?;
+    assert!(eventually(|| runs(&k) == 1).await, "the task never started");
+    assert_eq!(app.cancel(task.uuid, "stop polling").await?, CancelOutcome::Requested);
+    let done = app.wait(task.uuid, WAIT).await?.ok_or("timed out")?;
+    assert_eq!((done.status, done.error.as_deref()), (TaskStatus::Cancel, Some("stop polling")));
+    assert_eq!(done.result, None);
+    worker.shutdown().await;
+    Ok(())
+}
+
+/// An async task that notices the cancellation and returns normally ends
+/// `cancel`, not `success`.
+async fn returning_after_noticing_ends_cancel<B: Backend>(backend: B) -> TestResult {
+    let app = app("cancel-noticing", backend);
+    let worker = app.worker().start().await?;
+    let k = key("noticing");
+    let task = app.add_task("noticing", json!([k])).await?;
+    assert!(eventually(|| runs(&k) == 1).await, "the task never started");
+    app.cancel(task.uuid, "enough").await?;
+    let done = app.wait(task.uuid, WAIT).await?.ok_or("timed out")?;
+    assert_eq!((done.status, done.error.as_deref()), (TaskStatus::Cancel, Some("enough")));
+    worker.shutdown().await;
+    Ok(())
+}
+
+/// Cancelling the first id of a task being retried cancels its current attempt.
+async fn cancel_follows_retries<B: Backend>(backend: B) -> TestResult {
+    let app = app("cancel-retry", backend);
+    let k = key("cancel-retry");
+    let worker = app.worker().start().await?;
+    let first = app.add_task("slow_retry", json!([k])).await?;
+    // The first attempt fails at once; the second waits 0.2 s in the queue.
+    let a1 = loop {
+        let r = record(&app, first.uuid).await?;
+        if r.status == TaskStatus::Retry {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let outcome = app.cancel(first.uuid, "no more").await?;
+    assert!(matches!(outcome, CancelOutcome::Cancelled | CancelOutcome::Requested | CancelOutcome::Finished(_)));
+    let last = app.wait(first.uuid, WAIT).await?.ok_or("timed out")?;
+    if outcome == CancelOutcome::Cancelled {
+        assert_eq!(last.status, TaskStatus::Cancel);
+        assert_eq!(Some(last.uuid), link(&a1, "retry_child_uuid"));
+        assert_eq!(runs(&k), 1, "the cancelled retry never ran");
+    }
+    worker.shutdown().await;
+    Ok(())
+}
+
+macro_rules! both {
+    ($($check:ident)*) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    if let Err(e) = super::$check(super::MemoryBackend::new()).await {
+                        panic!("memory {}: {e}", stringify!($check));
+                    }
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    let app = format!("qtasks-features-{}-{}", stringify!($check), uuid::Uuid::new_v4());
+                    let Some(backend) = super::support::connect_redis(concat!("redis ", stringify!($check)), &app).await
+                    else {
+                        return;
+                    };
+                    let result = super::$check(backend.clone()).await;
+                    let _ = super::Backend::flush(&backend).await;
+                    if let Err(e) = result {
+                        panic!("redis {}: {e}", stringify!($check));
+                    }
+                }
+            )*
+        }
+    };
+}
+
+both! {
+    retries_run_one_plus_n_times
+    waiting_follows_retries_to_success
+    other_errors_are_not_retried
+    any_error_is_retried_without_retry_on
+    invalid_arguments_are_not_retried
+    backoff_delays_retries
+    a_cancelled_queued_task_never_runs
+    cancel_is_a_no_op_on_finished_tasks
+    a_running_async_task_stops_at_its_await
+    a_blocking_task_sees_its_token
+    returning_after_noticing_ends_cancel
+    cancel_follows_retries
+}
+
+// ---------------------------------------------------------------------------
+// Plugins and the task context
+// ---------------------------------------------------------------------------
+
+/// Vetoes every retry: the failed record keeps status `error`.
+#[plugin(on = "worker_task_error_retry")]
+fn no_retries(ctx: &qtasks::triggers::WorkerTaskErrorRetry<'_>) -> Option<TaskRecord> {
+    let mut model = ctx.model.clone();
+    model.status = TaskStatus::Error;
+    model.extra.remove("retry_child_uuid");
+    Some(model)
+}
+
+/// A `worker_task_error_retry` handler that changes the status stops the retry.
+#[tokio::test]
+async fn a_plugin_can_veto_a_retry() -> TestResult {
+    let app = QueueTasks::builder("veto").tasks::<Tasks>().plugin(NoRetries).build()?;
+    let worker = app.worker().start().await?;
+    let k = key("veto");
+    let done = app.add_task("any_error", json!([k])).wait(WAIT).await?.ok_or("timed out")?;
+    assert_eq!((done.status, done.attempt), (TaskStatus::Error, 1));
+    assert_eq!(runs(&k), 1);
+    worker.shutdown().await;
+    Ok(())
+}
+
+/// What the blocking handler saw of the task it ran for.
+static SEEN_IN_BLOCKING: Mutex<Vec<(Uuid, bool)>> = Mutex::new(Vec::new());
+
+#[derive(Clone)]
+struct Observer;
+
+#[plugin(name = "observer")]
+impl Observer {
+    /// Runs on the blocking pool.
+    #[blocking]
+    fn task_executor_after_execute(&self, ctx: &qtasks::triggers::TaskExecutorAfterExecute<'_>) {
+        let current = TaskContext::current().expect("a task context inside a blocking handler");
+        assert_eq!(current.uuid(), ctx.message.uuid);
+        SEEN_IN_BLOCKING.lock().unwrap().push((current.uuid(), current.is_cancelled()));
+    }
+}
+
+/// The task's context (id, cancellation token, span) is visible inside a
+/// blocking plugin handler, and the token there is the task's own: after a
+/// cancel it reads cancelled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocking_handler_sees_the_task_context() -> TestResult {
+    let app = QueueTasks::builder("ctx-blocking").tasks::<Tasks>().plugin(Observer).build()?;
+    let worker = app.worker().start().await?;
+    let done = app.add_task("quick", json!([key("ctx")])).wait(WAIT).await?.ok_or("timed out")?;
+    let k = key("ctx-cancel");
+    let noticing = app.add_task("noticing", json!([k])).await?;
+    assert!(eventually(|| runs(&k) == 1).await);
+    app.cancel(noticing.uuid, "bye").await?;
+    let cancelled = app.wait(noticing.uuid, WAIT).await?.ok_or("timed out")?;
+    assert_eq!(cancelled.status, TaskStatus::Cancel);
+    worker.shutdown().await;
+    let seen = SEEN_IN_BLOCKING.lock().unwrap().clone();
+    assert!(seen.contains(&(done.uuid, false)), "{seen:?}");
+    assert!(seen.contains(&(noticing.uuid, true)), "{seen:?}");
+    Ok(())
+}
+
+/// Outside a task there is no current context.
+#[test]
+fn no_current_context_outside_tasks() {
+    assert!(TaskContext::current().is_none());
+}
