@@ -42,6 +42,7 @@ mod executor;
 mod global_config;
 pub mod model;
 pub mod plugin;
+pub mod schedule;
 #[doc(hidden)]
 pub mod snapshot;
 pub mod task;
@@ -61,6 +62,7 @@ pub use global_config::WorkerInfo;
 pub use model::{NewTask, Task as TaskRecord, TaskMessage, TaskStatus};
 pub use plugin::{BoxError, Chain, Outcome, Plugin, PluginInfo};
 pub use qtasks_macros::{plugin, task};
+pub use schedule::{ScheduleError, ScheduleHandle, Scheduler};
 pub use task::{CancelToken, Cancelled, PluginError, Task, TaskContext, TaskError, TaskInfo, TaskSet};
 pub use trigger::{Component, Kind, Trigger, TriggerInfo, TriggerSet};
 pub use worker::{Worker, WorkerBuilder};

@@ -1,0 +1,243 @@
+//! Schedules (QTasks's Timer): interval and cron entries enqueue tasks that
+//! workers run; missed ticks are skipped; failures are counted and the
+//! schedule goes on; shutdown stops it.
+
+mod support;
+
+use qtasks::schedule::EntryStats;
+use qtasks::{Backend, Chain, QueueTasks, ScheduleError, Scheduler, TaskRecord, TaskSet, TaskStatus, json, task};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[task]
+async fn tick(n: i64) -> i64 {
+    n
+}
+
+/// Waits for every record of the app to finish and returns them.
+async fn finished_records<T: TaskSet, C: Chain, B: Backend>(app: &QueueTasks<T, C, B>) -> Vec<TaskRecord> {
+    let mut out = Vec::new();
+    for task in app.get_all().await.unwrap() {
+        out.push(app.wait(task.uuid, WAIT).await.unwrap().expect("a scheduled task finished"));
+    }
+    out
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interval_entry_enqueues_repeatedly_and_a_worker_runs_the_tasks() {
+    let app = QueueTasks::builder("schedule_interval").task::<tick>().build().unwrap();
+    let worker = app.worker().start().await.unwrap();
+    let schedule = Scheduler::new(app.clone()).every(Duration::from_secs(1), "tick", [7]).unwrap().start();
+
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let stats = schedule.shutdown().await;
+    assert_eq!(stats.len(), 1);
+    assert_eq!((stats[0].fired, stats[0].failed, stats[0].skipped), (3, 0, 0), "{stats:?}");
+    assert_eq!(stats[0].description, "every 1s: tick");
+    assert_eq!(stats[0].task_name, "tick");
+
+    let records = finished_records(&app).await;
+    assert_eq!(records.len(), 3);
+    for record in &records {
+        assert_eq!(record.status, TaskStatus::Success);
+        assert_eq!(record.result, Some(json!(7)));
+        assert_eq!(record.extra.get("schedule"), Some(&json!("every 1s: tick")), "traceable to its entry");
+    }
+    worker.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_schedule_that_falls_behind_skips_missed_ticks_instead_of_bursting() {
+    let app = QueueTasks::builder("schedule_behind").task::<tick>().build().unwrap();
+    let schedule = Scheduler::new(app.clone()).every(Duration::from_secs(1), "tick", [1]).unwrap().start();
+    tokio::task::yield_now().await;
+
+    // The clock jumps 10.5 s at once, as after a stall: ticks 1 to 10 are past.
+    tokio::time::advance(Duration::from_millis(10_500)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stats = schedule.stats();
+    assert_eq!((stats[0].fired, stats[0].skipped), (1, 9), "one late enqueue, the rest skipped: {stats:?}");
+    assert_eq!(app.get_all().await.unwrap().len(), 1);
+
+    // Then back on the original grid: the tick at 11 s.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stats = schedule.shutdown().await;
+    assert_eq!((stats[0].fired, stats[0].skipped), (2, 9), "{stats:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_stops_enqueueing() {
+    let app = QueueTasks::builder("schedule_shutdown").task::<tick>().build().unwrap();
+    let schedule = Scheduler::new(app.clone()).every(Duration::from_secs(1), "tick", [1]).unwrap().start();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let stats = schedule.shutdown().await;
+    assert_eq!(stats[0].fired, 2);
+
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(app.get_all().await.unwrap().len(), 2, "nothing enqueued after shutdown");
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_handle_stops_the_schedule() {
+    let app = QueueTasks::builder("schedule_drop").task::<tick>().build().unwrap();
+    let schedule = Scheduler::new(app.clone()).every(Duration::from_secs(1), "tick", [1]).unwrap().start();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    drop(schedule);
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(app.get_all().await.unwrap().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn priority_and_name_apply_to_the_last_entry_and_entries_run_independently() {
+    let app = QueueTasks::builder("schedule_entries").task::<tick>().build().unwrap();
+    let schedule = Scheduler::new(app.clone())
+        .every(Duration::from_secs(1), "tick", [1])
+        .unwrap()
+        .every(Duration::from_secs(2), "tick", json!({"n": 2}))
+        .unwrap()
+        .priority(-3)
+        .name("nightly report")
+        .start();
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    let stats = schedule.shutdown().await;
+    let counts: Vec<(&str, u64)> = stats.iter().map(|s| (s.description.as_str(), s.fired)).collect();
+    assert_eq!(counts, [("every 1s: tick", 4), ("nightly report", 2)]);
+
+    let records = app.get_all().await.unwrap();
+    let named: Vec<&TaskRecord> =
+        records.iter().filter(|r| r.extra.get("schedule") == Some(&json!("nightly report"))).collect();
+    assert_eq!(named.len(), 2);
+    assert!(named.iter().all(|r| r.priority == -3 && r.args == json!({"n": 2})));
+    assert!(records.iter().filter(|r| r.args == json!([1])).all(|r| r.priority == 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cron_entry_with_seconds_fires_on_the_wall_clock() {
+    let app = QueueTasks::builder("schedule_cron").task::<tick>().build().unwrap();
+    let worker = app.worker().start().await.unwrap();
+    let schedule = Scheduler::new(app.clone()).cron("*/1 * * * * *", "tick", [3]).unwrap().start();
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let stats = schedule.shutdown().await;
+    // Three or four whole seconds start in 3.5 s; a loaded machine may lose one.
+    assert!((2..=4).contains(&stats[0].fired), "{stats:?}");
+    assert_eq!(stats[0].failed, 0);
+
+    let records = finished_records(&app).await;
+    assert_eq!(records.len() as u64, stats[0].fired);
+    for record in &records {
+        assert_eq!(record.status, TaskStatus::Success);
+        assert_eq!(record.extra.get("schedule"), Some(&json!("cron \"*/1 * * * * *\" (UTC): tick")));
+    }
+    worker.shutdown().await;
+}
+
+#[test]
+fn valid_cron_expressions_are_accepted() {
+    let app = QueueTasks::builder("schedule_cron_ok").build().unwrap();
+    for expression in ["0 3 * * *", "*/15 * * * * *", "0 0 9 * * MON-FRI", "@hourly", "0 0 1,15 JAN-JUN *"] {
+        let scheduler = Scheduler::new(app.clone()).cron(expression, "tick", ());
+        assert!(scheduler.is_ok(), "{expression}: {:?}", scheduler.err());
+    }
+}
+
+#[test]
+fn bad_cron_expressions_are_refused_naming_the_expression_and_the_problem() {
+    let app = QueueTasks::builder("schedule_cron_bad").build().unwrap();
+    let refuse = |expression: &str| match Scheduler::new(app.clone()).cron(expression, "tick", ()) {
+        Err(error @ ScheduleError::Cron { .. }) => error.to_string(),
+        Err(other) => panic!("{expression}: wrong error {other}"),
+        Ok(_) => panic!("{expression} was accepted"),
+    };
+
+    let message = refuse("* * *");
+    assert!(message.contains("`* * *`") && message.contains("task `tick`"), "{message}");
+    assert!(message.contains("expected 5 fields") && message.contains("found 3"), "{message}");
+    assert!(refuse("0 0 0 * * * 2030").contains("found 7"));
+
+    let message = refuse("61 * * * * *");
+    assert!(message.contains("`61 * * * * *`") && message.contains("61"), "{message}");
+    assert!(message.contains("second"), "names the field: {message}");
+
+    let message = refuse("0 25 * * *");
+    assert!(message.contains("hour"), "names the field: {message}");
+
+    let message = refuse("0 0 * * BLURSDAY");
+    assert!(message.contains("`0 0 * * BLURSDAY`") && message.contains("day-of-week"), "{message}");
+
+    assert!(refuse("*/0 * * * *").contains("minute field `*/0`"));
+    assert!(refuse("@fortnightly").contains("unknown nickname `@fortnightly`"));
+
+    let message = refuse("0 0 30 2 *");
+    assert!(message.contains("matches no time"), "{message}");
+}
+
+#[test]
+fn a_zero_interval_is_refused() {
+    let app = QueueTasks::builder("schedule_zero").build().unwrap();
+    let error = Scheduler::new(app).every(Duration::ZERO, "tick", ()).err().expect("refused");
+    assert!(matches!(error, ScheduleError::ZeroInterval { .. }));
+    assert!(error.to_string().contains("task `tick`") && error.to_string().contains("zero"), "{error}");
+}
+
+#[tokio::test]
+async fn redis_an_interval_entry_enqueues_and_a_worker_runs_the_tasks() {
+    let Some(backend) = support::connect_redis("schedule on Redis", "schedule_redis").await else { return };
+    let app = QueueTasks::builder("schedule_redis").task::<tick>().backend(backend).build().unwrap();
+    app.flush_all().await.unwrap();
+    let worker = app.worker().start().await.unwrap();
+    let schedule = Scheduler::new(app.clone()).every(Duration::from_millis(200), "tick", [5]).unwrap().start();
+
+    let fired = wait_for(&schedule, |s| s.fired >= 3).await;
+    let stats = schedule.shutdown().await;
+    assert!(stats[0].fired >= fired.fired && stats[0].failed == 0, "{stats:?}");
+
+    let records = finished_records(&app).await;
+    assert_eq!(records.len() as u64, stats[0].fired);
+    for record in &records {
+        assert_eq!(record.status, TaskStatus::Success);
+        assert_eq!(record.result, Some(json!(5)));
+        assert_eq!(record.extra.get("schedule"), Some(&json!("every 200ms: tick")));
+    }
+    worker.shutdown().await;
+    app.flush_all().await.unwrap();
+}
+
+#[tokio::test]
+async fn redis_a_failing_enqueue_is_counted_and_the_schedule_goes_on() {
+    let Some(backend) = support::connect_redis("schedule failures on Redis", "schedule_redis_fail").await else {
+        return;
+    };
+    let seq = format!("{}seq", backend.key_prefix());
+    let app = QueueTasks::builder("schedule_redis_fail").task::<tick>().backend(backend).build().unwrap();
+    app.flush_all().await.unwrap();
+    let mut conn = redis::Client::open(support::redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+
+    // The enqueue counter holds a non-number: every enqueue fails in Redis.
+    let () = redis::cmd("SET").arg(&seq).arg("not a number").query_async(&mut conn).await.unwrap();
+    let schedule = Scheduler::new(app.clone()).every(Duration::from_millis(100), "tick", [1]).unwrap().start();
+    let failing = wait_for(&schedule, |s| s.failed >= 3).await;
+    assert_eq!(failing.fired, 0);
+    assert!(failing.last_error.as_deref().is_some_and(|e| e.contains("redis")), "{failing:?}");
+
+    // The backend recovers: the same schedule enqueues again.
+    let () = redis::cmd("DEL").arg(&seq).query_async(&mut conn).await.unwrap();
+    let recovered = wait_for(&schedule, |s| s.fired >= 2).await;
+    assert!(recovered.failed >= 3);
+    let stats = schedule.shutdown().await;
+    assert_eq!(app.get_all().await.unwrap().len() as u64, stats[0].fired);
+    app.flush_all().await.unwrap();
+}
+
+/// Polls the first entry's stats until `done`, for at most [`WAIT`].
+async fn wait_for(schedule: &qtasks::ScheduleHandle, done: impl Fn(&EntryStats) -> bool) -> EntryStats {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let stats = schedule.stats().remove(0);
+        if done(&stats) {
+            return stats;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "schedule did not get there in {WAIT:?}: {stats:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
