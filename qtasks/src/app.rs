@@ -1,6 +1,7 @@
 //! The app: its tasks, its plugins and its backend.
 
 use crate::backend::{Backend, MemoryBackend};
+use crate::config::Config;
 use crate::error::Error;
 use crate::plugin::{Append, Chain, Member, Plugin, PluginInfo};
 use crate::task::{Task, TaskInfo, TaskSet};
@@ -31,13 +32,20 @@ pub(crate) struct AppInner<T, C, B> {
     pub(crate) name: String,
     pub(crate) chain: C,
     pub(crate) backend: B,
+    pub(crate) config: Config,
     pub(crate) _tasks: PhantomData<fn() -> T>,
 }
 
 impl QueueTasks {
     /// Starts building an app with no task, no plugin and the in-memory backend.
     pub fn builder(name: impl Into<String>) -> Builder<(), (), MemoryBackend> {
-        Builder { name: name.into(), chain: (), backend: MemoryBackend::new(), _tasks: PhantomData }
+        Builder {
+            name: name.into(),
+            chain: (),
+            backend: MemoryBackend::new(),
+            config: Config::default(),
+            _tasks: PhantomData,
+        }
     }
 }
 
@@ -52,6 +60,7 @@ pub struct Builder<T, C, B> {
     name: String,
     chain: C,
     backend: B,
+    config: Config,
     _tasks: PhantomData<fn() -> T>,
 }
 
@@ -61,7 +70,7 @@ impl<T, C, B> Builder<T, C, B> {
     where
         T: Append<K>,
     {
-        Builder { name: self.name, chain: self.chain, backend: self.backend, _tasks: PhantomData }
+        Builder { name: self.name, chain: self.chain, backend: self.backend, config: self.config, _tasks: PhantomData }
     }
 
     /// Adds a set of tasks at once, e.g. `.tasks::<(add, mul)>()`.
@@ -69,7 +78,7 @@ impl<T, C, B> Builder<T, C, B> {
     where
         T: Append<S>,
     {
-        Builder { name: self.name, chain: self.chain, backend: self.backend, _tasks: PhantomData }
+        Builder { name: self.name, chain: self.chain, backend: self.backend, config: self.config, _tasks: PhantomData }
     }
 
     /// Adds a plugin after the ones already added.
@@ -81,6 +90,7 @@ impl<T, C, B> Builder<T, C, B> {
             name: self.name,
             chain: self.chain.append(Member::new(plugin)),
             backend: self.backend,
+            config: self.config,
             _tasks: PhantomData,
         }
     }
@@ -95,12 +105,28 @@ impl<T, C, B> Builder<T, C, B> {
     where
         C: Append<crate::plugin::DynChain>,
     {
-        Builder { name: self.name, chain: self.chain.append(plugins), backend: self.backend, _tasks: PhantomData }
+        Builder {
+            name: self.name,
+            chain: self.chain.append(plugins),
+            backend: self.backend,
+            config: self.config,
+            _tasks: PhantomData,
+        }
     }
 
     /// Uses another backend.
     pub fn backend<B2: Backend>(self, backend: B2) -> Builder<T, C, B2> {
-        Builder { name: self.name, chain: self.chain, backend, _tasks: PhantomData }
+        Builder { name: self.name, chain: self.chain, backend, config: self.config, _tasks: PhantomData }
+    }
+
+    /// Uses these settings (default: [`Config::default`]; the environment is
+    /// read only if you ask, e.g. `.config(Config::from_env()?)`). The app
+    /// reads `task_default_priority`, its workers `max_tasks_process`, and
+    /// [`build`](Builder::build) applies `blocking_handler_limit`; backend
+    /// settings are given when connecting, see
+    /// [`AnyBackend::connect_with`](crate::AnyBackend::connect_with).
+    pub fn config(self, config: Config) -> Self {
+        Builder { config, ..self }
     }
 }
 
@@ -112,13 +138,20 @@ impl<T: TaskSet, C: Chain, B: Backend> Builder<T, C, B> {
     /// plugins', is a compile-time error (every task list is known at
     /// compile time). The `Result` leaves room for checks that need run
     /// time; none fails today.
+    ///
+    /// A [`Config::blocking_handler_limit`] that is set becomes the
+    /// process-wide limit of blocking handlers.
     pub fn build(self) -> Result<QueueTasks<T, C, B>, Error> {
         const { <(T, C::Tasks)>::NAMES.assert_unique() };
+        if let Some(limit) = self.config.blocking_handler_limit {
+            crate::plugin::set_blocking_handler_limit(limit);
+        }
         Ok(QueueTasks {
             inner: Arc::new(AppInner {
                 name: self.name,
                 chain: self.chain,
                 backend: self.backend,
+                config: self.config,
                 _tasks: PhantomData,
             }),
         })
@@ -134,6 +167,11 @@ impl<T: TaskSet, C: Chain, B: Backend> QueueTasks<T, C, B> {
     /// The backend.
     pub fn backend(&self) -> &B {
         &self.inner.backend
+    }
+
+    /// The settings the app was built with ([`Builder::config`]).
+    pub fn config(&self) -> &Config {
+        &self.inner.config
     }
 
     /// The plugin chain.
@@ -164,7 +202,8 @@ impl<T: TaskSet, C: Chain, B: Backend> QueueTasks<T, C, B> {
         self.inner.chain.set_enabled(name, on)
     }
 
-    /// The default priority of a task this app knows, else 0.
+    /// The priority a task declares, else the config's `task_default_priority`
+    /// (also for a task this app does not define).
     pub(crate) fn default_priority(&self, name: &str) -> i64 {
         let declared = self.tasks().iter().find(|t| t.name == name).and_then(|t| t.priority);
         declared.unwrap_or(self.inner.config.task_default_priority)

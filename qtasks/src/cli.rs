@@ -18,15 +18,30 @@
 //! ```text
 //! demo run --concurrency 16                     # a worker (QTASKS_BROKER_URL or --broker-url)
 //! demo add add '[2, 3]' --wait 5                # enqueue, wait up to 5 s, print the record
+//! demo add add '[2, 3]' --wait                  # … up to QTASKS_RESULT_TIMEOUT (100 s)
 //! demo status 5f0c…                             # print a task's record
 //! demo inspect tasks|plugins|workers [--json]   # listings
+//! demo inspect config [--json]                  # the settings in effect
 //! demo ping                                     # exit 0 if a worker is alive
 //! ```
 //!
-//! Logs go through `tracing`; the level comes from `RUST_LOG` (default `info`).
+//! # Settings
+//!
+//! The CLI's settings are the app's [`Config`] overridden by the `QTASKS_*`
+//! environment variables that are set (see [`crate::config`]); flags
+//! override both. The backend is connected before the app is built, so
+//! its settings (`QTASKS_BROKER_URL`, `QTASKS_LEASE`, `QTASKS_RETENTION`,
+//! `QTASKS_MAX_MESSAGE_SIZE`) come from the environment and the defaults
+//! only. A bad value is reported naming the variable, with exit code 2 (as
+//! for a bad flag). The app itself (tasks enqueued from inside tasks) sees
+//! only its own config: build it with `.config(…)` to change that.
+//!
+//! Logs go through `tracing`; the filter comes from `RUST_LOG`, else
+//! `QTASKS_LOG` (default `info`).
 
 use crate::app::QueueTasks;
 use crate::backend::AnyBackend;
+use crate::config::{Config, ConfigError, env_vars, warn_unknown};
 use crate::error::Error;
 use crate::plugin::Chain;
 use crate::task::TaskSet;
@@ -40,9 +55,9 @@ use uuid::Uuid;
 #[command(about = "A qtasks app: run a worker or act as a client")]
 pub struct Cli {
     /// Backend URL: `memory://` (this process only) or `redis://[:password@]host:port[/db]`
-    /// (`rediss://` for TLS).
-    #[arg(long, env = "QTASKS_BROKER_URL", default_value = "memory://", global = true)]
-    pub broker_url: String,
+    /// (`rediss://` for TLS) [default: QTASKS_BROKER_URL, else memory://].
+    #[arg(long, global = true)]
+    pub broker_url: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -53,9 +68,9 @@ pub struct Cli {
 pub enum Command {
     /// Start a worker; stops gracefully on Ctrl-C or SIGTERM.
     Run {
-        /// How many tasks run at once.
-        #[arg(long, short = 'c', default_value_t = 10)]
-        concurrency: usize,
+        /// How many tasks run at once [default: QTASKS_MAX_TASKS_PROCESS, else 10].
+        #[arg(long, short = 'c')]
+        concurrency: Option<usize>,
     },
     /// Enqueue a task by name with JSON arguments.
     Add {
@@ -64,9 +79,10 @@ pub enum Command {
         /// Arguments as JSON: an array (positional) or an object (by name).
         #[arg(default_value = "[]")]
         args: String,
-        /// Wait up to this many seconds for the final record.
-        #[arg(long)]
-        wait: Option<f64>,
+        /// Wait up to this many seconds for the final record; without a
+        /// number, QTASKS_RESULT_TIMEOUT (100 s).
+        #[arg(long, value_name = "SECS", num_args = 0..=1)]
+        wait: Option<Option<f64>>,
         /// Override the task's priority (lower runs first).
         #[arg(long, allow_negative_numbers = true)]
         priority: Option<i64>,
@@ -97,6 +113,9 @@ pub enum Inspect {
     Plugins,
     /// The workers alive on the backend.
     Workers,
+    /// The settings in effect (the app's config overridden by the
+    /// environment and the flags; passwords hidden).
+    Config,
 }
 
 /// Parses the command line, connects the backend, builds the app with
@@ -107,35 +126,77 @@ where
     C: Chain,
     F: FnOnce(AnyBackend) -> Result<QueueTasks<T, C, AnyBackend>, Error>,
 {
-    init_tracing();
     let cli = Cli::parse();
-    match execute(app_name, cli, build).await {
+    let checked = env_vars().and_then(|vars| Ok((Config::default().overridden(pairs(&vars))?, vars)));
+    let ((config, unknown), vars) = match checked {
+        Ok(checked) => checked,
+        Err(error) => {
+            // A usage error, like a bad flag.
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(&config.log);
+    warn_unknown(&unknown);
+    match execute_with_vars(app_name, cli, &vars, build).await {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error}");
-            ExitCode::FAILURE
+            if error.is::<ConfigError>() { ExitCode::from(2) } else { ExitCode::FAILURE }
         }
     }
 }
 
-fn init_tracing() {
+fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(default))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
-/// Runs one parsed command.
+fn pairs(vars: &[(String, String)]) -> impl Iterator<Item = (&str, &str)> {
+    vars.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+}
+
+/// Runs one parsed command, with the settings of the `QTASKS_*`
+/// environment variables (a bad value is a [`ConfigError`]).
 pub async fn execute<T, C, F>(app_name: &str, cli: Cli, build: F) -> Result<ExitCode, Box<dyn std::error::Error>>
 where
     T: TaskSet,
     C: Chain,
     F: FnOnce(AnyBackend) -> Result<QueueTasks<T, C, AnyBackend>, Error>,
 {
-    let backend = AnyBackend::connect(&cli.broker_url, app_name).await?;
+    execute_with_vars(app_name, cli, &env_vars()?, build).await
+}
+
+/// Runs one parsed command with the settings of `vars` (`QTASKS_*` pairs)
+/// instead of the environment's, for tests.
+pub async fn execute_with_vars<T, C, F>(
+    app_name: &str,
+    cli: Cli,
+    vars: &[(String, String)],
+    build: F,
+) -> Result<ExitCode, Box<dyn std::error::Error>>
+where
+    T: TaskSet,
+    C: Chain,
+    F: FnOnce(AnyBackend) -> Result<QueueTasks<T, C, AnyBackend>, Error>,
+{
+    let (env, _) = Config::default().overridden(pairs(vars))?;
+    let url = cli.broker_url.unwrap_or_else(|| env.broker_url.clone());
+    let backend = AnyBackend::connect_with(&url, app_name, &env).await?;
     let app = build(backend)?;
+    // The app's settings, overridden by the environment's.
+    let (mut config, _) = app.config().clone().overridden(pairs(vars))?;
+    config.broker_url = url;
+    (config.lease, config.retention, config.max_message_size) = (env.lease, env.retention, env.max_message_size);
+    if let Some(limit) = config.blocking_handler_limit {
+        crate::plugin::set_blocking_handler_limit(limit);
+    }
     match cli.command {
         Command::Run { concurrency } => {
-            print!("{}", banner(&app, &cli.broker_url, concurrency));
+            let concurrency = concurrency.unwrap_or(config.max_tasks_process).max(1);
+            print!("{}", banner(&app, &config.broker_url, concurrency));
             let worker = app.worker().max_tasks_process(concurrency).start().await?;
             shutdown_signal().await;
             eprintln!("shutting down: waiting for running tasks");
@@ -144,19 +205,26 @@ where
         Command::Add { task, args, wait, priority } => {
             let args: serde_json::Value =
                 serde_json::from_str(&args).map_err(|e| format!("arguments are not valid JSON: {e}"))?;
-            let mut add = app.add_task(task, args);
-            if let Some(p) = priority {
-                add = add.priority(p);
-            }
+            let declared = app.tasks().iter().find(|t| t.name == task).and_then(|t| t.priority);
+            let priority = priority.or(declared).unwrap_or(config.task_default_priority);
+            let add = app.add_task(task, args).priority(priority);
             match wait {
                 None => println!("{}", serde_json::to_string_pretty(&add.await?)?),
-                Some(secs) => match add.wait(Duration::from_secs_f64(secs)).await? {
-                    Some(task) => println!("{}", serde_json::to_string_pretty(&task)?),
-                    None => {
-                        eprintln!("the task did not finish within {secs} s; it is still queued or running");
-                        return Ok(ExitCode::from(2));
+                Some(secs) => {
+                    let timeout = match secs {
+                        None => config.result_timeout,
+                        Some(secs) => Duration::try_from_secs_f64(secs)
+                            .map_err(|_| format!("--wait: expected a number of seconds ≥ 0, got {secs}"))?,
+                    };
+                    match add.wait(timeout).await? {
+                        Some(task) => println!("{}", serde_json::to_string_pretty(&task)?),
+                        None => {
+                            let secs = timeout.as_secs_f64();
+                            eprintln!("the task did not finish within {secs} s; it is still queued or running");
+                            return Ok(ExitCode::from(2));
+                        }
                     }
-                },
+                }
             }
         }
         Command::Status { uuid } => match app.get(uuid).await? {
@@ -171,9 +239,16 @@ where
                 Inspect::Tasks => serde_json::to_value(app.tasks())?,
                 Inspect::Plugins => serde_json::to_value(app.plugins())?,
                 Inspect::Workers => serde_json::to_value(app.workers().await?)?,
+                Inspect::Config => serde_json::to_value(&config)?,
             };
             if json {
                 println!("{}", serde_json::to_string_pretty(&value)?);
+            } else if let Inspect::Config = what {
+                // As variables, ready to paste into an environment.
+                for (variable, value) in config.to_vars() {
+                    let value = if variable == "QTASKS_BROKER_URL" { redact(&value) } else { value };
+                    println!("{variable}={value}");
+                }
             } else {
                 print!("{}", text_listing(&value));
             }
@@ -214,10 +289,7 @@ pub fn banner<T: TaskSet, C: Chain, B: crate::Backend>(
 
 /// Hides the password of a URL.
 fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}://***@{}", &url[..scheme], &url[at + 1..]),
-        _ => url.to_owned(),
-    }
+    crate::config::redact_url(url)
 }
 
 fn text_listing(value: &serde_json::Value) -> String {

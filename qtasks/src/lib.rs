@@ -37,6 +37,7 @@ pub mod canvas;
 #[cfg(feature = "cli")]
 pub mod cli;
 mod client;
+pub mod config;
 mod error;
 mod executor;
 mod global_config;
@@ -57,6 +58,7 @@ pub use backend::RedisBackend;
 pub use backend::{AnyBackend, Backend, BackendError, MemoryBackend};
 pub use canvas::{ChainError, GroupError, MemberError, Signature, TaskCall, TaskChain, TaskGroup, call};
 pub use client::{AddTask, AddTaskWait, Enqueue, TaskHandle};
+pub use config::{Config, ConfigError};
 pub use error::{Error, WaitError};
 pub use global_config::WorkerInfo;
 pub use model::{NewTask, Task as TaskRecord, TaskMessage, TaskStatus};
