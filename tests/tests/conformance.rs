@@ -11,9 +11,10 @@
 
 mod support;
 
+use qtasks::backend::{CancelOutcome, QueueStats, TaskCounts};
 use qtasks::{
-    Backend, BackendError, Cancelled, MemoryBackend, QueueTasks, RedisBackend, TaskContext, TaskMessage, TaskRecord,
-    TaskSet, TaskStatus, Value, WaitError, json, task,
+    Backend, BackendError, CancelToken, Cancelled, MemoryBackend, NewTask, QueueTasks, RedisBackend, TaskContext,
+    TaskMessage, TaskRecord, TaskSet, TaskStatus, Value, WaitError, json, task,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -697,6 +698,236 @@ async fn check_bad_input<B: Conformant>(backend: B) -> TestResult {
 }
 
 // ---------------------------------------------------------------------------
+// 9. Cancellation
+// ---------------------------------------------------------------------------
+
+/// A `new` record of task `name` with `args`, for the backend methods.
+fn new_record(name: &str, args: Value) -> TaskRecord {
+    TaskRecord::new(
+        Uuid::new_v4(),
+        NewTask { task_name: name.to_owned(), priority: 0, args, extra: Default::default() },
+    )
+}
+
+/// A queued task cancelled: `cancel` at once with the reason, its waiters
+/// wake, a second cancel changes nothing, and a worker started afterwards
+/// never runs it.
+async fn check_cancel_queued<B: Conformant>(backend: B) -> TestResult {
+    let app = app(backend.clone())?;
+    let task = app.add_task("square", (5,)).await?;
+    let waiter = tokio::spawn({
+        let backend = backend.clone();
+        async move { backend.wait(task.uuid, WAIT).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    assert_eq!(backend.cancel(task.uuid, "plus nécessaire").await?, CancelOutcome::Cancelled);
+    let woken = waiter.await??.ok_or("the waiter got no record")?;
+    assert!(started.elapsed() < Duration::from_secs(2), "the waiter woke after {:?}", started.elapsed());
+    assert_final(&woken, TaskStatus::Cancel);
+    assert_eq!(woken.error.as_deref(), Some("plus nécessaire"));
+    assert_eq!((&woken.args, woken.attempt), (&task.args, task.attempt));
+    assert!(same_instant(woken.created_at, task.created_at), "{woken:?} vs {task:?}");
+    assert!(woken.updated_at >= task.updated_at, "{woken:?}");
+    assert_eq!(app.get(task.uuid).await?.as_ref(), Some(&woken));
+
+    // Idempotent: the first decision stays.
+    assert_eq!(backend.cancel(task.uuid, "again").await?, CancelOutcome::Finished(TaskStatus::Cancel));
+    assert_eq!(app.get(task.uuid).await?.as_ref(), Some(&woken), "a second cancel changed the record");
+
+    // A worker started afterwards runs what follows, never the cancelled task.
+    let worker = app.worker().start().await?;
+    let next = app.add_task("square", (6,)).wait(WAIT).await?.ok_or("not finished")?;
+    assert_final(&next, TaskStatus::Success);
+    worker.shutdown().await;
+    assert_eq!(run_count(task.uuid), 0, "the cancelled task ran");
+    assert_eq!(app.get(task.uuid).await?.as_ref(), Some(&woken));
+    Ok(())
+}
+
+/// Cancelling a task that ended changes nothing; an unknown task is `NotFound`.
+async fn check_cancel_finished_and_unknown<B: Conformant>(backend: B) -> TestResult {
+    let app = app(backend.clone())?;
+    let worker = app.worker().start().await?;
+    let ok = app.add_task("square", (3,)).wait(WAIT).await?.ok_or("not finished")?;
+    let failed = app.add_task("fails", ("boom",)).wait(WAIT).await?.ok_or("not finished")?;
+    worker.shutdown().await;
+    for (task, status) in [(&ok, TaskStatus::Success), (&failed, TaskStatus::Error)] {
+        assert_eq!(backend.cancel(task.uuid, "too late").await?, CancelOutcome::Finished(status));
+        assert_eq!(app.get(task.uuid).await?.as_ref(), Some(task), "cancel changed a finished record");
+    }
+    assert_eq!(run_count(ok.uuid), 1);
+    assert_eq!(backend.cancel(Uuid::new_v4(), "who?").await?, CancelOutcome::NotFound);
+    Ok(())
+}
+
+/// A running task (taken by `fetch`): `cancel` asks its worker, whose
+/// watched token fires; the record stays `process` until the worker ends
+/// it `cancel`.
+async fn check_cancel_running<B: Conformant>(backend: B) -> TestResult {
+    let task = new_record("square", json!([2]));
+    backend.enqueue(&task).await?;
+    let taken = fetch_within(&backend, 1, WAIT).await?;
+    assert_eq!(taken.iter().map(|m| m.uuid).collect::<Vec<_>>(), [task.uuid]);
+    let token = CancelToken::new();
+    backend.watch_cancel(task.uuid, &token);
+
+    assert_eq!(backend.cancel(task.uuid, "stop").await?, CancelOutcome::Requested);
+    tokio::time::timeout(WAIT, token.cancelled()).await.map_err(|_| "the watched token never fired")?;
+    assert_eq!(token.reason(), Some("stop"));
+    assert_eq!(backend.get(task.uuid).await?.ok_or("not stored")?.status, TaskStatus::Process);
+    assert!(backend.wait(task.uuid, Duration::from_millis(100)).await?.is_none(), "a running task is not done");
+    // Idempotent while it runs.
+    assert_eq!(backend.cancel(task.uuid, "stop!").await?, CancelOutcome::Requested);
+
+    // The worker stops it.
+    backend.unwatch_cancel(task.uuid);
+    let mut ended = TaskRecord::from_message(&taken[0], TaskStatus::Cancel);
+    ended.error = token.reason().map(str::to_owned);
+    backend.finish(&ended).await?;
+    let done = backend.wait(task.uuid, WAIT).await?.ok_or("not finished")?;
+    assert_final(&done, TaskStatus::Cancel);
+    assert_eq!(done.error.as_deref(), Some("stop"));
+    assert_eq!(backend.cancel(task.uuid, "again").await?, CancelOutcome::Finished(TaskStatus::Cancel));
+    let stats = backend.stats().await?;
+    assert_eq!((stats.queued, stats.in_flight), (0, 0), "{stats:?}");
+    assert_eq!(stats.tasks.get("square").map(|c| c.cancel), Some(1), "{stats:?}");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// 10. Delayed tasks
+// ---------------------------------------------------------------------------
+
+/// A delayed task is not fetched before its delay and is fetched after it,
+/// also by a fetch that was already waiting; a worker runs it.
+async fn check_delayed<B: Conformant>(backend: B) -> TestResult {
+    const DELAY: Duration = Duration::from_millis(300);
+    // Clocks (client and server) and timers: a little slack.
+    const SLACK: Duration = Duration::from_millis(50);
+    let task = new_record("square", json!([8]));
+    let enqueued = Instant::now();
+    backend.enqueue_delayed(&task, DELAY).await?;
+    assert_eq!(backend.get(task.uuid).await?.ok_or("not stored")?.status, TaskStatus::New);
+    assert_eq!(backend.stats().await?.queued, 1);
+    let early = fetch_within(&backend, 10, DELAY / 2).await?;
+    assert!(early.is_empty(), "fetched {:?} after {:?}, before its delay", early, enqueued.elapsed());
+    let due = fetch_within(&backend, 10, WAIT).await?;
+    let after = enqueued.elapsed();
+    assert_eq!(due.iter().map(|m| m.uuid).collect::<Vec<_>>(), [task.uuid]);
+    assert!(after + SLACK >= DELAY, "fetched after {after:?}");
+    assert!(after < Duration::from_secs(2), "a {DELAY:?} delay took {after:?}");
+    backend.finish(&TaskRecord::from_message(&due[0], TaskStatus::Success)).await?;
+
+    // A fetch already waiting when the delayed task is enqueued.
+    let waiting = tokio::spawn({
+        let backend = backend.clone();
+        async move { fetch_within(&backend, 10, WAIT).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let task = new_record("square", json!([9]));
+    let enqueued = Instant::now();
+    backend.enqueue_delayed(&task, DELAY).await?;
+    let due = waiting.await??;
+    let after = enqueued.elapsed();
+    assert_eq!(due.iter().map(|m| m.uuid).collect::<Vec<_>>(), [task.uuid]);
+    assert!(after + SLACK >= DELAY, "fetched after {after:?}");
+    assert!(after < Duration::from_secs(2), "a waiting fetch got a {DELAY:?} delayed task after {after:?}");
+    backend.finish(&TaskRecord::from_message(&due[0], TaskStatus::Success)).await?;
+
+    // Through a worker.
+    let app = app(backend.clone())?;
+    let worker = app.worker().start().await?;
+    let task = new_record("square", json!([4]));
+    let enqueued = Instant::now();
+    backend.enqueue_delayed(&task, DELAY).await?;
+    let done = app.wait(task.uuid, WAIT).await?.ok_or("not finished")?;
+    assert_final(&done, TaskStatus::Success);
+    assert_eq!(done.result, Some(json!(16)));
+    assert!(enqueued.elapsed() + SLACK >= DELAY, "ran after {:?}", enqueued.elapsed());
+    worker.shutdown().await;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// 11. Stats
+// ---------------------------------------------------------------------------
+
+/// `stats`: queued (delayed included) and in-flight tasks, and per task
+/// name how many runs ended `success`, `error`, `retry` and `cancel`, each
+/// task counted once.
+async fn check_stats<B: Conformant>(backend: B) -> TestResult {
+    let counts = |success, error, retry, cancel| TaskCounts { success, error, retry, cancel };
+    let app = app(backend.clone())?;
+    assert_eq!(backend.stats().await?, QueueStats::default());
+
+    let a = app.add_task("square", (1,)).await?.uuid;
+    let b = app.add_task("square", (2,)).await?.uuid;
+    let c = app.add_task("fails", ("x",)).await?.uuid;
+    let delayed = new_record("square", json!([3]));
+    backend.enqueue_delayed(&delayed, Duration::from_millis(300)).await?;
+    let stats = backend.stats().await?;
+    assert_eq!((stats.queued, stats.in_flight), (4, 0), "{stats:?}");
+    assert!(stats.tasks.is_empty(), "{stats:?}");
+
+    let mut taken = Vec::new();
+    while taken.len() < 3 {
+        let batch = fetch_within(&backend, 3 - taken.len(), WAIT).await?;
+        assert!(!batch.is_empty(), "the queued tasks were not fetched");
+        taken.extend(batch);
+    }
+    assert_eq!(taken.iter().map(|m| m.uuid).collect::<Vec<_>>(), [a, b, c]);
+    let stats = backend.stats().await?;
+    assert_eq!((stats.queued, stats.in_flight), (1, 3), "{stats:?}");
+
+    let mut ok = TaskRecord::from_message(&taken[0], TaskStatus::Success);
+    ok.result = Some(json!(1));
+    backend.finish(&ok).await?;
+    let mut failed = TaskRecord::from_message(&taken[1], TaskStatus::Error);
+    failed.error = Some("bad".to_owned());
+    backend.finish(&failed).await?;
+    let mut retried = TaskRecord::from_message(&taken[2], TaskStatus::Retry);
+    retried.error = Some("x".to_owned());
+    backend.finish(&retried).await?;
+    // Finished twice (a redelivered task): counted once.
+    backend.finish(&failed).await?;
+    // `retry` is done: waiting returns at once.
+    let started = Instant::now();
+    let waited = backend.wait(c, WAIT).await?.ok_or("no record")?;
+    assert_eq!(waited.status, TaskStatus::Retry);
+    assert!(started.elapsed() < Duration::from_millis(500), "wait on a retry record took {:?}", started.elapsed());
+    // A `retry` does not replace an end.
+    backend.finish(&TaskRecord::from_message(&taken[0], TaskStatus::Retry)).await?;
+    assert_eq!(backend.get(a).await?.ok_or("not stored")?.status, TaskStatus::Success);
+
+    let stats = backend.stats().await?;
+    assert_eq!((stats.queued, stats.in_flight), (1, 0), "{stats:?}");
+    let expected =
+        BTreeMap::from([("square".to_owned(), counts(1, 1, 0, 0)), ("fails".to_owned(), counts(0, 0, 1, 0))]);
+    assert_eq!(stats.tasks, expected);
+
+    // Cancelled while delayed: counted, and never handed out.
+    assert_eq!(backend.cancel(delayed.uuid, "no").await?, CancelOutcome::Cancelled);
+    let late = fetch_within(&backend, 10, Duration::from_millis(600)).await?;
+    assert!(late.is_empty(), "a cancelled delayed task was fetched: {late:?}");
+
+    // Through a worker: a success and a task that cancels itself.
+    let worker = app.worker().start().await?;
+    app.add_task("square", (4,)).wait(WAIT).await?.ok_or("not finished")?;
+    app.add_task("gives_up", ("enough",)).wait(WAIT).await?.ok_or("not finished")?;
+    worker.shutdown().await;
+    let stats = backend.stats().await?;
+    assert_eq!((stats.queued, stats.in_flight), (0, 0), "{stats:?}");
+    let expected = BTreeMap::from([
+        ("square".to_owned(), counts(2, 1, 0, 1)),
+        ("fails".to_owned(), counts(0, 0, 1, 0)),
+        ("gives_up".to_owned(), counts(0, 0, 0, 1)),
+    ]);
+    assert_eq!(stats.tasks, expected);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
 // The list
 // ---------------------------------------------------------------------------
 
@@ -728,4 +959,9 @@ conformance! {
     check_many_tasks => memory_many_tasks, redis_many_tasks;
     // 7. retention: see above, covered by redis_backend.rs.
     check_bad_input => memory_bad_input, redis_bad_input;
+    check_cancel_queued => memory_cancel_queued, redis_cancel_queued;
+    check_cancel_finished_and_unknown => memory_cancel_finished_and_unknown, redis_cancel_finished_and_unknown;
+    check_cancel_running => memory_cancel_running, redis_cancel_running;
+    check_delayed => memory_delayed, redis_delayed;
+    check_stats => memory_stats, redis_stats;
 }

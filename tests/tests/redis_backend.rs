@@ -413,6 +413,15 @@ async fn flush_removes_only_the_apps_keys() {
     }
     let taken = fetch_within(&a, 1, WAIT).await;
     a.finish(&TaskRecord::from_message(&taken[0], TaskStatus::Success)).await.unwrap();
+    // The delayed set and the stats hash too.
+    let later = record("a-later", 0);
+    a.enqueue_delayed(&later, Duration::from_secs(60)).await.unwrap();
+    a_tasks.push(later.uuid);
+    let mut key_names: Vec<String> = query(&mut conn, &["KEYS", &format!("{}*", a.key_prefix())]).await;
+    key_names.retain(|k| !k.starts_with(&format!("{}task:", a.key_prefix())));
+    for name in ["delayed", "stats"] {
+        assert!(key_names.contains(&format!("{}{name}", a.key_prefix())), "no `{name}` key: {key_names:?}");
+    }
     let b_task = record("b", 0);
     b.enqueue(&b_task).await.unwrap();
 

@@ -13,8 +13,9 @@
 //! `benches/src/bin/e2e_redis.rs` (see `BENCHMARKS.md`). `fred` offers the
 //! same features; it was not measured against `redis` for this choice.
 
-use super::{Backend, BackendError};
-use crate::model::{Task, TaskMessage};
+use super::{Backend, BackendError, CancelOutcome, CancelRegistry, QueueStats};
+use crate::model::{Task, TaskMessage, TaskStatus};
+use crate::task::CancelToken;
 use futures::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Client, RedisError, Script, Value};
@@ -50,36 +51,71 @@ const BLOCKING_POOL: usize = 8;
 /// Expired leases put back per fetch.
 const REQUEUE_BATCH: usize = 1000;
 
-/// Stores a new record and queues it, with a wake-up for blocked fetchers.
+/// Stores a new record and queues it (or, with a delay, puts it among the
+/// delayed tasks), with a wake-up for blocked fetchers.
 ///
-/// KEYS: record, queue, seq, wake. ARGV: data, status, priority hex, uuid.
+/// KEYS: record, queue, seq, wake, delayed. ARGV: data, status, priority hex, uuid, delay (ms, 0 = none).
 static ENQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(ENQUEUE_LUA));
 const ENQUEUE_LUA: &str = r"
 local seq = redis.call('INCR', KEYS[3])
-redis.call('HSET', KEYS[1], 'status', ARGV[2], 'data', ARGV[1])
-redis.call('ZADD', KEYS[2], 0, ARGV[3] .. string.format('%016x', seq) .. ARGV[4])
+local entry = ARGV[3] .. string.format('%016x', seq) .. ARGV[4]
+redis.call('HSET', KEYS[1], 'status', ARGV[2], 'data', ARGV[1], 'entry', entry)
+redis.call('HDEL', KEYS[1], 'cancel')
+local delay = tonumber(ARGV[5])
+if delay > 0 then
+  local t = redis.call('TIME')
+  redis.call('ZADD', KEYS[5], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + delay, entry)
+else
+  redis.call('ZADD', KEYS[2], 0, entry)
+end
 redis.call('RPUSH', KEYS[4], '1')
 redis.call('LTRIM', KEYS[4], 0, 0)
 return seq
 ";
 
-/// Requeues expired leases, then takes up to ARGV[1] tasks.
+/// Moves due delayed tasks into the queue, requeues expired leases (or,
+/// for tasks whose cancel was requested, keeps them to be ended `cancel`),
+/// then takes up to `max` (`ARGV[1]`) tasks.
 ///
-/// KEYS: queue, inflight, held, wake, dead.
-/// ARGV: max, lease (ms), record key prefix (`P` `task:`), dead letters kept, expired leases requeued at most.
-/// Returns `{ms until the next lease deadline or -1, dead letters, {uuid, data, …}}`.
+/// KEYS: queue, inflight, held, wake, dead, delayed.
+/// ARGV: max, lease (ms), record key prefix (`P` `task:`), dead letters kept,
+/// expired leases requeued and delayed tasks promoted at most.
+/// Returns `{ms until the next lease deadline or delayed task or -1, dead letters,
+/// {uuid, data, …} taken, {uuid, data, reason, …} to end cancel}`.
 static FETCH: LazyLock<Script> = LazyLock::new(|| Script::new(FETCH_LUA));
 const FETCH_LUA: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumber(ARGV[5]))
+local batch = tonumber(ARGV[5])
+local deadline = now + tonumber(ARGV[2])
+local function done(status)
+  return status == 'success' or status == 'error' or status == 'cancel' or status == 'retry'
+end
+local cancels = {}
+local function to_cancel(id, data, reason)
+  redis.call('ZADD', KEYS[2], deadline, id)
+  cancels[#cancels + 1] = id
+  cancels[#cancels + 1] = data
+  cancels[#cancels + 1] = reason
+end
+local due = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', now, 'LIMIT', 0, batch)
+for _, entry in ipairs(due) do
+  redis.call('ZREM', KEYS[6], entry)
+  redis.call('ZADD', KEYS[1], 0, entry)
+end
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, batch)
 for _, id in ipairs(expired) do
-  redis.call('ZREM', KEYS[2], id)
-  local entry = redis.call('HGET', KEYS[3], id)
-  if entry then redis.call('ZADD', KEYS[1], 0, entry) end
+  local rec = redis.call('HMGET', ARGV[3] .. id, 'status', 'data', 'cancel')
+  if rec[2] and rec[3] and not done(rec[1]) then
+    -- Its worker is gone and a cancel was requested: it ends here, unrun.
+    to_cancel(id, rec[2], rec[3])
+  else
+    redis.call('ZREM', KEYS[2], id)
+    local entry = redis.call('HGET', KEYS[3], id)
+    if entry then redis.call('ZADD', KEYS[1], 0, entry) end
+  end
 end
 local want = tonumber(ARGV[1])
-local deadline = now + tonumber(ARGV[2])
 local pattern = '^' .. string.rep('%x', 32)
   .. '(%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x)$'
 local taken, dead, out = 0, 0, {}
@@ -96,11 +132,15 @@ while taken < want do
     if not id then
       bury(entry, 'malformed queue entry')
     else
-      local rec = redis.call('HMGET', ARGV[3] .. id, 'status', 'data')
+      local rec = redis.call('HMGET', ARGV[3] .. id, 'status', 'data', 'cancel')
       if not rec[2] then
         bury(entry, 'no record for this task')
-      elseif rec[1] == 'success' or rec[1] == 'error' or rec[1] == 'cancel' then
+      elseif done(rec[1]) then
         redis.call('HDEL', KEYS[3], id)
+      elseif rec[3] then
+        -- Requeued after its worker was gone, and a cancel was requested.
+        redis.call('HSET', KEYS[3], id, entry)
+        to_cancel(id, rec[2], rec[3])
       else
         redis.call('ZADD', KEYS[2], deadline, id)
         redis.call('HSET', KEYS[3], id, entry)
@@ -119,18 +159,24 @@ if redis.call('ZCARD', KEYS[1]) > 0 then
   redis.call('LTRIM', KEYS[4], 0, 0)
 end
 local next_ms = -1
-local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-if #first > 0 then next_ms = tonumber(first[2]) - now end
-return {next_ms, dead, out}
+for _, key in ipairs({KEYS[2], KEYS[6]}) do
+  local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  if #first > 0 then
+    local ms = math.max(0, tonumber(first[2]) - now)
+    if next_ms < 0 or ms < next_ms then next_ms = ms end
+  end
+end
+return {next_ms, dead, out, cancels}
 ";
 
-/// Writes a non-final status unless the record is already final, and renews the lease.
+/// Writes a non-final status unless the record is already done (final or
+/// `retry`), and renews the lease.
 ///
 /// KEYS: record, inflight. ARGV: data, status, uuid, lease (ms).
 static UPDATE: LazyLock<Script> = LazyLock::new(|| Script::new(UPDATE_LUA));
 const UPDATE_LUA: &str = r"
 local cur = redis.call('HGET', KEYS[1], 'status')
-if cur == 'success' or cur == 'error' or cur == 'cancel' then return 0 end
+if cur == 'success' or cur == 'error' or cur == 'cancel' or cur == 'retry' then return 0 end
 redis.call('HSET', KEYS[1], 'status', ARGV[2], 'data', ARGV[1])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -138,17 +184,25 @@ redis.call('ZADD', KEYS[2], 'XX', now + tonumber(ARGV[4]), ARGV[3])
 return 1
 ";
 
-/// Writes the final record with its expiry, releases the task (lease and
-/// any requeued copy) and publishes its uuid.
+/// Writes the final (or `retry`) record with its expiry, releases the task
+/// (lease and any requeued copy), counts it in the stats unless it had
+/// ended already, and publishes its uuid. A `retry` never replaces a record
+/// that is already done (a status only moves forward).
 ///
-/// KEYS: record, queue, inflight, held. ARGV: data, status, retention (ms, 0 = keep), channel, uuid.
+/// KEYS: record, queue, inflight, held, stats.
+/// ARGV: data, status, retention (ms, 0 = keep), channel, uuid, stats field (empty: not counted).
 static FINISH: LazyLock<Script> = LazyLock::new(|| Script::new(FINISH_LUA));
 const FINISH_LUA: &str = r"
-redis.call('HSET', KEYS[1], 'status', ARGV[2], 'data', ARGV[1])
-if tonumber(ARGV[3]) > 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
-else
-  redis.call('PERSIST', KEYS[1])
+local cur = redis.call('HGET', KEYS[1], 'status')
+local was_done = cur == 'success' or cur == 'error' or cur == 'cancel' or cur == 'retry'
+if not (was_done and ARGV[2] == 'retry') then
+  redis.call('HSET', KEYS[1], 'status', ARGV[2], 'data', ARGV[1])
+  redis.call('HDEL', KEYS[1], 'entry')
+  if tonumber(ARGV[3]) > 0 then
+    redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  else
+    redis.call('PERSIST', KEYS[1])
+  end
 end
 local entry = redis.call('HGET', KEYS[4], ARGV[5])
 if entry then
@@ -156,8 +210,47 @@ if entry then
   redis.call('HDEL', KEYS[4], ARGV[5])
 end
 redis.call('ZREM', KEYS[3], ARGV[5])
+if not was_done and ARGV[6] ~= '' then redis.call('HINCRBY', KEYS[5], ARGV[6], 1) end
 redis.call('PUBLISH', ARGV[4], ARGV[5])
 return 1
+";
+
+/// Cancels a task: a `new` one becomes the `cancel` record built by the
+/// caller (if its data is still the one the caller read), leaves the queue
+/// or the delayed set, is counted and published; for a `process` one the
+/// request is stored (field `cancel`, the first reason wins) and published.
+///
+/// KEYS: record, queue, delayed, stats.
+/// ARGV: cancel record, data read, reason, retention (ms, 0 = keep), done channel,
+/// cancel channel, uuid, stats field.
+/// Returns `cancelled`, `requested`, `changed` (read again), `missing`, or the status it had.
+static CANCEL: LazyLock<Script> = LazyLock::new(|| Script::new(CANCEL_LUA));
+const CANCEL_LUA: &str = r"
+local rec = redis.call('HMGET', KEYS[1], 'status', 'data', 'entry')
+if not rec[1] or not rec[2] then return 'missing' end
+if rec[1] == 'new' then
+  if rec[2] ~= ARGV[2] then return 'changed' end
+  redis.call('HSET', KEYS[1], 'status', 'cancel', 'data', ARGV[1])
+  if rec[3] then
+    redis.call('ZREM', KEYS[2], rec[3])
+    redis.call('ZREM', KEYS[3], rec[3])
+    redis.call('HDEL', KEYS[1], 'entry')
+  end
+  if tonumber(ARGV[4]) > 0 then
+    redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  else
+    redis.call('PERSIST', KEYS[1])
+  end
+  redis.call('HINCRBY', KEYS[4], ARGV[8], 1)
+  redis.call('PUBLISH', ARGV[5], ARGV[7])
+  return 'cancelled'
+end
+if rec[1] == 'process' then
+  redis.call('HSETNX', KEYS[1], 'cancel', ARGV[3])
+  redis.call('PUBLISH', ARGV[6], ARGV[7] .. ' ' .. redis.call('HGET', KEYS[1], 'cancel'))
+  return 'requested'
+end
+return rec[1]
 ";
 
 /// Releases tasks whose record could not be decoded and files them as dead letters.
@@ -198,18 +291,25 @@ end
 return n
 ";
 
-/// Renews the leases of tasks still in flight; returns how many were renewed.
+/// Renews the leases of tasks still in flight; returns how many were
+/// renewed, and the cancel requests stored for those tasks.
 ///
-/// KEYS: inflight. ARGV: lease (ms), uuids.
+/// KEYS: inflight. ARGV: lease (ms), record key prefix, uuids.
+/// Returns `{renewed, {uuid, reason, …}}`.
 static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(EXTEND_LUA));
 const EXTEND_LUA: &str = r"
 local t = redis.call('TIME')
 local deadline = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
-local n = 0
-for i = 2, #ARGV do
+local n, cancels = 0, {}
+for i = 3, #ARGV do
   n = n + redis.call('ZADD', KEYS[1], 'XX', 'CH', deadline, ARGV[i])
+  local reason = redis.call('HGET', ARGV[2] .. ARGV[i], 'cancel')
+  if reason then
+    cancels[#cancels + 1] = ARGV[i]
+    cancels[#cancels + 1] = reason
+  end
 end
-return n
+return {n, cancels}
 ";
 
 /// Dead letters kept per app (the newest).
@@ -242,14 +342,17 @@ const DEAD_LETTERS_KEPT: usize = 10_000;
 ///
 /// | key | type | holds |
 /// | --- | --- | --- |
-/// | `P task:{uuid}` | hash | `status` (`"new"`, `"process"`, …) and `data`, the [`TaskRecord`](crate::TaskRecord) as JSON |
+/// | `P task:{uuid}` | hash | `status` (`"new"`, `"process"`, …) and `data`, the [`TaskRecord`](crate::TaskRecord) as JSON; `started` (µs, set by `fetch`); `entry`, the task's queue entry until it ends; `cancel`, the reason of a cancel requested while it ran |
 /// | `P queue` | sorted set | queued tasks, see below |
+/// | `P delayed` | sorted set | queue entries of delayed tasks, scored by when they are due (ms since the epoch, server clock) |
 /// | `P seq` | string | counter giving each enqueued task its place in line |
 /// | `P inflight` | sorted set | uuids of taken tasks, scored by lease deadline (ms since the epoch, server clock) |
 /// | `P held` | hash | uuid → queue entry of each taken task, to requeue it at its old place |
 /// | `P wake` | list | at most one wake-up token for fetchers blocked in `BLPOP` |
 /// | `P dead` | list | dead letters: queue entries that could not be decoded, as JSON (the newest 10 000) |
-/// | `P done` | pub/sub channel | uuid of each task that reached a final status |
+/// | `P stats` | hash | `{task name}\x1f{status}` → how many runs ended so (`success`, `error`, `retry`, `cancel`) |
+/// | `P done` | pub/sub channel | uuid of each task that reached a final status or `retry` |
+/// | `P cancel` | pub/sub channel | `{uuid} {reason}` for each cancel request of a running task |
 ///
 /// # Queue order
 ///
@@ -267,21 +370,47 @@ const DEAD_LETTERS_KEPT: usize = 10_000;
 ///
 /// Each operation is one atomic Lua script, so one round trip:
 /// - `enqueue`: writes the record, adds the queue entry, pushes a wake-up.
-/// - `fetch`: requeues expired leases, pops up to `max` entries, moves each
+///   `enqueue_delayed` adds the entry to `delayed` instead, due at the
+///   server's time plus the delay.
+/// - `fetch`: moves due delayed entries into the queue, requeues expired
+///   leases, pops up to `max` entries, moves each
 ///   into `inflight`/`held`, returns the records; malformed entries, and
 ///   entries whose record is missing, go to the dead letters instead (an
 ///   entry whose record is not a task costs one more round trip to file).
 ///   When nothing is queued, the fetch blocks in `BLPOP` on the `wake`
 ///   list, on a connection of its own (a blocking command would stall the
 ///   shared multiplexed one), until an enqueue wakes it, the next lease
-///   expires, or 5 s pass; then it runs the script again.
+///   expires, the next delayed task is due, or 5 s pass; then it runs the
+///   script again.
 /// - `update`: writes the status unless the record is already final (a
 ///   status only moves forward), and renews the lease.
-/// - `finish`: writes the final record and its expiry (the retention),
-///   releases the lease and any requeued copy, publishes the uuid on `done`.
+/// - `finish`: writes the final (or `retry`) record and its expiry (the
+///   retention), releases the lease and any requeued copy, counts the run
+///   in `stats` (once per task), publishes the uuid on `done`.
 /// - `wait`: one subscription to `done` per backend, shared by the
 ///   waiters of the process; a waiter reads the record once subscribed,
 ///   then sleeps until its uuid is published or the timeout passes.
+/// - `stats`: one `MULTI` reading the sizes of `queue`, `delayed` and
+///   `inflight` and the `stats` hash.
+///
+/// # Cancellation
+///
+/// [`cancel`](Backend::cancel) reads the record, then runs a script that
+/// decides on the status the record has at that moment:
+/// - `new`: the record becomes the `cancel` record built from the one read
+///   (if it is unchanged; else it reads again), its queue or delayed entry
+///   is removed, it is counted and published on `done`. No worker can take
+///   it any more, whenever it starts.
+/// - `process`: the request is stored in the record's `cancel` field and
+///   published on `cancel`. Each backend that runs tasks subscribes to that
+///   channel (a connection of its own, started by the first `fetch`) and
+///   fires the task's [`CancelToken`]. A message lost while the
+///   subscription was down is caught by the lease renewal
+///   ([`extend_lease`](Backend::extend_lease), every lease / 3), which also
+///   reads the field. If the worker is gone, `fetch` finds the request when
+///   the lease expires (or when it pops a requeued copy) and ends the task
+///   `cancel` instead of handing it out again.
+/// - anything else: already ended, nothing changes.
 ///
 /// # Delivery: leases, at least once
 ///
@@ -311,13 +440,20 @@ struct Shared {
     /// Idle connections for `BLPOP`, one per concurrent blocked fetch.
     blocking: Mutex<Vec<MultiplexedConnection>>,
     waiters: Arc<Waiters>,
+    /// The subscription to `done`, serving `wait`.
     listener: Mutex<Option<Listener>>,
+    /// Tokens of the tasks this process runs.
+    cancels: Arc<CancelRegistry>,
+    /// The subscription to `cancel`, firing those tokens.
+    cancel_listener: Mutex<Option<Listener>>,
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        if let Some(listener) = lock(&self.listener).take() {
-            listener.task.abort();
+        for slot in [&self.listener, &self.cancel_listener] {
+            if let Some(listener) = lock(slot).take() {
+                listener.task.abort();
+            }
         }
     }
 }
@@ -331,7 +467,10 @@ struct Keys {
     held: String,
     wake: String,
     dead: String,
+    delayed: String,
+    stats: String,
     done: String,
+    cancel: String,
     config_prefix: String,
 }
 
@@ -347,7 +486,10 @@ impl Keys {
             held: key("held"),
             wake: key("wake"),
             dead: key("dead"),
+            delayed: key("delayed"),
+            stats: key("stats"),
             done: key("done"),
+            cancel: key("cancel"),
             config_prefix: key("config:"),
             prefix,
         }
@@ -402,6 +544,42 @@ fn decode_record(data: &[u8], status: Option<&str>, started_us: Option<f64>) -> 
     Ok(task)
 }
 
+/// The `cancel` record of a task that was queued or held: status `cancel`,
+/// the reason as its error, no result.
+fn cancelled(mut task: Task, reason: &str) -> Task {
+    task.status = TaskStatus::Cancel;
+    task.error = Some(reason.to_owned());
+    task.result = None;
+    task.updated_at = task.updated_at.max(crate::model::now());
+    task
+}
+
+/// A status as stored (`"new"`, `"process"`, …).
+fn parse_status(s: &str) -> Option<TaskStatus> {
+    [
+        TaskStatus::New,
+        TaskStatus::Process,
+        TaskStatus::Success,
+        TaskStatus::Error,
+        TaskStatus::Cancel,
+        TaskStatus::Retry,
+    ]
+    .into_iter()
+    .find(|status| status.as_str() == s)
+}
+
+/// The field of `P stats` counting the runs of `name` that ended `status`.
+const STATS_SEPARATOR: char = '\x1f';
+
+fn stats_field(name: &str, status: TaskStatus) -> String {
+    match status {
+        TaskStatus::Success | TaskStatus::Error | TaskStatus::Retry | TaskStatus::Cancel => {
+            format!("{name}{STATS_SEPARATOR}{status}")
+        }
+        TaskStatus::New | TaskStatus::Process => String::new(),
+    }
+}
+
 /// `priority` as 16 hex digits whose byte order is the numeric order.
 fn priority_hex(priority: i64) -> String {
     format!("{:016x}", (priority as u64) ^ (1 << 63))
@@ -451,7 +629,7 @@ impl RedisBackend {
         // Load the scripts in one round trip, so the first calls need not
         // retry after NOSCRIPT.
         let mut load = redis::pipe();
-        for code in [ENQUEUE_LUA, FETCH_LUA, UPDATE_LUA, FINISH_LUA, BURY_LUA, RELEASE_LUA, EXTEND_LUA] {
+        for code in [ENQUEUE_LUA, FETCH_LUA, UPDATE_LUA, FINISH_LUA, CANCEL_LUA, BURY_LUA, RELEASE_LUA, EXTEND_LUA] {
             load.cmd("SCRIPT").arg("LOAD").arg(code);
         }
         let _: Vec<String> = load.query_async(&mut manager).await.map_err(redis_error("loading the Lua scripts"))?;
@@ -463,6 +641,8 @@ impl RedisBackend {
                 blocking: Mutex::new(Vec::new()),
                 waiters: Arc::default(),
                 listener: Mutex::new(None),
+                cancels: Arc::default(),
+                cancel_listener: Mutex::new(None),
             }),
             lease: DEFAULT_LEASE,
             retention: Some(DEFAULT_RETENTION),
@@ -500,16 +680,27 @@ impl RedisBackend {
     /// Renews the leases of tasks this process holds, as a heartbeat for
     /// tasks that run longer than the lease. Returns how many leases were
     /// renewed: tasks already finished or requeued are not in flight any more.
+    ///
+    /// A cancel requested for one of these tasks (see
+    /// [`cancel`](Backend::cancel)) fires its token if it runs here, also
+    /// when the pub/sub message of that request was lost.
     pub async fn extend_leases(&self, uuids: &[Uuid]) -> Result<usize, BackendError> {
         if uuids.is_empty() {
             return Ok(0);
         }
-        let mut call = EXTEND.key(&self.shared.keys.inflight);
-        call.arg(millis(self.lease));
+        let keys = &self.shared.keys;
+        let mut call = EXTEND.key(&keys.inflight);
+        call.arg(millis(self.lease)).arg(&keys.task_prefix);
         for uuid in uuids {
             call.arg(uuid.hyphenated().to_string());
         }
-        let n: usize = call.invoke_async(&mut self.conn()).await.map_err(redis_error("extending leases"))?;
+        let (n, cancels): (usize, Vec<(String, String)>) =
+            call.invoke_async(&mut self.conn()).await.map_err(redis_error("extending leases"))?;
+        for (uuid, reason) in cancels {
+            if let Ok(uuid) = Uuid::parse_str(&uuid) {
+                self.shared.cancels.signal(uuid, &reason);
+            }
+        }
         Ok(n)
     }
 
@@ -534,6 +725,39 @@ impl RedisBackend {
                 return Ok(all);
             }
         }
+    }
+
+    /// Stores a `new` record and queues it, or delays it by `delay_ms` (> 0).
+    async fn push(&self, task: &Task, delay_ms: u64) -> Result<(), BackendError> {
+        let data = serde_json::to_string(task).map_err(|e| error("encoding the task", e))?;
+        if data.len() > self.max_message_size {
+            return Err(error(
+                "enqueue refused",
+                format_args!(
+                    "task `{}` ({}) is {} bytes as JSON, more than the limit of {} bytes (RedisBackend::max_message_size)",
+                    task.task_name,
+                    task.uuid,
+                    data.len(),
+                    self.max_message_size
+                ),
+            ));
+        }
+        let keys = &self.shared.keys;
+        let _: i64 = ENQUEUE
+            .key(keys.task(task.uuid))
+            .key(&keys.queue)
+            .key(&keys.seq)
+            .key(&keys.wake)
+            .key(&keys.delayed)
+            .arg(data)
+            .arg(task.status.as_str())
+            .arg(priority_hex(task.priority))
+            .arg(task.uuid.hyphenated().to_string())
+            .arg(delay_ms)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(redis_error("enqueueing a task"))?;
+        Ok(())
     }
 
     fn conn(&self) -> ConnectionManager {
@@ -567,12 +791,13 @@ impl RedisBackend {
     /// One fetch script call, with decoding and dead letters.
     async fn pop(&self, max: usize) -> Result<(Option<i64>, Vec<TaskMessage>), BackendError> {
         let keys = &self.shared.keys;
-        let (next_ms, dead, taken): (i64, u64, Vec<Value>) = FETCH
+        let (next_ms, dead, taken, cancels): (i64, u64, Vec<Value>, Vec<Value>) = FETCH
             .key(&keys.queue)
             .key(&keys.inflight)
             .key(&keys.held)
             .key(&keys.wake)
             .key(&keys.dead)
+            .key(&keys.delayed)
             .arg(max)
             .arg(millis(self.lease))
             .arg(&keys.task_prefix)
@@ -594,6 +819,28 @@ impl RedisBackend {
             let id = String::from_utf8_lossy(&id).into_owned();
             match serde_json::from_slice::<Task>(&data) {
                 Ok(task) if task.uuid.hyphenated().to_string() == id => messages.push(task.message()),
+                Ok(task) => buried.push((id, data, format!("record holds task {}", task.uuid))),
+                Err(e) => buried.push((id, data, format!("undecodable record: {e}"))),
+            }
+        }
+        // Tasks whose cancel was requested while no worker held them: they
+        // end `cancel` here (if this fails, they come back when the lease
+        // the script gave them expires).
+        let mut cancels = cancels.into_iter();
+        while let (Some(id), Some(data), Some(reason)) = (cancels.next(), cancels.next(), cancels.next()) {
+            let (Value::BulkString(id), Value::BulkString(data), Value::BulkString(reason)) = (id, data, reason) else {
+                return Err(error("fetching tasks", "unexpected reply from the fetch script"));
+            };
+            let id = String::from_utf8_lossy(&id).into_owned();
+            match serde_json::from_slice::<Task>(&data) {
+                Ok(task) if task.uuid.hyphenated().to_string() == id => {
+                    let reason = String::from_utf8_lossy(&reason);
+                    let task = cancelled(task, &reason);
+                    tracing::info!(backend = KIND, uuid = %id, %reason, "task cancelled while no worker held it");
+                    if let Err(e) = self.finish(&task).await {
+                        tracing::warn!(backend = KIND, uuid = %id, error = %e, "could not end a cancelled task; retried when its lease expires");
+                    }
+                }
                 Ok(task) => buried.push((id, data, format!("record holds task {}", task.uuid))),
                 Err(e) => buried.push((id, data, format!("undecodable record: {e}"))),
             }
@@ -683,21 +930,31 @@ impl RedisBackend {
         }
     }
 
-    /// The listener's readiness, starting it on first use.
+    /// The readiness of the subscription to `done`, starting it on first use.
     fn listener(&self) -> watch::Receiver<bool> {
-        let mut listener = lock(&self.shared.listener);
-        if let Some(l) = listener.as_ref().filter(|l| !l.task.is_finished()) {
-            return l.ready.clone();
-        }
-        let (tx, ready) = watch::channel(false);
-        let task = tokio::spawn(listen(
-            self.shared.client.clone(),
-            self.shared.keys.done.clone(),
-            Arc::clone(&self.shared.waiters),
-            tx,
-        ));
-        *listener = Some(Listener { ready: ready.clone(), task });
-        ready
+        let shared = &self.shared;
+        subscription(&shared.listener, &shared.client, &shared.keys.done, &shared.waiters)
+    }
+
+    /// Starts the subscription to `cancel` if it is not running.
+    fn cancel_listener(&self) {
+        let shared = &self.shared;
+        subscription(&shared.cancel_listener, &shared.client, &shared.keys.cancel, &shared.cancels);
+    }
+
+    /// Reads a record with the fields `cancel` compares: the decoded task and
+    /// the JSON as stored.
+    async fn read(&self, uuid: Uuid) -> Result<Option<(Task, Vec<u8>)>, BackendError> {
+        let (data, status, started): RecordFields = redis::cmd("HMGET")
+            .arg(self.shared.keys.task(uuid))
+            .arg(&RECORD_FIELDS[..])
+            .query_async(&mut self.conn())
+            .await
+            .map_err(redis_error("reading a task"))?;
+        let Some(data) = data else { return Ok(None) };
+        let task = decode_record(&data, status.as_deref(), started)
+            .map_err(|e| error(&format!("decoding the record of task {uuid}"), e))?;
+        Ok(Some((task, data)))
     }
 }
 
@@ -707,65 +964,103 @@ impl Backend for RedisBackend {
     }
 
     async fn enqueue(&self, task: &Task) -> Result<(), BackendError> {
-        let data = serde_json::to_string(task).map_err(|e| error("encoding the task", e))?;
-        if data.len() > self.max_message_size {
-            return Err(error(
-                "enqueue refused",
-                format_args!(
-                    "task `{}` ({}) is {} bytes as JSON, more than the limit of {} bytes (RedisBackend::max_message_size)",
-                    task.task_name,
-                    task.uuid,
-                    data.len(),
-                    self.max_message_size
-                ),
-            ));
-        }
+        self.push(task, 0).await
+    }
+
+    async fn enqueue_delayed(&self, task: &Task, delay: Duration) -> Result<(), BackendError> {
+        // A zero delay is an ordinary enqueue; any other is at least 1 ms.
+        self.push(task, if delay.is_zero() { 0 } else { millis(delay) }).await
+    }
+
+    async fn cancel(&self, uuid: Uuid, reason: &str) -> Result<CancelOutcome, BackendError> {
         let keys = &self.shared.keys;
-        let uuid = task.uuid.hyphenated().to_string();
-        let _: i64 = ENQUEUE
-            .key(keys.task(task.uuid))
-            .key(&keys.queue)
-            .key(&keys.seq)
-            .key(&keys.wake)
-            .arg(data)
-            .arg(task.status.as_str())
-            .arg(priority_hex(task.priority))
-            .arg(uuid)
-            .invoke_async(&mut self.conn())
+        // The script rejects a `cancel` record built from a stale read
+        // (`changed`); the record of a queued task changes rarely, if ever.
+        for _ in 0..16 {
+            let Some((task, data)) = self.read(uuid).await? else { return Ok(CancelOutcome::NotFound) };
+            if task.status.is_done() {
+                return Ok(CancelOutcome::Finished(task.status));
+            }
+            let name = task.task_name.clone();
+            let record = serde_json::to_string(&cancelled(task, reason)).map_err(|e| error("encoding the task", e))?;
+            let outcome: String = CANCEL
+                .key(keys.task(uuid))
+                .key(&keys.queue)
+                .key(&keys.delayed)
+                .key(&keys.stats)
+                .arg(record)
+                .arg(data)
+                .arg(reason)
+                .arg(self.retention.map_or(0, millis))
+                .arg(&keys.done)
+                .arg(&keys.cancel)
+                .arg(uuid.hyphenated().to_string())
+                .arg(stats_field(&name, TaskStatus::Cancel))
+                .invoke_async(&mut self.conn())
+                .await
+                .map_err(redis_error("cancelling a task"))?;
+            return match outcome.as_str() {
+                "cancelled" => Ok(CancelOutcome::Cancelled),
+                "requested" => {
+                    // Published too, but a task running here need not wait for the echo.
+                    self.shared.cancels.signal(uuid, reason);
+                    Ok(CancelOutcome::Requested)
+                }
+                "changed" => continue,
+                "missing" => Ok(CancelOutcome::NotFound),
+                other => match parse_status(other) {
+                    Some(status) => Ok(CancelOutcome::Finished(status)),
+                    None => Err(error("cancelling a task", format_args!("unexpected status {other:?}"))),
+                },
+            };
+        }
+        Err(error("cancelling a task", format_args!("the record of task {uuid} keeps changing")))
+    }
+
+    fn watch_cancel(&self, uuid: Uuid, token: &CancelToken) {
+        // `fetch` started the subscription already; this covers a caller
+        // that got the task otherwise.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            self.cancel_listener();
+        }
+        self.shared.cancels.watch(uuid, token);
+    }
+
+    fn unwatch_cancel(&self, uuid: Uuid) {
+        self.shared.cancels.unwatch(uuid);
+    }
+
+    async fn stats(&self) -> Result<QueueStats, BackendError> {
+        let keys = &self.shared.keys;
+        let (queued, delayed, in_flight, counts): (u64, u64, u64, HashMap<String, u64>) = redis::pipe()
+            .atomic()
+            .zcard(&keys.queue)
+            .zcard(&keys.delayed)
+            .zcard(&keys.inflight)
+            .hgetall(&keys.stats)
+            .query_async(&mut self.conn())
             .await
-            .map_err(redis_error("enqueueing a task"))?;
-        Ok(())
-    }
-
-    // TEMPORARY STUBS (being replaced by the Redis implementation).
-    async fn enqueue_delayed(&self, task: &Task, _delay: Duration) -> Result<(), BackendError> {
-        self.enqueue(task).await
-    }
-
-    async fn cancel(&self, _uuid: Uuid, _reason: &str) -> Result<super::CancelOutcome, BackendError> {
-        Err(error("cancel", "not implemented yet"))
-    }
-
-    fn watch_cancel(&self, _uuid: Uuid, _token: &crate::task::CancelToken) {}
-
-    fn unwatch_cancel(&self, _uuid: Uuid) {}
-
-    async fn stats(&self) -> Result<super::QueueStats, BackendError> {
-        Err(error("stats", "not implemented yet"))
+            .map_err(redis_error("reading the stats"))?;
+        let mut stats = QueueStats { queued: queued + delayed, in_flight, tasks: Default::default() };
+        for (field, count) in counts {
+            let Some((name, status)) = field.rsplit_once(STATS_SEPARATOR) else { continue };
+            let Some(status) = parse_status(status) else { continue };
+            // `TaskCounts::add` counts one; these are totals.
+            let counts = stats.tasks.entry(name.to_owned()).or_default();
+            let field = match status {
+                TaskStatus::Success => &mut counts.success,
+                TaskStatus::Error => &mut counts.error,
+                TaskStatus::Retry => &mut counts.retry,
+                TaskStatus::Cancel => &mut counts.cancel,
+                TaskStatus::New | TaskStatus::Process => continue,
+            };
+            *field += count;
+        }
+        Ok(stats)
     }
 
     async fn get(&self, uuid: Uuid) -> Result<Option<Task>, BackendError> {
-        let (data, status, started): RecordFields = redis::cmd("HMGET")
-            .arg(self.shared.keys.task(uuid))
-            .arg(&RECORD_FIELDS[..])
-            .query_async(&mut self.conn())
-            .await
-            .map_err(redis_error("reading a task"))?;
-        data.map(|d| {
-            decode_record(&d, status.as_deref(), started)
-                .map_err(|e| error(&format!("decoding the record of task {uuid}"), e))
-        })
-        .transpose()
+        Ok(self.read(uuid).await?.map(|(task, _)| task))
     }
 
     async fn get_all(&self) -> Result<Vec<Task>, BackendError> {
@@ -825,7 +1120,7 @@ impl Backend for RedisBackend {
             notified.as_mut().enable();
             match self.get(uuid).await? {
                 None => return Ok(None),
-                Some(task) if task.status.is_final() => return Ok(Some(task)),
+                Some(task) if task.status.is_done() => return Ok(Some(task)),
                 Some(_) => {}
             }
             tokio::select! {
@@ -839,6 +1134,8 @@ impl Backend for RedisBackend {
         if max == 0 {
             return Ok(());
         }
+        // Workers learn of cancel requests for the tasks they take.
+        self.cancel_listener();
         let before = out.len();
         loop {
             let next_deadline = self.take(max, out).await?;
@@ -846,7 +1143,8 @@ impl Backend for RedisBackend {
                 return Ok(());
             }
             let block = match next_deadline {
-                // Wake up when the next lease expires, to requeue its task.
+                // Wake up when the next lease expires, to requeue its task,
+                // or when the next delayed task is due.
                 Some(ms) => Duration::from_millis(u64::try_from(ms).unwrap_or(0)).min(IDLE_RECHECK),
                 None => IDLE_RECHECK,
             };
@@ -878,11 +1176,13 @@ impl Backend for RedisBackend {
             .key(&keys.queue)
             .key(&keys.inflight)
             .key(&keys.held)
+            .key(&keys.stats)
             .arg(data)
             .arg(task.status.as_str())
             .arg(self.retention.map_or(0, millis))
             .arg(&keys.done)
             .arg(task.uuid.hyphenated().to_string())
+            .arg(stats_field(&task.task_name, task.status))
             .invoke_async(&mut self.conn())
             .await
             .map_err(redis_error("storing a final status"))?;
@@ -964,7 +1264,8 @@ impl Backend for RedisBackend {
     async fn flush(&self) -> Result<(), BackendError> {
         let keys = &self.shared.keys;
         let mut conn = self.conn();
-        let fixed = [&keys.queue, &keys.seq, &keys.inflight, &keys.held, &keys.wake, &keys.dead];
+        let fixed =
+            [&keys.queue, &keys.seq, &keys.inflight, &keys.held, &keys.wake, &keys.dead, &keys.delayed, &keys.stats];
         let _: i64 = redis::cmd("UNLINK").arg(&fixed).query_async(&mut conn).await.map_err(redis_error("flushing"))?;
         // Settings keys continue with a digit (the group's length); an app
         // named `{app}:config` has other keys under the same prefix.
@@ -1039,9 +1340,65 @@ struct Listener {
     task: JoinHandle<()>,
 }
 
-/// Subscribes to `channel` and wakes the waiters of each uuid published,
+/// What a subscription does with the messages of its channel.
+trait Subscriber: Send + Sync + 'static {
+    /// One message.
+    fn message(&self, channel: &str, payload: &[u8]);
+    /// Subscribed again after a gap, during which messages may have been lost.
+    fn resubscribed(&self);
+}
+
+/// `done`: each payload is the uuid of a task whose waiters wake up.
+impl Subscriber for Waiters {
+    fn message(&self, channel: &str, payload: &[u8]) {
+        match std::str::from_utf8(payload).ok().and_then(|p| Uuid::parse_str(p).ok()) {
+            Some(uuid) => self.wake(&uuid),
+            None => tracing::warn!(backend = KIND, %channel, "ignoring a malformed notification"),
+        }
+    }
+
+    fn resubscribed(&self) {
+        self.wake_all();
+    }
+}
+
+/// `cancel`: each payload is `{uuid} {reason}`, a request for a running task.
+impl Subscriber for CancelRegistry {
+    fn message(&self, channel: &str, payload: &[u8]) {
+        let payload = String::from_utf8_lossy(payload);
+        match payload.split_once(' ').and_then(|(id, reason)| Some((Uuid::parse_str(id).ok()?, reason))) {
+            Some((uuid, reason)) => {
+                self.signal(uuid, reason);
+            }
+            None => tracing::warn!(backend = KIND, %channel, "ignoring a malformed cancel request"),
+        }
+    }
+
+    fn resubscribed(&self) {
+        // Requests lost meanwhile reach the worker with its next lease renewal.
+    }
+}
+
+/// The readiness of the subscription in `slot`, starting it if it is not running.
+fn subscription<S: Subscriber>(
+    slot: &Mutex<Option<Listener>>,
+    client: &Client,
+    channel: &str,
+    subscriber: &Arc<S>,
+) -> watch::Receiver<bool> {
+    let mut listener = lock(slot);
+    if let Some(l) = listener.as_ref().filter(|l| !l.task.is_finished()) {
+        return l.ready.clone();
+    }
+    let (tx, ready) = watch::channel(false);
+    let task = tokio::spawn(listen(client.clone(), channel.to_owned(), Arc::clone(subscriber), tx));
+    *listener = Some(Listener { ready: ready.clone(), task });
+    ready
+}
+
+/// Subscribes to `channel` and hands each message to `subscriber`,
 /// resubscribing with backoff when the connection is lost.
-async fn listen(client: Client, channel: String, waiters: Arc<Waiters>, ready: watch::Sender<bool>) {
+async fn listen<S: Subscriber>(client: Client, channel: String, subscriber: Arc<S>, ready: watch::Sender<bool>) {
     let mut backoff = Duration::from_millis(50);
     loop {
         let subscribed = tokio::time::timeout(CONNECT_TIMEOUT, async {
@@ -1054,17 +1411,12 @@ async fn listen(client: Client, channel: String, waiters: Arc<Waiters>, ready: w
             Ok(Ok((mut sink, mut stream))) => {
                 backoff = Duration::from_millis(50);
                 ready.send_replace(true);
-                waiters.wake_all();
+                subscriber.resubscribed();
                 let mut ping = tokio::time::interval_at(Instant::now() + PUBSUB_PING, PUBSUB_PING);
                 loop {
                     tokio::select! {
                         message = stream.next() => match message {
-                            Some(message) => {
-                                match message.get_payload::<String>().ok().and_then(|p| Uuid::parse_str(&p).ok()) {
-                                    Some(uuid) => waiters.wake(&uuid),
-                                    None => tracing::warn!(backend = KIND, %channel, "ignoring a malformed notification"),
-                                }
-                            }
+                            Some(message) => subscriber.message(&channel, message.get_payload_bytes()),
                             None => break,
                         },
                         _ = ping.tick() => {
