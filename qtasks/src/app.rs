@@ -2,6 +2,7 @@
 
 use crate::backend::{Backend, MemoryBackend};
 use crate::config::Config;
+use crate::deps::{Provider, Registry, State};
 use crate::error::Error;
 use crate::plugin::{Append, Chain, Member, Plugin, PluginInfo};
 use crate::task::{Task, TaskInfo, TaskSet};
@@ -33,6 +34,7 @@ pub(crate) struct AppInner<T, C, B> {
     pub(crate) chain: C,
     pub(crate) backend: B,
     pub(crate) config: Config,
+    pub(crate) deps: Arc<Registry>,
     pub(crate) _tasks: PhantomData<fn() -> T>,
 }
 
@@ -44,6 +46,7 @@ impl QueueTasks {
             chain: (),
             backend: MemoryBackend::new(),
             config: Config::default(),
+            deps: Registry::default(),
             _tasks: PhantomData,
         }
     }
@@ -61,6 +64,7 @@ pub struct Builder<T, C, B> {
     chain: C,
     backend: B,
     config: Config,
+    deps: Registry,
     _tasks: PhantomData<fn() -> T>,
 }
 
@@ -70,7 +74,14 @@ impl<T, C, B> Builder<T, C, B> {
     where
         T: Append<K>,
     {
-        Builder { name: self.name, chain: self.chain, backend: self.backend, config: self.config, _tasks: PhantomData }
+        Builder {
+            name: self.name,
+            chain: self.chain,
+            backend: self.backend,
+            config: self.config,
+            deps: self.deps,
+            _tasks: PhantomData,
+        }
     }
 
     /// Adds a set of tasks at once, e.g. `.tasks::<(add, mul)>()`.
@@ -78,7 +89,14 @@ impl<T, C, B> Builder<T, C, B> {
     where
         T: Append<S>,
     {
-        Builder { name: self.name, chain: self.chain, backend: self.backend, config: self.config, _tasks: PhantomData }
+        Builder {
+            name: self.name,
+            chain: self.chain,
+            backend: self.backend,
+            config: self.config,
+            deps: self.deps,
+            _tasks: PhantomData,
+        }
     }
 
     /// Adds a plugin after the ones already added.
@@ -91,6 +109,7 @@ impl<T, C, B> Builder<T, C, B> {
             chain: self.chain.append(Member::new(plugin)),
             backend: self.backend,
             config: self.config,
+            deps: self.deps,
             _tasks: PhantomData,
         }
     }
@@ -110,13 +129,21 @@ impl<T, C, B> Builder<T, C, B> {
             chain: self.chain.append(plugins),
             backend: self.backend,
             config: self.config,
+            deps: self.deps,
             _tasks: PhantomData,
         }
     }
 
     /// Uses another backend.
     pub fn backend<B2: Backend>(self, backend: B2) -> Builder<T, C, B2> {
-        Builder { name: self.name, chain: self.chain, backend, config: self.config, _tasks: PhantomData }
+        Builder {
+            name: self.name,
+            chain: self.chain,
+            backend,
+            config: self.config,
+            deps: self.deps,
+            _tasks: PhantomData,
+        }
     }
 
     /// Uses these settings (default: [`Config::default`]; the environment is
@@ -127,6 +154,24 @@ impl<T, C, B> Builder<T, C, B> {
     /// [`AnyBackend::connect_with`](crate::AnyBackend::connect_with).
     pub fn config(self, config: Config) -> Self {
         Builder { config, ..self }
+    }
+
+    /// Provides the value of `Dep<T>` task parameters (QTasks's
+    /// `Depends`): made for each run of a task that declares it
+    /// ([`Provider::per_task`]) or once per worker
+    /// ([`Provider::per_worker`]), and cleaned up when that scope ends; see
+    /// [`crate::deps`]. A second provider of the same type replaces the first.
+    pub fn provide<D: Send + Sync + 'static>(mut self, provider: Provider<D>) -> Self {
+        self.deps.provide(provider);
+        self
+    }
+
+    /// Shares `value` with every task of the app in this process as a
+    /// `State<S>` parameter (QTasks's `State`), behind an async read-write
+    /// lock; see [`State`]. A second state of the same type replaces the first.
+    pub fn state<S: Send + Sync + 'static>(mut self, value: S) -> Self {
+        self.deps.state(value);
+        self
     }
 }
 
@@ -152,6 +197,7 @@ impl<T: TaskSet, C: Chain, B: Backend> Builder<T, C, B> {
                 chain: self.chain,
                 backend: self.backend,
                 config: self.config,
+                deps: Arc::new(self.deps),
                 _tasks: PhantomData,
             }),
         })
@@ -172,6 +218,12 @@ impl<T: TaskSet, C: Chain, B: Backend> QueueTasks<T, C, B> {
     /// The settings the app was built with ([`Builder::config`]).
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// The shared state of type `S` given with [`Builder::state`], if any:
+    /// the value tasks see as a `State<S>` parameter.
+    pub fn state<S: Send + Sync + 'static>(&self) -> Option<State<S>> {
+        self.inner.deps.get_state::<S>()
     }
 
     /// The plugin chain.

@@ -19,6 +19,10 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
+    /// A task's dependency or state is not provided, or a per-worker
+    /// dependency could not be opened; the worker did not start.
+    #[error(transparent)]
+    Dependency(#[from] crate::deps::DependencyError),
     /// The arguments could not be encoded as JSON.
     #[error("could not encode the arguments of task `{task}` as JSON: {source}")]
     EncodeArgs {

@@ -14,6 +14,7 @@
 use crate::app::{AllTasks, AppInner};
 use crate::backend::Backend;
 use crate::client::fire;
+use crate::deps::{Resources, WorkerDeps};
 use crate::model::{NewTask, Task as TaskRecord, TaskMessage, TaskStatus, now};
 use crate::plugin::Chain;
 use crate::task::{Task, TaskContext, TaskError, TaskInfo, TaskSet, TaskVisitor};
@@ -22,27 +23,33 @@ use crate::triggers::*;
 use futures::FutureExt;
 use serde_json::Value;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use tracing::Instrument;
 
 /// Runs one message taken from the backend to its final status.
-pub(crate) async fn receive_and_run<T: TaskSet, C: Chain, B: Backend>(app: &AppInner<T, C, B>, message: TaskMessage) {
+pub(crate) async fn receive_and_run<T: TaskSet, C: Chain, B: Backend>(
+    app: &AppInner<T, C, B>,
+    deps: &Arc<WorkerDeps>,
+    message: TaskMessage,
+) {
     let name = app.name.as_str();
     let message = fire!(&app.chain, BrokerAddWorker { app: name, message }).message;
     let message = fire!(&app.chain, StorageAddProcess { app: name, message }).message;
     let message = fire!(&app.chain, WorkerAdd { app: name, message }).message;
 
-    let (info, model) = match <AllTasks<T, C>>::dispatch(&message.task_name, Exec { app, message: &message }).await {
-        Ok(done) => done,
-        Err(_) => {
-            tracing::warn!(app = name, task = %message.task_name, uuid = %message.uuid, "unknown task");
-            let mut model = TaskRecord::from_message(&message, TaskStatus::Error);
-            model.error = Some(format!(
-                "unknown task `{}`: no task of that name is registered in app `{name}`",
-                message.task_name
-            ));
-            (None, model)
-        }
-    };
+    let (info, model) =
+        match <AllTasks<T, C>>::dispatch(&message.task_name, Exec { app, deps, message: &message }).await {
+            Ok(done) => done,
+            Err(_) => {
+                tracing::warn!(app = name, task = %message.task_name, uuid = %message.uuid, "unknown task");
+                let mut model = TaskRecord::from_message(&message, TaskStatus::Error);
+                model.error = Some(format!(
+                    "unknown task `{}`: no task of that name is registered in app `{name}`",
+                    message.task_name
+                ));
+                (None, model)
+            }
+        };
     finish(app, info, &message, model).await;
 }
 
@@ -66,13 +73,14 @@ async fn finish<T, C: Chain, B: Backend>(
 struct Exec<'a, T, C, B> {
     app: &'a AppInner<T, C, B>,
     message: &'a TaskMessage,
+    deps: &'a Arc<WorkerDeps>,
 }
 
 impl<T: TaskSet, C: Chain, B: Backend> TaskVisitor for Exec<'_, T, C, B> {
     type Output = (Option<&'static TaskInfo>, TaskRecord);
 
     async fn visit<K: Task>(self) -> Self::Output {
-        (Some(&K::INFO), execute::<K, T, C, B>(self.app, self.message).await)
+        (Some(&K::INFO), execute::<K, T, C, B>(self.app, self.deps, self.message).await)
     }
 }
 
@@ -87,13 +95,23 @@ enum Ended {
 /// Runs the pipeline inside the task's tracing span and with its context as
 /// [`TaskContext::current`], so every handler (sync, async or blocking) and
 /// the task itself log within it and see its id and cancellation token.
-async fn execute<K: Task, T, C: Chain, B: Backend>(app: &AppInner<T, C, B>, message: &TaskMessage) -> TaskRecord {
+async fn execute<K: Task, T, C: Chain, B: Backend>(
+    app: &AppInner<T, C, B>,
+    deps: &Arc<WorkerDeps>,
+    message: &TaskMessage,
+) -> TaskRecord {
     let span = tracing::info_span!("task", task = K::INFO.name, uuid = %message.uuid, attempt = message.attempt);
-    let ctx = TaskContext::with_span(message.uuid, K::INFO.name, message.attempt, span.clone());
+    let deps = Resources::for_run(deps, &K::INFO);
+    let task_deps = deps.task_deps();
+    let ctx = TaskContext::with_span(message.uuid, K::INFO.name, message.attempt, span.clone()).with_deps(deps);
     app.backend.watch_cancel(message.uuid, ctx.cancellation());
     let (model, retryable) =
         ctx.clone().scope(pipeline::<K, T, C, B>(app, message, ctx)).instrument(span.clone()).await;
     app.backend.unwatch_cancel(message.uuid);
+    // The run's own dependencies close before its status is stored, however it ended.
+    if let Some(task_deps) = task_deps {
+        task_deps.close().instrument(span.clone()).await;
+    }
     if model.status == TaskStatus::Error && retryable && K::INFO.retry > 0 {
         return retry::<K, T, C, B>(app, message, model).instrument(span).await;
     }

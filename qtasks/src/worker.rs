@@ -3,6 +3,7 @@
 use crate::app::{AppInner, QueueTasks};
 use crate::backend::Backend;
 use crate::client::fire;
+use crate::deps::WorkerDeps;
 use crate::error::Error;
 use crate::global_config::{HEARTBEAT, WORKER_TTL, WORKERS, WorkerInfo};
 use crate::model::TaskMessage;
@@ -41,11 +42,21 @@ impl<T: TaskSet, C: Chain, B: Backend> WorkerBuilder<T, C, B> {
     ///
     /// If a plugin's `start` fails, the plugins started before it are
     /// stopped in reverse order and the error is returned: no task runs.
+    ///
+    /// Before the plugins, it checks that every `Dep<T>` and `State<T>` the
+    /// tasks declare is provided, and opens the per-worker dependencies
+    /// ([`Provider::per_worker`](crate::Provider::per_worker)); either
+    /// failure is the start's error, naming the type.
     pub async fn start(self) -> Result<Worker<T, C, B>, Error> {
         let app = Arc::clone(&self.app.inner);
         let name = app.name.as_str();
         fire!(&app.chain, StarterStart { app: name });
-        app.chain.start().await?;
+        app.deps.check(&self.app.tasks())?;
+        let deps = Arc::new(WorkerDeps::open(Arc::clone(&app.deps)).await?);
+        if let Err(error) = app.chain.start().await {
+            deps.close().await;
+            return Err(error);
+        }
         fire!(&app.chain, WorkerStart { app: name, max_tasks_process: self.max_tasks_process });
         fire!(&app.chain, BrokerStart { app: name });
         fire!(&app.chain, StorageStart { app: name });
@@ -54,6 +65,7 @@ impl<T: TaskSet, C: Chain, B: Backend> WorkerBuilder<T, C, B> {
         let (stop_tx, stop_rx) = watch::channel(false);
         if let Err(error) = self.app.register(&info).await {
             app.chain.stop().await;
+            deps.close().await;
             return Err(error);
         }
         fire!(&app.chain, GlobalConfigSetStatus { app: name });
@@ -67,7 +79,7 @@ impl<T: TaskSet, C: Chain, B: Backend> WorkerBuilder<T, C, B> {
         );
 
         let slots = Arc::new(Semaphore::new(self.max_tasks_process));
-        let run = tokio::spawn(run_loop(Arc::clone(&app), Arc::clone(&slots), stop_rx));
+        let run = tokio::spawn(run_loop(Arc::clone(&app), Arc::clone(&deps), Arc::clone(&slots), stop_rx));
         Ok(Worker {
             app: self.app,
             info,
@@ -76,6 +88,7 @@ impl<T: TaskSet, C: Chain, B: Backend> WorkerBuilder<T, C, B> {
             heartbeat: Some(heartbeat),
             slots,
             max: self.max_tasks_process,
+            deps,
         })
     }
 }
@@ -90,6 +103,7 @@ pub struct Worker<T: TaskSet, C: Chain, B: Backend> {
     heartbeat: Option<JoinHandle<()>>,
     slots: Arc<Semaphore>,
     max: usize,
+    deps: Arc<WorkerDeps>,
 }
 
 impl<T: TaskSet, C: Chain, B: Backend> Worker<T, C, B> {
@@ -99,7 +113,7 @@ impl<T: TaskSet, C: Chain, B: Backend> Worker<T, C, B> {
     }
 
     /// Stops taking tasks, waits for the running ones to finish, then stops
-    /// the plugins in reverse order.
+    /// the plugins in reverse order and closes the per-worker dependencies.
     pub async fn shutdown(mut self) {
         let app = Arc::clone(&self.app.inner);
         let name = app.name.as_str();
@@ -121,6 +135,7 @@ impl<T: TaskSet, C: Chain, B: Backend> Worker<T, C, B> {
         }
         fire!(&app.chain, GlobalConfigStop { app: name });
         app.chain.stop().await;
+        self.deps.close().await;
         tracing::info!(app = name, "worker stopped");
     }
 
@@ -139,6 +154,7 @@ impl<T: TaskSet, C: Chain, B: Backend> Drop for Worker<T, C, B> {
 
 async fn run_loop<T: TaskSet, C: Chain, B: Backend>(
     app: Arc<AppInner<T, C, B>>,
+    deps: Arc<WorkerDeps>,
     slots: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -175,9 +191,9 @@ async fn run_loop<T: TaskSet, C: Chain, B: Backend>(
         backoff = std::time::Duration::from_millis(10);
         for message in batch.drain(..) {
             let Some(permit) = permits.pop() else { break };
-            let app = Arc::clone(&app);
+            let (app, deps) = (Arc::clone(&app), Arc::clone(&deps));
             tokio::spawn(async move {
-                crate::executor::receive_and_run(&app, message).await;
+                crate::executor::receive_and_run(&app, &deps, message).await;
                 drop(permit);
             });
         }

@@ -12,6 +12,15 @@ enum Param<'a> {
     Context { by_ref: bool },
     /// A JSON-decoded argument.
     Arg { name: String, ty: &'a Type },
+    /// A `Dep<T>` or a `State<T>` the worker provides (`ty` is `T`), the
+    /// `index`-th of the task.
+    Dep { kind: DepKind, ty: &'a Type, index: usize },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum DepKind {
+    Dep,
+    State,
 }
 
 pub(crate) fn expand(func: &ItemFn, options: TaskOptions, mut errors: Errors) -> TokenStream {
@@ -37,6 +46,30 @@ pub(crate) fn expand(func: &ItemFn, options: TaskOptions, mut errors: Errors) ->
             FnArg::Typed(pt) => {
                 if last_segment_is(&pt.ty, "TaskContext") {
                     params.push(Param::Context { by_ref: matches!(&*pt.ty, Type::Reference(_)) });
+                    continue;
+                }
+                if let Some((kind, ty)) = dep_param(&pt.ty) {
+                    let index = params.iter().filter(|p| matches!(p, Param::Dep { .. })).count();
+                    params.push(Param::Dep { kind, ty, index });
+                    continue;
+                }
+                if let Type::Reference(r) = &*pt.ty
+                    && let Some((kind, _)) = dep_param(&r.elem)
+                {
+                    signature_ok = false;
+                    let name = if kind == DepKind::Dep { "Dep" } else { "State" };
+                    errors.spanned(
+                        r,
+                        format!("take `{name}<T>` by value: it is a cheap handle (an `Arc`) the worker gives the task"),
+                    );
+                    continue;
+                }
+                if let Some(inner) = nested_dep(&pt.ty) {
+                    signature_ok = false;
+                    errors.spanned(
+                        inner,
+                        "`Dep<T>` and `State<T>` must be parameters of their own: the worker provides them, they are not decoded from JSON",
+                    );
                     continue;
                 }
                 if let Type::Reference(r) = &*pt.ty {
@@ -81,6 +114,10 @@ pub(crate) fn expand(func: &ItemFn, options: TaskOptions, mut errors: Errors) ->
         .map(|p| match p {
             Param::Context { by_ref: true } => quote!(&__qtasks_ctx),
             Param::Context { by_ref: false } => quote!(__qtasks_ctx),
+            Param::Dep { index, .. } => {
+                let id = format_ident!("__qtasks_dep{}", index);
+                quote!(#id)
+            }
             Param::Arg { .. } => {
                 let id = &arg_idents[next_arg];
                 next_arg += 1;
@@ -153,6 +190,40 @@ pub(crate) fn expand(func: &ItemFn, options: TaskOptions, mut errors: Errors) ->
     };
     let struct_doc = format!("The task `{task_name}`, defined by the function [`{fn_name}`](fn@{fn_name}).");
     let errors = errors.to_compile_errors();
+    // `Dep<T>`/`State<T>` parameters are resolved from the context before the body runs.
+    let mut dep_infos = Vec::new();
+    let mut resolve = Vec::new();
+    for p in &params {
+        if let Param::Dep { kind, ty, index } = p {
+            let id = format_ident!("__qtasks_dep{}", index);
+            let written = quote!(#ty).to_string().replace(' ', "");
+            let (info, get) = match kind {
+                DepKind::Dep => (
+                    quote!(::qtasks::deps::DependencyInfo::dep::<#ty>(#written)),
+                    quote!(::qtasks::deps::resolve_dep::<#ty>(&__qtasks_ctx).await),
+                ),
+                DepKind::State => (
+                    quote!(::qtasks::deps::DependencyInfo::state::<#ty>(#written)),
+                    quote!(::qtasks::deps::resolve_state::<#ty>(&__qtasks_ctx)),
+                ),
+            };
+            dep_infos.push(info);
+            resolve.push(quote! {
+                let #id = match #get {
+                    ::core::result::Result::Ok(v) => v,
+                    ::core::result::Result::Err(e) => return ::core::result::Result::Err(e),
+                };
+            });
+        }
+    }
+    let run_body = if resolve.is_empty() {
+        run_body
+    } else {
+        quote_spanned!(span=> async move {
+            #(#resolve)*
+            (#run_body).await
+        })
+    };
     let ctx_unused = if params.iter().any(|p| matches!(p, Param::Context { .. })) {
         quote!()
     } else {
@@ -196,6 +267,7 @@ pub(crate) fn expand(func: &ItemFn, options: TaskOptions, mut errors: Errors) ->
                 description: #description,
                 blocking: #blocking,
                 params: &[#(#arg_names),*],
+                deps: &[#(#dep_infos),*],
                 plugin: #plugin,
                 retry: #retry,
                 retry_on: &[#(#retry_on_names),*],
@@ -222,6 +294,43 @@ pub(crate) fn expand(func: &ItemFn, options: TaskOptions, mut errors: Errors) ->
         }
 
         #errors
+    }
+}
+
+/// `Dep<T>` or `State<T>` (by the last path segment, with one type argument): the kind and `T`.
+fn dep_param(ty: &Type) -> Option<(DepKind, &Type)> {
+    let Type::Path(p) = ty else { return None };
+    let last = p.path.segments.last()?;
+    let kind = match last.ident.to_string().as_str() {
+        "Dep" => DepKind::Dep,
+        "State" => DepKind::State,
+        _ => return None,
+    };
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else { return None };
+    match (args.args.len(), args.args.first()) {
+        (1, Some(syn::GenericArgument::Type(t))) => Some((kind, t)),
+        _ => None,
+    }
+}
+
+/// A `Dep<T>`/`State<T>` inside another type (`Option<Dep<T>>`, a tuple…).
+fn nested_dep<'a>(ty: &'a Type) -> Option<&'a Type> {
+    let find = |t: &'a Type| if dep_param(t).is_some() { Some(t) } else { nested_dep(t) };
+    match ty {
+        Type::Path(p) => p.path.segments.iter().find_map(|s| match &s.arguments {
+            syn::PathArguments::AngleBracketed(args) => args.args.iter().find_map(|a| match a {
+                syn::GenericArgument::Type(t) => find(t),
+                _ => None,
+            }),
+            _ => None,
+        }),
+        Type::Tuple(t) => t.elems.iter().find_map(find),
+        Type::Array(a) => find(&a.elem),
+        Type::Slice(a) => find(&a.elem),
+        Type::Reference(r) => nested_dep(&r.elem),
+        Type::Paren(p) => nested_dep(&p.elem),
+        Type::Group(g) => nested_dep(&g.elem),
+        _ => None,
     }
 }
 

@@ -2,10 +2,11 @@
 
 use super::cancel::CancelToken;
 use super::error::{Cancelled, PluginError};
+use crate::deps::{Dep, DependencyError, Resources, State};
 use uuid::Uuid;
 
-/// The context of one task run: its id, name, attempt, tracing span and
-/// cancellation token.
+/// The context of one task run: its id, name, attempt, tracing span,
+/// cancellation token, and the dependencies and states the app provides.
 ///
 /// A task receives it by declaring a parameter of this type (by value or by
 /// reference). Plugin handlers that run for a task get it from
@@ -18,6 +19,7 @@ pub struct TaskContext {
     attempt: u32,
     span: tracing::Span,
     cancel: CancelToken,
+    deps: Resources,
 }
 
 tokio::task_local! {
@@ -25,14 +27,36 @@ tokio::task_local! {
 }
 
 impl TaskContext {
-    /// A context for a task run. The worker creates these; tests may too.
+    /// A context for a task run. The worker creates these; tests may too
+    /// (such a context has no dependency and no state).
     pub fn new(uuid: Uuid, name: &'static str, attempt: u32) -> Self {
         let span = tracing::info_span!("task", task = name, %uuid, attempt);
-        Self { uuid, name, attempt, span, cancel: CancelToken::new() }
+        Self { uuid, name, attempt, span, cancel: CancelToken::new(), deps: Resources::none() }
     }
 
     pub(crate) fn with_span(uuid: Uuid, name: &'static str, attempt: u32, span: tracing::Span) -> Self {
-        Self { uuid, name, attempt, span, cancel: CancelToken::new() }
+        Self { uuid, name, attempt, span, cancel: CancelToken::new(), deps: Resources::none() }
+    }
+
+    /// The context with the dependencies and states of a worker's run.
+    pub(crate) fn with_deps(mut self, deps: Resources) -> Self {
+        self.deps = deps;
+        self
+    }
+
+    /// The value of type `T` a [`Provider`](crate::Provider) makes, as a
+    /// `Dep<T>` parameter gets it: the worker's value for a per-worker
+    /// provider; for a per-task one, the run's value (opened by the first
+    /// call in a run of a task that declares it, and shared by the task
+    /// and the handlers of that run), or else a new value closed when
+    /// dropped.
+    pub async fn dep<T: Send + Sync + 'static>(&self) -> Result<Dep<T>, DependencyError> {
+        self.deps.dep::<T>(self.name).await
+    }
+
+    /// The app's shared [`State<T>`], as a `State<T>` parameter gets it.
+    pub fn state<T: Send + Sync + 'static>(&self) -> Result<State<T>, DependencyError> {
+        self.deps.state::<T>(self.name)
     }
 
     /// The context of the task whose pipeline is running here, if any: inside

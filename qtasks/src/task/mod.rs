@@ -38,6 +38,10 @@ pub struct TaskInfo {
     pub blocking: bool,
     /// The parameter names (without the context parameter).
     pub params: &'static [&'static str],
+    /// The dependencies and states the task declares (its `Dep<T>` and
+    /// `State<T>` parameters, which are not JSON arguments); a worker checks
+    /// at start that the app provides each one.
+    pub deps: &'static [crate::deps::DependencyInfo],
     /// The plugin that contributed the task, if any.
     pub plugin: Option<&'static str>,
     /// How many times a failed run is retried (`#[task(retry = …)]`); 0: never.
@@ -62,6 +66,7 @@ impl TaskInfo {
             description: None,
             blocking: false,
             params: &[],
+            deps: &[],
             plugin: None,
             retry: 0,
             retry_on: &[],
