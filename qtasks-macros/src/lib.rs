@@ -27,6 +27,13 @@ mod triggers;
 /// A parameter of type `TaskContext` (or `&TaskContext`) receives the task's
 /// context; the other parameters are the task's arguments, decoded from JSON.
 /// A sync function runs on the blocking pool.
+///
+/// A stream task returns `impl Stream<Item = T>` (`fn` or `async fn`,
+/// polled on the async runtime) or, from a sync `fn`, `impl Iterator<Item =
+/// T>` (iterated on the blocking pool); its result is the `Vec` of its items
+/// (`Result<T, E>` items: the first `Err` fails the task). `map = handler`
+/// passes each item through a sync `fn(T) -> U` or an `async fn(T) -> U`
+/// (or a closure); `map_item = U` names `U` when it is not `T`.
 #[proc_macro_attribute]
 pub fn task(args: TokenStream, item: TokenStream) -> TokenStream {
     task::task(args.into(), item.into()).into()

@@ -277,7 +277,8 @@ pub fn banner<T: TaskSet, C: Chain, B: crate::Backend>(
     let _ = writeln!(out, "  tasks:");
     for t in app.tasks() {
         let from = t.plugin.map(|p| format!(" (from plugin {p})")).unwrap_or_default();
-        let _ = writeln!(out, "    . {}{from}", t.name);
+        let stream = if t.stream { " (stream)" } else { "" };
+        let _ = writeln!(out, "    . {}{stream}{from}", t.name);
     }
     let _ = writeln!(out, "  plugins:");
     for p in app.plugins() {

@@ -4,7 +4,8 @@
 //! Run: `worker_execute_before → broker_update → storage_update →
 //! worker_run_task_before → task_executor_middlewares_execute(before) →
 //! task_executor_args_replace → task_executor_before_execute → run →
-//! task_executor_run_task | task_executor_run_task_trigger_error →
+//! task_executor_run_task (task_executor_run_task_gen for a stream task) |
+//! task_executor_run_task_trigger_error →
 //! task_executor_after_execute → task_executor_after_execute_result_replace →
 //! task_executor_middlewares_execute(after) → task_executor_decode →
 //! task_executor_task_close`.
@@ -217,6 +218,15 @@ async fn pipeline<K: Task, T, C: Chain, B: Backend>(
         Err(e) => Ended::Error(TaskError::InvalidArguments(format!("task `{}`: {e}", task.name)).to_string(), false),
         Ok(args) => match renewing_lease(app, message, run::<K>(ctx, args)).await {
             Ok(output) => match serde_json::to_value(output) {
+                // A stream task's list of items (a constant test: other tasks pay nothing).
+                Ok(result) if K::INFO.stream => {
+                    let results = match result {
+                        Value::Array(items) => items,
+                        other => vec![other],
+                    };
+                    let results = fire!(chain, TaskExecutorRunTaskGen { app: name, task, message, results }).results;
+                    Ended::Success(Value::Array(results))
+                }
                 Ok(result) => {
                     Ended::Success(fire!(chain, TaskExecutorRunTask { app: name, task, message, result }).result)
                 }

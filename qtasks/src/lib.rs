@@ -71,6 +71,9 @@ pub use task::{CancelToken, Cancelled, PluginError, Task, TaskContext, TaskError
 pub use trigger::{Component, Kind, Trigger, TriggerInfo, TriggerSet};
 pub use worker::{Worker, WorkerBuilder};
 
+/// Re-exported for stream tasks (`fn f() -> impl Stream<Item = T>`), so apps
+/// need not add `futures` to write and build one.
+pub use futures::{Stream, stream};
 /// Re-exported so apps need not add these crates to build JSON arguments.
 pub use serde_json::{Value, json};
 /// Task ids.

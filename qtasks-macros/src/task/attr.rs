@@ -4,8 +4,19 @@ use crate::diag::Errors;
 use syn::punctuated::Punctuated;
 use syn::{Expr, Lit, Meta, Token, UnOp};
 
-const OPTIONS: &[&str] =
-    &["name", "priority", "max_time", "tags", "description", "plugin", "retry", "retry_on", "backoff"];
+const OPTIONS: &[&str] = &[
+    "name",
+    "priority",
+    "max_time",
+    "tags",
+    "description",
+    "plugin",
+    "retry",
+    "retry_on",
+    "backoff",
+    "map",
+    "map_item",
+];
 
 /// The options a task may set; absent ones take the defaults.
 #[derive(Default)]
@@ -19,6 +30,12 @@ pub(crate) struct TaskOptions {
     pub retry: Option<u32>,
     pub retry_on: Vec<syn::Path>,
     pub backoff_ms: Option<u64>,
+    /// A stream task's per-item handler (a function path or a closure).
+    pub map: Option<Expr>,
+    /// The type the `map` handler returns, when not the item type.
+    pub map_item: Option<syn::Type>,
+    /// Where `map` / `map_item` were written, for errors on non-stream tasks.
+    pub map_span: Option<proc_macro2::Span>,
 }
 
 pub(crate) fn parse(args: proc_macro2::TokenStream, errors: &mut Errors) -> TaskOptions {
@@ -51,6 +68,9 @@ pub(crate) fn parse(args: proc_macro2::TokenStream, errors: &mut Errors) -> Task
             continue;
         }
         seen.push(key.clone());
+        if (key == "map" || key == "map_item") && options.map_span.is_none() {
+            options.map_span = Some(syn::spanned::Spanned::span(meta.path()));
+        }
         if key == "retry_on" || key == "backoff" {
             needs_retry.push((key.clone(), syn::spanned::Spanned::span(meta.path())));
         }
@@ -127,8 +147,35 @@ pub(crate) fn parse(args: proc_macro2::TokenStream, errors: &mut Errors) -> Task
                     "`backoff` must be a positive number of seconds (the delay before the first retry, doubled for each later one), e.g. `backoff = 0.5`",
                 ),
             },
+            "map" => match value {
+                Expr::Path(p) if p.qself.is_none() => options.map = Some(value.clone()),
+                Expr::Closure(_) => options.map = Some(value.clone()),
+                _ => errors.spanned(
+                    value,
+                    "`map` must be the path of a function that takes one item, e.g. `map = add_two` (a sync `fn(T) -> U` or an `async fn(T) -> U`), or a closure",
+                ),
+            },
+            "map_item" => match value {
+                Expr::Path(p) if p.qself.is_none() => {
+                    options.map_item = Some(syn::Type::Path(syn::TypePath { qself: None, path: p.path.clone() }))
+                }
+                Expr::Lit(syn::ExprLit { lit: Lit::Str(s), .. }) => match s.parse::<syn::Type>() {
+                    Ok(ty) => options.map_item = Some(ty),
+                    Err(e) => errors.spanned(value, format!("`map_item`: not a type: {e}")),
+                },
+                _ => errors.spanned(
+                    value,
+                    "`map_item` must be the type the `map` handler returns, e.g. `map_item = String` or `map_item = \"Vec<u8>\"`",
+                ),
+            },
             _ => unreachable!("checked against OPTIONS"),
         }
+    }
+    if options.map.is_none() && options.map_item.take().is_some() {
+        errors.at(
+            options.map_span.unwrap_or_else(proc_macro2::Span::call_site),
+            "`map_item` names what the `map` handler returns: it needs `map = handler`",
+        );
     }
     if options.retry.is_none() {
         for (key, span) in needs_retry {

@@ -1,6 +1,7 @@
 //! Generates the `Task` impl for a function.
 
 use super::attr::TaskOptions;
+use super::stream::{StreamKind, stream_item, stream_run};
 use crate::diag::{Errors, last_segment_is};
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
@@ -90,6 +91,26 @@ pub(crate) fn expand(func: &ItemFn, options: TaskOptions, mut errors: Errors) ->
     }
 
     let is_async = sig.asyncness.is_some();
+    // A stream task: `impl Stream<Item = T>` (async) or `impl Iterator<Item = T>` (blocking pool).
+    let stream = stream_item(&sig.output);
+    match (&stream, &options.map_span) {
+        (None, Some(at)) => errors.at(
+            *at,
+            "`map` is for stream tasks, whose function returns `impl Stream<Item = T>` or `impl Iterator<Item = T>`; this task returns one value",
+        ),
+        (Some((_, None, bound)), _) => {
+            signature_ok = false;
+            errors.spanned(bound, "name the item type: `impl Stream<Item = T>` or `impl Iterator<Item = T>`");
+        }
+        (Some((StreamKind::Blocking, _, bound)), _) if is_async => {
+            signature_ok = false;
+            errors.spanned(
+                bound,
+                "an `async fn` task cannot return an iterator: return `impl Stream<Item = T>`, or make it a sync `fn` (its iterator runs on the blocking pool)",
+            );
+        }
+        _ => {}
+    }
     let task_name = options.name.clone().unwrap_or_else(|| fn_name.to_string());
     let description = options.description.clone().or_else(|| first_doc_line(&func.attrs));
 
@@ -153,6 +174,12 @@ pub(crate) fn expand(func: &ItemFn, options: TaskOptions, mut errors: Errors) ->
         quote_spanned!(span=> ::qtasks::__private::run_blocking(move || #done))
     };
 
+    let (output_ty, run_body) = match &stream {
+        Some((kind, Some(item), _)) => stream_run(*kind, item, &options, &call, is_async, span),
+        _ => (output_ty, run_body),
+    };
+    let is_stream = stream.is_some();
+
     let priority = match options.priority {
         Some(p) => quote!(::core::option::Option::Some(#p)),
         None => quote!(::core::option::Option::None),
@@ -183,7 +210,10 @@ pub(crate) fn expand(func: &ItemFn, options: TaskOptions, mut errors: Errors) ->
         Some(d) => quote!(::core::option::Option::Some(#d)),
         None => quote!(::core::option::Option::None),
     };
-    let blocking = !is_async;
+    let blocking = match &stream {
+        Some((kind, ..)) => *kind == StreamKind::Blocking,
+        None => !is_async,
+    };
     let plugin = match &options.plugin {
         Some(p) => quote!(::core::option::Option::Some(#p)),
         None => quote!(::core::option::Option::None),
@@ -272,6 +302,7 @@ pub(crate) fn expand(func: &ItemFn, options: TaskOptions, mut errors: Errors) ->
                 retry: #retry,
                 retry_on: &[#(#retry_on_names),*],
                 retry_backoff: #backoff,
+                stream: #is_stream,
             };
             type Args = (#(#arg_types,)*);
             type Output = #output_ty;

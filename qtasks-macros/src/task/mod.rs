@@ -2,6 +2,7 @@
 
 mod attr;
 mod expand;
+mod stream;
 
 use crate::diag::Errors;
 use proc_macro2::TokenStream;

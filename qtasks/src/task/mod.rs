@@ -53,6 +53,11 @@ pub struct TaskInfo {
     /// (`#[task(backoff = …)]`); `None`: retry at once.
     #[serde(serialize_with = "crate::model::serialize_secs")]
     pub retry_backoff: Option<Duration>,
+    /// `true` for a stream task: a function returning `impl Stream<Item = …>`
+    /// or (run on the blocking pool) `impl Iterator<Item = …>`. Its result
+    /// is the list of the items it yielded, and `task_executor_run_task_gen`
+    /// fires on that list instead of `task_executor_run_task`.
+    pub stream: bool,
 }
 
 impl TaskInfo {
@@ -71,6 +76,7 @@ impl TaskInfo {
             retry: 0,
             retry_on: &[],
             retry_backoff: None,
+            stream: false,
         }
     }
 
