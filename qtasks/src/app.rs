@@ -4,6 +4,7 @@ use crate::backend::{Backend, MemoryBackend};
 use crate::config::Config;
 use crate::deps::{Provider, Registry, State};
 use crate::error::Error;
+use crate::events::{Event, EventKind, Events};
 use crate::plugin::{Append, Chain, Member, Plugin, PluginInfo};
 use crate::task::{Task, TaskInfo, TaskSet};
 use std::marker::PhantomData;
@@ -35,6 +36,7 @@ pub(crate) struct AppInner<T, C, B> {
     pub(crate) backend: B,
     pub(crate) config: Config,
     pub(crate) deps: Arc<Registry>,
+    pub(crate) events: Events,
     pub(crate) _tasks: PhantomData<fn() -> T>,
 }
 
@@ -46,6 +48,7 @@ impl QueueTasks {
             chain: (),
             backend: MemoryBackend::new(),
             config: Config::default(),
+            events: Events::default(),
             deps: Registry::default(),
             _tasks: PhantomData,
         }
@@ -64,6 +67,7 @@ pub struct Builder<T, C, B> {
     chain: C,
     backend: B,
     config: Config,
+    events: Events,
     deps: Registry,
     _tasks: PhantomData<fn() -> T>,
 }
@@ -79,6 +83,7 @@ impl<T, C, B> Builder<T, C, B> {
             chain: self.chain,
             backend: self.backend,
             config: self.config,
+            events: self.events,
             deps: self.deps,
             _tasks: PhantomData,
         }
@@ -94,6 +99,7 @@ impl<T, C, B> Builder<T, C, B> {
             chain: self.chain,
             backend: self.backend,
             config: self.config,
+            events: self.events,
             deps: self.deps,
             _tasks: PhantomData,
         }
@@ -109,6 +115,7 @@ impl<T, C, B> Builder<T, C, B> {
             chain: self.chain.append(Member::new(plugin)),
             backend: self.backend,
             config: self.config,
+            events: self.events,
             deps: self.deps,
             _tasks: PhantomData,
         }
@@ -129,6 +136,7 @@ impl<T, C, B> Builder<T, C, B> {
             chain: self.chain.append(plugins),
             backend: self.backend,
             config: self.config,
+            events: self.events,
             deps: self.deps,
             _tasks: PhantomData,
         }
@@ -141,6 +149,7 @@ impl<T, C, B> Builder<T, C, B> {
             chain: self.chain,
             backend,
             config: self.config,
+            events: self.events,
             deps: self.deps,
             _tasks: PhantomData,
         }
@@ -173,6 +182,24 @@ impl<T, C, B> Builder<T, C, B> {
         self.deps.state(value);
         self
     }
+
+    /// Calls `handler` on every event of `kind` (see [`crate::events`]), in
+    /// the order handlers were added.
+    pub fn on(mut self, kind: EventKind, handler: impl Fn(&Event) + Send + Sync + 'static) -> Self {
+        self.events.on(kind, handler);
+        self
+    }
+
+    /// Awaits `handler` on every event of `kind` (see [`crate::events`]), in
+    /// the order handlers were added.
+    pub fn on_async<F, Fut>(mut self, kind: EventKind, handler: F) -> Self
+    where
+        F: Fn(Event) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.events.on_async(kind, handler);
+        self
+    }
 }
 
 impl<T: TaskSet, C: Chain, B: Backend> Builder<T, C, B> {
@@ -197,6 +224,7 @@ impl<T: TaskSet, C: Chain, B: Backend> Builder<T, C, B> {
                 chain: self.chain,
                 backend: self.backend,
                 config: self.config,
+                events: self.events,
                 deps: Arc::new(self.deps),
                 _tasks: PhantomData,
             }),

@@ -22,6 +22,7 @@
 //! demo status 5f0c…                             # print a task's record
 //! demo inspect tasks|plugins|workers [--json]   # listings
 //! demo inspect config [--json]                  # the settings in effect
+//! demo inspect stats [--json]                   # live counters: queue, in flight, runs per task
 //! demo ping                                     # exit 0 if a worker is alive
 //! ```
 //!
@@ -116,6 +117,9 @@ pub enum Inspect {
     /// The settings in effect (the app's config overridden by the
     /// environment and the flags; passwords hidden).
     Config,
+    /// Everything at once, with the live counters: queue depth, tasks in
+    /// flight, and per task the runs that ended success, error, retry, cancel.
+    Stats,
 }
 
 /// Parses the command line, connects the backend, builds the app with
@@ -240,6 +244,14 @@ where
                 Inspect::Plugins => serde_json::to_value(app.plugins())?,
                 Inspect::Workers => serde_json::to_value(app.workers().await?)?,
                 Inspect::Config => serde_json::to_value(&config)?,
+                Inspect::Stats => {
+                    let inspection = app.inspect().await?;
+                    if !json {
+                        print!("{inspection}");
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    serde_json::to_value(&inspection)?
+                }
             };
             if json {
                 println!("{}", serde_json::to_string_pretty(&value)?);

@@ -3,6 +3,7 @@
 use crate::app::QueueTasks;
 use crate::backend::{Backend, CancelOutcome, QueueStats};
 use crate::error::{Error, WaitError};
+use crate::events::{Event, EventKind};
 use crate::model::{NewTask, Task as TaskRecord, TaskStatus};
 use crate::plugin::Chain;
 use crate::task::{Task, TaskSet};
@@ -107,6 +108,15 @@ impl<T: TaskSet, C: Chain, B: Backend> QueueTasks<T, C, B> {
                         Some(child) => uuid = child,
                         None => return Ok(CancelOutcome::Finished(TaskStatus::Retry)),
                     }
+                }
+                CancelOutcome::Cancelled => {
+                    let events = &self.inner.events;
+                    if events.listens(EventKind::TaskCancel)
+                        && let Some(record) = self.inner.backend.get(uuid).await?
+                    {
+                        events.emit(Event::ended(EventKind::TaskCancel, &self.inner.name, &record)).await;
+                    }
+                    return Ok(CancelOutcome::Cancelled);
                 }
                 outcome => return Ok(outcome),
             }

@@ -16,6 +16,7 @@ use crate::app::{AllTasks, AppInner};
 use crate::backend::Backend;
 use crate::client::fire;
 use crate::deps::{Resources, WorkerDeps};
+use crate::events::{Event, EventKind, emit};
 use crate::model::{NewTask, Task as TaskRecord, TaskMessage, TaskStatus, now};
 use crate::plugin::Chain;
 use crate::task::{Task, TaskContext, TaskError, TaskInfo, TaskSet, TaskVisitor};
@@ -69,6 +70,10 @@ async fn finish<T, C: Chain, B: Backend>(
     }
     fire!(&app.chain, StorageRemoveFinishedTask { app: name, model: &model });
     fire!(&app.chain, WorkerExecuteAfter { app: name, task, model: &model });
+    if let Some(kind) = EventKind::for_status(model.status) {
+        emit!(app.events, kind, Event::ended(kind, name, &model));
+    }
+    emit!(app.events, EventKind::TaskStopping, Event::ended(EventKind::TaskStopping, name, &model));
 }
 
 struct Exec<'a, T, C, B> {
@@ -106,6 +111,11 @@ async fn execute<K: Task, T, C: Chain, B: Backend>(
     let task_deps = deps.task_deps();
     let ctx = TaskContext::with_span(message.uuid, K::INFO.name, message.attempt, span.clone()).with_deps(deps);
     app.backend.watch_cancel(message.uuid, ctx.cancellation());
+    emit!(
+        app.events,
+        EventKind::TaskRunning,
+        Event::task(EventKind::TaskRunning, &app.name, K::INFO.name, message.uuid)
+    );
     let (model, retryable) =
         ctx.clone().scope(pipeline::<K, T, C, B>(app, message, ctx)).instrument(span.clone()).await;
     app.backend.unwatch_cancel(message.uuid);

@@ -5,6 +5,7 @@ use crate::backend::Backend;
 use crate::client::fire;
 use crate::deps::WorkerDeps;
 use crate::error::Error;
+use crate::events::{Event, EventKind, emit};
 use crate::global_config::{HEARTBEAT, WORKER_TTL, WORKERS, WorkerInfo};
 use crate::model::TaskMessage;
 use crate::plugin::Chain;
@@ -25,9 +26,11 @@ pub struct WorkerBuilder<T, C, B> {
 }
 
 impl<T: TaskSet, C: Chain, B: Backend> QueueTasks<T, C, B> {
-    /// A worker for this app, running up to 10 tasks at once by default.
+    /// A worker for this app, running up to
+    /// [`Config::max_tasks_process`](crate::Config::max_tasks_process) tasks
+    /// at once by default (10).
     pub fn worker(&self) -> WorkerBuilder<T, C, B> {
-        WorkerBuilder { app: self.clone(), max_tasks_process: 10 }
+        WorkerBuilder { app: self.clone(), max_tasks_process: self.inner.config.max_tasks_process.max(1) }
     }
 }
 
@@ -50,6 +53,7 @@ impl<T: TaskSet, C: Chain, B: Backend> WorkerBuilder<T, C, B> {
     pub async fn start(self) -> Result<Worker<T, C, B>, Error> {
         let app = Arc::clone(&self.app.inner);
         let name = app.name.as_str();
+        emit!(app.events, EventKind::Starting, Event::worker(EventKind::Starting, name));
         fire!(&app.chain, StarterStart { app: name });
         app.deps.check(&self.app.tasks())?;
         let deps = Arc::new(WorkerDeps::open(Arc::clone(&app.deps)).await?);
@@ -80,6 +84,7 @@ impl<T: TaskSet, C: Chain, B: Backend> WorkerBuilder<T, C, B> {
 
         let slots = Arc::new(Semaphore::new(self.max_tasks_process));
         let run = tokio::spawn(run_loop(Arc::clone(&app), Arc::clone(&deps), Arc::clone(&slots), stop_rx));
+        emit!(app.events, EventKind::WorkerRunning, Event::worker(EventKind::WorkerRunning, name));
         Ok(Worker {
             app: self.app,
             info,
@@ -117,6 +122,7 @@ impl<T: TaskSet, C: Chain, B: Backend> Worker<T, C, B> {
     pub async fn shutdown(mut self) {
         let app = Arc::clone(&self.app.inner);
         let name = app.name.as_str();
+        emit!(app.events, EventKind::Stopping, Event::worker(EventKind::Stopping, name));
         fire!(&app.chain, StarterStop { app: name });
         fire!(&app.chain, BrokerStop { app: name });
         let _ = self.stop.send(true);
@@ -125,6 +131,7 @@ impl<T: TaskSet, C: Chain, B: Backend> Worker<T, C, B> {
         }
         // Every running task holds a slot: taking them all means all finished.
         let _all = self.slots.acquire_many(self.max as u32).await;
+        emit!(app.events, EventKind::WorkerStopping, Event::worker(EventKind::WorkerStopping, name));
         fire!(&app.chain, WorkerStop { app: name });
         fire!(&app.chain, StorageStop { app: name });
         if let Some(heartbeat) = self.heartbeat.take() {

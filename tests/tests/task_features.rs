@@ -371,6 +371,52 @@ async fn cancel_follows_retries<B: Backend>(backend: B) -> TestResult {
     Ok(())
 }
 
+// ---------------------------------------------------------------------------
+// Inspect
+// ---------------------------------------------------------------------------
+
+/// The live counters: queue depth before a worker runs, then per task how
+/// many runs ended success, error, retry and cancel, in text and JSON.
+async fn inspect_counts_runs_per_task<B: Backend>(backend: B) -> TestResult {
+    let app = app("inspect", backend);
+    let queued = app.add_task("quick", json!([key("inspect-cancel")])).await?;
+    app.add_task("quick", json!([key("inspect-q")])).await?;
+    let before = app.inspect().await?;
+    assert_eq!((before.app.queued, before.app.in_flight), (2, 0));
+    app.cancel(queued.uuid, "skip").await?;
+
+    let worker = app.worker().start().await?;
+    let k = key("inspect-retry");
+    app.add_task("any_error", json!([k])).wait(WAIT).await?.ok_or("timed out")?;
+    app.add_task("fatal", json!([key("inspect-fatal")])).wait(WAIT).await?.ok_or("timed out")?;
+    app.add_task("quick", json!([key("inspect-ok")])).wait(WAIT).await?.ok_or("timed out")?;
+    // The queued `quick` ran too; wait for it through the counters.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let after = loop {
+        let now = app.inspect().await?;
+        let quick = now.tasks.iter().find(|t| t.info.name == "quick").ok_or("quick missing")?;
+        if quick.counts.success == 2 || tokio::time::Instant::now() > deadline {
+            break now;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let counts = |name: &str| after.tasks.iter().find(|t| t.info.name == name).map(|t| t.counts).unwrap_or_default();
+    assert_eq!((counts("quick").success, counts("quick").cancel), (2, 1));
+    assert_eq!((counts("any_error").retry, counts("any_error").error), (2, 1));
+    assert_eq!((counts("fatal").error, counts("fatal").retry), (1, 0));
+    assert_eq!((after.app.queued, after.app.in_flight), (0, 0));
+    assert_eq!(after.workers.len(), 1);
+
+    let text = after.to_string();
+    assert!(text.contains("task any_error") && text.contains("0 success, 1 error, 2 retry, 0 cancel"), "{text}");
+    let json = serde_json::to_value(&after)?;
+    assert_eq!(json["app"]["queued"], json!(0));
+    let any = json["tasks"].as_array().ok_or("tasks")?.iter().find(|t| t["name"] == "any_error").ok_or("any_error")?;
+    assert_eq!((any["retry"].clone(), any["counts"]["retry"].clone()), (json!(2), json!(2)));
+    worker.shutdown().await;
+    Ok(())
+}
+
 macro_rules! both {
     ($($check:ident)*) => {
         mod memory {
@@ -416,6 +462,86 @@ both! {
     a_blocking_task_sees_its_token
     returning_after_noticing_ends_cancel
     cancel_follows_retries
+    inspect_counts_runs_per_task
+}
+
+// ---------------------------------------------------------------------------
+// Events
+// ---------------------------------------------------------------------------
+
+/// Event kind and task name, in the order handlers saw them.
+type EventLog = std::sync::Arc<Mutex<Vec<(String, Option<String>)>>>;
+
+/// Success, error and cancel each fire `task_running`, their own event, then
+/// `task_stopping`; worker events bracket them; a panicking handler does not
+/// stop the next one; async handlers are awaited in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_fire_in_order_for_success_error_and_cancel() -> TestResult {
+    use qtasks::events::{Event, EventKind};
+    use std::sync::Arc;
+    let log: EventLog = Arc::default();
+    let record = |log: &EventLog| {
+        let log = Arc::clone(log);
+        move |e: &Event| log.lock().unwrap().push((e.kind().name().to_owned(), e.task_name().map(str::to_owned)))
+    };
+    let mut builder = QueueTasks::builder("events").tasks::<Tasks>();
+    for kind in EventKind::ALL {
+        if kind == EventKind::TaskError {
+            builder = builder.on(kind, |_: &Event| panic!("a broken handler"));
+            let log = Arc::clone(&log);
+            builder = builder.on_async(kind, move |e: Event| {
+                let log = Arc::clone(&log);
+                async move {
+                    tokio::task::yield_now().await;
+                    log.lock().unwrap().push((e.kind().name().to_owned(), e.task_name().map(str::to_owned)));
+                }
+            });
+        } else {
+            builder = builder.on(kind, record(&log));
+        }
+    }
+    let app = builder.build()?;
+    let worker = app.worker().start().await?;
+    app.add_task("quick", json!([key("ev")])).wait(WAIT).await?.ok_or("timed out")?;
+    app.add_task("fatal", json!([key("ev")])).wait(WAIT).await?.ok_or("timed out")?;
+    let k = key("ev-cancel");
+    let t = app.add_task("sleeper", json!([k])).await?;
+    assert!(eventually(|| runs(&k) == 1).await);
+    app.cancel(t.uuid, "stop").await?;
+    app.wait(t.uuid, WAIT).await?.ok_or("timed out")?;
+    // Task events fire after the record is stored: let the last ones land.
+    assert!(eventually(|| log.lock().unwrap().iter().filter(|(k, _)| k == "task_stopping").count() == 3).await);
+    worker.shutdown().await;
+
+    let log = log.lock().unwrap().clone();
+    let of = |task: Option<&str>| -> Vec<&str> {
+        log.iter().filter(|(_, t)| t.as_deref() == task).map(|(k, _)| k.as_str()).collect()
+    };
+    // Worker events bracket everything; each task's events come in order
+    // (tasks run concurrently, so events of different tasks may interleave).
+    assert_eq!(of(None), ["starting", "worker_running", "stopping", "worker_stopping"]);
+    assert_eq!((log[0].0.as_str(), log[1].0.as_str()), ("starting", "worker_running"));
+    assert_eq!(log[log.len() - 1].0, "worker_stopping");
+    assert_eq!(of(Some("quick")), ["task_running", "task_success", "task_stopping"]);
+    assert_eq!(of(Some("fatal")), ["task_running", "task_error", "task_stopping"]);
+    assert_eq!(of(Some("sleeper")), ["task_running", "task_cancel", "task_stopping"]);
+    Ok(())
+}
+
+/// Cancelling a queued task fires `task_cancel` in the client that cancelled it.
+#[tokio::test]
+async fn cancelling_a_queued_task_fires_task_cancel() -> TestResult {
+    use qtasks::events::{Event, EventKind};
+    let seen: std::sync::Arc<Mutex<Vec<Option<String>>>> = Default::default();
+    let s = std::sync::Arc::clone(&seen);
+    let app = QueueTasks::builder("events-queued")
+        .tasks::<Tasks>()
+        .on(EventKind::TaskCancel, move |e: &Event| s.lock().unwrap().push(e.record().and_then(|r| r.error.clone())))
+        .build()?;
+    let t = app.add_task("quick", json!([key("evq")])).await?;
+    app.cancel(t.uuid, "not today").await?;
+    assert_eq!(*seen.lock().unwrap(), [Some("not today".to_owned())]);
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------

@@ -144,31 +144,43 @@ impl MemoryBackend {
         &self.inner.shards[i]
     }
 
-    /// Writes a record; returns the status it replaced, if it was written.
-    fn store(&self, task: &Task) -> Option<Option<TaskStatus>> {
+    /// Writes a record. With `count`, a run that ends here is counted in
+    /// [`stats`](Backend::stats) before its waiters wake, so a waiter reading
+    /// the stats next sees it.
+    fn store(&self, task: &Task, count: bool) {
         let mut shard = lock(self.shard(&task.uuid));
         match shard.get_mut(&task.uuid) {
             // A status only moves forward: a late write never undoes an end.
-            Some(entry) if entry.task.status.is_done() && !task.status.is_final() => None,
+            Some(entry) if entry.task.status.is_done() && !task.status.is_final() => {}
             Some(entry) => {
                 let previous = entry.task.status;
                 entry.task = task.clone();
+                if count {
+                    let mut counts = lock(&self.inner.counts);
+                    if previous == TaskStatus::Process {
+                        counts.in_flight = counts.in_flight.saturating_sub(1);
+                    }
+                    if !previous.is_done() {
+                        counts.tasks.entry(task.task_name.clone()).or_default().add(task.status);
+                    }
+                }
                 if task.status.is_done()
                     && let Some(n) = entry.finished.take()
                 {
                     n.notify_waiters();
                 }
-                Some(Some(previous))
             }
             None => {
+                if count {
+                    lock(&self.inner.counts).tasks.entry(task.task_name.clone()).or_default().add(task.status);
+                }
                 shard.insert(task.uuid, Entry { task: task.clone(), finished: None });
-                Some(None)
             }
         }
     }
 
     fn queue(&self, task: &Task, delay: Option<Duration>) {
-        self.store(task);
+        self.store(task, false);
         let message = task.message();
         {
             let mut q = lock(&self.inner.queue);
@@ -204,7 +216,6 @@ impl Backend for MemoryBackend {
             let Some(entry) = shard.get_mut(&uuid) else { return Ok(CancelOutcome::NotFound) };
             match entry.task.status {
                 TaskStatus::New => {
-                    // Its queue entry stays; `fetch` drops it unrun.
                     entry.task.status = TaskStatus::Cancel;
                     entry.task.error = Some(reason.to_owned());
                     entry.task.updated_at = crate::model::now();
@@ -219,6 +230,11 @@ impl Backend for MemoryBackend {
         };
         match cancelled {
             Some(name) => {
+                {
+                    let mut q = lock(&self.inner.queue);
+                    q.heap.retain(|e| e.message.uuid != uuid);
+                    q.delayed.retain(|Reverse(d)| d.message.uuid != uuid);
+                }
                 lock(&self.inner.counts).tasks.entry(name).or_default().add(TaskStatus::Cancel);
                 Ok(CancelOutcome::Cancelled)
             }
@@ -333,21 +349,12 @@ impl Backend for MemoryBackend {
     }
 
     async fn update(&self, task: &Task) -> Result<(), BackendError> {
-        self.store(task);
+        self.store(task, false);
         Ok(())
     }
 
     async fn finish(&self, task: &Task) -> Result<(), BackendError> {
-        let previous = self.store(task);
-        if let Some(previous) = previous {
-            let mut counts = lock(&self.inner.counts);
-            if previous == Some(TaskStatus::Process) {
-                counts.in_flight = counts.in_flight.saturating_sub(1);
-            }
-            if previous.is_none_or(|p| !p.is_done()) {
-                counts.tasks.entry(task.task_name.clone()).or_default().add(task.status);
-            }
-        }
+        self.store(task, true);
         Ok(())
     }
 
