@@ -78,16 +78,18 @@ impl<T: TaskSet, C: Chain, B: Backend> QueueTasks<T, C, B> {
     /// `Ok(None)` if the timeout passes first (the task may still finish) or
     /// the task does not exist.
     pub async fn wait(&self, uuid: Uuid, timeout: Duration) -> Result<Option<TaskRecord>, Error> {
-        let deadline = tokio::time::Instant::now() + timeout;
+        // No deadline for a timeout too large to add (it never passes).
+        let deadline = tokio::time::Instant::now().checked_add(timeout);
         let mut uuid = uuid;
-        loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        for _ in 0..MAX_RETRY_HOPS {
+            let left = deadline.map_or(timeout, |d| d.saturating_duration_since(tokio::time::Instant::now()));
             let Some(task) = self.inner.backend.wait(uuid, left).await? else { return Ok(None) };
             match retry_child(&task) {
                 Some(child) if task.status == TaskStatus::Retry => uuid = child,
                 _ => return Ok(Some(task)),
             }
         }
+        self.get(uuid).await
     }
 
     /// Cancels a task: a queued one never runs and ends `cancel` at once; a
@@ -101,7 +103,7 @@ impl<T: TaskSet, C: Chain, B: Backend> QueueTasks<T, C, B> {
     pub async fn cancel(&self, uuid: Uuid, reason: impl Into<String>) -> Result<CancelOutcome, Error> {
         let reason = reason.into();
         let mut uuid = uuid;
-        loop {
+        for _ in 0..MAX_RETRY_HOPS {
             match self.inner.backend.cancel(uuid, &reason).await? {
                 CancelOutcome::Finished(TaskStatus::Retry) => {
                     match self.get(uuid).await?.as_ref().and_then(retry_child) {
@@ -121,6 +123,7 @@ impl<T: TaskSet, C: Chain, B: Backend> QueueTasks<T, C, B> {
                 outcome => return Ok(outcome),
             }
         }
+        Ok(CancelOutcome::Finished(TaskStatus::Retry))
     }
 
     /// The app's queue depth, tasks in flight, and per task how many runs
@@ -151,6 +154,9 @@ impl<T: TaskSet, C: Chain, B: Backend> QueueTasks<T, C, B> {
         Ok(model)
     }
 }
+
+/// Retry links followed at most (a guard against links that loop).
+const MAX_RETRY_HOPS: usize = 10_000;
 
 /// The new attempt that replaced a `retry` record.
 fn retry_child(task: &TaskRecord) -> Option<Uuid> {

@@ -31,6 +31,11 @@
 //! happens (the worker's, for task events; the client's for a queued task
 //! it cancels). A handler that panics is reported and the others still
 //! run. Each kind costs one bit test when nobody listens to it.
+//!
+//! Handlers are awaited in line: a task event's handlers run in the task's
+//! slot (the worker runs one task fewer meanwhile), and `shutdown` waits
+//! for them. Keep them short; hand slow work (a webhook) to a spawned task
+//! or a channel.
 
 use crate::model::{Task as TaskRecord, TaskStatus};
 use futures::FutureExt;

@@ -19,7 +19,7 @@ use crate::deps::{Resources, WorkerDeps};
 use crate::events::{Event, EventKind, emit};
 use crate::model::{NewTask, Task as TaskRecord, TaskMessage, TaskStatus, now};
 use crate::plugin::Chain;
-use crate::task::{Task, TaskContext, TaskError, TaskInfo, TaskSet, TaskVisitor};
+use crate::task::{CancelToken, Task, TaskContext, TaskError, TaskInfo, TaskSet, TaskVisitor};
 use crate::trigger::Trigger;
 use crate::triggers::*;
 use futures::FutureExt;
@@ -39,20 +39,25 @@ pub(crate) async fn receive_and_run<T: TaskSet, C: Chain, B: Backend>(
     let message = fire!(&app.chain, StorageAddProcess { app: name, message }).message;
     let message = fire!(&app.chain, WorkerAdd { app: name, message }).message;
 
-    let (info, model) =
-        match <AllTasks<T, C>>::dispatch(&message.task_name, Exec { app, deps, message: &message }).await {
-            Ok(done) => done,
-            Err(_) => {
-                tracing::warn!(app = name, task = %message.task_name, uuid = %message.uuid, "unknown task");
-                let mut model = TaskRecord::from_message(&message, TaskStatus::Error);
-                model.error = Some(format!(
-                    "unknown task `{}`: no task of that name is registered in app `{name}`",
-                    message.task_name
-                ));
-                (None, model)
-            }
-        };
-    finish(app, info, &message, model).await;
+    // Watched until the final record is stored, so a cancel that comes at
+    // any point of the run is seen (see `finish`).
+    let token = CancelToken::new();
+    app.backend.watch_cancel(message.uuid, &token);
+    let exec = Exec { app, deps, message: &message, token: &token };
+    let (info, model) = match <AllTasks<T, C>>::dispatch(&message.task_name, exec).await {
+        Ok(done) => done,
+        Err(_) => {
+            tracing::warn!(app = name, task = %message.task_name, uuid = %message.uuid, "unknown task");
+            let mut model = TaskRecord::from_message(&message, TaskStatus::Error);
+            model.error = Some(format!(
+                "unknown task `{}`: no task of that name is registered in app `{name}`",
+                message.task_name
+            ));
+            (None, model)
+        }
+    };
+    finish(app, info, &message, model, &token).await;
+    app.backend.unwatch_cancel(message.uuid);
 }
 
 async fn finish<T, C: Chain, B: Backend>(
@@ -60,13 +65,32 @@ async fn finish<T, C: Chain, B: Backend>(
     task: Option<&'static TaskInfo>,
     message: &TaskMessage,
     mut model: TaskRecord,
+    token: &CancelToken,
 ) {
     let name = app.name.as_str();
+    // A client that cancelled the task was told it ends `cancel`: so it
+    // does, also when the request came after the run's last look at it.
+    if let Some(reason) = token.reason()
+        && matches!(model.status, TaskStatus::Success | TaskStatus::Error)
+    {
+        model.status = TaskStatus::Cancel;
+        model.result = None;
+        model.error = Some(reason.to_owned());
+    }
     model.updated_at = now();
     let model = fire!(&app.chain, WorkerRemoveFinishedTask { app: name, task, message, model }).model;
     let model = fire!(&app.chain, BrokerRemoveFinishedTask { app: name, model }).model;
     if let Err(error) = app.backend.finish(&model).await {
         tracing::error!(app = name, uuid = %model.uuid, %error, "storing the final status failed");
+    }
+    // Cancelled after its retry was enqueued: cancel the retry (a cancel
+    // coming later finds the `retry` record and follows it by itself).
+    if model.status == TaskStatus::Retry
+        && let Some(reason) = token.reason()
+        && let Some(child) = model.extra.get(RETRY_CHILD).and_then(Value::as_str).and_then(|c| c.parse().ok())
+        && let Err(error) = app.backend.cancel(child, reason).await
+    {
+        tracing::error!(app = name, uuid = %child, %error, "cancelling the retry of a cancelled task failed");
     }
     fire!(&app.chain, StorageRemoveFinishedTask { app: name, model: &model });
     fire!(&app.chain, WorkerExecuteAfter { app: name, task, model: &model });
@@ -80,13 +104,14 @@ struct Exec<'a, T, C, B> {
     app: &'a AppInner<T, C, B>,
     message: &'a TaskMessage,
     deps: &'a Arc<WorkerDeps>,
+    token: &'a CancelToken,
 }
 
 impl<T: TaskSet, C: Chain, B: Backend> TaskVisitor for Exec<'_, T, C, B> {
     type Output = (Option<&'static TaskInfo>, TaskRecord);
 
     async fn visit<K: Task>(self) -> Self::Output {
-        (Some(&K::INFO), execute::<K, T, C, B>(self.app, self.deps, self.message).await)
+        (Some(&K::INFO), execute::<K, T, C, B>(self.app, self.deps, self.message, self.token).await)
     }
 }
 
@@ -105,12 +130,14 @@ async fn execute<K: Task, T, C: Chain, B: Backend>(
     app: &AppInner<T, C, B>,
     deps: &Arc<WorkerDeps>,
     message: &TaskMessage,
+    token: &CancelToken,
 ) -> TaskRecord {
     let span = tracing::info_span!("task", task = K::INFO.name, uuid = %message.uuid, attempt = message.attempt);
     let deps = Resources::for_run(deps, &K::INFO);
     let task_deps = deps.task_deps();
-    let ctx = TaskContext::with_span(message.uuid, K::INFO.name, message.attempt, span.clone()).with_deps(deps);
-    app.backend.watch_cancel(message.uuid, ctx.cancellation());
+    let ctx = TaskContext::with_span(message.uuid, K::INFO.name, message.attempt, span.clone())
+        .with_deps(deps)
+        .with_cancel(token.clone());
     emit!(
         app.events,
         EventKind::TaskRunning,
@@ -118,12 +145,11 @@ async fn execute<K: Task, T, C: Chain, B: Backend>(
     );
     let (model, retryable) =
         ctx.clone().scope(pipeline::<K, T, C, B>(app, message, ctx)).instrument(span.clone()).await;
-    app.backend.unwatch_cancel(message.uuid);
     // The run's own dependencies close before its status is stored, however it ended.
     if let Some(task_deps) = task_deps {
         task_deps.close().instrument(span.clone()).await;
     }
-    if model.status == TaskStatus::Error && retryable && K::INFO.retry > 0 {
+    if model.status == TaskStatus::Error && retryable && K::INFO.retry > 0 && !token.is_cancelled() {
         return retry::<K, T, C, B>(app, message, model).instrument(span).await;
     }
     model
@@ -141,7 +167,7 @@ async fn retry<K: Task, T, C: Chain, B: Backend>(
 ) -> TaskRecord {
     let info = &K::INFO;
     let left =
-        message.extra.get(RETRY).and_then(Value::as_u64).map_or(info.retry, |n| n.min(u64::from(u32::MAX)) as u32);
+        message.extra.get(RETRY).and_then(Value::as_u64).map_or(info.retry, |n| n.min(u64::from(info.retry)) as u32);
     if left == 0 {
         model.extra.insert(RETRY.into(), 0.into());
         return model;
@@ -161,6 +187,10 @@ async fn retry<K: Task, T, C: Chain, B: Backend>(
     let name = app.name.as_str();
     let mut model = fire!(&app.chain, WorkerTaskErrorRetry { app: name, task: info, message, model }).model;
     if model.status != TaskStatus::Retry {
+        // Vetoed: no new attempt, so no link to one.
+        if model.extra.get(RETRY_CHILD) == Some(&Value::from(child_uuid.to_string())) {
+            model.extra.remove(RETRY_CHILD);
+        }
         return model;
     }
     let enqueued = match info.retry_delay(info.retry.saturating_sub(left) + 1) {
@@ -225,6 +255,8 @@ async fn pipeline<K: Task, T, C: Chain, B: Backend>(
 
     let token = ctx.cancellation().clone();
     let ended = match K::decode_args(args) {
+        // Cancelled between being taken and starting: it does not start.
+        _ if token.is_cancelled() => Ended::Cancel(token.reason().unwrap_or("cancelled").to_owned()),
         Err(e) => Ended::Error(TaskError::InvalidArguments(format!("task `{}`: {e}", task.name)).to_string(), false),
         Ok(args) => match renewing_lease(app, message, run::<K>(ctx, args)).await {
             Ok(output) => match serde_json::to_value(output) {
@@ -336,8 +368,8 @@ async fn run<K: Task>(ctx: TaskContext, args: K::Args) -> Result<K::Output, Task
     let token = ctx.cancellation().clone();
     tokio::select! {
         biased;
-        outcome = run_limited::<K>(ctx, args) => outcome,
         () = token.cancelled() => Err(TaskError::Cancelled(crate::Cancelled::new(token.reason().unwrap_or("cancelled")))),
+        outcome = run_limited::<K>(ctx, args) => outcome,
     }
 }
 

@@ -15,6 +15,12 @@ use std::sync::Arc;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
+/// A task concurrency the worker can honour: at least 1, and few enough
+/// that shutdown can wait for all of them at once.
+fn slots(n: usize) -> usize {
+    n.clamp(1, u32::MAX as usize)
+}
+
 /// Largest number of tasks taken from the backend in one call.
 const MAX_BATCH: usize = 256;
 
@@ -30,14 +36,15 @@ impl<T: TaskSet, C: Chain, B: Backend> QueueTasks<T, C, B> {
     /// [`Config::max_tasks_process`](crate::Config::max_tasks_process) tasks
     /// at once by default (10).
     pub fn worker(&self) -> WorkerBuilder<T, C, B> {
-        WorkerBuilder { app: self.clone(), max_tasks_process: self.inner.config.max_tasks_process.max(1) }
+        WorkerBuilder { app: self.clone(), max_tasks_process: slots(self.inner.config.max_tasks_process) }
     }
 }
 
 impl<T: TaskSet, C: Chain, B: Backend> WorkerBuilder<T, C, B> {
-    /// How many tasks run at once (QTasks's `max_tasks_process`). At least 1.
+    /// How many tasks run at once (QTasks's `max_tasks_process`). At least
+    /// 1, at most 2^32 − 1.
     pub fn max_tasks_process(mut self, n: usize) -> Self {
-        self.max_tasks_process = n.max(1);
+        self.max_tasks_process = slots(n);
         self
     }
 
@@ -122,10 +129,11 @@ impl<T: TaskSet, C: Chain, B: Backend> Worker<T, C, B> {
     pub async fn shutdown(mut self) {
         let app = Arc::clone(&self.app.inner);
         let name = app.name.as_str();
+        // Stop taking tasks first, so nothing new starts while handlers run.
+        let _ = self.stop.send(true);
         emit!(app.events, EventKind::Stopping, Event::worker(EventKind::Stopping, name));
         fire!(&app.chain, StarterStop { app: name });
         fire!(&app.chain, BrokerStop { app: name });
-        let _ = self.stop.send(true);
         if let Some(run) = self.run.take() {
             let _ = run.await;
         }

@@ -613,3 +613,54 @@ async fn a_blocking_handler_sees_the_task_context() -> TestResult {
 fn no_current_context_outside_tasks() {
     assert!(TaskContext::current().is_none());
 }
+
+/// Released by the test once it has cancelled the task the handler holds.
+static RELEASE: tokio::sync::Notify = tokio::sync::Notify::const_new();
+static HELD: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// Holds each task between being taken and running, until released.
+#[plugin(on = "worker_run_task_before")]
+async fn hold(_ctx: &qtasks::triggers::WorkerRunTaskBefore<'_>) {
+    HELD.notify_one();
+    RELEASE.notified().await;
+}
+
+/// A task cancelled after a worker took it but before it started never
+/// starts, and ends `cancel`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_cancelled_before_it_starts_never_starts() -> TestResult {
+    let app = QueueTasks::builder("cancel-before-start").tasks::<Tasks>().plugin(Hold).build()?;
+    let worker = app.worker().start().await?;
+    let k = key("before-start");
+    let task = app.add_task("quick", json!([k])).await?;
+    HELD.notified().await;
+    assert_eq!(app.cancel(task.uuid, "changed my mind").await?, CancelOutcome::Requested);
+    RELEASE.notify_one();
+    let done = app.wait(task.uuid, WAIT).await?.ok_or("timed out")?;
+    assert_eq!((done.status, done.error.as_deref()), (TaskStatus::Cancel, Some("changed my mind")));
+    assert_eq!(runs(&k), 0, "the task body never ran");
+    worker.shutdown().await;
+    Ok(())
+}
+
+/// Timeouts and delays too large to add to the clock mean "no limit", not a panic.
+#[tokio::test]
+async fn huge_timeouts_and_delays_do_not_panic() -> TestResult {
+    let app = app("huge", MemoryBackend::new());
+    let worker = app.worker().start().await?;
+    let done = app.add_task("quick", json!([key("huge")])).wait(Duration::MAX).await?.ok_or("timed out")?;
+    assert_eq!(app.wait(done.uuid, Duration::MAX).await?.map(|t| t.status), Some(TaskStatus::Success));
+    let never = TaskRecord::new(
+        Uuid::new_v4(),
+        qtasks::NewTask {
+            task_name: "quick".into(),
+            priority: 0,
+            args: json!([key("never")]),
+            extra: Default::default(),
+        },
+    );
+    app.backend().enqueue_delayed(&never, Duration::MAX).await?;
+    assert_eq!(app.queue_stats().await?.queued, 1);
+    worker.shutdown().await;
+    Ok(())
+}

@@ -151,7 +151,7 @@ impl MemoryBackend {
         let mut shard = lock(self.shard(&task.uuid));
         match shard.get_mut(&task.uuid) {
             // A status only moves forward: a late write never undoes an end.
-            Some(entry) if entry.task.status.is_done() && !task.status.is_final() => {}
+            Some(entry) if entry.task.status.is_done() => {}
             Some(entry) => {
                 let previous = entry.task.status;
                 entry.task = task.clone();
@@ -187,7 +187,12 @@ impl MemoryBackend {
             q.seq += 1;
             let seq = q.seq;
             match delay {
-                Some(delay) => q.delayed.push(Reverse(Delayed { due: Instant::now() + delay, seq, message })),
+                Some(delay) => {
+                    let now = Instant::now();
+                    // A delay too large to add is a century: never, in practice.
+                    let due = now.checked_add(delay).unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400));
+                    q.delayed.push(Reverse(Delayed { due, seq, message }))
+                }
                 None => q.heap.push(Queued { priority: message.priority, seq, message }),
             }
         }
@@ -219,23 +224,24 @@ impl Backend for MemoryBackend {
                     entry.task.status = TaskStatus::Cancel;
                     entry.task.error = Some(reason.to_owned());
                     entry.task.updated_at = crate::model::now();
-                    if let Some(n) = entry.finished.take() {
-                        n.notify_waiters();
-                    }
-                    Some(entry.task.task_name.clone())
+                    Some((entry.task.task_name.clone(), entry.finished.take()))
                 }
                 TaskStatus::Process => None,
                 done => return Ok(CancelOutcome::Finished(done)),
             }
         };
         match cancelled {
-            Some(name) => {
+            Some((name, finished)) => {
                 {
                     let mut q = lock(&self.inner.queue);
                     q.heap.retain(|e| e.message.uuid != uuid);
                     q.delayed.retain(|Reverse(d)| d.message.uuid != uuid);
                 }
                 lock(&self.inner.counts).tasks.entry(name).or_default().add(TaskStatus::Cancel);
+                // Waiters wake once the queue and the counters agree with the record.
+                if let Some(n) = finished {
+                    n.notify_waiters();
+                }
                 Ok(CancelOutcome::Cancelled)
             }
             None => {
@@ -379,7 +385,8 @@ impl Backend for MemoryBackend {
         value: &Value,
         ttl: Option<Duration>,
     ) -> Result<(), BackendError> {
-        let expires = ttl.map(|t| Instant::now() + t);
+        // A TTL too large to add never expires.
+        let expires = ttl.and_then(|t| Instant::now().checked_add(t));
         lock(&self.inner.config).insert((name.to_owned(), key.to_owned()), (value.clone(), expires));
         Ok(())
     }

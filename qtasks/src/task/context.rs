@@ -38,6 +38,12 @@ impl TaskContext {
         Self { uuid, name, attempt, span, cancel: CancelToken::new(), deps: Resources::none() }
     }
 
+    /// The context with the cancellation token of a worker's run.
+    pub(crate) fn with_cancel(mut self, cancel: CancelToken) -> Self {
+        self.cancel = cancel;
+        self
+    }
+
     /// The context with the dependencies and states of a worker's run.
     pub(crate) fn with_deps(mut self, deps: Resources) -> Self {
         self.deps = deps;
