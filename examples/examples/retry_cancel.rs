@@ -6,6 +6,7 @@
 //! - `crawl` is an async task cancelled while it runs: it stops at its
 //!   current `.await` and ends `cancel`.
 //! - `report` is queued, cancelled before a worker takes it, and never runs.
+//! - `slow` runs past its `max_time` and ends `error` ("time limit exceeded").
 //! - Event handlers print each task that ends; `inspect` prints the counters.
 //!
 //! Run with `cargo run --example retry_cancel`.
@@ -50,6 +51,13 @@ async fn crawl(ctx: TaskContext) -> u32 {
     }
 }
 
+/// Takes a second; allowed a tenth of one (QTasks behaviour E10).
+#[task(max_time = 0.1)]
+async fn slow() -> u32 {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    1
+}
+
 static REPORT_RUNS: AtomicU32 = AtomicU32::new(0);
 
 #[task]
@@ -61,7 +69,7 @@ fn report() -> u32 {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let wait = Duration::from_secs(10);
     let app = QueueTasks::builder("features")
-        .tasks::<(flaky, crawl, report)>()
+        .tasks::<(flaky, crawl, report, slow)>()
         .on(EventKind::TaskRetry, |e: &Event| println!("  [event] {} retried", e.task_name().unwrap_or("?")))
         .on_async(EventKind::TaskCancel, |e: Event| async move {
             let reason = e.record().and_then(|r| r.error.clone()).unwrap_or_default();
@@ -91,6 +99,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("  status {}, reason {:?}", stopped.status, stopped.error);
     assert_eq!(stopped.status, TaskStatus::Cancel);
     assert_eq!(app.cancel(running.uuid, "again").await?, CancelOutcome::Finished(TaskStatus::Cancel));
+
+    println!("time limit:");
+    let limited = app.add_task("slow", ()).wait(wait).await?.expect("finished");
+    println!("  status {}, error {:?}", limited.status, limited.error);
+    assert_eq!(limited.status, TaskStatus::Error);
 
     let done = app.get(queued.uuid).await?.expect("stored");
     println!("cancelled while queued: status {}, runs {}", done.status, REPORT_RUNS.load(Ordering::SeqCst));

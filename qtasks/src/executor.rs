@@ -135,9 +135,7 @@ async fn execute<K: Task, T, C: Chain, B: Backend>(
     let span = tracing::info_span!("task", task = K::INFO.name, uuid = %message.uuid, attempt = message.attempt);
     let deps = Resources::for_run(deps, &K::INFO);
     let task_deps = deps.task_deps();
-    let ctx = TaskContext::with_span(message.uuid, K::INFO.name, message.attempt, span.clone())
-        .with_deps(deps)
-        .with_cancel(token.clone());
+    let ctx = TaskContext::for_run(message, K::INFO.name, span.clone(), token.clone()).with_deps(deps);
     emit!(
         app.events,
         EventKind::TaskRunning,

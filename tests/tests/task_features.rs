@@ -664,3 +664,32 @@ async fn huge_timeouts_and_delays_do_not_panic() -> TestResult {
     worker.shutdown().await;
     Ok(())
 }
+
+/// E8: a task with options reads the extra fields the client attached,
+/// then cancels itself; a self-cancelled task is not retried.
+#[task(priority = 1, tags = ["example"], retry = 3, retry_on = [Transient])]
+async fn e8_context(ctx: TaskContext) -> Result<String, TaskError> {
+    let test = ctx.extra().get("test").and_then(|v| v.as_str()).unwrap_or("missing").to_owned();
+    bump(&format!("e8-{test}-{}", ctx.attempt()));
+    Err(ctx.cancel(format!("Test task cancelled ({test})")).into())
+}
+
+#[tokio::test]
+async fn e8_extra_fields_are_visible_and_ctx_cancel_ends_cancel() -> TestResult {
+    let app = QueueTasks::builder("e8").task::<e8_context>().build()?;
+    let info = app.tasks()[0];
+    assert_eq!(
+        (info.priority, info.tags, info.retry, info.retry_on),
+        (Some(1), &["example"][..], 3, &["Transient"][..])
+    );
+    let worker = app.worker().start().await?;
+    let marker = key("e8");
+    let done = app.add_task("e8_context", ()).extra("test", marker.clone()).wait(WAIT).await?.ok_or("timed out")?;
+    assert_eq!(done.status, TaskStatus::Cancel);
+    assert_eq!(done.error, Some(format!("Test task cancelled ({marker})")));
+    assert_eq!(done.priority, 1);
+    assert_eq!(runs(&format!("e8-{marker}-1")), 1);
+    assert_eq!(runs(&format!("e8-{marker}-2")), 0, "cancel is never retried");
+    worker.shutdown().await;
+    Ok(())
+}

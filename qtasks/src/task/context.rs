@@ -3,6 +3,9 @@
 use super::cancel::CancelToken;
 use super::error::{Cancelled, PluginError};
 use crate::deps::{Dep, DependencyError, Resources, State};
+use crate::model::TaskMessage;
+use serde_json::{Map, Value};
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// The context of one task run: its id, name, attempt, tracing span,
@@ -20,6 +23,7 @@ pub struct TaskContext {
     span: tracing::Span,
     cancel: CancelToken,
     deps: Resources,
+    extra: Option<Arc<Map<String, Value>>>,
 }
 
 tokio::task_local! {
@@ -31,17 +35,23 @@ impl TaskContext {
     /// (such a context has no dependency and no state).
     pub fn new(uuid: Uuid, name: &'static str, attempt: u32) -> Self {
         let span = tracing::info_span!("task", task = name, %uuid, attempt);
-        Self { uuid, name, attempt, span, cancel: CancelToken::new(), deps: Resources::none() }
+        Self { uuid, name, attempt, span, cancel: CancelToken::new(), deps: Resources::none(), extra: None }
     }
 
-    pub(crate) fn with_span(uuid: Uuid, name: &'static str, attempt: u32, span: tracing::Span) -> Self {
-        Self { uuid, name, attempt, span, cancel: CancelToken::new(), deps: Resources::none() }
+    /// The context of a worker's run, with its span and cancellation token.
+    pub(crate) fn for_run(message: &TaskMessage, name: &'static str, span: tracing::Span, cancel: CancelToken) -> Self {
+        // The extra fields are shared, and copied only if there are some.
+        let extra = (!message.extra.is_empty()).then(|| Arc::new(message.extra.clone()));
+        Self { uuid: message.uuid, name, attempt: message.attempt, span, cancel, deps: Resources::none(), extra }
     }
 
-    /// The context with the cancellation token of a worker's run.
-    pub(crate) fn with_cancel(mut self, cancel: CancelToken) -> Self {
-        self.cancel = cancel;
-        self
+    /// The extra fields the client attached when it enqueued the task
+    /// ([`AddTask::extra`](crate::AddTask::extra)) or that plugins or a
+    /// retry added (`retry`, `retry_parent_uuid`, …); empty in a context
+    /// made with [`TaskContext::new`].
+    pub fn extra(&self) -> &Map<String, Value> {
+        static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
+        self.extra.as_deref().unwrap_or_else(|| EMPTY.get_or_init(Map::new))
     }
 
     /// The context with the dependencies and states of a worker's run.
