@@ -40,6 +40,8 @@ async fn the_banner_lists_app_backend_concurrency_tasks_and_plugins_and_hides_pa
 async fn commands_answer_with_exit_codes_and_clear_errors() {
     assert_eq!(run(&["app", "--broker-url", "memory://", "inspect", "tasks", "--json"]).await, Ok(ExitCode::SUCCESS));
     assert_eq!(run(&["app", "--broker-url", "memory://", "inspect", "plugins"]).await, Ok(ExitCode::SUCCESS));
+    assert_eq!(run(&["app", "--broker-url", "memory://", "inspect", "stats"]).await, Ok(ExitCode::SUCCESS));
+    assert_eq!(run(&["app", "--broker-url", "memory://", "inspect", "stats", "--json"]).await, Ok(ExitCode::SUCCESS));
     // No worker runs in this process: ping fails, and so does a status lookup.
     assert_eq!(run(&["app", "--broker-url", "memory://", "ping"]).await, Ok(ExitCode::FAILURE));
     let missing = "00000000-0000-0000-0000-000000000000";

@@ -463,6 +463,7 @@ both! {
     returning_after_noticing_ends_cancel
     cancel_follows_retries
     inspect_counts_runs_per_task
+    events_fire_in_order_for_success_error_and_cancel
 }
 
 // ---------------------------------------------------------------------------
@@ -475,8 +476,7 @@ type EventLog = std::sync::Arc<Mutex<Vec<(String, Option<String>)>>>;
 /// Success, error and cancel each fire `task_running`, their own event, then
 /// `task_stopping`; worker events bracket them; a panicking handler does not
 /// stop the next one; async handlers are awaited in order.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_fire_in_order_for_success_error_and_cancel() -> TestResult {
+async fn events_fire_in_order_for_success_error_and_cancel<B: Backend>(backend: B) -> TestResult {
     use qtasks::events::{Event, EventKind};
     use std::sync::Arc;
     let log: EventLog = Arc::default();
@@ -484,7 +484,7 @@ async fn events_fire_in_order_for_success_error_and_cancel() -> TestResult {
         let log = Arc::clone(log);
         move |e: &Event| log.lock().unwrap().push((e.kind().name().to_owned(), e.task_name().map(str::to_owned)))
     };
-    let mut builder = QueueTasks::builder("events").tasks::<Tasks>();
+    let mut builder = QueueTasks::builder("events").tasks::<Tasks>().backend(backend);
     for kind in EventKind::ALL {
         if kind == EventKind::TaskError {
             builder = builder.on(kind, |_: &Event| panic!("a broken handler"));
