@@ -142,7 +142,10 @@ async fn execute<K: Task, T, C: Chain, B: Backend>(
         Event::task(EventKind::TaskRunning, &app.name, K::INFO.name, message.uuid)
     );
     let (model, retryable) =
-        ctx.clone().scope(pipeline::<K, T, C, B>(app, message, ctx)).instrument(span.clone()).await;
+        // Boxed once here: the wrappers around it (task-local scope, span)
+        // and the futures awaiting it then move a pointer, not the whole
+        // pipeline's state (kilobytes, copied at each move).
+        ctx.clone().scope(Box::pin(pipeline::<K, T, C, B>(app, message, ctx))).instrument(span.clone()).await;
     // The run's own dependencies close before its status is stored, however it ended.
     if let Some(task_deps) = task_deps {
         task_deps.close().instrument(span.clone()).await;

@@ -208,7 +208,9 @@ async fn run_loop<T: TaskSet, C: Chain, B: Backend>(
             let Some(permit) = permits.pop() else { break };
             let (app, deps) = (Arc::clone(&app), Arc::clone(&deps));
             tokio::spawn(async move {
-                crate::executor::receive_and_run(&app, &deps, message).await;
+                // Boxed so the spawned future stays small: tokio moves it
+                // into its task cell, and a move copies a future whole.
+                Box::pin(crate::executor::receive_and_run(&app, &deps, message)).await;
                 drop(permit);
             });
         }

@@ -1,36 +1,41 @@
 //! Which running task has which cancellation token, in one process.
 
+use super::ids::UuidMap;
 use crate::task::CancelToken;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Mutex;
 use uuid::Uuid;
 
+/// Locks, picked by task id, so workers registering different tasks rarely meet.
+const SHARDS: usize = 16;
+
 /// Requests that arrive for a task before its worker registered its token
-/// are kept this long (in number of requests) so the late registration still
-/// sees them; requests for tasks run by other processes age out.
-const PENDING_KEPT: usize = 1024;
+/// are kept, this many per shard, so the late registration still sees them;
+/// requests for tasks run by other processes age out.
+const PENDING_KEPT: usize = 64;
 
 /// The tokens of the tasks running in this process, by id.
 #[derive(Default)]
 pub(crate) struct CancelRegistry {
-    inner: Mutex<Inner>,
+    shards: [Mutex<Inner>; SHARDS],
 }
 
 #[derive(Default)]
 struct Inner {
-    running: HashMap<Uuid, CancelToken>,
+    running: UuidMap<CancelToken>,
     pending: VecDeque<(Uuid, String)>,
 }
 
 impl CancelRegistry {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self, uuid: &Uuid) -> std::sync::MutexGuard<'_, Inner> {
+        let shard = &self.shards[(uuid.as_u128() as usize) % SHARDS];
+        shard.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Registers a task that starts running; fires its token at once if a
     /// request for it came first.
     pub(crate) fn watch(&self, uuid: Uuid, token: &CancelToken) {
-        let mut inner = self.lock();
+        let mut inner = self.lock(&uuid);
         if let Some(i) = inner.pending.iter().position(|(id, _)| *id == uuid)
             && let Some((_, reason)) = inner.pending.remove(i)
         {
@@ -41,13 +46,13 @@ impl CancelRegistry {
 
     /// Forgets a task that finished.
     pub(crate) fn unwatch(&self, uuid: Uuid) {
-        self.lock().running.remove(&uuid);
+        self.lock(&uuid).running.remove(&uuid);
     }
 
     /// Fires the token of `uuid` if it runs here; otherwise keeps the request
     /// for a registration that may still come. Returns whether it ran here.
     pub(crate) fn signal(&self, uuid: Uuid, reason: &str) -> bool {
-        let mut inner = self.lock();
+        let mut inner = self.lock(&uuid);
         if let Some(token) = inner.running.get(&uuid) {
             token.cancel(reason);
             return true;

@@ -1,5 +1,6 @@
 //! The in-memory backend: one process, no server.
 
+use super::ids::UuidMap;
 use super::{Backend, BackendError, CancelOutcome, CancelRegistry, QueueStats, TaskCounts};
 use crate::model::{Task, TaskMessage, TaskStatus};
 use crate::task::CancelToken;
@@ -28,7 +29,7 @@ pub struct MemoryBackend {
 struct Inner {
     queue: Mutex<Queue>,
     queued: Notify,
-    shards: [Mutex<HashMap<Uuid, Entry>>; SHARDS],
+    shards: [Mutex<UuidMap<Entry>>; SHARDS],
     config: Mutex<HashMap<(String, String), Setting>>,
     cancels: CancelRegistry,
     counts: Mutex<Counts>,
@@ -38,6 +39,17 @@ struct Inner {
 struct Counts {
     in_flight: u64,
     tasks: BTreeMap<String, TaskCounts>,
+}
+
+impl Counts {
+    /// Counts a run of `task` that ended with `status` (the name is copied
+    /// only the first time).
+    fn add(&mut self, task: &str, status: TaskStatus) {
+        match self.tasks.get_mut(task) {
+            Some(counts) => counts.add(status),
+            None => self.tasks.entry(task.to_owned()).or_default().add(status),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -139,7 +151,7 @@ impl MemoryBackend {
         q.heap.len() + q.delayed.len()
     }
 
-    fn shard(&self, uuid: &Uuid) -> &Mutex<HashMap<Uuid, Entry>> {
+    fn shard(&self, uuid: &Uuid) -> &Mutex<UuidMap<Entry>> {
         let i = (uuid.as_u128() as usize) % SHARDS;
         &self.inner.shards[i]
     }
@@ -161,7 +173,7 @@ impl MemoryBackend {
                         counts.in_flight = counts.in_flight.saturating_sub(1);
                     }
                     if !previous.is_done() {
-                        counts.tasks.entry(task.task_name.clone()).or_default().add(task.status);
+                        counts.add(&task.task_name, task.status);
                     }
                 }
                 if task.status.is_done()
@@ -172,7 +184,7 @@ impl MemoryBackend {
             }
             None => {
                 if count {
-                    lock(&self.inner.counts).tasks.entry(task.task_name.clone()).or_default().add(task.status);
+                    lock(&self.inner.counts).add(&task.task_name, task.status);
                 }
                 shard.insert(task.uuid, Entry { task: task.clone(), finished: None });
             }

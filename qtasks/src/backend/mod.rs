@@ -7,6 +7,7 @@
 
 mod any;
 mod cancel;
+mod ids;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;

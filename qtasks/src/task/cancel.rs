@@ -1,7 +1,8 @@
 //! The cancellation token a running task checks.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::Notify;
 
 /// Tells a running task that it was asked to stop, and why.
 ///
@@ -14,10 +15,19 @@ use tokio_util::sync::CancellationToken;
 /// worker drops its future) and ends `cancel`. A blocking task cannot be
 /// stopped from outside: it should poll [`is_cancelled`](Self::is_cancelled)
 /// and return; whatever it returns once cancelled, it ends `cancel`.
+///
+/// (One allocation per token and an atomic per clone: the worker makes one
+/// for every run, so it is kept lighter than a general cancellation tree.)
 #[derive(Clone, Debug, Default)]
 pub struct CancelToken {
-    token: CancellationToken,
-    reason: Arc<OnceLock<String>>,
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    cancelled: AtomicBool,
+    reason: OnceLock<String>,
+    fired: Notify,
 }
 
 impl CancelToken {
@@ -28,24 +38,36 @@ impl CancelToken {
 
     /// Fires the token. The first reason given is kept; later calls do nothing.
     pub fn cancel(&self, reason: impl Into<String>) {
-        let _ = self.reason.set(reason.into());
-        self.token.cancel();
+        // The reason is set before the flag, so whoever sees the flag sees a reason.
+        if self.inner.reason.set(reason.into()).is_ok() {
+            self.inner.cancelled.store(true, Ordering::Release);
+            self.inner.fired.notify_waiters();
+        }
     }
 
     /// `true` once the token fired.
     #[inline]
     pub fn is_cancelled(&self) -> bool {
-        self.token.is_cancelled()
+        self.inner.cancelled.load(Ordering::Acquire)
     }
 
     /// Why the token fired, once it has.
     pub fn reason(&self) -> Option<&str> {
-        self.reason.get().map(String::as_str)
+        if self.is_cancelled() { self.inner.reason.get().map(String::as_str) } else { None }
     }
 
     /// Completes when the token fires (at once if it has).
     pub async fn cancelled(&self) {
-        self.token.cancelled().await
+        loop {
+            // Registered before the check, so a `cancel` in between is not missed.
+            let fired = self.inner.fired.notified();
+            let mut fired = std::pin::pin!(fired);
+            fired.as_mut().enable();
+            if self.is_cancelled() {
+                return;
+            }
+            fired.await;
+        }
     }
 
     /// Runs `future` unless the token fires first; then gives the reason
@@ -54,8 +76,29 @@ impl CancelToken {
     pub async fn run_until_cancelled<F: std::future::Future>(&self, future: F) -> Result<F::Output, super::Cancelled> {
         tokio::select! {
             biased;
-            () = self.token.cancelled() => Err(super::Cancelled::new(self.reason().unwrap_or("cancelled"))),
+            () = self.cancelled() => Err(super::Cancelled::new(self.reason().unwrap_or("cancelled"))),
             output = future => Ok(output),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn waiters_wake_and_the_first_reason_wins() {
+        let token = CancelToken::new();
+        let waiter = tokio::spawn({
+            let token = token.clone();
+            async move { token.cancelled().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!token.is_cancelled() && token.reason().is_none());
+        token.cancel("first");
+        token.cancel("second");
+        waiter.await.unwrap();
+        assert_eq!(token.reason(), Some("first"));
+        token.cancelled().await; // at once once fired
     }
 }
