@@ -285,7 +285,7 @@ impl<T: TaskSet, C: Chain, B: Backend> QueueTasks<T, C, B> {
     /// The priority a task declares, else the config's `task_default_priority`
     /// (also for a task this app does not define).
     pub(crate) fn default_priority(&self, name: &str) -> i64 {
-        let declared = self.tasks().iter().find(|t| t.name == name).and_then(|t| t.priority);
+        let declared = <AllTasks<T, C>>::info(name).and_then(|t| t.priority);
         declared.unwrap_or(self.inner.config.task_default_priority)
     }
 }

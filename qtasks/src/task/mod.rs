@@ -152,6 +152,9 @@ pub trait TaskSet: Send + Sync + 'static {
 
     /// Appends every task's info, in order.
     fn describe(out: &mut Vec<&'static TaskInfo>);
+
+    /// The info of the task called `name`, if the set has one (no allocation).
+    fn info(name: &str) -> Option<&'static TaskInfo>;
 }
 
 /// A list of names built at compile time (up to [`NameList::CAPACITY`]).
@@ -237,6 +240,11 @@ impl<T: Task> TaskSet for T {
     fn describe(out: &mut Vec<&'static TaskInfo>) {
         out.push(&T::INFO);
     }
+
+    #[inline]
+    fn info(name: &str) -> Option<&'static TaskInfo> {
+        (name == T::INFO.name).then_some(&T::INFO)
+    }
 }
 
 impl TaskSet for () {
@@ -251,6 +259,10 @@ impl TaskSet for () {
     }
 
     fn describe(_out: &mut Vec<&'static TaskInfo>) {}
+
+    fn info(_name: &str) -> Option<&'static TaskInfo> {
+        None
+    }
 }
 
 macro_rules! tuple_task_set {
@@ -270,6 +282,11 @@ macro_rules! tuple_task_set {
 
             fn describe(out: &mut Vec<&'static TaskInfo>) {
                 $( $T::describe(out); )+
+            }
+
+            fn info(name: &str) -> Option<&'static TaskInfo> {
+                $( if let Some(info) = $T::info(name) { return Some(info); } )+
+                None
             }
         }
     )+};
