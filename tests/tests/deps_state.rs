@@ -172,16 +172,9 @@ fn app<B: Backend>(name: &str, backend: B, log: &Arc<Log>, pools: &Arc<Log>) -> 
         .unwrap()
 }
 
-/// Waits until `cond` holds, checking every 10 ms, for at most `WAIT`.
-async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while tokio::time::Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    false
+/// Waits until `cond` holds, for at most `WAIT`.
+async fn eventually(cond: impl FnMut() -> bool) -> bool {
+    support::eventually(WAIT, cond).await
 }
 
 // ---------------------------------------------------------------------------

@@ -157,16 +157,9 @@ fn key(check: &str) -> String {
     format!("{check}-{}", Uuid::new_v4())
 }
 
-/// Waits until `cond` holds, checking every 10 ms, for at most `WAIT`.
-async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while tokio::time::Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    false
+/// Waits until `cond` holds, for at most `WAIT`.
+async fn eventually(cond: impl FnMut() -> bool) -> bool {
+    support::eventually(WAIT, cond).await
 }
 
 /// E4: `test_yield(5)` gives `[8, 9, 10, 11, 12]`, by name and typed; the
@@ -311,39 +304,8 @@ async fn a_plugin_replaces_the_list<B: Backend>(backend: B) -> TestResult {
     Ok(())
 }
 
-macro_rules! both {
-    ($($check:ident)*) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $check() {
-                    if let Err(e) = super::$check(super::MemoryBackend::new()).await {
-                        panic!("memory {}: {e}", stringify!($check));
-                    }
-                }
-            )*
-        }
-        mod redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $check() {
-                    let app = format!("qtasks-streams-{}-{}", stringify!($check), uuid::Uuid::new_v4());
-                    let Some(backend) = super::support::connect_redis(concat!("redis ", stringify!($check)), &app).await
-                    else {
-                        return;
-                    };
-                    let result = super::$check(backend.clone()).await;
-                    let _ = super::Backend::flush(&backend).await;
-                    if let Err(e) = result {
-                        panic!("redis {}: {e}", stringify!($check));
-                    }
-                }
-            )*
-        }
-    };
-}
-
-both! {
+support::on_both_backends! {
+    "qtasks-streams":
     e4_async_stream_with_map
     async_map_to_another_type
     blocking_iterator

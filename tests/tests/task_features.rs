@@ -135,16 +135,9 @@ fn link(task: &TaskRecord, field: &str) -> Option<Uuid> {
     task.extra.get(field)?.as_str()?.parse().ok()
 }
 
-/// Waits until `cond` holds, checking every 10 ms, for at most `WAIT`.
-async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while tokio::time::Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    false
+/// Waits until `cond` holds, for at most `WAIT`.
+async fn eventually(cond: impl FnMut() -> bool) -> bool {
+    support::eventually(WAIT, cond).await
 }
 
 // ---------------------------------------------------------------------------
@@ -417,39 +410,8 @@ async fn inspect_counts_runs_per_task<B: Backend>(backend: B) -> TestResult {
     Ok(())
 }
 
-macro_rules! both {
-    ($($check:ident)*) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $check() {
-                    if let Err(e) = super::$check(super::MemoryBackend::new()).await {
-                        panic!("memory {}: {e}", stringify!($check));
-                    }
-                }
-            )*
-        }
-        mod redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $check() {
-                    let app = format!("qtasks-features-{}-{}", stringify!($check), uuid::Uuid::new_v4());
-                    let Some(backend) = super::support::connect_redis(concat!("redis ", stringify!($check)), &app).await
-                    else {
-                        return;
-                    };
-                    let result = super::$check(backend.clone()).await;
-                    let _ = super::Backend::flush(&backend).await;
-                    if let Err(e) = result {
-                        panic!("redis {}: {e}", stringify!($check));
-                    }
-                }
-            )*
-        }
-    };
-}
-
-both! {
+support::on_both_backends! {
+    "qtasks-features":
     retries_run_one_plus_n_times
     waiting_follows_retries_to_success
     other_errors_are_not_retried

@@ -37,3 +37,54 @@ pub async fn connect_redis(what: &str, app: &str) -> Option<RedisBackend> {
     unreachable(what, &url, &error);
     None
 }
+
+/// Waits until `cond` holds, checking every 10 ms, for at most `limit`.
+pub async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+/// Runs each check, a generic `async fn(B: Backend) -> TestResult` of the
+/// invoking file, as a test on the in-memory backend (`memory::<check>`)
+/// and one on Redis (`redis::<check>`, with an app name of its own, flushed
+/// afterwards; skipped or failed as [`connect_redis`] says).
+#[allow(unused_macros)] // each test binary uses a part
+macro_rules! on_both_backends {
+    ($prefix:literal: $($check:ident)*) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    if let Err(e) = super::$check(::qtasks::MemoryBackend::new()).await {
+                        panic!("memory {}: {e}", stringify!($check));
+                    }
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    let app = format!("{}-{}-{}", $prefix, stringify!($check), ::qtasks::Uuid::new_v4());
+                    let Some(backend) = super::support::connect_redis(concat!("redis ", stringify!($check)), &app).await
+                    else {
+                        return;
+                    };
+                    let result = super::$check(backend.clone()).await;
+                    let _ = ::qtasks::Backend::flush(&backend).await;
+                    if let Err(e) = result {
+                        panic!("redis {}: {e}", stringify!($check));
+                    }
+                }
+            )*
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use on_both_backends;
