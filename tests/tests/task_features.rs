@@ -655,3 +655,36 @@ async fn e8_extra_fields_are_visible_and_ctx_cancel_ends_cancel() -> TestResult 
     worker.shutdown().await;
     Ok(())
 }
+
+/// Too slow twice, then fast enough: retried on its time limit only.
+#[task(retry = 2, retry_on = [qtasks::task::TimeLimitExceeded], max_time = 0.2)]
+async fn slow_then_fast(key: String) -> u32 {
+    let run = bump(&key);
+    if run < 3 {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    run
+}
+
+/// Panics once, then answers: retried on panics only.
+#[task(retry = 1, retry_on = [qtasks::task::Panicked])]
+fn panics_once(key: String) -> u32 {
+    let run = bump(&key);
+    assert!(run > 1, "first run panics");
+    run
+}
+
+/// `retry_on` can name a time limit or a panic, which are not error types
+/// a task returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_limits_and_panics_can_be_retried_by_name() -> TestResult {
+    let app = QueueTasks::builder("retry-kinds").tasks::<(slow_then_fast, panics_once)>().build()?;
+    let worker = app.worker().start().await?;
+    let k = key("time-limit");
+    assert_eq!(app.enqueue::<slow_then_fast>((k.clone(),)).await?.result(WAIT).await?, 3);
+    let k2 = key("panic");
+    assert_eq!(app.enqueue::<panics_once>((k2.clone(),)).await?.result(WAIT).await?, 2);
+    assert_eq!((runs(&k), runs(&k2)), (3, 2));
+    worker.shutdown().await;
+    Ok(())
+}

@@ -59,8 +59,8 @@ static ENQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(ENQUEUE_LUA));
 const ENQUEUE_LUA: &str = r"
 local seq = redis.call('INCR', KEYS[3])
 local entry = ARGV[3] .. string.format('%016x', seq) .. ARGV[4]
+-- Ids are fresh (v4) for every enqueue, so there is no old `cancel` field to clear.
 redis.call('HSET', KEYS[1], 'status', ARGV[2], 'data', ARGV[1], 'entry', entry)
-redis.call('HDEL', KEYS[1], 'cancel')
 local delay = tonumber(ARGV[5])
 if delay > 0 then
   local t = redis.call('TIME')
@@ -196,8 +196,8 @@ const FINISH_LUA: &str = r"
 local cur = redis.call('HGET', KEYS[1], 'status')
 local was_done = cur == 'success' or cur == 'error' or cur == 'cancel' or cur == 'retry'
 if not (was_done and ARGV[2] == 'retry') then
+  -- `entry` stays: only a `new` record's is ever read (by CANCEL).
   redis.call('HSET', KEYS[1], 'status', ARGV[2], 'data', ARGV[1])
-  redis.call('HDEL', KEYS[1], 'entry')
   if tonumber(ARGV[3]) > 0 then
     redis.call('PEXPIRE', KEYS[1], ARGV[3])
   else

@@ -74,6 +74,33 @@ impl fmt::Display for Cancelled {
 
 impl StdError for Cancelled {}
 
+/// Names a panic in `#[task(retry_on = [qtasks::task::Panicked])]`: a task
+/// that panicked is retried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Panicked;
+
+impl fmt::Display for Panicked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("task panicked")
+    }
+}
+
+impl StdError for Panicked {}
+
+/// Names a run past `max_time` in
+/// `#[task(retry_on = [qtasks::task::TimeLimitExceeded])]`: a task that hit
+/// its time limit is retried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeLimitExceeded;
+
+impl fmt::Display for TimeLimitExceeded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("time limit exceeded")
+    }
+}
+
+impl StdError for TimeLimitExceeded {}
+
 /// Why a task did not produce a value.
 ///
 /// Any `std::error::Error + Send + Sync + 'static` converts into it with `?`;
@@ -106,13 +133,18 @@ impl TaskError {
     }
 
     /// `true` if the task failed with an error of type `E` (returned with
-    /// `?` or `Err(e.into())`); `#[task(retry_on = …)]` matches errors this way.
+    /// `?` or `Err(e.into())`); `#[task(retry_on = …)]` matches errors this
+    /// way. A panic matches [`Panicked`], a run past `max_time` matches
+    /// [`TimeLimitExceeded`].
     pub fn is<E: StdError + 'static>(&self) -> bool {
+        use std::any::TypeId;
         match self {
             Self::Failed(e) => e.is::<E>(),
             Self::Plugin(e) => (e as &dyn StdError).is::<E>(),
             Self::Cancelled(c) => (c as &dyn StdError).is::<E>(),
-            _ => false,
+            Self::Panicked(_) => TypeId::of::<E>() == TypeId::of::<Panicked>(),
+            Self::TimeLimit(_) => TypeId::of::<E>() == TypeId::of::<TimeLimitExceeded>(),
+            Self::Message(_) | Self::InvalidArguments(_) => false,
         }
     }
 

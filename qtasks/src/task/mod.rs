@@ -11,7 +11,7 @@ pub(crate) mod error;
 
 pub use cancel::CancelToken;
 pub use context::TaskContext;
-pub use error::{Cancelled, PluginError, TaskError};
+pub use error::{Cancelled, Panicked, PluginError, TaskError, TimeLimitExceeded};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
