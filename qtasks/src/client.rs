@@ -84,7 +84,7 @@ impl<T: TaskSet, C: Chain, B: Backend> QueueTasks<T, C, B> {
         for _ in 0..MAX_RETRY_HOPS {
             let left = deadline.map_or(timeout, |d| d.saturating_duration_since(tokio::time::Instant::now()));
             let Some(task) = self.inner.backend.wait(uuid, left).await? else { return Ok(None) };
-            match retry_child(&task) {
+            match task.retry_child() {
                 Some(child) if task.status == TaskStatus::Retry => uuid = child,
                 _ => return Ok(Some(task)),
             }
@@ -106,7 +106,7 @@ impl<T: TaskSet, C: Chain, B: Backend> QueueTasks<T, C, B> {
         for _ in 0..MAX_RETRY_HOPS {
             match self.inner.backend.cancel(uuid, &reason).await? {
                 CancelOutcome::Finished(TaskStatus::Retry) => {
-                    match self.get(uuid).await?.as_ref().and_then(retry_child) {
+                    match self.get(uuid).await?.as_ref().and_then(TaskRecord::retry_child) {
                         Some(child) => uuid = child,
                         None => return Ok(CancelOutcome::Finished(TaskStatus::Retry)),
                     }
@@ -157,11 +157,6 @@ impl<T: TaskSet, C: Chain, B: Backend> QueueTasks<T, C, B> {
 
 /// Retry links followed at most (a guard against links that loop).
 const MAX_RETRY_HOPS: usize = 10_000;
-
-/// The new attempt that replaced a `retry` record.
-fn retry_child(task: &TaskRecord) -> Option<Uuid> {
-    task.extra.get("retry_child_uuid")?.as_str()?.parse().ok()
-}
 
 /// A task about to be enqueued by name; await it, or [`wait`](AddTask::wait) for its result.
 #[must_use = "a task is enqueued only when this is awaited"]

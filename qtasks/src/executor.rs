@@ -17,7 +17,7 @@ use crate::backend::Backend;
 use crate::client::fire;
 use crate::deps::{Resources, WorkerDeps};
 use crate::events::{Event, EventKind, emit};
-use crate::model::{NewTask, Task as TaskRecord, TaskMessage, TaskStatus, now};
+use crate::model::{NewTask, RETRY, RETRY_CHILD, RETRY_PARENT, Task as TaskRecord, TaskMessage, TaskStatus, now};
 use crate::plugin::Chain;
 use crate::task::{CancelToken, Task, TaskContext, TaskError, TaskInfo, TaskSet, TaskVisitor};
 use crate::trigger::Trigger;
@@ -87,7 +87,7 @@ async fn finish<T, C: Chain, B: Backend>(
     // coming later finds the `retry` record and follows it by itself).
     if model.status == TaskStatus::Retry
         && let Some(reason) = token.reason()
-        && let Some(child) = model.extra.get(RETRY_CHILD).and_then(Value::as_str).and_then(|c| c.parse().ok())
+        && let Some(child) = model.retry_child()
         && let Err(error) = app.backend.cancel(child, reason).await
     {
         tracing::error!(app = name, uuid = %child, %error, "cancelling the retry of a cancelled task failed");
@@ -189,7 +189,7 @@ async fn retry<K: Task, T, C: Chain, B: Backend>(
     let mut model = fire!(&app.chain, WorkerTaskErrorRetry { app: name, task: info, message, model }).model;
     if model.status != TaskStatus::Retry {
         // Vetoed: no new attempt, so no link to one.
-        if model.extra.get(RETRY_CHILD) == Some(&Value::from(child_uuid.to_string())) {
+        if model.retry_child() == Some(child_uuid) {
             model.extra.remove(RETRY_CHILD);
         }
         return model;
@@ -212,11 +212,6 @@ async fn retry<K: Task, T, C: Chain, B: Backend>(
     }
     model
 }
-
-/// Extra fields of the retry links, as QTasks names them.
-const RETRY: &str = "retry";
-const RETRY_PARENT: &str = "retry_parent_uuid";
-const RETRY_CHILD: &str = "retry_child_uuid";
 
 async fn pipeline<K: Task, T, C: Chain, B: Backend>(
     app: &AppInner<T, C, B>,

@@ -17,6 +17,12 @@ pub(crate) fn serialize_secs<S: serde::Serializer>(d: &Option<std::time::Duratio
     }
 }
 
+/// Extra fields of the retry links, as QTasks names them: the retries left,
+/// and the uuids of the attempt before and after.
+pub(crate) const RETRY: &str = "retry";
+pub(crate) const RETRY_PARENT: &str = "retry_parent_uuid";
+pub(crate) const RETRY_CHILD: &str = "retry_child_uuid";
+
 /// The current time as a [`Timestamp`].
 pub fn now() -> Timestamp {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
@@ -200,6 +206,12 @@ impl Task {
             attempt: message.attempt,
             extra: message.extra.clone(),
         }
+    }
+
+    /// The new attempt that replaced this one, for a `retry` record (its
+    /// `extra.retry_child_uuid`).
+    pub fn retry_child(&self) -> Option<Uuid> {
+        self.extra.get(RETRY_CHILD)?.as_str()?.parse().ok()
     }
 
     /// Decodes the JSON result into `T`.
