@@ -12,11 +12,12 @@
 //! listener is sync, one awaited future otherwise.
 
 use qtasks::plugin::{Append, Member, fire};
+use qtasks::triggers::Trigger;
 use qtasks::triggers::{
     BrokerFlushAll, BrokerListenStart, BrokerStart, BrokerStop, QtasksFlushAll, QtasksPing, QtasksStop,
     TaskExecutorArgsReplace, WorkerStart, WorkerStop,
 };
-use qtasks::{Chain, Plugin, TaskInfo, TaskMessage, Trigger, Uuid, Value, plugin};
+use qtasks::{Plugin, PluginChain, TaskInfo, TaskMessage, Uuid, Value, plugin};
 use std::collections::HashMap;
 use std::future::Future;
 use std::hint::black_box;
@@ -193,7 +194,7 @@ hand_written!(Default0 Default1 Default2 Default3 Default4 Default5 Default6 Def
 // Chains, built the way the app builder builds them.
 
 /// 8 plugins, none listening to `worker_start` nor `task_executor_args_replace`.
-pub fn silent8() -> impl Chain {
+pub fn silent8() -> impl PluginChain {
     ().append(Member::new(Silent0))
         .append(Member::new(Silent1))
         .append(Member::new(Silent2))
@@ -205,7 +206,7 @@ pub fn silent8() -> impl Chain {
 }
 
 /// 8 hand-written plugins with the default `LISTENS` and no override.
-pub fn default8() -> impl Chain {
+pub fn default8() -> impl PluginChain {
     ().append(Member::new(Default0))
         .append(Member::new(Default1))
         .append(Member::new(Default2))
@@ -217,7 +218,7 @@ pub fn default8() -> impl Chain {
 }
 
 /// 8 plugins; the 4th one listens to `worker_start` (sync).
-pub fn one_of_8() -> impl Chain {
+pub fn one_of_8() -> impl PluginChain {
     ().append(Member::new(Silent0))
         .append(Member::new(Silent1))
         .append(Member::new(Silent2))
@@ -229,7 +230,7 @@ pub fn one_of_8() -> impl Chain {
 }
 
 /// 8 sync `worker_start` listeners.
-pub fn sync8() -> impl Chain {
+pub fn sync8() -> impl PluginChain {
     ().append(Member::new(Sync0))
         .append(Member::new(Sync1))
         .append(Member::new(Sync2))
@@ -241,7 +242,7 @@ pub fn sync8() -> impl Chain {
 }
 
 /// 8 sync `worker_start` listeners whose plugins are in no other chain.
-pub fn solo_sync8() -> impl Chain {
+pub fn solo_sync8() -> impl PluginChain {
     ().append(Member::new(Solo0))
         .append(Member::new(Solo1))
         .append(Member::new(Solo2))
@@ -253,7 +254,7 @@ pub fn solo_sync8() -> impl Chain {
 }
 
 /// 8 async `worker_start` listeners.
-pub fn async8() -> impl Chain {
+pub fn async8() -> impl PluginChain {
     ().append(Member::new(Async0))
         .append(Member::new(Async1))
         .append(Member::new(Async2))
@@ -265,7 +266,7 @@ pub fn async8() -> impl Chain {
 }
 
 /// 8 sync `task_executor_args_replace` listeners.
-pub fn replace8() -> impl Chain {
+pub fn replace8() -> impl PluginChain {
     ().append(Member::new(Replace0))
         .append(Member::new(Replace1))
         .append(Member::new(Replace2))
@@ -352,7 +353,7 @@ fn worker_start() -> WorkerStart<'static> {
 
 /// Fires `worker_start` on `chain` exactly as the runtime does.
 #[inline(always)]
-async fn observe_loop<C: Chain>(chain: &C, n: u64) {
+async fn observe_loop<C: PluginChain>(chain: &C, n: u64) {
     for _ in 0..n {
         let mut ctx = worker_start();
         qtasks::fire!(chain, &mut ctx);
@@ -533,7 +534,7 @@ impl ReplaceInput {
 }
 
 #[inline(always)]
-async fn replace_loop<C: Chain>(chain: &C, input: &ReplaceInput, n: u64) {
+async fn replace_loop<C: PluginChain>(chain: &C, input: &ReplaceInput, n: u64) {
     for _ in 0..n {
         let mut ctx = input.ctx();
         qtasks::fire!(chain, &mut ctx);
@@ -584,7 +585,7 @@ pub fn scenario_direct_replace_sync8(input: &ReplaceInput, n: u64) {
 /// The gate is folded by LLVM, after rustc laid out the coroutine, so the
 /// loop future reserves room for the fire future even when nobody listens.
 pub fn future_sizes() -> Vec<(&'static str, usize, usize)> {
-    fn sizes<C: Chain>(name: &'static str, chain: &C) -> (&'static str, usize, usize) {
+    fn sizes<C: PluginChain>(name: &'static str, chain: &C) -> (&'static str, usize, usize) {
         let mut ctx = WorkerStart { app: "a", max_tasks_process: 1 };
         let fire_size = size_of_val(&fire(chain, &mut ctx));
         (name, fire_size, size_of_val(&observe_loop(chain, 0)))

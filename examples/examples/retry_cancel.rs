@@ -12,7 +12,7 @@
 //! Run with `cargo run --example retry_cancel`.
 
 use qtasks::backend::CancelOutcome;
-use qtasks::events::{Event, EventKind};
+use qtasks::{Event, EventKind};
 use qtasks::{QueueTasks, TaskContext, TaskError, TaskStatus, json, task};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;

@@ -18,8 +18,7 @@ mod triggers;
 ///
 /// Options: `name = "…"` (default: the function's name), `priority = N`
 /// (lower runs first, default 0), `max_time = SECONDS`, `tags = ["…"]`,
-/// `description = "…"` (default: the first line of the doc comment),
-/// `plugin = "…"` (the plugin that contributes it, for listings).
+/// `description = "…"` (default: the first line of the doc comment).
 ///
 /// The function stays callable as written. The macro adds a type with the
 /// function's name (`struct add {}`) that implements `qtasks::Task`: register

@@ -20,7 +20,7 @@ pub struct TaskMetrics;
 #[plugin(name = "task_metrics")]
 impl TaskMetrics {
     fn qtasks_add_task_after_broker(&self, ctx: &QtasksAddTaskAfterBroker<'_>) {
-        let labels = [("app", ctx.app.to_owned()), ("task", ctx.task.task_name.clone())];
+        let labels = [("app", ctx.app.to_owned()), ("task", ctx.model.task_name.clone())];
         metrics::counter!("qtasks_tasks_enqueued_total", &labels).increment(1);
     }
 

@@ -43,8 +43,8 @@
 use crate::app::QueueTasks;
 use crate::backend::AnyBackend;
 use crate::config::{Config, ConfigError, env_vars, warn_unknown};
+use crate::dispatch::PluginChain;
 use crate::error::Error;
-use crate::plugin::Chain;
 use crate::task::TaskSet;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::process::ExitCode;
@@ -127,7 +127,7 @@ pub enum Inspect {
 pub async fn main<T, C, F>(app_name: &str, build: F) -> ExitCode
 where
     T: TaskSet,
-    C: Chain,
+    C: PluginChain,
     F: FnOnce(AnyBackend) -> Result<QueueTasks<T, C, AnyBackend>, Error>,
 {
     let cli = Cli::parse();
@@ -167,7 +167,7 @@ fn pairs(vars: &[(String, String)]) -> impl Iterator<Item = (&str, &str)> {
 pub async fn execute<T, C, F>(app_name: &str, cli: Cli, build: F) -> Result<ExitCode, Box<dyn std::error::Error>>
 where
     T: TaskSet,
-    C: Chain,
+    C: PluginChain,
     F: FnOnce(AnyBackend) -> Result<QueueTasks<T, C, AnyBackend>, Error>,
 {
     execute_with_vars(app_name, cli, &env_vars()?, build).await
@@ -183,7 +183,7 @@ pub async fn execute_with_vars<T, C, F>(
 ) -> Result<ExitCode, Box<dyn std::error::Error>>
 where
     T: TaskSet,
-    C: Chain,
+    C: PluginChain,
     F: FnOnce(AnyBackend) -> Result<QueueTasks<T, C, AnyBackend>, Error>,
 {
     let (env, _) = Config::default().overridden(pairs(vars))?;
@@ -195,7 +195,7 @@ where
     config.broker_url = url;
     (config.lease, config.retention, config.max_message_size) = (env.lease, env.retention, env.max_message_size);
     if let Some(limit) = config.blocking_handler_limit {
-        crate::plugin::set_blocking_handler_limit(limit);
+        crate::dispatch::set_blocking_handler_limit(limit);
     }
     match cli.command {
         Command::Run { concurrency } => {
@@ -275,7 +275,7 @@ where
 }
 
 /// The start-up banner: app, backend, concurrency, tasks and plugins.
-pub fn banner<T: TaskSet, C: Chain, B: crate::Backend>(
+pub fn banner<T: TaskSet, C: PluginChain, B: crate::Backend>(
     app: &QueueTasks<T, C, B>,
     url: &str,
     concurrency: usize,
@@ -287,13 +287,16 @@ pub fn banner<T: TaskSet, C: Chain, B: crate::Backend>(
     let _ = writeln!(out, "  backend:      {} ({})", app.backend().kind(), redact(url));
     let _ = writeln!(out, "  concurrency:  {concurrency}");
     let _ = writeln!(out, "  tasks:");
+    let plugins = app.plugins();
     for t in app.tasks() {
-        let from = t.plugin.map(|p| format!(" (from plugin {p})")).unwrap_or_default();
+        let from = crate::client::inspect::contributed_by(&plugins, t.name)
+            .map(|p| format!(" (from plugin {p})"))
+            .unwrap_or_default();
         let stream = if t.stream { " (stream)" } else { "" };
         let _ = writeln!(out, "    . {}{stream}{from}", t.name);
     }
     let _ = writeln!(out, "  plugins:");
-    for p in app.plugins() {
+    for p in &plugins {
         let triggers = if p.triggers.is_empty() { "(lifecycle only)".to_owned() } else { p.triggers.join(", ") };
         let _ = writeln!(out, "    . {} {}: {triggers}", p.name, p.version);
     }

@@ -66,11 +66,12 @@ pub struct Config {
     /// enqueued without one whose definition declares none (lower runs first).
     pub task_default_priority: i64,
     /// `QTASKS_BLOCKING_HANDLER_LIMIT`: how many blocking plugin handlers may
-    /// run at once in this process, applied by
-    /// [`Builder::build`](crate::Builder::build) through
-    /// [`set_blocking_handler_limit`](crate::plugin::set_blocking_handler_limit).
-    /// `None` (the default) leaves the process-wide limit as it is: 64
-    /// unless changed.
+    /// run at once in this process. The limit is process-wide, so an app
+    /// never applies it: the CLI ([`crate::cli::main`], which owns the
+    /// process) does, and a program of your own calls
+    /// [`set_blocking_handler_limit`](crate::plugin::set_blocking_handler_limit)
+    /// with it. `None` (the default) leaves the limit as it is: 64 unless
+    /// changed.
     pub blocking_handler_limit: Option<usize>,
     /// `QTASKS_LEASE`, default 30 s (Redis): how long a worker holds a task it
     /// took before the task goes back to the queue; see

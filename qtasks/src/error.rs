@@ -1,7 +1,21 @@
 //! Errors of the app, the client and the worker.
 
 use crate::backend::BackendError;
-use crate::plugin::BoxError;
+
+/// A boxed error, as returned by failing handlers, plugin starts and
+/// dependency providers.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The message of a panic payload (`panic!` with a literal or a format).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
 
 /// An error from building an app, enqueueing, reading or running a worker.
 #[derive(Debug, thiserror::Error)]
@@ -22,7 +36,7 @@ pub enum Error {
     /// A task's dependency or state is not provided, or a per-worker
     /// dependency could not be opened; the worker did not start.
     #[error(transparent)]
-    Dependency(#[from] crate::deps::DependencyError),
+    Dependency(#[from] crate::task::DependencyError),
     /// The arguments could not be encoded as JSON.
     #[error("could not encode the arguments of task `{task}` as JSON: {source}")]
     EncodeArgs {

@@ -28,51 +28,58 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Layout
+//!
+//! The modules are the layers, each depending only on those above it:
+//!
+//! | module | layer |
+//! | --- | --- |
+//! | [`error`](Error), [`model`], [`config`] | leaves: errors, the data on the wire, settings |
+//! | [`task`] | what a task is: the trait, its context, cancel token, errors, dependencies |
+//! | [`dispatch`] | the compile-time core: trigger table, contexts, `Plugin`, chains, firing |
+//! | [`plugin`] | the plugin API and wrappers over it (`Managed`, `DynChain`, `Globals`) |
+//! | [`backend`] | where queues and records live: the trait, memory, Redis |
+//! | `app` | [`QueueTasks`] and its [`Builder`] |
+//! | [`client`] | enqueue, wait, cancel, chains and groups, shared settings, inspect |
+//! | [`runtime`] | workers, the executor pipeline, events, schedules |
 #![doc = include_str!("../docs/plugins.md")]
 #![warn(missing_docs)]
 
 mod app;
 pub mod backend;
-pub mod canvas;
 #[cfg(feature = "cli")]
 pub mod cli;
-mod client;
+pub mod client;
 pub mod config;
-pub mod deps;
+pub mod dispatch;
 mod error;
-pub mod events;
-mod executor;
-mod global_config;
-pub mod inspect;
 pub mod model;
 pub mod plugin;
-pub mod schedule;
-#[doc(hidden)]
-pub mod snapshot;
+pub mod runtime;
 pub mod task;
 pub mod testing;
-pub mod trigger;
-pub mod triggers;
-mod worker;
 
 pub use app::{Builder, QueueTasks};
 #[cfg(feature = "redis")]
 pub use backend::RedisBackend;
 pub use backend::{AnyBackend, Backend, BackendError, MemoryBackend};
-pub use canvas::{ChainError, GroupError, MemberError, Signature, TaskCall, TaskChain, TaskGroup, call};
-pub use client::{AddTask, AddTaskWait, Enqueue, TaskHandle};
+pub use client::canvas::{ChainError, GroupError, MemberError, Signature, TaskCall, TaskChain, TaskGroup, call};
+pub use client::inspect::Inspection;
+pub use client::{AddTask, AddTaskWait, Enqueue, TaskHandle, WorkerInfo};
 pub use config::{Config, ConfigError};
-pub use deps::{Dep, DependencyError, Provider, State};
-pub use error::{Error, WaitError};
-pub use global_config::WorkerInfo;
-pub use inspect::Inspection;
-pub use model::{NewTask, Task as TaskRecord, TaskMessage, TaskStatus};
-pub use plugin::{BoxError, Chain, Outcome, Plugin, PluginInfo};
+pub use dispatch::triggers;
+pub use dispatch::{Member, Outcome, Plugin, PluginChain, PluginInfo};
+pub use error::{BoxError, Error, WaitError};
+pub use model::{NewTask, TaskMessage, TaskRecord, TaskStatus};
 pub use qtasks_macros::{plugin, task};
-pub use schedule::{ScheduleError, ScheduleHandle, Scheduler};
-pub use task::{CancelToken, Cancelled, PluginError, Task, TaskContext, TaskError, TaskInfo, TaskSet};
-pub use trigger::{Component, Kind, Trigger, TriggerInfo, TriggerSet};
-pub use worker::{Worker, WorkerBuilder};
+pub use runtime::events::{Event, EventKind};
+pub use runtime::schedule::{ScheduleError, ScheduleHandle, Scheduler};
+pub use runtime::{Worker, WorkerBuilder};
+pub use task::{
+    CancelToken, Cancelled, Dep, DependencyError, PluginError, Provider, State, Task, TaskContext, TaskError, TaskInfo,
+    TaskSet,
+};
 
 /// Re-exported for stream tasks (`fn f() -> impl Stream<Item = T>`), so apps
 /// need not add `futures` to write and build one.
@@ -83,5 +90,4 @@ pub use serde_json::{Value, json};
 pub use uuid::Uuid;
 
 #[doc(hidden)]
-#[path = "private.rs"]
 pub mod __private;

@@ -129,7 +129,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::E
 
 /// The stored record of a task: its status, result or error, and timestamps.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Task {
+pub struct TaskRecord {
     /// The task's id.
     pub uuid: Uuid,
     /// Name of the task.
@@ -159,7 +159,7 @@ pub struct Task {
     pub extra: Map<String, Value>,
 }
 
-impl Task {
+impl TaskRecord {
     /// A `new` record for a task about to be enqueued.
     pub fn new(uuid: Uuid, request: NewTask) -> Self {
         let now = now();

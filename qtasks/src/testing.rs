@@ -65,10 +65,10 @@
 //! # }
 //! ```
 
-use crate::model::{Task, TaskMessage, TaskStatus, now};
+use crate::model::{TaskMessage, TaskRecord, TaskStatus, now};
 use crate::plugin::{HandlerPanicked, Outcome, Plugin};
 use crate::task::TaskInfo;
-use crate::trigger::{Trigger, TriggerContext};
+use crate::triggers::{Trigger, TriggerContext};
 use futures::FutureExt;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -159,9 +159,9 @@ pub fn message(task_name: &str, args: Value) -> TaskMessage {
 /// A task record with the given status for a new [`message`].
 ///
 /// For a record that matches a message you already have, use
-/// [`Task::from_message`].
-pub fn record(task_name: &str, args: Value, status: TaskStatus) -> Task {
-    Task::from_message(&message(task_name, args), status)
+/// [`TaskRecord::from_message`].
+pub fn record(task_name: &str, args: Value, status: TaskStatus) -> TaskRecord {
+    TaskRecord::from_message(&message(task_name, args), status)
 }
 
 /// The definition of a task called `name`, with default options, for

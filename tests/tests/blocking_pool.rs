@@ -2,6 +2,8 @@
 //! blocking handlers never run more than N at once. (Its own test binary:
 //! the limit is process-wide.)
 
+mod support;
+
 use qtasks::plugin::Managed;
 use qtasks::triggers::{TaskExecutorAfterExecute, TaskExecutorBeforeExecute};
 use qtasks::{QueueTasks, TaskStatus, plugin, task};
@@ -82,4 +84,63 @@ async fn a_blocking_handler_past_its_budget_is_reported_and_left_running_detache
     assert!(SLOW_DONE.load(Ordering::SeqCst));
     assert_eq!(qtasks::plugin::blocking_handlers_busy(), 0);
     worker.shutdown().await;
+}
+
+/// Closed until a test opens it; blocking handlers wait on it in their slot.
+static GATE: (std::sync::Mutex<bool>, std::sync::Condvar) = (std::sync::Mutex::new(false), std::sync::Condvar::new());
+
+#[plugin(on = "task_executor_before_execute", blocking)]
+fn wait_at_gate(_ctx: &TaskExecutorBeforeExecute<'_>) {
+    let (open, changed) = &GATE;
+    let mut open = open.lock().unwrap();
+    while !*open {
+        open = changed.wait(open).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn building_an_app_leaves_the_process_wide_limit_alone() {
+    let _serial = SERIAL.lock().await;
+    let before = qtasks::plugin::blocking_handler_limit();
+    let config = qtasks::Config::default().blocking_handler_limit(before + 7);
+    let _a = QueueTasks::builder("a").task::<unit>().config(config.clone()).build().unwrap();
+    let _b = QueueTasks::builder("b").task::<unit>().config(config).build().unwrap();
+    assert_eq!(qtasks::plugin::blocking_handler_limit(), before, "build() must not change process-wide state");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lowering_the_limit_while_handlers_hold_slots_returns_at_once_and_takes_the_slots_back_later() {
+    let _serial = SERIAL.lock().await;
+    *GATE.0.lock().unwrap() = false;
+    qtasks::plugin::set_blocking_handler_limit(2);
+    let app = QueueTasks::builder("lower").task::<unit>().plugin(WaitAtGate).build().unwrap();
+    let worker = app.worker().max_tasks_process(2).start().await.unwrap();
+    let ids = [app.add_task("unit", ()).await.unwrap().uuid, app.add_task("unit", ()).await.unwrap().uuid];
+    assert!(
+        support::eventually(Duration::from_secs(30), || qtasks::plugin::blocking_handlers_busy() == 2).await,
+        "both handlers hold a slot"
+    );
+
+    // Both slots are held: lowering the limit must not wait for them (it
+    // used to spin under a lock until enough handlers returned).
+    let lowered = tokio::task::spawn_blocking(|| qtasks::plugin::set_blocking_handler_limit(1));
+    tokio::time::timeout(Duration::from_secs(30), lowered).await.expect("lowering the limit blocked").unwrap();
+    assert_eq!(qtasks::plugin::blocking_handler_limit(), 1);
+    assert_eq!(qtasks::plugin::blocking_handlers_busy(), 2, "running handlers keep their slots");
+
+    {
+        let (open, changed) = &GATE;
+        *open.lock().unwrap() = true;
+        changed.notify_all();
+    }
+    for id in ids {
+        assert_eq!(app.wait(id, Duration::from_secs(30)).await.unwrap().unwrap().status, TaskStatus::Success);
+    }
+    assert!(
+        support::eventually(Duration::from_secs(30), || qtasks::plugin::blocking_handlers_busy() == 0).await,
+        "the slots came back"
+    );
+    worker.shutdown().await;
+    qtasks::plugin::set_blocking_handler_limit(64);
+    assert_eq!(qtasks::plugin::blocking_handlers_busy(), 0);
 }

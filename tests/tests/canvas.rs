@@ -47,7 +47,7 @@ fn results(records: &[TaskRecord]) -> Vec<i64> {
 }
 
 /// E13: chain(add(2, 2), add(4), add(8)) gives 4, 8, 16.
-async fn check_e13<T: qtasks::TaskSet, C: qtasks::Chain, B: Backend>(app: &QueueTasks<T, C, B>) {
+async fn check_e13<T: qtasks::TaskSet, C: qtasks::PluginChain, B: Backend>(app: &QueueTasks<T, C, B>) {
     let chain = app.chain_tasks([add::call((2, 2)), call("add", json!([4])), call("add", json!([8]))]);
     let records = chain.run(WAIT).await.unwrap();
     assert_eq!(results(&records), [4, 8, 16]);
@@ -59,7 +59,7 @@ async fn check_e13<T: qtasks::TaskSet, C: qtasks::Chain, B: Backend>(app: &Queue
 }
 
 /// E12: four `add` calls in a group give 5, 7, 9, 13.
-async fn check_e12<T: qtasks::TaskSet, C: qtasks::Chain, B: Backend>(app: &QueueTasks<T, C, B>) {
+async fn check_e12<T: qtasks::TaskSet, C: qtasks::PluginChain, B: Backend>(app: &QueueTasks<T, C, B>) {
     let group = app.group([add::call((2, 3)), add::call((3, 4)), add::call((4, 5)), call("add", json!([6, 7]))]);
     let records = group.run(WAIT).await.unwrap();
     assert_eq!(results(&records), [5, 7, 9, 13]);

@@ -7,7 +7,7 @@
 mod support;
 
 use qtasks::backend::CancelOutcome;
-use qtasks::deps::DependencyKind;
+use qtasks::task::DependencyKind;
 use qtasks::triggers::TaskExecutorAfterExecute;
 use qtasks::{
     Backend, Dep, DependencyError, MemoryBackend, Provider, QueueTasks, State, TaskContext, TaskError, TaskStatus,

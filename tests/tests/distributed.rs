@@ -217,7 +217,7 @@ impl Drop for Proc {
 }
 
 /// The ids of the workers the registry lists.
-async fn listed<T: qtasks::TaskSet, C: qtasks::Chain>(app: &QueueTasks<T, C, RedisBackend>) -> Vec<String> {
+async fn listed<T: qtasks::TaskSet, C: qtasks::PluginChain>(app: &QueueTasks<T, C, RedisBackend>) -> Vec<String> {
     retry("listing workers", async || app.workers().await).await.into_iter().map(|w| w.id).collect()
 }
 

@@ -3,7 +3,7 @@
 
 use qtasks::plugin::{DynChain, DynPlugin, Globals, Managed, Member, OnError, TriggerEvent, Wildcard};
 use qtasks::triggers::*;
-use qtasks::{Chain, Error, QueueTasks, TaskStatus, Uuid, Value, json, plugin, task, testing};
+use qtasks::{Error, PluginChain, QueueTasks, TaskStatus, Uuid, Value, json, plugin, task, testing};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -223,7 +223,7 @@ async fn panics_async(_ctx: &TaskExecutorArgsReplace<'_>) -> Option<Value> {
 
 /// Runs `task_executor_args_replace` with args `[1]` through `chain`;
 /// returns the final args and whether the chain went on to the end.
-async fn run_args<C: Chain>(chain: &C) -> (Value, bool) {
+async fn run_args<C: PluginChain>(chain: &C) -> (Value, bool) {
     let message = testing::message("echo", json!([1]));
     let task = testing::task_info("echo");
     let mut ctx = TaskExecutorArgsReplace { app: "dyn", task, message: &message, args: json!([1]) };
@@ -231,7 +231,7 @@ async fn run_args<C: Chain>(chain: &C) -> (Value, bool) {
     (ctx.args, went_on)
 }
 
-fn counts(chain: &impl Chain) -> Vec<(String, u64, u64)> {
+fn counts(chain: &impl PluginChain) -> Vec<(String, u64, u64)> {
     let mut out = Vec::new();
     chain.describe(&mut out);
     out.into_iter().map(|p| (p.name, p.errors, p.panics)).collect()

@@ -11,10 +11,16 @@ async fn own_task() -> u8 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adding_a_plugin_registers_its_tasks_and_listings_show_where_they_came_from() {
     let app = QueueTasks::builder("girder").task::<own_task>().plugin(gwexample::GwExample).build().unwrap();
-    let listed: Vec<_> = app.tasks().iter().map(|t| (t.name, t.plugin)).collect();
-    assert_eq!(listed, [("own_task", None), ("fibonacci", Some("gwexample"))]);
+    let listed: Vec<_> = app.tasks().iter().map(|t| t.name).collect();
+    assert_eq!(listed, ["own_task", "fibonacci"]);
     let plugins = app.plugins();
     assert_eq!((plugins[0].name.as_str(), plugins[0].version.as_str()), ("gwexample", "0.1.0"));
+    // The plugin labels the tasks it brings; the app's own task has no label.
+    assert_eq!(plugins[0].tasks, ["fibonacci"]);
+    let inspection = app.inspect().await.unwrap();
+    let origins: Vec<_> = inspection.tasks.iter().map(|t| (t.info.name, t.plugin.as_deref())).collect();
+    assert_eq!(origins, [("own_task", None), ("fibonacci", Some("gwexample"))]);
+    assert!(inspection.to_string().contains("plugin               gwexample"), "{inspection}");
     let banner = qtasks::cli::banner(&app, "memory://", 4);
     assert!(banner.contains(". fibonacci (from plugin gwexample)"), "{banner}");
 

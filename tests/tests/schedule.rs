@@ -4,8 +4,8 @@
 
 mod support;
 
-use qtasks::schedule::EntryStats;
-use qtasks::{Backend, Chain, QueueTasks, ScheduleError, Scheduler, TaskRecord, TaskSet, TaskStatus, json, task};
+use qtasks::runtime::schedule::EntryStats;
+use qtasks::{Backend, PluginChain, QueueTasks, ScheduleError, Scheduler, TaskRecord, TaskSet, TaskStatus, json, task};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -16,7 +16,7 @@ async fn tick(n: i64) -> i64 {
 }
 
 /// Waits for every record of the app to finish and returns them.
-async fn finished_records<T: TaskSet, C: Chain, B: Backend>(app: &QueueTasks<T, C, B>) -> Vec<TaskRecord> {
+async fn finished_records<T: TaskSet, C: PluginChain, B: Backend>(app: &QueueTasks<T, C, B>) -> Vec<TaskRecord> {
     let mut out = Vec::new();
     for task in app.get_all().await.unwrap() {
         out.push(app.wait(task.uuid, WAIT).await.unwrap().expect("a scheduled task finished"));

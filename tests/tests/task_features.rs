@@ -439,7 +439,7 @@ type EventLog = std::sync::Arc<Mutex<Vec<(String, Option<String>)>>>;
 /// `task_stopping`; worker events bracket them; a panicking handler does not
 /// stop the next one; async handlers are awaited in order.
 async fn events_fire_in_order_for_success_error_and_cancel<B: Backend>(backend: B) -> TestResult {
-    use qtasks::events::{Event, EventKind};
+    use qtasks::{Event, EventKind};
     use std::sync::Arc;
     let log: EventLog = Arc::default();
     let record = |log: &EventLog| {
@@ -493,7 +493,7 @@ async fn events_fire_in_order_for_success_error_and_cancel<B: Backend>(backend: 
 /// Cancelling a queued task fires `task_cancel` in the client that cancelled it.
 #[tokio::test]
 async fn cancelling_a_queued_task_fires_task_cancel() -> TestResult {
-    use qtasks::events::{Event, EventKind};
+    use qtasks::{Event, EventKind};
     let seen: std::sync::Arc<Mutex<Vec<Option<String>>>> = Default::default();
     let s = std::sync::Arc::clone(&seen);
     let app = QueueTasks::builder("events-queued")

@@ -2,7 +2,7 @@
 //! macro's list and QTasks's 56 names must agree.
 
 use qtasks::triggers::ALL;
-use qtasks::{Component, Kind};
+use qtasks::triggers::{Component, Kind};
 
 /// QTasks's 56 trigger names (reference §1.1), byte for byte.
 const QTASKS_NAMES: [&str; 56] = [

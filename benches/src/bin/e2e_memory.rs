@@ -245,7 +245,10 @@ fn arg<T: std::str::FromStr>(args: &[String], i: usize, what: &str) -> Res<T> {
 }
 
 /// Enqueues `n` no-op tasks one at a time; returns the last id and the time taken.
-async fn fill<T: TaskSet, C: Chain, B: Backend>(app: &QueueTasks<T, C, B>, n: u64) -> Res<(qtasks::Uuid, Duration)> {
+async fn fill<T: TaskSet, C: PluginChain, B: Backend>(
+    app: &QueueTasks<T, C, B>,
+    n: u64,
+) -> Res<(qtasks::Uuid, Duration)> {
     let start = Instant::now();
     let mut last = None;
     for _ in 0..n {
@@ -255,7 +258,7 @@ async fn fill<T: TaskSet, C: Chain, B: Backend>(app: &QueueTasks<T, C, B>, n: u6
 }
 
 /// Counts the records by status; errors unless all `n` are `success`.
-async fn check_all_success<T: TaskSet, C: Chain, B: Backend>(app: &QueueTasks<T, C, B>, n: u64) -> Res<()> {
+async fn check_all_success<T: TaskSet, C: PluginChain, B: Backend>(app: &QueueTasks<T, C, B>, n: u64) -> Res<()> {
     let all = app.get_all().await?;
     let ok = all.iter().filter(|t| t.status == TaskStatus::Success).count() as u64;
     if all.len() as u64 != n || ok != n {
@@ -264,7 +267,12 @@ async fn check_all_success<T: TaskSet, C: Chain, B: Backend>(app: &QueueTasks<T,
     Ok(())
 }
 
-async fn throughput<T: TaskSet, C: Chain>(app: QueueTasks<T, C>, plugins: &str, n: u64, concurrency: usize) -> Res<()> {
+async fn throughput<T: TaskSet, C: PluginChain>(
+    app: QueueTasks<T, C>,
+    plugins: &str,
+    n: u64,
+    concurrency: usize,
+) -> Res<()> {
     let (last, enqueue) = fill(&app, n).await?;
     let enqueue_hits = hits::total();
     let start = Instant::now();

@@ -6,8 +6,8 @@
 //! use qtasks::QueueTasks;
 //!
 //! let app = QueueTasks::builder("demo").plugin(gwexample::GwExample).build().unwrap();
-//! let task = &app.tasks()[0];
-//! assert_eq!((task.name, task.plugin), ("fibonacci", Some("gwexample")));
+//! assert_eq!(app.tasks()[0].name, "fibonacci");
+//! assert_eq!(app.plugins()[0].tasks, ["fibonacci"]); // labelled by the plugin itself
 //! ```
 
 use qtasks::{plugin, task};
@@ -15,7 +15,7 @@ use qtasks::{plugin, task};
 /// The `n`-th Fibonacci number (`fibonacci(1) == fibonacci(2) == 1`),
 /// computed the slow way on purpose, as in Girder's example: a CPU-bound sync
 /// task, which runs on the blocking pool.
-#[task(plugin = "gwexample")]
+#[task]
 pub fn fibonacci(n: u64) -> u64 {
     if n <= 2 { 1 } else { fibonacci(n - 1) + fibonacci(n - 2) }
 }

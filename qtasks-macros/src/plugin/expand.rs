@@ -47,7 +47,7 @@ fn self_token() -> TokenStream {
 
 fn ctx_type(def: &TriggerDef) -> TokenStream {
     let ident = format_ident!("{}", def.context);
-    quote!(::qtasks::triggers::#ident)
+    quote!(::qtasks::__private::triggers::#ident)
 }
 
 /// Checks a handler's parameters: exactly one `ctx: &Context<'_>` after an optional receiver.
@@ -121,20 +121,20 @@ fn handler_method(h: &Handler) -> TokenStream {
     let ctx_ty = ctx_type(h.def);
     let call = &h.call;
     let (this, ctx) = (self_token(), ctx_ident());
-    let out = quote!(<#ctx_ty<'static> as ::qtasks::Trigger>::Output);
+    let out = quote!(<#ctx_ty<'static> as ::qtasks::__private::Trigger>::Output);
     let signature = quote! {
         #[inline(always)]
         #[allow(clippy::manual_async_fn)]
-        fn #method(&#this, #ctx: &#ctx_ty<'_>) -> impl ::core::future::Future<Output = ::qtasks::Outcome<#out>> + ::core::marker::Send
+        fn #method(&#this, #ctx: &#ctx_ty<'_>) -> impl ::core::future::Future<Output = ::qtasks::__private::Outcome<#out>> + ::core::marker::Send
     };
     match h.mode {
         Mode::Sync => quote_spanned! {h.span=>
             #signature {
-                ::qtasks::__private::ready(::qtasks::Plugin::#sync_method(#this, #ctx))
+                ::qtasks::__private::ready(::qtasks::__private::Plugin::#sync_method(#this, #ctx))
             }
 
             #[inline(always)]
-            fn #sync_method(&#this, #ctx: &#ctx_ty<'_>) -> ::qtasks::Outcome<#out> {
+            fn #sync_method(&#this, #ctx: &#ctx_ty<'_>) -> ::qtasks::__private::Outcome<#out> {
                 ::qtasks::__private::IntoOutcome::<#out>::into_outcome(#call)
             }
         },
@@ -157,9 +157,9 @@ fn handler_method(h: &Handler) -> TokenStream {
             quote_spanned! {h.span=>
                 #signature {
                     #clone
-                    let __qtasks_snapshot = ::qtasks::triggers::#module::take(#ctx);
+                    let __qtasks_snapshot = ::qtasks::__private::triggers::#module::take(#ctx);
                     ::qtasks::__private::blocking_detached(move || {
-                        let #ctx = &::qtasks::triggers::#module::view(&__qtasks_snapshot);
+                        let #ctx = &::qtasks::__private::triggers::#module::view(&__qtasks_snapshot);
                         ::qtasks::__private::IntoOutcome::<#out>::into_outcome(#call)
                     })
                 }
@@ -172,9 +172,9 @@ fn handler_method(h: &Handler) -> TokenStream {
 fn trigger_set(handlers: &[Handler], only_sync: bool) -> TokenStream {
     let ids = handlers.iter().filter(|h| !only_sync || matches!(h.mode, Mode::Sync)).map(|h| {
         let ctx_ty = ctx_type(h.def);
-        quote!(.with(<#ctx_ty<'static> as ::qtasks::Trigger>::ID))
+        quote!(.with(<#ctx_ty<'static> as ::qtasks::__private::Trigger>::ID))
     });
-    quote!(::qtasks::TriggerSet::EMPTY #(#ids)*)
+    quote!(::qtasks::__private::TriggerSet::EMPTY #(#ids)*)
 }
 
 fn camel_case(snake: &str) -> String {
@@ -249,9 +249,9 @@ pub(crate) fn expand_fn(func: ItemFn, options: PluginOptions, mut errors: Errors
         #[derive(Clone, Copy, Debug, Default)]
         #vis struct #struct_name;
 
-        impl ::qtasks::Plugin for #struct_name {
-            const LISTENS: ::qtasks::TriggerSet = #listens;
-            const SYNC: ::qtasks::TriggerSet = #sync;
+        impl ::qtasks::__private::Plugin for #struct_name {
+            const LISTENS: ::qtasks::__private::TriggerSet = #listens;
+            const SYNC: ::qtasks::__private::TriggerSet = #sync;
             fn name(&self) -> &str { #name }
             fn version(&self) -> &str { #version }
             #tasks
@@ -335,9 +335,9 @@ pub(crate) fn expand_impl(mut block: ItemImpl, options: PluginOptions, mut error
     quote! {
         #block
 
-        impl #impl_generics ::qtasks::Plugin for #self_ty #where_clause {
-            const LISTENS: ::qtasks::TriggerSet = #listens;
-            const SYNC: ::qtasks::TriggerSet = #sync;
+        impl #impl_generics ::qtasks::__private::Plugin for #self_ty #where_clause {
+            const LISTENS: ::qtasks::__private::TriggerSet = #listens;
+            const SYNC: ::qtasks::__private::TriggerSet = #sync;
             fn name(&self) -> &str { #name }
             fn version(&self) -> &str { #version }
             #tasks
@@ -376,7 +376,7 @@ fn lifecycle_method(name: &str, sig: &Signature, self_ty: &Type, errors: &mut Er
     };
     if name == "start" {
         quote_spanned! {span=>
-            async fn start(&#this) -> ::core::result::Result<(), ::qtasks::BoxError> {
+            async fn start(&#this) -> ::core::result::Result<(), ::qtasks::__private::BoxError> {
                 ::qtasks::__private::IntoStartResult::into_start_result(#call)
             }
         }
@@ -384,7 +384,7 @@ fn lifecycle_method(name: &str, sig: &Signature, self_ty: &Type, errors: &mut Er
         quote_spanned! {span=>
             async fn stop(&#this) {
                 if let ::core::result::Result::Err(error) = ::qtasks::__private::IntoStartResult::into_start_result(#call) {
-                    ::qtasks::__private::report_stop_error(::qtasks::Plugin::name(#this), &*error);
+                    ::qtasks::__private::report_stop_error(::qtasks::__private::Plugin::name(#this), &*error);
                 }
             }
         }

@@ -4,19 +4,8 @@ use crate::diag::Errors;
 use syn::punctuated::Punctuated;
 use syn::{Expr, Lit, Meta, Token, UnOp};
 
-const OPTIONS: &[&str] = &[
-    "name",
-    "priority",
-    "max_time",
-    "tags",
-    "description",
-    "plugin",
-    "retry",
-    "retry_on",
-    "backoff",
-    "map",
-    "map_item",
-];
+const OPTIONS: &[&str] =
+    &["name", "priority", "max_time", "tags", "description", "retry", "retry_on", "backoff", "map", "map_item"];
 
 /// The options a task may set; absent ones take the defaults.
 #[derive(Default)]
@@ -26,7 +15,6 @@ pub(crate) struct TaskOptions {
     pub max_time_ms: Option<u64>,
     pub tags: Vec<String>,
     pub description: Option<String>,
-    pub plugin: Option<String>,
     pub retry: Option<u32>,
     pub retry_on: Vec<syn::Path>,
     pub backoff_ms: Option<u64>,
@@ -84,13 +72,10 @@ pub(crate) fn parse(args: proc_macro2::TokenStream, errors: &mut Errors) -> Task
                 Some(s) if !s.is_empty() => options.name = Some(s),
                 _ => errors.spanned(value, "`name` must be a non-empty string literal, e.g. `name = \"send_email\"`"),
             },
-            "plugin" => match str_lit(value) {
-                Some(s) if !s.is_empty() => options.plugin = Some(s),
-                _ => errors.spanned(
-                    value,
-                    "`plugin` must be the name of the plugin that contributes the task, e.g. `plugin = \"gwexample\"`",
-                ),
-            },
+            "plugin" => errors.spanned(
+                &nv.path,
+                "`plugin` is no longer a task option: a plugin labels the tasks it contributes itself, with `#[plugin(tasks(...))]`",
+            ),
             "description" => match str_lit(value) {
                 Some(s) => options.description = Some(s),
                 None => errors.spanned(value, "`description` must be a string literal"),

@@ -192,7 +192,7 @@ pub(crate) fn expand(func: &ItemFn, options: TaskOptions, mut errors: Errors) ->
     } else {
         let types = &options.retry_on;
         quote! {
-            fn retry_on(error: &::qtasks::TaskError) -> bool {
+            fn retry_on(error: &::qtasks::__private::TaskError) -> bool {
                 false #(|| error.is::<#types>())*
             }
         }
@@ -214,10 +214,6 @@ pub(crate) fn expand(func: &ItemFn, options: TaskOptions, mut errors: Errors) ->
         Some((kind, ..)) => *kind == StreamKind::Blocking,
         None => !is_async,
     };
-    let plugin = match &options.plugin {
-        Some(p) => quote!(::core::option::Option::Some(#p)),
-        None => quote!(::core::option::Option::None),
-    };
     let struct_doc = format!("The task `{task_name}`, defined by the function [`{fn_name}`](fn@{fn_name}).");
     let errors = errors.to_compile_errors();
     // `Dep<T>`/`State<T>` parameters are resolved from the context before the body runs.
@@ -229,12 +225,12 @@ pub(crate) fn expand(func: &ItemFn, options: TaskOptions, mut errors: Errors) ->
             let written = quote!(#ty).to_string().replace(' ', "");
             let (info, get) = match kind {
                 DepKind::Dep => (
-                    quote!(::qtasks::deps::DependencyInfo::dep::<#ty>(#written)),
-                    quote!(::qtasks::deps::resolve_dep::<#ty>(&__qtasks_ctx).await),
+                    quote!(::qtasks::__private::DependencyInfo::dep::<#ty>(#written)),
+                    quote!(::qtasks::__private::resolve_dep::<#ty>(&__qtasks_ctx).await),
                 ),
                 DepKind::State => (
-                    quote!(::qtasks::deps::DependencyInfo::state::<#ty>(#written)),
-                    quote!(::qtasks::deps::resolve_state::<#ty>(&__qtasks_ctx)),
+                    quote!(::qtasks::__private::DependencyInfo::state::<#ty>(#written)),
+                    quote!(::qtasks::__private::resolve_state::<#ty>(&__qtasks_ctx)),
                 ),
             };
             dep_infos.push(info);
@@ -273,11 +269,11 @@ pub(crate) fn expand(func: &ItemFn, options: TaskOptions, mut errors: Errors) ->
         // One mistake, one error: keep the item and a stand-in impl.
         return quote! {
             #task_type
-            impl ::qtasks::Task for #fn_name {
-                const INFO: ::qtasks::TaskInfo = ::qtasks::TaskInfo::new(#task_name);
+            impl ::qtasks::__private::Task for #fn_name {
+                const INFO: ::qtasks::__private::TaskInfo = ::qtasks::__private::TaskInfo::new(#task_name);
                 type Args = ();
                 type Output = ();
-                async fn run(_: ::qtasks::TaskContext, _: ()) -> ::core::result::Result<(), ::qtasks::TaskError> {
+                async fn run(_: ::qtasks::__private::TaskContext, _: ()) -> ::core::result::Result<(), ::qtasks::__private::TaskError> {
                     ::core::unreachable!()
                 }
             }
@@ -288,8 +284,8 @@ pub(crate) fn expand(func: &ItemFn, options: TaskOptions, mut errors: Errors) ->
     quote! {
         #task_type
 
-        impl ::qtasks::Task for #fn_name {
-            const INFO: ::qtasks::TaskInfo = ::qtasks::TaskInfo {
+        impl ::qtasks::__private::Task for #fn_name {
+            const INFO: ::qtasks::__private::TaskInfo = ::qtasks::__private::TaskInfo {
                 name: #task_name,
                 priority: #priority,
                 max_time: #max_time,
@@ -298,7 +294,6 @@ pub(crate) fn expand(func: &ItemFn, options: TaskOptions, mut errors: Errors) ->
                 blocking: #blocking,
                 params: &[#(#arg_names),*],
                 deps: &[#(#dep_infos),*],
-                plugin: #plugin,
                 retry: #retry,
                 retry_on: &[#(#retry_on_names),*],
                 retry_backoff: #backoff,
@@ -315,9 +310,9 @@ pub(crate) fn expand(func: &ItemFn, options: TaskOptions, mut errors: Errors) ->
 
             #[allow(clippy::unused_unit)]
             fn run(
-                __qtasks_ctx: ::qtasks::TaskContext,
+                __qtasks_ctx: ::qtasks::__private::TaskContext,
                 args: Self::Args,
-            ) -> impl ::core::future::Future<Output = ::core::result::Result<Self::Output, ::qtasks::TaskError>> + ::core::marker::Send {
+            ) -> impl ::core::future::Future<Output = ::core::result::Result<Self::Output, ::qtasks::__private::TaskError>> + ::core::marker::Send {
                 #ctx_unused
                 let (#(#arg_idents,)*) = args;
                 #run_body

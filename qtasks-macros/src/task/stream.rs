@@ -80,7 +80,7 @@ pub(super) fn stream_run(
         |__qtasks_item: #item| async move {
             let __qtasks_value = #value;
             let __qtasks_out: #out_item = #mapped;
-            ::core::result::Result::<#out_item, ::qtasks::TaskError>::Ok(__qtasks_out)
+            ::core::result::Result::<#out_item, ::qtasks::__private::TaskError>::Ok(__qtasks_out)
         }
     };
     let output = quote!(::std::vec::Vec<#out_item>);
@@ -95,7 +95,7 @@ pub(super) fn stream_run(
         StreamKind::Blocking => quote_spanned! {span=>
             ::qtasks::__private::collect_blocking(
                 __qtasks_ctx,
-                move |__qtasks_ctx: ::qtasks::TaskContext, __qtasks_sink| {
+                move |__qtasks_ctx: ::qtasks::__private::TaskContext, __qtasks_sink| {
                     for __qtasks_item in #call {
                         if !__qtasks_sink.send(__qtasks_item) {
                             break;

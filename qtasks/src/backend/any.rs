@@ -1,7 +1,7 @@
 //! A backend chosen at run time from a URL.
 
 use super::{Backend, BackendError, MemoryBackend};
-use crate::model::{Task, TaskMessage};
+use crate::model::{TaskMessage, TaskRecord};
 use serde_json::{Map, Value};
 use std::time::Duration;
 use uuid::Uuid;
@@ -81,11 +81,11 @@ impl Backend for AnyBackend {
         each!(self, b => b.kind())
     }
 
-    async fn enqueue(&self, task: &Task) -> Result<(), BackendError> {
+    async fn enqueue(&self, task: &TaskRecord) -> Result<(), BackendError> {
         each!(self, b => b.enqueue(task).await)
     }
 
-    async fn enqueue_delayed(&self, task: &Task, delay: Duration) -> Result<(), BackendError> {
+    async fn enqueue_delayed(&self, task: &TaskRecord, delay: Duration) -> Result<(), BackendError> {
         each!(self, b => b.enqueue_delayed(task, delay).await)
     }
 
@@ -105,15 +105,15 @@ impl Backend for AnyBackend {
         each!(self, b => b.stats().await)
     }
 
-    async fn get(&self, uuid: Uuid) -> Result<Option<Task>, BackendError> {
+    async fn get(&self, uuid: Uuid) -> Result<Option<TaskRecord>, BackendError> {
         each!(self, b => b.get(uuid).await)
     }
 
-    async fn get_all(&self) -> Result<Vec<Task>, BackendError> {
+    async fn get_all(&self) -> Result<Vec<TaskRecord>, BackendError> {
         each!(self, b => b.get_all().await)
     }
 
-    async fn wait(&self, uuid: Uuid, timeout: Duration) -> Result<Option<Task>, BackendError> {
+    async fn wait(&self, uuid: Uuid, timeout: Duration) -> Result<Option<TaskRecord>, BackendError> {
         each!(self, b => b.wait(uuid, timeout).await)
     }
 
@@ -121,7 +121,7 @@ impl Backend for AnyBackend {
         each!(self, b => b.fetch(max, out).await)
     }
 
-    async fn update(&self, task: &Task) -> Result<(), BackendError> {
+    async fn update(&self, task: &TaskRecord) -> Result<(), BackendError> {
         each!(self, b => b.update(task).await)
     }
 
@@ -133,7 +133,7 @@ impl Backend for AnyBackend {
         each!(self, b => b.extend_lease(uuid).await)
     }
 
-    async fn finish(&self, task: &Task) -> Result<(), BackendError> {
+    async fn finish(&self, task: &TaskRecord) -> Result<(), BackendError> {
         each!(self, b => b.finish(task).await)
     }
 

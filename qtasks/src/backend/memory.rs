@@ -2,7 +2,7 @@
 
 use super::ids::UuidMap;
 use super::{Backend, BackendError, CancelOutcome, CancelRegistry, QueueStats, TaskCounts};
-use crate::model::{Task, TaskMessage, TaskStatus};
+use crate::model::{TaskMessage, TaskRecord, TaskStatus};
 use crate::task::CancelToken;
 use serde_json::{Map, Value};
 use std::cmp::{Ordering, Reverse};
@@ -128,7 +128,7 @@ impl Ord for Queued {
 type Setting = (Value, Option<Instant>);
 
 struct Entry {
-    task: Task,
+    task: TaskRecord,
     // Created only when someone waits on this task.
     finished: Option<Arc<Notify>>,
 }
@@ -159,7 +159,7 @@ impl MemoryBackend {
     /// Writes a record. With `count`, a run that ends here is counted in
     /// [`stats`](Backend::stats) before its waiters wake, so a waiter reading
     /// the stats next sees it.
-    fn store(&self, task: &Task, count: bool) {
+    fn store(&self, task: &TaskRecord, count: bool) {
         let mut shard = lock(self.shard(&task.uuid));
         match shard.get_mut(&task.uuid) {
             // A status only moves forward: a late write never undoes an end.
@@ -191,7 +191,7 @@ impl MemoryBackend {
         }
     }
 
-    fn queue(&self, task: &Task, delay: Option<Duration>) {
+    fn queue(&self, task: &TaskRecord, delay: Option<Duration>) {
         self.store(task, false);
         let message = task.message();
         {
@@ -217,12 +217,12 @@ impl Backend for MemoryBackend {
         "memory"
     }
 
-    async fn enqueue(&self, task: &Task) -> Result<(), BackendError> {
+    async fn enqueue(&self, task: &TaskRecord) -> Result<(), BackendError> {
         self.queue(task, None);
         Ok(())
     }
 
-    async fn enqueue_delayed(&self, task: &Task, delay: Duration) -> Result<(), BackendError> {
+    async fn enqueue_delayed(&self, task: &TaskRecord, delay: Duration) -> Result<(), BackendError> {
         self.queue(task, Some(delay));
         Ok(())
     }
@@ -277,11 +277,11 @@ impl Backend for MemoryBackend {
         Ok(QueueStats { queued, in_flight: counts.in_flight, tasks: counts.tasks.clone() })
     }
 
-    async fn get(&self, uuid: Uuid) -> Result<Option<Task>, BackendError> {
+    async fn get(&self, uuid: Uuid) -> Result<Option<TaskRecord>, BackendError> {
         Ok(lock(self.shard(&uuid)).get(&uuid).map(|e| e.task.clone()))
     }
 
-    async fn get_all(&self) -> Result<Vec<Task>, BackendError> {
+    async fn get_all(&self) -> Result<Vec<TaskRecord>, BackendError> {
         let mut all = Vec::new();
         for shard in &self.inner.shards {
             all.extend(lock(shard).values().map(|e| e.task.clone()));
@@ -290,7 +290,7 @@ impl Backend for MemoryBackend {
         Ok(all)
     }
 
-    async fn wait(&self, uuid: Uuid, timeout: Duration) -> Result<Option<Task>, BackendError> {
+    async fn wait(&self, uuid: Uuid, timeout: Duration) -> Result<Option<TaskRecord>, BackendError> {
         let notify = {
             let mut shard = lock(self.shard(&uuid));
             let Some(entry) = shard.get_mut(&uuid) else { return Ok(None) };
@@ -366,12 +366,12 @@ impl Backend for MemoryBackend {
         }
     }
 
-    async fn update(&self, task: &Task) -> Result<(), BackendError> {
+    async fn update(&self, task: &TaskRecord) -> Result<(), BackendError> {
         self.store(task, false);
         Ok(())
     }
 
-    async fn finish(&self, task: &Task) -> Result<(), BackendError> {
+    async fn finish(&self, task: &TaskRecord) -> Result<(), BackendError> {
         self.store(task, true);
         Ok(())
     }

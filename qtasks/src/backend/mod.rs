@@ -6,7 +6,7 @@
 //! `RedisBackend` (feature `redis`) keeps them in a Redis server.
 
 mod any;
-mod cancel;
+mod cancel_registry;
 mod ids;
 mod memory;
 #[cfg(feature = "redis")]
@@ -15,10 +15,10 @@ mod redis;
 #[cfg(feature = "redis")]
 pub use self::redis::RedisBackend;
 pub use any::AnyBackend;
-pub(crate) use cancel::CancelRegistry;
+pub(crate) use cancel_registry::CancelRegistry;
 pub use memory::MemoryBackend;
 
-use crate::model::{Task, TaskMessage, TaskStatus};
+use crate::model::{TaskMessage, TaskRecord, TaskStatus};
 use crate::task::CancelToken;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -106,11 +106,15 @@ pub trait Backend: Send + Sync + 'static {
     fn kind(&self) -> &'static str;
 
     /// Stores a `new` record and queues its task.
-    fn enqueue(&self, task: &Task) -> impl Future<Output = Result<(), BackendError>> + Send;
+    fn enqueue(&self, task: &TaskRecord) -> impl Future<Output = Result<(), BackendError>> + Send;
 
     /// Stores a `new` record and queues its task so that no worker takes it
     /// before `delay` has passed (retries with a backoff use this).
-    fn enqueue_delayed(&self, task: &Task, delay: Duration) -> impl Future<Output = Result<(), BackendError>> + Send;
+    fn enqueue_delayed(
+        &self,
+        task: &TaskRecord,
+        delay: Duration,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
 
     /// Cancels a task (see [`CancelOutcome`]). The decision is stored: a
     /// queued task is `cancel` at once and never runs, whichever worker
@@ -128,15 +132,19 @@ pub trait Backend: Send + Sync + 'static {
     fn stats(&self) -> impl Future<Output = Result<QueueStats, BackendError>> + Send;
 
     /// Reads a record.
-    fn get(&self, uuid: Uuid) -> impl Future<Output = Result<Option<Task>, BackendError>> + Send;
+    fn get(&self, uuid: Uuid) -> impl Future<Output = Result<Option<TaskRecord>, BackendError>> + Send;
 
     /// Reads every record.
-    fn get_all(&self) -> impl Future<Output = Result<Vec<Task>, BackendError>> + Send;
+    fn get_all(&self) -> impl Future<Output = Result<Vec<TaskRecord>, BackendError>> + Send;
 
     /// Waits until the task reaches a final status, or `retry` (its run
     /// ended and a new attempt replaced it), and returns its record;
     /// `Ok(None)` if the timeout passes first or the task does not exist.
-    fn wait(&self, uuid: Uuid, timeout: Duration) -> impl Future<Output = Result<Option<Task>, BackendError>> + Send;
+    fn wait(
+        &self,
+        uuid: Uuid,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Option<TaskRecord>, BackendError>> + Send;
 
     /// Moves up to `max` queued tasks into `out`, waiting until at least one
     /// is available, and marks their records `process`. Cancel-safe: if the
@@ -146,7 +154,7 @@ pub trait Backend: Send + Sync + 'static {
     /// Writes a record of a task a worker holds: the `process` record, when
     /// a plugin replaced it (`worker_execute_before`, `broker_update`,
     /// `storage_update`); otherwise `fetch` has marked it already.
-    fn update(&self, task: &Task) -> impl Future<Output = Result<(), BackendError>> + Send;
+    fn update(&self, task: &TaskRecord) -> impl Future<Output = Result<(), BackendError>> + Send;
 
     /// How often a worker should renew the lease of a task it runs, for
     /// backends whose tasks go back to the queue when a lease expires
@@ -164,7 +172,7 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Writes a final status (or `retry`), releases the task, wakes its
     /// waiters and counts it in [`stats`](Backend::stats).
-    fn finish(&self, task: &Task) -> impl Future<Output = Result<(), BackendError>> + Send;
+    fn finish(&self, task: &TaskRecord) -> impl Future<Output = Result<(), BackendError>> + Send;
 
     /// Removes every queued task, record and shared setting of the app.
     fn flush(&self) -> impl Future<Output = Result<(), BackendError>> + Send;

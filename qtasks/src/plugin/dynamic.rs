@@ -1,6 +1,6 @@
 //! The dyn escape hatch: plugins chosen at run time.
 //!
-//! A [`Chain`] is a type fixed at compile time. When the list of plugins is
+//! A [`PluginChain`] is a type fixed at compile time. When the list of plugins is
 //! only known at run time (read from a config file, loaded per tenant),
 //! box them as [`DynPlugin`]s and put them in a [`DynChain`], which is one
 //! more member of the static chain.
@@ -11,12 +11,12 @@
 //! [`DynChain`] behaves exactly like the same plugins added one by one
 //! (order, replace, failures and panics counted, [`Outcome::Halt`]).
 
-use super::{BoxError, Chain, Member, Outcome, Plugin, PluginInfo};
+use crate::dispatch::{BoxError, Member, Outcome, Plugin, PluginChain, PluginInfo};
 #[allow(unused_imports)]
-use crate::model::{NewTask, Task, TaskMessage};
-use crate::trigger::{Trigger, TriggerSet};
+use crate::model::{NewTask, TaskMessage, TaskRecord};
 #[allow(unused_imports)]
 use crate::triggers::*;
+use crate::triggers::{Trigger, TriggerSet};
 use futures::future::BoxFuture;
 #[allow(unused_imports)]
 use serde_json::{Map, Value};
@@ -152,7 +152,7 @@ macro_rules! dyn_plugin {
                     if P::SYNC.contains($id) {
                         <P as Plugin>::$sync(self, ctx)
                     } else {
-                        // Only `Chain::fire_sync` gets here, which the
+                        // Only `PluginChain::fire_sync` gets here, which the
                         // runtime never calls on a `DynChain` (see its docs).
                         futures::executor::block_on(<P as Plugin>::$name(self, ctx))
                     }
@@ -210,7 +210,7 @@ macro_rules! dyn_plugin {
     };
 }
 
-crate::triggers::trigger_table!(dyn_plugin);
+crate::dispatch::trigger_table!(dyn_plugin);
 
 /// One boxed plugin of a [`DynChain`], with its trigger sets read once.
 struct Entry {
@@ -219,22 +219,22 @@ struct Entry {
     sync: TriggerSet,
 }
 
-/// A list of [`DynPlugin`]s built at run time, fired as one [`Chain`].
+/// A list of [`DynPlugin`]s built at run time, fired as one [`PluginChain`].
 ///
 /// Firing a trigger calls, in order, the plugins whose
 /// [`DynPlugin::listens`] contains it, with the static chain's semantics:
 /// each replace handler sees the previous plugin's value, `None` keeps it,
 /// the last `Some` wins; an `Err` or a panic is reported through `tracing`
 /// with the plugin's name, the trigger and the task id, counted (see
-/// [`Chain::describe`]) and counts as `None`; [`Outcome::Halt`] (from a
+/// [`PluginChain::describe`]) and counts as `None`; [`Outcome::Halt`] (from a
 /// boxed [`Managed`](super::Managed) plugin) skips the plugins after it,
 /// in this chain and in the app's chain.
 ///
 /// Plugins start in order and stop in reverse order; if one fails to
 /// start, the ones started before it are stopped, last first.
 ///
-/// [`Chain::ASYNC`] is every trigger, so the runtime always fires it with
-/// [`Chain::fire`]; [`Chain::fire_sync`], if you call it yourself, drives
+/// [`PluginChain::ASYNC`] is every trigger, so the runtime always fires it with
+/// [`PluginChain::fire`]; [`PluginChain::fire_sync`], if you call it yourself, drives
 /// async handlers to completion with `futures::executor::block_on`.
 ///
 /// # Cost
@@ -340,7 +340,7 @@ impl Extend<Box<dyn DynPlugin>> for DynChain {
     }
 }
 
-impl Chain for DynChain {
+impl PluginChain for DynChain {
     const LISTENS: TriggerSet = TriggerSet::ALL;
     const ASYNC: TriggerSet = TriggerSet::ALL;
     const CAN_STOP: bool = true;

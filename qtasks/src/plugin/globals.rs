@@ -10,12 +10,12 @@
 //! stop the chain, whatever the trigger's kind. A plugin that changes values
 //! names the triggers it changes, with `#[plugin]`.
 
-use super::{Outcome, Plugin};
+use crate::dispatch::{Outcome, Plugin};
 #[allow(unused_imports)]
-use crate::model::{NewTask, Task, TaskMessage};
-use crate::trigger::{Trigger, TriggerInfo, TriggerSet};
+use crate::model::{NewTask, TaskMessage, TaskRecord};
 #[allow(unused_imports)]
 use crate::triggers::*;
+use crate::triggers::{Trigger, TriggerInfo, TriggerSet};
 #[allow(unused_imports)]
 use serde_json::{Map, Value};
 use std::fmt;
@@ -161,4 +161,4 @@ macro_rules! globals_plugin {
     };
 }
 
-crate::triggers::trigger_table!(globals_plugin);
+crate::dispatch::trigger_table!(globals_plugin);

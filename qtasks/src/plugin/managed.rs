@@ -6,13 +6,13 @@
 //! atomic load (the switch) and, when set, one filter check; timing and
 //! counters run only with [`Managed::budget`] or [`Managed::metrics`].
 
-use super::outcome::HandlerPanicked;
-use super::{BoxError, Outcome, Plugin, PluginInfo};
+use crate::dispatch::HandlerPanicked;
+use crate::dispatch::{BoxError, Outcome, Plugin, PluginInfo};
 #[allow(unused_imports)]
-use crate::model::{NewTask, Task, TaskMessage};
-use crate::trigger::{Trigger, TriggerSet};
+use crate::model::{NewTask, TaskMessage, TaskRecord};
 #[allow(unused_imports)]
 use crate::triggers::*;
+use crate::triggers::{Trigger, TriggerSet};
 use futures::FutureExt;
 #[allow(unused_imports)]
 use serde_json::{Map, Value};
@@ -283,7 +283,7 @@ impl<P: Plugin> Managed<P> {
         }
         let started = Instant::now();
         let guarded = AssertUnwindSafe(call()).catch_unwind();
-        let (outcome, waited) = crate::__private::BLOCKING_WAIT
+        let (outcome, waited) = crate::dispatch::BLOCKING_WAIT
             .scope(std::cell::Cell::new(None), async {
                 let outcome = match self.budget {
                     Some(budget) => match tokio::time::timeout(budget, guarded).await {
@@ -294,7 +294,7 @@ impl<P: Plugin> Managed<P> {
                     },
                     None => guarded.await,
                 };
-                (outcome, crate::__private::BLOCKING_WAIT.with(std::cell::Cell::get))
+                (outcome, crate::dispatch::BLOCKING_WAIT.with(std::cell::Cell::get))
             })
             .await;
         let outcome =
@@ -569,4 +569,4 @@ macro_rules! managed_plugin {
     };
 }
 
-crate::triggers::trigger_table!(managed_plugin);
+crate::dispatch::trigger_table!(managed_plugin);

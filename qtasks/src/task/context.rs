@@ -1,8 +1,8 @@
 //! What a running task knows about itself.
 
 use super::cancel::CancelToken;
+use super::deps::{Dep, DependencyError, Resources, State};
 use super::error::{Cancelled, PluginError};
-use crate::deps::{Dep, DependencyError, Resources, State};
 use crate::model::TaskMessage;
 use serde_json::{Map, Value};
 use std::sync::Arc;

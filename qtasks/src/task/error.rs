@@ -155,7 +155,7 @@ impl TaskError {
     }
 
     pub(crate) fn from_panic(payload: Box<dyn std::any::Any + Send>) -> Self {
-        Self::Panicked(panic_message(&*payload))
+        Self::Panicked(crate::error::panic_message(&*payload))
     }
 }
 
@@ -184,16 +184,5 @@ impl fmt::Display for TaskError {
             Self::Panicked(m) => write!(f, "task panicked: {m}"),
             Self::TimeLimit(d) => write!(f, "time limit exceeded ({:.3} s)", d.as_secs_f64()),
         }
-    }
-}
-
-/// The message of a panic payload (`panic!` with a literal or a format).
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "non-string panic payload".to_owned()
     }
 }

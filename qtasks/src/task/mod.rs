@@ -5,89 +5,24 @@
 //! 16). Looking a task up by the name in a message is a chain of string
 //! compares generated for that type: no registry is filled at start-up.
 
+pub(crate) mod args;
 mod cancel;
 mod context;
-pub(crate) mod error;
+pub mod deps;
+mod error;
+mod info;
+pub(crate) mod stream;
 
 pub use cancel::CancelToken;
 pub use context::TaskContext;
+pub use deps::{Dep, DependencyError, Provider, State};
 pub use error::{Cancelled, Panicked, PluginError, TaskError, TimeLimitExceeded};
+pub use info::{DependencyInfo, DependencyKind, TaskInfo};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::future::Future;
-use std::time::Duration;
-
-/// What a worker knows about a task without running it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct TaskInfo {
-    /// The name clients enqueue it by.
-    pub name: &'static str,
-    /// The priority declared with `#[task(priority = …)]`; lower runs first.
-    /// `None`: the app's default ([`Config::task_default_priority`](crate::Config)).
-    pub priority: Option<i64>,
-    /// Time limit; past it the task ends `error`.
-    #[serde(serialize_with = "crate::model::serialize_secs")]
-    pub max_time: Option<Duration>,
-    /// Free-form tags, for listings.
-    pub tags: &'static [&'static str],
-    /// A description, for listings.
-    pub description: Option<&'static str>,
-    /// `true` for a sync function, which runs on the blocking pool.
-    pub blocking: bool,
-    /// The parameter names (without the context parameter).
-    pub params: &'static [&'static str],
-    /// The dependencies and states the task declares (its `Dep<T>` and
-    /// `State<T>` parameters, which are not JSON arguments); a worker checks
-    /// at start that the app provides each one.
-    pub deps: &'static [crate::deps::DependencyInfo],
-    /// The plugin that contributed the task, if any.
-    pub plugin: Option<&'static str>,
-    /// How many times a failed run is retried (`#[task(retry = …)]`); 0: never.
-    pub retry: u32,
-    /// The error types that are retried (`#[task(retry_on = […])]`), as
-    /// written; empty: every error except invalid arguments and cancellation.
-    pub retry_on: &'static [&'static str],
-    /// Delay before the first retry, doubled for each later one
-    /// (`#[task(backoff = …)]`); `None`: retry at once.
-    #[serde(serialize_with = "crate::model::serialize_secs")]
-    pub retry_backoff: Option<Duration>,
-    /// `true` for a stream task: a function returning `impl Stream<Item = …>`
-    /// or (run on the blocking pool) `impl Iterator<Item = …>`. Its result
-    /// is the list of the items it yielded, and `task_executor_run_task_gen`
-    /// fires on that list instead of `task_executor_run_task`.
-    pub stream: bool,
-}
-
-impl TaskInfo {
-    /// A task with default options.
-    pub const fn new(name: &'static str) -> Self {
-        Self {
-            name,
-            priority: None,
-            max_time: None,
-            tags: &[],
-            description: None,
-            blocking: false,
-            params: &[],
-            deps: &[],
-            plugin: None,
-            retry: 0,
-            retry_on: &[],
-            retry_backoff: None,
-            stream: false,
-        }
-    }
-
-    /// The delay before retry number `n` (1 for the first retry): the
-    /// backoff doubled for each retry before it, at most an hour.
-    pub fn retry_delay(&self, n: u32) -> Option<Duration> {
-        let base = self.retry_backoff?;
-        let factor = 1u32.checked_shl(n.saturating_sub(1)).unwrap_or(u32::MAX);
-        Some(base.saturating_mul(factor).min(Duration::from_secs(3600)))
-    }
-}
 
 /// A task: a function with typed arguments and result, run by name.
 ///

@@ -1,35 +1,10 @@
-//! The 56 QTasks triggers, declared once.
+//! The trigger table: the one place the 56 QTasks triggers are declared.
 //!
-//! Each trigger is a context type named after it in CamelCase
-//! (`worker_execute_before` → [`WorkerExecuteBefore`]). The table in this file
-//! is the single source of truth: it generates the context structs, their
-//! [`Trigger`] impls, [`ALL`], and (in [`crate::plugin`](mod@crate::plugin)) one method of the
-//! [`Plugin`] trait per trigger. The `#[plugin]` macro keeps its
-//! own list of names for compile-time checks; a test compares the two.
-//!
-//! Every context has an `app` field (the app's name). Replace and intercept
-//! triggers carry the value handlers may replace as an owned field; the
-//! other fields borrow from the component that fires the trigger.
-//!
-//! Which triggers fire on which path, and in which order, is documented on
-//! [`ALL`] and in the crate's `docs/triggers.md`.
-
-use crate::model::{NewTask, Task, TaskMessage, TaskStatus};
-use crate::plugin::{Outcome, Plugin};
-use crate::task::{PluginError, TaskInfo};
-use crate::trigger::{Component, Kind, Trigger, TriggerContext, TriggerInfo};
-use serde_json::{Map, Value};
-use std::future::Future;
-use uuid::Uuid;
-
-/// The executor phase a middleware trigger fires in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Phase {
-    /// Before the task runs.
-    Before,
-    /// After the task ran.
-    After,
-}
+//! Every consumer expands this table with its own macro: the context structs
+//! and their [`Trigger`](super::Trigger) impls ([`super::triggers`]), the
+//! [`Plugin`](super::Plugin) trait, and the wrappers in [`crate::plugin`]
+//! (`Globals`, `DynChain`, `Managed`). The `#[plugin]` macro keeps its own
+//! list of names for compile-time checks; a test compares the two.
 
 /// Calls `$cb! { rows }` with the whole trigger table.
 ///
@@ -46,17 +21,17 @@ macro_rules! trigger_table {
             }
             /// After a client enqueued a task.
             1 qtasks_add_task_after_broker qtasks_add_task_after_broker_sync QtasksAddTaskAfterBroker (Qtasks, Observe, ())
-                apply(|_c, _v| ()) task_id(|c| Some(c.task.uuid)) task_name(|c| Some(c.task.task_name.as_str())) {
+                apply(|_c, _v| ()) task_id(|c| Some(c.model.uuid)) task_name(|c| Some(c.model.task_name.as_str())) {
                 /// The stored `new` record.
-                task: &'a Task,
+                model: &'a TaskRecord,
             }
             /// When a client reads a task record; may replace it.
-            2 qtasks_get qtasks_get_sync QtasksGet (Qtasks, Replace, Task)
-                apply(|c, v| c.task = Some(v)) task_id(|c| Some(c.uuid)) task_name(|c| c.task.as_ref().map(|t| t.task_name.as_str())) {
+            2 qtasks_get qtasks_get_sync QtasksGet (Qtasks, Replace, TaskRecord)
+                apply(|c, v| c.model = Some(v)) task_id(|c| Some(c.uuid)) task_name(|c| c.model.as_ref().map(|t| t.task_name.as_str())) {
                 /// The id looked up.
                 uuid: Uuid,
                 /// The record found, if any.
-                task: Option<Task>,
+                model: Option<TaskRecord>,
             }
             /// When the app is asked to stop.
             3 qtasks_stop qtasks_stop_sync QtasksStop (Qtasks, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) task_name(|_c| None) {}
@@ -75,40 +50,40 @@ macro_rules! trigger_table {
                 message: TaskMessage,
             }
             /// Before the broker stores and enqueues a task; may replace the `new` record.
-            8 broker_add_before broker_add_before_sync BrokerAddBefore (Broker, Replace, Task)
+            8 broker_add_before broker_add_before_sync BrokerAddBefore (Broker, Replace, TaskRecord)
                 apply(|c, v| c.model = v) task_id(|c| Some(c.model.uuid)) task_name(|c| Some(c.model.task_name.as_str())) {
                 /// The record about to be stored.
-                model: Task,
+                model: TaskRecord,
             }
             /// After the broker enqueued a task.
             9 broker_add_after broker_add_after_sync BrokerAddAfter (Broker, Observe, ())
                 apply(|_c, _v| ()) task_id(|c| Some(c.model.uuid)) task_name(|c| Some(c.model.task_name.as_str())) {
                 /// The stored record.
-                model: &'a Task,
+                model: &'a TaskRecord,
             }
             /// When the broker reads a task record; may replace it.
-            10 broker_get broker_get_sync BrokerGet (Broker, Replace, Task)
-                apply(|c, v| c.task = Some(v)) task_id(|c| Some(c.uuid)) task_name(|c| c.task.as_ref().map(|t| t.task_name.as_str())) {
+            10 broker_get broker_get_sync BrokerGet (Broker, Replace, TaskRecord)
+                apply(|c, v| c.model = Some(v)) task_id(|c| Some(c.uuid)) task_name(|c| c.model.as_ref().map(|t| t.task_name.as_str())) {
                 /// The id looked up.
                 uuid: Uuid,
                 /// The record found, if any.
-                task: Option<Task>,
+                model: Option<TaskRecord>,
             }
             /// Before the broker writes a status change; may replace the record written.
-            11 broker_update broker_update_sync BrokerUpdate (Broker, Replace, Task)
+            11 broker_update broker_update_sync BrokerUpdate (Broker, Replace, TaskRecord)
                 apply(|c, v| c.model = v) task_id(|c| Some(c.model.uuid)) task_name(|c| Some(c.model.task_name.as_str())) {
                 /// The record about to be written.
-                model: Task,
+                model: TaskRecord,
             }
             /// When the broker starts, before the storage.
             12 broker_start broker_start_sync BrokerStart (Broker, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) task_name(|_c| None) {}
             /// When the broker stops.
             13 broker_stop broker_stop_sync BrokerStop (Broker, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) task_name(|_c| None) {}
             /// Before the broker stores a final status; may replace the record.
-            14 broker_remove_finished_task broker_remove_finished_task_sync BrokerRemoveFinishedTask (Broker, Replace, Task)
+            14 broker_remove_finished_task broker_remove_finished_task_sync BrokerRemoveFinishedTask (Broker, Replace, TaskRecord)
                 apply(|c, v| c.model = v) task_id(|c| Some(c.model.uuid)) task_name(|c| Some(c.model.task_name.as_str())) {
                 /// The final record.
-                model: Task,
+                model: TaskRecord,
             }
             /// When the broker puts back a task whose worker died (backends with leases).
             15 broker_running_older_tasks broker_running_older_tasks_sync BrokerRunningOlderTasks (Broker, Observe, ())
@@ -121,34 +96,34 @@ macro_rules! trigger_table {
 
             // ---- storage: task records ----
             /// Before a `new` record is stored; may replace it.
-            17 storage_add storage_add_sync StorageAdd (Storage, Replace, Task)
+            17 storage_add storage_add_sync StorageAdd (Storage, Replace, TaskRecord)
                 apply(|c, v| c.model = v) task_id(|c| Some(c.model.uuid)) task_name(|c| Some(c.model.task_name.as_str())) {
                 /// The record about to be stored.
-                model: Task,
+                model: TaskRecord,
             }
             /// When a record is read and found; may replace it.
-            18 storage_get storage_get_sync StorageGet (Storage, Replace, Task)
+            18 storage_get storage_get_sync StorageGet (Storage, Replace, TaskRecord)
                 apply(|c, v| c.model = v) task_id(|c| Some(c.model.uuid)) task_name(|c| Some(c.model.task_name.as_str())) {
                 /// The record read.
-                model: Task,
+                model: TaskRecord,
             }
             /// When every record is listed; may replace the list.
-            19 storage_get_all storage_get_all_sync StorageGetAll (Storage, Replace, Vec<Task>)
+            19 storage_get_all storage_get_all_sync StorageGetAll (Storage, Replace, Vec<TaskRecord>)
                 apply(|c, v| c.models = v) task_id(|_c| None) task_name(|_c| None) {
                 /// The records read.
-                models: Vec<Task>,
+                models: Vec<TaskRecord>,
             }
             /// Before a status change is written; may replace the record.
-            20 storage_update storage_update_sync StorageUpdate (Storage, Replace, Task)
+            20 storage_update storage_update_sync StorageUpdate (Storage, Replace, TaskRecord)
                 apply(|c, v| c.model = v) task_id(|c| Some(c.model.uuid)) task_name(|c| Some(c.model.task_name.as_str())) {
                 /// The record about to be written.
-                model: Task,
+                model: TaskRecord,
             }
             /// After a final status was stored.
             21 storage_remove_finished_task storage_remove_finished_task_sync StorageRemoveFinishedTask (Storage, Observe, ())
                 apply(|_c, _v| ()) task_id(|c| Some(c.model.uuid)) task_name(|c| Some(c.model.task_name.as_str())) {
                 /// The final record.
-                model: &'a Task,
+                model: &'a TaskRecord,
             }
             /// When the storage starts.
             22 storage_start storage_start_sync StorageStart (Storage, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) task_name(|_c| None) {}
@@ -230,14 +205,14 @@ macro_rules! trigger_table {
             /// When the worker stops, after in-flight tasks finished.
             37 worker_stop worker_stop_sync WorkerStop (Worker, Observe, ()) apply(|_c, _v| ()) task_id(|_c| None) task_name(|_c| None) {}
             /// Before a task's `process` status is written; may replace that record.
-            38 worker_execute_before worker_execute_before_sync WorkerExecuteBefore (Worker, Replace, Task)
+            38 worker_execute_before worker_execute_before_sync WorkerExecuteBefore (Worker, Replace, TaskRecord)
                 apply(|c, v| c.model = v) task_id(|c| Some(c.message.uuid)) task_name(|c| Some(c.message.task_name.as_str())) {
                 /// The task's definition.
                 task: &'a TaskInfo,
                 /// The message being run.
                 message: &'a TaskMessage,
                 /// The `process` record about to be written.
-                model: Task,
+                model: TaskRecord,
             }
             /// Before the executor runs a task.
             39 worker_run_task_before worker_run_task_before_sync WorkerRunTaskBefore (Worker, Observe, ())
@@ -248,24 +223,24 @@ macro_rules! trigger_table {
                 message: &'a TaskMessage,
             }
             /// When a task with retries left failed; may replace the error record.
-            40 worker_task_error_retry worker_task_error_retry_sync WorkerTaskErrorRetry (Worker, Replace, Task)
+            40 worker_task_error_retry worker_task_error_retry_sync WorkerTaskErrorRetry (Worker, Replace, TaskRecord)
                 apply(|c, v| c.model = v) task_id(|c| Some(c.message.uuid)) task_name(|c| Some(c.message.task_name.as_str())) {
                 /// The task's definition.
                 task: &'a TaskInfo,
                 /// The message that failed.
                 message: &'a TaskMessage,
                 /// The `error` record.
-                model: Task,
+                model: TaskRecord,
             }
             /// Before the worker stores a final status; may replace the record.
-            41 worker_remove_finished_task worker_remove_finished_task_sync WorkerRemoveFinishedTask (Worker, Replace, Task)
+            41 worker_remove_finished_task worker_remove_finished_task_sync WorkerRemoveFinishedTask (Worker, Replace, TaskRecord)
                 apply(|c, v| c.model = v) task_id(|c| Some(c.message.uuid)) task_name(|c| Some(c.message.task_name.as_str())) {
                 /// The task's definition; `None` for an unknown task name.
                 task: Option<&'a TaskInfo>,
                 /// The message that ran.
                 message: &'a TaskMessage,
                 /// The final record.
-                model: Task,
+                model: TaskRecord,
             }
             /// After a task's final status was stored.
             42 worker_execute_after worker_execute_after_sync WorkerExecuteAfter (Worker, Observe, ())
@@ -273,7 +248,7 @@ macro_rules! trigger_table {
                 /// The task's definition; `None` for an unknown task name.
                 task: Option<&'a TaskInfo>,
                 /// The final record.
-                model: &'a Task,
+                model: &'a TaskRecord,
             }
 
             // ---- task_executor: one task's pipeline ----
@@ -388,115 +363,3 @@ macro_rules! trigger_table {
     };
 }
 pub(crate) use trigger_table;
-
-macro_rules! define_contexts {
-    ($(
-        $(#[doc = $doc:literal])*
-        $id:literal $name:ident $sync:ident $Ctx:ident ($comp:ident, $kind:ident, $Out:ty)
-            apply(|$ac:tt, $av:tt| $apply:expr) task_id(|$tc:tt| $tid:expr) task_name(|$nc:tt| $tname:expr) {
-            $( $(#[doc = $fdoc:literal])* $field:ident : $fty:ty ),* $(,)?
-        }
-    )*) => {
-        $(
-            $(#[doc = $doc])*
-            #[doc = ""]
-            #[doc = concat!("Context of the `", stringify!($name), "` trigger (", stringify!($kind), ", component `", stringify!($comp), "`).")]
-            #[derive(Debug)]
-            pub struct $Ctx<'a> {
-                /// The app's name.
-                pub app: &'a str,
-                $( $(#[doc = $fdoc])* pub $field: $fty, )*
-            }
-
-            impl Trigger for $Ctx<'static> {
-                const NAME: &'static str = stringify!($name);
-                const ID: u8 = $id;
-                const COMPONENT: Component = Component::$comp;
-                const KIND: Kind = Kind::$kind;
-                type Context<'a> = $Ctx<'a>;
-                type Output = $Out;
-
-                #[inline(always)]
-                fn call<P: Plugin>(plugin: &P, ctx: &Self::Context<'_>) -> impl Future<Output = Outcome<$Out>> + Send {
-                    plugin.$name(ctx)
-                }
-
-                #[inline(always)]
-                fn call_sync<P: Plugin>(plugin: &P, ctx: &Self::Context<'_>) -> Outcome<$Out> {
-                    plugin.$sync(ctx)
-                }
-
-                #[inline(always)]
-                #[allow(clippy::unused_unit)]
-                fn apply($ac: &mut Self::Context<'_>, $av: $Out) {
-                    $apply
-                }
-
-                #[inline]
-                fn task_id($tc: &Self::Context<'_>) -> Option<Uuid> {
-                    $tid
-                }
-
-                #[inline]
-                fn task_name<'x>($nc: &'x Self::Context<'_>) -> Option<&'x str> {
-                    $tname
-                }
-            }
-
-            impl<'a> TriggerContext<'a> for $Ctx<'a> {
-                type Trigger = $Ctx<'static>;
-            }
-
-            /// Owned snapshots of this trigger's context, for detached handlers.
-            #[doc(hidden)]
-            pub mod $name {
-                #[allow(unused_imports)]
-                use super::*;
-
-                /// An owned copy of the context (see [`crate::snapshot`]).
-                #[derive(Debug)]
-                pub struct Snapshot<'a> {
-                    pub(crate) app: String,
-                    $( pub(crate) $field: <$fty as crate::snapshot::Own<'a>>::Owned, )*
-                    pub(crate) _lifetime: std::marker::PhantomData<&'a ()>,
-                }
-
-                /// Copies the context.
-                pub fn take<'a>(ctx: &$Ctx<'a>) -> Snapshot<'static> {
-                    Snapshot {
-                        app: ctx.app.to_owned(),
-                        $( $field: crate::snapshot::Own::own(&ctx.$field), )*
-                        _lifetime: std::marker::PhantomData,
-                    }
-                }
-
-                /// Views the copy as the context.
-                pub fn view<'a>(snapshot: &'a Snapshot<'static>) -> $Ctx<'a> {
-                    $Ctx {
-                        app: &snapshot.app,
-                        $( $field: <$fty as crate::snapshot::Own<'a>>::view(&snapshot.$field), )*
-                    }
-                }
-            }
-        )*
-
-        /// Every trigger, in table order (`ALL[i].id == i`).
-        pub const ALL: [TriggerInfo; 56] = [
-            $( TriggerInfo {
-                name: stringify!($name),
-                id: $id,
-                component: Component::$comp,
-                kind: Kind::$kind,
-                context: stringify!($Ctx),
-                output: stringify!($Out),
-            }, )*
-        ];
-    };
-}
-
-trigger_table!(define_contexts);
-
-/// Looks a trigger up by name.
-pub fn by_name(name: &str) -> Option<&'static TriggerInfo> {
-    ALL.iter().find(|t| t.name == name)
-}

@@ -1,8 +1,9 @@
 //! What a trigger is: a name, a component, a kind and a typed context.
 //!
-//! The 56 triggers themselves are declared once, in [`crate::triggers`].
+//! The 56 triggers themselves are declared once, in [`super::table`], and
+//! generated as context types in [`crate::triggers`].
 
-use crate::plugin::{Outcome, Plugin};
+use super::{Outcome, Plugin};
 use std::fmt;
 use std::future::Future;
 use uuid::Uuid;

@@ -77,8 +77,9 @@
 //! named `Dep` or `State` with one type argument cannot be a JSON argument
 //! (give it an alias); one without a type argument can.
 
-use crate::plugin::BoxError;
-use crate::task::{TaskContext, TaskInfo};
+use super::info::DependencyKind;
+use super::{TaskContext, TaskInfo};
+use crate::error::BoxError;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde::Serialize;
@@ -153,7 +154,7 @@ impl<T: Send + Sync + 'static> Slot<T> {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => tracing::warn!(dependency = name, %error, "closing a dependency failed"),
                 Err(panic) => {
-                    let message = crate::task::error::panic_message(&*panic);
+                    let message = crate::error::panic_message(&*panic);
                     tracing::error!(dependency = name, panic = %message, "closing a dependency panicked");
                 }
             }
@@ -414,86 +415,6 @@ where
 {
     fn into_outcome(self) -> BoxFuture<'static, Result<(), String>> {
         Box::pin(async move { self.await.into_outcome().await })
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Declarations in TaskInfo
-// ---------------------------------------------------------------------------
-
-/// Whether a task parameter is a [`Dep<T>`] or a [`State<T>`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DependencyKind {
-    /// A [`Dep<T>`], made by a [`Provider`].
-    Dep,
-    /// A [`State<T>`], given with [`Builder::state`](crate::Builder::state).
-    State,
-}
-
-/// A dependency a task declares (in [`TaskInfo::deps`]); `#[task]` writes
-/// these. Workers check at start that each one is provided.
-#[derive(Clone, Copy)]
-pub struct DependencyInfo {
-    name: &'static str,
-    kind: DependencyKind,
-    type_id: fn() -> TypeId,
-    type_name: fn() -> &'static str,
-}
-
-impl DependencyInfo {
-    /// A `Dep<T>` parameter; `name` is `T` as written.
-    pub const fn dep<T: Send + Sync + 'static>(name: &'static str) -> Self {
-        Self { name, kind: DependencyKind::Dep, type_id: TypeId::of::<T>, type_name: std::any::type_name::<T> }
-    }
-
-    /// A `State<T>` parameter; `name` is `T` as written.
-    pub const fn state<T: Send + Sync + 'static>(name: &'static str) -> Self {
-        Self { name, kind: DependencyKind::State, type_id: TypeId::of::<T>, type_name: std::any::type_name::<T> }
-    }
-
-    /// The type as written in the task's signature.
-    pub fn name(&self) -> &'static str {
-        self.name
-    }
-
-    /// A `Dep` or a `State`.
-    pub fn kind(&self) -> DependencyKind {
-        self.kind
-    }
-
-    /// The type's id.
-    pub fn type_id(&self) -> TypeId {
-        (self.type_id)()
-    }
-
-    /// The type's full name (`std::any::type_name`).
-    pub fn type_name(&self) -> &'static str {
-        (self.type_name)()
-    }
-}
-
-impl PartialEq for DependencyInfo {
-    fn eq(&self, other: &Self) -> bool {
-        self.kind == other.kind && self.type_id() == other.type_id()
-    }
-}
-
-impl Eq for DependencyInfo {}
-
-impl fmt::Debug for DependencyInfo {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DependencyInfo").field("name", &self.name).field("kind", &self.kind).finish()
-    }
-}
-
-impl Serialize for DependencyInfo {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let mut st = s.serialize_struct("DependencyInfo", 2)?;
-        st.serialize_field("name", self.name)?;
-        st.serialize_field("kind", &self.kind)?;
-        st.end()
     }
 }
 

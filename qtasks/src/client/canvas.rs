@@ -46,9 +46,9 @@
 
 use crate::app::QueueTasks;
 use crate::backend::Backend;
+use crate::dispatch::PluginChain;
 use crate::error::Error;
-use crate::model::{Task as TaskRecord, TaskStatus};
-use crate::plugin::Chain;
+use crate::model::{TaskRecord, TaskStatus};
 use crate::task::{Task, TaskSet};
 use futures::future::join_all;
 use serde::Serialize;
@@ -154,7 +154,7 @@ fn remaining(deadline: Option<Instant>, timeout: Duration) -> Duration {
     deadline.map_or(timeout, |d| d.saturating_duration_since(Instant::now()))
 }
 
-impl<T: TaskSet, C: Chain, B: Backend> QueueTasks<T, C, B> {
+impl<T: TaskSet, C: PluginChain, B: Backend> QueueTasks<T, C, B> {
     /// A chain of `steps`, run one after another by [`TaskChain::run`]:
     /// each step's result is appended as the last positional argument of the
     /// next step. See the [module docs](crate::canvas).
@@ -183,7 +183,7 @@ pub struct TaskChain<T, C, B> {
     steps: Vec<Signature>,
 }
 
-impl<T: TaskSet, C: Chain, B: Backend> TaskChain<T, C, B> {
+impl<T: TaskSet, C: PluginChain, B: Backend> TaskChain<T, C, B> {
     /// The steps, in order.
     pub fn steps(&self) -> &[Signature] {
         &self.steps
@@ -394,7 +394,7 @@ pub struct TaskGroup<T, C, B> {
     members: Vec<Signature>,
 }
 
-impl<T: TaskSet, C: Chain, B: Backend> TaskGroup<T, C, B> {
+impl<T: TaskSet, C: PluginChain, B: Backend> TaskGroup<T, C, B> {
     /// The members, in order.
     pub fn members(&self) -> &[Signature] {
         &self.members

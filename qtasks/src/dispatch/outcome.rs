@@ -3,8 +3,7 @@
 use std::error::Error as StdError;
 use std::fmt;
 
-/// A boxed error, as returned by failing handlers and plugin starts.
-pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+pub use crate::error::BoxError;
 
 /// What one handler did with a trigger's value.
 pub enum Outcome<T> {
@@ -33,7 +32,7 @@ impl StdError for HandlerPanicked {}
 
 impl HandlerPanicked {
     pub(crate) fn from_payload(payload: Box<dyn std::any::Any + Send>) -> Self {
-        Self(crate::task::error::panic_message(&*payload))
+        Self(crate::error::panic_message(&*payload))
     }
 }
 
@@ -134,4 +133,11 @@ impl<E: Into<BoxError>> IntoStartResult for Result<(), E> {
     fn into_start_result(self) -> Result<(), BoxError> {
         self.map_err(Into::into)
     }
+}
+
+/// Reports a plugin `stop` that failed (called by code `#[plugin]` generates).
+#[doc(hidden)]
+#[cold]
+pub fn report_stop_error(plugin: &str, error: &(dyn StdError + Send + Sync)) {
+    tracing::error!(plugin, error = %error, "plugin stop failed");
 }

@@ -1,11 +1,20 @@
-//! The client side of an app: enqueue, read and wait.
+//! The client side of an app: enqueue, read, wait and cancel; chains and
+//! groups ([`canvas`]); the shared settings and the worker registry; and
+//! [`inspect`].
+
+pub mod canvas;
+pub mod inspect;
+pub(crate) mod kv;
+
+pub use kv::WorkerInfo;
 
 use crate::app::QueueTasks;
 use crate::backend::{Backend, CancelOutcome, QueueStats};
+use crate::dispatch::PluginChain;
+use crate::dispatch::fire_ctx as fire;
 use crate::error::{Error, WaitError};
-use crate::events::{Event, EventKind};
-use crate::model::{NewTask, Task as TaskRecord, TaskStatus};
-use crate::plugin::Chain;
+use crate::model::{NewTask, TaskRecord, TaskStatus};
+use crate::runtime::events::{Event, EventKind};
 use crate::task::{Task, TaskSet};
 use crate::triggers::*;
 use serde::Serialize;
@@ -17,19 +26,9 @@ use std::pin::Pin;
 use std::time::Duration;
 use uuid::Uuid;
 
-/// Fires a trigger on a chain (see [`crate::fire!`]) and gives the context back.
-macro_rules! fire_ctx {
-    ($chain:expr, $ctx:expr) => {{
-        let mut ctx = $ctx;
-        $crate::fire!($chain, &mut ctx);
-        ctx
-    }};
-}
-pub(crate) use fire_ctx as fire;
-
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-impl<T: TaskSet, C: Chain, B: Backend> QueueTasks<T, C, B> {
+impl<T: TaskSet, C: PluginChain, B: Backend> QueueTasks<T, C, B> {
     /// Enqueues a task by name with JSON-serializable arguments: an array or
     /// tuple (positional) or a map (by parameter name).
     ///
@@ -58,8 +57,8 @@ impl<T: TaskSet, C: Chain, B: Backend> QueueTasks<T, C, B> {
         if let Some(model) = task.take() {
             task = Some(fire!(&app.chain, StorageGet { app: &app.name, model }).model);
         }
-        let task = fire!(&app.chain, BrokerGet { app: &app.name, uuid, task }).task;
-        Ok(fire!(&app.chain, QtasksGet { app: &app.name, uuid, task }).task)
+        let model = fire!(&app.chain, BrokerGet { app: &app.name, uuid, model: task }).model;
+        Ok(fire!(&app.chain, QtasksGet { app: &app.name, uuid, model }).model)
     }
 
     /// Reads every task record.
@@ -150,7 +149,7 @@ impl<T: TaskSet, C: Chain, B: Backend> QueueTasks<T, C, B> {
         let model = fire!(&app.chain, StorageAdd { app: &app.name, model }).model;
         app.backend.enqueue(&model).await?;
         fire!(&app.chain, BrokerAddAfter { app: &app.name, model: &model });
-        fire!(&app.chain, QtasksAddTaskAfterBroker { app: &app.name, task: &model });
+        fire!(&app.chain, QtasksAddTaskAfterBroker { app: &app.name, model: &model });
         Ok(model)
     }
 }
@@ -168,7 +167,7 @@ pub struct AddTask<'a, T, C, B> {
     extra: Map<String, Value>,
 }
 
-impl<'a, T: TaskSet, C: Chain, B: Backend> AddTask<'a, T, C, B> {
+impl<'a, T: TaskSet, C: PluginChain, B: Backend> AddTask<'a, T, C, B> {
     /// Overrides the task's priority (lower runs first).
     pub fn priority(mut self, priority: i64) -> Self {
         self.priority = Some(priority);
@@ -194,7 +193,7 @@ impl<'a, T: TaskSet, C: Chain, B: Backend> AddTask<'a, T, C, B> {
     }
 }
 
-impl<'a, T: TaskSet, C: Chain, B: Backend> IntoFuture for AddTask<'a, T, C, B> {
+impl<'a, T: TaskSet, C: PluginChain, B: Backend> IntoFuture for AddTask<'a, T, C, B> {
     type Output = Result<TaskRecord, Error>;
     type IntoFuture = BoxFuture<'a, Self::Output>;
 
@@ -210,7 +209,7 @@ pub struct AddTaskWait<'a, T, C, B> {
     timeout: Duration,
 }
 
-impl<'a, T: TaskSet, C: Chain, B: Backend> IntoFuture for AddTaskWait<'a, T, C, B> {
+impl<'a, T: TaskSet, C: PluginChain, B: Backend> IntoFuture for AddTaskWait<'a, T, C, B> {
     type Output = Result<Option<TaskRecord>, Error>;
     type IntoFuture = BoxFuture<'a, Self::Output>;
 
@@ -230,7 +229,7 @@ pub struct Enqueue<'a, K, T, C, B> {
     _task: PhantomData<fn() -> K>,
 }
 
-impl<'a, K: Task, T: TaskSet, C: Chain, B: Backend> Enqueue<'a, K, T, C, B> {
+impl<'a, K: Task, T: TaskSet, C: PluginChain, B: Backend> Enqueue<'a, K, T, C, B> {
     /// Overrides the task's priority (lower runs first).
     pub fn priority(mut self, priority: i64) -> Self {
         self.inner = self.inner.priority(priority);
@@ -238,7 +237,7 @@ impl<'a, K: Task, T: TaskSet, C: Chain, B: Backend> Enqueue<'a, K, T, C, B> {
     }
 }
 
-impl<'a, K: Task, T: TaskSet, C: Chain, B: Backend> IntoFuture for Enqueue<'a, K, T, C, B> {
+impl<'a, K: Task, T: TaskSet, C: PluginChain, B: Backend> IntoFuture for Enqueue<'a, K, T, C, B> {
     type Output = Result<TaskHandle<'a, K::Output, T, C, B>, Error>;
     type IntoFuture = BoxFuture<'a, Self::Output>;
 
@@ -258,7 +257,7 @@ pub struct TaskHandle<'a, O, T, C, B> {
     _output: PhantomData<fn() -> O>,
 }
 
-impl<O: DeserializeOwned, T: TaskSet, C: Chain, B: Backend> TaskHandle<'_, O, T, C, B> {
+impl<O: DeserializeOwned, T: TaskSet, C: PluginChain, B: Backend> TaskHandle<'_, O, T, C, B> {
     /// The task's id.
     pub fn uuid(&self) -> Uuid {
         self.uuid

@@ -2,9 +2,9 @@
 
 use crate::app::QueueTasks;
 use crate::backend::Backend;
-use crate::client::fire;
+use crate::dispatch::PluginChain;
+use crate::dispatch::fire_ctx as fire;
 use crate::error::Error;
-use crate::plugin::Chain;
 use crate::task::TaskSet;
 use crate::triggers::*;
 use serde::{Deserialize, Serialize};
@@ -59,7 +59,7 @@ impl WorkerInfo {
     }
 }
 
-impl<T: TaskSet, C: Chain, B: Backend> QueueTasks<T, C, B> {
+impl<T: TaskSet, C: PluginChain, B: Backend> QueueTasks<T, C, B> {
     /// Writes a shared setting in group `name` (fires `global_config_set`,
     /// whose handlers may replace the value).
     pub async fn config_set(&self, name: &str, key: &str, value: Value) -> Result<(), Error> {

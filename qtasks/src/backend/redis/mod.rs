@@ -14,7 +14,7 @@
 //! same features; it was not measured against `redis` for this choice.
 
 use super::{Backend, BackendError, CancelOutcome, CancelRegistry, QueueStats};
-use crate::model::{Task, TaskMessage, TaskStatus};
+use crate::model::{TaskMessage, TaskRecord, TaskStatus};
 use crate::task::CancelToken;
 use futures::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
@@ -532,8 +532,8 @@ type RecordFields = (Option<Vec<u8>>, Option<String>, Option<f64>);
 /// hash's `status` and `started` fields without rewriting the JSON (one
 /// round trip per batch instead of one write per task), so a `new` record
 /// whose hash says `process` is reported as `process` since `started`.
-fn decode_record(data: &[u8], status: Option<&str>, started_us: Option<f64>) -> Result<Task, serde_json::Error> {
-    let mut task: Task = serde_json::from_slice(data)?;
+fn decode_record(data: &[u8], status: Option<&str>, started_us: Option<f64>) -> Result<TaskRecord, serde_json::Error> {
+    let mut task: TaskRecord = serde_json::from_slice(data)?;
     if task.status == crate::model::TaskStatus::New && status == Some("process") {
         task.status = crate::model::TaskStatus::Process;
         // The server's clock may lag the client's: never let time go back.
@@ -546,7 +546,7 @@ fn decode_record(data: &[u8], status: Option<&str>, started_us: Option<f64>) -> 
 
 /// The `cancel` record of a task that was queued or held: status `cancel`,
 /// the reason as its error, no result.
-fn cancelled(mut task: Task, reason: &str) -> Task {
+fn cancelled(mut task: TaskRecord, reason: &str) -> TaskRecord {
     task.status = TaskStatus::Cancel;
     task.error = Some(reason.to_owned());
     task.result = None;
@@ -728,7 +728,7 @@ impl RedisBackend {
     }
 
     /// Stores a `new` record and queues it, or delays it by `delay_ms` (> 0).
-    async fn push(&self, task: &Task, delay_ms: u64) -> Result<(), BackendError> {
+    async fn push(&self, task: &TaskRecord, delay_ms: u64) -> Result<(), BackendError> {
         let data = serde_json::to_string(task).map_err(|e| error("encoding the task", e))?;
         if data.len() > self.max_message_size {
             return Err(error(
@@ -817,7 +817,7 @@ impl RedisBackend {
                 return Err(error("fetching tasks", "unexpected reply from the fetch script"));
             };
             let id = String::from_utf8_lossy(&id).into_owned();
-            match serde_json::from_slice::<Task>(&data) {
+            match serde_json::from_slice::<TaskRecord>(&data) {
                 Ok(task) if task.uuid.hyphenated().to_string() == id => messages.push(task.message()),
                 Ok(task) => buried.push((id, data, format!("record holds task {}", task.uuid))),
                 Err(e) => buried.push((id, data, format!("undecodable record: {e}"))),
@@ -832,7 +832,7 @@ impl RedisBackend {
                 return Err(error("fetching tasks", "unexpected reply from the fetch script"));
             };
             let id = String::from_utf8_lossy(&id).into_owned();
-            match serde_json::from_slice::<Task>(&data) {
+            match serde_json::from_slice::<TaskRecord>(&data) {
                 Ok(task) if task.uuid.hyphenated().to_string() == id => {
                     let reason = String::from_utf8_lossy(&reason);
                     let task = cancelled(task, &reason);
@@ -944,7 +944,7 @@ impl RedisBackend {
 
     /// Reads a record with the fields `cancel` compares: the decoded task and
     /// the JSON as stored.
-    async fn read(&self, uuid: Uuid) -> Result<Option<(Task, Vec<u8>)>, BackendError> {
+    async fn read(&self, uuid: Uuid) -> Result<Option<(TaskRecord, Vec<u8>)>, BackendError> {
         let (data, status, started): RecordFields = redis::cmd("HMGET")
             .arg(self.shared.keys.task(uuid))
             .arg(&RECORD_FIELDS[..])
@@ -963,11 +963,11 @@ impl Backend for RedisBackend {
         KIND
     }
 
-    async fn enqueue(&self, task: &Task) -> Result<(), BackendError> {
+    async fn enqueue(&self, task: &TaskRecord) -> Result<(), BackendError> {
         self.push(task, 0).await
     }
 
-    async fn enqueue_delayed(&self, task: &Task, delay: Duration) -> Result<(), BackendError> {
+    async fn enqueue_delayed(&self, task: &TaskRecord, delay: Duration) -> Result<(), BackendError> {
         // A zero delay is an ordinary enqueue; any other is at least 1 ms.
         self.push(task, if delay.is_zero() { 0 } else { millis(delay) }).await
     }
@@ -1059,11 +1059,11 @@ impl Backend for RedisBackend {
         Ok(stats)
     }
 
-    async fn get(&self, uuid: Uuid) -> Result<Option<Task>, BackendError> {
+    async fn get(&self, uuid: Uuid) -> Result<Option<TaskRecord>, BackendError> {
         Ok(self.read(uuid).await?.map(|(task, _)| task))
     }
 
-    async fn get_all(&self) -> Result<Vec<Task>, BackendError> {
+    async fn get_all(&self) -> Result<Vec<TaskRecord>, BackendError> {
         let keys = &self.shared.keys;
         let pattern = format!("{}*", glob_escape(&keys.task_prefix));
         let mut conn = self.conn();
@@ -1105,7 +1105,7 @@ impl Backend for RedisBackend {
         Ok(all)
     }
 
-    async fn wait(&self, uuid: Uuid, timeout: Duration) -> Result<Option<Task>, BackendError> {
+    async fn wait(&self, uuid: Uuid, timeout: Duration) -> Result<Option<TaskRecord>, BackendError> {
         let now = Instant::now();
         // A huge timeout means "no timeout": about 30 years.
         let deadline = now.checked_add(timeout).unwrap_or_else(|| now + Duration::from_secs(1 << 30));
@@ -1152,7 +1152,7 @@ impl Backend for RedisBackend {
         }
     }
 
-    async fn update(&self, task: &Task) -> Result<(), BackendError> {
+    async fn update(&self, task: &TaskRecord) -> Result<(), BackendError> {
         let data = serde_json::to_string(task).map_err(|e| error("encoding the task", e))?;
         let keys = &self.shared.keys;
         let _: i64 = UPDATE
@@ -1168,7 +1168,7 @@ impl Backend for RedisBackend {
         Ok(())
     }
 
-    async fn finish(&self, task: &Task) -> Result<(), BackendError> {
+    async fn finish(&self, task: &TaskRecord) -> Result<(), BackendError> {
         let data = serde_json::to_string(task).map_err(|e| error("encoding the task", e))?;
         let keys = &self.shared.keys;
         let _: i64 = FINISH

@@ -5,9 +5,9 @@
 //! detached), so it cannot borrow the context: it gets a snapshot instead,
 //! an owned copy it views as the usual `&Context<'_>`.
 
-use crate::model::{NewTask, Task, TaskMessage, TaskStatus};
+use super::triggers::Phase;
+use crate::model::{NewTask, TaskMessage, TaskRecord, TaskStatus};
 use crate::task::{PluginError, TaskInfo};
-use crate::triggers::Phase;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -68,13 +68,13 @@ macro_rules! owned_by_value {
 
 owned_by_value!(
     NewTask,
-    Task,
+    TaskRecord,
     TaskMessage,
     TaskStatus,
     Value,
     Option<Value>,
-    Option<Task>,
-    Vec<Task>,
+    Option<TaskRecord>,
+    Vec<TaskRecord>,
     Vec<Value>,
     Map<String, Value>,
     Uuid,

@@ -61,7 +61,7 @@
 
 use crate::app::QueueTasks;
 use crate::backend::Backend;
-use crate::plugin::Chain;
+use crate::dispatch::PluginChain;
 use crate::task::TaskSet;
 use chrono::{DateTime, Utc};
 use croner::Cron;
@@ -158,7 +158,7 @@ pub struct Scheduler<T, C, B> {
     entries: Vec<Entry>,
 }
 
-impl<T: TaskSet, C: Chain, B: Backend> Scheduler<T, C, B> {
+impl<T: TaskSet, C: PluginChain, B: Backend> Scheduler<T, C, B> {
     /// A scheduler with no entry that enqueues through `app`.
     pub fn new(app: QueueTasks<T, C, B>) -> Self {
         Self { app, entries: Vec::new() }
@@ -396,7 +396,7 @@ fn faulty_field(parser: &CronParser, fields: &[&str]) -> Option<String> {
 }
 
 /// Runs one entry until `stop`.
-async fn run_entry<T: TaskSet, C: Chain, B: Backend>(
+async fn run_entry<T: TaskSet, C: PluginChain, B: Backend>(
     app: QueueTasks<T, C, B>,
     entry: Entry,
     stats: Arc<Mutex<EntryStats>>,
@@ -478,7 +478,11 @@ fn skipped(entry: &Entry, stats: &Mutex<EntryStats>, missed: u64) {
 }
 
 /// Enqueues the entry's task once and counts the outcome.
-async fn fire<T: TaskSet, C: Chain, B: Backend>(app: &QueueTasks<T, C, B>, entry: &Entry, stats: &Mutex<EntryStats>) {
+async fn fire<T: TaskSet, C: PluginChain, B: Backend>(
+    app: &QueueTasks<T, C, B>,
+    entry: &Entry,
+    stats: &Mutex<EntryStats>,
+) {
     let mut add = app.add_task(entry.task_name.as_str(), &entry.args).extra("schedule", entry.description.as_str());
     if let Some(priority) = entry.priority {
         add = add.priority(priority);

@@ -5,25 +5,22 @@
 //! 15 members; the 16th slot holds the rest of the list, so a chain of `n`
 //! plugins nests only `n / 15` levels deep and compiles in near-linear time.
 //!
-//! Firing trigger `T` calls, in order, the members whose [`Chain::LISTENS`]
+//! Firing trigger `T` calls, in order, the members whose [`PluginChain::LISTENS`]
 //! contains `T`. `LISTENS` is a constant, so members that do not listen are
 //! compiled out, and a trigger that no member listens to is not fired at
 //! all ([`listens`]). When every listening member's handler is a sync `fn`
-//! ([`Chain::ASYNC`] does not contain `T`), the chain is fired with
-//! [`Chain::fire_sync`]: plain inlined calls, no future at all. Otherwise
-//! [`Chain::fire`] builds one future that awaits the async handlers and
+//! ([`PluginChain::ASYNC`] does not contain `T`), the chain is fired with
+//! [`PluginChain::fire_sync`]: plain inlined calls, no future at all. Otherwise
+//! [`PluginChain::fire`] builds one future that awaits the async handlers and
 //! calls the sync ones inline, still in order.
 
+use super::member_fire::member_fire;
 use super::outcome::HandlerPanicked;
-use super::{Outcome, Plugin, PluginInfo};
+use super::{Outcome, Plugin, PluginInfo, Trigger, TriggerContext, TriggerSet};
 use crate::task::TaskSet;
-use crate::trigger::{Trigger, TriggerContext, TriggerSet};
 use std::future::Future;
-use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 
 /// An ordered list of plugins, fired as one.
 ///
@@ -33,7 +30,7 @@ use std::task::{Context, Poll};
     message = "`{Self}` is not a plugin chain",
     note = "add plugins with `QueueTasks::builder(..).plugin(p)`; a chain is `()`, `Member<P>` or a tuple of chains"
 )]
-pub trait Chain: Send + Sync + 'static {
+pub trait PluginChain: Send + Sync + 'static {
     /// The union of the members' triggers.
     const LISTENS: TriggerSet;
 
@@ -75,22 +72,25 @@ pub trait Chain: Send + Sync + 'static {
 /// A constant once monomorphized: the runtime fires through
 /// `if listens(..) { fire(..).await }`, so a trigger nobody listens to costs
 /// nothing, not even a future.
+#[doc(hidden)]
 #[inline(always)]
-pub fn listens<'c, C: Chain, X: TriggerContext<'c>>(_chain: &C, _ctx: &X) -> bool {
+pub fn listens<'c, C: PluginChain, X: TriggerContext<'c>>(_chain: &C, _ctx: &X) -> bool {
     C::LISTENS.contains(<X::Trigger as Trigger>::ID)
 }
 
 /// `true` if firing the trigger of `ctx` on `chain` needs an `.await`
 /// (some listening member's handler is async). A constant too.
+#[doc(hidden)]
 #[inline(always)]
-pub fn awaits<'c, C: Chain, X: TriggerContext<'c>>(_chain: &C, _ctx: &X) -> bool {
+pub fn awaits<'c, C: PluginChain, X: TriggerContext<'c>>(_chain: &C, _ctx: &X) -> bool {
     C::ASYNC.contains(<X::Trigger as Trigger>::ID)
 }
 
 /// Fires the trigger of `ctx` on `chain` without a future; only for
 /// triggers where [`awaits`] is `false`.
+#[doc(hidden)]
 #[inline(always)]
-pub fn fire_sync<'c, C: Chain, X: TriggerContext<'c>>(chain: &C, ctx: &mut X) {
+pub fn fire_sync<'c, C: PluginChain, X: TriggerContext<'c>>(chain: &C, ctx: &mut X) {
     chain.fire_sync::<X::Trigger>(ctx);
 }
 
@@ -100,7 +100,7 @@ pub fn fire_sync<'c, C: Chain, X: TriggerContext<'c>>(chain: &C, ctx: &mut X) {
 ///
 /// ```
 /// # use qtasks::triggers::WorkerStart;
-/// # async fn demo<C: qtasks::Chain>(chain: &C) {
+/// # async fn demo<C: qtasks::PluginChain>(chain: &C) {
 /// let mut ctx = WorkerStart { app: "demo", max_tasks_process: 4 };
 /// qtasks::fire!(chain, &mut ctx);
 /// # }
@@ -110,19 +110,20 @@ macro_rules! fire {
     ($chain:expr, $ctx:expr) => {{
         let chain = $chain;
         let ctx = $ctx;
-        if $crate::plugin::listens(chain, &*ctx) {
-            if $crate::plugin::awaits(chain, &*ctx) {
-                $crate::plugin::fire(chain, ctx).await;
+        if $crate::dispatch::listens(chain, &*ctx) {
+            if $crate::dispatch::awaits(chain, &*ctx) {
+                $crate::dispatch::fire(chain, ctx).await;
             } else {
-                $crate::plugin::fire_sync(chain, ctx);
+                $crate::dispatch::fire_sync(chain, ctx);
             }
         }
     }};
 }
 
 /// Fires the trigger of `ctx` on `chain` (mixed sync and async members).
+#[doc(hidden)]
 #[inline(always)]
-pub fn fire<'c, 'f, C: Chain, X: TriggerContext<'c>>(
+pub fn fire<'c, 'f, C: PluginChain, X: TriggerContext<'c>>(
     chain: &'f C,
     ctx: &'f mut X,
 ) -> impl Future<Output = bool> + Send + 'f
@@ -132,7 +133,7 @@ where
     chain.fire::<X::Trigger>(ctx)
 }
 
-impl Chain for () {
+impl PluginChain for () {
     const LISTENS: TriggerSet = TriggerSet::EMPTY;
     const ASYNC: TriggerSet = TriggerSet::EMPTY;
     const CAN_STOP: bool = false;
@@ -163,51 +164,6 @@ impl Chain for () {
     }
 }
 
-/// The future of [`Member::fire`].
-struct MemberFire<'a, P, C, F, T> {
-    member: &'a Member<P>,
-    ctx: *mut C,
-    call: Option<F>,
-    _trigger: PhantomData<fn() -> T>,
-}
-
-// SAFETY: the raw pointer is a `&mut C` in disguise (see `Member::fire`), and
-// `&mut C` is `Send` when `C: Send`.
-unsafe impl<P: Sync, C: Send, F: Send, T> Send for MemberFire<'_, P, C, F, T> {}
-
-impl<'a, 'c, P, F, T> Future for MemberFire<'a, P, T::Context<'c>, F, T>
-where
-    P: Plugin,
-    T: Trigger,
-    F: Future<Output = Outcome<T::Output>>,
-{
-    type Output = bool;
-
-    #[inline(always)]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
-        // SAFETY: nothing is moved out of the pinned `call`.
-        let this = unsafe { self.get_unchecked_mut() };
-        let outcome = match &mut this.call {
-            Some(call) => {
-                // A panic in the handler's poll is caught here: the plugin's
-                // failure is reported, the worker and the task carry on.
-                // SAFETY: `call` is never moved once pinned inside `self`.
-                let polled = catch_unwind(AssertUnwindSafe(|| unsafe { Pin::new_unchecked(call) }.poll(cx)));
-                match polled {
-                    Ok(Poll::Ready(outcome)) => outcome,
-                    Ok(Poll::Pending) => return Poll::Pending,
-                    Err(payload) => Outcome::Failed(Box::new(HandlerPanicked::from_payload(payload))),
-                }
-            }
-            // SAFETY: as in `Member::fire`: the only live borrow of the context.
-            None => return Poll::Ready(this.member.fire_sync::<T>(unsafe { &mut *this.ctx })),
-        };
-        this.call = None;
-        // SAFETY: the handler's future (the shared reborrow) was just dropped.
-        Poll::Ready(this.member.settle::<T>(unsafe { &mut *this.ctx }, outcome))
-    }
-}
-
 /// One plugin in a chain, with the count of its failures.
 ///
 /// Every handler call is isolated: an `Err` or a panic is caught, reported
@@ -235,7 +191,7 @@ impl<P> Member<P> {
 impl<P: Plugin> Member<P> {
     /// Applies a handler's outcome; `false` if it stops the chain.
     #[inline(always)]
-    fn settle<T: Trigger>(&self, ctx: &mut T::Context<'_>, outcome: Outcome<T::Output>) -> bool {
+    pub(super) fn settle<T: Trigger>(&self, ctx: &mut T::Context<'_>, outcome: Outcome<T::Output>) -> bool {
         match outcome {
             Outcome::Keep => true,
             Outcome::Replace(value) => {
@@ -267,25 +223,15 @@ impl<P: Plugin> Member<P> {
     }
 }
 
-impl<P: Plugin> Chain for Member<P> {
+impl<P: Plugin> PluginChain for Member<P> {
     const LISTENS: TriggerSet = P::LISTENS;
     const ASYNC: TriggerSet = P::LISTENS.difference(P::SYNC);
     const CAN_STOP: bool = P::CAN_STOP;
     type Tasks = P::Tasks;
 
     #[inline(always)]
-    fn fire<'s, 'r, 'c, T: Trigger>(&'s self, ctx: &'r mut T::Context<'c>) -> impl Future<Output = bool> + Send {
-        // A hand-written future rather than an `async fn`: its `poll` is
-        // `#[inline(always)]`, which the poll of an `async fn` cannot be, so
-        // the handler's own future is polled in place by the chain's.
-        let ctx: *mut T::Context<'c> = ctx;
-        // SAFETY: `ctx` is a unique borrow for the life of the returned
-        // future; the handler's future holds a shared reborrow of it, and the
-        // context is written (by `settle`) only after that future completed
-        // and was dropped, so the shared and the unique use never overlap.
-        let shared: &'r T::Context<'c> = unsafe { &*ctx };
-        let call = if P::SYNC.contains(T::ID) { None } else { Some(T::call(&self.plugin, shared)) };
-        MemberFire { member: self, ctx, call, _trigger: PhantomData::<fn() -> T> }
+    fn fire<T: Trigger>(&self, ctx: &mut T::Context<'_>) -> impl Future<Output = bool> + Send {
+        member_fire::<P, T>(self, ctx)
     }
 
     #[inline(always)]
@@ -318,11 +264,14 @@ impl<P: Plugin> Chain for Member<P> {
     }
 
     fn describe(&self, out: &mut Vec<PluginInfo>) {
-        let triggers = crate::triggers::ALL.iter().filter(|t| P::LISTENS.contains(t.id)).map(|t| t.name).collect();
+        let triggers = super::triggers::ALL.iter().filter(|t| P::LISTENS.contains(t.id)).map(|t| t.name).collect();
+        let mut tasks = Vec::new();
+        P::Tasks::describe(&mut tasks);
         out.push(PluginInfo {
             name: self.plugin.name().to_owned(),
             version: self.plugin.version().to_owned(),
             triggers,
+            tasks: tasks.into_iter().map(|t| t.name).collect(),
             errors: self.errors.load(Ordering::Relaxed),
             panics: self.panics.load(Ordering::Relaxed),
             enabled: None,
@@ -353,27 +302,9 @@ fn report(
     }
 }
 
-/// Appends one more plugin (or chain) to a chain, keeping tuples flat.
-///
-/// Tuples of up to 15 members grow by one; a 15-tuple becomes a 16-tuple
-/// whose last member is a new tuple holding the rest.
-pub trait Append<X> {
-    /// The chain with `X` at the end.
-    type Output;
-    /// Appends `x`.
-    fn append(self, x: X) -> Self::Output;
-}
-
-impl<X> Append<X> for () {
-    type Output = (X,);
-    fn append(self, x: X) -> (X,) {
-        (x,)
-    }
-}
-
 macro_rules! tuple_chain {
     ($( ($($T:ident $i:tt),+) )+) => {$(
-        impl<$($T: Chain),+> Chain for ($($T,)+) {
+        impl<$($T: PluginChain),+> PluginChain for ($($T,)+) {
             const LISTENS: TriggerSet = TriggerSet::EMPTY $(.union($T::LISTENS))+;
             const ASYNC: TriggerSet = TriggerSet::EMPTY $(.union($T::ASYNC))+;
             const CAN_STOP: bool = false $(|| $T::CAN_STOP)+;
@@ -468,55 +399,4 @@ tuple_chain! {
     (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12, N 13)
     (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12, N 13, O 14)
     (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12, N 13, O 14, R 15)
-}
-
-macro_rules! tuple_append {
-    ($( ($($T:ident $i:tt),+) )+) => {$(
-        impl<$($T,)+ X> Append<X> for ($($T,)+) {
-            type Output = ($($T,)+ X);
-            #[inline]
-            fn append(self, x: X) -> Self::Output {
-                ($(self.$i,)+ x)
-            }
-        }
-    )+};
-}
-
-tuple_append! {
-    (A 0)
-    (A 0, B 1)
-    (A 0, B 1, C 2)
-    (A 0, B 1, C 2, D 3)
-    (A 0, B 1, C 2, D 3, E 4)
-    (A 0, B 1, C 2, D 3, E 4, F 5)
-    (A 0, B 1, C 2, D 3, E 4, F 5, G 6)
-    (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7)
-    (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8)
-    (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9)
-    (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10)
-    (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11)
-    (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12)
-    (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12, N 13)
-}
-
-// A full chunk of 15 starts a nested chunk in the 16th slot.
-impl<A, B, C, D, E, F, G, H, I, J, K, L, M, N, O, X> Append<X> for (A, B, C, D, E, F, G, H, I, J, K, L, M, N, O) {
-    type Output = (A, B, C, D, E, F, G, H, I, J, K, L, M, N, O, (X,));
-    #[inline]
-    fn append(self, x: X) -> Self::Output {
-        let (a, b, c, d, e, f, g, h, i, j, k, l, m, n, o) = self;
-        (a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, (x,))
-    }
-}
-
-// A 16-tuple appends into its nested rest.
-impl<A, B, C, D, E, F, G, H, I, J, K, L, M, N, O, R: Append<X>, X> Append<X>
-    for (A, B, C, D, E, F, G, H, I, J, K, L, M, N, O, R)
-{
-    type Output = (A, B, C, D, E, F, G, H, I, J, K, L, M, N, O, R::Output);
-    #[inline]
-    fn append(self, x: X) -> Self::Output {
-        let (a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, r) = self;
-        (a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, r.append(x))
-    }
 }

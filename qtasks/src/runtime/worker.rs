@@ -2,14 +2,14 @@
 
 use crate::app::{AppInner, QueueTasks};
 use crate::backend::Backend;
-use crate::client::fire;
-use crate::deps::WorkerDeps;
+use crate::client::kv::{HEARTBEAT, WORKER_TTL, WORKERS, WorkerInfo};
+use crate::dispatch::PluginChain;
+use crate::dispatch::fire_ctx as fire;
 use crate::error::Error;
-use crate::events::{Event, EventKind, emit};
-use crate::global_config::{HEARTBEAT, WORKER_TTL, WORKERS, WorkerInfo};
 use crate::model::TaskMessage;
-use crate::plugin::Chain;
+use crate::runtime::events::{Event, EventKind, emit};
 use crate::task::TaskSet;
+use crate::task::deps::WorkerDeps;
 use crate::triggers::*;
 use std::sync::Arc;
 use tokio::sync::{Semaphore, watch};
@@ -31,7 +31,7 @@ pub struct WorkerBuilder<T, C, B> {
     max_tasks_process: usize,
 }
 
-impl<T: TaskSet, C: Chain, B: Backend> QueueTasks<T, C, B> {
+impl<T: TaskSet, C: PluginChain, B: Backend> QueueTasks<T, C, B> {
     /// A worker for this app, running up to
     /// [`Config::max_tasks_process`](crate::Config::max_tasks_process) tasks
     /// at once by default (10).
@@ -40,7 +40,7 @@ impl<T: TaskSet, C: Chain, B: Backend> QueueTasks<T, C, B> {
     }
 }
 
-impl<T: TaskSet, C: Chain, B: Backend> WorkerBuilder<T, C, B> {
+impl<T: TaskSet, C: PluginChain, B: Backend> WorkerBuilder<T, C, B> {
     /// How many tasks run at once (QTasks's `max_tasks_process`). At least
     /// 1, at most 2^32 − 1.
     pub fn max_tasks_process(mut self, n: usize) -> Self {
@@ -107,7 +107,7 @@ impl<T: TaskSet, C: Chain, B: Backend> WorkerBuilder<T, C, B> {
 
 /// A running worker. Shut it down with [`Worker::shutdown`]; dropping it
 /// stops taking tasks but does not wait for the ones running.
-pub struct Worker<T: TaskSet, C: Chain, B: Backend> {
+pub struct Worker<T: TaskSet, C: PluginChain, B: Backend> {
     app: QueueTasks<T, C, B>,
     info: WorkerInfo,
     stop: watch::Sender<bool>,
@@ -118,7 +118,7 @@ pub struct Worker<T: TaskSet, C: Chain, B: Backend> {
     deps: Arc<WorkerDeps>,
 }
 
-impl<T: TaskSet, C: Chain, B: Backend> Worker<T, C, B> {
+impl<T: TaskSet, C: PluginChain, B: Backend> Worker<T, C, B> {
     /// This worker's entry in the registry.
     pub fn info(&self) -> &WorkerInfo {
         &self.info
@@ -161,13 +161,13 @@ impl<T: TaskSet, C: Chain, B: Backend> Worker<T, C, B> {
     }
 }
 
-impl<T: TaskSet, C: Chain, B: Backend> Drop for Worker<T, C, B> {
+impl<T: TaskSet, C: PluginChain, B: Backend> Drop for Worker<T, C, B> {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
     }
 }
 
-async fn run_loop<T: TaskSet, C: Chain, B: Backend>(
+async fn run_loop<T: TaskSet, C: PluginChain, B: Backend>(
     app: Arc<AppInner<T, C, B>>,
     deps: Arc<WorkerDeps>,
     slots: Arc<Semaphore>,
@@ -210,14 +210,14 @@ async fn run_loop<T: TaskSet, C: Chain, B: Backend>(
             tokio::spawn(async move {
                 // Boxed so the spawned future stays small: tokio moves it
                 // into its task cell, and a move copies a future whole.
-                Box::pin(crate::executor::receive_and_run(&app, &deps, message)).await;
+                Box::pin(crate::runtime::executor::receive_and_run(&app, &deps, message)).await;
                 drop(permit);
             });
         }
     }
 }
 
-impl<T: TaskSet, C: Chain, B: Backend> QueueTasks<T, C, B> {
+impl<T: TaskSet, C: PluginChain, B: Backend> QueueTasks<T, C, B> {
     async fn register(&self, info: &WorkerInfo) -> Result<(), Error> {
         let value = serde_json::to_value(info).expect("a worker entry is plain data");
         self.config_set_ttl(WORKERS, &info.id, value, Some(WORKER_TTL)).await
@@ -225,7 +225,7 @@ impl<T: TaskSet, C: Chain, B: Backend> QueueTasks<T, C, B> {
 }
 
 /// Renews the worker's registry entry until the worker stops.
-async fn heartbeat<T: TaskSet, C: Chain, B: Backend>(
+async fn heartbeat<T: TaskSet, C: PluginChain, B: Backend>(
     app: QueueTasks<T, C, B>,
     info: WorkerInfo,
     mut stop: watch::Receiver<bool>,

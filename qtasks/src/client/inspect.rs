@@ -3,10 +3,10 @@
 
 use crate::app::QueueTasks;
 use crate::backend::{Backend, QueueStats, TaskCounts};
-use crate::client::fire;
+use crate::client::kv::WorkerInfo;
+use crate::dispatch::fire_ctx as fire;
+use crate::dispatch::{PluginChain, PluginInfo};
 use crate::error::Error;
-use crate::global_config::WorkerInfo;
-use crate::plugin::{Chain, PluginInfo};
 use crate::task::{TaskInfo, TaskSet};
 use crate::triggers::StatsInspect;
 use serde::Serialize;
@@ -54,11 +54,15 @@ pub struct TaskSummary {
     /// What the app knows of the task.
     #[serde(flatten)]
     pub info: TaskInfo,
+    /// The plugin that contributes the task (its [`PluginInfo::name`]);
+    /// `None` for the app's own tasks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<String>,
     /// How its runs ended so far (kept by the backend, across workers).
     pub counts: TaskCounts,
 }
 
-impl<T: TaskSet, C: Chain, B: Backend> QueueTasks<T, C, B> {
+impl<T: TaskSet, C: PluginChain, B: Backend> QueueTasks<T, C, B> {
     /// Inspects the app: its tasks, plugins and live workers, and the
     /// counters of its queue (depth, in flight, and per task how many runs
     /// ended `success`, `error`, `retry` and `cancel`). Fires `stats_inspect`.
@@ -68,12 +72,15 @@ impl<T: TaskSet, C: Chain, B: Backend> QueueTasks<T, C, B> {
         let QueueStats { queued, in_flight, mut tasks } = self.queue_stats().await?;
         let infos = self.tasks();
         let plugins = self.plugins();
-        let summaries =
-            infos.iter().map(|info| TaskSummary { info: **info, counts: tasks.remove(info.name).unwrap_or_default() });
-        let events = crate::events::EventKind::ALL
+        let summaries = infos.iter().map(|info| TaskSummary {
+            info: **info,
+            plugin: contributed_by(&plugins, info.name).map(str::to_owned),
+            counts: tasks.remove(info.name).unwrap_or_default(),
+        });
+        let events = crate::runtime::events::EventKind::ALL
             .into_iter()
             .filter(|k| inner.events.listens(*k))
-            .map(crate::events::EventKind::name)
+            .map(crate::runtime::events::EventKind::name)
             .collect();
         Ok(Inspection {
             app: AppSummary {
@@ -91,6 +98,11 @@ impl<T: TaskSet, C: Chain, B: Backend> QueueTasks<T, C, B> {
             workers: self.workers().await?,
         })
     }
+}
+
+/// The plugin (of `plugins`) that contributes the task called `task`.
+pub(crate) fn contributed_by<'p>(plugins: &'p [PluginInfo], task: &str) -> Option<&'p str> {
+    plugins.iter().find(|p| p.tasks.contains(&task)).map(|p| p.name.as_str())
 }
 
 /// Width of the label column in the text form.
@@ -117,7 +129,7 @@ impl fmt::Display for Inspection {
             if let Some(d) = i.description {
                 row(&mut out, "description", d);
             }
-            if let Some(p) = i.plugin {
+            if let Some(p) = &t.plugin {
                 row(&mut out, "plugin", p);
             }
             row(&mut out, "priority", i.priority.map_or_else(|| "default".to_owned(), |p| p.to_string()));

@@ -1,44 +1,15 @@
-//! The app: its tasks, its plugins and its backend.
+//! [`Builder`]: how an app is put together.
 
+use super::{AppInner, QueueTasks};
 use crate::backend::{Backend, MemoryBackend};
 use crate::config::Config;
-use crate::deps::{Provider, Registry, State};
+use crate::dispatch::{Append, Member, Plugin, PluginChain};
 use crate::error::Error;
-use crate::events::{Event, EventKind, Events};
-use crate::plugin::{Append, Chain, Member, Plugin, PluginInfo};
-use crate::task::{Task, TaskInfo, TaskSet};
+use crate::runtime::events::{Event, EventKind, Events};
+use crate::task::deps::{Provider, Registry};
+use crate::task::{Task, TaskSet};
 use std::marker::PhantomData;
 use std::sync::Arc;
-
-/// An app: the tasks it knows, its plugin chain and its backend.
-///
-/// The same value is the client (enqueue, read, wait) and the factory of
-/// workers ([`QueueTasks::worker`]). It is cheap to clone.
-///
-/// Type parameters: `T` the [`TaskSet`], `C` the plugin [`Chain`], `B` the
-/// [`Backend`]; the builder infers them.
-pub struct QueueTasks<T = (), C = (), B = MemoryBackend> {
-    pub(crate) inner: Arc<AppInner<T, C, B>>,
-}
-
-impl<T, C, B> Clone for QueueTasks<T, C, B> {
-    fn clone(&self) -> Self {
-        Self { inner: Arc::clone(&self.inner) }
-    }
-}
-
-/// The tasks an app runs: its own, then its plugins'.
-pub(crate) type AllTasks<T, C> = (T, <C as Chain>::Tasks);
-
-pub(crate) struct AppInner<T, C, B> {
-    pub(crate) name: String,
-    pub(crate) chain: C,
-    pub(crate) backend: B,
-    pub(crate) config: Config,
-    pub(crate) deps: Arc<Registry>,
-    pub(crate) events: Events,
-    pub(crate) _tasks: PhantomData<fn() -> T>,
-}
 
 impl QueueTasks {
     /// Starts building an app with no task, no plugin and the in-memory backend.
@@ -157,8 +128,9 @@ impl<T, C, B> Builder<T, C, B> {
 
     /// Uses these settings (default: [`Config::default`]; the environment is
     /// read only if you ask, e.g. `.config(Config::from_env()?)`). The app
-    /// reads `task_default_priority`, its workers `max_tasks_process`, and
-    /// [`build`](Builder::build) applies `blocking_handler_limit`; backend
+    /// reads `task_default_priority` and its workers `max_tasks_process`;
+    /// `blocking_handler_limit` is process-wide and applied by the CLI, not
+    /// by the app; backend
     /// settings are given when connecting, see
     /// [`AnyBackend::connect_with`](crate::AnyBackend::connect_with).
     pub fn config(self, config: Config) -> Self {
@@ -202,7 +174,7 @@ impl<T, C, B> Builder<T, C, B> {
     }
 }
 
-impl<T: TaskSet, C: Chain, B: Backend> Builder<T, C, B> {
+impl<T: TaskSet, C: PluginChain, B: Backend> Builder<T, C, B> {
     /// Builds the app. Its tasks are the ones added with `.task`/`.tasks`
     /// followed by those the plugins contribute.
     ///
@@ -211,13 +183,11 @@ impl<T: TaskSet, C: Chain, B: Backend> Builder<T, C, B> {
     /// compile time). The `Result` leaves room for checks that need run
     /// time; none fails today.
     ///
-    /// A [`Config::blocking_handler_limit`] that is set becomes the
-    /// process-wide limit of blocking handlers.
+    /// Building changes no process-wide state: in particular
+    /// [`Config::blocking_handler_limit`] is not applied here (the limit is
+    /// process-wide; see [`set_blocking_handler_limit`](crate::plugin::set_blocking_handler_limit)).
     pub fn build(self) -> Result<QueueTasks<T, C, B>, Error> {
         const { <(T, C::Tasks)>::NAMES.assert_unique() };
-        if let Some(limit) = self.config.blocking_handler_limit {
-            crate::plugin::set_blocking_handler_limit(limit);
-        }
         Ok(QueueTasks {
             inner: Arc::new(AppInner {
                 name: self.name,
@@ -229,63 +199,5 @@ impl<T: TaskSet, C: Chain, B: Backend> Builder<T, C, B> {
                 _tasks: PhantomData,
             }),
         })
-    }
-}
-
-impl<T: TaskSet, C: Chain, B: Backend> QueueTasks<T, C, B> {
-    /// The app's name.
-    pub fn name(&self) -> &str {
-        &self.inner.name
-    }
-
-    /// The backend.
-    pub fn backend(&self) -> &B {
-        &self.inner.backend
-    }
-
-    /// The settings the app was built with ([`Builder::config`]).
-    pub fn config(&self) -> &Config {
-        &self.inner.config
-    }
-
-    /// The shared state of type `S` given with [`Builder::state`], if any:
-    /// the value tasks see as a `State<S>` parameter.
-    pub fn state<S: Send + Sync + 'static>(&self) -> Option<State<S>> {
-        self.inner.deps.get_state::<S>()
-    }
-
-    /// The plugin chain.
-    pub fn chain(&self) -> &C {
-        &self.inner.chain
-    }
-
-    /// Every task of the app: those added with `.task`/`.tasks`, in
-    /// registration order, then those the plugins contribute.
-    pub fn tasks(&self) -> Vec<&'static TaskInfo> {
-        let mut out = Vec::new();
-        <AllTasks<T, C>>::describe(&mut out);
-        out
-    }
-
-    /// Every plugin of the app, in registration order.
-    pub fn plugins(&self) -> Vec<PluginInfo> {
-        let mut out = Vec::new();
-        self.inner.chain.describe(&mut out);
-        out
-    }
-
-    /// Switches the plugins called `name` on or off at run time, without a
-    /// rebuild; returns how many were switched. Only [`Managed`](crate::plugin::Managed)
-    /// plugins can be switched; a switched-off plugin's handlers are skipped
-    /// (one atomic load per call).
-    pub fn set_plugin_enabled(&self, name: &str, on: bool) -> usize {
-        self.inner.chain.set_enabled(name, on)
-    }
-
-    /// The priority a task declares, else the config's `task_default_priority`
-    /// (also for a task this app does not define).
-    pub(crate) fn default_priority(&self, name: &str) -> i64 {
-        let declared = <AllTasks<T, C>>::info(name).and_then(|t| t.priority);
-        declared.unwrap_or(self.inner.config.task_default_priority)
     }
 }

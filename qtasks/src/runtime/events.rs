@@ -7,7 +7,7 @@
 //! `task_cancel` (which QTasks declares but never fires) and `task_retry`.
 //!
 //! ```
-//! use qtasks::events::{Event, EventKind};
+//! use qtasks::{Event, EventKind};
 //! use qtasks::{QueueTasks, task};
 //!
 //! #[task]
@@ -37,7 +37,7 @@
 //! for them. Keep them short; hand slow work (a webhook) to a spawned task
 //! or a channel.
 
-use crate::model::{Task as TaskRecord, TaskStatus};
+use crate::model::{TaskRecord, TaskStatus};
 use futures::FutureExt;
 use std::fmt;
 use std::future::Future;
@@ -238,7 +238,7 @@ impl Events {
                 Handler::Async(h) => AssertUnwindSafe(h(event.clone())).catch_unwind().await.err(),
             };
             if let Some(payload) = panicked {
-                let message = crate::task::error::panic_message(&*payload);
+                let message = crate::error::panic_message(&*payload);
                 tracing::error!(event = %event.kind, uuid = ?event.uuid, panic = %message, "event handler panicked");
             }
         }

@@ -12,24 +12,23 @@
 //! Finish: `worker_remove_finished_task → broker_remove_finished_task →
 //! (store) → storage_remove_finished_task → worker_execute_after`.
 
+use super::run::{renewing_lease, run};
 use crate::app::{AllTasks, AppInner};
 use crate::backend::Backend;
-use crate::client::fire;
-use crate::deps::{Resources, WorkerDeps};
-use crate::events::{Event, EventKind, emit};
-use crate::model::{NewTask, RETRY, RETRY_CHILD, RETRY_PARENT, Task as TaskRecord, TaskMessage, TaskStatus, now};
-use crate::plugin::Chain;
+use crate::dispatch::PluginChain;
+use crate::dispatch::fire_ctx as fire;
+use crate::model::{TaskMessage, TaskRecord, TaskStatus, now};
+use crate::runtime::events::{Event, EventKind, emit};
+use crate::task::deps::{Resources, WorkerDeps};
 use crate::task::{CancelToken, Task, TaskContext, TaskError, TaskInfo, TaskSet, TaskVisitor};
-use crate::trigger::Trigger;
+use crate::triggers::Trigger;
 use crate::triggers::*;
-use futures::FutureExt;
 use serde_json::Value;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use tracing::Instrument;
 
 /// Runs one message taken from the backend to its final status.
-pub(crate) async fn receive_and_run<T: TaskSet, C: Chain, B: Backend>(
+pub(crate) async fn receive_and_run<T: TaskSet, C: PluginChain, B: Backend>(
     app: &AppInner<T, C, B>,
     deps: &Arc<WorkerDeps>,
     message: TaskMessage,
@@ -60,7 +59,7 @@ pub(crate) async fn receive_and_run<T: TaskSet, C: Chain, B: Backend>(
     app.backend.unwatch_cancel(message.uuid);
 }
 
-async fn finish<T, C: Chain, B: Backend>(
+async fn finish<T, C: PluginChain, B: Backend>(
     app: &AppInner<T, C, B>,
     task: Option<&'static TaskInfo>,
     message: &TaskMessage,
@@ -107,7 +106,7 @@ struct Exec<'a, T, C, B> {
     token: &'a CancelToken,
 }
 
-impl<T: TaskSet, C: Chain, B: Backend> TaskVisitor for Exec<'_, T, C, B> {
+impl<T: TaskSet, C: PluginChain, B: Backend> TaskVisitor for Exec<'_, T, C, B> {
     type Output = (Option<&'static TaskInfo>, TaskRecord);
 
     async fn visit<K: Task>(self) -> Self::Output {
@@ -126,7 +125,7 @@ enum Ended {
 /// Runs the pipeline inside the task's tracing span and with its context as
 /// [`TaskContext::current`], so every handler (sync, async or blocking) and
 /// the task itself log within it and see its id and cancellation token.
-async fn execute<K: Task, T, C: Chain, B: Backend>(
+async fn execute<K: Task, T, C: PluginChain, B: Backend>(
     app: &AppInner<T, C, B>,
     deps: &Arc<WorkerDeps>,
     message: &TaskMessage,
@@ -151,69 +150,12 @@ async fn execute<K: Task, T, C: Chain, B: Backend>(
         task_deps.close().instrument(span.clone()).await;
     }
     if model.status == TaskStatus::Error && retryable && K::INFO.retry > 0 && !token.is_cancelled() {
-        return retry::<K, T, C, B>(app, message, model).instrument(span).await;
+        return super::retry::retry::<K, T, C, B>(app, message, model).instrument(span).await;
     }
     model
 }
 
-/// Replaces a failed run by a new attempt while retries are left (QTasks's
-/// retry plugin): the failed record becomes `retry` with a link to the new
-/// attempt, which carries the retries left and a link back. Handlers of
-/// `worker_task_error_retry` see the `retry` record and may replace it; if
-/// they change its status, no new attempt is made.
-async fn retry<K: Task, T, C: Chain, B: Backend>(
-    app: &AppInner<T, C, B>,
-    message: &TaskMessage,
-    mut model: TaskRecord,
-) -> TaskRecord {
-    let info = &K::INFO;
-    let left =
-        message.extra.get(RETRY).and_then(Value::as_u64).map_or(info.retry, |n| n.min(u64::from(info.retry)) as u32);
-    if left == 0 {
-        model.extra.insert(RETRY.into(), 0.into());
-        return model;
-    }
-    let child_uuid = uuid::Uuid::new_v4();
-    let mut extra = message.extra.clone();
-    extra.insert(RETRY.into(), (left - 1).into());
-    extra.insert(RETRY_PARENT.into(), message.uuid.to_string().into());
-    let request =
-        NewTask { task_name: message.task_name.clone(), priority: message.priority, args: message.args.clone(), extra };
-    let mut child = TaskRecord::new(child_uuid, request);
-    child.attempt = message.attempt.saturating_add(1);
-
-    model.status = TaskStatus::Retry;
-    model.extra.insert(RETRY.into(), left.into());
-    model.extra.insert(RETRY_CHILD.into(), child_uuid.to_string().into());
-    let name = app.name.as_str();
-    let mut model = fire!(&app.chain, WorkerTaskErrorRetry { app: name, task: info, message, model }).model;
-    if model.status != TaskStatus::Retry {
-        // Vetoed: no new attempt, so no link to one.
-        if model.retry_child() == Some(child_uuid) {
-            model.extra.remove(RETRY_CHILD);
-        }
-        return model;
-    }
-    let enqueued = match info.retry_delay(info.retry.saturating_sub(left) + 1) {
-        Some(delay) => app.backend.enqueue_delayed(&child, delay).await,
-        None => app.backend.enqueue(&child).await,
-    };
-    match enqueued {
-        Ok(()) => {
-            tracing::info!(app = name, task = info.name, uuid = %message.uuid, retry = %child_uuid, left = left - 1, "task failed; retrying")
-        }
-        Err(error) => {
-            tracing::error!(app = name, task = info.name, uuid = %message.uuid, %error, "enqueueing the retry failed");
-            model.status = TaskStatus::Error;
-            model.extra.remove(RETRY_CHILD);
-            let reason = model.error.take().unwrap_or_default();
-            model.error = Some(format!("{reason} (the retry could not be enqueued: {error})"));
-        }
-    }
-    model
-}
-
-async fn pipeline<K: Task, T, C: Chain, B: Backend>(
+async fn pipeline<K: Task, T, C: PluginChain, B: Backend>(
     app: &AppInner<T, C, B>,
     message: &TaskMessage,
     ctx: TaskContext,
@@ -240,7 +182,7 @@ async fn pipeline<K: Task, T, C: Chain, B: Backend>(
     // Arguments are decoded straight from the message unless a plugin may replace them.
     let replaced;
     let args: &Value =
-        if crate::plugin::listens(chain, &TaskExecutorArgsReplace { app: name, task, message, args: Value::Null }) {
+        if crate::dispatch::listens(chain, &TaskExecutorArgsReplace { app: name, task, message, args: Value::Null }) {
             replaced =
                 fire!(chain, TaskExecutorArgsReplace { app: name, task, message, args: message.args.clone() }).args;
             &replaced
@@ -329,57 +271,4 @@ async fn pipeline<K: Task, T, C: Chain, B: Backend>(
     model.status = status;
     fire!(chain, TaskExecutorTaskClose { app: name, task, message, status });
     (model, retryable)
-}
-
-/// Awaits `run`, renewing the task's lease meanwhile on backends that have
-/// leases, so a task that runs longer than its lease is not handed to
-/// another worker while it still runs.
-async fn renewing_lease<T, C, B: Backend, F: std::future::Future>(
-    app: &AppInner<T, C, B>,
-    message: &TaskMessage,
-    run: F,
-) -> F::Output {
-    let Some(period) = app.backend.lease_renewal() else { return run.await };
-    tokio::pin!(run);
-    loop {
-        tokio::select! {
-            biased;
-            output = &mut run => return output,
-            _ = tokio::time::sleep(period) => {
-                if let Err(error) = app.backend.extend_lease(message.uuid).await {
-                    tracing::warn!(app = %app.name, uuid = %message.uuid, %error, "renewing the task's lease failed");
-                }
-            }
-        }
-    }
-}
-
-/// Runs the task function with its time limit, turning a panic into an
-/// error. An async task is dropped at its current await when a client
-/// cancels it; a blocking one cannot be, and sees its token instead.
-async fn run<K: Task>(ctx: TaskContext, args: K::Args) -> Result<K::Output, TaskError> {
-    if K::INFO.blocking {
-        return run_limited::<K>(ctx, args).await;
-    }
-    let token = ctx.cancellation().clone();
-    tokio::select! {
-        biased;
-        () = token.cancelled() => Err(TaskError::Cancelled(crate::Cancelled::new(token.reason().unwrap_or("cancelled")))),
-        outcome = run_limited::<K>(ctx, args) => outcome,
-    }
-}
-
-async fn run_limited<K: Task>(ctx: TaskContext, args: K::Args) -> Result<K::Output, TaskError> {
-    let run = AssertUnwindSafe(K::run(ctx, args)).catch_unwind();
-    let outcome = match K::INFO.max_time {
-        // Dropping an async task's future at the limit stops it at its
-        // current await; a sync task keeps running detached on the blocking
-        // pool (threads cannot be killed) and its result is discarded.
-        Some(limit) => match tokio::time::timeout(limit, run).await {
-            Ok(outcome) => outcome,
-            Err(_) => return Err(TaskError::TimeLimit(limit)),
-        },
-        None => run.await,
-    };
-    outcome.unwrap_or_else(|panic| Err(TaskError::from_panic(panic)))
 }

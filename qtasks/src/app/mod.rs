@@ -1,0 +1,102 @@
+//! The app: its tasks, its plugins and its backend.
+
+mod builder;
+
+pub use builder::Builder;
+
+use crate::backend::{Backend, MemoryBackend};
+use crate::config::Config;
+use crate::dispatch::{PluginChain, PluginInfo};
+use crate::runtime::events::Events;
+use crate::task::deps::{Registry, State};
+use crate::task::{TaskInfo, TaskSet};
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+/// An app: the tasks it knows, its plugin chain and its backend.
+///
+/// The same value is the client (enqueue, read, wait) and the factory of
+/// workers ([`QueueTasks::worker`]). It is cheap to clone.
+///
+/// Type parameters: `T` the [`TaskSet`], `C` the plugin [`PluginChain`], `B` the
+/// [`Backend`]; the builder infers them.
+pub struct QueueTasks<T = (), C = (), B = MemoryBackend> {
+    pub(crate) inner: Arc<AppInner<T, C, B>>,
+}
+
+impl<T, C, B> Clone for QueueTasks<T, C, B> {
+    fn clone(&self) -> Self {
+        Self { inner: Arc::clone(&self.inner) }
+    }
+}
+
+/// The tasks an app runs: its own, then its plugins'.
+pub(crate) type AllTasks<T, C> = (T, <C as PluginChain>::Tasks);
+
+pub(crate) struct AppInner<T, C, B> {
+    pub(crate) name: String,
+    pub(crate) chain: C,
+    pub(crate) backend: B,
+    pub(crate) config: Config,
+    pub(crate) deps: Arc<Registry>,
+    pub(crate) events: Events,
+    pub(crate) _tasks: PhantomData<fn() -> T>,
+}
+
+impl<T: TaskSet, C: PluginChain, B: Backend> QueueTasks<T, C, B> {
+    /// The app's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &B {
+        &self.inner.backend
+    }
+
+    /// The settings the app was built with ([`Builder::config`]).
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The shared state of type `S` given with [`Builder::state`], if any:
+    /// the value tasks see as a `State<S>` parameter.
+    pub fn state<S: Send + Sync + 'static>(&self) -> Option<State<S>> {
+        self.inner.deps.get_state::<S>()
+    }
+
+    /// The plugin chain.
+    pub fn chain(&self) -> &C {
+        &self.inner.chain
+    }
+
+    /// Every task of the app: those added with `.task`/`.tasks`, in
+    /// registration order, then those the plugins contribute.
+    pub fn tasks(&self) -> Vec<&'static TaskInfo> {
+        let mut out = Vec::new();
+        <AllTasks<T, C>>::describe(&mut out);
+        out
+    }
+
+    /// Every plugin of the app, in registration order.
+    pub fn plugins(&self) -> Vec<PluginInfo> {
+        let mut out = Vec::new();
+        self.inner.chain.describe(&mut out);
+        out
+    }
+
+    /// Switches the plugins called `name` on or off at run time, without a
+    /// rebuild; returns how many were switched. Only [`Managed`](crate::plugin::Managed)
+    /// plugins can be switched; a switched-off plugin's handlers are skipped
+    /// (one atomic load per call).
+    pub fn set_plugin_enabled(&self, name: &str, on: bool) -> usize {
+        self.inner.chain.set_enabled(name, on)
+    }
+
+    /// The priority a task declares, else the config's `task_default_priority`
+    /// (also for a task this app does not define).
+    pub(crate) fn default_priority(&self, name: &str) -> i64 {
+        let declared = <AllTasks<T, C>>::info(name).and_then(|t| t.priority);
+        declared.unwrap_or(self.inner.config.task_default_priority)
+    }
+}

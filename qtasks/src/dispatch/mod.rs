@@ -1,0 +1,57 @@
+//! The compile-time dispatch core: triggers, the [`Plugin`] trait, chains
+//! and firing.
+//!
+//! Read it top to bottom, in this order:
+//!
+//! | file | what it holds |
+//! | --- | --- |
+//! | `table.rs` | the trigger table: 56 rows, the single source of truth |
+//! | `meta.rs` | what a trigger is: [`Trigger`], [`Kind`], [`Component`], [`TriggerSet`] |
+//! | `triggers.rs` | the 56 context types generated from the table ([`crate::triggers`]) |
+//! | `plugin.rs` | the [`Plugin`] trait generated from the table |
+//! | `outcome.rs` | what a handler returns ([`Outcome`]) and how return types convert |
+//! | `chain.rs` | [`PluginChain`]: `()`, [`Member`] and flat tuples, and [`fire!`](crate::fire) |
+//! | `member_fire.rs` | the one hand-written future, with its safety argument |
+//! | `list.rs` | [`Append`]: flat type-level lists, shared with task sets |
+//! | `blocking.rs` | the pool blocking handlers run on |
+//! | `snapshot.rs` | owned copies of contexts for blocking handlers |
+//!
+//! Nothing outside this folder is needed to understand how a trigger call
+//! reaches a handler; the walk-through below follows one call.
+#![doc = include_str!("../../docs/dispatch.md")]
+
+mod blocking;
+mod chain;
+mod list;
+mod member_fire;
+mod meta;
+mod outcome;
+mod plugin;
+pub(crate) mod snapshot;
+mod table;
+pub mod triggers;
+
+pub(crate) use blocking::BLOCKING_WAIT;
+pub use blocking::{blocking_detached, blocking_handler_limit, blocking_handlers_busy, set_blocking_handler_limit};
+pub use chain::{Member, PluginChain};
+#[doc(hidden)]
+pub use chain::{awaits, fire, fire_sync, listens};
+pub use list::Append;
+pub use meta::{Component, Kind, Trigger, TriggerContext, TriggerInfo, TriggerSet};
+#[doc(hidden)]
+pub use outcome::report_stop_error;
+pub use outcome::{BoxError, HandlerPanicked, IntoOutcome, IntoStartResult, Outcome};
+pub use plugin::{Plugin, PluginInfo};
+pub(crate) use table::trigger_table;
+
+/// Fires a trigger whose context is built in place and gives the context
+/// back, so replaced values can be read from it:
+/// `let model = fire_ctx!(&chain, StorageAdd { app, model }).model;`.
+macro_rules! fire_ctx {
+    ($chain:expr, $ctx:expr) => {{
+        let mut ctx = $ctx;
+        $crate::fire!($chain, &mut ctx);
+        ctx
+    }};
+}
+pub(crate) use fire_ctx;

@@ -1,0 +1,15 @@
+//! The runtime: workers that take tasks from the backend and run them.
+//!
+//! - [`worker`](Worker): the loop that takes tasks, bounded by its slots;
+//! - `executor`: one task's pipeline, with its triggers in QTasks's order;
+//! - [`events`]: task and worker lifecycle events;
+//! - [`schedule`]: interval and cron schedules that enqueue tasks.
+
+pub mod events;
+pub(crate) mod executor;
+mod retry;
+mod run;
+pub mod schedule;
+mod worker;
+
+pub use worker::{Worker, WorkerBuilder};

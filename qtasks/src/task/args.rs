@@ -1,0 +1,65 @@
+//! Helpers the code `#[task]` generates calls at run time: decoding JSON
+//! arguments and running sync tasks on the blocking pool.
+
+use super::TaskError;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// Decodes task arguments: an array (positional), an object (by parameter
+/// name), a bare value for a one-parameter task, or `null`/`[]`/`{}` for a
+/// task without parameters.
+pub fn decode_args<A: DeserializeOwned>(args: &Value, params: &[&str]) -> Result<A, serde_json::Error> {
+    use serde::de::Error as _;
+    match args {
+        Value::Array(_) if !params.is_empty() => A::deserialize(args),
+        Value::Object(map) if !params.is_empty() => {
+            if let Some(unknown) = map.keys().find(|k| !params.contains(&k.as_str())) {
+                return Err(serde_json::Error::custom(format!(
+                    "unknown argument `{unknown}`; the parameters are {params:?}"
+                )));
+            }
+            let positional: Vec<Value> = params.iter().map(|p| map.get(*p).cloned().unwrap_or(Value::Null)).collect();
+            A::deserialize(Value::Array(positional))
+        }
+        Value::Null if params.is_empty() => A::deserialize(Value::Null),
+        Value::Array(a) if a.is_empty() => A::deserialize(Value::Null),
+        Value::Object(m) if m.is_empty() => A::deserialize(Value::Null),
+        other if params.len() == 1 => A::deserialize(Value::Array(vec![other.clone()])),
+        other => Err(serde_json::Error::custom(format!(
+            "expected an array or an object of {} argument(s), found {}",
+            params.len(),
+            kind(other)
+        ))),
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Runs a sync task on the blocking pool; a panic becomes an error.
+pub async fn run_blocking<R, F>(f: F) -> Result<R, TaskError>
+where
+    F: FnOnce() -> Result<R, TaskError> + Send + 'static,
+    R: Send + 'static,
+{
+    let span = tracing::Span::current();
+    match tokio::task::spawn_blocking(move || span.in_scope(f)).await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => Err(TaskError::from_panic(e.into_panic())),
+        Err(e) => Err(TaskError::msg(format!("blocking task did not finish: {e}"))),
+    }
+}
+
+/// Wraps a plain return value as a task result.
+#[inline(always)]
+pub fn ok<T>(value: T) -> Result<T, TaskError> {
+    Ok(value)
+}
