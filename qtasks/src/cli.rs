@@ -211,22 +211,26 @@ where
                 serde_json::from_str(&args).map_err(|e| format!("arguments are not valid JSON: {e}"))?;
             let declared = app.tasks().iter().find(|t| t.name == task).and_then(|t| t.priority);
             let priority = priority.or(declared).unwrap_or(config.task_default_priority);
-            let add = app.add_task(task, args).priority(priority);
+            let handle = app.add_task(task, args).priority(priority).await?;
             match wait {
-                None => println!("{}", serde_json::to_string_pretty(&add.await?)?),
+                None => match app.get(handle.uuid()).await? {
+                    Some(task) => println!("{}", serde_json::to_string_pretty(&task)?),
+                    None => println!("{}", serde_json::json!({ "uuid": handle.uuid() })),
+                },
                 Some(secs) => {
                     let timeout = match secs {
                         None => config.result_timeout,
                         Some(secs) => Duration::try_from_secs_f64(secs)
                             .map_err(|_| format!("--wait: expected a number of seconds ≥ 0, got {secs}"))?,
                     };
-                    match add.wait(timeout).await? {
-                        Some(task) => println!("{}", serde_json::to_string_pretty(&task)?),
-                        None => {
+                    match handle.record(timeout).await {
+                        Ok(task) => println!("{}", serde_json::to_string_pretty(&task)?),
+                        Err(crate::WaitError::Timeout) => {
                             let secs = timeout.as_secs_f64();
                             eprintln!("the task did not finish within {secs} s; it is still queued or running");
                             return Ok(ExitCode::from(2));
                         }
+                        Err(error) => return Err(error.into()),
                     }
                 }
             }

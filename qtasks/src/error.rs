@@ -44,7 +44,7 @@ pub enum Error {
         task: String,
         /// The serializer's error.
         #[source]
-        source: serde_json::Error,
+        source: std::sync::Arc<serde_json::Error>,
     },
 }
 

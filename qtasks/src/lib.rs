@@ -64,9 +64,9 @@ pub use app::{Builder, QueueTasks};
 #[cfg(feature = "redis")]
 pub use backend::RedisBackend;
 pub use backend::{AnyBackend, Backend, BackendError, MemoryBackend};
-pub use client::canvas::{ChainError, GroupError, MemberError, Signature, TaskCall, TaskChain, TaskGroup, call};
+pub use client::canvas::{ChainError, GroupError, MemberError, TaskChain, TaskGroup};
 pub use client::inspect::Inspection;
-pub use client::{AddTask, AddTaskWait, Enqueue, TaskHandle, WorkerInfo};
+pub use client::{Client, Enqueue, Signature, TaskHandle, WorkerInfo, call};
 pub use config::{Config, ConfigError};
 pub use dispatch::triggers;
 pub use dispatch::{Member, Outcome, Plugin, PluginChain, PluginInfo};
@@ -74,7 +74,7 @@ pub use error::{BoxError, Error, WaitError};
 pub use model::{NewTask, TaskMessage, TaskRecord, TaskStatus};
 pub use qtasks_macros::{plugin, task};
 pub use runtime::events::{Event, EventKind};
-pub use runtime::schedule::{ScheduleError, ScheduleHandle, Scheduler};
+pub use runtime::schedule::{ScheduleEntry, ScheduleError, ScheduleHandle, Scheduler};
 pub use runtime::{Worker, WorkerBuilder};
 pub use task::{
     CancelToken, Cancelled, Dep, DependencyError, PluginError, Provider, State, Task, TaskContext, TaskError, TaskInfo,

@@ -65,8 +65,8 @@ impl<T: TaskSet, C: PluginChain, B: Backend> QueueTasks<T, C, B> {
         self.inner.deps.get_state::<S>()
     }
 
-    /// The plugin chain.
-    pub fn chain(&self) -> &C {
+    /// The plugin chain (not a chain of tasks: that is [`QueueTasks::chain`]).
+    pub fn plugin_chain(&self) -> &C {
         &self.inner.chain
     }
 
@@ -93,10 +93,13 @@ impl<T: TaskSet, C: PluginChain, B: Backend> QueueTasks<T, C, B> {
         self.inner.chain.set_enabled(name, on)
     }
 
+}
+
+impl<T: TaskSet, C: PluginChain, B> AppInner<T, C, B> {
     /// The priority a task declares, else the config's `task_default_priority`
     /// (also for a task this app does not define).
     pub(crate) fn default_priority(&self, name: &str) -> i64 {
         let declared = <AllTasks<T, C>>::info(name).and_then(|t| t.priority);
-        declared.unwrap_or(self.inner.config.task_default_priority)
+        declared.unwrap_or(self.config.task_default_priority)
     }
 }

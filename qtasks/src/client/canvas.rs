@@ -44,66 +44,102 @@
 //! # }
 //! ```
 
-use crate::app::QueueTasks;
-use crate::backend::Backend;
-use crate::dispatch::PluginChain;
-use crate::error::Error;
-use crate::model::{TaskRecord, TaskStatus};
-use crate::task::{Task, TaskSet};
+use super::Client;
+use super::handles::request;
+use crate::error::{Error, WaitError};
+use crate::model::{NewTask, TaskRecord, TaskStatus};
+use crate::task::Task;
 use futures::future::join_all;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-/// A task call not yet made: a task name, its arguments and an optional
-/// priority. Steps of chains and members of groups are signatures.
+/// A task call not yet made: a task name, its arguments, and options
+/// (priority, extra fields). `O` is the result's type: the task's output
+/// for a typed call ([`Signature::of`]), [`Value`] for a call by name
+/// ([`call`]).
 ///
-/// Arguments are encoded to JSON when the signature is built; an encoding
-/// failure is reported when the chain or group runs, before anything is
-/// enqueued.
-#[derive(Clone, Debug)]
-pub struct Signature {
+/// A signature is what [`QueueTasks::enqueue`] enqueues, and what the
+/// steps of chains and the members of groups are. Arguments are encoded to
+/// JSON when the signature is built; an encoding failure is reported when
+/// it is enqueued, before anything reaches the backend.
+pub struct Signature<O = Value> {
     task_name: String,
     args: Result<Value, Arc<serde_json::Error>>,
     priority: Option<i64>,
+    extra: Map<String, Value>,
+    _output: PhantomData<fn() -> O>,
 }
 
 /// A call of the task `task_name` with JSON-serializable arguments: an
-/// array or tuple (positional) or a map (by parameter name), as for
-/// [`QueueTasks::add_task`].
+/// array or tuple (positional), a map (by parameter name), a bare value for
+/// a task of one parameter, or `()` for none. The by-name form, for tasks
+/// this process may not define (QTasks's `add_task`).
 ///
 /// In a chain, every step after the first receives the previous step's
 /// result as an extra last positional argument, so its arguments must be an
 /// array (or `null`/`()` for none).
 pub fn call(task_name: impl Into<String>, args: impl Serialize) -> Signature {
-    Signature::new(task_name, args)
+    Signature::by_name(task_name, args)
 }
 
 impl Signature {
     /// Same as [`call`].
-    pub fn new(task_name: impl Into<String>, args: impl Serialize) -> Self {
-        Self { task_name: task_name.into(), args: serde_json::to_value(args).map_err(Arc::new), priority: None }
+    pub fn by_name(task_name: impl Into<String>, args: impl Serialize) -> Self {
+        Self {
+            task_name: task_name.into(),
+            args: serde_json::to_value(args).map_err(Arc::new),
+            priority: None,
+            extra: Map::new(),
+            _output: PhantomData,
+        }
+    }
+}
+
+impl<O> Signature<O> {
+    /// A call of the typed task `K` with all its arguments (a tuple in
+    /// parameter order). `#[task]` generates the same call with the
+    /// function's own parameters, which reads better: `Add::call(2, 3)`.
+    pub fn of<K: Task<Output = O>>(args: K::Args) -> Self {
+        Signature::by_name(K::INFO.name, args).typed()
     }
 
-    /// A call of the typed task `K` with all its arguments (a tuple in
-    /// parameter order), e.g. `Signature::of::<add>((2, 2))`. Also written
-    /// `add::call((2, 2))` with [`TaskCall`] in scope.
-    ///
-    /// A chain step after the first gets one more argument than it is given,
-    /// so such steps are usually built with [`call`] instead.
-    pub fn of<K: Task>(args: K::Args) -> Self {
-        Self::new(K::INFO.name, args)
+    /// The same call with its result read as `U` (for example a typed view
+    /// of a call made by name).
+    pub fn typed<U>(self) -> Signature<U> {
+        Signature {
+            task_name: self.task_name,
+            args: self.args,
+            priority: self.priority,
+            extra: self.extra,
+            _output: PhantomData,
+        }
+    }
+
+    /// The same call with its result read as JSON, so calls of different
+    /// tasks fit in one chain or group.
+    pub fn untyped(self) -> Signature {
+        self.typed()
     }
 
     /// Overrides the task's priority (lower runs first); by default the
-    /// task's own priority, as for [`QueueTasks::add_task`].
+    /// priority the task declares, else the app's
+    /// [`task_default_priority`](crate::Config::task_default_priority).
     pub fn priority(mut self, priority: i64) -> Self {
         self.priority = Some(priority);
+        self
+    }
+
+    /// Adds an extra field, stored with the task's record and visible to
+    /// the task as [`TaskContext::extra`](crate::TaskContext::extra).
+    pub fn extra(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.extra.insert(key.into(), value.into());
         self
     }
 
@@ -115,6 +151,18 @@ impl Signature {
     /// The arguments as JSON; `None` if they could not be encoded.
     pub fn args(&self) -> Option<&Value> {
         self.args.as_ref().ok()
+    }
+
+    /// The request to enqueue, with `args` in place of the signature's own.
+    fn request_with(&self, args: Value, default_priority: impl FnOnce(&str) -> i64) -> NewTask {
+        request(self.task_name.clone(), args, self.priority, self.extra.clone(), default_priority)
+    }
+
+    /// The request to enqueue, or the encoding error of the arguments.
+    pub(crate) fn into_request(self, default_priority: impl FnOnce(&str) -> i64) -> Result<NewTask, Error> {
+        let args =
+            self.args.map_err(|source| Error::EncodeArgs { task: self.task_name.clone(), source: source.into() })?;
+        Ok(request(self.task_name, args, self.priority, self.extra, default_priority))
     }
 
     /// The arguments, or why they are unusable: `append` asks for an array
@@ -131,16 +179,36 @@ impl Signature {
     }
 }
 
-/// `add::call((2, 2))`: a [`Signature`] of a typed task, for every
-/// `#[task]` type.
-pub trait TaskCall: Task {
-    /// A call of this task with all its arguments; see [`Signature::of`].
-    fn call(args: Self::Args) -> Signature;
+impl<O> Clone for Signature<O> {
+    fn clone(&self) -> Self {
+        Self {
+            task_name: self.task_name.clone(),
+            args: self.args.clone(),
+            priority: self.priority,
+            extra: self.extra.clone(),
+            _output: PhantomData,
+        }
+    }
 }
 
-impl<K: Task> TaskCall for K {
-    fn call(args: Self::Args) -> Signature {
-        Signature::of::<K>(args)
+impl<O> fmt::Debug for Signature<O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Signature")
+            .field("task_name", &self.task_name)
+            .field("args", &self.args)
+            .field("priority", &self.priority)
+            .field("extra", &self.extra)
+            .finish()
+    }
+}
+
+/// Waits for a step or member: its final record, `None` at the timeout.
+async fn wait_step(client: &Client, uuid: Uuid, timeout: Duration) -> Result<Option<TaskRecord>, Error> {
+    match client.wait(uuid, timeout).await {
+        Ok(record) => Ok(Some(record)),
+        Err(WaitError::Timeout) => Ok(None),
+        Err(WaitError::Backend(e)) => Err(Error::Backend(e)),
+        Err(other) => unreachable!("waiting for a record gives a record, a timeout or a backend error, not {other}"),
     }
 }
 
@@ -154,36 +222,34 @@ fn remaining(deadline: Option<Instant>, timeout: Duration) -> Duration {
     deadline.map_or(timeout, |d| d.saturating_duration_since(Instant::now()))
 }
 
-impl<T: TaskSet, C: PluginChain, B: Backend> QueueTasks<T, C, B> {
+impl Client {
     /// A chain of `steps`, run one after another by [`TaskChain::run`]:
     /// each step's result is appended as the last positional argument of the
-    /// next step. See the [module docs](crate::canvas).
-    ///
-    /// (Not `chain`: [`QueueTasks::chain`] is the plugin chain.)
-    pub fn chain_tasks(&self, steps: impl IntoIterator<Item = Signature>) -> TaskChain<T, C, B> {
-        TaskChain { app: self.clone(), steps: steps.into_iter().collect() }
+    /// next step. See the [module docs](self).
+    pub fn chain(&self, steps: impl IntoIterator<Item = Signature>) -> TaskChain {
+        TaskChain { client: self.clone(), steps: steps.into_iter().collect() }
     }
 
     /// A group of `members`, enqueued at once by [`TaskGroup::run`], whose
     /// results are gathered in the order given.
-    pub fn group(&self, members: impl IntoIterator<Item = Signature>) -> TaskGroup<T, C, B> {
-        TaskGroup { app: self.clone(), members: members.into_iter().collect() }
+    pub fn group(&self, members: impl IntoIterator<Item = Signature>) -> TaskGroup {
+        TaskGroup { client: self.clone(), members: members.into_iter().collect() }
     }
 }
 
 /// Tasks run one after another, each receiving the previous result; made by
-/// [`QueueTasks::chain_tasks`].
+/// [`QueueTasks::chain`].
 ///
 /// The chain is driven by the caller of [`run`](TaskChain::run): it
 /// enqueues step `n + 1` once step `n` has finished. If that future is
 /// dropped, the later steps are never enqueued.
 #[must_use = "a chain runs only when `.run(timeout)` is awaited"]
-pub struct TaskChain<T, C, B> {
-    app: QueueTasks<T, C, B>,
+pub struct TaskChain {
+    client: Client,
     steps: Vec<Signature>,
 }
 
-impl<T: TaskSet, C: PluginChain, B: Backend> TaskChain<T, C, B> {
+impl TaskChain {
     /// The steps, in order.
     pub fn steps(&self) -> &[Signature] {
         &self.steps
@@ -219,15 +285,12 @@ impl<T: TaskSet, C: PluginChain, B: Backend> TaskChain<T, C, B> {
                     Value::Array(args)
                 }
             };
-            let mut add = self.app.add_task(task_name.clone(), args);
-            if let Some(priority) = step.priority {
-                add = add.priority(priority);
-            }
-            let uuid = match add.await {
+            let request = step.request_with(args, |name| self.client.inner.default_priority(name));
+            let uuid = match self.client.submit(request).await {
                 Ok(task) => task.uuid,
                 Err(source) => return Err(ChainError::Backend { index, task_name, uuid: None, source, records }),
             };
-            let record = match self.app.wait(uuid, remaining(deadline, timeout)).await {
+            let record = match wait_step(&self.client, uuid, remaining(deadline, timeout)).await {
                 Ok(Some(record)) => record,
                 Ok(None) => return Err(ChainError::Timeout { index, task_name, uuid, records }),
                 Err(source) => {
@@ -389,12 +452,12 @@ fn describe_error(error: &Option<String>) -> String {
 /// Tasks enqueued at once whose results are gathered in the order given;
 /// made by [`QueueTasks::group`].
 #[must_use = "a group runs only when `.run(timeout)` is awaited"]
-pub struct TaskGroup<T, C, B> {
-    app: QueueTasks<T, C, B>,
+pub struct TaskGroup {
+    client: Client,
     members: Vec<Signature>,
 }
 
-impl<T: TaskSet, C: PluginChain, B: Backend> TaskGroup<T, C, B> {
+impl TaskGroup {
     /// The members, in order.
     pub fn members(&self) -> &[Signature] {
         &self.members
@@ -419,18 +482,15 @@ impl<T: TaskSet, C: PluginChain, B: Backend> TaskGroup<T, C, B> {
             args.push(checked);
         }
 
-        let app = &self.app;
+        let client = &self.client;
         let outcomes = join_all(self.members.iter().zip(args).enumerate().map(|(index, (member, args))| async move {
             let task_name = || member.task_name.clone();
-            let mut add = app.add_task(member.task_name.clone(), args);
-            if let Some(priority) = member.priority {
-                add = add.priority(priority);
-            }
-            let uuid = match add.await {
+            let request = member.request_with(args.clone(), |name| client.inner.default_priority(name));
+            let uuid = match client.submit(request).await {
                 Ok(task) => task.uuid,
                 Err(source) => return Err(MemberError::Backend { index, task_name: task_name(), uuid: None, source }),
             };
-            match app.wait(uuid, remaining(deadline, timeout)).await {
+            match wait_step(client, uuid, remaining(deadline, timeout)).await {
                 Ok(Some(record)) if record.status == TaskStatus::Success => Ok(record),
                 Ok(Some(record)) => Err(MemberError::Failed { index, uuid, record }),
                 Ok(None) => Err(MemberError::Unfinished { index, task_name: task_name(), uuid }),

@@ -60,13 +60,15 @@ impl WorkerInfo {
 }
 
 impl<T: TaskSet, C: PluginChain, B: Backend> QueueTasks<T, C, B> {
-    /// Writes a shared setting in group `name` (fires `global_config_set`,
-    /// whose handlers may replace the value).
-    pub async fn config_set(&self, name: &str, key: &str, value: Value) -> Result<(), Error> {
-        self.config_set_ttl(name, key, value, None).await
+    /// Writes a shared setting in group `name` of the app's global config
+    /// (QTasks's `GlobalConfig`, kept by the backend and seen by every
+    /// process; not the app's [`Config`](crate::Config)). Fires
+    /// `global_config_set`, whose handlers may replace the value.
+    pub async fn global_set(&self, name: &str, key: &str, value: Value) -> Result<(), Error> {
+        self.global_set_ttl(name, key, value, None).await
     }
 
-    pub(crate) async fn config_set_ttl(
+    pub(crate) async fn global_set_ttl(
         &self,
         name: &str,
         key: &str,
@@ -79,14 +81,14 @@ impl<T: TaskSet, C: PluginChain, B: Backend> QueueTasks<T, C, B> {
     }
 
     /// Reads a shared setting (fires `global_config_get`).
-    pub async fn config_get(&self, name: &str, key: &str) -> Result<Option<Value>, Error> {
+    pub async fn global_get(&self, name: &str, key: &str) -> Result<Option<Value>, Error> {
         let app = &*self.inner;
         let value = app.backend.config_get(name, key).await?;
         Ok(fire!(&app.chain, GlobalConfigGet { app: &app.name, name, key, value }).value)
     }
 
     /// Reads every live setting of group `name` (fires `global_config_get_all`).
-    pub async fn config_get_all(&self, name: &str) -> Result<Map<String, Value>, Error> {
+    pub async fn global_get_all(&self, name: &str) -> Result<Map<String, Value>, Error> {
         let app = &*self.inner;
         let values = app.backend.config_get_all(name).await?;
         Ok(fire!(&app.chain, GlobalConfigGetAll { app: &app.name, name, values }).values)
@@ -96,7 +98,7 @@ impl<T: TaskSet, C: PluginChain, B: Backend> QueueTasks<T, C, B> {
     /// the last 20 seconds.
     pub async fn workers(&self) -> Result<Vec<WorkerInfo>, Error> {
         let mut workers: Vec<WorkerInfo> = self
-            .config_get_all(WORKERS)
+            .global_get_all(WORKERS)
             .await?
             .into_iter()
             .filter_map(|(id, v)| match serde_json::from_value(v) {

@@ -1,94 +1,265 @@
 //! The client side of an app: enqueue, read, wait and cancel; chains and
 //! groups ([`canvas`]); the shared settings and the worker registry; and
 //! [`inspect`].
+//!
+//! Every operation is a method of [`QueueTasks`]. Code that only enqueues
+//! and waits can hold a [`Client`] instead: the same operations behind one
+//! type with no type parameters, cheap to clone (one reference count).
+//!
+//! # One way for each job
+//!
+//! | job | call |
+//! | --- | --- |
+//! | enqueue a task this program defines, typed | `app.enqueue(Add::call(2, 3))` |
+//! | enqueue by name (tasks other processes define) | `app.add_task("add", (2, 3))` |
+//! | wait for a typed result | `handle.result(timeout)` |
+//! | wait for the final record | `handle.record(timeout)`, or `app.wait(uuid, timeout)` for a bare id |
+//! | cancel | `app.cancel(uuid, reason)` or `handle.cancel(reason)` |
+//! | run several tasks as a unit | `app.chain([..])`, `app.group([..])` |
+//!
+//! Every wait ends with one kind of timeout, [`WaitError::Timeout`].
 
 pub mod canvas;
+mod handles;
 pub mod inspect;
 pub(crate) mod kv;
 
+pub use canvas::{Signature, call};
+pub use handles::{Enqueue, EnqueueFuture, TaskHandle};
 pub use kv::WorkerInfo;
 
-use crate::app::QueueTasks;
+use crate::app::{AppInner, QueueTasks};
 use crate::backend::{Backend, CancelOutcome, QueueStats};
 use crate::dispatch::PluginChain;
 use crate::dispatch::fire_ctx as fire;
 use crate::error::{Error, WaitError};
 use crate::model::{NewTask, TaskRecord, TaskStatus};
 use crate::runtime::events::{Event, EventKind};
-use crate::task::{Task, TaskSet};
+use crate::task::TaskSet;
 use crate::triggers::*;
+use futures::future::BoxFuture;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
-use serde_json::{Map, Value};
-use std::future::{Future, IntoFuture};
-use std::marker::PhantomData;
-use std::pin::Pin;
+use serde_json::Value;
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
-type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+/// The client side of an app, with no type parameters: enqueue, wait,
+/// read and cancel, exactly as the app's own methods do (the same triggers
+/// fire). Made by [`QueueTasks::client`]; cheap to clone.
+///
+/// ```
+/// use qtasks::{Client, QueueTasks, task};
+/// use std::time::Duration;
+///
+/// #[task]
+/// async fn add(a: i64, b: i64) -> i64 {
+///     a + b
+/// }
+///
+/// /// Code that only enqueues names no app type.
+/// async fn total(client: Client) -> Result<i64, Box<dyn std::error::Error>> {
+///     let handle = client.add_task("add", (2, 3)).await?;
+///     Ok(serde_json::from_value(handle.result(Duration::from_secs(5)).await?)?)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let app = QueueTasks::builder("client-doc").task::<add>().build()?;
+/// let worker = app.worker().start().await?;
+/// assert_eq!(total(app.client()).await?, 5);
+/// worker.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<dyn ClientApi>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client").field("app", &self.name()).finish()
+    }
+}
+
+/// The client operations of an app, object-safe, so [`Client`] can hide
+/// the app's type. Implemented for every app.
+pub(crate) trait ClientApi: Send + Sync + 'static {
+    fn name(&self) -> &str;
+    fn default_priority(&self, task: &str) -> i64;
+    fn submit(self: Arc<Self>, request: NewTask) -> BoxFuture<'static, Result<TaskRecord, Error>>;
+    fn get(self: Arc<Self>, uuid: Uuid) -> BoxFuture<'static, Result<Option<TaskRecord>, Error>>;
+    fn wait(self: Arc<Self>, uuid: Uuid, timeout: Duration) -> BoxFuture<'static, Result<TaskRecord, WaitError>>;
+    fn cancel(self: Arc<Self>, uuid: Uuid, reason: String) -> BoxFuture<'static, Result<CancelOutcome, Error>>;
+}
+
+impl<T: TaskSet, C: PluginChain, B: Backend> ClientApi for AppInner<T, C, B> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn default_priority(&self, task: &str) -> i64 {
+        AppInner::default_priority(self, task)
+    }
+
+    fn submit(self: Arc<Self>, request: NewTask) -> BoxFuture<'static, Result<TaskRecord, Error>> {
+        Box::pin(async move { self.enqueue_request(request).await })
+    }
+
+    fn get(self: Arc<Self>, uuid: Uuid) -> BoxFuture<'static, Result<Option<TaskRecord>, Error>> {
+        Box::pin(async move { self.read(uuid).await })
+    }
+
+    fn wait(self: Arc<Self>, uuid: Uuid, timeout: Duration) -> BoxFuture<'static, Result<TaskRecord, WaitError>> {
+        Box::pin(async move { self.wait_final(uuid, timeout).await })
+    }
+
+    fn cancel(self: Arc<Self>, uuid: Uuid, reason: String) -> BoxFuture<'static, Result<CancelOutcome, Error>> {
+        Box::pin(async move { self.cancel_task(uuid, reason).await })
+    }
+}
+
+impl Client {
+    /// The app's name.
+    pub fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    /// Enqueues a call: typed (`Add::call(2, 3)`, whose handle gives an
+    /// `i64`) or by name ([`call`]). See [`QueueTasks::enqueue`].
+    pub fn enqueue<O>(&self, call: Signature<O>) -> Enqueue<O> {
+        Enqueue::new(self.clone(), call)
+    }
+
+    /// Enqueues a task by name; see [`QueueTasks::add_task`].
+    pub fn add_task(&self, task_name: impl Into<String>, args: impl Serialize) -> Enqueue<Value> {
+        self.enqueue(call(task_name, args))
+    }
+
+    /// Reads a task's record; see [`QueueTasks::get`].
+    pub async fn get(&self, uuid: Uuid) -> Result<Option<TaskRecord>, Error> {
+        self.inner.clone().get(uuid).await
+    }
+
+    /// Waits for a task's final record; see [`QueueTasks::wait`].
+    pub async fn wait(&self, uuid: Uuid, timeout: Duration) -> Result<TaskRecord, WaitError> {
+        self.inner.clone().wait(uuid, timeout).await
+    }
+
+    /// Cancels a task; see [`QueueTasks::cancel`].
+    pub async fn cancel(&self, uuid: Uuid, reason: impl Into<String>) -> Result<CancelOutcome, Error> {
+        self.inner.clone().cancel(uuid, reason.into()).await
+    }
+
+    /// A handle for a task enqueued elsewhere, whose result has type `O`.
+    pub fn handle<O>(&self, uuid: Uuid) -> TaskHandle<O> {
+        TaskHandle::new(self.clone(), uuid)
+    }
+
+    pub(crate) async fn submit(&self, request: NewTask) -> Result<TaskRecord, Error> {
+        self.inner.clone().submit(request).await
+    }
+}
+
+impl<T: TaskSet, C: PluginChain, B: Backend> From<&QueueTasks<T, C, B>> for Client {
+    fn from(app: &QueueTasks<T, C, B>) -> Self {
+        app.client()
+    }
+}
+
+impl<T: TaskSet, C: PluginChain, B: Backend> From<QueueTasks<T, C, B>> for Client {
+    fn from(app: QueueTasks<T, C, B>) -> Self {
+        app.client()
+    }
+}
 
 impl<T: TaskSet, C: PluginChain, B: Backend> QueueTasks<T, C, B> {
+    /// The app's client side as a [`Client`]: no type parameters, cheap
+    /// to clone, for code that only enqueues, waits and cancels.
+    pub fn client(&self) -> Client {
+        Client { inner: self.inner.clone() }
+    }
+
+    /// Enqueues a call. Awaiting the returned [`Enqueue`] stores the task
+    /// and gives its [`TaskHandle`]:
+    ///
+    /// ```
+    /// # use qtasks::{QueueTasks, Signature, task};
+    /// # use std::time::Duration;
+    /// #[task]
+    /// async fn add(a: i64, b: i64) -> i64 {
+    ///     a + b
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let app = QueueTasks::builder("enqueue-doc").task::<add>().build()?;
+    /// # let worker = app.worker().start().await?;
+    /// let handle = app.enqueue(Signature::of::<add>((2, 3))).priority(1).await?;
+    /// assert_eq!(handle.result(Duration::from_secs(5)).await?, 5);
+    /// # worker.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// Fires `qtasks_add_task_before_broker`, `broker_add_before`,
+    /// `storage_add`, then after the backend stored it `broker_add_after`
+    /// and `qtasks_add_task_after_broker`.
+    pub fn enqueue<O>(&self, call: Signature<O>) -> Enqueue<O> {
+        Enqueue::new(self.client(), call)
+    }
+
     /// Enqueues a task by name with JSON-serializable arguments: an array or
-    /// tuple (positional) or a map (by parameter name).
+    /// tuple (positional), a map (by parameter name), a bare value for a
+    /// one-parameter task, or `()`. The same as `enqueue(call(name, args))`:
+    /// the form for tasks that only workers elsewhere define (QTasks's
+    /// `add_task`); the handle's result is JSON.
     ///
-    /// Awaiting the builder returns the stored `new` record at once;
-    /// [`.wait(timeout)`](AddTask::wait) waits for the final record instead.
-    /// The task need not be one this app knows: a client may enqueue tasks
-    /// that only workers elsewhere define.
-    pub fn add_task(&self, task_name: impl Into<String>, args: impl Serialize) -> AddTask<'_, T, C, B> {
-        let task_name = task_name.into();
-        let args = serde_json::to_value(args).map_err(|source| Error::EncodeArgs { task: task_name.clone(), source });
-        AddTask { app: self, task_name, args, priority: None, extra: Map::new() }
+    /// ```
+    /// # use qtasks::{QueueTasks, json, task};
+    /// # use std::time::Duration;
+    /// # #[task]
+    /// # async fn add(a: i64, b: i64) -> i64 { a + b }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let app = QueueTasks::builder("add-task-doc").task::<add>().build()?;
+    /// # let worker = app.worker().start().await?;
+    /// let handle = app.add_task("add", json!({"a": 2, "b": 3})).await?;
+    /// let record = handle.record(Duration::from_secs(5)).await?;
+    /// assert_eq!(record.result, Some(json!(5)));
+    /// # worker.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn add_task(&self, task_name: impl Into<String>, args: impl Serialize) -> Enqueue<Value> {
+        self.enqueue(call(task_name, args))
     }
 
-    /// Enqueues task `K` with typed arguments (a tuple in parameter order).
-    ///
-    /// Awaiting it returns a [`TaskHandle`] whose
-    /// [`result`](TaskHandle::result) waits for the typed result.
-    pub fn enqueue<K: Task>(&self, args: K::Args) -> Enqueue<'_, K, T, C, B> {
-        Enqueue { inner: self.add_task(K::INFO.name, args), _task: PhantomData }
-    }
-
-    /// Reads a task's record; `None` if there is no such task.
+    /// Reads a task's record; `None` if there is no such task. Fires
+    /// `storage_get`, `broker_get` and `qtasks_get`.
     pub async fn get(&self, uuid: Uuid) -> Result<Option<TaskRecord>, Error> {
-        let app = &*self.inner;
-        let mut task = app.backend.get(uuid).await?;
-        if let Some(model) = task.take() {
-            task = Some(fire!(&app.chain, StorageGet { app: &app.name, model }).model);
-        }
-        let model = fire!(&app.chain, BrokerGet { app: &app.name, uuid, model: task }).model;
-        Ok(fire!(&app.chain, QtasksGet { app: &app.name, uuid, model }).model)
+        self.inner.read(uuid).await
     }
 
-    /// Reads every task record.
+    /// Reads every task record kept by the backend.
     pub async fn get_all(&self) -> Result<Vec<TaskRecord>, Error> {
         let app = &*self.inner;
         let models = app.backend.get_all().await?;
         Ok(fire!(&app.chain, StorageGetAll { app: &app.name, models }).models)
     }
 
-    /// Waits until the task reaches a final status (notified, not polled).
+    /// Waits until the task reaches a final status (notified, not polled)
+    /// and returns its record, whatever the status.
     ///
     /// A task that failed and was retried (status `retry`) is followed to
     /// its last attempt, whose record is returned: the uuid a client got
-    /// from `add_task` leads to the final result.
+    /// when it enqueued leads to the final result.
     ///
-    /// `Ok(None)` if the timeout passes first (the task may still finish) or
-    /// the task does not exist.
-    pub async fn wait(&self, uuid: Uuid, timeout: Duration) -> Result<Option<TaskRecord>, Error> {
-        // No deadline for a timeout too large to add (it never passes).
-        let deadline = tokio::time::Instant::now().checked_add(timeout);
-        let mut uuid = uuid;
-        for _ in 0..MAX_RETRY_HOPS {
-            let left = deadline.map_or(timeout, |d| d.saturating_duration_since(tokio::time::Instant::now()));
-            let Some(task) = self.inner.backend.wait(uuid, left).await? else { return Ok(None) };
-            match task.retry_child() {
-                Some(child) if task.status == TaskStatus::Retry => uuid = child,
-                _ => return Ok(Some(task)),
-            }
-        }
-        self.get(uuid).await
+    /// [`WaitError::Timeout`] if `timeout` passes first (the task may still
+    /// finish) or there is no such task.
+    pub async fn wait(&self, uuid: Uuid, timeout: Duration) -> Result<TaskRecord, WaitError> {
+        self.inner.wait_final(uuid, timeout).await
     }
 
     /// Cancels a task: a queued one never runs and ends `cancel` at once; a
@@ -99,30 +270,31 @@ impl<T: TaskSet, C: PluginChain, B: Backend> QueueTasks<T, C, B> {
     /// also ones started later. Cancelling again, or cancelling a finished
     /// task, changes nothing and says so. A task that was retried is
     /// followed to its current attempt.
+    ///
+    /// ```
+    /// # use qtasks::{QueueTasks, backend::CancelOutcome, task};
+    /// # #[task]
+    /// # async fn slow() {}
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let app = QueueTasks::builder("cancel-doc").task::<slow>().build()?;
+    /// let handle = app.add_task("slow", ()).await?; // no worker: it stays queued
+    /// assert_eq!(app.cancel(handle.uuid(), "not needed").await?, CancelOutcome::Cancelled);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn cancel(&self, uuid: Uuid, reason: impl Into<String>) -> Result<CancelOutcome, Error> {
-        let reason = reason.into();
-        let mut uuid = uuid;
-        for _ in 0..MAX_RETRY_HOPS {
-            match self.inner.backend.cancel(uuid, &reason).await? {
-                CancelOutcome::Finished(TaskStatus::Retry) => {
-                    match self.get(uuid).await?.as_ref().and_then(TaskRecord::retry_child) {
-                        Some(child) => uuid = child,
-                        None => return Ok(CancelOutcome::Finished(TaskStatus::Retry)),
-                    }
-                }
-                CancelOutcome::Cancelled => {
-                    let events = &self.inner.events;
-                    if events.listens(EventKind::TaskCancel)
-                        && let Some(record) = self.inner.backend.get(uuid).await?
-                    {
-                        events.emit(Event::ended(EventKind::TaskCancel, &self.inner.name, &record)).await;
-                    }
-                    return Ok(CancelOutcome::Cancelled);
-                }
-                outcome => return Ok(outcome),
-            }
-        }
-        Ok(CancelOutcome::Finished(TaskStatus::Retry))
+        self.inner.cancel_task(uuid, reason.into()).await
+    }
+
+    /// A chain of `steps`; see [`canvas`].
+    pub fn chain(&self, steps: impl IntoIterator<Item = Signature>) -> canvas::TaskChain {
+        self.client().chain(steps)
+    }
+
+    /// A group of `members`; see [`canvas`].
+    pub fn group(&self, members: impl IntoIterator<Item = Signature>) -> canvas::TaskGroup {
+        self.client().group(members)
     }
 
     /// The app's queue depth, tasks in flight, and per task how many runs
@@ -140,142 +312,73 @@ impl<T: TaskSet, C: PluginChain, B: Backend> QueueTasks<T, C, B> {
         fire!(&app.chain, StorageFlushAll { app: &app.name });
         Ok(app.backend.flush().await?)
     }
+}
 
-    async fn submit(&self, request: NewTask) -> Result<TaskRecord, Error> {
-        let app = &*self.inner;
-        let request = fire!(&app.chain, QtasksAddTaskBeforeBroker { app: &app.name, request }).request;
+impl<T: TaskSet, C: PluginChain, B: Backend> AppInner<T, C, B> {
+    async fn read(&self, uuid: Uuid) -> Result<Option<TaskRecord>, Error> {
+        let mut task = self.backend.get(uuid).await?;
+        if let Some(model) = task.take() {
+            task = Some(fire!(&self.chain, StorageGet { app: &self.name, model }).model);
+        }
+        let model = fire!(&self.chain, BrokerGet { app: &self.name, uuid, model: task }).model;
+        Ok(fire!(&self.chain, QtasksGet { app: &self.name, uuid, model }).model)
+    }
+
+    async fn wait_final(&self, uuid: Uuid, timeout: Duration) -> Result<TaskRecord, WaitError> {
+        // No deadline for a timeout too large to add (it never passes).
+        let deadline = tokio::time::Instant::now().checked_add(timeout);
+        let mut uuid = uuid;
+        for _ in 0..MAX_RETRY_HOPS {
+            let left = deadline.map_or(timeout, |d| d.saturating_duration_since(tokio::time::Instant::now()));
+            let task = self.backend.wait(uuid, left).await?.ok_or(WaitError::Timeout)?;
+            match task.retry_child() {
+                Some(child) if task.status == TaskStatus::Retry => uuid = child,
+                _ => return Ok(task),
+            }
+        }
+        match self.read(uuid).await {
+            Ok(Some(task)) => Ok(task),
+            Ok(None) => Err(WaitError::Timeout),
+            Err(Error::Backend(e)) => Err(WaitError::Backend(e)),
+            Err(e) => Err(WaitError::Failed(e.to_string())),
+        }
+    }
+
+    async fn cancel_task(&self, uuid: Uuid, reason: String) -> Result<CancelOutcome, Error> {
+        let mut uuid = uuid;
+        for _ in 0..MAX_RETRY_HOPS {
+            match self.backend.cancel(uuid, &reason).await? {
+                CancelOutcome::Finished(TaskStatus::Retry) => {
+                    match self.read(uuid).await?.as_ref().and_then(TaskRecord::retry_child) {
+                        Some(child) => uuid = child,
+                        None => return Ok(CancelOutcome::Finished(TaskStatus::Retry)),
+                    }
+                }
+                CancelOutcome::Cancelled => {
+                    if self.events.listens(EventKind::TaskCancel)
+                        && let Some(record) = self.backend.get(uuid).await?
+                    {
+                        self.events.emit(Event::ended(EventKind::TaskCancel, &self.name, &record)).await;
+                    }
+                    return Ok(CancelOutcome::Cancelled);
+                }
+                outcome => return Ok(outcome),
+            }
+        }
+        Ok(CancelOutcome::Finished(TaskStatus::Retry))
+    }
+
+    async fn enqueue_request(&self, request: NewTask) -> Result<TaskRecord, Error> {
+        let request = fire!(&self.chain, QtasksAddTaskBeforeBroker { app: &self.name, request }).request;
         let model = TaskRecord::new(Uuid::new_v4(), request);
-        let model = fire!(&app.chain, BrokerAddBefore { app: &app.name, model }).model;
-        let model = fire!(&app.chain, StorageAdd { app: &app.name, model }).model;
-        app.backend.enqueue(&model).await?;
-        fire!(&app.chain, BrokerAddAfter { app: &app.name, model: &model });
-        fire!(&app.chain, QtasksAddTaskAfterBroker { app: &app.name, model: &model });
+        let model = fire!(&self.chain, BrokerAddBefore { app: &self.name, model }).model;
+        let model = fire!(&self.chain, StorageAdd { app: &self.name, model }).model;
+        self.backend.enqueue(&model).await?;
+        fire!(&self.chain, BrokerAddAfter { app: &self.name, model: &model });
+        fire!(&self.chain, QtasksAddTaskAfterBroker { app: &self.name, model: &model });
         Ok(model)
     }
 }
 
 /// Retry links followed at most (a guard against links that loop).
 const MAX_RETRY_HOPS: usize = 10_000;
-
-/// A task about to be enqueued by name; await it, or [`wait`](AddTask::wait) for its result.
-#[must_use = "a task is enqueued only when this is awaited"]
-pub struct AddTask<'a, T, C, B> {
-    app: &'a QueueTasks<T, C, B>,
-    task_name: String,
-    args: Result<Value, Error>,
-    priority: Option<i64>,
-    extra: Map<String, Value>,
-}
-
-impl<'a, T: TaskSet, C: PluginChain, B: Backend> AddTask<'a, T, C, B> {
-    /// Overrides the task's priority (lower runs first).
-    pub fn priority(mut self, priority: i64) -> Self {
-        self.priority = Some(priority);
-        self
-    }
-
-    /// Adds an extra field, stored with the task's record.
-    pub fn extra(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
-        self.extra.insert(key.into(), value.into());
-        self
-    }
-
-    /// Waits for the final record after enqueueing. Awaiting gives
-    /// `Ok(None)` if the timeout passes first; the task is still queued.
-    pub fn wait(self, timeout: Duration) -> AddTaskWait<'a, T, C, B> {
-        AddTaskWait { add: self, timeout }
-    }
-
-    async fn send(self) -> Result<TaskRecord, Error> {
-        let args = self.args?;
-        let priority = self.priority.unwrap_or_else(|| self.app.default_priority(&self.task_name));
-        self.app.submit(NewTask { task_name: self.task_name, priority, args, extra: self.extra }).await
-    }
-}
-
-impl<'a, T: TaskSet, C: PluginChain, B: Backend> IntoFuture for AddTask<'a, T, C, B> {
-    type Output = Result<TaskRecord, Error>;
-    type IntoFuture = BoxFuture<'a, Self::Output>;
-
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.send())
-    }
-}
-
-/// A task about to be enqueued whose final record is awaited.
-#[must_use = "a task is enqueued only when this is awaited"]
-pub struct AddTaskWait<'a, T, C, B> {
-    add: AddTask<'a, T, C, B>,
-    timeout: Duration,
-}
-
-impl<'a, T: TaskSet, C: PluginChain, B: Backend> IntoFuture for AddTaskWait<'a, T, C, B> {
-    type Output = Result<Option<TaskRecord>, Error>;
-    type IntoFuture = BoxFuture<'a, Self::Output>;
-
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move {
-            let app = self.add.app;
-            let task = self.add.send().await?;
-            app.wait(task.uuid, self.timeout).await
-        })
-    }
-}
-
-/// A typed task about to be enqueued; awaiting it gives a [`TaskHandle`].
-#[must_use = "a task is enqueued only when this is awaited"]
-pub struct Enqueue<'a, K, T, C, B> {
-    inner: AddTask<'a, T, C, B>,
-    _task: PhantomData<fn() -> K>,
-}
-
-impl<'a, K: Task, T: TaskSet, C: PluginChain, B: Backend> Enqueue<'a, K, T, C, B> {
-    /// Overrides the task's priority (lower runs first).
-    pub fn priority(mut self, priority: i64) -> Self {
-        self.inner = self.inner.priority(priority);
-        self
-    }
-}
-
-impl<'a, K: Task, T: TaskSet, C: PluginChain, B: Backend> IntoFuture for Enqueue<'a, K, T, C, B> {
-    type Output = Result<TaskHandle<'a, K::Output, T, C, B>, Error>;
-    type IntoFuture = BoxFuture<'a, Self::Output>;
-
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move {
-            let app = self.inner.app;
-            let record = self.inner.send().await?;
-            Ok(TaskHandle { app, uuid: record.uuid, _output: PhantomData })
-        })
-    }
-}
-
-/// An enqueued task whose result has type `O`.
-pub struct TaskHandle<'a, O, T, C, B> {
-    app: &'a QueueTasks<T, C, B>,
-    uuid: Uuid,
-    _output: PhantomData<fn() -> O>,
-}
-
-impl<O: DeserializeOwned, T: TaskSet, C: PluginChain, B: Backend> TaskHandle<'_, O, T, C, B> {
-    /// The task's id.
-    pub fn uuid(&self) -> Uuid {
-        self.uuid
-    }
-
-    /// Waits for the task to finish and decodes its result.
-    pub async fn result(&self, timeout: Duration) -> Result<O, WaitError> {
-        let task = match self.app.wait(self.uuid, timeout).await {
-            Ok(task) => task.ok_or(WaitError::Timeout)?,
-            Err(Error::Backend(e)) => return Err(WaitError::Backend(e)),
-            Err(e) => return Err(WaitError::Failed(e.to_string())),
-        };
-        match task.status {
-            TaskStatus::Success => {
-                serde_json::from_value(task.result.unwrap_or(Value::Null)).map_err(WaitError::Decode)
-            }
-            TaskStatus::Cancel => Err(WaitError::Cancelled(task.error.unwrap_or_default())),
-            _ => Err(WaitError::Failed(task.error.unwrap_or_default())),
-        }
-    }
-}

@@ -22,6 +22,12 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+/// A trigger name that is not one of the 56 (see
+/// [`Managed::try_on_error_for`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown trigger `{0}`: the 56 trigger names are listed in `qtasks::triggers::ALL`")]
+pub struct UnknownTrigger(pub String);
+
 /// What a failing handler does to the rest of the chain.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum OnError {
@@ -147,17 +153,28 @@ impl<P: Plugin> Managed<P> {
         self
     }
 
-    /// What a failing handler of one trigger does.
+    /// What a failing handler of trigger `T` does, the trigger named by its
+    /// context type, so a typo is a compile error:
     ///
-    /// # Panics
-    ///
-    /// If `trigger` is not one of the 56 trigger names.
-    pub fn on_error_for(mut self, trigger: &str, policy: OnError) -> Self {
-        match crate::triggers::by_name(trigger) {
-            Some(t) => self.on_error[t.id as usize] = policy,
-            None => panic!("Managed::on_error_for: unknown trigger `{trigger}`"),
-        }
+    /// ```
+    /// use qtasks::plugin::{Managed, OnError};
+    /// use qtasks::triggers::WorkerExecuteBefore;
+    /// # #[qtasks::plugin(on = "worker_execute_before")]
+    /// # fn audit(_ctx: &WorkerExecuteBefore<'_>) -> Option<qtasks::TaskRecord> { None }
+    /// let audit = Managed::new(Audit).on_error_for::<WorkerExecuteBefore>(OnError::Stop);
+    /// ```
+    pub fn on_error_for<T: Trigger>(mut self, policy: OnError) -> Self {
+        self.on_error[usize::from(T::ID)] = policy;
         self
+    }
+
+    /// What a failing handler of the trigger called `trigger` does, for
+    /// names read at run time (a config file): an unknown name is an
+    /// error, never a panic.
+    pub fn try_on_error_for(mut self, trigger: &str, policy: OnError) -> Result<Self, UnknownTrigger> {
+        let t = crate::triggers::by_name(trigger).ok_or_else(|| UnknownTrigger(trigger.to_owned()))?;
+        self.on_error[usize::from(t.id)] = policy;
+        Ok(self)
     }
 
     /// Records calls, errors, panics, timeouts and latency per trigger,

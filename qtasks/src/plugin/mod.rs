@@ -53,4 +53,4 @@ pub use crate::dispatch::{
 };
 pub use dynamic::{DynChain, DynPlugin};
 pub use globals::{Globals, TriggerEvent, Wildcard};
-pub use managed::{Managed, OnError, TimedOut, TriggerStats};
+pub use managed::{Managed, OnError, TimedOut, TriggerStats, UnknownTrigger};

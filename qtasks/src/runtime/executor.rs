@@ -20,6 +20,7 @@ use crate::dispatch::fire_ctx as fire;
 use crate::model::{TaskMessage, TaskRecord, TaskStatus, now};
 use crate::runtime::events::{Event, EventKind, emit};
 use crate::task::deps::{Resources, WorkerDeps};
+use crate::task::context::TaskName;
 use crate::task::{CancelToken, Task, TaskContext, TaskError, TaskInfo, TaskSet, TaskVisitor};
 use crate::triggers::Trigger;
 use crate::triggers::*;
@@ -28,21 +29,54 @@ use std::sync::Arc;
 use tracing::Instrument;
 
 /// Runs one message taken from the backend to its final status.
+///
+/// Every trigger fired for the task, from `broker_add_worker` to
+/// `worker_execute_after`, runs with the task's context as
+/// [`TaskContext::current`]: the receive triggers with the message as it
+/// was taken, the rest with the message as the receive triggers left it.
 pub(crate) async fn receive_and_run<T: TaskSet, C: PluginChain, B: Backend>(
     app: &AppInner<T, C, B>,
     deps: &Arc<WorkerDeps>,
     message: TaskMessage,
 ) {
     let name = app.name.as_str();
-    let message = fire!(&app.chain, BrokerAddWorker { app: name, message }).message;
-    let message = fire!(&app.chain, StorageAddProcess { app: name, message }).message;
-    let message = fire!(&app.chain, WorkerAdd { app: name, message }).message;
-
+    let span = tracing::info_span!("task", task = %message.task_name, uuid = %message.uuid, attempt = message.attempt);
     // Watched until the final record is stored, so a cancel that comes at
     // any point of the run is seen (see `finish`).
     let token = CancelToken::new();
+    let received = context::<T, C>(&message, &span, &token);
+    let message = received
+        .scope(async {
+            let message = fire!(&app.chain, BrokerAddWorker { app: name, message }).message;
+            let message = fire!(&app.chain, StorageAddProcess { app: name, message }).message;
+            fire!(&app.chain, WorkerAdd { app: name, message }).message
+        })
+        .instrument(span.clone())
+        .await;
+    let ctx = context::<T, C>(&message, &span, &token);
+    ctx.scope(run_and_finish(app, deps, message, span.clone(), token)).instrument(span).await;
+}
+
+/// The task's context for the triggers around its run: no dependencies,
+/// and the task's static name when the app defines it (no allocation).
+fn context<T: TaskSet, C: PluginChain>(message: &TaskMessage, span: &tracing::Span, token: &CancelToken) -> TaskContext {
+    let name = match <AllTasks<T, C>>::info(&message.task_name) {
+        Some(info) => TaskName::Static(info.name),
+        None => TaskName::Unknown(message.task_name.as_str().into()),
+    };
+    TaskContext::for_run(message, name, span.clone(), token.clone())
+}
+
+async fn run_and_finish<T: TaskSet, C: PluginChain, B: Backend>(
+    app: &AppInner<T, C, B>,
+    deps: &Arc<WorkerDeps>,
+    message: TaskMessage,
+    span: tracing::Span,
+    token: CancelToken,
+) {
+    let name = app.name.as_str();
     app.backend.watch_cancel(message.uuid, &token);
-    let exec = Exec { app, deps, message: &message, token: &token };
+    let exec = Exec { app, deps, message: &message, token: &token, span: &span };
     let (info, model) = match <AllTasks<T, C>>::dispatch(&message.task_name, exec).await {
         Ok(done) => done,
         Err(_) => {
@@ -104,13 +138,14 @@ struct Exec<'a, T, C, B> {
     message: &'a TaskMessage,
     deps: &'a Arc<WorkerDeps>,
     token: &'a CancelToken,
+    span: &'a tracing::Span,
 }
 
 impl<T: TaskSet, C: PluginChain, B: Backend> TaskVisitor for Exec<'_, T, C, B> {
     type Output = (Option<&'static TaskInfo>, TaskRecord);
 
     async fn visit<K: Task>(self) -> Self::Output {
-        (Some(&K::INFO), execute::<K, T, C, B>(self.app, self.deps, self.message, self.token).await)
+        (Some(&K::INFO), execute::<K, T, C, B>(self.app, self.deps, self.message, self.token, self.span).await)
     }
 }
 
@@ -130,11 +165,11 @@ async fn execute<K: Task, T, C: PluginChain, B: Backend>(
     deps: &Arc<WorkerDeps>,
     message: &TaskMessage,
     token: &CancelToken,
+    span: &tracing::Span,
 ) -> TaskRecord {
-    let span = tracing::info_span!("task", task = K::INFO.name, uuid = %message.uuid, attempt = message.attempt);
     let deps = Resources::for_run(deps, &K::INFO);
     let task_deps = deps.task_deps();
-    let ctx = TaskContext::for_run(message, K::INFO.name, span.clone(), token.clone()).with_deps(deps);
+    let ctx = TaskContext::for_run(message, TaskName::Static(K::INFO.name), span.clone(), token.clone()).with_deps(deps);
     emit!(
         app.events,
         EventKind::TaskRunning,
@@ -150,7 +185,7 @@ async fn execute<K: Task, T, C: PluginChain, B: Backend>(
         task_deps.close().instrument(span.clone()).await;
     }
     if model.status == TaskStatus::Error && retryable && K::INFO.retry > 0 && !token.is_cancelled() {
-        return super::retry::retry::<K, T, C, B>(app, message, model).instrument(span).await;
+        return super::retry::retry::<K, T, C, B>(app, message, model).instrument(span.clone()).await;
     }
     model
 }

@@ -1,14 +1,15 @@
 //! Schedules (QTasks's Timer): enqueue tasks on a fixed interval or by cron
 //! expression.
 //!
-//! A [`Scheduler`] holds entries, each a task name with its arguments and
-//! when to enqueue it. [`Scheduler::start`] runs them on the current tokio
+//! A [`Scheduler`] holds entries ([`ScheduleEntry`]), each a call (a
+//! task with its arguments and options, see [`call`](crate::call)) and when
+//! to enqueue it. [`Scheduler::start`] runs them on the current tokio
 //! runtime, next to a worker in the same process; [`Scheduler::run_until`]
 //! is for a process that only schedules, with workers elsewhere (a shared
 //! backend such as Redis).
 //!
 //! ```
-//! use qtasks::{QueueTasks, Scheduler, task};
+//! use qtasks::{QueueTasks, ScheduleEntry, Scheduler, call, task};
 //! use std::time::Duration;
 //!
 //! #[task]
@@ -18,10 +19,9 @@
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let app = QueueTasks::builder("demo").task::<report>().build()?;
 //! let worker = app.worker().start().await?;
-//! let schedule = Scheduler::new(app.clone())
-//!     .every(Duration::from_millis(100), "report", ())?
-//!     .cron("0 3 * * *", "report", ())? // 03:00 UTC every day
-//!     .priority(5)
+//! let schedule = Scheduler::new(&app)
+//!     .add(ScheduleEntry::every(Duration::from_millis(100), call("report", ()))?)
+//!     .add(ScheduleEntry::cron("0 3 * * *", call("report", ()).priority(5))?.name("nightly report")) // 03:00 UTC
 //!     .start();
 //! tokio::time::sleep(Duration::from_millis(250)).await;
 //! let stats = schedule.shutdown().await;
@@ -46,9 +46,9 @@
 //!   backend is unreachable) is logged with `tracing` at error level and
 //!   counted in [`EntryStats::failed`]; the entry fires again at its next tick.
 //! - **Traceable.** Every task a schedule enqueues carries the extra field
-//!   `schedule` (see [`AddTask::extra`](crate::AddTask::extra)): the entry's
+//!   `schedule` (see [`Signature::extra`](crate::Signature::extra)): the entry's
 //!   description, such as `every 5s: report`, or the name given with
-//!   [`Scheduler::name`].
+//!   [`ScheduleEntry::name`].
 //! - **Cron is UTC.** Expressions are read in UTC against the system clock.
 //!   They have 5 fields (`minute hour day-of-month month day-of-week`) or 6,
 //!   with seconds first; names (`MON`, `JAN`), ranges, steps, lists, `L`,
@@ -59,15 +59,10 @@
 //!   scheduler per schedule, not one per worker, or tasks are enqueued once
 //!   per process.
 
-use crate::app::QueueTasks;
-use crate::backend::Backend;
-use crate::dispatch::PluginChain;
-use crate::task::TaskSet;
+use crate::client::{Client, Signature};
 use chrono::{DateTime, Utc};
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
-use serde::Serialize;
-use serde_json::Value;
 use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -99,14 +94,11 @@ pub enum ScheduleError {
         /// What is wrong with it.
         reason: String,
     },
-    /// The arguments could not be encoded as JSON.
-    #[error("could not encode the arguments of task `{task}` as JSON: {source}")]
+    /// The call's arguments could not be encoded as JSON.
+    #[error("could not encode the arguments of task `{task}` as JSON")]
     EncodeArgs {
         /// The entry's task.
         task: String,
-        /// The serializer's error.
-        #[source]
-        source: serde_json::Error,
     },
 }
 
@@ -115,7 +107,7 @@ pub enum ScheduleError {
 #[non_exhaustive]
 pub struct EntryStats {
     /// The entry's description (`every 5s: report`, `cron "0 3 * * *" (UTC): report`)
-    /// or the name given with [`Scheduler::name`]; also the `schedule` extra
+    /// or the name given with [`ScheduleEntry::name`]; also the `schedule` extra
     /// field of the tasks it enqueues.
     pub description: String,
     /// The task the entry enqueues.
@@ -138,100 +130,99 @@ enum When {
     Cron(Box<Cron>),
 }
 
-/// One entry of a schedule.
-struct Entry {
+/// One entry of a schedule: a call and when to enqueue it. Made by
+/// [`ScheduleEntry::every`] or [`ScheduleEntry::cron`], then added with
+/// [`Scheduler::add`]; every check happens when the entry is made, so
+/// adding one cannot fail.
+#[derive(Debug)]
+pub struct ScheduleEntry {
     when: When,
-    task_name: String,
-    args: Value,
-    priority: Option<i64>,
+    call: Signature,
     description: String,
 }
 
-/// Schedules tasks on intervals or cron expressions; see the [module docs](self).
-///
-/// Built with [`every`](Scheduler::every) and [`cron`](Scheduler::cron)
-/// entries; [`priority`](Scheduler::priority) and [`name`](Scheduler::name)
-/// apply to the entry added last.
-#[must_use = "call `.start()` or `.run_until(…)` to run the schedule"]
-pub struct Scheduler<T, C, B> {
-    app: QueueTasks<T, C, B>,
-    entries: Vec<Entry>,
+impl fmt::Debug for When {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Every(period) => write!(f, "Every({period:?})"),
+            Self::Cron(cron) => write!(f, "Cron({:?})", cron.pattern.to_string()),
+        }
+    }
 }
 
-impl<T: TaskSet, C: PluginChain, B: Backend> Scheduler<T, C, B> {
-    /// A scheduler with no entry that enqueues through `app`.
-    pub fn new(app: QueueTasks<T, C, B>) -> Self {
-        Self { app, entries: Vec::new() }
-    }
-
-    /// Enqueues `task_name` with `args` (a JSON array or tuple, or a map by
-    /// parameter name, as for [`QueueTasks::add_task`]) every `interval`,
-    /// the first time one interval after the start.
+impl ScheduleEntry {
+    /// Enqueues `call` every `interval`, the first time one interval after
+    /// the start.
     ///
     /// A zero interval is an error, and so are arguments that do not encode
     /// as JSON.
-    pub fn every(
-        mut self,
-        interval: Duration,
-        task_name: impl Into<String>,
-        args: impl Serialize,
-    ) -> Result<Self, ScheduleError> {
-        let task_name = task_name.into();
+    pub fn every(interval: Duration, call: Signature) -> Result<Self, ScheduleError> {
+        let task = call.task_name().to_owned();
         if interval.is_zero() {
-            return Err(ScheduleError::ZeroInterval { task: task_name });
+            return Err(ScheduleError::ZeroInterval { task });
         }
-        let args = encode(&task_name, args)?;
-        let description = format!("every {interval:?}: {task_name}");
-        self.entries.push(Entry { when: When::Every(interval), task_name, args, priority: None, description });
-        Ok(self)
+        checked(&call)?;
+        let description = format!("every {interval:?}: {task}");
+        Ok(Self { when: When::Every(interval), call, description })
     }
 
-    /// Enqueues `task_name` with `args` at each time the cron `expression`
-    /// matches, in UTC.
+    /// Enqueues `call` at each time the cron `expression` matches, in UTC.
     ///
     /// The expression has 5 fields (`minute hour day-of-month month
     /// day-of-week`) or 6 with seconds first (`*/5 * * * * *`: every five
     /// seconds). An expression that does not parse, or that matches no
     /// time at all (`0 0 30 2 *`), is an error naming it and what is wrong.
-    pub fn cron(
-        mut self,
-        expression: &str,
-        task_name: impl Into<String>,
-        args: impl Serialize,
-    ) -> Result<Self, ScheduleError> {
-        let task_name = task_name.into();
+    pub fn cron(expression: &str, call: Signature) -> Result<Self, ScheduleError> {
+        let task = call.task_name().to_owned();
         let cron = parse_cron(expression).map_err(|reason| ScheduleError::Cron {
             expression: expression.to_owned(),
-            task: task_name.clone(),
+            task: task.clone(),
             reason,
         })?;
-        let args = encode(&task_name, args)?;
-        let description = format!("cron \"{}\" (UTC): {task_name}", expression.trim());
-        self.entries.push(Entry { when: When::Cron(Box::new(cron)), task_name, args, priority: None, description });
-        Ok(self)
+        checked(&call)?;
+        let description = format!("cron \"{}\" (UTC): {task}", expression.trim());
+        Ok(Self { when: When::Cron(Box::new(cron)), call, description })
     }
 
-    /// Sets the priority of the tasks the last added entry enqueues (lower
-    /// runs first); by default, the task's own priority when the app knows
-    /// the task, else 0.
-    ///
-    /// # Panics
-    ///
-    /// If no entry was added yet.
-    pub fn priority(mut self, priority: i64) -> Self {
-        self.last_entry("priority").priority = Some(priority);
+    /// Names the entry: the name replaces the description in
+    /// [`EntryStats`], in logs and in the `schedule` extra field of the
+    /// tasks it enqueues.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.description = name.into();
         self
     }
 
-    /// Names the last added entry: the name replaces the description in
-    /// [`EntryStats`], in logs and in the `schedule` extra field of the
-    /// tasks it enqueues.
-    ///
-    /// # Panics
-    ///
-    /// If no entry was added yet.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.last_entry("name").description = name.into();
+    /// The entry's description, or its name if it was given one.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+}
+
+/// An entry's arguments must encode, so a bad entry is refused up front.
+fn checked(call: &Signature) -> Result<(), ScheduleError> {
+    match call.args() {
+        Some(_) => Ok(()),
+        None => Err(ScheduleError::EncodeArgs { task: call.task_name().to_owned() }),
+    }
+}
+
+/// Schedules tasks on intervals or cron expressions; see the [module docs](self).
+#[must_use = "call `.start()` or `.run_until(…)` to run the schedule"]
+pub struct Scheduler {
+    client: Client,
+    entries: Vec<ScheduleEntry>,
+}
+
+impl Scheduler {
+    /// A scheduler with no entry that enqueues through `app` (an app or a
+    /// [`Client`]), so the app's plugins see every enqueue.
+    pub fn new(app: impl Into<Client>) -> Self {
+        Self { client: app.into(), entries: Vec::new() }
+    }
+
+    /// Adds an entry.
+    pub fn add(mut self, entry: ScheduleEntry) -> Self {
+        self.entries.push(entry);
         self
     }
 
@@ -252,18 +243,18 @@ impl<T: TaskSet, C: PluginChain, B: Backend> Scheduler<T, C, B> {
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::with_capacity(self.entries.len());
         let mut stats = Vec::with_capacity(self.entries.len());
-        tracing::info!(app = self.app.name(), entries = self.entries.len(), "scheduler started");
+        tracing::info!(app = self.client.name(), entries = self.entries.len(), "scheduler started");
         for entry in self.entries {
             let entry_stats = Arc::new(Mutex::new(EntryStats {
                 description: entry.description.clone(),
-                task_name: entry.task_name.clone(),
+                task_name: entry.call.task_name().to_owned(),
                 fired: 0,
                 failed: 0,
                 skipped: 0,
                 last_error: None,
             }));
             stats.push(Arc::clone(&entry_stats));
-            tasks.push(tokio::spawn(run_entry(self.app.clone(), entry, entry_stats, stop_rx.clone())));
+            tasks.push(tokio::spawn(run_entry(self.client.clone(), entry, entry_stats, stop_rx.clone())));
         }
         ScheduleHandle { stop, tasks, stats }
     }
@@ -275,13 +266,6 @@ impl<T: TaskSet, C: PluginChain, B: Backend> Scheduler<T, C, B> {
         let handle = self.start();
         signal.await;
         handle.shutdown().await
-    }
-
-    fn last_entry(&mut self, what: &str) -> &mut Entry {
-        match self.entries.last_mut() {
-            Some(entry) => entry,
-            None => panic!("Scheduler::{what} applies to the last added entry, and there is none yet"),
-        }
     }
 }
 
@@ -333,10 +317,6 @@ impl fmt::Debug for ScheduleHandle {
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section is a plain counter update: a panic cannot leave it half-done.
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn encode(task_name: &str, args: impl Serialize) -> Result<Value, ScheduleError> {
-    serde_json::to_value(args).map_err(|source| ScheduleError::EncodeArgs { task: task_name.to_owned(), source })
 }
 
 /// The nicknames a cron expression may be instead of fields.
@@ -396,9 +376,9 @@ fn faulty_field(parser: &CronParser, fields: &[&str]) -> Option<String> {
 }
 
 /// Runs one entry until `stop`.
-async fn run_entry<T: TaskSet, C: PluginChain, B: Backend>(
-    app: QueueTasks<T, C, B>,
-    entry: Entry,
+async fn run_entry(
+    app: Client,
+    entry: ScheduleEntry,
     stats: Arc<Mutex<EntryStats>>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -472,25 +452,18 @@ fn count_between(cron: &Cron, from: DateTime<Utc>, to: DateTime<Utc>) -> u64 {
     count
 }
 
-fn skipped(entry: &Entry, stats: &Mutex<EntryStats>, missed: u64) {
+fn skipped(entry: &ScheduleEntry, stats: &Mutex<EntryStats>, missed: u64) {
     lock(stats).skipped += missed;
     tracing::warn!(schedule = %entry.description, missed, "schedule fell behind; missed ticks skipped");
 }
 
 /// Enqueues the entry's task once and counts the outcome.
-async fn fire<T: TaskSet, C: PluginChain, B: Backend>(
-    app: &QueueTasks<T, C, B>,
-    entry: &Entry,
-    stats: &Mutex<EntryStats>,
-) {
-    let mut add = app.add_task(entry.task_name.as_str(), &entry.args).extra("schedule", entry.description.as_str());
-    if let Some(priority) = entry.priority {
-        add = add.priority(priority);
-    }
-    match add.await {
+async fn fire(app: &Client, entry: &ScheduleEntry, stats: &Mutex<EntryStats>) {
+    let call = entry.call.clone().extra("schedule", entry.description.as_str());
+    match app.enqueue(call).await {
         Ok(task) => {
             lock(stats).fired += 1;
-            tracing::debug!(app = app.name(), schedule = %entry.description, uuid = %task.uuid, "scheduled task enqueued");
+            tracing::debug!(app = app.name(), schedule = %entry.description, uuid = %task.uuid(), "scheduled task enqueued");
         }
         Err(error) => {
             {
@@ -501,7 +474,7 @@ async fn fire<T: TaskSet, C: PluginChain, B: Backend>(
             tracing::error!(
                 app = app.name(),
                 schedule = %entry.description,
-                task = %entry.task_name,
+                task = %entry.call.task_name(),
                 %error,
                 "scheduled enqueue failed; the schedule goes on"
             );

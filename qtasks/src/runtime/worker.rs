@@ -220,7 +220,7 @@ async fn run_loop<T: TaskSet, C: PluginChain, B: Backend>(
 impl<T: TaskSet, C: PluginChain, B: Backend> QueueTasks<T, C, B> {
     async fn register(&self, info: &WorkerInfo) -> Result<(), Error> {
         let value = serde_json::to_value(info).expect("a worker entry is plain data");
-        self.config_set_ttl(WORKERS, &info.id, value, Some(WORKER_TTL)).await
+        self.global_set_ttl(WORKERS, &info.id, value, Some(WORKER_TTL)).await
     }
 }
 

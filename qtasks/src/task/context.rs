@@ -18,7 +18,7 @@ use uuid::Uuid;
 #[derive(Clone, Debug)]
 pub struct TaskContext {
     uuid: Uuid,
-    name: &'static str,
+    name: TaskName,
     attempt: u32,
     span: tracing::Span,
     cancel: CancelToken,
@@ -30,16 +30,49 @@ tokio::task_local! {
     static CURRENT: TaskContext;
 }
 
+/// A task's name: the static one of a task this app defines, or a copy of
+/// the message's for a task it does not (its run ends `error`, but the
+/// handlers fired for it still see its context).
+#[derive(Clone, Debug)]
+pub(crate) enum TaskName {
+    Static(&'static str),
+    Unknown(Arc<str>),
+}
+
+impl TaskName {
+    fn as_str(&self) -> &str {
+        match self {
+            Self::Static(name) => name,
+            Self::Unknown(name) => name,
+        }
+    }
+
+    fn as_static(&self) -> Option<&'static str> {
+        match self {
+            Self::Static(name) => Some(name),
+            Self::Unknown(_) => None,
+        }
+    }
+}
+
 impl TaskContext {
     /// A context for a task run. The worker creates these; tests may too
     /// (such a context has no dependency and no state).
     pub fn new(uuid: Uuid, name: &'static str, attempt: u32) -> Self {
         let span = tracing::info_span!("task", task = name, %uuid, attempt);
-        Self { uuid, name, attempt, span, cancel: CancelToken::new(), deps: Resources::none(), extra: None }
+        Self {
+            uuid,
+            name: TaskName::Static(name),
+            attempt,
+            span,
+            cancel: CancelToken::new(),
+            deps: Resources::none(),
+            extra: None,
+        }
     }
 
     /// The context of a worker's run, with its span and cancellation token.
-    pub(crate) fn for_run(message: &TaskMessage, name: &'static str, span: tracing::Span, cancel: CancelToken) -> Self {
+    pub(crate) fn for_run(message: &TaskMessage, name: TaskName, span: tracing::Span, cancel: CancelToken) -> Self {
         // The extra fields are shared, and copied only if there are some.
         let extra = (!message.extra.is_empty()).then(|| Arc::new(message.extra.clone()));
         Self { uuid: message.uuid, name, attempt: message.attempt, span, cancel, deps: Resources::none(), extra }
@@ -67,17 +100,20 @@ impl TaskContext {
     /// and the handlers of that run), or else a new value closed when
     /// dropped.
     pub async fn dep<T: Send + Sync + 'static>(&self) -> Result<Dep<T>, DependencyError> {
-        self.deps.dep::<T>(self.name).await
+        self.deps.dep::<T>(self.name.as_static()).await
     }
 
     /// The app's shared [`State<T>`], as a `State<T>` parameter gets it.
     pub fn state<T: Send + Sync + 'static>(&self) -> Result<State<T>, DependencyError> {
-        self.deps.state::<T>(self.name)
+        self.deps.state::<T>(self.name.as_static())
     }
 
-    /// The context of the task whose pipeline is running here, if any: inside
-    /// a task, and inside plugin handlers fired for a task (async, sync and
-    /// blocking ones).
+    /// The context of the task being handled here, if any: inside a task,
+    /// and inside every plugin handler (async, sync or blocking) of a
+    /// trigger fired for a task on a worker, from `broker_add_worker`
+    /// through `worker_execute_after`, also for a task the app does not
+    /// define. `None` in client-side triggers (enqueue, get) and in the
+    /// worker's start and stop triggers.
     pub fn current() -> Option<TaskContext> {
         CURRENT.try_with(Clone::clone).ok()
     }
@@ -100,9 +136,9 @@ impl TaskContext {
         self.uuid
     }
 
-    /// The task's name.
-    pub fn name(&self) -> &'static str {
-        self.name
+    /// The task's name (as enqueued, for a task the app does not define).
+    pub fn name(&self) -> &str {
+        self.name.as_str()
     }
 
     /// 1 for the first run.
@@ -146,7 +182,7 @@ impl TaskContext {
     /// }
     /// ```
     pub fn plugin_error(&self, reason: impl Into<String>) -> PluginError {
-        PluginError::new(reason).field("task_uuid", self.uuid.to_string()).field("task_name", self.name)
+        PluginError::new(reason).field("task_uuid", self.uuid.to_string()).field("task_name", self.name.as_str())
     }
 
     /// An error that ends the task `cancel` with the reason; return it.

@@ -647,11 +647,14 @@ impl Resources {
         self.task.clone()
     }
 
-    pub(crate) async fn dep<T: Send + Sync + 'static>(&self, task: &'static str) -> Result<Dep<T>, DependencyError> {
+    pub(crate) async fn dep<T: Send + Sync + 'static>(
+        &self,
+        task: Option<&'static str>,
+    ) -> Result<Dep<T>, DependencyError> {
         let id = TypeId::of::<T>();
         let type_name = std::any::type_name::<T>();
         let Some(provider) = self.worker.registry.provider(id) else {
-            return Err(DependencyError::NotProvided { type_name, task: Some(task) });
+            return Err(DependencyError::NotProvided { type_name, task });
         };
         let erased = match provider.scope {
             Scope::Worker => self.worker.get(id).ok_or(DependencyError::Closed { type_name })?,
@@ -678,11 +681,11 @@ impl Resources {
         Ok(Dep(slot))
     }
 
-    pub(crate) fn state<T: Send + Sync + 'static>(&self, task: &'static str) -> Result<State<T>, DependencyError> {
+    pub(crate) fn state<T: Send + Sync + 'static>(&self, task: Option<&'static str>) -> Result<State<T>, DependencyError> {
         self.worker
             .registry
             .get_state::<T>()
-            .ok_or(DependencyError::StateNotProvided { type_name: std::any::type_name::<T>(), task: Some(task) })
+            .ok_or(DependencyError::StateNotProvided { type_name: std::any::type_name::<T>(), task })
     }
 }
 

@@ -7,7 +7,7 @@
 
 pub(crate) mod args;
 mod cancel;
-mod context;
+pub(crate) mod context;
 pub mod deps;
 mod error;
 mod info;
