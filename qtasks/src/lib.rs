@@ -10,7 +10,7 @@
 //!   default.
 //!
 //! ```
-//! use qtasks::{QueueTasks, task};
+//! use qtasks::{QueueTasks, Signature, task};
 //! use std::time::Duration;
 //!
 //! #[task]
@@ -22,7 +22,7 @@
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let app = QueueTasks::builder("demo").task::<add>().build()?;
 //! let worker = app.worker().start().await?;
-//! let sum = app.enqueue::<add>((2, 3)).await?.result(Duration::from_secs(5)).await?;
+//! let sum = app.enqueue(Signature::of::<add>((2, 3))).await?.result(Duration::from_secs(5)).await?;
 //! assert_eq!(sum, 5);
 //! worker.shutdown().await;
 //! # Ok(())
@@ -36,9 +36,9 @@
 //! | module | layer |
 //! | --- | --- |
 //! | [`error`](Error), [`model`], [`config`] | leaves: errors, the data on the wire, settings |
-//! | [`task`] | what a task is: the trait, its context, cancel token, errors, dependencies |
+//! | [`task`](mod@task) | what a task is: the trait, its context, cancel token, errors, dependencies |
 //! | [`dispatch`] | the compile-time core: trigger table, contexts, `Plugin`, chains, firing |
-//! | [`plugin`] | the plugin API and wrappers over it (`Managed`, `DynChain`, `Globals`) |
+//! | [`plugin`](mod@plugin) | the plugin API and wrappers over it (`Managed`, `DynChain`, `Globals`) |
 //! | [`backend`] | where queues and records live: the trait, memory, Redis |
 //! | `app` | [`QueueTasks`] and its [`Builder`] |
 //! | [`client`] | enqueue, wait, cancel, chains and groups, shared settings, inspect |

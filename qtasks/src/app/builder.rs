@@ -28,6 +28,32 @@ impl QueueTasks {
 
 /// Builds a [`QueueTasks`].
 ///
+/// ```
+/// use qtasks::{AnyBackend, Config, QueueTasks, task};
+///
+/// #[task]
+/// async fn add(a: i64, b: i64) -> i64 {
+///     a + b
+/// }
+///
+/// #[qtasks::plugin(on = "worker_start")]
+/// fn announce(ctx: &qtasks::triggers::WorkerStart<'_>) {
+///     println!("{} starts with {} slots", ctx.app, ctx.max_tasks_process);
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let app = QueueTasks::builder("demo")
+///     .task::<add>() // tasks, in any order
+///     .plugin(Announce) // plugins, in the order they run
+///     .config(Config::default().max_tasks_process(4))
+///     .backend(AnyBackend::connect("memory://", "demo").await?) // the default is in memory
+///     .build()?;
+/// assert_eq!(app.tasks()[0].name, "add");
+/// # Ok(())
+/// # }
+/// ```
+///
 /// # Order
 ///
 /// Plugins run in the order they are added: the first `.plugin(…)` is
@@ -141,7 +167,7 @@ impl<T, C, B> Builder<T, C, B> {
     /// `Depends`): made for each run of a task that declares it
     /// ([`Provider::per_task`]) or once per worker
     /// ([`Provider::per_worker`]), and cleaned up when that scope ends; see
-    /// [`crate::deps`]. A second provider of the same type replaces the first.
+    /// [`crate::task::deps`]. A second provider of the same type replaces the first.
     pub fn provide<D: Send + Sync + 'static>(mut self, provider: Provider<D>) -> Self {
         self.deps.provide(provider);
         self
@@ -149,20 +175,20 @@ impl<T, C, B> Builder<T, C, B> {
 
     /// Shares `value` with every task of the app in this process as a
     /// `State<S>` parameter (QTasks's `State`), behind an async read-write
-    /// lock; see [`State`]. A second state of the same type replaces the first.
+    /// lock; see [`State`](crate::State). A second state of the same type replaces the first.
     pub fn state<S: Send + Sync + 'static>(mut self, value: S) -> Self {
         self.deps.state(value);
         self
     }
 
-    /// Calls `handler` on every event of `kind` (see [`crate::events`]), in
+    /// Calls `handler` on every event of `kind` (see [`crate::runtime::events`]), in
     /// the order handlers were added.
     pub fn on(mut self, kind: EventKind, handler: impl Fn(&Event) + Send + Sync + 'static) -> Self {
         self.events.on(kind, handler);
         self
     }
 
-    /// Awaits `handler` on every event of `kind` (see [`crate::events`]), in
+    /// Awaits `handler` on every event of `kind` (see [`crate::runtime::events`]), in
     /// the order handlers were added.
     pub fn on_async<F, Fut>(mut self, kind: EventKind, handler: F) -> Self
     where

@@ -1,6 +1,7 @@
 //! The app: its tasks, its plugins and its backend.
 
 mod builder;
+mod declare;
 
 pub use builder::Builder;
 
@@ -19,7 +20,29 @@ use std::sync::Arc;
 /// workers ([`QueueTasks::worker`]). It is cheap to clone.
 ///
 /// Type parameters: `T` the [`TaskSet`], `C` the plugin [`PluginChain`], `B` the
-/// [`Backend`]; the builder infers them.
+/// [`Backend`]; the builder infers them. To name the type, declare it with
+/// [`app!`](crate::app!); code that only enqueues and waits takes a
+/// [`Client`](crate::Client) instead, which has none.
+///
+/// ```
+/// use qtasks::{QueueTasks, task};
+/// use std::time::Duration;
+///
+/// #[task]
+/// async fn add(a: i64, b: i64) -> i64 {
+///     a + b
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let app = QueueTasks::builder("demo").task::<add>().build()?;
+/// let worker = app.worker().start().await?; // the worker side
+/// let handle = app.add_task("add", (2, 3)).await?; // the client side
+/// assert_eq!(handle.result(Duration::from_secs(5)).await?, 5);
+/// worker.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 pub struct QueueTasks<T = (), C = (), B = MemoryBackend> {
     pub(crate) inner: Arc<AppInner<T, C, B>>,
 }
@@ -92,7 +115,6 @@ impl<T: TaskSet, C: PluginChain, B: Backend> QueueTasks<T, C, B> {
     pub fn set_plugin_enabled(&self, name: &str, on: bool) -> usize {
         self.inner.chain.set_enabled(name, on)
     }
-
 }
 
 impl<T: TaskSet, C: PluginChain, B> AppInner<T, C, B> {

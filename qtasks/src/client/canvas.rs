@@ -1,11 +1,11 @@
 //! Chains and groups: several tasks run as one unit, as in QTasks and Celery.
 //!
 //! - A [`Signature`] is a task call not yet made: a task name, its arguments
-//!   and an optional priority ([`call`], [`Signature::of`], [`TaskCall::call`]).
-//! - A chain ([`QueueTasks::chain_tasks`]) runs its steps one after another:
+//!   and options ([`call`], [`Signature::of`]).
+//! - A chain ([`QueueTasks::chain`](crate::QueueTasks::chain)) runs its steps one after another:
 //!   each step's result is appended as the **last positional argument** of
 //!   the next step, so `add(2, 2) → add(4) → add(8)` gives `[4, 8, 16]`.
-//! - A group ([`QueueTasks::group`]) enqueues its members at once and gathers
+//! - A group ([`QueueTasks::group`](crate::QueueTasks::group)) enqueues its members at once and gathers
 //!   every result, in the order given, whatever order they finish in.
 //!
 //! Both are driven by the caller: the client enqueues a chain's next step
@@ -15,7 +15,7 @@
 //! enqueued. Group members already enqueued run regardless.
 //!
 //! ```
-//! use qtasks::{QueueTasks, TaskCall, call, json, task};
+//! use qtasks::{QueueTasks, Signature, call, json, task};
 //! use std::time::Duration;
 //!
 //! #[task]
@@ -30,12 +30,12 @@
 //! let timeout = Duration::from_secs(5);
 //!
 //! // A chain: each result becomes the last argument of the next step.
-//! let steps = [add::call((2, 2)), call("add", json!([4])), call("add", json!([8]))];
-//! let sums: Vec<i64> = app.chain_tasks(steps).results(timeout).await?;
+//! let steps = [Signature::of::<add>((2, 2)).untyped(), call("add", json!([4])), call("add", json!([8]))];
+//! let sums: Vec<i64> = app.chain(steps).results(timeout).await?;
 //! assert_eq!(sums, [4, 8, 16]);
 //!
 //! // A group: every member at once, results in the order given.
-//! let members = [add::call((2, 3)), add::call((3, 4)), add::call((4, 5)), add::call((6, 7))];
+//! let members = [(2, 3), (3, 4), (4, 5), (6, 7)].map(|args| Signature::of::<add>(args).untyped());
 //! let records = app.group(members).run(timeout).await?;
 //! let sums: Vec<_> = records.iter().map(|r| r.result.clone()).collect();
 //! assert_eq!(sums, [Some(json!(5)), Some(json!(7)), Some(json!(9)), Some(json!(13))]);
@@ -65,7 +65,7 @@ use uuid::Uuid;
 /// for a typed call ([`Signature::of`]), [`Value`] for a call by name
 /// ([`call`]).
 ///
-/// A signature is what [`QueueTasks::enqueue`] enqueues, and what the
+/// A signature is what [`QueueTasks::enqueue`](crate::QueueTasks::enqueue) enqueues, and what the
 /// steps of chains and the members of groups are. Arguments are encoded to
 /// JSON when the signature is built; an encoding failure is reported when
 /// it is enqueued, before anything reaches the backend.
@@ -238,7 +238,7 @@ impl Client {
 }
 
 /// Tasks run one after another, each receiving the previous result; made by
-/// [`QueueTasks::chain`].
+/// [`QueueTasks::chain`](crate::QueueTasks::chain).
 ///
 /// The chain is driven by the caller of [`run`](TaskChain::run): it
 /// enqueues step `n + 1` once step `n` has finished. If that future is
@@ -450,7 +450,7 @@ fn describe_error(error: &Option<String>) -> String {
 }
 
 /// Tasks enqueued at once whose results are gathered in the order given;
-/// made by [`QueueTasks::group`].
+/// made by [`QueueTasks::group`](crate::QueueTasks::group).
 #[must_use = "a group runs only when `.run(timeout)` is awaited"]
 pub struct TaskGroup {
     client: Client,

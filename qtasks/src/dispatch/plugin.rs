@@ -52,6 +52,37 @@ macro_rules! define_plugin_trait {
         /// There is one method per trigger, named after it; each defaults to
         /// a no-op. Implement it with `#[plugin]` on an `impl` block (method
         /// names are trigger names) or `#[plugin(on = "…")]` on a function.
+        ///
+        /// By hand it looks like this; set [`LISTENS`](Plugin::LISTENS) to the
+        /// triggers you override, so chains skip the others at compile time
+        /// (`#[plugin]` does that for you and cannot get it wrong):
+        ///
+        /// ```
+        /// use qtasks::plugin::{Outcome, Plugin};
+        /// use qtasks::triggers::{Trigger, TriggerSet, WorkerExecuteAfter};
+        /// use std::sync::atomic::{AtomicU64, Ordering};
+        ///
+        /// /// Counts the tasks its workers finished.
+        /// #[derive(Default)]
+        /// struct Finished(AtomicU64);
+        ///
+        /// impl Plugin for Finished {
+        ///     const LISTENS: TriggerSet = TriggerSet::EMPTY.with(<WorkerExecuteAfter<'static> as Trigger>::ID);
+        ///     type Tasks = (); // it brings no task
+        ///
+        ///     fn name(&self) -> &str {
+        ///         "finished"
+        ///     }
+        ///
+        ///     async fn worker_execute_after(&self, _ctx: &WorkerExecuteAfter<'_>) -> Outcome<()> {
+        ///         self.0.fetch_add(1, Ordering::Relaxed);
+        ///         Outcome::Keep
+        ///     }
+        /// }
+        ///
+        /// let app = qtasks::QueueTasks::builder("demo").plugin(Finished::default()).build().unwrap();
+        /// assert_eq!(app.plugins()[0].triggers, ["worker_execute_after"]);
+        /// ```
         #[diagnostic::on_unimplemented(
             message = "`{Self}` is not a qtasks plugin",
             label = "not a plugin",

@@ -4,7 +4,7 @@
 //! (`worker_execute_before` → [`WorkerExecuteBefore`]), generated from the
 //! trigger table together with its [`Trigger`] impl and its row in [`ALL`];
 //! the same table generates one method per trigger of the
-//! [`Plugin`](crate::Plugin) trait.
+//! [`Plugin`] trait.
 //!
 //! Every context has an `app` field (the app's name). Replace and intercept
 //! triggers carry the value handlers may replace as an owned field; the

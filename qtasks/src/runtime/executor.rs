@@ -19,8 +19,8 @@ use crate::dispatch::PluginChain;
 use crate::dispatch::fire_ctx as fire;
 use crate::model::{TaskMessage, TaskRecord, TaskStatus, now};
 use crate::runtime::events::{Event, EventKind, emit};
-use crate::task::deps::{Resources, WorkerDeps};
 use crate::task::context::TaskName;
+use crate::task::deps::{Resources, WorkerDeps};
 use crate::task::{CancelToken, Task, TaskContext, TaskError, TaskInfo, TaskSet, TaskVisitor};
 use crate::triggers::Trigger;
 use crate::triggers::*;
@@ -59,7 +59,11 @@ pub(crate) async fn receive_and_run<T: TaskSet, C: PluginChain, B: Backend>(
 
 /// The task's context for the triggers around its run: no dependencies,
 /// and the task's static name when the app defines it (no allocation).
-fn context<T: TaskSet, C: PluginChain>(message: &TaskMessage, span: &tracing::Span, token: &CancelToken) -> TaskContext {
+fn context<T: TaskSet, C: PluginChain>(
+    message: &TaskMessage,
+    span: &tracing::Span,
+    token: &CancelToken,
+) -> TaskContext {
     let name = match <AllTasks<T, C>>::info(&message.task_name) {
         Some(info) => TaskName::Static(info.name),
         None => TaskName::Unknown(message.task_name.as_str().into()),
@@ -169,7 +173,8 @@ async fn execute<K: Task, T, C: PluginChain, B: Backend>(
 ) -> TaskRecord {
     let deps = Resources::for_run(deps, &K::INFO);
     let task_deps = deps.task_deps();
-    let ctx = TaskContext::for_run(message, TaskName::Static(K::INFO.name), span.clone(), token.clone()).with_deps(deps);
+    let ctx =
+        TaskContext::for_run(message, TaskName::Static(K::INFO.name), span.clone(), token.clone()).with_deps(deps);
     emit!(
         app.events,
         EventKind::TaskRunning,

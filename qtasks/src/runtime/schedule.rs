@@ -376,12 +376,7 @@ fn faulty_field(parser: &CronParser, fields: &[&str]) -> Option<String> {
 }
 
 /// Runs one entry until `stop`.
-async fn run_entry(
-    app: Client,
-    entry: ScheduleEntry,
-    stats: Arc<Mutex<EntryStats>>,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn run_entry(app: Client, entry: ScheduleEntry, stats: Arc<Mutex<EntryStats>>, mut stop: watch::Receiver<bool>) {
     match &entry.when {
         When::Every(period) => {
             let period = *period;

@@ -25,6 +25,25 @@ fn slots(n: usize) -> usize {
 const MAX_BATCH: usize = 256;
 
 /// Configures and starts a worker; see [`QueueTasks::worker`].
+///
+/// ```
+/// use qtasks::{QueueTasks, task};
+///
+/// #[task]
+/// fn resize(width: u32) -> u32 {
+///     width / 2 // a sync task: it runs on tokio's blocking pool
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let app = QueueTasks::builder("images").task::<resize>().build()?;
+/// let worker = app.worker().max_tasks_process(8).start().await?;
+/// println!("worker {} is running", worker.info().id);
+/// // In a service: `worker.run_until(async { tokio::signal::ctrl_c().await.ok(); }).await`
+/// worker.shutdown().await; // stops taking tasks, waits for the running ones
+/// # Ok(())
+/// # }
+/// ```
 #[must_use = "call `.start().await` to run the worker"]
 pub struct WorkerBuilder<T, C, B> {
     app: QueueTasks<T, C, B>,

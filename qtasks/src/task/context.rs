@@ -79,7 +79,7 @@ impl TaskContext {
     }
 
     /// The extra fields the client attached when it enqueued the task
-    /// ([`AddTask::extra`](crate::AddTask::extra)) or that plugins or a
+    /// ([`Enqueue::extra`](crate::Enqueue::extra)) or that plugins or a
     /// retry added (`retry`, `retry_parent_uuid`, …); empty in a context
     /// made with [`TaskContext::new`].
     pub fn extra(&self) -> &Map<String, Value> {

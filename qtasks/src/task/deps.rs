@@ -13,7 +13,7 @@
 //!   written through an async lock.
 //!
 //! ```
-//! use qtasks::{Dep, Provider, QueueTasks, State, task};
+//! use qtasks::{Dep, Provider, QueueTasks, Signature, State, task};
 //! use std::time::Duration;
 //!
 //! struct Db {
@@ -42,7 +42,7 @@
 //!     .state(Seen::default())
 //!     .build()?;
 //! let worker = app.worker().start().await?;
-//! assert_eq!(app.enqueue::<ask>((1,)).await?.result(Duration::from_secs(5)).await?, 42);
+//! assert_eq!(app.enqueue(Signature::of::<ask>((1,))).await?.result(Duration::from_secs(5)).await?, 42);
 //! assert_eq!(app.state::<Seen>().unwrap().read().await.calls, 1);
 //! worker.shutdown().await;
 //! # Ok(())
@@ -681,7 +681,10 @@ impl Resources {
         Ok(Dep(slot))
     }
 
-    pub(crate) fn state<T: Send + Sync + 'static>(&self, task: Option<&'static str>) -> Result<State<T>, DependencyError> {
+    pub(crate) fn state<T: Send + Sync + 'static>(
+        &self,
+        task: Option<&'static str>,
+    ) -> Result<State<T>, DependencyError> {
         self.worker
             .registry
             .get_state::<T>()

@@ -26,7 +26,25 @@ use std::future::Future;
 
 /// A task: a function with typed arguments and result, run by name.
 ///
-/// Implement it with `#[task]`.
+/// Implement it with `#[task]`, which keeps the function callable as
+/// written and adds a type implementing this trait:
+///
+/// ```
+/// use qtasks::{Task, TaskError, task};
+///
+/// /// Sends a greeting.
+/// #[task(priority = 1, max_time = 30, retry = 2)]
+/// async fn greet(name: String) -> Result<String, TaskError> {
+///     Ok(format!("hello, {name}"))
+/// }
+///
+/// assert_eq!(<greet as Task>::INFO.name, "greet");
+/// assert_eq!(<greet as Task>::INFO.description, Some("Sends a greeting."));
+/// assert_eq!(<greet as Task>::INFO.retry, 2);
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// assert_eq!(greet("ada".into()).await.unwrap(), "hello, ada"); // still a plain function
+/// # });
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a qtasks task",
     label = "not a task",
@@ -128,19 +146,72 @@ impl NameList {
         self
     }
 
-    /// Panics at compile time if a name appears twice.
-    pub const fn assert_unique(&self) {
+    /// The first name that appears twice, if any.
+    pub const fn duplicate(&self) -> Option<&'static str> {
         let mut i = 0;
         while i < self.len {
             let mut j = i + 1;
             while j < self.len {
-                assert!(
-                    !str_eq(self.names[i], self.names[j]),
-                    "a task name is registered twice in this app's task list"
-                );
+                if str_eq(self.names[i], self.names[j]) {
+                    return Some(self.names[i]);
+                }
                 j += 1;
             }
             i += 1;
+        }
+        None
+    }
+
+    /// Panics (at compile time, where it is evaluated in a constant) if a
+    /// name appears twice, with a message naming it.
+    pub const fn assert_unique(&self) {
+        if let Some(name) = self.duplicate() {
+            let message = DuplicateMessage::new(name);
+            match message.as_str() {
+                Some(text) => panic!("{}", text),
+                None => panic!("a task name is registered twice in this app (among its tasks and its plugins' tasks)"),
+            }
+        }
+    }
+}
+
+/// "task name `x` is registered twice …", built at compile time.
+struct DuplicateMessage {
+    bytes: [u8; DuplicateMessage::CAPACITY],
+    len: usize,
+}
+
+impl DuplicateMessage {
+    const CAPACITY: usize = 512;
+
+    const fn new(name: &str) -> Self {
+        let mut message = Self { bytes: [0; Self::CAPACITY], len: 0 };
+        message = message.push("task name `");
+        message = message.push(name);
+        message = message.push(
+            "` is registered twice in this app (among its own tasks and the tasks its plugins bring); \
+             rename one with `#[task(name = \"…\")]`",
+        );
+        message
+    }
+
+    const fn push(mut self, text: &str) -> Self {
+        let text = text.as_bytes();
+        let mut i = 0;
+        while i < text.len() && self.len < Self::CAPACITY {
+            self.bytes[self.len] = text[i];
+            self.len += 1;
+            i += 1;
+        }
+        self
+    }
+
+    /// The message; `None` if a very long name was cut inside a character.
+    const fn as_str(&self) -> Option<&str> {
+        let (text, _) = self.bytes.split_at(self.len);
+        match std::str::from_utf8(text) {
+            Ok(text) => Some(text),
+            Err(_) => None,
         }
     }
 }
