@@ -40,11 +40,11 @@
 //! Logs go through `tracing`; the filter comes from `RUST_LOG`, else
 //! `QTASKS_LOG` (default `info`).
 
+use crate::app::Error;
 use crate::app::QueueTasks;
 use crate::backend::AnyBackend;
 use crate::config::{Config, ConfigError, env_vars, warn_unknown};
 use crate::dispatch::PluginChain;
-use crate::error::Error;
 use crate::task::TaskSet;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::process::ExitCode;

@@ -35,18 +35,18 @@
 //!
 //! | module | layer |
 //! | --- | --- |
-//! | [`error`](Error), [`model`], [`config`] | leaves: errors, the data on the wire, settings |
+//! | [`BoxError`], [`model`], [`config`] | leaves: boxed errors, the data on the wire, settings |
 //! | [`task`](mod@task) | what a task is: the trait, its context, cancel token, errors, dependencies |
 //! | [`dispatch`] | the compile-time core: trigger table, contexts, `Plugin`, chains, firing |
 //! | [`plugin`](mod@plugin) | the plugin API and wrappers over it (`Managed`, `DynChain`, `Globals`) |
 //! | [`backend`] | where queues and records live: the trait, memory, Redis |
-//! | `app` | [`QueueTasks`] and its [`Builder`] |
+//! | [`app`] | [`QueueTasks`], its [`Builder`], its events and errors, [`app!`] |
 //! | [`client`] | enqueue, wait, cancel, chains and groups, shared settings, inspect |
 //! | [`runtime`] | workers, the executor pipeline, events, schedules |
 #![doc = include_str!("../docs/plugins.md")]
 #![warn(missing_docs)]
 
-mod app;
+pub mod app;
 pub mod backend;
 #[cfg(feature = "cli")]
 pub mod cli;
@@ -60,7 +60,8 @@ pub mod runtime;
 pub mod task;
 pub mod testing;
 
-pub use app::{Builder, QueueTasks};
+pub use app::events::{Event, EventKind};
+pub use app::{Builder, Error, QueueTasks, WaitError};
 #[cfg(feature = "redis")]
 pub use backend::RedisBackend;
 pub use backend::{AnyBackend, Backend, BackendError, MemoryBackend};
@@ -70,10 +71,9 @@ pub use client::{Client, Enqueue, Signature, TaskHandle, WorkerInfo, call};
 pub use config::{Config, ConfigError};
 pub use dispatch::triggers;
 pub use dispatch::{Member, Outcome, Plugin, PluginChain, PluginInfo};
-pub use error::{BoxError, Error, WaitError};
+pub use error::BoxError;
 pub use model::{NewTask, TaskMessage, TaskRecord, TaskStatus};
 pub use qtasks_macros::{plugin, task};
-pub use runtime::events::{Event, EventKind};
 pub use runtime::schedule::{ScheduleEntry, ScheduleError, ScheduleHandle, Scheduler};
 pub use runtime::{Worker, WorkerBuilder};
 pub use task::{

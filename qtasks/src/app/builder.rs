@@ -1,11 +1,11 @@
 //! [`Builder`]: how an app is put together.
 
+use super::Error;
 use super::{AppInner, QueueTasks};
+use crate::app::events::{Event, EventKind, Events};
 use crate::backend::{Backend, MemoryBackend};
 use crate::config::Config;
 use crate::dispatch::{Append, Member, Plugin, PluginChain};
-use crate::error::Error;
-use crate::runtime::events::{Event, EventKind, Events};
 use crate::task::deps::{Provider, Registry};
 use crate::task::{Task, TaskSet};
 use std::marker::PhantomData;
@@ -181,14 +181,14 @@ impl<T, C, B> Builder<T, C, B> {
         self
     }
 
-    /// Calls `handler` on every event of `kind` (see [`crate::runtime::events`]), in
+    /// Calls `handler` on every event of `kind` (see [`crate::app::events`]), in
     /// the order handlers were added.
     pub fn on(mut self, kind: EventKind, handler: impl Fn(&Event) + Send + Sync + 'static) -> Self {
         self.events.on(kind, handler);
         self
     }
 
-    /// Awaits `handler` on every event of `kind` (see [`crate::runtime::events`]), in
+    /// Awaits `handler` on every event of `kind` (see [`crate::app::events`]), in
     /// the order handlers were added.
     pub fn on_async<F, Fut>(mut self, kind: EventKind, handler: F) -> Self
     where

@@ -1,14 +1,19 @@
-//! The app: its tasks, its plugins and its backend.
+//! The app: its tasks, its plugins and its backend ([`QueueTasks`], built
+//! by a [`Builder`]); the events it emits ([`events`]); and the errors of
+//! its client and worker sides ([`Error`], [`WaitError`]).
 
 mod builder;
 mod declare;
+mod error;
+pub mod events;
 
 pub use builder::Builder;
+pub use error::{Error, WaitError};
 
+use crate::app::events::Events;
 use crate::backend::{Backend, MemoryBackend};
 use crate::config::Config;
 use crate::dispatch::{PluginChain, PluginInfo};
-use crate::runtime::events::Events;
 use crate::task::deps::{Registry, State};
 use crate::task::{TaskInfo, TaskSet};
 use std::marker::PhantomData;

@@ -46,7 +46,7 @@
 
 use super::Client;
 use super::handles::request;
-use crate::error::{Error, WaitError};
+use crate::app::{Error, WaitError};
 use crate::model::{NewTask, TaskRecord, TaskStatus};
 use crate::task::Task;
 use futures::future::join_all;

@@ -7,8 +7,8 @@
 
 use super::Client;
 use super::canvas::Signature;
+use crate::app::{Error, WaitError};
 use crate::backend::CancelOutcome;
-use crate::error::{Error, WaitError};
 use crate::model::{NewTask, TaskRecord, TaskStatus};
 use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;

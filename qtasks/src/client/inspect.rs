@@ -1,12 +1,12 @@
 //! Inspect an app: its metadata (QTasks's `InspectStats`) and the live
 //! counters of its queue.
 
+use crate::app::Error;
 use crate::app::QueueTasks;
 use crate::backend::{Backend, QueueStats, TaskCounts};
 use crate::client::kv::WorkerInfo;
 use crate::dispatch::fire_ctx as fire;
 use crate::dispatch::{PluginChain, PluginInfo};
-use crate::error::Error;
 use crate::task::{TaskInfo, TaskSet};
 use crate::triggers::StatsInspect;
 use serde::Serialize;
@@ -77,10 +77,10 @@ impl<T: TaskSet, C: PluginChain, B: Backend> QueueTasks<T, C, B> {
             plugin: contributed_by(&plugins, info.name).map(str::to_owned),
             counts: tasks.remove(info.name).unwrap_or_default(),
         });
-        let events = crate::runtime::events::EventKind::ALL
+        let events = crate::app::events::EventKind::ALL
             .into_iter()
             .filter(|k| inner.events.listens(*k))
-            .map(crate::runtime::events::EventKind::name)
+            .map(crate::app::events::EventKind::name)
             .collect();
         Ok(Inspection {
             app: AppSummary {

@@ -1,10 +1,10 @@
 //! Shared settings and the worker registry (QTasks's global config).
 
+use crate::app::Error;
 use crate::app::QueueTasks;
 use crate::backend::Backend;
 use crate::dispatch::PluginChain;
 use crate::dispatch::fire_ctx as fire;
-use crate::error::Error;
 use crate::task::TaskSet;
 use crate::triggers::*;
 use serde::{Deserialize, Serialize};

@@ -28,13 +28,13 @@ pub use canvas::{Signature, call};
 pub use handles::{Enqueue, EnqueueFuture, TaskHandle};
 pub use kv::WorkerInfo;
 
+use crate::app::events::{Event, EventKind};
 use crate::app::{AppInner, QueueTasks};
+use crate::app::{Error, WaitError};
 use crate::backend::{Backend, CancelOutcome, QueueStats};
 use crate::dispatch::PluginChain;
 use crate::dispatch::fire_ctx as fire;
-use crate::error::{Error, WaitError};
 use crate::model::{NewTask, TaskRecord, TaskStatus};
-use crate::runtime::events::{Event, EventKind};
 use crate::task::TaskSet;
 use crate::triggers::*;
 use futures::future::BoxFuture;

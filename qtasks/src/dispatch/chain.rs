@@ -16,7 +16,7 @@
 
 use super::member_fire::member_fire;
 use super::outcome::HandlerPanicked;
-use super::{Outcome, Plugin, PluginInfo, Trigger, TriggerContext, TriggerSet};
+use super::{Outcome, Plugin, PluginInfo, PluginStartError, Trigger, TriggerContext, TriggerSet};
 use crate::task::TaskSet;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -55,7 +55,7 @@ pub trait PluginChain: Send + Sync + 'static {
 
     /// Starts every member in order. If one fails, the members started
     /// before it are stopped in reverse order and its error is returned.
-    fn start(&self) -> impl Future<Output = Result<(), crate::Error>> + Send;
+    fn start(&self) -> impl Future<Output = Result<(), PluginStartError>> + Send;
 
     /// Stops every member in reverse order.
     fn stop(&self) -> impl Future<Output = ()> + Send;
@@ -149,7 +149,7 @@ impl PluginChain for () {
         std::future::ready(true)
     }
 
-    fn start(&self) -> impl Future<Output = Result<(), crate::Error>> + Send {
+    fn start(&self) -> impl Future<Output = Result<(), PluginStartError>> + Send {
         std::future::ready(Ok(()))
     }
 
@@ -252,11 +252,8 @@ impl<P: Plugin> PluginChain for Member<P> {
         }
     }
 
-    async fn start(&self) -> Result<(), crate::Error> {
-        self.plugin
-            .start()
-            .await
-            .map_err(|source| crate::Error::PluginStart { plugin: self.plugin.name().to_owned(), source })
+    async fn start(&self) -> Result<(), PluginStartError> {
+        self.plugin.start().await.map_err(|source| PluginStartError { plugin: self.plugin.name().to_owned(), source })
     }
 
     fn stop(&self) -> impl Future<Output = ()> + Send {
@@ -336,7 +333,7 @@ macro_rules! tuple_chain {
                 true
             }
 
-            async fn start(&self) -> Result<(), crate::Error> {
+            async fn start(&self) -> Result<(), PluginStartError> {
                 let mut started = 0usize;
                 let mut failure = None;
                 $(

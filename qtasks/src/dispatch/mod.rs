@@ -40,8 +40,8 @@ pub use list::Append;
 pub use meta::{Component, Kind, Trigger, TriggerContext, TriggerInfo, TriggerSet};
 #[doc(hidden)]
 pub use outcome::report_stop_error;
-pub use outcome::{BoxError, HandlerPanicked, IntoOutcome, IntoStartResult, Outcome};
-pub use plugin::{Plugin, PluginInfo};
+pub use outcome::{BoxError, HandlerPanicked, IntoOutcome, IntoStartResult, Outcome, PluginStartError};
+pub use plugin::{Plugin, PluginInfo, TriggerStats};
 pub(crate) use table::trigger_table;
 
 /// Fires a trigger whose context is built in place and gives the context

@@ -141,3 +141,15 @@ impl<E: Into<BoxError>> IntoStartResult for Result<(), E> {
 pub fn report_stop_error(plugin: &str, error: &(dyn StdError + Send + Sync)) {
     tracing::error!(plugin, error = %error, "plugin stop failed");
 }
+
+/// A plugin's `start` failed; the worker did not start (see
+/// [`PluginChain::start`](super::PluginChain::start)).
+#[derive(Debug, thiserror::Error)]
+#[error("plugin `{plugin}` failed to start: {source}")]
+pub struct PluginStartError {
+    /// The plugin's name.
+    pub plugin: String,
+    /// What its `start` returned.
+    #[source]
+    pub source: BoxError,
+}

@@ -10,6 +10,7 @@ use crate::task::TaskSet;
 #[allow(unused_imports)]
 use serde_json::{Map, Value};
 use std::future::{Future, ready};
+use std::time::Duration;
 
 /// Name and version of a plugin, for listings.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -32,11 +33,42 @@ pub struct PluginInfo {
     pub enabled: Option<bool>,
     /// Per-trigger metrics, for plugins that record them ([`Managed::metrics`](crate::plugin::Managed::metrics)).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub stats: Vec<crate::plugin::TriggerStats>,
+    pub stats: Vec<TriggerStats>,
     /// Why the plugin failed to start, for a plugin skipped after a failed
     /// start ([`Managed::skip_if_start_fails`](crate::plugin::Managed::skip_if_start_fails)).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub start_error: Option<String>,
+}
+
+/// Counts of one trigger of one [`Managed`](crate::plugin::Managed) plugin, with latency percentiles
+/// (run time, without the wait for a blocking-pool slot, which is reported
+/// apart). Percentiles are upper bounds of power-of-two buckets.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct TriggerStats {
+    /// The trigger.
+    pub trigger: &'static str,
+    /// Handler calls.
+    pub calls: u64,
+    /// Calls that returned an error.
+    pub errors: u64,
+    /// Calls that panicked.
+    pub panics: u64,
+    /// Calls past the time budget.
+    pub timeouts: u64,
+    /// Contexts skipped by the task filter.
+    pub skipped: u64,
+    /// Median run time.
+    #[serde(serialize_with = "crate::model::serialize_secs")]
+    pub p50: Option<Duration>,
+    /// 90th percentile run time.
+    #[serde(serialize_with = "crate::model::serialize_secs")]
+    pub p90: Option<Duration>,
+    /// 99th percentile run time.
+    #[serde(serialize_with = "crate::model::serialize_secs")]
+    pub p99: Option<Duration>,
+    /// Median wait for a blocking-pool slot (blocking handlers only).
+    #[serde(serialize_with = "crate::model::serialize_secs")]
+    pub queue_wait_p50: Option<Duration>,
 }
 
 macro_rules! define_plugin_trait {

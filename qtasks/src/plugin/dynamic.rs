@@ -367,7 +367,7 @@ impl PluginChain for DynChain {
         self.plugins.iter().filter(|e| e.listens.contains(T::ID)).all(|e| e.member.fire_sync::<T>(ctx))
     }
 
-    async fn start(&self) -> Result<(), crate::Error> {
+    async fn start(&self) -> Result<(), crate::dispatch::PluginStartError> {
         for (started, entry) in self.plugins.iter().enumerate() {
             if let Err(error) = entry.member.start().await {
                 for entry in self.plugins[..started].iter().rev() {

@@ -7,7 +7,7 @@
 //! counters run only with [`Managed::budget`] or [`Managed::metrics`].
 
 use crate::dispatch::HandlerPanicked;
-use crate::dispatch::{BoxError, Outcome, Plugin, PluginInfo};
+use crate::dispatch::{BoxError, Outcome, Plugin, PluginInfo, TriggerStats};
 #[allow(unused_imports)]
 use crate::model::{NewTask, TaskMessage, TaskRecord};
 #[allow(unused_imports)]
@@ -448,37 +448,6 @@ impl Stats {
             })
             .collect()
     }
-}
-
-/// Counts of one trigger of one managed plugin, with latency percentiles
-/// (run time, without the wait for a blocking-pool slot, which is reported
-/// apart). Percentiles are upper bounds of power-of-two buckets.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct TriggerStats {
-    /// The trigger.
-    pub trigger: &'static str,
-    /// Handler calls.
-    pub calls: u64,
-    /// Calls that returned an error.
-    pub errors: u64,
-    /// Calls that panicked.
-    pub panics: u64,
-    /// Calls past the time budget.
-    pub timeouts: u64,
-    /// Contexts skipped by the task filter.
-    pub skipped: u64,
-    /// Median run time.
-    #[serde(serialize_with = "crate::model::serialize_secs")]
-    pub p50: Option<Duration>,
-    /// 90th percentile run time.
-    #[serde(serialize_with = "crate::model::serialize_secs")]
-    pub p90: Option<Duration>,
-    /// 99th percentile run time.
-    #[serde(serialize_with = "crate::model::serialize_secs")]
-    pub p99: Option<Duration>,
-    /// Median wait for a blocking-pool slot (blocking handlers only).
-    #[serde(serialize_with = "crate::model::serialize_secs")]
-    pub queue_wait_p50: Option<Duration>,
 }
 
 /// A lock-free histogram of durations in power-of-two nanosecond buckets.

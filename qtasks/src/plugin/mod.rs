@@ -49,8 +49,8 @@ mod managed;
 
 pub use crate::dispatch::{
     BoxError, HandlerPanicked, IntoOutcome, IntoStartResult, Member, Outcome, Plugin, PluginChain, PluginInfo,
-    blocking_handler_limit, blocking_handlers_busy, set_blocking_handler_limit,
+    PluginStartError, TriggerStats, blocking_handler_limit, blocking_handlers_busy, set_blocking_handler_limit,
 };
 pub use dynamic::{DynChain, DynPlugin};
 pub use globals::{Globals, TriggerEvent, Wildcard};
-pub use managed::{Managed, OnError, TimedOut, TriggerStats, UnknownTrigger};
+pub use managed::{Managed, OnError, TimedOut, UnknownTrigger};

@@ -13,12 +13,12 @@
 //! (store) → storage_remove_finished_task → worker_execute_after`.
 
 use super::run::{renewing_lease, run};
+use crate::app::events::{Event, EventKind, emit};
 use crate::app::{AllTasks, AppInner};
 use crate::backend::Backend;
 use crate::dispatch::PluginChain;
 use crate::dispatch::fire_ctx as fire;
 use crate::model::{TaskMessage, TaskRecord, TaskStatus, now};
-use crate::runtime::events::{Event, EventKind, emit};
 use crate::task::context::TaskName;
 use crate::task::deps::{Resources, WorkerDeps};
 use crate::task::{CancelToken, Task, TaskContext, TaskError, TaskInfo, TaskSet, TaskVisitor};

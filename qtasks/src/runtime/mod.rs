@@ -2,10 +2,8 @@
 //!
 //! - [`worker`](Worker): the loop that takes tasks, bounded by its slots;
 //! - `executor`: one task's pipeline, with its triggers in QTasks's order;
-//! - [`events`]: task and worker lifecycle events;
 //! - [`schedule`]: interval and cron schedules that enqueue tasks.
 
-pub mod events;
 pub(crate) mod executor;
 mod retry;
 mod run;

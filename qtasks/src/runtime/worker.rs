@@ -1,13 +1,13 @@
 //! The worker: takes tasks from the backend and runs them.
 
+use crate::app::Error;
+use crate::app::events::{Event, EventKind, emit};
 use crate::app::{AppInner, QueueTasks};
 use crate::backend::Backend;
 use crate::client::kv::{HEARTBEAT, WORKER_TTL, WORKERS, WorkerInfo};
 use crate::dispatch::PluginChain;
 use crate::dispatch::fire_ctx as fire;
-use crate::error::Error;
 use crate::model::TaskMessage;
-use crate::runtime::events::{Event, EventKind, emit};
 use crate::task::TaskSet;
 use crate::task::deps::WorkerDeps;
 use crate::triggers::*;
@@ -85,7 +85,7 @@ impl<T: TaskSet, C: PluginChain, B: Backend> WorkerBuilder<T, C, B> {
         let deps = Arc::new(WorkerDeps::open(Arc::clone(&app.deps)).await?);
         if let Err(error) = app.chain.start().await {
             deps.close().await;
-            return Err(error);
+            return Err(error.into());
         }
         fire!(&app.chain, WorkerStart { app: name, max_tasks_process: self.max_tasks_process });
         fire!(&app.chain, BrokerStart { app: name });
