@@ -19,7 +19,7 @@ use crate::backend::Backend;
 use crate::dispatch::PluginChain;
 use crate::dispatch::fire_ctx as fire;
 use crate::model::{TaskMessage, TaskRecord, TaskStatus, now};
-use crate::task::context::TaskName;
+use crate::task::context::{TaskName, Threads};
 use crate::task::deps::{Resources, WorkerDeps};
 use crate::task::{CancelToken, Task, TaskContext, TaskError, TaskInfo, TaskSet, TaskVisitor};
 use crate::triggers::Trigger;
@@ -81,7 +81,7 @@ async fn run_and_finish<T: TaskSet, C: PluginChain, B: Backend>(
     let name = app.name.as_str();
     app.backend.watch_cancel(message.uuid, &token);
     let exec = Exec { app, deps, message: &message, token: &token, span: &span };
-    let (info, model) = match <AllTasks<T, C>>::dispatch(&message.task_name, exec).await {
+    let (info, model, threads) = match <AllTasks<T, C>>::dispatch(&message.task_name, exec).await {
         Ok(done) => done,
         Err(_) => {
             tracing::warn!(app = name, task = %message.task_name, uuid = %message.uuid, "unknown task");
@@ -90,11 +90,16 @@ async fn run_and_finish<T: TaskSet, C: PluginChain, B: Backend>(
                 "unknown task `{}`: no task of that name is registered in app `{name}`",
                 message.task_name
             ));
-            (None, model)
+            (None, model, None)
         }
     };
     finish(app, info, &message, model, &token).await;
     app.backend.unwatch_cancel(message.uuid);
+    // A sync task's thread left running past its time limit (or a cancel)
+    // keeps the worker's slot until it returns.
+    if let Some(threads) = threads {
+        threads.idle().await;
+    }
 }
 
 async fn finish<T, C: PluginChain, B: Backend>(
@@ -146,10 +151,13 @@ struct Exec<'a, T, C, B> {
 }
 
 impl<T: TaskSet, C: PluginChain, B: Backend> TaskVisitor for Exec<'_, T, C, B> {
-    type Output = (Option<&'static TaskInfo>, TaskRecord);
+    type Output = (Option<&'static TaskInfo>, TaskRecord, Option<Arc<Threads>>);
 
     async fn visit<K: Task>(self) -> Self::Output {
-        (Some(&K::INFO), execute::<K, T, C, B>(self.app, self.deps, self.message, self.token, self.span).await)
+        // Only sync tasks run threads that can outlive their run.
+        let threads = K::INFO.blocking.then(Arc::default);
+        let model = execute::<K, T, C, B>(self.app, self.deps, self.message, self.token, self.span, &threads).await;
+        (Some(&K::INFO), model, threads)
     }
 }
 
@@ -170,11 +178,13 @@ async fn execute<K: Task, T, C: PluginChain, B: Backend>(
     message: &TaskMessage,
     token: &CancelToken,
     span: &tracing::Span,
+    threads: &Option<Arc<Threads>>,
 ) -> TaskRecord {
     let deps = Resources::for_run(deps, &K::INFO);
     let task_deps = deps.task_deps();
-    let ctx =
-        TaskContext::for_run(message, TaskName::Static(K::INFO.name), span.clone(), token.clone()).with_deps(deps);
+    let ctx = TaskContext::for_run(message, TaskName::Static(K::INFO.name), span.clone(), token.clone())
+        .with_deps(deps)
+        .with_threads(threads.clone());
     emit!(
         app.events,
         EventKind::TaskRunning,
@@ -190,6 +200,10 @@ async fn execute<K: Task, T, C: PluginChain, B: Backend>(
         task_deps.close().instrument(span.clone()).await;
     }
     if model.status == TaskStatus::Error && retryable && K::INFO.retry > 0 && !token.is_cancelled() {
+        // The next attempt never runs next to this one's thread.
+        if let Some(threads) = threads {
+            threads.idle().await;
+        }
         return super::retry::retry::<K, T, C, B>(app, message, model).instrument(span.clone()).await;
     }
     model

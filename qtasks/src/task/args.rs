@@ -51,7 +51,13 @@ where
     R: Send + 'static,
 {
     let span = tracing::Span::current();
-    match tokio::task::spawn_blocking(move || span.in_scope(f)).await {
+    // Counted until the thread returns, past a time limit or a cancel too.
+    let thread = super::TaskContext::current().and_then(|ctx| ctx.enter_thread());
+    let run = move || {
+        let _thread = thread;
+        span.in_scope(f)
+    };
+    match tokio::task::spawn_blocking(run).await {
         Ok(result) => result,
         Err(e) if e.is_panic() => Err(TaskError::from_panic(e.into_panic())),
         Err(e) => Err(TaskError::msg(format!("blocking task did not finish: {e}"))),

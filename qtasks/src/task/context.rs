@@ -6,6 +6,8 @@ use super::error::{Cancelled, PluginError};
 use crate::model::TaskMessage;
 use serde_json::{Map, Value};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 /// The context of one task run: its id, name, attempt, tracing span,
@@ -24,6 +26,53 @@ pub struct TaskContext {
     cancel: CancelToken,
     deps: Resources,
     extra: Option<Arc<Map<String, Value>>>,
+    /// The run's blocking-pool threads, for a worker's run of a sync task.
+    threads: Option<Arc<Threads>>,
+}
+
+/// The blocking-pool threads a run started that are still running.
+///
+/// A thread cannot be stopped: a sync task past its time limit, or
+/// cancelled, goes on until it returns, although its run has ended. The
+/// worker keeps the run's slot until then (so `max_tasks_process` bounds
+/// the threads really busy), and a retry is enqueued only once the old
+/// attempt's thread has returned (so the two never run at once).
+#[derive(Debug, Default)]
+pub(crate) struct Threads {
+    running: AtomicUsize,
+    idle: Notify,
+}
+
+impl Threads {
+    /// Counts a thread until the returned guard is dropped (also by a panic).
+    pub(crate) fn enter(self: &Arc<Self>) -> ThreadGuard {
+        self.running.fetch_add(1, Ordering::AcqRel);
+        ThreadGuard(Arc::clone(self))
+    }
+
+    /// Completes once no thread of the run is running.
+    pub(crate) async fn idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if self.running.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// One running thread of a run (see [`Threads`]).
+pub(crate) struct ThreadGuard(Arc<Threads>);
+
+impl Drop for ThreadGuard {
+    fn drop(&mut self) {
+        if self.0.running.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
 }
 
 tokio::task_local! {
@@ -68,6 +117,7 @@ impl TaskContext {
             cancel: CancelToken::new(),
             deps: Resources::none(),
             extra: None,
+            threads: None,
         }
     }
 
@@ -75,7 +125,16 @@ impl TaskContext {
     pub(crate) fn for_run(message: &TaskMessage, name: TaskName, span: tracing::Span, cancel: CancelToken) -> Self {
         // The extra fields are shared, and copied only if there are some.
         let extra = (!message.extra.is_empty()).then(|| Arc::new(message.extra.clone()));
-        Self { uuid: message.uuid, name, attempt: message.attempt, span, cancel, deps: Resources::none(), extra }
+        Self {
+            uuid: message.uuid,
+            name,
+            attempt: message.attempt,
+            span,
+            cancel,
+            deps: Resources::none(),
+            extra,
+            threads: None,
+        }
     }
 
     /// The extra fields the client attached when it enqueued the task
@@ -85,6 +144,17 @@ impl TaskContext {
     pub fn extra(&self) -> &Map<String, Value> {
         static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
         self.extra.as_deref().unwrap_or_else(|| EMPTY.get_or_init(Map::new))
+    }
+
+    /// The context with the thread count of a worker's run of a sync task.
+    pub(crate) fn with_threads(mut self, threads: Option<Arc<Threads>>) -> Self {
+        self.threads = threads;
+        self
+    }
+
+    /// Counts a blocking-pool thread of this run, if a worker runs it.
+    pub(crate) fn enter_thread(&self) -> Option<ThreadGuard> {
+        self.threads.as_ref().map(Threads::enter)
     }
 
     /// The context with the dependencies and states of a worker's run.

@@ -59,7 +59,9 @@ where
     let (tx, mut rx) = tokio::sync::mpsc::channel(BUFFERED);
     let sink = ItemSink { tx, cancel: cancel.clone() };
     let span = tracing::Span::current();
+    let thread = ctx.enter_thread();
     let producer = tokio::task::spawn_blocking(move || {
+        let _thread = thread;
         super::TaskContext::sync_scope(Some(ctx.clone()), || span.in_scope(|| produce(ctx, &sink)))
     });
     let collect = async {
