@@ -34,27 +34,53 @@ use tracing::Instrument;
 /// `worker_execute_after`, runs with the task's context as
 /// [`TaskContext::current`]: the receive triggers with the message as it
 /// was taken, the rest with the message as the receive triggers left it.
+///
+/// The task's lease is renewed the whole time the worker holds it: from the
+/// receive triggers, through the pipeline (plugin handlers, blocking ones
+/// waiting for a slot included) and the closing of its dependencies, to the
+/// final record stored; not only while its body runs.
 pub(crate) async fn receive_and_run<T: TaskSet, C: PluginChain, B: Backend>(
     app: &AppInner<T, C, B>,
     deps: &Arc<WorkerDeps>,
     message: TaskMessage,
 ) {
-    let name = app.name.as_str();
     let span = tracing::info_span!("task", task = %message.task_name, uuid = %message.uuid, attempt = message.attempt);
     // Watched until the final record is stored, so a cancel that comes at
-    // any point of the run is seen (see `finish`).
+    // any point of the run is seen (see `store_final`).
     let token = CancelToken::new();
-    let received = context::<T, C>(&message, &span, &token);
+    let leased = message.uuid;
+    let held = renewing_lease(app, leased, hold(app, deps, message, &span, &token)).instrument(span.clone());
+    let (ctx, message, info, model, threads) = held.await;
+    ctx.scope(after_store(app, info, &model)).instrument(span).await;
+    app.backend.unwatch_cancel(message.uuid);
+    // A sync task's thread left running past its time limit (or a cancel)
+    // keeps the worker's slot until it returns.
+    if let Some(threads) = threads {
+        threads.idle().await;
+    }
+}
+
+/// What the worker does while it holds the task: receive it, run it, store
+/// its final record.
+async fn hold<T: TaskSet, C: PluginChain, B: Backend>(
+    app: &AppInner<T, C, B>,
+    deps: &Arc<WorkerDeps>,
+    message: TaskMessage,
+    span: &tracing::Span,
+    token: &CancelToken,
+) -> (TaskContext, TaskMessage, Option<&'static TaskInfo>, TaskRecord, Option<Arc<Threads>>) {
+    let name = app.name.as_str();
+    let received = context::<T, C>(&message, span, token);
     let message = received
         .scope(async {
             let message = fire!(&app.chain, BrokerAddWorker { app: name, message }).message;
             let message = fire!(&app.chain, StorageAddProcess { app: name, message }).message;
             fire!(&app.chain, WorkerAdd { app: name, message }).message
         })
-        .instrument(span.clone())
         .await;
-    let ctx = context::<T, C>(&message, &span, &token);
-    ctx.scope(run_and_finish(app, deps, message, span.clone(), token)).instrument(span).await;
+    let ctx = context::<T, C>(&message, span, token);
+    let (info, model, threads) = ctx.clone().scope(run_and_store(app, deps, &message, span, token)).await;
+    (ctx, message, info, model, threads)
 }
 
 /// The task's context for the triggers around its run: no dependencies,
@@ -71,21 +97,21 @@ fn context<T: TaskSet, C: PluginChain>(
     TaskContext::for_run(message, name, span.clone(), token.clone())
 }
 
-async fn run_and_finish<T: TaskSet, C: PluginChain, B: Backend>(
+async fn run_and_store<T: TaskSet, C: PluginChain, B: Backend>(
     app: &AppInner<T, C, B>,
     deps: &Arc<WorkerDeps>,
-    message: TaskMessage,
-    span: tracing::Span,
-    token: CancelToken,
-) {
+    message: &TaskMessage,
+    span: &tracing::Span,
+    token: &CancelToken,
+) -> (Option<&'static TaskInfo>, TaskRecord, Option<Arc<Threads>>) {
     let name = app.name.as_str();
-    app.backend.watch_cancel(message.uuid, &token);
-    let exec = Exec { app, deps, message: &message, token: &token, span: &span };
+    app.backend.watch_cancel(message.uuid, token);
+    let exec = Exec { app, deps, message, token, span };
     let (info, model, threads) = match <AllTasks<T, C>>::dispatch(&message.task_name, exec).await {
         Ok(done) => done,
         Err(_) => {
             tracing::warn!(app = name, task = %message.task_name, uuid = %message.uuid, "unknown task");
-            let mut model = TaskRecord::from_message(&message, TaskStatus::Error);
+            let mut model = TaskRecord::from_message(message, TaskStatus::Error);
             model.error = Some(format!(
                 "unknown task `{}`: no task of that name is registered in app `{name}`",
                 message.task_name
@@ -93,22 +119,19 @@ async fn run_and_finish<T: TaskSet, C: PluginChain, B: Backend>(
             (None, model, None)
         }
     };
-    finish(app, info, &message, model, &token).await;
-    app.backend.unwatch_cancel(message.uuid);
-    // A sync task's thread left running past its time limit (or a cancel)
-    // keeps the worker's slot until it returns.
-    if let Some(threads) = threads {
-        threads.idle().await;
-    }
+    let model = store_final(app, info, message, model, token).await;
+    (info, model, threads)
 }
 
-async fn finish<T, C: PluginChain, B: Backend>(
+/// Fires the triggers before the final record is stored, stores it, and
+/// cancels the retry of a task cancelled meanwhile.
+async fn store_final<T, C: PluginChain, B: Backend>(
     app: &AppInner<T, C, B>,
     task: Option<&'static TaskInfo>,
     message: &TaskMessage,
     mut model: TaskRecord,
     token: &CancelToken,
-) {
+) -> TaskRecord {
     let name = app.name.as_str();
     // A client that cancelled the task was told it ends `cancel`: so it
     // does, also when the request came after the run's last look at it.
@@ -134,12 +157,22 @@ async fn finish<T, C: PluginChain, B: Backend>(
     {
         tracing::error!(app = name, uuid = %child, %error, "cancelling the retry of a cancelled task failed");
     }
-    fire!(&app.chain, StorageRemoveFinishedTask { app: name, model: &model });
-    fire!(&app.chain, WorkerExecuteAfter { app: name, task, model: &model });
+    model
+}
+
+/// The triggers and events after the final record is stored.
+async fn after_store<T, C: PluginChain, B: Backend>(
+    app: &AppInner<T, C, B>,
+    task: Option<&'static TaskInfo>,
+    model: &TaskRecord,
+) {
+    let name = app.name.as_str();
+    fire!(&app.chain, StorageRemoveFinishedTask { app: name, model });
+    fire!(&app.chain, WorkerExecuteAfter { app: name, task, model });
     if let Some(kind) = EventKind::for_status(model.status) {
-        emit!(app.events, kind, Event::ended(kind, name, &model));
+        emit!(app.events, kind, Event::ended(kind, name, model));
     }
-    emit!(app.events, EventKind::TaskStopping, Event::ended(EventKind::TaskStopping, name, &model));
+    emit!(app.events, EventKind::TaskStopping, Event::ended(EventKind::TaskStopping, name, model));
 }
 
 struct Exec<'a, T, C, B> {
@@ -250,7 +283,7 @@ async fn pipeline<K: Task, T, C: PluginChain, B: Backend>(
         // Cancelled between being taken and starting: it does not start.
         _ if token.is_cancelled() => Ended::Cancel(token.reason().unwrap_or("cancelled").to_owned()),
         Err(e) => Ended::Error(TaskError::InvalidArguments(format!("task `{}`: {e}", task.name)).to_string(), false),
-        Ok(args) => match renewing_lease(app, message, run::<K>(ctx, args)).await {
+        Ok(args) => match run::<K>(ctx, args).await {
             Ok(output) => match serde_json::to_value(output) {
                 // A stream task's list of items (a constant test: other tasks pay nothing).
                 Ok(result) if K::INFO.stream => {

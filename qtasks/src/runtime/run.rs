@@ -1,19 +1,19 @@
-//! Running a task's body: its time limit, panic isolation, cancellation,
-//! and the lease renewal around it.
+//! Running a task's body (its time limit, panic isolation, cancellation),
+//! and renewing the task's lease while the worker holds it.
 
 use crate::app::AppInner;
 use crate::backend::Backend;
-use crate::model::TaskMessage;
 use crate::task::{Task, TaskContext, TaskError};
 use futures::FutureExt;
 use std::panic::AssertUnwindSafe;
+use uuid::Uuid;
 
-/// Awaits `run`, renewing the task's lease meanwhile on backends that have
-/// leases, so a task that runs longer than its lease is not handed to
-/// another worker while it still runs.
+/// Awaits `run`, renewing the lease of task `uuid` meanwhile on backends
+/// that have leases, so a task held longer than its lease is not handed to
+/// another worker while this one still holds it.
 pub(super) async fn renewing_lease<T, C, B: Backend, F: std::future::Future>(
     app: &AppInner<T, C, B>,
-    message: &TaskMessage,
+    uuid: Uuid,
     run: F,
 ) -> F::Output {
     let Some(period) = app.backend.lease_renewal() else { return run.await };
@@ -23,8 +23,8 @@ pub(super) async fn renewing_lease<T, C, B: Backend, F: std::future::Future>(
             biased;
             output = &mut run => return output,
             _ = tokio::time::sleep(period) => {
-                if let Err(error) = app.backend.extend_lease(message.uuid).await {
-                    tracing::warn!(app = %app.name, uuid = %message.uuid, %error, "renewing the task's lease failed");
+                if let Err(error) = app.backend.extend_lease(uuid).await {
+                    tracing::warn!(app = %app.name, %uuid, %error, "renewing the task's lease failed");
                 }
             }
         }
