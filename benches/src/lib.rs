@@ -11,7 +11,7 @@
 //! `qtasks::fire!`): nothing if no plugin listens, plain calls if every
 //! listener is sync, one awaited future otherwise.
 
-use qtasks::plugin::{Append, Member, fire};
+use qtasks::dispatch::{Append, Member, fire};
 use qtasks::triggers::Trigger;
 use qtasks::triggers::{
     BrokerFlushAll, BrokerListenStart, BrokerStart, BrokerStop, QtasksFlushAll, QtasksPing, QtasksStop,

@@ -4,7 +4,7 @@
 //!
 //! Run with `cargo run --example canvas`.
 
-use qtasks::{QueueTasks, TaskCall, call, json, task};
+use qtasks::{QueueTasks, Signature, call, json, task};
 use std::time::Duration;
 
 /// Adds two numbers.
@@ -21,7 +21,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // E13: chain(add(2, 2), add(4), add(8)); each result is appended as the
     // last positional argument of the next step.
-    let chain = app.chain_tasks([add::call((2, 2)), call("add", json!([4])), call("add", json!([8]))]);
+    let chain = app.chain([Signature::of::<add>((2, 2)).untyped(), call("add", json!([4])), call("add", json!([8]))]);
     for (i, step) in chain.run(timeout).await?.iter().enumerate() {
         println!(
             "chain step {i}: {}{} = {} ({})",
@@ -33,7 +33,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // E12: a group of four `add` calls, enqueued at once, results in the order given.
-    let group = app.group([add::call((2, 3)), add::call((3, 4)), add::call((4, 5)), add::call((6, 7))]);
+    let group = app.group([
+        Signature::of::<add>((2, 3)).untyped(),
+        Signature::of::<add>((3, 4)).untyped(),
+        Signature::of::<add>((4, 5)).untyped(),
+        Signature::of::<add>((6, 7)).untyped(),
+    ]);
     let sums: Vec<i64> = group.results(timeout).await?;
     println!("group results: {sums:?}");
 

@@ -20,10 +20,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
     let mut ids = Vec::new();
     for i in 0..n {
-        ids.push((i, app.add_task("slow_square", [i]).await?.uuid));
+        ids.push((i, app.add_task("slow_square", [i]).await?.uuid()));
     }
     for (i, id) in ids {
-        let task = app.wait(id, Duration::from_secs(60)).await?.ok_or("a task did not finish within 60 s")?;
+        let task = app.wait(id, Duration::from_secs(60)).await?;
         assert_eq!(task.status, TaskStatus::Success, "{task:?}");
         assert_eq!(task.result_as::<i64>().transpose()?, Some(i * i));
     }

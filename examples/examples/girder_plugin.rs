@@ -14,7 +14,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     print!("{}", qtasks::cli::banner(&app, "memory://", 4));
 
     let worker = app.worker().max_tasks_process(4).start().await?;
-    let task = app.add_task("fibonacci", [26]).wait(Duration::from_secs(30)).await?.expect("finished");
+    let task = app.add_task("fibonacci", [26]).await?.record(Duration::from_secs(30)).await?;
     assert_eq!(task.status, TaskStatus::Success);
     println!("fibonacci(26) = {}", task.result.expect("a result"));
     worker.shutdown().await;

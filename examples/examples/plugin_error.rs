@@ -27,7 +27,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let app = QueueTasks::builder("rescued").task::<test_task>().plugin(TaskTriggerError).build()?;
     let worker = app.worker().start().await?;
-    let task = app.add_task("test_task", ()).wait(wait).await?.expect("finished");
+    let task = app.add_task("test_task", ()).await?.record(wait).await?;
     println!("with the plugin:    status {}, result {:?}", task.status, task.result);
     assert_eq!(task.status, TaskStatus::Success);
     assert_eq!(task.result, Some(json!(123)));
@@ -35,7 +35,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let app = QueueTasks::builder("plain").task::<test_task>().build()?;
     let worker = app.worker().start().await?;
-    let task = app.add_task("test_task", ()).wait(wait).await?.expect("finished");
+    let task = app.add_task("test_task", ()).await?.record(wait).await?;
     println!("without the plugin: status {}, error {:?}", task.status, task.error);
     assert_eq!(task.status, TaskStatus::Error);
     assert_eq!(task.error.as_deref(), Some("Non-standard situation"));

@@ -3,7 +3,7 @@
 //! Run with `cargo run --example quickstart`.
 
 use qtasks::triggers::{TaskExecutorArgsReplace, WorkerExecuteAfter};
-use qtasks::{Backend, QueueTasks, TaskContext, TaskStatus, Value, json, plugin, task};
+use qtasks::{Backend, QueueTasks, Signature, TaskContext, TaskStatus, Value, json, plugin, task};
 use std::time::Duration;
 
 /// Adds two numbers.
@@ -63,18 +63,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // Typed: arguments and result are checked by the compiler.
-    let sum = app.enqueue::<add>((2, 3)).await?.result(Duration::from_secs(5)).await?;
+    let sum = app.enqueue(Signature::of::<add>((2, 3))).await?.result(Duration::from_secs(5)).await?;
     println!("add(2, 3) with doubled arguments = {sum}");
 
     // By name, with JSON arguments, as a client in another process would.
-    let task = app.add_task("greet", ["Ада"]).wait(Duration::from_secs(5)).await?.expect("finished");
+    let task = app.add_task("greet", ["Ада"]).await?.record(Duration::from_secs(5)).await?;
     println!("greet -> {} {}", task.status, task.result.unwrap_or_default());
 
-    let task = app.add_task("divide", (1, 0)).wait(Duration::from_secs(5)).await?.expect("finished");
+    let task = app.add_task("divide", (1, 0)).await?.record(Duration::from_secs(5)).await?;
     assert_eq!(task.status, TaskStatus::Error);
     println!("divide(1, 0) -> {}: {}", task.status, task.error.unwrap_or_default());
 
-    let task = app.add_task("no_such_task", ()).wait(Duration::from_secs(5)).await?.expect("finished");
+    let task = app.add_task("no_such_task", ()).await?.record(Duration::from_secs(5)).await?;
     println!("no_such_task -> {}: {}", task.status, task.error.unwrap_or_default());
 
     // Direct calls still work: the function is unchanged.

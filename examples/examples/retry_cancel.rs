@@ -79,33 +79,33 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Cancelled while queued: no worker runs yet, and none ever runs it.
     let queued = app.add_task("report", ()).await?;
-    assert_eq!(app.cancel(queued.uuid, "no longer needed").await?, CancelOutcome::Cancelled);
+    assert_eq!(app.cancel(queued.uuid(), "no longer needed").await?, CancelOutcome::Cancelled);
 
     let worker = app.worker().start().await?;
 
     println!("retry:");
     let first = app.add_task("flaky", ()).await?;
-    let last = app.wait(first.uuid, wait).await?.expect("finished");
+    let last = app.wait(first.uuid(), wait).await?;
     println!("  status {}, result {}, attempt {}", last.status, last.result.clone().unwrap_or_default(), last.attempt);
     assert_eq!((last.status, last.attempt), (TaskStatus::Success, 3));
-    let parent = app.get(first.uuid).await?.expect("stored");
+    let parent = app.get(first.uuid()).await?.expect("stored");
     println!("  first attempt: status {}, retry_child_uuid {}", parent.status, parent.extra["retry_child_uuid"]);
 
     println!("cancel a running task:");
     let running = app.add_task("crawl", ()).await?;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(app.cancel(running.uuid, "user pressed stop").await?, CancelOutcome::Requested);
-    let stopped = app.wait(running.uuid, wait).await?.expect("finished");
+    assert_eq!(app.cancel(running.uuid(), "user pressed stop").await?, CancelOutcome::Requested);
+    let stopped = app.wait(running.uuid(), wait).await?;
     println!("  status {}, reason {:?}", stopped.status, stopped.error);
     assert_eq!(stopped.status, TaskStatus::Cancel);
-    assert_eq!(app.cancel(running.uuid, "again").await?, CancelOutcome::Finished(TaskStatus::Cancel));
+    assert_eq!(app.cancel(running.uuid(), "again").await?, CancelOutcome::Finished(TaskStatus::Cancel));
 
     println!("time limit:");
-    let limited = app.add_task("slow", ()).wait(wait).await?.expect("finished");
+    let limited = app.add_task("slow", ()).await?.record(wait).await?;
     println!("  status {}, error {:?}", limited.status, limited.error);
     assert_eq!(limited.status, TaskStatus::Error);
 
-    let done = app.get(queued.uuid).await?.expect("stored");
+    let done = app.get(queued.uuid()).await?.expect("stored");
     println!("cancelled while queued: status {}, runs {}", done.status, REPORT_RUNS.load(Ordering::SeqCst));
     assert_eq!(REPORT_RUNS.load(Ordering::SeqCst), 0);
     assert_eq!(json!(done.status), json!("cancel"));

@@ -11,10 +11,11 @@
 //!
 //! ```ignore
 //! let stop = async { tokio::signal::ctrl_c().await.unwrap() };
-//! let stats = Scheduler::new(app).cron("0 3 * * *", "cleanup", ())?.run_until(stop).await;
+//! let entry = ScheduleEntry::cron("0 3 * * *", call("cleanup", ()))?;
+//! let stats = Scheduler::new(&app).add(entry).run_until(stop).await;
 //! ```
 
-use qtasks::{QueueTasks, Scheduler, TaskStatus, task};
+use qtasks::{QueueTasks, ScheduleEntry, Scheduler, TaskStatus, call, task};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -38,10 +39,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let worker = app.worker().start().await?;
 
     let schedule = Scheduler::new(app.clone())
-        .every(Duration::from_millis(700), "heartbeat", ())?
-        .cron("*/1 * * * * *", "report", ["status"])?
-        .name("status report")
-        .priority(-1)
+        .add(ScheduleEntry::every(Duration::from_millis(700), call("heartbeat", ()))?)
+        .add(ScheduleEntry::cron("*/1 * * * * *", call("report", ["status"]).priority(-1))?.name("status report"))
         .start();
     println!("scheduler started with 2 entries; running for 3.2 s");
     tokio::time::sleep(Duration::from_millis(3200)).await;
@@ -57,7 +56,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut records = app.get_all().await?;
     records.sort_by(|a, b| a.created_at.total_cmp(&b.created_at));
     for record in records {
-        let record = app.wait(record.uuid, Duration::from_secs(5)).await?.expect("finished");
+        let record = app.wait(record.uuid, Duration::from_secs(5)).await?;
         assert_eq!(record.status, TaskStatus::Success);
         println!(
             "  {} from {} -> {}",

@@ -4,7 +4,7 @@
 //!
 //! Run with `cargo run --example streams`.
 
-use qtasks::{QueueTasks, Stream, TaskContext, json, stream, task};
+use qtasks::{QueueTasks, Signature, Stream, TaskContext, json, stream, task};
 use std::time::Duration;
 
 /// The per-item handler (QTasks's `generate_handler`).
@@ -37,16 +37,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let timeout = Duration::from_secs(10);
 
     // By name: the stored result is the JSON list.
-    let done = app.add_task("test_yield", json!([5])).wait(timeout).await?.ok_or("timed out")?;
+    let done = app.add_task("test_yield", json!([5])).await?.record(timeout).await?;
     println!("test_yield(5) -> {}", done.result.unwrap_or_default());
 
     // Typed: `Output` is `Vec<u32>`.
-    let items: Vec<u32> = app.enqueue::<test_yield>((5,)).await?.result(timeout).await?;
+    let items: Vec<u32> = app.enqueue(Signature::of::<test_yield>((5,))).await?.result(timeout).await?;
     assert_eq!(items, [8, 9, 10, 11, 12]);
     println!("typed: {items:?}");
 
     let labels: Vec<String> =
-        app.enqueue::<line_lengths>(("stream\ntasks\n!".to_owned(),)).await?.result(timeout).await?;
+        app.enqueue(Signature::of::<line_lengths>(("stream\ntasks\n!".to_owned(),))).await?.result(timeout).await?;
     println!("line_lengths -> {labels:?}");
 
     worker.shutdown().await;

@@ -19,12 +19,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
     let mut last = None;
     for _ in 0..n {
-        last = Some(app.add_task("noop", ()).await?.uuid);
+        last = Some(app.add_task("noop", ()).await?.uuid());
     }
     let enqueued = start.elapsed();
     let start = Instant::now();
     let worker = app.worker().max_tasks_process(concurrency).start().await?;
-    let done = app.wait(last.expect("at least one task"), Duration::from_secs(600)).await?.expect("finished");
+    let done = app.wait(last.expect("at least one task"), Duration::from_secs(600)).await?;
     assert_eq!(done.status, TaskStatus::Success);
     worker.shutdown().await;
     let ran = start.elapsed();

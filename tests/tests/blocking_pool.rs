@@ -38,10 +38,10 @@ async fn n_plus_one_blocking_handlers_with_a_pool_of_n_run_at_most_n_at_once() {
     let worker = app.worker().max_tasks_process(3).start().await.unwrap();
     let mut ids = Vec::new();
     for _ in 0..3 {
-        ids.push(app.add_task("unit", ()).await.unwrap().uuid);
+        ids.push(app.add_task("unit", ()).await.unwrap().uuid());
     }
     for id in ids {
-        assert_eq!(app.wait(id, Duration::from_secs(10)).await.unwrap().unwrap().status, TaskStatus::Success);
+        assert_eq!(app.wait(id, Duration::from_secs(10)).await.unwrap().status, TaskStatus::Success);
     }
     worker.shutdown().await;
     assert_eq!(PEAK.load(Ordering::SeqCst), 2, "3 blocking handlers with a pool of 2 must peak at exactly 2");
@@ -67,7 +67,7 @@ async fn a_blocking_handler_past_its_budget_is_reported_and_left_running_detache
         .build()
         .unwrap();
     let worker = app.worker().start().await.unwrap();
-    let task = app.add_task("unit", ()).wait(Duration::from_secs(10)).await.unwrap().unwrap();
+    let task = app.add_task("unit", ()).await.unwrap().record(Duration::from_secs(10)).await.unwrap();
     // The task finished while the handler still runs, detached, in its slot.
     assert_eq!(task.status, TaskStatus::Success);
     assert!(!SLOW_DONE.load(Ordering::SeqCst), "the chain waited for the blocking handler");
@@ -115,7 +115,7 @@ async fn lowering_the_limit_while_handlers_hold_slots_returns_at_once_and_takes_
     qtasks::plugin::set_blocking_handler_limit(2);
     let app = QueueTasks::builder("lower").task::<unit>().plugin(WaitAtGate).build().unwrap();
     let worker = app.worker().max_tasks_process(2).start().await.unwrap();
-    let ids = [app.add_task("unit", ()).await.unwrap().uuid, app.add_task("unit", ()).await.unwrap().uuid];
+    let ids = [app.add_task("unit", ()).await.unwrap().uuid(), app.add_task("unit", ()).await.unwrap().uuid()];
     assert!(
         support::eventually(Duration::from_secs(30), || qtasks::plugin::blocking_handlers_busy() == 2).await,
         "both handlers hold a slot"
@@ -134,7 +134,7 @@ async fn lowering_the_limit_while_handlers_hold_slots_returns_at_once_and_takes_
         changed.notify_all();
     }
     for id in ids {
-        assert_eq!(app.wait(id, Duration::from_secs(30)).await.unwrap().unwrap().status, TaskStatus::Success);
+        assert_eq!(app.wait(id, Duration::from_secs(30)).await.unwrap().status, TaskStatus::Success);
     }
     assert!(
         support::eventually(Duration::from_secs(30), || qtasks::plugin::blocking_handlers_busy() == 0).await,

@@ -26,12 +26,12 @@ async fn fail() -> Result<(), std::io::Error> {
 async fn the_testing_tagger_marks_test_traffic_only() {
     let app = QueueTasks::builder("tagger").task::<echo>().plugin(TestingTagger).build().unwrap();
     let worker = app.worker().start().await.unwrap();
-    let tagged = app.add_task("echo", [1]).extra("test", true).wait(WAIT).await.unwrap().unwrap();
+    let tagged = app.add_task("echo", [1]).extra("test", true).await.unwrap().record(WAIT).await.unwrap();
     assert_eq!(tagged.extra.get("is_testing"), Some(&json!("true")));
     assert_eq!(tagged.extra.get("test"), Some(&json!(true)), "the original extra field is kept");
-    let plain = app.add_task("echo", [2]).wait(WAIT).await.unwrap().unwrap();
+    let plain = app.add_task("echo", [2]).await.unwrap().record(WAIT).await.unwrap();
     assert!(!plain.extra.contains_key("is_testing"));
-    let off = app.add_task("echo", [3]).extra("test", false).wait(WAIT).await.unwrap().unwrap();
+    let off = app.add_task("echo", [3]).extra("test", false).await.unwrap().record(WAIT).await.unwrap();
     assert!(!off.extra.contains_key("is_testing"));
     worker.shutdown().await;
 }
@@ -64,8 +64,8 @@ fn the_task_log_reports_every_finished_task_with_its_status() {
     runtime.block_on(async {
         let app = QueueTasks::builder("log").task::<echo>().task::<fail>().plugin(TaskLog).build().unwrap();
         let worker = app.worker().start().await.unwrap();
-        app.add_task("echo", [1]).wait(WAIT).await.unwrap().unwrap();
-        app.add_task("fail", ()).wait(WAIT).await.unwrap().unwrap();
+        app.add_task("echo", [1]).await.unwrap().record(WAIT).await.unwrap();
+        app.add_task("fail", ()).await.unwrap().record(WAIT).await.unwrap();
         worker.shutdown().await;
     });
     let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
@@ -129,9 +129,12 @@ fn task_metrics_count_enqueues_and_final_statuses_through_the_metrics_facade() {
             let app = QueueTasks::builder("m").task::<echo>().task::<fail>().plugin(TaskMetrics).build().unwrap();
             let worker = app.worker().start().await.unwrap();
             for n in 0..3 {
-                assert_eq!(app.add_task("echo", [n]).wait(WAIT).await.unwrap().unwrap().status, TaskStatus::Success);
+                assert_eq!(
+                    app.add_task("echo", [n]).await.unwrap().record(WAIT).await.unwrap().status,
+                    TaskStatus::Success
+                );
             }
-            app.add_task("fail", ()).wait(WAIT).await.unwrap().unwrap();
+            app.add_task("fail", ()).await.unwrap().record(WAIT).await.unwrap();
             worker.shutdown().await;
         });
     });

@@ -218,7 +218,7 @@ async fn a_cancelled_queued_task_leaves_the_queue_and_never_runs_after_a_restart
     let backend = another(&app).await;
     let qt = QueueTasks::builder(app.clone()).task::<counted>().backend(backend.clone()).build().unwrap();
     let worker = qt.worker().start().await.unwrap();
-    let probe = qt.add_task("counted", ()).wait(WAIT).await.unwrap().expect("the worker runs");
+    let probe = qt.add_task("counted", ()).await.unwrap().record(WAIT).await.expect("the worker runs");
     assert_eq!(probe.status, TaskStatus::Success);
     tokio::time::sleep(Duration::from_millis(400)).await;
     worker.shutdown().await;

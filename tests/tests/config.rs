@@ -4,7 +4,9 @@
 
 mod support;
 
-use qtasks::{AnyBackend, Backend, Config, ConfigError, QueueTasks, TaskStatus, task};
+use qtasks::{
+    AnyBackend, Backend, Client, Config, ConfigError, QueueTasks, Signature, TaskHandle, TaskStatus, Value, task,
+};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
@@ -171,18 +173,24 @@ async fn e16_the_default_priority_from_the_environment_applies_to_tasks_that_dec
     let app = QueueTasks::builder("e16").task::<plain>().task::<declared>().config(config).build().unwrap();
     assert_eq!(app.config().task_default_priority, 21);
 
-    assert_eq!(app.add_task("plain", ()).await.unwrap().priority, 21);
-    let typed = app.enqueue::<plain>(()).await.unwrap().uuid();
+    let client = app.client();
+    assert_eq!(stored_priority(&client, app.add_task("plain", ()).await.unwrap()).await, 21);
+    let typed = app.enqueue(Signature::of::<plain>(())).await.unwrap().uuid();
     assert_eq!(app.get(typed).await.unwrap().unwrap().priority, 21);
     // A declared priority wins over the default; an explicit one over both.
-    assert_eq!(app.add_task("declared", ()).await.unwrap().priority, 3);
-    assert_eq!(app.add_task("plain", ()).priority(-1).await.unwrap().priority, -1);
+    assert_eq!(stored_priority(&client, app.add_task("declared", ()).await.unwrap()).await, 3);
+    assert_eq!(stored_priority(&client, app.add_task("plain", ()).priority(-1).await.unwrap()).await, -1);
     // A task this app does not define (run by another app) gets the default too.
-    assert_eq!(app.add_task("elsewhere", ()).await.unwrap().priority, 21);
+    assert_eq!(stored_priority(&client, app.add_task("elsewhere", ()).await.unwrap()).await, 21);
 
     // Without the config, the default is 0.
     let app = QueueTasks::builder("e16-default").task::<plain>().build().unwrap();
-    assert_eq!(app.add_task("plain", ()).await.unwrap().priority, 0);
+    assert_eq!(stored_priority(&app.client(), app.add_task("plain", ()).await.unwrap()).await, 0);
+}
+
+/// The priority a task was stored with when it was enqueued.
+async fn stored_priority(client: &Client, handle: TaskHandle<Value>) -> i64 {
+    client.get(handle.uuid()).await.unwrap().expect("stored").priority
 }
 
 static RUNNING: AtomicUsize = AtomicUsize::new(0);
@@ -206,12 +214,12 @@ async fn a_worker_runs_as_many_tasks_at_once_as_the_config_says() {
     let app = QueueTasks::builder("one-at-a-time").task::<counted>().config(config).build().unwrap();
     let mut ids = Vec::new();
     for _ in 0..6 {
-        ids.push(app.add_task("counted", ()).await.unwrap().uuid);
+        ids.push(app.add_task("counted", ()).await.unwrap().uuid());
     }
     let worker = app.worker().start().await.unwrap();
     assert_eq!(app.workers().await.unwrap()[0].concurrency, 1);
     for id in ids {
-        assert_eq!(app.wait(id, Duration::from_secs(30)).await.unwrap().unwrap().status, TaskStatus::Success);
+        assert_eq!(app.wait(id, Duration::from_secs(30)).await.unwrap().status, TaskStatus::Success);
     }
     worker.shutdown().await;
     assert_eq!(PEAK.load(Ordering::SeqCst), 1, "max_tasks_process=1 ran tasks concurrently");
@@ -244,11 +252,11 @@ async fn a_worker_with_a_config_of_three_runs_three_tasks_at_once() {
     let worker = app.worker().start().await.unwrap();
     let mut ids = Vec::new();
     for _ in 0..3 {
-        ids.push(app.add_task("meet", ()).await.unwrap().uuid);
+        ids.push(app.add_task("meet", ()).await.unwrap().uuid());
     }
     for id in ids {
-        let task = app.wait(id, Duration::from_secs(30)).await.unwrap();
-        assert_eq!(task.map(|t| t.status), Some(TaskStatus::Success), "three tasks did not run at once");
+        let status = app.wait(id, Duration::from_secs(30)).await.map(|t| t.status);
+        assert!(matches!(status, Ok(TaskStatus::Success)), "three tasks did not run at once: {status:?}");
     }
     worker.shutdown().await;
 }

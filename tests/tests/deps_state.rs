@@ -10,8 +10,8 @@ use qtasks::backend::CancelOutcome;
 use qtasks::task::DependencyKind;
 use qtasks::triggers::TaskExecutorAfterExecute;
 use qtasks::{
-    Backend, Dep, DependencyError, MemoryBackend, Provider, QueueTasks, State, TaskContext, TaskError, TaskStatus,
-    json, plugin, task,
+    Backend, Dep, DependencyError, MemoryBackend, Provider, QueueTasks, Signature, State, TaskContext, TaskError,
+    TaskStatus, json, plugin, task,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
@@ -190,7 +190,7 @@ async fn e15_each_task_opens_uses_and_closes_its_own_value<B: Backend>(backend: 
     let worker = app.worker().max_tasks_process(n).start().await?;
     let mut handles = Vec::new();
     for _ in 0..n {
-        handles.push(app.enqueue::<e15>(()).await?);
+        handles.push(app.enqueue(Signature::of::<e15>(())).await?);
     }
     let mut ids = HashSet::new();
     for handle in handles {
@@ -234,7 +234,7 @@ async fn closed_when_the_task_fails<B: Backend>(backend: B) -> TestResult {
         [("fails", "boom"), ("panics", "task panicked: kaput"), ("too_slow", "time limit exceeded (0.100 s)")]
     {
         let before = log.next.load(Ordering::SeqCst);
-        let done = app.add_task(name, json!([])).wait(WAIT).await?.ok_or("timed out")?;
+        let done = app.add_task(name, json!([])).await?.record(WAIT).await?;
         assert_eq!((done.status, done.error.as_deref()), (TaskStatus::Error, Some(error)), "{name}");
         assert_eq!(log.next.load(Ordering::SeqCst), before + 1, "{name}: one value opened");
         closed_once(&log, before);
@@ -250,8 +250,8 @@ async fn closed_when_the_task_is_cancelled<B: Backend>(backend: B) -> TestResult
     let worker = app.worker().start().await?;
     let task = app.add_task("sleepy", json!([])).await?;
     assert!(eventually(|| log.count("use") == 1).await, "the task never started");
-    assert_eq!(app.cancel(task.uuid, "enough").await?, CancelOutcome::Requested);
-    let done = app.wait(task.uuid, WAIT).await?.ok_or("timed out")?;
+    assert_eq!(app.cancel(task.uuid(), "enough").await?, CancelOutcome::Requested);
+    let done = app.wait(task.uuid(), WAIT).await?;
     assert_eq!((done.status, done.error.as_deref()), (TaskStatus::Cancel, Some("enough")));
     closed_once(&log, 0);
     worker.shutdown().await;
@@ -264,7 +264,7 @@ async fn closed_after_a_detached_sync_task_returns<B: Backend>(backend: B) -> Te
     let log = Arc::new(Log::default());
     let app = app("deps-detached", backend, &log, &Arc::default());
     let worker = app.worker().start().await?;
-    let done = app.add_task("blocking_slow", json!([])).wait(WAIT).await?.ok_or("timed out")?;
+    let done = app.add_task("blocking_slow", json!([])).await?.record(WAIT).await?;
     assert_eq!(done.status, TaskStatus::Error);
     assert_eq!(log.of(0), ["open", "use"], "still in use: not closed yet");
     assert!(eventually(|| log.count("close") == 1).await, "never closed");
@@ -278,11 +278,8 @@ async fn sync_tasks_get_values_too<B: Backend>(backend: B) -> TestResult {
     let log = Arc::new(Log::default());
     let app = app("deps-sync", backend, &log, &Arc::default());
     let worker = app.worker().start().await?;
-    assert_eq!(app.enqueue::<blocking_ok>((1,)).await?.result(WAIT).await?, 124);
-    assert_eq!(
-        app.add_task("blocking_ok", json!({"plus": 2})).wait(WAIT).await?.ok_or("timed out")?.result,
-        Some(json!(125))
-    );
+    assert_eq!(app.enqueue(Signature::of::<blocking_ok>((1,))).await?.result(WAIT).await?, 124);
+    assert_eq!(app.add_task("blocking_ok", json!({"plus": 2})).await?.record(WAIT).await?.result, Some(json!(125)));
     assert_eq!((log.count("open"), log.count("close")), (2, 2));
     worker.shutdown().await;
     Ok(())
@@ -302,7 +299,7 @@ async fn per_worker_values_live_as_long_as_the_worker<B: Backend>(backend: B) ->
     assert_eq!(pools.events(), [(0, "open")]);
     let mut handles = Vec::new();
     for _ in 0..8 {
-        handles.push(app.enqueue::<uses_pool>(()).await?);
+        handles.push(app.enqueue(Signature::of::<uses_pool>(())).await?);
     }
     let mut conns = HashSet::new();
     for handle in handles {
@@ -318,7 +315,7 @@ async fn per_worker_values_live_as_long_as_the_worker<B: Backend>(backend: B) ->
     assert_eq!(pools.of(1), ["open"], "another worker has its own");
     worker.shutdown().await;
     assert_eq!(pools.events(), [(0, "open"), (1, "open"), (0, "close")]);
-    let (pool, _) = app.enqueue::<uses_pool>(()).await?.result(WAIT).await?;
+    let (pool, _) = app.enqueue(Signature::of::<uses_pool>(())).await?.result(WAIT).await?;
     assert_eq!(pool, 1);
     second.shutdown().await;
     assert_eq!(pools.of(1), ["open", "close"]);
@@ -360,7 +357,7 @@ async fn a_worker_does_not_start_without_a_declared_dependency() -> TestResult {
 async fn asking_for_a_missing_dependency_fails_the_task() -> TestResult {
     let app = QueueTasks::builder("deps-ask").task::<asks_missing>().build()?;
     let worker = app.worker().start().await?;
-    let done = app.add_task("asks_missing", json!([])).wait(WAIT).await?.ok_or("timed out")?;
+    let done = app.add_task("asks_missing", json!([])).await?.record(WAIT).await?;
     assert_eq!(done.status, TaskStatus::Error);
     assert!(
         done.error.as_deref().unwrap_or("").starts_with(
@@ -384,7 +381,7 @@ async fn failing_opens_name_the_dependency() -> TestResult {
         .provide(Provider::per_task(|| async { Err::<Conn, _>("connection refused".into()) }))
         .build()?;
     let worker = app.worker().start().await?;
-    let done = app.add_task("e15", json!([])).wait(WAIT).await?.ok_or("timed out")?;
+    let done = app.add_task("e15", json!([])).await?.record(WAIT).await?;
     assert_eq!(done.status, TaskStatus::Error);
     assert_eq!(done.error.as_deref(), Some("dependency `deps_state::Conn` could not be opened: connection refused"));
     worker.shutdown().await;
@@ -412,7 +409,7 @@ async fn a_failing_close_does_not_change_the_result() -> TestResult {
         )
         .build()?;
     let worker = app.worker().start().await?;
-    assert_eq!(app.enqueue::<blocking_ok>((1,)).await?.result(WAIT).await?, 2);
+    assert_eq!(app.enqueue(Signature::of::<blocking_ok>((1,))).await?.result(WAIT).await?, 2);
     worker.shutdown().await;
 
     let app = QueueTasks::builder("deps-close-panics")
@@ -423,8 +420,8 @@ async fn a_failing_close_does_not_change_the_result() -> TestResult {
         )
         .build()?;
     let worker = app.worker().start().await?;
-    assert_eq!(app.enqueue::<blocking_ok>((1,)).await?.result(WAIT).await?, 2);
-    assert_eq!(app.enqueue::<blocking_ok>((2,)).await?.result(WAIT).await?, 3);
+    assert_eq!(app.enqueue(Signature::of::<blocking_ok>((1,))).await?.result(WAIT).await?, 2);
+    assert_eq!(app.enqueue(Signature::of::<blocking_ok>((2,))).await?.result(WAIT).await?, 3);
     worker.shutdown().await;
     Ok(())
 }
@@ -460,8 +457,8 @@ async fn handlers_see_the_runs_value() -> TestResult {
         .plugin(plugin.clone())
         .build()?;
     let worker = app.worker().start().await?;
-    let (a, _) = app.enqueue::<e15>(()).await?.result(WAIT).await?;
-    let (b, _) = app.enqueue::<e15>(()).await?.result(WAIT).await?;
+    let (a, _) = app.enqueue(Signature::of::<e15>(())).await?.result(WAIT).await?;
+    let (b, _) = app.enqueue(Signature::of::<e15>(())).await?.result(WAIT).await?;
     assert_eq!(*plugin.seen.lock().unwrap(), [a, b]);
     assert_eq!((log.count("open"), log.count("close")), (2, 2));
     worker.shutdown().await;
@@ -511,8 +508,8 @@ async fn e18_state_flows_between_tasks<B: Backend>(backend: B) -> TestResult {
     let app =
         QueueTasks::builder("state-e18").tasks::<(step1, step2)>().state(Dialog::default()).backend(backend).build()?;
     let worker = app.worker().start().await?;
-    app.enqueue::<step1>(("Send your phone number".to_owned(),)).await?.result(WAIT).await?;
-    let (seen, name) = app.enqueue::<step2>(()).await?.result(WAIT).await?;
+    app.enqueue(Signature::of::<step1>(("Send your phone number".to_owned(),))).await?.result(WAIT).await?;
+    let (seen, name) = app.enqueue(Signature::of::<step2>(())).await?.result(WAIT).await?;
     assert_eq!(name, "step2");
     assert_eq!(
         serde_json::to_value(&seen)?,
@@ -540,7 +537,7 @@ async fn state_updates_are_not_lost() -> TestResult {
     let worker = app.worker().max_tasks_process(50).start().await?;
     let mut handles = Vec::new();
     for _ in 0..200 {
-        handles.push(app.enqueue::<bump>(("k".to_owned(),)).await?);
+        handles.push(app.enqueue(Signature::of::<bump>(("k".to_owned(),))).await?);
     }
     for handle in handles {
         handle.result(WAIT).await?;

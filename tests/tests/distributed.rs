@@ -16,7 +16,7 @@
 
 mod support;
 
-use qtasks::{QueueTasks, RedisBackend, TaskRecord, TaskStatus, Uuid};
+use qtasks::{QueueTasks, RedisBackend, TaskRecord, TaskStatus, Uuid, WaitError};
 use redis::Value;
 use redis::aio::ConnectionManager;
 use std::collections::HashMap;
@@ -324,7 +324,13 @@ async fn two_workers_and_a_sigkill_lose_nothing() {
     let uuids: Vec<Uuid> =
         uuids.into_iter().enumerate().map(|(n, u)| u.unwrap_or_else(|| panic!("no uuid for {n}"))).collect();
     let left = deadline.saturating_duration_since(Instant::now());
-    let waits = uuids.iter().map(|uuid| retry("waiting", async || app.wait(*uuid, left).await));
+    let waits = uuids.iter().map(|uuid| {
+        retry("waiting", async || match app.wait(*uuid, left).await {
+            Ok(task) => Ok(Some(task)),
+            Err(WaitError::Timeout) => Ok(None),
+            Err(e) => Err(e),
+        })
+    });
     for (n, task) in futures::future::join_all(waits).await.into_iter().enumerate() {
         let task = task.unwrap_or_else(|| panic!("task {n} did not finish"));
         assert_eq!(task.status, TaskStatus::Success, "task {n}: {task:?}");
@@ -420,7 +426,7 @@ async fn enqueue(app: &QueueTasks<(), (), RedisBackend>, n: i64, errors: &Atomic
     let started = Instant::now();
     loop {
         match app.add_task("square", [n]).await {
-            Ok(task) => return task.uuid,
+            Ok(task) => return task.uuid(),
             Err(e) => {
                 assert!(started.elapsed() < Duration::from_secs(20), "enqueueing {n}: {e}");
                 errors.fetch_add(1, Ordering::Relaxed);
@@ -442,7 +448,8 @@ fn wait(
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match app.wait(uuid, left).await {
-                Ok(task) => return task,
+                Ok(task) => return Some(task),
+                Err(WaitError::Timeout) => return None,
                 Err(_) if left.is_zero() => return None,
                 Err(_) => {
                     errors.fetch_add(1, Ordering::Relaxed);

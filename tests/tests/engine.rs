@@ -1,7 +1,7 @@
 //! The in-memory engine end to end: QTasks behaviours T1–T6, priorities,
 //! concurrency, shutdown, bad input, sync tasks, typed handles.
 
-use qtasks::{Cancelled, QueueTasks, TaskContext, TaskStatus, WaitError, json, task};
+use qtasks::{Cancelled, QueueTasks, Signature, TaskContext, TaskStatus, WaitError, json, task};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -25,20 +25,20 @@ async fn slow(ms: u64) -> u64 {
 }
 
 #[tokio::test]
-async fn t1_add_task_without_timeout_returns_the_new_record_at_once() {
+async fn t1_add_task_stores_the_new_record_at_once() {
     let app = QueueTasks::builder("t1").task::<test>().build().unwrap();
-    let task = app.add_task("test", [5]).await.unwrap();
+    let handle = app.add_task("test", [5]).await.unwrap();
+    let task = app.get(handle.uuid()).await.unwrap().expect("stored");
     assert_eq!(task.status, TaskStatus::New);
     assert_eq!(task.task_name, "test");
-    let stored = app.get(task.uuid).await.unwrap().expect("stored");
-    assert_eq!(stored.uuid, task.uuid);
+    assert_eq!(task.uuid, handle.uuid());
 }
 
 #[tokio::test]
 async fn t2_t4_waiting_returns_success_and_non_ascii_survives() {
     let app = QueueTasks::builder("t2").task::<test>().build().unwrap();
     let worker = app.worker().start().await.unwrap();
-    let task = app.add_task("test", [5]).wait(WAIT).await.unwrap().expect("finished");
+    let task = app.add_task("test", [5]).await.unwrap().record(WAIT).await.expect("finished");
     assert_eq!(task.status, TaskStatus::Success);
     assert_eq!(task.result, Some(json!("Пользователь 5 записан")));
     worker.shutdown().await;
@@ -48,7 +48,7 @@ async fn t2_t4_waiting_returns_success_and_non_ascii_survives() {
 async fn t3_a_failing_task_ends_error_with_its_message() {
     let app = QueueTasks::builder("t3").task::<error_task>().build().unwrap();
     let worker = app.worker().start().await.unwrap();
-    let task = app.add_task("error_task", ()).wait(WAIT).await.unwrap().expect("finished");
+    let task = app.add_task("error_task", ()).await.unwrap().record(WAIT).await.expect("finished");
     assert_eq!(task.status, TaskStatus::Error);
     assert_eq!(task.error.as_deref(), Some("division by zero"));
     worker.shutdown().await;
@@ -61,13 +61,13 @@ async fn t5_get_of_an_unknown_uuid_is_none() {
 }
 
 #[tokio::test]
-async fn t6_a_wait_that_times_out_returns_none_and_the_task_still_finishes() {
+async fn t6_a_wait_that_times_out_gives_timeout_and_the_task_still_finishes() {
     let app = QueueTasks::builder("t6").task::<slow>().build().unwrap();
     let worker = app.worker().start().await.unwrap();
-    let timed_out = app.add_task("slow", [300]).wait(Duration::from_millis(50)).await.unwrap();
-    assert!(timed_out.is_none());
+    let timed_out = app.add_task("slow", [300]).await.unwrap().record(Duration::from_millis(50)).await;
+    assert!(matches!(timed_out, Err(WaitError::Timeout)));
     let all = app.get_all().await.unwrap();
-    let finished = app.wait(all[0].uuid, WAIT).await.unwrap().expect("finished later");
+    let finished = app.wait(all[0].uuid, WAIT).await.expect("finished later");
     assert_eq!(finished.result, Some(json!(300)));
     worker.shutdown().await;
 }
@@ -84,11 +84,11 @@ async fn lower_priority_runs_first_then_fifo() {
     let app = QueueTasks::builder("prio").task::<record>().build().unwrap();
     let mut ids = Vec::new();
     for (n, priority) in [(50, 5), (10, 1), (30, 3), (11, 1), (0, 0)] {
-        ids.push(app.add_task("record", [n]).priority(priority).await.unwrap().uuid);
+        ids.push(app.add_task("record", [n]).priority(priority).await.unwrap().uuid());
     }
     let worker = app.worker().max_tasks_process(1).start().await.unwrap();
     for id in ids {
-        app.wait(id, WAIT).await.unwrap().expect("finished");
+        app.wait(id, WAIT).await.expect("finished");
     }
     worker.shutdown().await;
     assert_eq!(*ORDER.lock().unwrap(), [0, 10, 11, 30, 50]);
@@ -111,10 +111,10 @@ async fn max_tasks_process_bounds_concurrency() {
     let worker = app.worker().max_tasks_process(3).start().await.unwrap();
     let mut ids = Vec::new();
     for _ in 0..12 {
-        ids.push(app.add_task("occupy", ()).await.unwrap().uuid);
+        ids.push(app.add_task("occupy", ()).await.unwrap().uuid());
     }
     for id in ids {
-        assert_eq!(app.wait(id, WAIT).await.unwrap().unwrap().status, TaskStatus::Success);
+        assert_eq!(app.wait(id, WAIT).await.unwrap().status, TaskStatus::Success);
     }
     worker.shutdown().await;
     let peak = PEAK.load(Ordering::SeqCst);
@@ -129,7 +129,7 @@ async fn shutdown_waits_for_running_tasks() {
     // Let the worker take it, then shut down while it runs.
     tokio::time::sleep(Duration::from_millis(30)).await;
     worker.shutdown().await;
-    let done = app.get(task.uuid).await.unwrap().unwrap();
+    let done = app.get(task.uuid()).await.unwrap().unwrap();
     assert_eq!(done.status, TaskStatus::Success, "shutdown returned before the running task finished");
 }
 
@@ -148,27 +148,27 @@ async fn bad_input_ends_error_with_a_clear_message_and_the_worker_keeps_going() 
     let app = QueueTasks::builder("bad").task::<add>().task::<panics>().build().unwrap();
     let worker = app.worker().start().await.unwrap();
 
-    let unknown = app.add_task("nope", ()).wait(WAIT).await.unwrap().unwrap();
+    let unknown = app.add_task("nope", ()).await.unwrap().record(WAIT).await.unwrap();
     assert_eq!(unknown.status, TaskStatus::Error);
     assert!(unknown.error.unwrap().contains("unknown task `nope`"));
 
-    let wrong_types = app.add_task("add", ("one", 2)).wait(WAIT).await.unwrap().unwrap();
+    let wrong_types = app.add_task("add", ("one", 2)).await.unwrap().record(WAIT).await.unwrap();
     assert_eq!(wrong_types.status, TaskStatus::Error);
     let error = wrong_types.error.unwrap();
     assert!(error.contains("invalid arguments") && error.contains("add"), "{error}");
 
-    let wrong_count = app.add_task("add", [1]).wait(WAIT).await.unwrap().unwrap();
+    let wrong_count = app.add_task("add", [1]).await.unwrap().record(WAIT).await.unwrap();
     assert_eq!(wrong_count.status, TaskStatus::Error);
 
-    let unknown_arg = app.add_task("add", json!({"a": 1, "c": 2})).wait(WAIT).await.unwrap().unwrap();
+    let unknown_arg = app.add_task("add", json!({"a": 1, "c": 2})).await.unwrap().record(WAIT).await.unwrap();
     assert!(unknown_arg.error.unwrap().contains("unknown argument `c`"));
 
-    let panicked = app.add_task("panics", ()).wait(WAIT).await.unwrap().unwrap();
+    let panicked = app.add_task("panics", ()).await.unwrap().record(WAIT).await.unwrap();
     assert_eq!(panicked.status, TaskStatus::Error);
     assert!(panicked.error.unwrap().contains("task panicked: boom"));
 
     // Still working, and arguments by parameter name work too.
-    let ok = app.add_task("add", json!({"a": 2, "b": 40})).wait(WAIT).await.unwrap().unwrap();
+    let ok = app.add_task("add", json!({"a": 2, "b": 40})).await.unwrap().record(WAIT).await.unwrap();
     assert_eq!(ok.result, Some(json!(42)));
     worker.shutdown().await;
 }
@@ -187,11 +187,11 @@ async fn sync_tasks_run_on_the_blocking_pool_not_on_the_async_thread() {
     // On a current-thread runtime, a sync task run inline would freeze this ticker.
     let mut ticks = 0;
     let mut interval = tokio::time::interval(Duration::from_millis(10));
-    let done = app.wait(task.uuid, WAIT);
+    let done = app.wait(task.uuid(), WAIT);
     tokio::pin!(done);
     let finished = loop {
         tokio::select! {
-            r = &mut done => break r.unwrap().unwrap(),
+            r = &mut done => break r.unwrap(),
             _ = interval.tick() => ticks += 1,
         }
     };
@@ -204,9 +204,9 @@ async fn sync_tasks_run_on_the_blocking_pool_not_on_the_async_thread() {
 async fn typed_handles_return_typed_results_and_errors() {
     let app = QueueTasks::builder("typed").task::<add>().task::<error_task>().build().unwrap();
     let worker = app.worker().start().await.unwrap();
-    let sum: i64 = app.enqueue::<add>((20, 22)).await.unwrap().result(WAIT).await.unwrap();
+    let sum: i64 = app.enqueue(Signature::of::<add>((20, 22))).await.unwrap().result(WAIT).await.unwrap();
     assert_eq!(sum, 42);
-    let failed = app.enqueue::<error_task>(()).await.unwrap().result(WAIT).await;
+    let failed = app.enqueue(Signature::of::<error_task>(())).await.unwrap().result(WAIT).await;
     assert!(matches!(failed, Err(WaitError::Failed(m)) if m == "division by zero"));
     // The function is still callable directly.
     assert_eq!(add(1, 2).await, 3);
@@ -225,7 +225,7 @@ async fn the_context_parameter_receives_id_name_and_attempt() {
     assert_eq!((info.priority, info.tags, info.description), (Some(4), &["a", "b"][..], Some("reads its context")));
     assert_eq!(info.max_time, Some(Duration::from_secs(5)));
     let worker = app.worker().start().await.unwrap();
-    let handle = app.enqueue::<introspect>(()).await.unwrap();
+    let handle = app.enqueue(Signature::of::<introspect>(())).await.unwrap();
     let (uuid, name, attempt) = handle.result(WAIT).await.unwrap();
     assert_eq!((uuid, name.as_str(), attempt), (handle.uuid().to_string(), "introspect", 1));
     // The task's priority is the default for enqueues.
@@ -247,10 +247,10 @@ async fn too_slow() {
 async fn cancel_from_inside_and_time_limits_end_with_their_statuses() {
     let app = QueueTasks::builder("ends").task::<gives_up>().task::<too_slow>().build().unwrap();
     let worker = app.worker().start().await.unwrap();
-    let cancelled = app.add_task("gives_up", ()).wait(WAIT).await.unwrap().unwrap();
+    let cancelled = app.add_task("gives_up", ()).await.unwrap().record(WAIT).await.unwrap();
     assert_eq!(cancelled.status, TaskStatus::Cancel);
     assert_eq!(cancelled.error.as_deref(), Some("not needed any more"));
-    let limited = app.add_task("too_slow", ()).wait(WAIT).await.unwrap().unwrap();
+    let limited = app.add_task("too_slow", ()).await.unwrap().record(WAIT).await.unwrap();
     assert_eq!(limited.status, TaskStatus::Error);
     assert!(limited.error.unwrap().starts_with("time limit exceeded"));
     worker.shutdown().await;
@@ -260,7 +260,7 @@ async fn cancel_from_inside_and_time_limits_end_with_their_statuses() {
 async fn extra_fields_survive_the_worker() {
     let app = QueueTasks::builder("extra").task::<add>().build().unwrap();
     let worker = app.worker().start().await.unwrap();
-    let task = app.add_task("add", (1, 2)).extra("tenant", "acme").wait(WAIT).await.unwrap().unwrap();
+    let task = app.add_task("add", (1, 2)).extra("tenant", "acme").await.unwrap().record(WAIT).await.unwrap();
     assert_eq!(task.status, TaskStatus::Success);
     assert_eq!(task.extra.get("tenant"), Some(&json!("acme")));
     worker.shutdown().await;

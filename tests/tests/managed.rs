@@ -1,7 +1,7 @@
 //! `Managed` plugins: switches, time budgets, auto switch-off, task filters,
 //! error policies and metrics; and per-invocation isolation of contexts.
 
-use qtasks::plugin::{Managed, OnError};
+use qtasks::plugin::{Managed, OnError, UnknownTrigger};
 use qtasks::triggers::*;
 use qtasks::{QueueTasks, TaskContext, TaskStatus, Value, json, plugin, task};
 use std::sync::Arc;
@@ -43,19 +43,19 @@ async fn a_managed_plugin_is_switched_off_and_on_by_name_at_run_time() {
     let (plain, _) = counter();
     let app = QueueTasks::builder("switch").task::<echo>().plugin(Managed::new(plugin)).plugin(plain).build().unwrap();
     let worker = app.worker().start().await.unwrap();
-    app.add_task("echo", [1]).wait(WAIT).await.unwrap().unwrap();
+    app.add_task("echo", [1]).await.unwrap().record(WAIT).await.unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 
     // Both plugins are named "Counter"; only the managed one can be switched.
     assert_eq!(app.set_plugin_enabled("Counter", false), 1);
     assert_eq!(app.set_plugin_enabled("no-such-plugin", false), 0);
-    app.add_task("echo", [2]).wait(WAIT).await.unwrap().unwrap();
+    app.add_task("echo", [2]).await.unwrap().record(WAIT).await.unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 1, "a switched-off plugin was called");
     assert_eq!(app.plugins()[0].enabled, Some(false));
     assert_eq!(app.plugins()[1].enabled, None);
 
     app.set_plugin_enabled("Counter", true);
-    app.add_task("echo", [3]).wait(WAIT).await.unwrap().unwrap();
+    app.add_task("echo", [3]).await.unwrap().record(WAIT).await.unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     worker.shutdown().await;
 }
@@ -84,7 +84,7 @@ async fn an_async_handler_past_its_budget_is_dropped_and_repeated_timeouts_switc
     let app = QueueTasks::builder("budget").task::<echo>().plugin(slow).build().unwrap();
     let worker = app.worker().start().await.unwrap();
     for n in 0..3 {
-        let task = app.add_task("echo", [n]).wait(WAIT).await.unwrap().unwrap();
+        let task = app.add_task("echo", [n]).await.unwrap().record(WAIT).await.unwrap();
         // The timed-out handler's value is not used; the task is unaffected.
         assert_eq!((task.status, task.result), (TaskStatus::Success, Some(json!(n))));
     }
@@ -107,9 +107,9 @@ async fn a_task_filter_skips_other_tasks_without_an_error() {
         .build()
         .unwrap();
     let worker = app.worker().start().await.unwrap();
-    app.add_task("echo", [1]).wait(WAIT).await.unwrap().unwrap();
-    app.add_task("other", [1]).wait(WAIT).await.unwrap().unwrap();
-    app.add_task("other", [2]).wait(WAIT).await.unwrap().unwrap();
+    app.add_task("echo", [1]).await.unwrap().record(WAIT).await.unwrap();
+    app.add_task("other", [1]).await.unwrap().record(WAIT).await.unwrap();
+    app.add_task("other", [2]).await.unwrap().record(WAIT).await.unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     let info = &app.plugins()[0];
     let stats = &info.stats[0];
@@ -139,18 +139,31 @@ async fn the_error_policy_decides_whether_the_next_plugins_run() {
         .unwrap();
     let stop = QueueTasks::builder("stop")
         .task::<echo>()
-        .plugin(Managed::new(AlwaysFails).on_error_for("task_executor_args_replace", OnError::Stop))
+        .plugin(Managed::new(AlwaysFails).on_error_for::<TaskExecutorArgsReplace>(OnError::Stop))
         .plugin(AddOne)
         .build()
         .unwrap();
     let (w1, w2) = (go_on.worker().start().await.unwrap(), stop.worker().start().await.unwrap());
-    let a = go_on.add_task("echo", [1]).wait(WAIT).await.unwrap().unwrap();
-    let b = stop.add_task("echo", [1]).wait(WAIT).await.unwrap().unwrap();
+    let a = go_on.add_task("echo", [1]).await.unwrap().record(WAIT).await.unwrap();
+    let b = stop.add_task("echo", [1]).await.unwrap().record(WAIT).await.unwrap();
     assert_eq!(a.result, Some(json!(2)), "with Continue, the next plugin runs");
     assert_eq!(b.result, Some(json!(1)), "with Stop, the next plugin is skipped for this firing");
     assert_eq!((b.status, stop.plugins()[0].errors), (TaskStatus::Success, 1));
     w1.shutdown().await;
     w2.shutdown().await;
+}
+
+/// A trigger name read at run time that is not a trigger is an error naming
+/// it, not a panic; a real name is accepted.
+#[test]
+fn try_on_error_for_refuses_an_unknown_trigger_name() {
+    let error = match Managed::new(AlwaysFails).try_on_error_for("no_such_trigger", OnError::Stop) {
+        Err(error) => error,
+        Ok(_) => panic!("an unknown trigger name was accepted"),
+    };
+    assert_eq!(error, UnknownTrigger("no_such_trigger".to_owned()));
+    assert!(error.to_string().contains("`no_such_trigger`"), "{error}");
+    assert!(Managed::new(AlwaysFails).try_on_error_for("task_executor_args_replace", OnError::Stop).is_ok());
 }
 
 /// Sleeps on its thread: a blocking handler.
@@ -169,7 +182,7 @@ async fn metrics_count_calls_and_latency_per_trigger() {
         .unwrap();
     let worker = app.worker().max_tasks_process(4).start().await.unwrap();
     for n in 0..10 {
-        app.add_task("echo", [n]).wait(WAIT).await.unwrap().unwrap();
+        app.add_task("echo", [n]).await.unwrap().record(WAIT).await.unwrap();
     }
     let plugins = app.plugins();
     let audit = &plugins[0].stats[0];
@@ -204,10 +217,10 @@ async fn concurrent_tasks_never_see_each_others_context_through_a_plugin() {
     let worker = app.worker().max_tasks_process(100).start().await.unwrap();
     let mut ids = Vec::new();
     for _ in 0..100 {
-        ids.push(app.add_task("whoami", ()).await.unwrap().uuid);
+        ids.push(app.add_task("whoami", ()).await.unwrap().uuid());
     }
     for id in ids {
-        let task = app.wait(id, WAIT).await.unwrap().unwrap();
+        let task = app.wait(id, WAIT).await.unwrap();
         let r = task.result.unwrap();
         let own = id.to_string();
         assert_eq!(
@@ -245,7 +258,7 @@ async fn an_opt_in_policy_skips_a_plugin_whose_start_fails_and_says_why() {
         .build()
         .unwrap();
     let worker = app.worker().start().await.expect("a skipped plugin does not stop start-up");
-    app.add_task("echo", [1]).wait(WAIT).await.unwrap().unwrap();
+    app.add_task("echo", [1]).await.unwrap().record(WAIT).await.unwrap();
     assert_eq!((calls.load(Ordering::SeqCst), healthy_calls.load(Ordering::SeqCst)), (0, 1));
     let info = &app.plugins()[0];
     assert_eq!(info.enabled, Some(false));
@@ -286,7 +299,7 @@ fn handlers_run_inside_the_tasks_tracing_span() {
     let uuid = runtime.block_on(async {
         let app = QueueTasks::builder("span").task::<echo>().plugin(InSpan).build().unwrap();
         let worker = app.worker().start().await.unwrap();
-        let task = app.add_task("echo", [1]).wait(WAIT).await.unwrap().unwrap();
+        let task = app.add_task("echo", [1]).await.unwrap().record(WAIT).await.unwrap();
         worker.shutdown().await;
         task.uuid
     });

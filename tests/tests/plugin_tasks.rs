@@ -25,9 +25,9 @@ async fn adding_a_plugin_registers_its_tasks_and_listings_show_where_they_came_f
     assert!(banner.contains(". fibonacci (from plugin gwexample)"), "{banner}");
 
     let worker = app.worker().start().await.unwrap();
-    let task = app.add_task("fibonacci", [26]).wait(Duration::from_secs(30)).await.unwrap().unwrap();
+    let task = app.add_task("fibonacci", [26]).await.unwrap().record(Duration::from_secs(30)).await.unwrap();
     assert_eq!((task.status, task.result), (TaskStatus::Success, Some(json!(121393))));
-    let own = app.add_task("own_task", ()).wait(Duration::from_secs(10)).await.unwrap().unwrap();
+    let own = app.add_task("own_task", ()).await.unwrap().record(Duration::from_secs(10)).await.unwrap();
     assert_eq!(own.result, Some(json!(1)));
     worker.shutdown().await;
 }

@@ -47,7 +47,7 @@ async fn replace_handlers_run_in_order_see_the_previous_value_and_the_last_some_
         .build()
         .unwrap();
     let worker = app.worker().start().await.unwrap();
-    let task = app.add_task("echo", [1]).wait(WAIT).await.unwrap().unwrap();
+    let task = app.add_task("echo", [1]).await.unwrap().record(WAIT).await.unwrap();
     assert_eq!(task.result, Some(json!(12)));
     assert_eq!(*log.lock().unwrap(), ["first saw [1]", "second saw [2]", "third saw [2]"]);
     let names: Vec<_> = app.plugins().into_iter().map(|p| p.name).collect();
@@ -72,7 +72,7 @@ async fn a_failing_handler_counts_as_no_value_and_never_changes_the_outcome() {
     let app =
         QueueTasks::builder("failing").task::<echo>().plugin(BrokenResult).plugin(BrokenObserver).build().unwrap();
     let worker = app.worker().start().await.unwrap();
-    let task = app.add_task("echo", ["kept"]).wait(WAIT).await.unwrap().unwrap();
+    let task = app.add_task("echo", ["kept"]).await.unwrap().record(WAIT).await.unwrap();
     assert_eq!(task.status, TaskStatus::Success);
     assert_eq!(task.result, Some(json!("kept")));
     worker.shutdown().await;
@@ -111,7 +111,7 @@ async fn plugins_start_in_order_before_work_and_stop_in_reverse_once() {
         .build()
         .unwrap();
     let worker = app.worker().start().await.unwrap();
-    app.add_task("echo", [1]).wait(WAIT).await.unwrap().unwrap();
+    app.add_task("echo", [1]).await.unwrap().record(WAIT).await.unwrap();
     worker.shutdown().await;
     assert_eq!(*log.lock().unwrap(), ["start a", "start b", "worker_start a", "worker_start b", "stop b", "stop a"]);
 }
@@ -168,7 +168,7 @@ async fn a_plugin_error_is_rescued_by_a_handler_value_and_ends_success() {
         QueueTasks::builder("rescue").task::<raises>().task::<raises_directly>().plugin(Rescue123).build().unwrap();
     let worker = app.worker().start().await.unwrap();
     for name in ["raises", "raises_directly"] {
-        let task = app.add_task(name, ()).wait(WAIT).await.unwrap().unwrap();
+        let task = app.add_task(name, ()).await.unwrap().record(WAIT).await.unwrap();
         assert_eq!((task.status, task.result), (TaskStatus::Success, Some(json!(123))), "{name}");
     }
     worker.shutdown().await;
@@ -178,7 +178,7 @@ async fn a_plugin_error_is_rescued_by_a_handler_value_and_ends_success() {
 async fn without_a_rescue_the_task_ends_error_with_the_reason() {
     let app = QueueTasks::builder("no-rescue").task::<raises>().plugin(RescueBroken).build().unwrap();
     let worker = app.worker().start().await.unwrap();
-    let task = app.add_task("raises", ()).wait(WAIT).await.unwrap().unwrap();
+    let task = app.add_task("raises", ()).await.unwrap().record(WAIT).await.unwrap();
     assert_eq!(task.status, TaskStatus::Error);
     assert_eq!(task.error.as_deref(), Some("Non-standard situation"));
     worker.shutdown().await;
@@ -194,7 +194,7 @@ async fn the_last_rescue_wins_and_sees_the_earlier_one() {
         .build()
         .unwrap();
     let worker = app.worker().start().await.unwrap();
-    let task = app.add_task("raises", ()).wait(WAIT).await.unwrap().unwrap();
+    let task = app.add_task("raises", ()).await.unwrap().record(WAIT).await.unwrap();
     assert_eq!(task.status, TaskStatus::Success);
     assert_eq!(task.result, Some(json!({"earlier": 123, "code": 7})));
     worker.shutdown().await;
@@ -214,7 +214,7 @@ async fn a_blocking_handler_does_not_stall_the_runtime() {
     let ids: Vec<_> = futures::future::join_all((0..2).map(|i| app.add_task("echo", [i]).into_future()))
         .await
         .into_iter()
-        .map(|t| t.unwrap().uuid)
+        .map(|t| t.unwrap().uuid())
         .collect();
     // Two handlers block both worker threads' tasks for 300 ms; a 10 ms
     // ticker must keep ticking meanwhile.
@@ -230,7 +230,7 @@ async fn a_blocking_handler_does_not_stall_the_runtime() {
     });
     let ticks = ticker.await.unwrap();
     for id in ids {
-        assert_eq!(app.wait(id, WAIT).await.unwrap().unwrap().status, TaskStatus::Success);
+        assert_eq!(app.wait(id, WAIT).await.unwrap().status, TaskStatus::Success);
     }
     assert!(ticks >= 15, "the runtime stalled while blocking handlers ran ({ticks} ticks in 250 ms)");
     worker.shutdown().await;
@@ -387,7 +387,7 @@ async fn triggers_fire_in_qtasks_order() {
     let app = QueueTasks::builder("order").task::<echo>().plugin(Tracer { log: log.clone() }).build().unwrap();
     let worker = app.worker().start().await.unwrap();
     let task = app.add_task("echo", [1]).await.unwrap();
-    let done = app.wait(task.uuid, WAIT).await.unwrap().unwrap();
+    let done = app.wait(task.uuid(), WAIT).await.unwrap();
     assert_eq!(done.status, TaskStatus::Success);
     worker.shutdown().await;
     let expected = [
@@ -468,7 +468,7 @@ async fn panicking_handlers_are_isolated_counted_and_the_chain_goes_on() {
         .unwrap();
     let worker = app.worker().start().await.unwrap();
     for n in 0..3 {
-        let task = app.add_task("echo", [n]).wait(WAIT).await.unwrap().unwrap();
+        let task = app.add_task("echo", [n]).await.unwrap().record(WAIT).await.unwrap();
         // The task is unaffected, and the plugin after the panicking ones still ran.
         assert_eq!((task.status, task.result), (TaskStatus::Success, Some(json!(n + 1))));
     }

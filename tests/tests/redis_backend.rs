@@ -4,7 +4,7 @@
 
 mod support;
 
-use qtasks::{Backend, NewTask, QueueTasks, RedisBackend, TaskRecord, TaskStatus, json, task};
+use qtasks::{Backend, NewTask, QueueTasks, RedisBackend, Signature, TaskRecord, TaskStatus, json, task};
 use redis::Value;
 use redis::aio::MultiplexedConnection;
 use std::time::{Duration, Instant};
@@ -108,18 +108,18 @@ async fn enqueue_worker_result_end_to_end() {
     let app = QueueTasks::builder("redis-e2e").task::<add>().task::<fail>().backend(backend.clone()).build().unwrap();
     let worker = app.worker().max_tasks_process(4).start().await.unwrap();
 
-    let task = app.add_task("add", (2, 3)).wait(WAIT).await.unwrap().expect("finished");
+    let task = app.add_task("add", (2, 3)).await.unwrap().record(WAIT).await.expect("finished");
     assert_eq!(task.status, TaskStatus::Success);
     assert_eq!(task.result, Some(json!(5)));
 
-    let sum = app.enqueue::<add>((20, 22)).await.unwrap().result(WAIT).await.unwrap();
+    let sum = app.enqueue(Signature::of::<add>((20, 22))).await.unwrap().result(WAIT).await.unwrap();
     assert_eq!(sum, 42);
 
-    let failed = app.add_task("fail", ()).wait(WAIT).await.unwrap().expect("finished");
+    let failed = app.add_task("fail", ()).await.unwrap().record(WAIT).await.expect("finished");
     assert_eq!(failed.status, TaskStatus::Error);
     assert_eq!(failed.error.as_deref(), Some("division by zero"));
 
-    let unknown = app.add_task("no_such_task", ()).wait(WAIT).await.unwrap().expect("finished");
+    let unknown = app.add_task("no_such_task", ()).await.unwrap().record(WAIT).await.expect("finished");
     assert_eq!(unknown.status, TaskStatus::Error);
 
     // A burst, waited on concurrently: one shared subscription serves all waiters.
@@ -127,12 +127,12 @@ async fn enqueue_worker_result_end_to_end() {
     let started = Instant::now();
     let mut uuids = Vec::new();
     for i in 0..n {
-        uuids.push(app.add_task("add", (i, 1)).await.unwrap().uuid);
+        uuids.push(app.add_task("add", (i, 1)).await.unwrap().uuid());
     }
     let waits = uuids.iter().map(|&uuid| app.wait(uuid, WAIT));
     let done = futures::future::join_all(waits).await;
     for (i, task) in done.into_iter().enumerate() {
-        let task = task.unwrap().expect("finished");
+        let task = task.expect("finished");
         assert_eq!(task.result, Some(json!(i as i64 + 1)));
     }
     eprintln!("redis backend: {n} tasks enqueued, run and awaited in {:?}", started.elapsed());
@@ -457,7 +457,7 @@ async fn the_worker_and_waiters_survive_killed_connections() {
     let Some(backend) = connect().await else { return };
     let app = QueueTasks::builder("redis-chaos").task::<add>().backend(backend.clone()).build().unwrap();
     let worker = app.worker().start().await.unwrap();
-    assert_eq!(app.enqueue::<add>((1, 1)).await.unwrap().result(WAIT).await.unwrap(), 2);
+    assert_eq!(app.enqueue(Signature::of::<add>((1, 1))).await.unwrap().result(WAIT).await.unwrap(), 2);
 
     let mut conn = raw().await;
     for kind in ["pubsub", "normal"] {
@@ -468,7 +468,7 @@ async fn the_worker_and_waiters_survive_killed_connections() {
         // The shared connection reconnects; a command caught by the loss fails.
         let started = Instant::now();
         let handle = loop {
-            match app.enqueue::<add>((2, 3)).await {
+            match app.enqueue(Signature::of::<add>((2, 3))).await {
                 Ok(handle) => break handle,
                 Err(e) if started.elapsed() < WAIT => {
                     eprintln!("enqueue after killing the {kind} connections: {e}");
@@ -501,7 +501,7 @@ async fn passwords_in_the_url_work_and_never_leak_into_errors() {
     let backend = RedisBackend::connect(&authed, &app_name).await.expect("connects with a password");
     let app = QueueTasks::builder(app_name).task::<add>().backend(backend).build().unwrap();
     let worker = app.worker().start().await.unwrap();
-    let done = app.add_task("add", (40, 2)).wait(WAIT).await.unwrap().unwrap();
+    let done = app.add_task("add", (40, 2)).await.unwrap().record(WAIT).await.unwrap();
     assert_eq!(done.result, Some(json!(42)));
     worker.shutdown().await;
     app.flush_all().await.unwrap();
@@ -561,7 +561,7 @@ async fn a_running_task_keeps_its_lease_and_is_not_handed_out_twice() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let stolen = fetch_within(&thief, 10, Duration::from_millis(200)).await;
     assert!(stolen.is_empty(), "a running task was handed out again: {stolen:?}");
-    let done = app.wait(task.uuid, WAIT).await.unwrap().unwrap();
+    let done = app.wait(task.uuid(), WAIT).await.unwrap();
     assert_eq!((done.status, done.result), (TaskStatus::Success, Some(json!(2000))));
     worker.shutdown().await;
     assert_eq!(LONG_RUNS.load(std::sync::atomic::Ordering::SeqCst), 1, "the task ran more than once");

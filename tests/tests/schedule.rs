@@ -5,7 +5,10 @@
 mod support;
 
 use qtasks::runtime::schedule::EntryStats;
-use qtasks::{Backend, PluginChain, QueueTasks, ScheduleError, Scheduler, TaskRecord, TaskSet, TaskStatus, json, task};
+use qtasks::{
+    Backend, PluginChain, QueueTasks, ScheduleEntry, ScheduleError, Scheduler, TaskRecord, TaskSet, TaskStatus, call,
+    json, task,
+};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -19,7 +22,7 @@ async fn tick(n: i64) -> i64 {
 async fn finished_records<T: TaskSet, C: PluginChain, B: Backend>(app: &QueueTasks<T, C, B>) -> Vec<TaskRecord> {
     let mut out = Vec::new();
     for task in app.get_all().await.unwrap() {
-        out.push(app.wait(task.uuid, WAIT).await.unwrap().expect("a scheduled task finished"));
+        out.push(app.wait(task.uuid, WAIT).await.expect("a scheduled task finished"));
     }
     out
 }
@@ -28,7 +31,9 @@ async fn finished_records<T: TaskSet, C: PluginChain, B: Backend>(app: &QueueTas
 async fn an_interval_entry_enqueues_repeatedly_and_a_worker_runs_the_tasks() {
     let app = QueueTasks::builder("schedule_interval").task::<tick>().build().unwrap();
     let worker = app.worker().start().await.unwrap();
-    let schedule = Scheduler::new(app.clone()).every(Duration::from_secs(1), "tick", [7]).unwrap().start();
+    let schedule = Scheduler::new(app.clone())
+        .add(ScheduleEntry::every(Duration::from_secs(1), call("tick", [7])).unwrap())
+        .start();
 
     tokio::time::sleep(Duration::from_millis(3500)).await;
     let stats = schedule.shutdown().await;
@@ -50,7 +55,9 @@ async fn an_interval_entry_enqueues_repeatedly_and_a_worker_runs_the_tasks() {
 #[tokio::test(start_paused = true)]
 async fn a_schedule_that_falls_behind_skips_missed_ticks_instead_of_bursting() {
     let app = QueueTasks::builder("schedule_behind").task::<tick>().build().unwrap();
-    let schedule = Scheduler::new(app.clone()).every(Duration::from_secs(1), "tick", [1]).unwrap().start();
+    let schedule = Scheduler::new(app.clone())
+        .add(ScheduleEntry::every(Duration::from_secs(1), call("tick", [1])).unwrap())
+        .start();
     tokio::task::yield_now().await;
 
     // The clock jumps 10.5 s at once, as after a stall: ticks 1 to 10 are past.
@@ -69,7 +76,9 @@ async fn a_schedule_that_falls_behind_skips_missed_ticks_instead_of_bursting() {
 #[tokio::test(start_paused = true)]
 async fn shutdown_stops_enqueueing() {
     let app = QueueTasks::builder("schedule_shutdown").task::<tick>().build().unwrap();
-    let schedule = Scheduler::new(app.clone()).every(Duration::from_secs(1), "tick", [1]).unwrap().start();
+    let schedule = Scheduler::new(app.clone())
+        .add(ScheduleEntry::every(Duration::from_secs(1), call("tick", [1])).unwrap())
+        .start();
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let stats = schedule.shutdown().await;
     assert_eq!(stats[0].fired, 2);
@@ -81,7 +90,9 @@ async fn shutdown_stops_enqueueing() {
 #[tokio::test(start_paused = true)]
 async fn dropping_the_handle_stops_the_schedule() {
     let app = QueueTasks::builder("schedule_drop").task::<tick>().build().unwrap();
-    let schedule = Scheduler::new(app.clone()).every(Duration::from_secs(1), "tick", [1]).unwrap().start();
+    let schedule = Scheduler::new(app.clone())
+        .add(ScheduleEntry::every(Duration::from_secs(1), call("tick", [1])).unwrap())
+        .start();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     drop(schedule);
     tokio::time::sleep(Duration::from_secs(30)).await;
@@ -89,15 +100,15 @@ async fn dropping_the_handle_stops_the_schedule() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn priority_and_name_apply_to_the_last_entry_and_entries_run_independently() {
+async fn priority_and_name_apply_to_their_own_entry_and_entries_run_independently() {
     let app = QueueTasks::builder("schedule_entries").task::<tick>().build().unwrap();
     let schedule = Scheduler::new(app.clone())
-        .every(Duration::from_secs(1), "tick", [1])
-        .unwrap()
-        .every(Duration::from_secs(2), "tick", json!({"n": 2}))
-        .unwrap()
-        .priority(-3)
-        .name("nightly report")
+        .add(ScheduleEntry::every(Duration::from_secs(1), call("tick", [1])).unwrap())
+        .add(
+            ScheduleEntry::every(Duration::from_secs(2), call("tick", json!({"n": 2})).priority(-3))
+                .unwrap()
+                .name("nightly report"),
+        )
         .start();
     tokio::time::sleep(Duration::from_millis(4500)).await;
     let stats = schedule.shutdown().await;
@@ -116,7 +127,8 @@ async fn priority_and_name_apply_to_the_last_entry_and_entries_run_independently
 async fn a_cron_entry_with_seconds_fires_on_the_wall_clock() {
     let app = QueueTasks::builder("schedule_cron").task::<tick>().build().unwrap();
     let worker = app.worker().start().await.unwrap();
-    let schedule = Scheduler::new(app.clone()).cron("*/1 * * * * *", "tick", [3]).unwrap().start();
+    let schedule =
+        Scheduler::new(app.clone()).add(ScheduleEntry::cron("*/1 * * * * *", call("tick", [3])).unwrap()).start();
     tokio::time::sleep(Duration::from_millis(3500)).await;
     let stats = schedule.shutdown().await;
     // Three or four whole seconds start in 3.5 s; a loaded machine may lose one.
@@ -134,17 +146,15 @@ async fn a_cron_entry_with_seconds_fires_on_the_wall_clock() {
 
 #[test]
 fn valid_cron_expressions_are_accepted() {
-    let app = QueueTasks::builder("schedule_cron_ok").build().unwrap();
     for expression in ["0 3 * * *", "*/15 * * * * *", "0 0 9 * * MON-FRI", "@hourly", "0 0 1,15 JAN-JUN *"] {
-        let scheduler = Scheduler::new(app.clone()).cron(expression, "tick", ());
-        assert!(scheduler.is_ok(), "{expression}: {:?}", scheduler.err());
+        let entry = ScheduleEntry::cron(expression, call("tick", ()));
+        assert!(entry.is_ok(), "{expression}: {:?}", entry.err());
     }
 }
 
 #[test]
 fn bad_cron_expressions_are_refused_naming_the_expression_and_the_problem() {
-    let app = QueueTasks::builder("schedule_cron_bad").build().unwrap();
-    let refuse = |expression: &str| match Scheduler::new(app.clone()).cron(expression, "tick", ()) {
+    let refuse = |expression: &str| match ScheduleEntry::cron(expression, call("tick", ())) {
         Err(error @ ScheduleError::Cron { .. }) => error.to_string(),
         Err(other) => panic!("{expression}: wrong error {other}"),
         Ok(_) => panic!("{expression} was accepted"),
@@ -174,8 +184,7 @@ fn bad_cron_expressions_are_refused_naming_the_expression_and_the_problem() {
 
 #[test]
 fn a_zero_interval_is_refused() {
-    let app = QueueTasks::builder("schedule_zero").build().unwrap();
-    let error = Scheduler::new(app).every(Duration::ZERO, "tick", ()).err().expect("refused");
+    let error = ScheduleEntry::every(Duration::ZERO, call("tick", ())).expect_err("refused");
     assert!(matches!(error, ScheduleError::ZeroInterval { .. }));
     assert!(error.to_string().contains("task `tick`") && error.to_string().contains("zero"), "{error}");
 }
@@ -186,7 +195,9 @@ async fn redis_an_interval_entry_enqueues_and_a_worker_runs_the_tasks() {
     let app = QueueTasks::builder("schedule_redis").task::<tick>().backend(backend).build().unwrap();
     app.flush_all().await.unwrap();
     let worker = app.worker().start().await.unwrap();
-    let schedule = Scheduler::new(app.clone()).every(Duration::from_millis(200), "tick", [5]).unwrap().start();
+    let schedule = Scheduler::new(app.clone())
+        .add(ScheduleEntry::every(Duration::from_millis(200), call("tick", [5])).unwrap())
+        .start();
 
     let fired = wait_for(&schedule, |s| s.fired >= 3).await;
     let stats = schedule.shutdown().await;
@@ -215,7 +226,9 @@ async fn redis_a_failing_enqueue_is_counted_and_the_schedule_goes_on() {
 
     // The enqueue counter holds a non-number: every enqueue fails in Redis.
     let () = redis::cmd("SET").arg(&seq).arg("not a number").query_async(&mut conn).await.unwrap();
-    let schedule = Scheduler::new(app.clone()).every(Duration::from_millis(100), "tick", [1]).unwrap().start();
+    let schedule = Scheduler::new(app.clone())
+        .add(ScheduleEntry::every(Duration::from_millis(100), call("tick", [1])).unwrap())
+        .start();
     let failing = wait_for(&schedule, |s| s.failed >= 3).await;
     assert_eq!(failing.fired, 0);
     assert!(failing.last_error.as_deref().is_some_and(|e| e.contains("redis")), "{failing:?}");

@@ -11,7 +11,8 @@ use futures::StreamExt;
 use qtasks::backend::CancelOutcome;
 use qtasks::triggers::{TaskExecutorRunTask, TaskExecutorRunTaskGen};
 use qtasks::{
-    Backend, MemoryBackend, QueueTasks, Stream, TaskContext, TaskStatus, Value, WaitError, json, plugin, stream, task,
+    Backend, MemoryBackend, QueueTasks, Signature, Stream, TaskContext, TaskStatus, Value, WaitError, json, plugin,
+    stream, task,
 };
 use std::collections::HashMap;
 use std::num::ParseIntError;
@@ -167,12 +168,12 @@ async fn eventually(cond: impl FnMut() -> bool) -> bool {
 async fn e4_async_stream_with_map<B: Backend>(backend: B) -> TestResult {
     let app = app("streams-e4", backend);
     let worker = app.worker().start().await?;
-    let done = app.add_task("test_yield", json!([5])).wait(WAIT).await?.ok_or("timed out")?;
+    let done = app.add_task("test_yield", json!([5])).await?.record(WAIT).await?;
     assert_eq!(done.status, TaskStatus::Success, "{:?}", done.error);
     assert_eq!(done.result, Some(json!([8, 9, 10, 11, 12])));
     assert_eq!(seen(done.uuid).as_deref(), Some("test_yield"));
 
-    let typed: Vec<u32> = app.enqueue::<test_yield>((0,)).await?.result(WAIT).await?;
+    let typed: Vec<u32> = app.enqueue(Signature::of::<test_yield>((0,))).await?.result(WAIT).await?;
     assert_eq!(typed, [3, 4, 5, 6, 7]);
     worker.shutdown().await;
     Ok(())
@@ -183,9 +184,9 @@ async fn e4_async_stream_with_map<B: Backend>(backend: B) -> TestResult {
 async fn async_map_to_another_type<B: Backend>(backend: B) -> TestResult {
     let app = app("streams-async-map", backend);
     let worker = app.worker().start().await?;
-    let typed: Vec<String> = app.enqueue::<labels>((3,)).await?.result(WAIT).await?;
+    let typed: Vec<String> = app.enqueue(Signature::of::<labels>((3,))).await?.result(WAIT).await?;
     assert_eq!(typed, ["#0", "#1", "#2"]);
-    let empty = app.add_task("labels", json!([0])).wait(WAIT).await?.ok_or("timed out")?;
+    let empty = app.add_task("labels", json!([0])).await?.record(WAIT).await?;
     assert_eq!((empty.status, empty.result), (TaskStatus::Success, Some(json!([]))));
     worker.shutdown().await;
     Ok(())
@@ -196,7 +197,7 @@ async fn async_map_to_another_type<B: Backend>(backend: B) -> TestResult {
 async fn blocking_iterator<B: Backend>(backend: B) -> TestResult {
     let app = app("streams-blocking", backend);
     let worker = app.worker().start().await?;
-    let handle = app.enqueue::<squares>((4,)).await?;
+    let handle = app.enqueue(Signature::of::<squares>((4,))).await?;
     assert_eq!(handle.result(WAIT).await?, [10, 40, 90, 160]);
     let what = seen(handle.uuid()).ok_or("the iterator did not see its context")?;
     assert!(what.starts_with("squares on "), "{what}");
@@ -209,15 +210,17 @@ async fn blocking_iterator<B: Backend>(backend: B) -> TestResult {
 async fn result_items<B: Backend>(backend: B) -> TestResult {
     let app = app("streams-results", backend);
     let worker = app.worker().start().await?;
-    let ok: Vec<i64> = app.enqueue::<parse_all>((vec!["1".into(), "-2".into()],)).await?.result(WAIT).await?;
+    let ok: Vec<i64> =
+        app.enqueue(Signature::of::<parse_all>((vec!["1".into(), "-2".into()],))).await?.result(WAIT).await?;
     assert_eq!(ok, [1, -2]);
     for name in ["parse_all", "parse_stream"] {
-        let bad = app.add_task(name, json!([["4", "x", "6"]])).wait(WAIT).await?.ok_or("timed out")?;
+        let bad = app.add_task(name, json!([["4", "x", "6"]])).await?.record(WAIT).await?;
         assert_eq!(bad.status, TaskStatus::Error, "{name}");
         assert_eq!(bad.error.as_deref(), Some("invalid digit found in string"), "{name}");
         assert_eq!(bad.result, None);
     }
-    let halved: Vec<i64> = app.enqueue::<parse_stream>((vec!["4".into(), "10".into()],)).await?.result(WAIT).await?;
+    let halved: Vec<i64> =
+        app.enqueue(Signature::of::<parse_stream>((vec!["4".into(), "10".into()],))).await?.result(WAIT).await?;
     assert_eq!(halved, [2, 5]);
     worker.shutdown().await;
     Ok(())
@@ -232,8 +235,8 @@ async fn cancelling_an_endless_stream<B: Backend>(backend: B) -> TestResult {
         let k = key(name);
         let task = app.add_task(name, json!([k])).await?;
         assert!(eventually(|| produced(&k) >= 3).await, "{name} never produced");
-        assert_eq!(app.cancel(task.uuid, "enough items").await?, CancelOutcome::Requested);
-        let done = app.wait(task.uuid, WAIT).await?.ok_or("timed out")?;
+        assert_eq!(app.cancel(task.uuid(), "enough items").await?, CancelOutcome::Requested);
+        let done = app.wait(task.uuid(), WAIT).await?;
         assert_eq!((done.status, done.error.as_deref()), (TaskStatus::Cancel, Some("enough items")), "{name}");
         assert_eq!(done.result, None);
         // At most the item in flight comes after the cancel.
@@ -249,7 +252,7 @@ async fn cancelling_an_endless_stream<B: Backend>(backend: B) -> TestResult {
 async fn time_limit_stops_an_endless_iterator<B: Backend>(backend: B) -> TestResult {
     let app = app("streams-time-limit", backend);
     let worker = app.worker().start().await?;
-    match app.enqueue::<endless_limited>(()).await?.result(WAIT).await {
+    match app.enqueue(Signature::of::<endless_limited>(())).await?.result(WAIT).await {
         Err(WaitError::Failed(e)) => assert!(e.contains("time limit"), "{e}"),
         other => panic!("expected a time limit error, got {other:?}"),
     }
@@ -261,7 +264,7 @@ async fn time_limit_stops_an_endless_iterator<B: Backend>(backend: B) -> TestRes
 async fn a_panicking_iterator_fails<B: Backend>(backend: B) -> TestResult {
     let app = app("streams-panic", backend);
     let worker = app.worker().start().await?;
-    let done = app.add_task("panicking", json!([])).wait(WAIT).await?.ok_or("timed out")?;
+    let done = app.add_task("panicking", json!([])).await?.record(WAIT).await?;
     assert_eq!(done.status, TaskStatus::Error);
     assert!(done.error.as_deref().unwrap_or("").contains("item 2 is too many"), "{:?}", done.error);
     worker.shutdown().await;
@@ -296,9 +299,9 @@ async fn a_plugin_replaces_the_list<B: Backend>(backend: B) -> TestResult {
         .backend(backend)
         .build()?;
     let worker = app.worker().start().await?;
-    let reversed: Vec<u32> = app.enqueue::<test_yield>((5,)).await?.result(WAIT).await?;
+    let reversed: Vec<u32> = app.enqueue(Signature::of::<test_yield>((5,))).await?.result(WAIT).await?;
     assert_eq!(reversed, [12, 11, 10, 9, 8]);
-    assert_eq!(app.enqueue::<plain>((7,)).await?.result(WAIT).await?, 7);
+    assert_eq!(app.enqueue(Signature::of::<plain>((7,))).await?.result(WAIT).await?, 7);
     assert_eq!(*log.lock().unwrap(), ["gen test_yield [8,9,10,11,12]", "run plain 7"]);
     worker.shutdown().await;
     Ok(())
@@ -380,8 +383,8 @@ async fn stream_tasks_take_state() -> TestResult {
         .state(Offset(100))
         .build()?;
     let worker = app.worker().start().await?;
-    assert_eq!(app.enqueue::<offset_stream>((3,)).await?.result(WAIT).await?, [102, 103, 104]);
-    assert_eq!(app.enqueue::<offset_iter>((3,)).await?.result(WAIT).await?, [100, 101, 102]);
+    assert_eq!(app.enqueue(Signature::of::<offset_stream>((3,))).await?.result(WAIT).await?, [102, 103, 104]);
+    assert_eq!(app.enqueue(Signature::of::<offset_iter>((3,))).await?.result(WAIT).await?, [100, 101, 102]);
     assert_eq!(app.tasks()[0].params, ["n"]);
     worker.shutdown().await;
     Ok(())

@@ -6,8 +6,13 @@
 mod support;
 
 use qtasks::backend::CancelOutcome;
+use qtasks::triggers::{
+    BrokerAddWorker, BrokerRemoveFinishedTask, StorageAddProcess, StorageRemoveFinishedTask, WorkerAdd,
+    WorkerExecuteAfter, WorkerRemoveFinishedTask,
+};
 use qtasks::{
-    Backend, MemoryBackend, QueueTasks, TaskContext, TaskError, TaskRecord, TaskStatus, WaitError, json, plugin, task,
+    Backend, Client, MemoryBackend, QueueTasks, Signature, TaskContext, TaskError, TaskRecord, TaskStatus, WaitError,
+    json, plugin, task,
 };
 use std::collections::HashMap;
 use std::fmt;
@@ -152,7 +157,7 @@ async fn retries_run_one_plus_n_times<B: Backend>(backend: B) -> TestResult {
     let worker = app.worker().start().await?;
     let k = key("e2");
     let first = app.add_task("divide", json!([k, 100])).await?;
-    let last = app.wait(first.uuid, WAIT).await?.ok_or("timed out")?;
+    let last = app.wait(first.uuid(), WAIT).await?;
     assert_eq!(runs(&k), 6, "1 run + 5 retries");
     assert_eq!(last.status, TaskStatus::Error);
     assert_eq!(last.error.as_deref(), Some("transient failure"));
@@ -160,7 +165,7 @@ async fn retries_run_one_plus_n_times<B: Backend>(backend: B) -> TestResult {
     assert_eq!(last.extra.get("retry"), Some(&json!(0)));
 
     // The chain of records: retry → retry → … → error, linked both ways.
-    let mut uuid = first.uuid;
+    let mut uuid = first.uuid();
     for attempt in 1..=5 {
         let r = record(&app, uuid).await?;
         assert_eq!((r.status, r.attempt), (TaskStatus::Retry, attempt));
@@ -180,9 +185,9 @@ async fn waiting_follows_retries_to_success<B: Backend>(backend: B) -> TestResul
     let app = app("retry-success", backend);
     let worker = app.worker().start().await?;
     let k = key("success");
-    let handle = app.enqueue::<divide>((k.clone(), 2)).await?;
+    let handle = app.enqueue(Signature::of::<divide>((k.clone(), 2))).await?;
     assert_eq!(handle.result(WAIT).await?, 3);
-    let done = app.wait(handle.uuid(), WAIT).await?.ok_or("timed out")?;
+    let done = app.wait(handle.uuid(), WAIT).await?;
     assert_eq!((done.status, done.attempt), (TaskStatus::Success, 3));
     assert_eq!(runs(&k), 3);
     worker.shutdown().await;
@@ -194,7 +199,7 @@ async fn other_errors_are_not_retried<B: Backend>(backend: B) -> TestResult {
     let app = app("retry-other", backend);
     let worker = app.worker().start().await?;
     let k = key("fatal");
-    let done = app.add_task("fatal", json!([k])).wait(WAIT).await?.ok_or("timed out")?;
+    let done = app.add_task("fatal", json!([k])).await?.record(WAIT).await?;
     assert_eq!((done.status, done.error.as_deref()), (TaskStatus::Error, Some("fatal failure")));
     assert_eq!(runs(&k), 1);
     assert!(link(&done, "retry_child_uuid").is_none());
@@ -207,7 +212,7 @@ async fn any_error_is_retried_without_retry_on<B: Backend>(backend: B) -> TestRe
     let app = app("retry-any", backend);
     let worker = app.worker().start().await?;
     let k = key("any");
-    let done = app.add_task("any_error", json!([k])).wait(WAIT).await?.ok_or("timed out")?;
+    let done = app.add_task("any_error", json!([k])).await?.record(WAIT).await?;
     assert_eq!((done.status, done.attempt), (TaskStatus::Error, 3));
     assert_eq!(runs(&k), 3);
     worker.shutdown().await;
@@ -218,7 +223,7 @@ async fn any_error_is_retried_without_retry_on<B: Backend>(backend: B) -> TestRe
 async fn invalid_arguments_are_not_retried<B: Backend>(backend: B) -> TestResult {
     let app = app("retry-args", backend);
     let worker = app.worker().start().await?;
-    let done = app.add_task("any_error", json!(["k", "extra", "args"])).wait(WAIT).await?.ok_or("timed out")?;
+    let done = app.add_task("any_error", json!(["k", "extra", "args"])).await?.record(WAIT).await?;
     assert_eq!((done.status, done.attempt), (TaskStatus::Error, 1));
     assert!(done.error.as_deref().unwrap_or("").contains("invalid arguments"), "{:?}", done.error);
     worker.shutdown().await;
@@ -232,9 +237,9 @@ async fn backoff_delays_retries<B: Backend>(backend: B) -> TestResult {
     let worker = app.worker().start().await?;
     let k = key("backoff");
     let first = app.add_task("slow_retry", json!([k])).await?;
-    let last = app.wait(first.uuid, WAIT).await?.ok_or("timed out")?;
+    let last = app.wait(first.uuid(), WAIT).await?;
     assert_eq!((last.status, runs(&k)), (TaskStatus::Error, 3));
-    let a1 = record(&app, first.uuid).await?;
+    let a1 = record(&app, first.uuid()).await?;
     let a2 = record(&app, link(&a1, "retry_child_uuid").ok_or("no child")?).await?;
     // `updated_at` of an ended attempt is when it ended; of the last one, when it ended too,
     // so the gaps below are lower bounds on the delay before each retry ran.
@@ -263,17 +268,17 @@ async fn a_cancelled_queued_task_never_runs<B: Backend>(backend: B) -> TestResul
     let app = app("cancel-queued", backend);
     let k = key("queued");
     let task = app.add_task("quick", json!([k])).await?;
-    assert_eq!(app.cancel(task.uuid, "not needed").await?, CancelOutcome::Cancelled);
-    let done = app.wait(task.uuid, WAIT).await?.ok_or("waiters must wake")?;
+    assert_eq!(app.cancel(task.uuid(), "not needed").await?, CancelOutcome::Cancelled);
+    let done = app.wait(task.uuid(), WAIT).await?;
     assert_eq!((done.status, done.error.as_deref()), (TaskStatus::Cancel, Some("not needed")));
 
     // A worker started afterwards takes the queue entry and drops it.
     let worker = app.worker().start().await?;
-    let later = app.add_task("quick", json!([k])).wait(WAIT).await?.ok_or("timed out")?;
+    let later = app.add_task("quick", json!([k])).await?.record(WAIT).await?;
     assert_eq!(later.status, TaskStatus::Success);
     assert_eq!(runs(&k), 1, "only the task enqueued after the cancel ran");
-    assert_eq!(app.cancel(task.uuid, "again").await?, CancelOutcome::Finished(TaskStatus::Cancel));
-    assert_eq!(record(&app, task.uuid).await?.error.as_deref(), Some("not needed"));
+    assert_eq!(app.cancel(task.uuid(), "again").await?, CancelOutcome::Finished(TaskStatus::Cancel));
+    assert_eq!(record(&app, task.uuid()).await?.error.as_deref(), Some("not needed"));
     worker.shutdown().await;
     Ok(())
 }
@@ -282,7 +287,7 @@ async fn a_cancelled_queued_task_never_runs<B: Backend>(backend: B) -> TestResul
 async fn cancel_is_a_no_op_on_finished_tasks<B: Backend>(backend: B) -> TestResult {
     let app = app("cancel-finished", backend);
     let worker = app.worker().start().await?;
-    let done = app.add_task("quick", json!([key("finished")])).wait(WAIT).await?.ok_or("timed out")?;
+    let done = app.add_task("quick", json!([key("finished")])).await?.record(WAIT).await?;
     assert_eq!(app.cancel(done.uuid, "too late").await?, CancelOutcome::Finished(TaskStatus::Success));
     assert_eq!(record(&app, done.uuid).await?, done);
     assert_eq!(app.cancel(Uuid::new_v4(), "who?").await?, CancelOutcome::NotFound);
@@ -296,7 +301,7 @@ async fn a_running_async_task_stops_at_its_await<B: Backend>(backend: B) -> Test
     let app = app("cancel-async", backend);
     let worker = app.worker().start().await?;
     let k = key("async");
-    let handle = app.enqueue::<sleeper>((k.clone(),)).await?;
+    let handle = app.enqueue(Signature::of::<sleeper>((k.clone(),))).await?;
     assert!(eventually(|| runs(&k) == 1).await, "the task never started");
     assert_eq!(app.cancel(handle.uuid(), "user asked").await?, CancelOutcome::Requested);
     match handle.result(Duration::from_secs(10)).await {
@@ -315,8 +320,8 @@ async fn a_blocking_task_sees_its_token<B: Backend>(backend: B) -> TestResult {
     let k = key("blocking");
     let task = app.add_task("poller", json!([k])).await?;
     assert!(eventually(|| runs(&k) == 1).await, "the task never started");
-    assert_eq!(app.cancel(task.uuid, "stop polling").await?, CancelOutcome::Requested);
-    let done = app.wait(task.uuid, WAIT).await?.ok_or("timed out")?;
+    assert_eq!(app.cancel(task.uuid(), "stop polling").await?, CancelOutcome::Requested);
+    let done = app.wait(task.uuid(), WAIT).await?;
     assert_eq!((done.status, done.error.as_deref()), (TaskStatus::Cancel, Some("stop polling")));
     assert_eq!(done.result, None);
     worker.shutdown().await;
@@ -331,8 +336,8 @@ async fn returning_after_noticing_ends_cancel<B: Backend>(backend: B) -> TestRes
     let k = key("noticing");
     let task = app.add_task("noticing", json!([k])).await?;
     assert!(eventually(|| runs(&k) == 1).await, "the task never started");
-    app.cancel(task.uuid, "enough").await?;
-    let done = app.wait(task.uuid, WAIT).await?.ok_or("timed out")?;
+    app.cancel(task.uuid(), "enough").await?;
+    let done = app.wait(task.uuid(), WAIT).await?;
     assert_eq!((done.status, done.error.as_deref()), (TaskStatus::Cancel, Some("enough")));
     worker.shutdown().await;
     Ok(())
@@ -346,15 +351,15 @@ async fn cancel_follows_retries<B: Backend>(backend: B) -> TestResult {
     let first = app.add_task("slow_retry", json!([k])).await?;
     // The first attempt fails at once; the second waits 0.2 s in the queue.
     let a1 = loop {
-        let r = record(&app, first.uuid).await?;
+        let r = record(&app, first.uuid()).await?;
         if r.status == TaskStatus::Retry {
             break r;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
-    let outcome = app.cancel(first.uuid, "no more").await?;
+    let outcome = app.cancel(first.uuid(), "no more").await?;
     assert!(matches!(outcome, CancelOutcome::Cancelled | CancelOutcome::Requested | CancelOutcome::Finished(_)));
-    let last = app.wait(first.uuid, WAIT).await?.ok_or("timed out")?;
+    let last = app.wait(first.uuid(), WAIT).await?;
     if outcome == CancelOutcome::Cancelled {
         assert_eq!(last.status, TaskStatus::Cancel);
         assert_eq!(Some(last.uuid), link(&a1, "retry_child_uuid"));
@@ -376,13 +381,13 @@ async fn inspect_counts_runs_per_task<B: Backend>(backend: B) -> TestResult {
     app.add_task("quick", json!([key("inspect-q")])).await?;
     let before = app.inspect().await?;
     assert_eq!((before.app.queued, before.app.in_flight), (2, 0));
-    app.cancel(queued.uuid, "skip").await?;
+    app.cancel(queued.uuid(), "skip").await?;
 
     let worker = app.worker().start().await?;
     let k = key("inspect-retry");
-    app.add_task("any_error", json!([k])).wait(WAIT).await?.ok_or("timed out")?;
-    app.add_task("fatal", json!([key("inspect-fatal")])).wait(WAIT).await?.ok_or("timed out")?;
-    app.add_task("quick", json!([key("inspect-ok")])).wait(WAIT).await?.ok_or("timed out")?;
+    app.add_task("any_error", json!([k])).await?.record(WAIT).await?;
+    app.add_task("fatal", json!([key("inspect-fatal")])).await?.record(WAIT).await?;
+    app.add_task("quick", json!([key("inspect-ok")])).await?.record(WAIT).await?;
     // The queued `quick` ran too; wait for it through the counters.
     let deadline = tokio::time::Instant::now() + WAIT;
     let after = loop {
@@ -426,6 +431,7 @@ support::on_both_backends! {
     cancel_follows_retries
     inspect_counts_runs_per_task
     events_fire_in_order_for_success_error_and_cancel
+    the_task_context_is_current_in_the_worker_triggers_of_a_task
 }
 
 // ---------------------------------------------------------------------------
@@ -464,13 +470,13 @@ async fn events_fire_in_order_for_success_error_and_cancel<B: Backend>(backend: 
     }
     let app = builder.build()?;
     let worker = app.worker().start().await?;
-    app.add_task("quick", json!([key("ev")])).wait(WAIT).await?.ok_or("timed out")?;
-    app.add_task("fatal", json!([key("ev")])).wait(WAIT).await?.ok_or("timed out")?;
+    app.add_task("quick", json!([key("ev")])).await?.record(WAIT).await?;
+    app.add_task("fatal", json!([key("ev")])).await?.record(WAIT).await?;
     let k = key("ev-cancel");
     let t = app.add_task("sleeper", json!([k])).await?;
     assert!(eventually(|| runs(&k) == 1).await);
-    app.cancel(t.uuid, "stop").await?;
-    app.wait(t.uuid, WAIT).await?.ok_or("timed out")?;
+    app.cancel(t.uuid(), "stop").await?;
+    app.wait(t.uuid(), WAIT).await?;
     // Task events fire after the record is stored: let the last ones land.
     assert!(eventually(|| log.lock().unwrap().iter().filter(|(k, _)| k == "task_stopping").count() == 3).await);
     worker.shutdown().await;
@@ -501,7 +507,7 @@ async fn cancelling_a_queued_task_fires_task_cancel() -> TestResult {
         .on(EventKind::TaskCancel, move |e: &Event| s.lock().unwrap().push(e.record().and_then(|r| r.error.clone())))
         .build()?;
     let t = app.add_task("quick", json!([key("evq")])).await?;
-    app.cancel(t.uuid, "not today").await?;
+    app.cancel(t.uuid(), "not today").await?;
     assert_eq!(*seen.lock().unwrap(), [Some("not today".to_owned())]);
     Ok(())
 }
@@ -525,7 +531,7 @@ async fn a_plugin_can_veto_a_retry() -> TestResult {
     let app = QueueTasks::builder("veto").tasks::<Tasks>().plugin(NoRetries).build()?;
     let worker = app.worker().start().await?;
     let k = key("veto");
-    let done = app.add_task("any_error", json!([k])).wait(WAIT).await?.ok_or("timed out")?;
+    let done = app.add_task("any_error", json!([k])).await?.record(WAIT).await?;
     assert_eq!((done.status, done.attempt), (TaskStatus::Error, 1));
     assert_eq!(runs(&k), 1);
     worker.shutdown().await;
@@ -556,17 +562,17 @@ impl Observer {
 async fn a_blocking_handler_sees_the_task_context() -> TestResult {
     let app = QueueTasks::builder("ctx-blocking").tasks::<Tasks>().plugin(Observer).build()?;
     let worker = app.worker().start().await?;
-    let done = app.add_task("quick", json!([key("ctx")])).wait(WAIT).await?.ok_or("timed out")?;
+    let done = app.add_task("quick", json!([key("ctx")])).await?.record(WAIT).await?;
     let k = key("ctx-cancel");
     let noticing = app.add_task("noticing", json!([k])).await?;
     assert!(eventually(|| runs(&k) == 1).await);
-    app.cancel(noticing.uuid, "bye").await?;
-    let cancelled = app.wait(noticing.uuid, WAIT).await?.ok_or("timed out")?;
+    app.cancel(noticing.uuid(), "bye").await?;
+    let cancelled = app.wait(noticing.uuid(), WAIT).await?;
     assert_eq!(cancelled.status, TaskStatus::Cancel);
     worker.shutdown().await;
     let seen = SEEN_IN_BLOCKING.lock().unwrap().clone();
     assert!(seen.contains(&(done.uuid, false)), "{seen:?}");
-    assert!(seen.contains(&(noticing.uuid, true)), "{seen:?}");
+    assert!(seen.contains(&(noticing.uuid(), true)), "{seen:?}");
     Ok(())
 }
 
@@ -596,9 +602,9 @@ async fn a_task_cancelled_before_it_starts_never_starts() -> TestResult {
     let k = key("before-start");
     let task = app.add_task("quick", json!([k])).await?;
     HELD.notified().await;
-    assert_eq!(app.cancel(task.uuid, "changed my mind").await?, CancelOutcome::Requested);
+    assert_eq!(app.cancel(task.uuid(), "changed my mind").await?, CancelOutcome::Requested);
     RELEASE.notify_one();
-    let done = app.wait(task.uuid, WAIT).await?.ok_or("timed out")?;
+    let done = app.wait(task.uuid(), WAIT).await?;
     assert_eq!((done.status, done.error.as_deref()), (TaskStatus::Cancel, Some("changed my mind")));
     assert_eq!(runs(&k), 0, "the task body never ran");
     worker.shutdown().await;
@@ -610,8 +616,8 @@ async fn a_task_cancelled_before_it_starts_never_starts() -> TestResult {
 async fn huge_timeouts_and_delays_do_not_panic() -> TestResult {
     let app = app("huge", MemoryBackend::new());
     let worker = app.worker().start().await?;
-    let done = app.add_task("quick", json!([key("huge")])).wait(Duration::MAX).await?.ok_or("timed out")?;
-    assert_eq!(app.wait(done.uuid, Duration::MAX).await?.map(|t| t.status), Some(TaskStatus::Success));
+    let done = app.add_task("quick", json!([key("huge")])).await?.record(Duration::MAX).await?;
+    assert_eq!(app.wait(done.uuid, Duration::MAX).await?.status, TaskStatus::Success);
     let never = TaskRecord::new(
         Uuid::new_v4(),
         qtasks::NewTask {
@@ -646,7 +652,7 @@ async fn e8_extra_fields_are_visible_and_ctx_cancel_ends_cancel() -> TestResult 
     );
     let worker = app.worker().start().await?;
     let marker = key("e8");
-    let done = app.add_task("e8_context", ()).extra("test", marker.clone()).wait(WAIT).await?.ok_or("timed out")?;
+    let done = app.add_task("e8_context", ()).extra("test", marker.clone()).await?.record(WAIT).await?;
     assert_eq!(done.status, TaskStatus::Cancel);
     assert_eq!(done.error, Some(format!("Test task cancelled ({marker})")));
     assert_eq!(done.priority, 1);
@@ -681,10 +687,157 @@ async fn time_limits_and_panics_can_be_retried_by_name() -> TestResult {
     let app = QueueTasks::builder("retry-kinds").tasks::<(slow_then_fast, panics_once)>().build()?;
     let worker = app.worker().start().await?;
     let k = key("time-limit");
-    assert_eq!(app.enqueue::<slow_then_fast>((k.clone(),)).await?.result(WAIT).await?, 3);
+    assert_eq!(app.enqueue(Signature::of::<slow_then_fast>((k.clone(),))).await?.result(WAIT).await?, 3);
     let k2 = key("panic");
-    assert_eq!(app.enqueue::<panics_once>((k2.clone(),)).await?.result(WAIT).await?, 2);
+    assert_eq!(app.enqueue(Signature::of::<panics_once>((k2.clone(),))).await?.result(WAIT).await?, 2);
     assert_eq!((runs(&k), runs(&k2)), (3, 2));
     worker.shutdown().await;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Handles, clients and the current task context
+// ---------------------------------------------------------------------------
+
+/// A handle owns what it needs: it moves into a spawned task, and its
+/// result is awaited there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_handle_moves_into_a_spawned_task_and_its_result_is_awaited_there() -> TestResult {
+    let app = app("handle-spawn", MemoryBackend::new());
+    let worker = app.worker().start().await?;
+    let k = key("spawn");
+    let handle = app.enqueue(Signature::of::<quick>((k.clone(),))).await?;
+    let uuid = handle.uuid();
+    let result: u32 = tokio::spawn(async move { handle.result(WAIT).await }).await??;
+    assert_eq!(result, 1);
+    assert_eq!(runs(&k), 1);
+    assert_eq!(app.get(uuid).await?.ok_or("record missing")?.status, TaskStatus::Success);
+    worker.shutdown().await;
+    Ok(())
+}
+
+/// Enqueues `quick` by name and typed, and waits for both, through a
+/// [`Client`]: this function names no app type.
+async fn quick_twice(
+    client: Client,
+    key: String,
+) -> Result<(TaskRecord, u32), Box<dyn std::error::Error + Send + Sync>> {
+    let by_name = client.add_task("quick", json!([key])).await?;
+    let record = client.wait(by_name.uuid(), WAIT).await?;
+    let typed = client.enqueue(Signature::of::<quick>((key,))).await?.result(WAIT).await?;
+    Ok((record, typed))
+}
+
+/// A `Client` from `app.client()` enqueues and waits like the app does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_enqueues_and_waits_without_naming_the_app_type() -> TestResult {
+    let app = app("client", MemoryBackend::new());
+    let worker = app.worker().start().await?;
+    let k = key("client");
+    let (record, typed) = quick_twice(app.client(), k.clone()).await?;
+    assert_eq!((record.status, record.result), (TaskStatus::Success, Some(json!(1))));
+    assert_eq!(typed, 2);
+    assert_eq!(runs(&k), 2);
+    worker.shutdown().await;
+    Ok(())
+}
+
+/// One handler sighting: the trigger, the task its context is about, and
+/// what `TaskContext::current()` gave inside the handler (uuid and name).
+type Sighting = (&'static str, Uuid, Option<(Uuid, String)>);
+
+/// Sync handlers on the worker-side triggers of a task, recording what
+/// they saw.
+#[derive(Clone, Default)]
+struct Witness {
+    seen: std::sync::Arc<Mutex<Vec<Sighting>>>,
+}
+
+impl Witness {
+    fn saw(&self, trigger: &'static str, about: Uuid) {
+        let current = TaskContext::current().map(|c| (c.uuid(), c.name().to_owned()));
+        self.seen.lock().unwrap().push((trigger, about, current));
+    }
+}
+
+#[plugin(name = "witness")]
+impl Witness {
+    fn broker_add_worker(&self, ctx: &BrokerAddWorker<'_>) -> Option<qtasks::TaskMessage> {
+        self.saw("broker_add_worker", ctx.message.uuid);
+        None
+    }
+
+    fn storage_add_process(&self, ctx: &StorageAddProcess<'_>) -> Option<qtasks::TaskMessage> {
+        self.saw("storage_add_process", ctx.message.uuid);
+        None
+    }
+
+    fn worker_add(&self, ctx: &WorkerAdd<'_>) -> Option<qtasks::TaskMessage> {
+        self.saw("worker_add", ctx.message.uuid);
+        None
+    }
+
+    fn worker_remove_finished_task(&self, ctx: &WorkerRemoveFinishedTask<'_>) -> Option<TaskRecord> {
+        self.saw("worker_remove_finished_task", ctx.model.uuid);
+        None
+    }
+
+    fn broker_remove_finished_task(&self, ctx: &BrokerRemoveFinishedTask<'_>) -> Option<TaskRecord> {
+        self.saw("broker_remove_finished_task", ctx.model.uuid);
+        None
+    }
+
+    fn storage_remove_finished_task(&self, ctx: &StorageRemoveFinishedTask<'_>) {
+        self.saw("storage_remove_finished_task", ctx.model.uuid);
+    }
+
+    fn worker_execute_after(&self, ctx: &WorkerExecuteAfter<'_>) {
+        self.saw("worker_execute_after", ctx.model.uuid);
+    }
+}
+
+/// The seven triggers [`Witness`] listens on, sorted.
+const WITNESSED: [&str; 7] = [
+    "broker_add_worker",
+    "broker_remove_finished_task",
+    "storage_add_process",
+    "storage_remove_finished_task",
+    "worker_add",
+    "worker_execute_after",
+    "worker_remove_finished_task",
+];
+
+/// Inside sync handlers of the worker-side triggers of a task,
+/// `TaskContext::current()` is that task's context (its uuid and name),
+/// also for a task name the app does not define (which ends `error`).
+async fn the_task_context_is_current_in_the_worker_triggers_of_a_task<B: Backend>(backend: B) -> TestResult {
+    let witness = Witness::default();
+    let app = QueueTasks::builder("ctx-current").tasks::<Tasks>().plugin(witness.clone()).backend(backend).build()?;
+    let worker = app.worker().start().await?;
+    let known = app.add_task("quick", json!([key("current")])).await?;
+    let unknown = app.add_task("no_such_task", json!([])).await?;
+    assert_eq!(known.record(WAIT).await?.status, TaskStatus::Success);
+    let failed = unknown.record(WAIT).await?;
+    assert_eq!(failed.status, TaskStatus::Error);
+    assert!(failed.error.as_deref().unwrap_or("").contains("unknown task `no_such_task`"), "{:?}", failed.error);
+
+    // `worker_execute_after` fires after the final record is stored: let it land.
+    let fired = |uuid: Uuid| {
+        let seen = witness.seen.lock().unwrap();
+        let mut triggers: Vec<&str> = seen.iter().filter(|(_, about, _)| *about == uuid).map(|(t, _, _)| *t).collect();
+        triggers.sort_unstable();
+        triggers.dedup();
+        triggers == WITNESSED
+    };
+    assert!(eventually(|| fired(known.uuid()) && fired(unknown.uuid())).await, "{:?}", witness.seen.lock().unwrap());
+    worker.shutdown().await;
+
+    let seen = witness.seen.lock().unwrap().clone();
+    for (uuid, name) in [(known.uuid(), "quick"), (unknown.uuid(), "no_such_task")] {
+        for (trigger, _, current) in seen.iter().filter(|(_, about, _)| *about == uuid) {
+            let current = current.as_ref().map(|(u, n)| (*u, n.as_str()));
+            assert_eq!(current, Some((uuid, name)), "TaskContext::current() in {trigger} for `{name}`");
+        }
+    }
     Ok(())
 }

@@ -30,9 +30,9 @@
 //!
 //! `E2E_CURRENT_THREAD=1` runs everything on a single-thread tokio runtime.
 
-use qtasks::model::{NewTask, Task, TaskMessage};
+use qtasks::model::{NewTask, TaskMessage, TaskRecord};
 use qtasks::triggers::*;
-use qtasks::{Backend, Chain, QueueTasks, TaskSet, TaskStatus, Value, plugin, task};
+use qtasks::{Backend, PluginChain, QueueTasks, TaskSet, TaskStatus, Value, plugin, task};
 use serde_json::Map;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, OnceLock};
@@ -89,7 +89,7 @@ macro_rules! listener56 {
             None
         }
         fn qtasks_add_task_after_broker(&self, _ctx: &QtasksAddTaskAfterBroker<'_>) $body
-        fn qtasks_get(&self, _ctx: &QtasksGet<'_>) -> Option<Task> {
+        fn qtasks_get(&self, _ctx: &QtasksGet<'_>) -> Option<TaskRecord> {
             $body;
             None
         }
@@ -101,40 +101,40 @@ macro_rules! listener56 {
             $body;
             None
         }
-        fn broker_add_before(&self, _ctx: &BrokerAddBefore<'_>) -> Option<Task> {
+        fn broker_add_before(&self, _ctx: &BrokerAddBefore<'_>) -> Option<TaskRecord> {
             $body;
             None
         }
         fn broker_add_after(&self, _ctx: &BrokerAddAfter<'_>) $body
-        fn broker_get(&self, _ctx: &BrokerGet<'_>) -> Option<Task> {
+        fn broker_get(&self, _ctx: &BrokerGet<'_>) -> Option<TaskRecord> {
             $body;
             None
         }
-        fn broker_update(&self, _ctx: &BrokerUpdate<'_>) -> Option<Task> {
+        fn broker_update(&self, _ctx: &BrokerUpdate<'_>) -> Option<TaskRecord> {
             $body;
             None
         }
         fn broker_start(&self, _ctx: &BrokerStart<'_>) $body
         fn broker_stop(&self, _ctx: &BrokerStop<'_>) $body
-        fn broker_remove_finished_task(&self, _ctx: &BrokerRemoveFinishedTask<'_>) -> Option<Task> {
+        fn broker_remove_finished_task(&self, _ctx: &BrokerRemoveFinishedTask<'_>) -> Option<TaskRecord> {
             $body;
             None
         }
         fn broker_running_older_tasks(&self, _ctx: &BrokerRunningOlderTasks<'_>) $body
         fn broker_flush_all(&self, _ctx: &BrokerFlushAll<'_>) $body
-        fn storage_add(&self, _ctx: &StorageAdd<'_>) -> Option<Task> {
+        fn storage_add(&self, _ctx: &StorageAdd<'_>) -> Option<TaskRecord> {
             $body;
             None
         }
-        fn storage_get(&self, _ctx: &StorageGet<'_>) -> Option<Task> {
+        fn storage_get(&self, _ctx: &StorageGet<'_>) -> Option<TaskRecord> {
             $body;
             None
         }
-        fn storage_get_all(&self, _ctx: &StorageGetAll<'_>) -> Option<Vec<Task>> {
+        fn storage_get_all(&self, _ctx: &StorageGetAll<'_>) -> Option<Vec<TaskRecord>> {
             $body;
             None
         }
-        fn storage_update(&self, _ctx: &StorageUpdate<'_>) -> Option<Task> {
+        fn storage_update(&self, _ctx: &StorageUpdate<'_>) -> Option<TaskRecord> {
             $body;
             None
         }
@@ -176,16 +176,16 @@ macro_rules! listener56 {
         }
         fn worker_start(&self, _ctx: &WorkerStart<'_>) $body
         fn worker_stop(&self, _ctx: &WorkerStop<'_>) $body
-        fn worker_execute_before(&self, _ctx: &WorkerExecuteBefore<'_>) -> Option<Task> {
+        fn worker_execute_before(&self, _ctx: &WorkerExecuteBefore<'_>) -> Option<TaskRecord> {
             $body;
             None
         }
         fn worker_run_task_before(&self, _ctx: &WorkerRunTaskBefore<'_>) $body
-        fn worker_task_error_retry(&self, _ctx: &WorkerTaskErrorRetry<'_>) -> Option<Task> {
+        fn worker_task_error_retry(&self, _ctx: &WorkerTaskErrorRetry<'_>) -> Option<TaskRecord> {
             $body;
             None
         }
-        fn worker_remove_finished_task(&self, _ctx: &WorkerRemoveFinishedTask<'_>) -> Option<Task> {
+        fn worker_remove_finished_task(&self, _ctx: &WorkerRemoveFinishedTask<'_>) -> Option<TaskRecord> {
             $body;
             None
         }
@@ -252,7 +252,7 @@ async fn fill<T: TaskSet, C: PluginChain, B: Backend>(
     let start = Instant::now();
     let mut last = None;
     for _ in 0..n {
-        last = Some(app.add_task("noop", ()).await?.uuid);
+        last = Some(app.add_task("noop", ()).await?.uuid());
     }
     Ok((last.ok_or("no task")?, start.elapsed()))
 }
@@ -277,7 +277,7 @@ async fn throughput<T: TaskSet, C: PluginChain>(
     let enqueue_hits = hits::total();
     let start = Instant::now();
     let worker = app.worker().max_tasks_process(concurrency).start().await?;
-    let done = app.wait(last, Duration::from_secs(3600)).await?.ok_or("the last task did not finish")?;
+    let done = app.wait(last, Duration::from_secs(3600)).await?;
     worker.shutdown().await;
     let run = start.elapsed();
     if done.status != TaskStatus::Success {
@@ -361,7 +361,7 @@ async fn backlog(n: u64, window: u64, concurrency: usize) -> Res<()> {
     let cpu_start = cpu_ns();
     START.set(Instant::now()).map_err(|_| "started twice")?;
     let worker = app.worker().max_tasks_process(concurrency).start().await?;
-    let done = app.wait(last, Duration::from_secs(3600)).await?.ok_or("the last task did not finish")?;
+    let done = app.wait(last, Duration::from_secs(3600)).await?;
     worker.shutdown().await;
     let total = START.get().map_or(Duration::ZERO, Instant::elapsed);
     let marks = MARKS.lock().unwrap().clone();

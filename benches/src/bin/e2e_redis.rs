@@ -304,7 +304,7 @@ async fn roundtrip(count: usize, concurrency: usize) -> Res<()> {
     let mut times = Vec::with_capacity(count);
     for i in 0..200 + count {
         let start = Instant::now();
-        let task = app.add_task("noop", ()).wait(timeout).await?.ok_or("a round trip timed out")?;
+        let task = app.add_task("noop", ()).await?.record(timeout).await?;
         let took = start.elapsed();
         if task.status != TaskStatus::Success {
             return Err(format!("a task ended {:?}", task.status).into());

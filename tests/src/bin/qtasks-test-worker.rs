@@ -32,7 +32,7 @@
 //! `success` with `n * n`, else 1. Backend errors (a lost connection) are
 //! retried until the timeout.
 
-use qtasks::{QueueTasks, RedisBackend, TaskStatus, task};
+use qtasks::{QueueTasks, RedisBackend, TaskStatus, WaitError, task};
 use redis::aio::ConnectionManager;
 use std::process::ExitCode;
 use std::sync::OnceLock;
@@ -220,8 +220,8 @@ async fn client(o: Options) -> BoxResult<ExitCode> {
                 Err(e) => return Err(e.into()),
             }
         };
-        std::io::Write::write_fmt(&mut out, format_args!("TASK {n} {}\n", task.uuid))?;
-        uuids.push((n, task.uuid));
+        std::io::Write::write_fmt(&mut out, format_args!("TASK {n} {}\n", task.uuid()))?;
+        uuids.push((n, task.uuid()));
     }
     std::io::Write::write_fmt(&mut out, format_args!("ENQUEUED {}\n", o.count))?;
     std::io::Write::flush(&mut out)?;
@@ -234,7 +234,7 @@ async fn client(o: Options) -> BoxResult<ExitCode> {
             loop {
                 let left = deadline.saturating_duration_since(Instant::now());
                 match app.wait(uuid, left).await {
-                    Ok(Some(task)) => {
+                    Ok(task) => {
                         let good = task.status == TaskStatus::Success
                             && matches!(task.result_as::<i64>(), Some(Ok(r)) if r == n * n);
                         if !good {
@@ -242,7 +242,7 @@ async fn client(o: Options) -> BoxResult<ExitCode> {
                         }
                         return Some(good);
                     }
-                    Ok(None) => return None,
+                    Err(WaitError::Timeout) => return None,
                     Err(e) if !left.is_zero() => {
                         eprintln!("waiting for {n} failed: {e}; retrying");
                         tokio::time::sleep(Duration::from_millis(50)).await;
