@@ -12,7 +12,7 @@
 //! ```ignore
 //! let stop = async { tokio::signal::ctrl_c().await.unwrap() };
 //! let entry = ScheduleEntry::cron("0 3 * * *", call("cleanup", ()))?;
-//! let stats = Scheduler::new(&app).add(entry).run_until(stop).await;
+//! let stats = Scheduler::new(&app).entry(entry).run_until(stop).await;
 //! ```
 
 use qtasks::{QueueTasks, ScheduleEntry, Scheduler, TaskStatus, call, task};
@@ -39,8 +39,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let worker = app.worker().start().await?;
 
     let schedule = Scheduler::new(app.clone())
-        .add(ScheduleEntry::every(Duration::from_millis(700), call("heartbeat", ()))?)
-        .add(ScheduleEntry::cron("*/1 * * * * *", call("report", ["status"]).priority(-1))?.name("status report"))
+        .entry(ScheduleEntry::every(Duration::from_millis(700), call("heartbeat", ()))?)
+        .entry(ScheduleEntry::cron("*/1 * * * * *", call("report", ["status"]).priority(-1))?.name("status report"))
         .start();
     println!("scheduler started with 2 entries; running for 3.2 s");
     tokio::time::sleep(Duration::from_millis(3200)).await;

@@ -32,7 +32,7 @@ async fn an_interval_entry_enqueues_repeatedly_and_a_worker_runs_the_tasks() {
     let app = QueueTasks::builder("schedule_interval").task::<tick>().build().unwrap();
     let worker = app.worker().start().await.unwrap();
     let schedule = Scheduler::new(app.clone())
-        .add(ScheduleEntry::every(Duration::from_secs(1), call("tick", [7])).unwrap())
+        .entry(ScheduleEntry::every(Duration::from_secs(1), call("tick", [7])).unwrap())
         .start();
 
     tokio::time::sleep(Duration::from_millis(3500)).await;
@@ -56,7 +56,7 @@ async fn an_interval_entry_enqueues_repeatedly_and_a_worker_runs_the_tasks() {
 async fn a_schedule_that_falls_behind_skips_missed_ticks_instead_of_bursting() {
     let app = QueueTasks::builder("schedule_behind").task::<tick>().build().unwrap();
     let schedule = Scheduler::new(app.clone())
-        .add(ScheduleEntry::every(Duration::from_secs(1), call("tick", [1])).unwrap())
+        .entry(ScheduleEntry::every(Duration::from_secs(1), call("tick", [1])).unwrap())
         .start();
     tokio::task::yield_now().await;
 
@@ -77,7 +77,7 @@ async fn a_schedule_that_falls_behind_skips_missed_ticks_instead_of_bursting() {
 async fn shutdown_stops_enqueueing() {
     let app = QueueTasks::builder("schedule_shutdown").task::<tick>().build().unwrap();
     let schedule = Scheduler::new(app.clone())
-        .add(ScheduleEntry::every(Duration::from_secs(1), call("tick", [1])).unwrap())
+        .entry(ScheduleEntry::every(Duration::from_secs(1), call("tick", [1])).unwrap())
         .start();
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let stats = schedule.shutdown().await;
@@ -91,7 +91,7 @@ async fn shutdown_stops_enqueueing() {
 async fn dropping_the_handle_stops_the_schedule() {
     let app = QueueTasks::builder("schedule_drop").task::<tick>().build().unwrap();
     let schedule = Scheduler::new(app.clone())
-        .add(ScheduleEntry::every(Duration::from_secs(1), call("tick", [1])).unwrap())
+        .entry(ScheduleEntry::every(Duration::from_secs(1), call("tick", [1])).unwrap())
         .start();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     drop(schedule);
@@ -103,8 +103,8 @@ async fn dropping_the_handle_stops_the_schedule() {
 async fn priority_and_name_apply_to_their_own_entry_and_entries_run_independently() {
     let app = QueueTasks::builder("schedule_entries").task::<tick>().build().unwrap();
     let schedule = Scheduler::new(app.clone())
-        .add(ScheduleEntry::every(Duration::from_secs(1), call("tick", [1])).unwrap())
-        .add(
+        .entry(ScheduleEntry::every(Duration::from_secs(1), call("tick", [1])).unwrap())
+        .entry(
             ScheduleEntry::every(Duration::from_secs(2), call("tick", json!({"n": 2})).priority(-3))
                 .unwrap()
                 .name("nightly report"),
@@ -128,7 +128,7 @@ async fn a_cron_entry_with_seconds_fires_on_the_wall_clock() {
     let app = QueueTasks::builder("schedule_cron").task::<tick>().build().unwrap();
     let worker = app.worker().start().await.unwrap();
     let schedule =
-        Scheduler::new(app.clone()).add(ScheduleEntry::cron("*/1 * * * * *", call("tick", [3])).unwrap()).start();
+        Scheduler::new(app.clone()).entry(ScheduleEntry::cron("*/1 * * * * *", call("tick", [3])).unwrap()).start();
     tokio::time::sleep(Duration::from_millis(3500)).await;
     let stats = schedule.shutdown().await;
     // Three or four whole seconds start in 3.5 s; a loaded machine may lose one.
@@ -196,7 +196,7 @@ async fn redis_an_interval_entry_enqueues_and_a_worker_runs_the_tasks() {
     app.flush_all().await.unwrap();
     let worker = app.worker().start().await.unwrap();
     let schedule = Scheduler::new(app.clone())
-        .add(ScheduleEntry::every(Duration::from_millis(200), call("tick", [5])).unwrap())
+        .entry(ScheduleEntry::every(Duration::from_millis(200), call("tick", [5])).unwrap())
         .start();
 
     let fired = wait_for(&schedule, |s| s.fired >= 3).await;
@@ -227,7 +227,7 @@ async fn redis_a_failing_enqueue_is_counted_and_the_schedule_goes_on() {
     // The enqueue counter holds a non-number: every enqueue fails in Redis.
     let () = redis::cmd("SET").arg(&seq).arg("not a number").query_async(&mut conn).await.unwrap();
     let schedule = Scheduler::new(app.clone())
-        .add(ScheduleEntry::every(Duration::from_millis(100), call("tick", [1])).unwrap())
+        .entry(ScheduleEntry::every(Duration::from_millis(100), call("tick", [1])).unwrap())
         .start();
     let failing = wait_for(&schedule, |s| s.failed >= 3).await;
     assert_eq!(failing.fired, 0);

@@ -160,8 +160,7 @@ impl<O> Signature<O> {
 
     /// The request to enqueue, or the encoding error of the arguments.
     pub(crate) fn into_request(self, default_priority: impl FnOnce(&str) -> i64) -> Result<NewTask, Error> {
-        let args =
-            self.args.map_err(|source| Error::EncodeArgs { task: self.task_name.clone(), source: source.into() })?;
+        let args = self.args.map_err(|source| Error::EncodeArgs { task: self.task_name.clone(), source })?;
         Ok(request(self.task_name, args, self.priority, self.extra, default_priority))
     }
 

@@ -44,7 +44,8 @@ pub(crate) async fn receive_and_run<T: TaskSet, C: PluginChain, B: Backend>(
     deps: &Arc<WorkerDeps>,
     message: TaskMessage,
 ) {
-    let span = tracing::info_span!("task", task = %message.task_name, uuid = %message.uuid, attempt = message.attempt);
+    let span =
+        tracing::info_span!("task", task = message.task_name.as_str(), uuid = %message.uuid, attempt = message.attempt);
     // Watched until the final record is stored, so a cancel that comes at
     // any point of the run is seen (see `store_final`).
     let token = CancelToken::new();

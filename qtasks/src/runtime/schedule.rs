@@ -20,8 +20,8 @@
 //! let app = QueueTasks::builder("demo").task::<report>().build()?;
 //! let worker = app.worker().start().await?;
 //! let schedule = Scheduler::new(&app)
-//!     .add(ScheduleEntry::every(Duration::from_millis(100), call("report", ()))?)
-//!     .add(ScheduleEntry::cron("0 3 * * *", call("report", ()).priority(5))?.name("nightly report")) // 03:00 UTC
+//!     .entry(ScheduleEntry::every(Duration::from_millis(100), call("report", ()))?)
+//!     .entry(ScheduleEntry::cron("0 3 * * *", call("report", ()).priority(5))?.name("nightly report")) // 03:00 UTC
 //!     .start();
 //! tokio::time::sleep(Duration::from_millis(250)).await;
 //! let stats = schedule.shutdown().await;
@@ -132,7 +132,7 @@ enum When {
 
 /// One entry of a schedule: a call and when to enqueue it. Made by
 /// [`ScheduleEntry::every`] or [`ScheduleEntry::cron`], then added with
-/// [`Scheduler::add`]; every check happens when the entry is made, so
+/// [`Scheduler::entry`]; every check happens when the entry is made, so
 /// adding one cannot fail.
 #[derive(Debug)]
 pub struct ScheduleEntry {
@@ -221,7 +221,7 @@ impl Scheduler {
     }
 
     /// Adds an entry.
-    pub fn add(mut self, entry: ScheduleEntry) -> Self {
+    pub fn entry(mut self, entry: ScheduleEntry) -> Self {
         self.entries.push(entry);
         self
     }
