@@ -1,10 +1,12 @@
-//! Collects errors so one macro call reports all its mistakes at once.
+//! What both macros use to report mistakes: an accumulator of errors
+//! (serde's `Ctxt`) and the "did you mean" suggestion.
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Span, TokenStream};
 use std::fmt::Display;
 
-/// An accumulator of `syn::Error`s (serde's `Ctxt`, without the drop bomb:
-/// `into_result` consumes it).
+/// An accumulator of `syn::Error`s, so one macro call reports all its
+/// mistakes at once (serde's `Ctxt`, without the drop bomb: the pipeline
+/// always reads it before it emits anything).
 #[derive(Default)]
 pub(crate) struct Errors(Option<syn::Error>);
 
@@ -16,38 +18,55 @@ impl Errors {
         }
     }
 
+    /// An error on the tokens of `tokens` (first to last).
     pub(crate) fn spanned(&mut self, tokens: impl quote::ToTokens, message: impl Display) {
         self.push(syn::Error::new_spanned(tokens, message));
     }
 
-    pub(crate) fn at(&mut self, span: proc_macro2::Span, message: impl Display) {
+    /// An error at one span.
+    pub(crate) fn at(&mut self, span: Span, message: impl Display) {
         self.push(syn::Error::new(span, message));
     }
 
+    /// Adds the errors of `other`, after these.
+    pub(crate) fn append(&mut self, other: Errors) {
+        if let Some(e) = other.0 {
+            self.push(e);
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// The errors as `compile_error!` invocations (nothing if there are none).
     pub(crate) fn to_compile_errors(&self) -> TokenStream {
         self.0.as_ref().map(syn::Error::to_compile_error).unwrap_or_default()
     }
 }
 
-/// Returns `true` if `ty`'s last path segment is `name` (`qtasks::TaskContext`,
-/// `TaskContext`, `&TaskContext`…).
-pub(crate) fn last_segment_is(ty: &syn::Type, name: &str) -> bool {
-    match ty {
-        syn::Type::Path(p) => p.path.segments.last().is_some_and(|s| s.ident == name),
-        syn::Type::Reference(r) => last_segment_is(&r.elem, name),
-        syn::Type::Group(g) => last_segment_is(&g.elem, name),
-        syn::Type::Paren(p) => last_segment_is(&p.elem, name),
-        _ => false,
-    }
+/// The candidate closest to `name`, if it is close enough to be what the
+/// user meant.
+pub(crate) fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(name, c), c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
 }
 
-/// The last path segment's identifier of a type, through references.
-pub(crate) fn last_segment(ty: &syn::Type) -> Option<String> {
-    match ty {
-        syn::Type::Path(p) => p.path.segments.last().map(|s| s.ident.to_string()),
-        syn::Type::Reference(r) => last_segment(&r.elem),
-        syn::Type::Group(g) => last_segment(&g.elem),
-        syn::Type::Paren(p) => last_segment(&p.elem),
-        _ => None,
-    }
+/// `; did you mean `x`?` for the closest candidate, or nothing.
+pub(crate) fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    closest(name, candidates).map(|c| format!("; did you mean `{c}`?")).unwrap_or_default()
+}
+
+/// The error for an option a macro does not know, with the closest one and
+/// the list.
+pub(crate) fn unknown_option(what: &str, key: &str, options: &[&str]) -> String {
+    format!(
+        "unknown {what} option `{key}`{}\nthe options are: {}",
+        did_you_mean(key, options.iter().copied()),
+        options.join(", ")
+    )
 }

@@ -79,12 +79,62 @@ pub(crate) fn find(name: &str) -> Option<&'static TriggerDef> {
     TRIGGERS.iter().find(|t| t.name == name)
 }
 
+/// What a trigger's handlers do with its value.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// The value is `()`: handlers only watch.
+    Observe,
+    /// Handlers may replace the value.
+    Replace,
+    /// Handlers may rescue a failed task with a value.
+    Intercept,
+}
+
 impl TriggerDef {
+    /// The trigger's kind. The runtime table states it; here it follows from
+    /// the two rules `tests/tests/triggers.rs` pins on that table: observers
+    /// are the triggers whose value is `()`, and only the error trigger
+    /// intercepts.
+    pub(crate) fn kind(&self) -> Kind {
+        if self.output == "()" {
+            Kind::Observe
+        } else if self.name == "task_executor_run_task_trigger_error" {
+            Kind::Intercept
+        } else {
+            Kind::Replace
+        }
+    }
+
+    /// What its handlers return, for error messages: `Option<TaskRecord>`, or
+    /// nothing for an observer.
+    pub(crate) fn handler_output(&self) -> Option<String> {
+        (self.kind() != Kind::Observe).then(|| format!("Option<{}>", self.output))
+    }
+
     /// The handler signature users should write, for error messages.
     pub(crate) fn expected_signature(&self, fn_name: &str, method: bool) -> String {
         let recv = if method { "&self, " } else { "" };
-        let ret = if self.output == "()" { String::new() } else { format!(" -> Option<{}>", self.output) };
+        let ret = self.handler_output().map(|o| format!(" -> {o}")).unwrap_or_default();
         format!("fn {fn_name}({recv}ctx: &qtasks::triggers::{}<'_>){ret}", self.context)
+    }
+
+    /// What its kind means for a handler's return value, for error messages.
+    pub(crate) fn kind_rule(&self) -> String {
+        let out = self.output;
+        match self.kind() {
+            Kind::Observe => format!(
+                "`{}` is an observe trigger: its handlers return `()` or `Result<(), E>` and cannot replace a value",
+                self.name
+            ),
+            Kind::Replace => format!(
+                "`{}` is a replace trigger: its handlers return `Option<{out}>` (`None` keeps the value, `Some(new)` replaces it) or `Result<Option<{out}>, E>`",
+                self.name
+            ),
+            Kind::Intercept => format!(
+                "`{}` is an intercept trigger: its handlers return `Option<{out}>` (`Some(value)` rescues the failed task with that result, `None` lets it fail) or `Result<Option<{out}>, E>`",
+                self.name
+            ),
+        }
     }
 }
 
@@ -95,25 +145,43 @@ fn component_of(name: &str) -> Option<&'static str> {
         .find(|c| name.starts_with(c))
 }
 
-/// The "did you mean" part of an unknown-trigger error.
-pub(crate) fn unknown_trigger_message(name: &str) -> String {
-    let mut msg = format!("unknown trigger `{name}`");
-    let best = TRIGGERS
-        .iter()
-        .map(|t| (strsim::jaro_winkler(name, t.name), t.name))
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0));
-    if let Some((_, suggestion)) = best {
-        msg.push_str(&format!("; did you mean `{suggestion}`?"));
-    }
+/// The line that helps find the right name: the triggers of `name`'s
+/// component, or the components trigger names start with.
+fn names_hint(name: &str) -> String {
     match component_of(name) {
         Some(c) => {
             let names: Vec<_> = TRIGGERS.iter().filter(|t| component_of(t.name) == Some(c)).map(|t| t.name).collect();
-            msg.push_str(&format!("\nthe `{c}` triggers are: {}", names.join(", ")));
+            format!("the `{c}` triggers are: {}", names.join(", "))
         }
-        None => msg.push_str(
-            "\ntrigger names start with a component: qtasks, broker, storage, global_config, worker, task_executor, starter, stats",
-        ),
+        None => "trigger names start with a component: qtasks, broker, storage, global_config, worker, task_executor, starter, stats".to_owned(),
     }
+}
+
+/// The error for `#[plugin(on = "name")]` with an unknown trigger name.
+pub(crate) fn unknown_trigger_message(name: &str) -> String {
+    let suggestion = crate::diag::did_you_mean(name, TRIGGERS.iter().map(|t| t.name));
+    format!("unknown trigger `{name}`{suggestion}\n{}", names_hint(name))
+}
+
+/// The lifecycle methods a `#[plugin]` impl block may have besides handlers.
+pub(crate) const LIFECYCLE: [&str; 2] = ["start", "stop"];
+
+/// The error for a method of a `#[plugin]` impl block that is neither a
+/// trigger nor a lifecycle method: the closest of all those names, where
+/// to find the right one, and where helpers go.
+pub(crate) fn unknown_method_message(name: &str) -> String {
+    let best = crate::diag::closest(name, TRIGGERS.iter().map(|t| t.name).chain(LIFECYCLE));
+    let mut msg = format!("`{name}` is not a trigger, `start` or `stop`");
+    if let Some(best) = best {
+        msg.push_str(&format!("; did you mean `{best}`?"));
+    }
+    // A misspelt `start` needs no list of triggers.
+    if !best.is_some_and(|b| LIFECYCLE.contains(&b)) {
+        msg.push_str(&format!("\n{}", names_hint(name)));
+    }
+    msg.push_str(
+        "\nin a `#[plugin]` impl block every method handles the trigger it is named after, or is `start` or `stop`; \
+         to keep a helper method, put it in a separate `impl` block without `#[plugin]`",
+    );
     msg
 }

@@ -6,8 +6,8 @@
 
 pub use crate::dispatch::triggers;
 pub use crate::dispatch::{
-    BoxError, IntoOutcome, IntoStartResult, Outcome, Plugin, PluginChain, Trigger, TriggerSet, blocking_detached,
-    report_stop_error,
+    BoxError, IntoStartResult, Outcome, Plugin, PluginChain, Trigger, TriggerSet, blocking_detached, observer_outcome,
+    replacer_outcome, report_stop_error,
 };
 pub use crate::task::args::{decode_args, ok, run_blocking};
 pub use crate::task::deps::{resolve_dep, resolve_state};

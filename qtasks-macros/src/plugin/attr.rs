@@ -1,6 +1,7 @@
-//! Parses the options of `#[plugin(...)]`.
+//! Parses the options of `#[plugin(...)]`, each on its own; which ones fit
+//! a function or an impl block is checked in `valid.rs`.
 
-use crate::diag::Errors;
+use crate::diag::{Errors, unknown_option};
 use syn::punctuated::Punctuated;
 use syn::{Expr, Lit, LitStr, Meta, Token};
 
@@ -23,14 +24,7 @@ const OPTIONS: &[&str] = &["on", "blocking", "name", "version", "tasks"];
 
 pub(crate) fn parse(args: proc_macro2::TokenStream, errors: &mut Errors) -> PluginOptions {
     let mut options = PluginOptions::default();
-    let metas = match syn::parse::Parser::parse2(Punctuated::<Meta, Token![,]>::parse_terminated, args) {
-        Ok(m) => m,
-        Err(e) => {
-            errors.push(e);
-            return options;
-        }
-    };
-    for meta in metas {
+    for meta in crate::syntax::options(args, errors) {
         let key = meta.path().get_ident().map(ToString::to_string).unwrap_or_default();
         match (key.as_str(), &meta) {
             ("blocking", Meta::Path(p)) => options.blocking = Some(syn::spanned::Spanned::span(p)),
@@ -56,14 +50,7 @@ pub(crate) fn parse(args: proc_macro2::TokenStream, errors: &mut Errors) -> Plug
             }
             ("on" | "name" | "version", _) => errors.spanned(&meta, format!("expected `{key} = \"…\"`")),
             ("blocking", _) => errors.spanned(&meta, "`blocking` takes no value"),
-            _ => {
-                let mut msg = format!("unknown plugin option `{key}`");
-                if let Some(best) = OPTIONS.iter().copied().find(|o| strsim::jaro_winkler(o, &key) > 0.8) {
-                    msg.push_str(&format!("; did you mean `{best}`?"));
-                }
-                msg.push_str(&format!("\nthe options are: {}", OPTIONS.join(", ")));
-                errors.spanned(meta.path(), msg);
-            }
+            _ => errors.spanned(meta.path(), unknown_option("plugin", &key, OPTIONS)),
         }
     }
     options

@@ -1,13 +1,15 @@
-//! Parses the options of `#[task(...)]`.
+//! Parses the options of `#[task(...)]`, each on its own; what they mean
+//! together is checked in `valid.rs`.
 
-use crate::diag::Errors;
-use syn::punctuated::Punctuated;
-use syn::{Expr, Lit, Meta, Token, UnOp};
+use crate::diag::{Errors, unknown_option};
+use proc_macro2::Span;
+use syn::spanned::Spanned;
+use syn::{Expr, Lit, Meta, UnOp};
 
 const OPTIONS: &[&str] =
     &["name", "priority", "max_time", "tags", "description", "retry", "retry_on", "backoff", "map", "map_item"];
 
-/// The options a task may set; absent ones take the defaults.
+/// The options a task sets; absent ones take the defaults.
 #[derive(Default)]
 pub(crate) struct TaskOptions {
     pub name: Option<String>,
@@ -22,60 +24,50 @@ pub(crate) struct TaskOptions {
     pub map: Option<Expr>,
     /// The type the `map` handler returns, when not the item type.
     pub map_item: Option<syn::Type>,
-    /// Where `map` / `map_item` were written, for errors on non-stream tasks.
-    pub map_span: Option<proc_macro2::Span>,
+    /// Each option given, at its key, for the checks that involve several.
+    keys: Vec<(&'static str, Span)>,
+}
+
+impl TaskOptions {
+    /// Where option `key` was written, if it was.
+    pub(crate) fn key_span(&self, key: &str) -> Option<Span> {
+        self.keys.iter().find(|(k, _)| *k == key).map(|(_, span)| *span)
+    }
 }
 
 pub(crate) fn parse(args: proc_macro2::TokenStream, errors: &mut Errors) -> TaskOptions {
     let mut options = TaskOptions::default();
-    let metas = match syn::parse::Parser::parse2(Punctuated::<Meta, Token![,]>::parse_terminated, args) {
-        Ok(m) => m,
-        Err(e) => {
-            errors.push(e);
-            return options;
-        }
-    };
-    let mut seen: Vec<String> = Vec::new();
-    let mut needs_retry: Vec<(String, proc_macro2::Span)> = Vec::new();
-    for meta in metas {
+    for meta in crate::syntax::options(args, errors) {
         let Some(key) = meta.path().get_ident().map(ToString::to_string) else {
             errors.spanned(meta.path(), "expected a task option such as `name = \"…\"`");
             continue;
         };
-        if !OPTIONS.contains(&key.as_str()) {
-            let mut msg = format!("unknown task option `{key}`");
-            if let Some(best) = OPTIONS.iter().copied().find(|o| strsim::jaro_winkler(o, &key) > 0.8) {
-                msg.push_str(&format!("; did you mean `{best}`?"));
-            }
-            msg.push_str(&format!("\nthe options are: {}", OPTIONS.join(", ")));
-            errors.spanned(meta.path(), msg);
+        if key == "plugin" {
+            errors.spanned(
+                meta.path(),
+                "`plugin` is not a task option any more: a plugin labels the tasks it contributes itself; list this task in the plugin's `#[plugin(tasks(...))]`",
+            );
             continue;
         }
-        if seen.contains(&key) {
+        let Some(key) = OPTIONS.iter().copied().find(|o| *o == key) else {
+            errors.spanned(meta.path(), unknown_option("task", &key, OPTIONS));
+            continue;
+        };
+        if options.key_span(key).is_some() {
             errors.spanned(meta.path(), format!("task option `{key}` is given twice"));
             continue;
         }
-        seen.push(key.clone());
-        if (key == "map" || key == "map_item") && options.map_span.is_none() {
-            options.map_span = Some(syn::spanned::Spanned::span(meta.path()));
-        }
-        if key == "retry_on" || key == "backoff" {
-            needs_retry.push((key.clone(), syn::spanned::Spanned::span(meta.path())));
-        }
+        options.keys.push((key, meta.path().span()));
         let Meta::NameValue(nv) = &meta else {
             errors.spanned(&meta, format!("expected `{key} = …`"));
             continue;
         };
         let value = &nv.value;
-        match key.as_str() {
+        match key {
             "name" => match str_lit(value) {
                 Some(s) if !s.is_empty() => options.name = Some(s),
                 _ => errors.spanned(value, "`name` must be a non-empty string literal, e.g. `name = \"send_email\"`"),
             },
-            "plugin" => errors.spanned(
-                &nv.path,
-                "`plugin` is no longer a task option: a plugin labels the tasks it contributes itself, with `#[plugin(tasks(...))]`",
-            ),
             "description" => match str_lit(value) {
                 Some(s) => options.description = Some(s),
                 None => errors.spanned(value, "`description` must be a string literal"),
@@ -86,8 +78,9 @@ pub(crate) fn parse(args: proc_macro2::TokenStream, errors: &mut Errors) -> Task
                     .spanned(value, "`priority` must be an integer literal (lower runs first), e.g. `priority = 1`"),
             },
             "max_time" => match seconds_lit(value) {
-                Some(ms) if ms > 0 => options.max_time_ms = Some(ms),
-                _ => errors.spanned(
+                Seconds::Millis(ms) => options.max_time_ms = Some(ms),
+                Seconds::TooLarge => errors.spanned(value, too_large(key)),
+                Seconds::Invalid => errors.spanned(
                     value,
                     "`max_time` must be a positive number of seconds, e.g. `max_time = 30` or `max_time = 0.5`",
                 ),
@@ -126,8 +119,9 @@ pub(crate) fn parse(args: proc_macro2::TokenStream, errors: &mut Errors) -> Task
                 ),
             },
             "backoff" => match seconds_lit(value) {
-                Some(ms) if ms > 0 => options.backoff_ms = Some(ms),
-                _ => errors.spanned(
+                Seconds::Millis(ms) => options.backoff_ms = Some(ms),
+                Seconds::TooLarge => errors.spanned(value, too_large(key)),
+                Seconds::Invalid => errors.spanned(
                     value,
                     "`backoff` must be a positive number of seconds (the delay before the first retry, doubled for each later one), e.g. `backoff = 0.5`",
                 ),
@@ -153,19 +147,7 @@ pub(crate) fn parse(args: proc_macro2::TokenStream, errors: &mut Errors) -> Task
                     "`map_item` must be the type the `map` handler returns, e.g. `map_item = String` or `map_item = \"Vec<u8>\"`",
                 ),
             },
-            _ => unreachable!("checked against OPTIONS"),
-        }
-    }
-    if options.map.is_none() && options.map_item.take().is_some() {
-        errors.at(
-            options.map_span.unwrap_or_else(proc_macro2::Span::call_site),
-            "`map_item` names what the `map` handler returns: it needs `map = handler`",
-        );
-    }
-    if options.retry.is_none() {
-        for (key, span) in needs_retry {
-            let what = if key == "retry_on" { "nothing is retried" } else { "there is nothing to delay" };
-            errors.at(span, format!("`{key}` needs `retry = N`: without retries {what}"));
+            _ => unreachable!("`key` is one of OPTIONS"),
         }
     }
     options
@@ -173,34 +155,54 @@ pub(crate) fn parse(args: proc_macro2::TokenStream, errors: &mut Errors) -> Task
 
 fn str_lit(e: &Expr) -> Option<String> {
     match e {
-        Expr::Lit(l) => match &l.lit {
-            Lit::Str(s) => Some(s.value()),
-            _ => None,
-        },
+        Expr::Lit(syn::ExprLit { lit: Lit::Str(s), .. }) => Some(s.value()),
         _ => None,
     }
 }
 
 fn int_lit(e: &Expr) -> Option<i64> {
     match e {
-        Expr::Lit(l) => match &l.lit {
-            Lit::Int(i) => i.base10_parse().ok(),
-            _ => None,
-        },
+        Expr::Lit(syn::ExprLit { lit: Lit::Int(i), .. }) => i.base10_parse().ok(),
         Expr::Unary(u) if matches!(u.op, UnOp::Neg(_)) => int_lit(&u.expr).map(|v| -v),
         _ => None,
     }
 }
 
-fn seconds_lit(e: &Expr) -> Option<u64> {
-    match e {
-        Expr::Lit(l) => match &l.lit {
-            Lit::Int(i) => i.base10_parse::<u64>().ok().map(|s| s * 1000),
-            Lit::Float(f) => {
-                f.base10_parse::<f64>().ok().filter(|s| s.is_finite() && *s > 0.0).map(|s| (s * 1000.0).round() as u64)
-            }
-            _ => None,
+/// A duration option read from a literal number of seconds.
+enum Seconds {
+    /// A positive number of whole milliseconds.
+    Millis(u64),
+    /// A number of seconds whose milliseconds do not fit in a `u64`.
+    TooLarge,
+    /// Not a literal number, or not positive once rounded to milliseconds.
+    Invalid,
+}
+
+/// The most seconds a duration option may be: its milliseconds fit in a `u64`.
+const MAX_SECONDS: u64 = u64::MAX / 1000;
+
+fn seconds_lit(e: &Expr) -> Seconds {
+    let millis = match e {
+        // An integer literal's digits only fail to parse by overflowing.
+        Expr::Lit(syn::ExprLit { lit: Lit::Int(i), .. }) => match i.base10_parse::<u128>() {
+            Ok(s) => s.saturating_mul(1000),
+            Err(_) => return Seconds::TooLarge,
         },
-        _ => None,
+        Expr::Lit(syn::ExprLit { lit: Lit::Float(f), .. }) => match f.base10_parse::<f64>() {
+            // An `f64` to `u128` cast saturates; `u64::MAX` milliseconds is
+            // far below `u128::MAX`, so saturation still reads as too large.
+            Ok(s) if s.is_finite() && s > 0.0 => (s * 1000.0).round() as u128,
+            _ => return Seconds::Invalid,
+        },
+        _ => return Seconds::Invalid,
+    };
+    match u64::try_from(millis) {
+        Ok(0) => Seconds::Invalid,
+        Ok(ms) => Seconds::Millis(ms),
+        Err(_) => Seconds::TooLarge,
     }
+}
+
+fn too_large(key: &str) -> String {
+    format!("`{key}` is too large: at most {MAX_SECONDS} seconds")
 }

@@ -38,9 +38,9 @@ pub use chain::{Member, PluginChain};
 pub use chain::{awaits, fire, fire_sync, listens};
 pub use list::Append;
 pub use meta::{Component, Kind, Trigger, TriggerContext, TriggerInfo, TriggerSet};
-#[doc(hidden)]
-pub use outcome::report_stop_error;
 pub use outcome::{BoxError, HandlerPanicked, IntoOutcome, IntoStartResult, Outcome, PluginStartError};
+#[doc(hidden)]
+pub use outcome::{ObserverReturn, ReplacerReturn, observer_outcome, replacer_outcome, report_stop_error};
 pub use plugin::{Plugin, PluginInfo, TriggerStats};
 pub(crate) use table::trigger_table;
 

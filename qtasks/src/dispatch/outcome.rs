@@ -111,6 +111,51 @@ impl<T> IntoOutcome<T> for Outcome<T> {
     }
 }
 
+/// What a handler of an observe trigger may return: `()`, `Result<(), E>`
+/// or `Outcome<()>`. `#[plugin]` converts an observer's return value through
+/// [`observer_outcome`], so a wrong type is reported in an observer's terms.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a valid return type for the handler of an observe trigger",
+    label = "an observer returns `()` or `Result<(), E>`",
+    note = "observe triggers only watch: their handlers cannot replace a value"
+)]
+pub trait ObserverReturn: IntoOutcome<()> {}
+
+impl ObserverReturn for () {}
+impl<E: Into<BoxError>> ObserverReturn for Result<(), E> {}
+impl ObserverReturn for Outcome<()> {}
+
+/// What a handler of a replace or intercept trigger with value `T` may
+/// return: `Option<T>`, `Result<Option<T>, E>` or `Outcome<T>`. `#[plugin]`
+/// converts such a handler's return value through [`replacer_outcome`].
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a valid return type for a handler of a trigger whose value is `{T}`",
+    label = "return `Option<{T}>` or `Result<Option<{T}>, E>`",
+    note = "replace and intercept triggers: `None` keeps the value, `Some(value)` replaces it (for an intercept trigger, rescues the failed task with it)"
+)]
+pub trait ReplacerReturn<T>: IntoOutcome<T> {}
+
+impl<T> ReplacerReturn<T> for Option<T> {}
+impl<T, E: Into<BoxError>> ReplacerReturn<T> for Result<Option<T>, E> {}
+impl<T> ReplacerReturn<T> for Outcome<T> {}
+
+/// Converts an observer's return value (called by code `#[plugin]` generates).
+#[doc(hidden)]
+#[inline(always)]
+pub fn observer_outcome<R: ObserverReturn>(value: R) -> Outcome<()> {
+    value.into_outcome()
+}
+
+/// Converts a replace or intercept handler's return value (called by code
+/// `#[plugin]` generates).
+#[doc(hidden)]
+#[inline(always)]
+pub fn replacer_outcome<T, R: ReplacerReturn<T>>(value: R) -> Outcome<T> {
+    value.into_outcome()
+}
+
 /// What a plugin's `start` may return: `()` or `Result<(), E>`.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a valid return type for a plugin's `start` or `stop`",

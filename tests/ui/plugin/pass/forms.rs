@@ -1,5 +1,5 @@
 use qtasks::triggers::*;
-use qtasks::{Plugin, QueueTasks, TaskRecord, Value, plugin};
+use qtasks::{Outcome, Plugin, QueueTasks, TaskRecord, Value, plugin};
 
 #[plugin(on = "worker_start")]
 fn sync_observer(_ctx: &WorkerStart<'_>) {}
@@ -12,6 +12,38 @@ async fn async_rescue(_ctx: &TaskExecutorRunTaskTriggerError<'_>) -> Option<Valu
 #[plugin(on = "task_executor_after_execute", blocking, name = "audit", version = "2.0.0")]
 fn blocking_observer(_ctx: &TaskExecutorAfterExecute<'_>) -> Result<(), std::io::Error> {
     Ok(())
+}
+
+// Return types the macro cannot read (aliases) are checked by rustc, and
+// `Outcome` is accepted as is.
+type Hook = Result<(), std::io::Error>;
+type Replaced = Option<TaskRecord>;
+
+#[plugin(on = "worker_stop")]
+fn aliased_observer(_ctx: &WorkerStop<'_>) -> Hook {
+    Ok(())
+}
+
+struct Replacer;
+
+#[plugin]
+impl Replacer {
+    fn worker_execute_before(&self, ctx: &WorkerExecuteBefore<'_>) -> Replaced {
+        self.keep(ctx)
+    }
+    async fn worker_remove_finished_task(&self, _ctx: &WorkerRemoveFinishedTask<'_>) -> Outcome<TaskRecord> {
+        Outcome::Keep
+    }
+    fn broker_add_after(&self, _ctx: &BrokerAddAfter<'_>) -> Outcome<()> {
+        Outcome::Keep
+    }
+}
+
+// Helper methods live in an impl block without `#[plugin]`.
+impl Replacer {
+    fn keep(&self, _ctx: &WorkerExecuteBefore<'_>) -> Replaced {
+        None
+    }
 }
 
 #[derive(Clone)]
@@ -41,6 +73,8 @@ fn main() {
         .plugin(AsyncRescue)
         .plugin(BlockingObserver)
         .plugin(Many { _t: 1u8 })
+        .plugin(AliasedObserver)
+        .plugin(Replacer)
         .build()
         .unwrap();
 }

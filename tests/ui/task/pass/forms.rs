@@ -17,9 +17,16 @@ async fn no_args(ctx: &TaskContext) -> Result<(), PluginError> {
     Err(ctx.plugin_error("why"))
 }
 
+/// A parameter written as a pattern is named after its position: `arg0`.
+#[task]
+async fn pattern((low, high): (u32, u32), step: u32) -> u32 {
+    (high - low) / step
+}
+
 fn main() {
+    assert_eq!(pattern::INFO.params, ["arg0", "step"]);
     assert_eq!(add::INFO.name, "math.add");
     assert_eq!(add::INFO.description, Some("Adds two numbers."));
     assert!(sync_task::INFO.blocking);
-    let _app = QueueTasks::builder("forms").tasks::<(add, sync_task, no_args)>().build().unwrap();
+    let _app = QueueTasks::builder("forms").tasks::<(add, sync_task, no_args, pattern)>().build().unwrap();
 }

@@ -1,0 +1,6 @@
+use qtasks::plugin;
+
+#[plugin]
+struct Audit;
+
+fn main() {}
