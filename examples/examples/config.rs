@@ -4,7 +4,7 @@
 //! `QTASKS_TASK_DEFAULT_PRIORITY=21 QTASKS_MAX_TASKS_PROCESS=2 cargo run --example config`
 //! or a bad value, `QTASKS_LEASE=soon cargo run --example config`.
 
-use qtasks::{AnyBackend, Config, QueueTasks, Signature, task};
+use qtasks::{AnyBackend, Config, QueueTasks, task};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -32,9 +32,9 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     // The backend gets the Redis settings (lease, retention, message size);
     // the app its default priority and its workers' concurrency.
     let backend = AnyBackend::connect_with(&config.broker_url, "config-demo", &config).await?;
-    let app = QueueTasks::builder("config-demo").task::<hello>().backend(backend).config(config).build()?;
+    let app = QueueTasks::builder("config-demo").task::<Hello>().backend(backend).config(config).build()?;
     let worker = app.worker().start().await?;
-    let handle = app.enqueue(Signature::of::<hello>(("world".to_owned(),))).await?;
+    let handle = app.enqueue(Hello::call("world".to_owned())).await?;
     let record = app.get(handle.uuid()).await?.expect("just enqueued");
     println!("enqueued {} with priority {}", record.task_name, record.priority);
     println!("{}", handle.result(app.config().result_timeout.min(Duration::from_secs(10))).await?);

@@ -9,7 +9,7 @@
 //!
 //! Run with `cargo run --example deps_state`.
 
-use qtasks::{Dep, Provider, QueueTasks, Signature, State, task};
+use qtasks::{Dep, Provider, QueueTasks, State, task};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -61,7 +61,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let closed = Arc::new(AtomicUsize::new(0));
     let (o, c) = (Arc::clone(&opened), Arc::clone(&closed));
     let app = QueueTasks::builder("deps-state")
-        .tasks::<(query, step1, step2)>()
+        .tasks::<(Query, Step1, Step2)>()
         // Per task: async open, async close (an async generator in QTasks).
         .provide(
             Provider::per_task(move || {
@@ -93,7 +93,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // E15
     let mut handles = Vec::new();
     for n in 0..500 {
-        handles.push(app.enqueue(Signature::of::<query>((n,))).await?);
+        handles.push(app.enqueue(Query::call(n)).await?);
     }
     let mut last = String::new();
     for handle in handles {
@@ -105,8 +105,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     assert_eq!((o, c), (500, 500));
 
     // E18
-    app.enqueue(Signature::of::<step1>(())).await?.result(Duration::from_secs(5)).await?;
-    let seen = app.enqueue(Signature::of::<step2>(())).await?.result(Duration::from_secs(5)).await?;
+    app.enqueue(Step1::call()).await?.result(Duration::from_secs(5)).await?;
+    let seen = app.enqueue(Step2::call()).await?.result(Duration::from_secs(5)).await?;
     println!("E18: step2 read {}", serde_json::to_string(&seen)?);
     assert_eq!(seen.state.as_deref(), Some("await_phone"));
     let state = app.state::<Dialog>().ok_or("no state")?;

@@ -25,7 +25,7 @@ fn task_trigger_error(ctx: &TaskExecutorRunTaskTriggerError<'_>) -> Option<Value
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let wait = Duration::from_secs(5);
 
-    let app = QueueTasks::builder("rescued").task::<test_task>().plugin(TaskTriggerError).build()?;
+    let app = QueueTasks::builder("rescued").task::<TestTask>().plugin(TaskTriggerError).build()?;
     let worker = app.worker().start().await?;
     let task = app.add_task("test_task", ()).await?.record(wait).await?;
     println!("with the plugin:    status {}, result {:?}", task.status, task.result);
@@ -33,7 +33,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     assert_eq!(task.result, Some(json!(123)));
     worker.shutdown().await;
 
-    let app = QueueTasks::builder("plain").task::<test_task>().build()?;
+    let app = QueueTasks::builder("plain").task::<TestTask>().build()?;
     let worker = app.worker().start().await?;
     let task = app.add_task("test_task", ()).await?.record(wait).await?;
     println!("without the plugin: status {}, error {:?}", task.status, task.error);

@@ -3,7 +3,7 @@
 //! Run with `cargo run --example quickstart`.
 
 use qtasks::triggers::{TaskExecutorArgsReplace, WorkerExecuteAfter};
-use qtasks::{Backend, QueueTasks, Signature, TaskContext, TaskStatus, Value, json, plugin, task};
+use qtasks::{Backend, QueueTasks, TaskContext, TaskStatus, Value, json, plugin, task};
 use std::time::Duration;
 
 /// Adds two numbers.
@@ -46,9 +46,9 @@ async fn double_add_args(ctx: &TaskExecutorArgsReplace<'_>) -> Option<Value> {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let app = QueueTasks::builder("quickstart")
-        .task::<add>()
-        .task::<greet>()
-        .task::<divide>()
+        .task::<Add>()
+        .task::<Greet>()
+        .task::<Divide>()
         .plugin(LogFinished)
         .plugin(DoubleAddArgs)
         .build()?;
@@ -63,7 +63,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // Typed: arguments and result are checked by the compiler.
-    let sum = app.enqueue(Signature::of::<add>((2, 3))).await?.result(Duration::from_secs(5)).await?;
+    let sum = app.enqueue(Add::call(2, 3)).await?.result(Duration::from_secs(5)).await?;
     println!("add(2, 3) with doubled arguments = {sum}");
 
     // By name, with JSON arguments, as a client in another process would.

@@ -69,7 +69,7 @@ fn report() -> u32 {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let wait = Duration::from_secs(10);
     let app = QueueTasks::builder("features")
-        .tasks::<(flaky, crawl, report, slow)>()
+        .tasks::<(Flaky, Crawl, Report, Slow)>()
         .on(EventKind::TaskRetry, |e: &Event| println!("  [event] {} retried", e.task_name().unwrap_or("?")))
         .on_async(EventKind::TaskCancel, |e: Event| async move {
             let reason = e.record().and_then(|r| r.error.clone()).unwrap_or_default();

@@ -35,7 +35,7 @@ async fn report(title: String) -> String {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let app = QueueTasks::builder("schedule-demo").task::<heartbeat>().task::<report>().build()?;
+    let app = QueueTasks::builder("schedule-demo").task::<Heartbeat>().task::<Report>().build()?;
     let worker = app.worker().start().await?;
 
     let schedule = Scheduler::new(app.clone())

@@ -4,7 +4,7 @@
 //!
 //! Run with `cargo run --example streams`.
 
-use qtasks::{QueueTasks, Signature, Stream, TaskContext, json, stream, task};
+use qtasks::{QueueTasks, Stream, TaskContext, json, stream, task};
 use std::time::Duration;
 
 /// The per-item handler (QTasks's `generate_handler`).
@@ -32,7 +32,7 @@ fn line_lengths(text: String) -> impl Iterator<Item = usize> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let app = QueueTasks::builder("streams").task::<test_yield>().task::<line_lengths>().build()?;
+    let app = QueueTasks::builder("streams").task::<TestYield>().task::<LineLengths>().build()?;
     let worker = app.worker().start().await?;
     let timeout = Duration::from_secs(10);
 
@@ -41,12 +41,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("test_yield(5) -> {}", done.result.unwrap_or_default());
 
     // Typed: `Output` is `Vec<u32>`.
-    let items: Vec<u32> = app.enqueue(Signature::of::<test_yield>((5,))).await?.result(timeout).await?;
+    let items: Vec<u32> = app.enqueue(TestYield::call(5)).await?.result(timeout).await?;
     assert_eq!(items, [8, 9, 10, 11, 12]);
     println!("typed: {items:?}");
 
     let labels: Vec<String> =
-        app.enqueue(Signature::of::<line_lengths>(("stream\ntasks\n!".to_owned(),))).await?.result(timeout).await?;
+        app.enqueue(LineLengths::call("stream\ntasks\n!".to_owned())).await?.result(timeout).await?;
     println!("line_lengths -> {labels:?}");
 
     worker.shutdown().await;

@@ -15,7 +15,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n: usize = args.next().map_or(Ok(100_000), |s| s.parse())?;
     let concurrency: usize = args.next().map_or(Ok(64), |s| s.parse())?;
 
-    let app = QueueTasks::builder("throughput").task::<noop>().build()?;
+    let app = QueueTasks::builder("throughput").task::<Noop>().build()?;
     let start = Instant::now();
     let mut last = None;
     for _ in 0..n {

@@ -95,3 +95,16 @@ pub(crate) fn parse_with_raw_body(item: &TokenStream) -> Option<syn::Item> {
         _ => None,
     }
 }
+
+/// `send_email` → `SendEmail`: the name of the type `#[task]` and
+/// `#[plugin]` generate for a function.
+pub(crate) fn camel_case(snake: &str) -> String {
+    snake
+        .split('_')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let mut c = p.chars();
+            c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
+        })
+        .collect()
+}

@@ -4,6 +4,7 @@
 //!
 //! Re-exports only; every item lives in the module of its layer.
 
+pub use crate::client::Signature;
 pub use crate::dispatch::triggers;
 pub use crate::dispatch::{
     BoxError, IntoStartResult, Outcome, Plugin, PluginChain, Trigger, TriggerSet, blocking_detached, observer_outcome,

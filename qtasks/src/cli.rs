@@ -11,7 +11,7 @@
 //!
 //! #[tokio::main]
 //! async fn main() -> std::process::ExitCode {
-//!     qtasks::cli::main("demo", |backend| QueueTasks::builder("demo").task::<add>().backend(backend).build()).await
+//!     qtasks::cli::main("demo", |backend| QueueTasks::builder("demo").task::<Add>().backend(backend).build()).await
 //! }
 //! ```
 //!

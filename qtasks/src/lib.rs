@@ -20,9 +20,9 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let app = QueueTasks::builder("demo").task::<add>().build()?;
+//! let app = QueueTasks::builder("demo").task::<Add>().build()?;
 //! let worker = app.worker().start().await?;
-//! let sum = app.enqueue(Signature::of::<add>((2, 3))).await?.result(Duration::from_secs(5)).await?;
+//! let sum = app.enqueue(Add::call(2, 3)).await?.result(Duration::from_secs(5)).await?;
 //! assert_eq!(sum, 5);
 //! worker.shutdown().await;
 //! # Ok(())

@@ -211,12 +211,12 @@ async fn a_cancelled_queued_task_leaves_the_queue_and_never_runs_after_a_restart
     for name in ["queue", "delayed"] {
         assert_eq!(query::<i64>(&mut conn, &["ZCARD", &format!("{prefix}{name}")]).await, 0, "{name}");
     }
-    assert_eq!(client.stats().await.unwrap().tasks["counted"].cancel, 2);
+    assert_eq!(client.stats().await.unwrap().tasks["Counted"].cancel, 2);
     drop(client);
 
     // "Restart": new instances, a worker, well past the delay.
     let backend = another(&app).await;
-    let qt = QueueTasks::builder(app.clone()).task::<counted>().backend(backend.clone()).build().unwrap();
+    let qt = QueueTasks::builder(app.clone()).task::<Counted>().backend(backend.clone()).build().unwrap();
     let worker = qt.worker().start().await.unwrap();
     let probe = qt.add_task("counted", ()).await.unwrap().record(WAIT).await.expect("the worker runs");
     assert_eq!(probe.status, TaskStatus::Success);

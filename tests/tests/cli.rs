@@ -15,10 +15,10 @@ async fn add(a: i64, b: i64) -> i64 {
 fn announce(_ctx: &WorkerStart<'_>) {}
 
 /// The app type the builder infers, named once for `build`.
-type App = QueueTasks<(add,), (qtasks::plugin::Member<Announce>,), AnyBackend>;
+type App = QueueTasks<(Add,), (qtasks::plugin::Member<Announce>,), AnyBackend>;
 
 fn build(backend: AnyBackend) -> Result<App, qtasks::Error> {
-    QueueTasks::builder("cli-test").task::<add>().plugin(Announce).backend(backend).build()
+    QueueTasks::builder("cli-test").task::<Add>().plugin(Announce).backend(backend).build()
 }
 
 async fn run(args: &[&str]) -> Result<ExitCode, String> {

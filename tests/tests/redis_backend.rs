@@ -4,7 +4,7 @@
 
 mod support;
 
-use qtasks::{Backend, NewTask, QueueTasks, RedisBackend, Signature, TaskRecord, TaskStatus, json, task};
+use qtasks::{Backend, NewTask, QueueTasks, RedisBackend, TaskRecord, TaskStatus, json, task};
 use redis::Value;
 use redis::aio::MultiplexedConnection;
 use std::time::{Duration, Instant};
@@ -105,14 +105,14 @@ async fn fetch_orders_by_priority_then_fifo() {
 async fn enqueue_worker_result_end_to_end() {
     let _serial = SERIAL.read().await;
     let Some(backend) = connect().await else { return };
-    let app = QueueTasks::builder("redis-e2e").task::<add>().task::<fail>().backend(backend.clone()).build().unwrap();
+    let app = QueueTasks::builder("redis-e2e").task::<Add>().task::<Fail>().backend(backend.clone()).build().unwrap();
     let worker = app.worker().max_tasks_process(4).start().await.unwrap();
 
     let task = app.add_task("add", (2, 3)).await.unwrap().record(WAIT).await.expect("finished");
     assert_eq!(task.status, TaskStatus::Success);
     assert_eq!(task.result, Some(json!(5)));
 
-    let sum = app.enqueue(Signature::of::<add>((20, 22))).await.unwrap().result(WAIT).await.unwrap();
+    let sum = app.enqueue(Add::call(20, 22)).await.unwrap().result(WAIT).await.unwrap();
     assert_eq!(sum, 42);
 
     let failed = app.add_task("fail", ()).await.unwrap().record(WAIT).await.expect("finished");
@@ -389,7 +389,7 @@ async fn an_oversize_message_is_refused() {
 
     backend.enqueue(&record("small", 0)).await.unwrap();
     // Through the app too.
-    let app = QueueTasks::builder("redis-big").task::<add>().backend(backend.clone()).build().unwrap();
+    let app = QueueTasks::builder("redis-big").task::<Add>().backend(backend.clone()).build().unwrap();
     assert!(app.add_task("add", ("y".repeat(2000), 1)).await.is_err());
     backend.flush().await.unwrap();
 }
@@ -455,9 +455,9 @@ async fn flush_removes_only_the_apps_keys() {
 async fn the_worker_and_waiters_survive_killed_connections() {
     let _serial = SERIAL.write().await;
     let Some(backend) = connect().await else { return };
-    let app = QueueTasks::builder("redis-chaos").task::<add>().backend(backend.clone()).build().unwrap();
+    let app = QueueTasks::builder("redis-chaos").task::<Add>().backend(backend.clone()).build().unwrap();
     let worker = app.worker().start().await.unwrap();
-    assert_eq!(app.enqueue(Signature::of::<add>((1, 1))).await.unwrap().result(WAIT).await.unwrap(), 2);
+    assert_eq!(app.enqueue(Add::call(1, 1)).await.unwrap().result(WAIT).await.unwrap(), 2);
 
     let mut conn = raw().await;
     for kind in ["pubsub", "normal"] {
@@ -468,7 +468,7 @@ async fn the_worker_and_waiters_survive_killed_connections() {
         // The shared connection reconnects; a command caught by the loss fails.
         let started = Instant::now();
         let handle = loop {
-            match app.enqueue(Signature::of::<add>((2, 3))).await {
+            match app.enqueue(Add::call(2, 3)).await {
                 Ok(handle) => break handle,
                 Err(e) if started.elapsed() < WAIT => {
                     eprintln!("enqueue after killing the {kind} connections: {e}");
@@ -499,7 +499,7 @@ async fn passwords_in_the_url_work_and_never_leak_into_errors() {
     let authed = base.replacen("redis://", &format!("redis://{user}:{password}@"), 1);
     let app_name = format!("qtasks-test-{}", Uuid::new_v4());
     let backend = RedisBackend::connect(&authed, &app_name).await.expect("connects with a password");
-    let app = QueueTasks::builder(app_name).task::<add>().backend(backend).build().unwrap();
+    let app = QueueTasks::builder(app_name).task::<Add>().backend(backend).build().unwrap();
     let worker = app.worker().start().await.unwrap();
     let done = app.add_task("add", (40, 2)).await.unwrap().record(WAIT).await.unwrap();
     assert_eq!(done.result, Some(json!(42)));
@@ -520,7 +520,7 @@ async fn workers_register_with_a_heartbeat_and_leave_at_shutdown() {
     let _shared = SERIAL.read().await;
     let Some(backend) = connect().await else { return };
     let app = QueueTasks::builder(backend.key_prefix().trim_start_matches("qtasks:").trim_end_matches(':').to_owned())
-        .task::<add>()
+        .task::<Add>()
         .backend(backend)
         .build()
         .unwrap();
@@ -554,7 +554,7 @@ async fn a_running_task_keeps_its_lease_and_is_not_handed_out_twice() {
     let Some(backend) = connect().await else { return };
     let backend = backend.lease(Duration::from_millis(600));
     let thief = backend.clone();
-    let app = QueueTasks::builder("lease-renewal").task::<outlives_its_lease>().backend(backend).build().unwrap();
+    let app = QueueTasks::builder("lease-renewal").task::<OutlivesItsLease>().backend(backend).build().unwrap();
     let worker = app.worker().start().await.unwrap();
     let task = app.add_task("outlives_its_lease", [2000]).await.unwrap();
     // Well past the 600 ms lease, the task is still running under its renewed lease.

@@ -121,7 +121,7 @@ async fn a_task_runs_end_to_end_over_tls() {
             Err(e) => panic!("could not connect over TLS: {e}"),
         }
     };
-    let app = QueueTasks::builder("tls-test").task::<add>().backend(backend).build().unwrap();
+    let app = QueueTasks::builder("tls-test").task::<Add>().backend(backend).build().unwrap();
     let worker = app.worker().start().await.unwrap();
     let task = app.add_task("add", (40, 2)).await.unwrap().record(Duration::from_secs(10)).await.unwrap();
     assert_eq!((task.status, task.result), (TaskStatus::Success, Some(json!(42))));

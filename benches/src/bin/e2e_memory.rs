@@ -303,7 +303,7 @@ async fn throughput<T: TaskSet, C: PluginChain>(
 }
 
 async fn memory(n: u64) -> Res<()> {
-    let app = QueueTasks::builder("e2e-memory").task::<noop>().build()?;
+    let app = QueueTasks::builder("e2e-memory").task::<Noop>().build()?;
     // Warm up the allocator and the runtime with one task, then measure from here.
     fill(&app, 1).await?;
     let before = status_kb("VmRSS:");
@@ -355,7 +355,7 @@ fn drained(ctx: &WorkerExecuteAfter<'_>) {
 }
 
 async fn backlog(n: u64, window: u64, concurrency: usize) -> Res<()> {
-    let app = QueueTasks::builder("e2e-backlog").task::<noop>().plugin(Drained).build()?;
+    let app = QueueTasks::builder("e2e-backlog").task::<Noop>().plugin(Drained).build()?;
     let (last, enqueue) = fill(&app, n).await?;
     WINDOW.store(window, Relaxed);
     let cpu_start = cpu_ns();
@@ -415,7 +415,7 @@ async fn run() -> Res<()> {
         Some("throughput") => {
             let n = arg(&args, 1, "tasks")?;
             let concurrency = arg(&args, 2, "concurrency")?;
-            let builder = QueueTasks::builder("e2e-throughput").task::<noop>();
+            let builder = QueueTasks::builder("e2e-throughput").task::<Noop>();
             match args.get(3).map(String::as_str) {
                 Some("none") => throughput(builder.build()?, "none", n, concurrency).await,
                 Some("noop56") => throughput(builder.plugin(Noop56).build()?, "noop56", n, concurrency).await,

@@ -55,7 +55,7 @@ fn arg<T: std::str::FromStr>(args: &[String], i: usize, what: &str) -> Res<T> {
 
 async fn connect(app_name: &str) -> Res<QueueTasks<impl TaskSet, (), RedisBackend>> {
     let backend = RedisBackend::connect(&url(), app_name).await?;
-    Ok(QueueTasks::builder(app_name).task::<noop>().backend(backend).build()?)
+    Ok(QueueTasks::builder(app_name).task::<Noop>().backend(backend).build()?)
 }
 
 /// Enqueues `n` no-op tasks from `in_flight` concurrent client tasks; returns the time taken.

@@ -24,7 +24,7 @@ pub fn fibonacci(n: u64) -> u64 {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct GwExample;
 
-#[plugin(name = "gwexample", tasks(fibonacci))]
+#[plugin(name = "gwexample", tasks(Fibonacci))]
 impl GwExample {
     fn start(&self) {
         tracing::info!("gwexample plugin started");

@@ -61,7 +61,7 @@ impl PluginFn {
     /// The generated plugin type: the function's name in CamelCase.
     pub(crate) fn type_ident(&self) -> syn::Ident {
         let name = &self.func.sig.ident;
-        syn::Ident::new(&camel_case(&name.to_string()), name.span())
+        syn::Ident::new(&crate::syntax::camel_case(&name.to_string()), name.span())
     }
 
     /// The plugin's name in listings: the `name` option, else the function's.
@@ -223,15 +223,4 @@ impl<'a> Returns<'a> {
 fn take_attr(attrs: &mut Vec<syn::Attribute>, name: &str) -> Option<syn::Attribute> {
     let pos = attrs.iter().position(|a| a.path().segments.last().is_some_and(|s| s.ident == name))?;
     Some(attrs.remove(pos))
-}
-
-fn camel_case(snake: &str) -> String {
-    snake
-        .split('_')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let mut c = p.chars();
-            c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
-        })
-        .collect()
 }

@@ -87,6 +87,13 @@ impl<'a> Task<'a> {
         self.func.sig.asyncness.is_some()
     }
 
+    /// The generated task type: the function's name in CamelCase, as for
+    /// plugins (`fn send_email` → `SendEmail`).
+    pub(crate) fn type_ident(&self) -> syn::Ident {
+        let name = &self.func.sig.ident;
+        syn::Ident::new(&crate::syntax::camel_case(&name.to_string()), name.span())
+    }
+
     /// The task's name: the `name` option, else the function's.
     pub(crate) fn name(&self) -> String {
         self.options.name.clone().unwrap_or_else(|| self.func.sig.ident.to_string())

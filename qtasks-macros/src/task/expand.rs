@@ -7,18 +7,48 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::Type;
 use syn::spanned::Spanned;
 
-/// The user's function and the unit struct named after it.
-pub(crate) fn item_and_type(task: &Task) -> TokenStream {
+/// The user's function, the type named after it in CamelCase, and its
+/// `call` constructor. `typed` says whether the `Task` impl is the real one
+/// (the call then carries the arguments; a stand-in's call does not).
+pub(crate) fn item_and_type(task: &Task, typed: bool) -> TokenStream {
     let func = task.func;
     let (vis, fn_name) = (&func.vis, &func.sig.ident);
-    let doc = format!("The task `{}`, defined by the function [`{fn_name}`](fn@{fn_name}).", task.name());
+    let ty = task.type_ident();
+    let doc = format!(
+        "The task `{}`, defined by the function [`{fn_name}`](fn@{fn_name}): register it with \
+         `.task::<{ty}>()`, enqueue it with `app.enqueue({ty}::call(..))`.",
+        task.name()
+    );
+    let (names, types): (Vec<_>, Vec<_>) = task.args().map(|(name, ty)| (format_ident!("{}", name), ty)).unzip();
+    let call_doc = format!(
+        "A call of the task `{}` with these arguments, to enqueue (`app.enqueue({ty}::call(..))`) or to use as \
+         a step of a chain or a member of a group; its handle's result has the function's output type.",
+        task.name()
+    );
+    let signature = quote!(::qtasks::__private::Signature<<Self as ::qtasks::__private::Task>::Output>);
+    let body = if typed {
+        quote!(::qtasks::__private::Signature::of::<Self>((#(#names,)*)))
+    } else {
+        let name = task.name();
+        quote!({
+            let _ = (#(#names,)*);
+            ::qtasks::__private::Signature::by_name(#name, ()).typed()
+        })
+    };
     quote! {
         #func
 
         #[doc = #doc]
-        #[allow(non_camel_case_types)]
         #[derive(Clone, Copy, Debug, Default)]
-        #vis struct #fn_name {}
+        #vis struct #ty {}
+
+        impl #ty {
+            #[doc = #call_doc]
+            #[allow(clippy::too_many_arguments, clippy::unused_unit)]
+            #vis fn call(#(#names: #types),*) -> #signature {
+                #body
+            }
+        }
     }
 }
 
@@ -117,11 +147,12 @@ pub(crate) fn task(task: &Task) -> TokenStream {
         quote!(let _ = __qtasks_ctx;)
     };
 
-    let item_and_type = item_and_type(task);
+    let item_and_type = item_and_type(task, true);
+    let ty = task.type_ident();
     quote! {
         #item_and_type
 
-        impl ::qtasks::__private::Task for #fn_name {
+        impl ::qtasks::__private::Task for #ty {
             const INFO: ::qtasks::__private::TaskInfo = ::qtasks::__private::TaskInfo {
                 name: #task_name,
                 priority: #priority,

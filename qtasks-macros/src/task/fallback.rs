@@ -18,13 +18,13 @@ pub(crate) fn not_a_function(item: TokenStream, error: &syn::Error) -> TokenStre
 /// stand-in `Task` impl, so registering and enqueueing it elsewhere in the
 /// crate raises no error of its own.
 pub(crate) fn stand_in(task: &Task, errors: &Errors) -> TokenStream {
-    let item_and_type = item_and_type(task);
-    let fn_name = &task.func.sig.ident;
+    let item_and_type = item_and_type(task, false);
+    let ty = task.type_ident();
     let task_name = task.name();
     let errors = errors.to_compile_errors();
     quote! {
         #item_and_type
-        impl ::qtasks::__private::Task for #fn_name {
+        impl ::qtasks::__private::Task for #ty {
             const INFO: ::qtasks::__private::TaskInfo = ::qtasks::__private::TaskInfo::new(#task_name);
             type Args = ();
             type Output = ();

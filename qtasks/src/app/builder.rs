@@ -44,7 +44,7 @@ impl QueueTasks {
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let app = QueueTasks::builder("demo")
-///     .task::<add>() // tasks, in any order
+///     .task::<Add>() // tasks, in any order
 ///     .plugin(Announce) // plugins, in the order they run
 ///     .config(Config::default().max_tasks_process(4))
 ///     .backend(AnyBackend::connect("memory://", "demo").await?) // the default is in memory
@@ -86,7 +86,7 @@ impl<T, C, B> Builder<T, C, B> {
         }
     }
 
-    /// Adds a set of tasks at once, e.g. `.tasks::<(add, mul)>()`.
+    /// Adds a set of tasks at once, e.g. `.tasks::<(Add, mul)>()`.
     pub fn tasks<S: TaskSet>(self) -> Builder<<T as Append<S>>::Output, C, B>
     where
         T: Append<S>,

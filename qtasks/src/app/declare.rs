@@ -22,7 +22,7 @@
 /// qtasks::app! {
 ///     /// The demo app: two tasks and one plugin, on any backend
 ///     /// (`Demo` alone is the in-memory one).
-///     pub type Demo = tasks[add, ping], plugins[Announce];
+///     pub type Demo = tasks[Add, Ping], plugins[Announce];
 /// }
 ///
 /// /// Code that takes the whole app (to start a worker, say) names it.
@@ -30,7 +30,7 @@
 ///     app.tasks().len()
 /// }
 ///
-/// let app: Demo = QueueTasks::builder("demo").task::<add>().task::<ping>().plugin(Announce).build().unwrap();
+/// let app: Demo = QueueTasks::builder("demo").task::<Add>().task::<Ping>().plugin(Announce).build().unwrap();
 /// assert_eq!(describe(&app), 2);
 /// ```
 ///

@@ -16,7 +16,7 @@
 //! }
 //!
 //! let app = QueueTasks::builder("demo")
-//!     .task::<add>()
+//!     .task::<Add>()
 //!     .on(EventKind::TaskSuccess, |event: &Event| {
 //!         println!("{} finished", event.task_name().unwrap_or("?"));
 //!     })

@@ -40,7 +40,7 @@ use std::sync::Arc;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let app = QueueTasks::builder("demo").task::<add>().build()?;
+/// let app = QueueTasks::builder("demo").task::<Add>().build()?;
 /// let worker = app.worker().start().await?; // the worker side
 /// let handle = app.add_task("add", (2, 3)).await?; // the client side
 /// assert_eq!(handle.result(Duration::from_secs(5)).await?, 5);

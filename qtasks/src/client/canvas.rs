@@ -25,17 +25,17 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let app = QueueTasks::builder("canvas-doc").task::<add>().build()?;
+//! let app = QueueTasks::builder("canvas-doc").task::<Add>().build()?;
 //! let worker = app.worker().start().await?;
 //! let timeout = Duration::from_secs(5);
 //!
 //! // A chain: each result becomes the last argument of the next step.
-//! let steps = [Signature::of::<add>((2, 2)).untyped(), call("add", json!([4])), call("add", json!([8]))];
+//! let steps = [Add::call(2, 2).untyped(), call("add", json!([4])), call("add", json!([8]))];
 //! let sums: Vec<i64> = app.chain(steps).results(timeout).await?;
 //! assert_eq!(sums, [4, 8, 16]);
 //!
 //! // A group: every member at once, results in the order given.
-//! let members = [(2, 3), (3, 4), (4, 5), (6, 7)].map(|args| Signature::of::<add>(args).untyped());
+//! let members = [(2, 3), (3, 4), (4, 5), (6, 7)].map(|args| Signature::of::<Add>(args).untyped());
 //! let records = app.group(members).run(timeout).await?;
 //! let sums: Vec<_> = records.iter().map(|r| r.result.clone()).collect();
 //! assert_eq!(sums, [Some(json!(5)), Some(json!(7)), Some(json!(9)), Some(json!(13))]);

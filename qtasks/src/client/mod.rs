@@ -66,7 +66,7 @@ use uuid::Uuid;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let app = QueueTasks::builder("client-doc").task::<add>().build()?;
+/// let app = QueueTasks::builder("client-doc").task::<Add>().build()?;
 /// let worker = app.worker().start().await?;
 /// assert_eq!(total(app.client()).await?, 5);
 /// worker.shutdown().await;
@@ -194,9 +194,9 @@ impl<T: TaskSet, C: PluginChain, B: Backend> QueueTasks<T, C, B> {
     /// }
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let app = QueueTasks::builder("enqueue-doc").task::<add>().build()?;
+    /// # let app = QueueTasks::builder("enqueue-doc").task::<Add>().build()?;
     /// # let worker = app.worker().start().await?;
-    /// let handle = app.enqueue(Signature::of::<add>((2, 3))).priority(1).await?;
+    /// let handle = app.enqueue(Add::call(2, 3)).priority(1).await?;
     /// assert_eq!(handle.result(Duration::from_secs(5)).await?, 5);
     /// # worker.shutdown().await;
     /// # Ok(())
@@ -223,7 +223,7 @@ impl<T: TaskSet, C: PluginChain, B: Backend> QueueTasks<T, C, B> {
     /// # async fn add(a: i64, b: i64) -> i64 { a + b }
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let app = QueueTasks::builder("add-task-doc").task::<add>().build()?;
+    /// # let app = QueueTasks::builder("add-task-doc").task::<Add>().build()?;
     /// # let worker = app.worker().start().await?;
     /// let handle = app.add_task("add", json!({"a": 2, "b": 3})).await?;
     /// let record = handle.record(Duration::from_secs(5)).await?;
@@ -277,7 +277,7 @@ impl<T: TaskSet, C: PluginChain, B: Backend> QueueTasks<T, C, B> {
     /// # async fn slow() {}
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let app = QueueTasks::builder("cancel-doc").task::<slow>().build()?;
+    /// # let app = QueueTasks::builder("cancel-doc").task::<Slow>().build()?;
     /// let handle = app.add_task("slow", ()).await?; // no worker: it stays queued
     /// assert_eq!(app.cancel(handle.uuid(), "not needed").await?, CancelOutcome::Cancelled);
     /// # Ok(())

@@ -17,7 +17,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let app = QueueTasks::builder("demo").task::<report>().build()?;
+//! let app = QueueTasks::builder("demo").task::<Report>().build()?;
 //! let worker = app.worker().start().await?;
 //! let schedule = Scheduler::new(&app)
 //!     .entry(ScheduleEntry::every(Duration::from_millis(100), call("report", ()))?)

@@ -36,7 +36,7 @@ const MAX_BATCH: usize = 256;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let app = QueueTasks::builder("images").task::<resize>().build()?;
+/// let app = QueueTasks::builder("images").task::<Resize>().build()?;
 /// let worker = app.worker().max_tasks_process(8).start().await?;
 /// println!("worker {} is running", worker.info().id);
 /// // In a service: `worker.run_until(async { tokio::signal::ctrl_c().await.ok(); }).await`

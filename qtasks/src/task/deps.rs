@@ -13,7 +13,7 @@
 //!   written through an async lock.
 //!
 //! ```
-//! use qtasks::{Dep, Provider, QueueTasks, Signature, State, task};
+//! use qtasks::{Dep, Provider, QueueTasks, State, task};
 //! use std::time::Duration;
 //!
 //! struct Db {
@@ -34,7 +34,7 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let app = QueueTasks::builder("deps")
-//!     .task::<ask>()
+//!     .task::<Ask>()
 //!     .provide(
 //!         Provider::per_task(|| async { Ok(Db { answer: 41 }) })
 //!             .on_close(|db: Db| println!("closing the connection to {}", db.answer)),
@@ -42,7 +42,7 @@
 //!     .state(Seen::default())
 //!     .build()?;
 //! let worker = app.worker().start().await?;
-//! assert_eq!(app.enqueue(Signature::of::<ask>((1,))).await?.result(Duration::from_secs(5)).await?, 42);
+//! assert_eq!(app.enqueue(Ask::call(1)).await?.result(Duration::from_secs(5)).await?, 42);
 //! assert_eq!(app.state::<Seen>().unwrap().read().await.calls, 1);
 //! worker.shutdown().await;
 //! # Ok(())

@@ -38,9 +38,9 @@ use std::future::Future;
 ///     Ok(format!("hello, {name}"))
 /// }
 ///
-/// assert_eq!(<greet as Task>::INFO.name, "greet");
-/// assert_eq!(<greet as Task>::INFO.description, Some("Sends a greeting."));
-/// assert_eq!(<greet as Task>::INFO.retry, 2);
+/// assert_eq!(<Greet as Task>::INFO.name, "greet");
+/// assert_eq!(<Greet as Task>::INFO.description, Some("Sends a greeting."));
+/// assert_eq!(<Greet as Task>::INFO.retry, 2);
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// assert_eq!(greet("ada".into()).await.unwrap(), "hello, ada"); // still a plain function
 /// # });

@@ -21,7 +21,7 @@ async fn urgent() {}
 #[tokio::main]
 async fn main() -> ExitCode {
     qtasks::cli::main("cli-test", |backend| {
-        QueueTasks::builder("cli-test").tasks::<(add, urgent)>().backend(backend).build()
+        QueueTasks::builder("cli-test").tasks::<(Add, Urgent)>().backend(backend).build()
     })
     .await
 }

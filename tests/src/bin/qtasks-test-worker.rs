@@ -170,7 +170,7 @@ async fn worker(o: Options) -> BoxResult<ExitCode> {
     let runs = format!("qtasks-test:{}:runs", o.app);
     let by_worker = format!("qtasks-test:{}:runs-by-worker", o.app);
     let _ = RECORDER.set(Recorder { conn, runs, by_worker, pid, pause: o.pause });
-    let app = QueueTasks::builder(o.app.as_str()).task::<square>().backend(backend).build()?;
+    let app = QueueTasks::builder(o.app.as_str()).task::<Square>().backend(backend).build()?;
     let worker = app.worker().max_tasks_process(o.concurrency).start().await?;
     println!("READY {} {pid}", worker.info().id);
     stop_signal().await;

@@ -28,7 +28,7 @@ fn load_sync(db: Dep<Db>, id: u64, seen: qtasks::State<u32>) -> String {
 
 fn main() {
     let _app = QueueTasks::builder("deps")
-        .tasks::<(load, load_sync)>()
+        .tasks::<(Load, LoadSync)>()
         .provide(Provider::per_worker(|| Ok(Db { url: "db://".into() })))
         .state(0u32)
         .build()

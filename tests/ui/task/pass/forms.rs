@@ -24,9 +24,9 @@ async fn pattern((low, high): (u32, u32), step: u32) -> u32 {
 }
 
 fn main() {
-    assert_eq!(pattern::INFO.params, ["arg0", "step"]);
-    assert_eq!(add::INFO.name, "math.add");
-    assert_eq!(add::INFO.description, Some("Adds two numbers."));
-    assert!(sync_task::INFO.blocking);
-    let _app = QueueTasks::builder("forms").tasks::<(add, sync_task, no_args, pattern)>().build().unwrap();
+    assert_eq!(Pattern::INFO.params, ["arg0", "step"]);
+    assert_eq!(Add::INFO.name, "math.add");
+    assert_eq!(Add::INFO.description, Some("Adds two numbers."));
+    assert!(SyncTask::INFO.blocking);
+    let _app = QueueTasks::builder("forms").tasks::<(Add, SyncTask, NoArgs, Pattern)>().build().unwrap();
 }

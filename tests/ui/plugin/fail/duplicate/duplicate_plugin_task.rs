@@ -7,5 +7,5 @@ fn my_fibonacci(n: u64) -> u64 {
 }
 
 fn main() {
-    let _app = QueueTasks::builder("dup").task::<my_fibonacci>().plugin(gwexample::GwExample).build();
+    let _app = QueueTasks::builder("dup").task::<MyFibonacci>().plugin(gwexample::GwExample).build();
 }

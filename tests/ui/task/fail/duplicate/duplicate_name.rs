@@ -7,5 +7,5 @@ async fn send_email() {}
 async fn send_sms() {}
 
 fn main() {
-    let _app = QueueTasks::builder("dup").task::<send_email>().task::<send_sms>().build();
+    let _app = QueueTasks::builder("dup").task::<SendEmail>().task::<SendSms>().build();
 }

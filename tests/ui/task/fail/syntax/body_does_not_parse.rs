@@ -8,5 +8,5 @@ async fn add(a: i64, b: i64) -> i64 {
 }
 
 fn main() {
-    let _app = qtasks::QueueTasks::builder("typing").task::<add>().build();
+    let _app = qtasks::QueueTasks::builder("typing").task::<Add>().build();
 }
