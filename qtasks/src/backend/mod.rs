@@ -7,7 +7,6 @@
 
 mod any;
 mod cancel_registry;
-mod ids;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
@@ -26,6 +25,11 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 use uuid::Uuid;
+
+/// A `HashMap` keyed by task id, with `foldhash` instead of SipHash (which
+/// ran five times per task in the memory backend). Seeded per map: on Redis
+/// the ids may come from clients in other languages, not from qtasks.
+pub(crate) type UuidMap<V> = std::collections::HashMap<Uuid, V, foldhash::fast::RandomState>;
 
 /// An error from a backend: the server could not be reached or answered
 /// something unexpected.
