@@ -6,8 +6,8 @@ use super::codec::{RECORD_FIELDS, RecordFields, cancelled, decode_record, parse_
 use super::fetch::IDLE_RECHECK;
 use super::keys::{STATS_SEPARATOR, glob_escape, priority_hex, stats_field, task_key_uuid};
 use super::scripts::{CANCEL, ENQUEUE, FINISH, UPDATE};
-use super::{KIND, RedisBackend, error, millis, redis_error};
-use crate::backend::{Backend, BackendError, CancelOutcome, QueueStats};
+use super::{KIND, RedisBackend, decode_error, encode_error, error, millis, redis_error};
+use crate::backend::{Backend, BackendError, BackendErrorKind, CancelOutcome, QueueStats};
 use crate::model::{TaskMessage, TaskRecord, TaskStatus};
 use crate::task::CancelToken;
 use redis::aio::ConnectionManager;
@@ -40,7 +40,7 @@ impl Backend for RedisBackend {
                 return Ok(CancelOutcome::Finished(task.status));
             }
             let name = task.task_name.clone();
-            let record = serde_json::to_string(&cancelled(task, reason)).map_err(|e| error("encoding the task", e))?;
+            let record = serde_json::to_string(&cancelled(task, reason)).map_err(encode_error("the task"))?;
             let outcome: String = CANCEL
                 .key(keys.task(uuid))
                 .key(&keys.queue)
@@ -68,11 +68,14 @@ impl Backend for RedisBackend {
                 "missing" => Ok(CancelOutcome::NotFound),
                 other => match parse_status(other) {
                     Some(status) => Ok(CancelOutcome::Finished(status)),
-                    None => Err(error("cancelling a task", format_args!("unexpected status {other:?}"))),
+                    None => Err(error(
+                        BackendErrorKind::Decode,
+                        format!("cancelling a task: unexpected reply {other:?} from the cancel script"),
+                    )),
                 },
             };
         }
-        Err(error("cancelling a task", format_args!("the record of task {uuid} keeps changing")))
+        Err(error(BackendErrorKind::Other, format!("cancelling a task: the record of task {uuid} keeps changing")))
     }
 
     fn watch_cancel(&self, uuid: Uuid, token: &CancelToken) {
@@ -211,7 +214,7 @@ impl Backend for RedisBackend {
     }
 
     async fn update(&self, task: &TaskRecord) -> Result<(), BackendError> {
-        let data = serde_json::to_string(task).map_err(|e| error("encoding the task", e))?;
+        let data = serde_json::to_string(task).map_err(encode_error("the task"))?;
         let keys = &self.shared.keys;
         let _: i64 = UPDATE
             .key(keys.task(task.uuid))
@@ -227,7 +230,7 @@ impl Backend for RedisBackend {
     }
 
     async fn finish(&self, task: &TaskRecord) -> Result<(), BackendError> {
-        let data = serde_json::to_string(task).map_err(|e| error("encoding the task", e))?;
+        let data = serde_json::to_string(task).map_err(encode_error("the task"))?;
         let keys = &self.shared.keys;
         let _: i64 = FINISH
             .key(keys.task(task.uuid))
@@ -263,7 +266,7 @@ impl Backend for RedisBackend {
         ttl: Option<Duration>,
     ) -> Result<(), BackendError> {
         let full = format!("{}{key}", self.shared.keys.config_group(name));
-        let json = serde_json::to_string(value).map_err(|e| error("encoding a setting", e))?;
+        let json = serde_json::to_string(value).map_err(encode_error("a setting"))?;
         let mut cmd = redis::cmd("SET");
         cmd.arg(&full).arg(json);
         if let Some(ttl) = ttl {
@@ -280,7 +283,8 @@ impl Backend for RedisBackend {
             .query_async(&mut self.conn())
             .await
             .map_err(redis_error("reading a setting"))?;
-        raw.map(|r| serde_json::from_str(&r).map_err(|e| error("decoding a setting", e))).transpose()
+        raw.map(|r| serde_json::from_str(&r).map_err(decode_error(format_args!("setting `{key}` of `{name}`"))))
+            .transpose()
     }
 
     async fn config_get_all(&self, name: &str) -> Result<serde_json::Map<String, serde_json::Value>, BackendError> {
@@ -371,12 +375,12 @@ impl RedisBackend {
 
     /// Stores a `new` record and queues it, or delays it by `delay_ms` (> 0).
     async fn push(&self, task: &TaskRecord, delay_ms: u64) -> Result<(), BackendError> {
-        let data = serde_json::to_string(task).map_err(|e| error("encoding the task", e))?;
+        let data = serde_json::to_string(task).map_err(encode_error("the task"))?;
         if data.len() > self.max_message_size {
             return Err(error(
-                "enqueue refused",
-                format_args!(
-                    "task `{}` ({}) is {} bytes as JSON, more than the limit of {} bytes (RedisBackend::max_message_size)",
+                BackendErrorKind::InvalidRequest,
+                format!(
+                    "enqueue refused: task `{}` ({}) is {} bytes as JSON, more than the limit of {} bytes (RedisBackend::max_message_size)",
                     task.task_name,
                     task.uuid,
                     data.len(),
@@ -417,7 +421,7 @@ impl RedisBackend {
             .map_err(redis_error("reading a task"))?;
         let Some(data) = data else { return Ok(None) };
         let task = decode_record(&data, status.as_deref(), started)
-            .map_err(|e| error(&format!("decoding the record of task {uuid}"), e))?;
+            .map_err(decode_error(format_args!("the record of task {uuid}")))?;
         Ok(Some((task, data)))
     }
 }

@@ -8,7 +8,7 @@
 use super::codec::cancelled;
 use super::scripts::{BURY, FETCH, RELEASE};
 use super::{CONNECT_TIMEOUT, KIND, RedisBackend, error, lock, millis, redis_error};
-use crate::backend::{Backend, BackendError};
+use crate::backend::{Backend, BackendError, BackendErrorKind};
 use crate::model::{TaskMessage, TaskRecord};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Value};
@@ -47,7 +47,8 @@ impl RedisBackend {
                 }
             }
         });
-        let (next_ms, messages) = rx.await.map_err(|_| error("fetching tasks", "the fetch task stopped"))??;
+        let (next_ms, messages) =
+            rx.await.map_err(|_| error(BackendErrorKind::Other, "fetching tasks: the fetch task stopped"))??;
         // Nothing awaited from here on: the tasks reach `out` or the error is returned.
         out.extend(messages);
         Ok(next_ms)
@@ -79,7 +80,7 @@ impl RedisBackend {
         let mut taken = taken.into_iter();
         while let (Some(id), Some(data)) = (taken.next(), taken.next()) {
             let (Value::BulkString(id), Value::BulkString(data)) = (id, data) else {
-                return Err(error("fetching tasks", "unexpected reply from the fetch script"));
+                return Err(error(BackendErrorKind::Decode, "fetching tasks: unexpected reply from the fetch script"));
             };
             let id = String::from_utf8_lossy(&id).into_owned();
             match serde_json::from_slice::<TaskRecord>(&data) {
@@ -94,7 +95,7 @@ impl RedisBackend {
         let mut cancels = cancels.into_iter();
         while let (Some(id), Some(data), Some(reason)) = (cancels.next(), cancels.next(), cancels.next()) {
             let (Value::BulkString(id), Value::BulkString(data), Value::BulkString(reason)) = (id, data, reason) else {
-                return Err(error("fetching tasks", "unexpected reply from the fetch script"));
+                return Err(error(BackendErrorKind::Decode, "fetching tasks: unexpected reply from the fetch script"));
             };
             let id = String::from_utf8_lossy(&id).into_owned();
             match serde_json::from_slice::<TaskRecord>(&data) {
@@ -170,8 +171,10 @@ impl RedisBackend {
                 }
                 Ok(())
             }
-            Ok(Err(e)) => Err(error("waiting for tasks (BLPOP)", e)),
-            Err(_) => Err(error("waiting for tasks (BLPOP)", "the server did not answer in time")),
+            Ok(Err(e)) => Err(redis_error("waiting for tasks (BLPOP)")(e)),
+            Err(_) => {
+                Err(error(BackendErrorKind::Connection, "waiting for tasks (BLPOP): the server did not answer in time"))
+            }
         }
     }
 
@@ -184,7 +187,7 @@ impl RedisBackend {
         loop {
             match self.shared.client.get_multiplexed_async_connection_with_config(&config).await {
                 Ok(conn) => return Ok(conn),
-                Err(e) if attempts >= 4 => return Err(error("opening the blocking connection", e)),
+                Err(e) if attempts >= 4 => return Err(redis_error("opening the blocking connection")(e)),
                 Err(e) => {
                     tracing::warn!(backend = KIND, error = %e, "opening the blocking connection failed; retrying");
                     attempts += 1;

@@ -34,7 +34,7 @@ mod scripts;
 
 use self::keys::Keys;
 use self::pubsub::{Listener, Waiters};
-use super::{BackendError, CancelRegistry};
+use super::{BackendError, BackendErrorKind, CancelRegistry};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::{Client, RedisError};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -203,12 +203,39 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn error(context: &str, e: impl std::fmt::Display) -> BackendError {
-    BackendError { backend: KIND, message: format!("{context}: {e}") }
+/// An error of this backend, without a source.
+fn error(kind: BackendErrorKind, message: impl Into<String>) -> BackendError {
+    BackendError::new(KIND, kind, message)
 }
 
+/// Maps a Redis error met while doing `context` (kind from [`kind_of`]).
 fn redis_error(context: &str) -> impl FnOnce(RedisError) -> BackendError + '_ {
-    move |e| error(context, e)
+    move |e| error(kind_of(&e), context).with_source(e)
+}
+
+/// Maps a JSON error met while encoding `what`: the value cannot be stored.
+fn encode_error(what: &str) -> impl FnOnce(serde_json::Error) -> BackendError + '_ {
+    move |e| error(BackendErrorKind::InvalidRequest, format!("encoding {what}")).with_source(e)
+}
+
+/// Maps a JSON error met while decoding `what`, as stored.
+fn decode_error(what: impl std::fmt::Display) -> impl FnOnce(serde_json::Error) -> BackendError {
+    move |e| error(BackendErrorKind::Decode, format!("decoding {what}")).with_source(e)
+}
+
+/// What kind of failure a Redis error is.
+fn kind_of(e: &RedisError) -> BackendErrorKind {
+    use redis::ErrorKind;
+    match e.kind() {
+        ErrorKind::Io | ErrorKind::ClusterConnectionNotFound => BackendErrorKind::Connection,
+        ErrorKind::Parse | ErrorKind::UnexpectedReturnType => BackendErrorKind::Decode,
+        ErrorKind::InvalidClientConfig | ErrorKind::Client => BackendErrorKind::InvalidRequest,
+        ErrorKind::Server(_)
+        | ErrorKind::Extension
+        | ErrorKind::AuthenticationFailed
+        | ErrorKind::RESP3NotSupported => BackendErrorKind::Server,
+        _ => BackendErrorKind::Other,
+    }
 }
 
 fn millis(d: Duration) -> u64 {
@@ -228,7 +255,8 @@ impl RedisBackend {
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
         // The URL may hold a password: errors do not repeat it.
-        let client = Client::open(url).map_err(redis_error("invalid Redis URL"))?;
+        let client = Client::open(url)
+            .map_err(|e| error(BackendErrorKind::InvalidRequest, "invalid Redis URL").with_source(e))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
@@ -314,5 +342,58 @@ impl RedisBackend {
             }
         }
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::codec::decode_record;
+    use super::*;
+    use std::error::Error as _;
+
+    #[tokio::test]
+    async fn a_refused_connection_is_a_connection_error() {
+        // Port 1: nothing listens there, so the connection is refused.
+        let Err(e) = RedisBackend::connect("redis://127.0.0.1:1", "app").await else {
+            panic!("connected to port 1");
+        };
+        assert_eq!(e.kind(), BackendErrorKind::Connection, "{e}");
+        assert_eq!(e.backend, "redis");
+        let source = e.source().and_then(|s| s.downcast_ref::<RedisError>()).expect("a RedisError source");
+        assert!(source.is_io_error(), "{source:?}");
+        assert!(e.to_string().starts_with("redis backend: could not connect to Redis: "), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_bad_url_is_an_invalid_request() {
+        let Err(e) = RedisBackend::connect("redis://:bad:port:1/", "app").await else {
+            panic!("a bad URL was accepted");
+        };
+        assert_eq!(e.kind(), BackendErrorKind::InvalidRequest, "{e}");
+        assert!(e.source().and_then(|s| s.downcast_ref::<RedisError>()).is_some(), "{e:?}");
+    }
+
+    #[test]
+    fn an_undecodable_record_is_a_decode_error_not_a_connection_error() {
+        // What `read` (so `get`, `wait`, `cancel`) returns for a record that is not a task.
+        let uuid = Uuid::from_u128(7);
+        let e = decode_record(b"{\"not\": \"a task\"}", Some("new"), None)
+            .map_err(decode_error(format_args!("the record of task {uuid}")))
+            .expect_err("decoded a record that is not a task");
+        assert_eq!(e.kind(), BackendErrorKind::Decode, "{e}");
+        assert_ne!(e.kind(), BackendErrorKind::Connection);
+        assert!(e.source().and_then(|s| s.downcast_ref::<serde_json::Error>()).is_some(), "{e:?}");
+        assert!(e.source().and_then(|s| s.downcast_ref::<RedisError>()).is_none());
+        assert_eq!(e.message, format!("decoding the record of task {uuid}"));
+    }
+
+    #[test]
+    fn redis_errors_are_classified_by_kind() {
+        let io = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert_eq!(kind_of(&io), BackendErrorKind::Connection);
+        let parse = RedisError::from((redis::ErrorKind::UnexpectedReturnType, "not an integer"));
+        assert_eq!(kind_of(&parse), BackendErrorKind::Decode);
+        let config = RedisError::from((redis::ErrorKind::InvalidClientConfig, "bad"));
+        assert_eq!(kind_of(&config), BackendErrorKind::InvalidRequest);
     }
 }
