@@ -46,6 +46,11 @@
 #![doc = include_str!("../docs/plugins.md")]
 #![warn(missing_docs)]
 
+// The conformance suite defines `#[task]`s in this crate, and `#[task]`
+// expands to `::qtasks::…` paths.
+#[cfg(feature = "conformance")]
+extern crate self as qtasks;
+
 mod app;
 pub mod backend;
 #[cfg(feature = "cli")]

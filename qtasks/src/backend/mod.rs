@@ -4,9 +4,15 @@
 //! (records) of a backend, so the runtime fires the same triggers around
 //! every backend. [`MemoryBackend`] needs no server.
 //! `RedisBackend` (feature `redis`) keeps them in a Redis server.
+//!
+//! A backend of another crate checks that it meets the contract of
+//! [`Backend`] with the conformance suite, `backend::conformance` (feature
+//! `conformance`), which qtasks runs on both of its own backends.
 
 mod any;
 mod cancel_registry;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
