@@ -40,11 +40,16 @@
 //! | [`dispatch`] | the compile-time core: trigger table, contexts, `Plugin`, chains, firing |
 //! | [`plugin`](mod@plugin) | the plugin API and wrappers over it (`Managed`, `DynChain`, `Globals`) |
 //! | [`backend`] | where queues and records live: the trait, memory, Redis |
-//! | [`app`] | [`QueueTasks`], its [`Builder`], its events and errors, [`app!`] |
+//! | [`app`](mod@app) | [`QueueTasks`], its [`Builder`], its events and errors, [`app!`] |
 //! | [`client`] | enqueue, wait, cancel, chains and groups, shared settings, inspect |
 //! | [`runtime`] | workers, the executor pipeline, events, schedules |
 #![doc = include_str!("../docs/plugins.md")]
 #![warn(missing_docs)]
+
+// The conformance suite defines `#[task]`s in this crate, and `#[task]`
+// expands to `::qtasks::…` paths.
+#[cfg(feature = "conformance")]
+extern crate self as qtasks;
 
 pub mod app;
 pub mod backend;

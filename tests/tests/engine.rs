@@ -1,7 +1,7 @@
 //! The in-memory engine end to end: QTasks behaviours T1–T6, priorities,
 //! concurrency, shutdown, bad input, sync tasks, typed handles.
 
-use qtasks::{Cancelled, QueueTasks, Signature, TaskContext, TaskStatus, WaitError, json, task};
+use qtasks::{Cancelled, QueueTasks, TaskContext, TaskStatus, WaitError, json, task};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;

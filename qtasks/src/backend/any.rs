@@ -1,6 +1,6 @@
 //! A backend chosen at run time from a URL.
 
-use super::{Backend, BackendError, MemoryBackend};
+use super::{Backend, BackendError, BackendErrorKind, MemoryBackend};
 use crate::model::{TaskMessage, TaskRecord};
 use serde_json::{Map, Value};
 use std::time::Duration;
@@ -31,9 +31,10 @@ impl AnyBackend {
             "redis" | "rediss" | "redis+unix" => Ok(Self::Redis(super::RedisBackend::connect(url, app_name).await?)),
             _ => {
                 let _ = app_name;
-                Err(BackendError {
-                    backend: "any",
-                    message: format!(
+                Err(BackendError::new(
+                    "any",
+                    BackendErrorKind::InvalidRequest,
+                    format!(
                         "unsupported backend URL scheme `{scheme}://`; expected memory://{}",
                         if cfg!(feature = "redis") {
                             ", redis:// or rediss://"
@@ -41,7 +42,7 @@ impl AnyBackend {
                             " (build with feature `redis` for redis://)"
                         }
                     ),
-                })
+                ))
             }
         }
     }

@@ -1,6 +1,6 @@
 //! Which running task has which cancellation token, in one process.
 
-use super::ids::UuidMap;
+use super::UuidMap;
 use crate::task::CancelToken;
 use std::collections::VecDeque;
 use std::sync::Mutex;

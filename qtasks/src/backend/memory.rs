@@ -1,6 +1,6 @@
 //! The in-memory backend: one process, no server.
 
-use super::ids::UuidMap;
+use super::UuidMap;
 use super::{Backend, BackendError, CancelOutcome, CancelRegistry, QueueStats, TaskCounts};
 use crate::model::{TaskMessage, TaskRecord, TaskStatus};
 use crate::task::CancelToken;

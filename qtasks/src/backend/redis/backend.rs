@@ -1,0 +1,427 @@
+//! `impl Backend for RedisBackend`: each method is one script or command
+//! (see "Scripts and round trips" on [`RedisBackend`]), plus the helpers
+//! only these methods use (`push`, `read`, `scan`, `conn`).
+
+use super::codec::{RECORD_FIELDS, RecordFields, cancelled, decode_record, parse_status};
+use super::fetch::IDLE_RECHECK;
+use super::keys::{STATS_SEPARATOR, glob_escape, priority_hex, stats_field, task_key_uuid};
+use super::scripts::{CANCEL, ENQUEUE, FINISH, UPDATE};
+use super::{KIND, RedisBackend, decode_error, encode_error, error, millis, redis_error};
+use crate::backend::{Backend, BackendError, BackendErrorKind, CancelOutcome, QueueStats};
+use crate::model::{TaskMessage, TaskRecord, TaskStatus};
+use crate::task::CancelToken;
+use redis::aio::ConnectionManager;
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+impl Backend for RedisBackend {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    async fn enqueue(&self, task: &TaskRecord) -> Result<(), BackendError> {
+        self.push(task, 0).await
+    }
+
+    async fn enqueue_delayed(&self, task: &TaskRecord, delay: Duration) -> Result<(), BackendError> {
+        // A zero delay is an ordinary enqueue; any other is at least 1 ms.
+        self.push(task, if delay.is_zero() { 0 } else { millis(delay) }).await
+    }
+
+    async fn cancel(&self, uuid: Uuid, reason: &str) -> Result<CancelOutcome, BackendError> {
+        let keys = &self.shared.keys;
+        // The script rejects a `cancel` record built from a stale read
+        // (`changed`); the record of a queued task changes rarely, if ever.
+        for _ in 0..16 {
+            let Some((task, data)) = self.read(uuid).await? else { return Ok(CancelOutcome::NotFound) };
+            if task.status.is_done() {
+                return Ok(CancelOutcome::Finished(task.status));
+            }
+            let name = task.task_name.clone();
+            let record = serde_json::to_string(&cancelled(task, reason)).map_err(encode_error("the task"))?;
+            let outcome: String = CANCEL
+                .key(keys.task(uuid))
+                .key(&keys.queue)
+                .key(&keys.delayed)
+                .key(&keys.stats)
+                .arg(record)
+                .arg(data)
+                .arg(reason)
+                .arg(self.retention.map_or(0, millis))
+                .arg(&keys.done)
+                .arg(&keys.cancel)
+                .arg(uuid.hyphenated().to_string())
+                .arg(stats_field(&name, TaskStatus::Cancel))
+                .invoke_async(&mut self.conn())
+                .await
+                .map_err(redis_error("cancelling a task"))?;
+            return match outcome.as_str() {
+                "cancelled" => Ok(CancelOutcome::Cancelled),
+                "requested" => {
+                    // Published too, but a task running here need not wait for the echo.
+                    self.shared.cancels.signal(uuid, reason);
+                    Ok(CancelOutcome::Requested)
+                }
+                "changed" => continue,
+                "missing" => Ok(CancelOutcome::NotFound),
+                other => match parse_status(other) {
+                    Some(status) => Ok(CancelOutcome::Finished(status)),
+                    None => Err(error(
+                        BackendErrorKind::Decode,
+                        format!("cancelling a task: unexpected reply {other:?} from the cancel script"),
+                    )),
+                },
+            };
+        }
+        Err(error(BackendErrorKind::Other, format!("cancelling a task: the record of task {uuid} keeps changing")))
+    }
+
+    fn watch_cancel(&self, uuid: Uuid, token: &CancelToken) {
+        // `fetch` started the subscription already; this covers a caller
+        // that got the task otherwise.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            self.cancel_listener();
+        }
+        self.shared.cancels.watch(uuid, token);
+    }
+
+    fn unwatch_cancel(&self, uuid: Uuid) {
+        self.shared.cancels.unwatch(uuid);
+    }
+
+    async fn stats(&self) -> Result<QueueStats, BackendError> {
+        let keys = &self.shared.keys;
+        let (queued, delayed, in_flight, counts): (u64, u64, u64, HashMap<String, u64>) = redis::pipe()
+            .atomic()
+            .zcard(&keys.queue)
+            .zcard(&keys.delayed)
+            .zcard(&keys.inflight)
+            .hgetall(&keys.stats)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(redis_error("reading the stats"))?;
+        let mut stats = QueueStats { queued: queued + delayed, in_flight, tasks: Default::default() };
+        for (field, count) in counts {
+            let Some((name, status)) = field.rsplit_once(STATS_SEPARATOR) else { continue };
+            let Some(status) = parse_status(status) else { continue };
+            // `TaskCounts::add` counts one; these are totals.
+            let counts = stats.tasks.entry(name.to_owned()).or_default();
+            let field = match status {
+                TaskStatus::Success => &mut counts.success,
+                TaskStatus::Error => &mut counts.error,
+                TaskStatus::Retry => &mut counts.retry,
+                TaskStatus::Cancel => &mut counts.cancel,
+                TaskStatus::New | TaskStatus::Process => continue,
+            };
+            *field += count;
+        }
+        Ok(stats)
+    }
+
+    async fn get(&self, uuid: Uuid) -> Result<Option<TaskRecord>, BackendError> {
+        Ok(self.read(uuid).await?.map(|(task, _)| task))
+    }
+
+    async fn get_all(&self) -> Result<Vec<TaskRecord>, BackendError> {
+        let keys = &self.shared.keys;
+        let pattern = format!("{}*", glob_escape(&keys.task_prefix));
+        let mut conn = self.conn();
+        let mut all = Vec::new();
+        let mut cursor = 0u64;
+        loop {
+            let (next, found): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(redis_error("listing tasks"))?;
+            let ours: Vec<&[u8]> =
+                found.iter().map(Vec::as_slice).filter(|k| task_key_uuid(keys, k).is_some()).collect();
+            if !ours.is_empty() {
+                let mut pipe = redis::pipe();
+                for key in &ours {
+                    pipe.cmd("HMGET").arg(*key).arg(&RECORD_FIELDS[..]);
+                }
+                let records: Vec<RecordFields> =
+                    pipe.query_async(&mut conn).await.map_err(redis_error("reading tasks"))?;
+                for (data, status, started) in records {
+                    let Some(data) = data else { continue };
+                    match decode_record(&data, status.as_deref(), started) {
+                        Ok(task) => all.push(task),
+                        Err(e) => tracing::warn!(backend = KIND, error = %e, "skipping an undecodable task record"),
+                    }
+                }
+            }
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+        all.sort_by(|a, b| a.created_at.total_cmp(&b.created_at));
+        Ok(all)
+    }
+
+    async fn wait(&self, uuid: Uuid, timeout: Duration) -> Result<Option<TaskRecord>, BackendError> {
+        let now = Instant::now();
+        // A huge timeout means "no timeout": about 30 years.
+        let deadline = now.checked_add(timeout).unwrap_or_else(|| now + Duration::from_secs(1 << 30));
+        let waiter = self.shared.waiters.register(uuid);
+        // Subscribed before the record is read: a finish after the read is
+        // published to a live subscription, so it cannot be missed.
+        let mut ready = self.listener();
+        let _ = tokio::time::timeout_at(deadline, ready.wait_for(|r| *r)).await;
+        loop {
+            let notified = waiter.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match self.get(uuid).await? {
+                None => return Ok(None),
+                Some(task) if task.status.is_done() => return Ok(Some(task)),
+                Some(_) => {}
+            }
+            tokio::select! {
+                () = &mut notified => {}
+                () = tokio::time::sleep_until(deadline) => return Ok(None),
+            }
+        }
+    }
+
+    async fn fetch(&self, max: usize, out: &mut Vec<TaskMessage>) -> Result<(), BackendError> {
+        if max == 0 {
+            return Ok(());
+        }
+        // Workers learn of cancel requests for the tasks they take.
+        self.cancel_listener();
+        let before = out.len();
+        loop {
+            let next_deadline = self.take(max, out).await?;
+            if out.len() > before {
+                return Ok(());
+            }
+            let block = match next_deadline {
+                // Wake up when the next lease expires, to requeue its task,
+                // or when the next delayed task is due.
+                Some(ms) => Duration::from_millis(u64::try_from(ms).unwrap_or(0)).min(IDLE_RECHECK),
+                None => IDLE_RECHECK,
+            };
+            self.await_work(block.max(Duration::from_millis(10))).await?;
+        }
+    }
+
+    async fn update(&self, task: &TaskRecord) -> Result<(), BackendError> {
+        let data = serde_json::to_string(task).map_err(encode_error("the task"))?;
+        let keys = &self.shared.keys;
+        let _: i64 = UPDATE
+            .key(keys.task(task.uuid))
+            .key(&keys.inflight)
+            .arg(data)
+            .arg(task.status.as_str())
+            .arg(task.uuid.hyphenated().to_string())
+            .arg(millis(self.lease))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(redis_error("updating a task"))?;
+        Ok(())
+    }
+
+    async fn finish(&self, task: &TaskRecord) -> Result<(), BackendError> {
+        let data = serde_json::to_string(task).map_err(encode_error("the task"))?;
+        let keys = &self.shared.keys;
+        let _: i64 = FINISH
+            .key(keys.task(task.uuid))
+            .key(&keys.queue)
+            .key(&keys.inflight)
+            .key(&keys.held)
+            .key(&keys.stats)
+            .arg(data)
+            .arg(task.status.as_str())
+            .arg(self.retention.map_or(0, millis))
+            .arg(&keys.done)
+            .arg(task.uuid.hyphenated().to_string())
+            .arg(stats_field(&task.task_name, task.status))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(redis_error("storing a final status"))?;
+        Ok(())
+    }
+
+    fn lease_renewal(&self) -> Option<Duration> {
+        Some(self.lease / 3)
+    }
+
+    async fn extend_lease(&self, uuid: Uuid) -> Result<(), BackendError> {
+        self.extend_leases(&[uuid]).await.map(drop)
+    }
+
+    async fn config_set(
+        &self,
+        name: &str,
+        key: &str,
+        value: &serde_json::Value,
+        ttl: Option<Duration>,
+    ) -> Result<(), BackendError> {
+        let full = format!("{}{key}", self.shared.keys.config_group(name));
+        let json = serde_json::to_string(value).map_err(encode_error("a setting"))?;
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(&full).arg(json);
+        if let Some(ttl) = ttl {
+            cmd.arg("PX").arg(millis(ttl));
+        }
+        let _: () = cmd.query_async(&mut self.conn()).await.map_err(redis_error("writing a setting"))?;
+        Ok(())
+    }
+
+    async fn config_get(&self, name: &str, key: &str) -> Result<Option<serde_json::Value>, BackendError> {
+        let full = format!("{}{key}", self.shared.keys.config_group(name));
+        let raw: Option<String> = redis::cmd("GET")
+            .arg(&full)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(redis_error("reading a setting"))?;
+        raw.map(|r| serde_json::from_str(&r).map_err(decode_error(format_args!("setting `{key}` of `{name}`"))))
+            .transpose()
+    }
+
+    async fn config_get_all(&self, name: &str) -> Result<serde_json::Map<String, serde_json::Value>, BackendError> {
+        let group = self.shared.keys.config_group(name);
+        let keys = self.scan(&format!("{}*", glob_escape(&group))).await?;
+        if keys.is_empty() {
+            return Ok(serde_json::Map::new());
+        }
+        let values: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(redis_error("reading settings"))?;
+        let mut out = serde_json::Map::new();
+        for (k, v) in keys.iter().zip(values) {
+            // A key may expire between SCAN and MGET.
+            let Some(v) = v else { continue };
+            let name = String::from_utf8_lossy(&k[group.len()..]).into_owned();
+            match serde_json::from_str(&v) {
+                Ok(v) => {
+                    out.insert(name, v);
+                }
+                Err(e) => tracing::warn!(key = %name, error = %e, "skipping an unreadable setting"),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn config_delete(&self, name: &str, key: &str) -> Result<(), BackendError> {
+        let full = format!("{}{key}", self.shared.keys.config_group(name));
+        let _: i64 = redis::cmd("DEL")
+            .arg(&full)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(redis_error("deleting a setting"))?;
+        Ok(())
+    }
+
+    async fn flush(&self) -> Result<(), BackendError> {
+        let keys = &self.shared.keys;
+        let mut conn = self.conn();
+        let fixed =
+            [&keys.queue, &keys.seq, &keys.inflight, &keys.held, &keys.wake, &keys.dead, &keys.delayed, &keys.stats];
+        let _: i64 = redis::cmd("UNLINK").arg(&fixed).query_async(&mut conn).await.map_err(redis_error("flushing"))?;
+        // Settings keys continue with a digit (the group's length); an app
+        // named `{app}:config` has other keys under the same prefix.
+        let mut configs = self.scan(&format!("{}*", glob_escape(&keys.config_prefix))).await?;
+        configs.retain(|k| k.get(keys.config_prefix.len()).is_some_and(u8::is_ascii_digit));
+        if !configs.is_empty() {
+            let _: i64 =
+                redis::cmd("UNLINK").arg(&configs).query_async(&mut conn).await.map_err(redis_error("flushing"))?;
+        }
+        // Only `task:{uuid}` keys: the prefix of app `a` is also the start
+        // of the keys of an app `a:b`, whose keys must stay.
+        let mut ours = self.scan(&format!("{}*", glob_escape(&keys.task_prefix))).await?;
+        ours.retain(|k| task_key_uuid(keys, k).is_some());
+        for chunk in ours.chunks(1000) {
+            let _: i64 =
+                redis::cmd("UNLINK").arg(chunk).query_async(&mut conn).await.map_err(redis_error("flushing"))?;
+        }
+        Ok(())
+    }
+}
+
+impl RedisBackend {
+    /// Every key matching a `SCAN` pattern.
+    async fn scan(&self, pattern: &str) -> Result<Vec<Vec<u8>>, BackendError> {
+        let mut conn = self.conn();
+        let mut cursor = 0u64;
+        let mut all = Vec::new();
+        loop {
+            let (next, found): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(redis_error("scanning keys"))?;
+            all.extend(found);
+            cursor = next;
+            if cursor == 0 {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// Stores a `new` record and queues it, or delays it by `delay_ms` (> 0).
+    async fn push(&self, task: &TaskRecord, delay_ms: u64) -> Result<(), BackendError> {
+        let data = serde_json::to_string(task).map_err(encode_error("the task"))?;
+        if data.len() > self.max_message_size {
+            return Err(error(
+                BackendErrorKind::InvalidRequest,
+                format!(
+                    "enqueue refused: task `{}` ({}) is {} bytes as JSON, more than the limit of {} bytes (RedisBackend::max_message_size)",
+                    task.task_name,
+                    task.uuid,
+                    data.len(),
+                    self.max_message_size
+                ),
+            ));
+        }
+        let keys = &self.shared.keys;
+        let _: i64 = ENQUEUE
+            .key(keys.task(task.uuid))
+            .key(&keys.queue)
+            .key(&keys.seq)
+            .key(&keys.wake)
+            .key(&keys.delayed)
+            .arg(data)
+            .arg(task.status.as_str())
+            .arg(priority_hex(task.priority))
+            .arg(task.uuid.hyphenated().to_string())
+            .arg(delay_ms)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(redis_error("enqueueing a task"))?;
+        Ok(())
+    }
+
+    pub(super) fn conn(&self) -> ConnectionManager {
+        self.shared.manager.clone()
+    }
+
+    /// Reads a record with the fields `cancel` compares: the decoded task and
+    /// the JSON as stored.
+    async fn read(&self, uuid: Uuid) -> Result<Option<(TaskRecord, Vec<u8>)>, BackendError> {
+        let (data, status, started): RecordFields = redis::cmd("HMGET")
+            .arg(self.shared.keys.task(uuid))
+            .arg(&RECORD_FIELDS[..])
+            .query_async(&mut self.conn())
+            .await
+            .map_err(redis_error("reading a task"))?;
+        let Some(data) = data else { return Ok(None) };
+        let task = decode_record(&data, status.as_deref(), started)
+            .map_err(decode_error(format_args!("the record of task {uuid}")))?;
+        Ok(Some((task, data)))
+    }
+}

@@ -1,0 +1,120 @@
+//! The key layout of an app on a Redis server (documented on
+//! [`RedisBackend`](super::RedisBackend)): the names of every key under
+//! `qtasks:{app}:`, the queue entry's priority prefix, the fields of the
+//! `stats` hash, and the helpers that tell an app's keys from those of an
+//! app whose name starts the same.
+
+use crate::model::TaskStatus;
+use uuid::Uuid;
+
+/// The keys of one app (see the key layout on `RedisBackend`).
+pub(super) struct Keys {
+    pub(super) prefix: String,
+    pub(super) task_prefix: String,
+    pub(super) queue: String,
+    pub(super) seq: String,
+    pub(super) inflight: String,
+    pub(super) held: String,
+    pub(super) wake: String,
+    pub(super) dead: String,
+    pub(super) delayed: String,
+    pub(super) stats: String,
+    pub(super) done: String,
+    pub(super) cancel: String,
+    pub(super) config_prefix: String,
+}
+
+impl Keys {
+    pub(super) fn new(app: &str) -> Self {
+        let prefix = format!("qtasks:{app}:");
+        let key = |name: &str| format!("{prefix}{name}");
+        Self {
+            task_prefix: key("task:"),
+            queue: key("queue"),
+            seq: key("seq"),
+            inflight: key("inflight"),
+            held: key("held"),
+            wake: key("wake"),
+            dead: key("dead"),
+            delayed: key("delayed"),
+            stats: key("stats"),
+            done: key("done"),
+            cancel: key("cancel"),
+            config_prefix: key("config:"),
+            prefix,
+        }
+    }
+
+    pub(super) fn task(&self, uuid: Uuid) -> String {
+        format!("{}{}", self.task_prefix, uuid.hyphenated())
+    }
+
+    /// A shared setting: `config:{len(name)}:{name}:{key}`. The length keeps
+    /// group `a` from matching the keys of a group `a:b`.
+    pub(super) fn config_group(&self, name: &str) -> String {
+        format!("{}{}:{name}:", self.config_prefix, name.len())
+    }
+}
+
+/// The field of `P stats` counting the runs of `name` that ended `status`.
+pub(super) const STATS_SEPARATOR: char = '\x1f';
+
+pub(super) fn stats_field(name: &str, status: TaskStatus) -> String {
+    match status {
+        TaskStatus::Success | TaskStatus::Error | TaskStatus::Retry | TaskStatus::Cancel => {
+            format!("{name}{STATS_SEPARATOR}{status}")
+        }
+        TaskStatus::New | TaskStatus::Process => String::new(),
+    }
+}
+
+/// `priority` as 16 hex digits whose byte order is the numeric order.
+pub(super) fn priority_hex(priority: i64) -> String {
+    format!("{:016x}", (priority as u64) ^ (1 << 63))
+}
+
+/// Escapes the glob characters of `SCAN … MATCH`.
+pub(super) fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The uuid a record key ends with, if it is one of ours (`…task:{uuid}`).
+pub(super) fn task_key_uuid<'a>(keys: &Keys, key: &'a [u8]) -> Option<&'a [u8]> {
+    let rest = key.strip_prefix(keys.task_prefix.as_bytes())?;
+    (rest.len() == 36 && Uuid::try_parse_ascii(rest).is_ok()).then_some(rest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn priority_hex_sorts_like_the_priority() {
+        let ps = [i64::MIN, -1_000_000, -1, 0, 1, 2, 1 << 53, (1 << 53) + 1, i64::MAX];
+        for w in ps.windows(2) {
+            assert!(priority_hex(w[0]) < priority_hex(w[1]), "{} vs {}", w[0], w[1]);
+        }
+        assert_eq!(priority_hex(0).len(), 16);
+    }
+
+    #[test]
+    fn glob_characters_are_escaped() {
+        assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
+    }
+
+    #[test]
+    fn only_task_uuid_keys_are_ours() {
+        let keys = Keys::new("app");
+        let uuid = Uuid::from_u128(7);
+        assert!(task_key_uuid(&keys, keys.task(uuid).as_bytes()).is_some());
+        assert!(task_key_uuid(&keys, b"qtasks:app:task:queue").is_none());
+        assert!(task_key_uuid(&keys, b"qtasks:app:queue").is_none());
+    }
+}

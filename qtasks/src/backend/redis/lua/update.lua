@@ -1,0 +1,14 @@
+-- UPDATE: writes a non-final status unless the record is already done
+-- (final or `retry`), and renews the lease.
+--
+-- KEYS: 1 record, 2 inflight.
+-- ARGV: 1 data, 2 status, 3 uuid, 4 lease (ms).
+-- Returns 1 if written, 0 if the record was already done.
+
+local cur = redis.call('HGET', KEYS[1], 'status')
+if cur == 'success' or cur == 'error' or cur == 'cancel' or cur == 'retry' then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[2], 'data', ARGV[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[2], 'XX', now + tonumber(ARGV[4]), ARGV[3])
+return 1
