@@ -211,7 +211,7 @@ async fn a_cancelled_queued_task_leaves_the_queue_and_never_runs_after_a_restart
     for name in ["queue", "delayed"] {
         assert_eq!(query::<i64>(&mut conn, &["ZCARD", &format!("{prefix}{name}")]).await, 0, "{name}");
     }
-    assert_eq!(client.stats().await.unwrap().tasks["Counted"].cancel, 2);
+    assert_eq!(client.stats().await.unwrap().tasks["counted"].cancel, 2);
     drop(client);
 
     // "Restart": new instances, a worker, well past the delay.

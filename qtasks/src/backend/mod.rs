@@ -6,13 +6,11 @@
 //! `RedisBackend` (feature `redis`) keeps them in a Redis server.
 //!
 //! A backend of another crate checks that it meets the contract of
-//! [`Backend`] with the conformance suite, `backend::conformance` (feature
+//! [`Backend`] with the conformance suite, `qtasks::testing::conformance` (feature
 //! `conformance`), which qtasks runs on both of its own backends.
 
 mod any;
 mod cancel_registry;
-#[cfg(feature = "conformance")]
-pub mod conformance;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;

@@ -65,6 +65,9 @@
 //! # }
 //! ```
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
 use crate::model::{TaskMessage, TaskRecord, TaskStatus, now};
 use crate::plugin::{HandlerPanicked, Outcome, Plugin};
 use crate::task::TaskInfo;

@@ -22,7 +22,7 @@
 //!
 //! ```no_run
 //! use qtasks::MemoryBackend;
-//! use qtasks::backend::conformance;
+//! use qtasks::testing::conformance;
 //!
 //! #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 //! async fn conformance() {
@@ -36,7 +36,7 @@
 //!
 //! ```no_run
 //! # use qtasks::MemoryBackend;
-//! # use qtasks::backend::conformance;
+//! # use qtasks::testing::conformance;
 //! #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 //! async fn cancel_running() {
 //!     conformance::cancel_running(MemoryBackend::new()).await.unwrap();
@@ -54,7 +54,7 @@
 //! check its own namespace, as qtasks's tests do for Redis:
 //! `RedisBackend::connect(url, &format!("conformance-{}", Uuid::new_v4())).await?.lease(lease)`.
 
-use super::{Backend, BackendError, CancelOutcome, QueueStats, TaskCounts};
+use crate::backend::{Backend, BackendError, CancelOutcome, QueueStats, TaskCounts};
 use crate::model::{NewTask, TaskMessage, TaskRecord, TaskStatus};
 use crate::task::{CancelToken, Cancelled, TaskContext, TaskSet};
 use crate::{BoxError, QueueTasks, task};
