@@ -31,7 +31,7 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
 
     // The backend gets the Redis settings (lease, retention, message size);
     // the app its default priority and its workers' concurrency.
-    let backend = AnyBackend::connect_with(&config.broker_url, "config-demo", &config).await?;
+    let backend = AnyBackend::connect_with(&config.broker_url, &config).await?;
     let app = QueueTasks::builder("config-demo").task::<Hello>().backend(backend).config(config).build()?;
     let worker = app.worker().start().await?;
     let handle = app.enqueue(Hello::call("world".to_owned())).await?;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n: i64 = std::env::args().nth(1).map_or(Ok(100), |s| s.parse())?;
     let url = std::env::var("QTASKS_BROKER_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-    let backend = AnyBackend::connect(&url, "distributed").await?;
+    let backend = AnyBackend::connect(&url).await?;
     let app = QueueTasks::builder("distributed").backend(backend).build()?;
     if !app.ping().await {
         eprintln!("no worker is alive: start one with `cargo run --example distributed_worker -- run`");

@@ -26,7 +26,7 @@ async fn slow_square(ctx: TaskContext, n: i64) -> i64 {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    qtasks::cli::main("distributed", |backend| {
+    qtasks::cli::main(|backend| {
         QueueTasks::builder("distributed").task::<Add>().task::<SlowSquare>().backend(backend).build()
     })
     .await

@@ -11,7 +11,7 @@
 //!
 //! #[tokio::main]
 //! async fn main() -> std::process::ExitCode {
-//!     qtasks::cli::main("demo", |backend| QueueTasks::builder("demo").task::<Add>().backend(backend).build()).await
+//!     qtasks::cli::main(|backend| QueueTasks::builder("demo").task::<Add>().backend(backend).build()).await
 //! }
 //! ```
 //!
@@ -123,8 +123,9 @@ pub enum Inspect {
 }
 
 /// Parses the command line, connects the backend, builds the app with
-/// `build` and runs the command. Returns the process exit code.
-pub async fn main<T, C, F>(app_name: &str, build: F) -> ExitCode
+/// `build` (which names the app: the backend serves that name) and runs
+/// the command. Returns the process exit code.
+pub async fn main<T, C, F>(build: F) -> ExitCode
 where
     T: TaskSet,
     C: PluginChain,
@@ -142,7 +143,7 @@ where
     };
     init_tracing(&config.log);
     warn_unknown(&unknown);
-    match execute_with_vars(app_name, cli, &vars, build).await {
+    match execute_with_vars(cli, &vars, build).await {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error}");
@@ -164,19 +165,18 @@ fn pairs(vars: &[(String, String)]) -> impl Iterator<Item = (&str, &str)> {
 
 /// Runs one parsed command, with the settings of the `QTASKS_*`
 /// environment variables (a bad value is a [`ConfigError`]).
-pub async fn execute<T, C, F>(app_name: &str, cli: Cli, build: F) -> Result<ExitCode, Box<dyn std::error::Error>>
+pub async fn execute<T, C, F>(cli: Cli, build: F) -> Result<ExitCode, Box<dyn std::error::Error>>
 where
     T: TaskSet,
     C: PluginChain,
     F: FnOnce(AnyBackend) -> Result<QueueTasks<T, C, AnyBackend>, Error>,
 {
-    execute_with_vars(app_name, cli, &env_vars()?, build).await
+    execute_with_vars(cli, &env_vars()?, build).await
 }
 
 /// Runs one parsed command with the settings of `vars` (`QTASKS_*` pairs)
 /// instead of the environment's, for tests.
 pub async fn execute_with_vars<T, C, F>(
-    app_name: &str,
     cli: Cli,
     vars: &[(String, String)],
     build: F,
@@ -188,7 +188,7 @@ where
 {
     let (env, _) = Config::default().overridden(pairs(vars))?;
     let url = cli.broker_url.unwrap_or_else(|| env.broker_url.clone());
-    let backend = AnyBackend::connect_with(&url, app_name, &env).await?;
+    let backend = AnyBackend::connect_with(&url, &env).await?;
     let app = build(backend)?;
     // The app's settings, overridden by the environment's.
     let (mut config, _) = app.config().clone().overridden(pairs(vars))?;

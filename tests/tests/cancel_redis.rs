@@ -39,7 +39,10 @@ async fn first() -> Option<(String, RedisBackend)> {
 
 /// Another backend instance for `app`: what another process would hold.
 async fn another(app: &str) -> RedisBackend {
-    RedisBackend::connect(&support::redis_url(), app).await.expect("the server answered a moment ago")
+    RedisBackend::connect(&support::redis_url())
+        .await
+        .map(|b| b.for_app(app))
+        .expect("the server answered a moment ago")
 }
 
 async fn raw() -> MultiplexedConnection {

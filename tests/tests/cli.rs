@@ -23,12 +23,12 @@ fn build(backend: AnyBackend) -> Result<App, qtasks::Error> {
 
 async fn run(args: &[&str]) -> Result<ExitCode, String> {
     let cli = Cli::try_parse_from(args).map_err(|e| e.to_string())?;
-    execute("cli-test", cli, build).await.map_err(|e| e.to_string())
+    execute(cli, build).await.map_err(|e| e.to_string())
 }
 
 #[tokio::test]
 async fn the_banner_lists_app_backend_concurrency_tasks_and_plugins_and_hides_passwords() {
-    let app = build(AnyBackend::connect("memory://", "cli-test").await.unwrap()).unwrap();
+    let app = build(AnyBackend::connect("memory://").await.unwrap()).unwrap();
     let text = banner(&app, "redis://:hunter2@db.internal:6379/0", 16);
     for expected in ["cli-test", "memory", "16", "add", "announce", "worker_start", "redis://***@db.internal:6379/0"] {
         assert!(text.contains(expected), "banner lacks {expected:?}:\n{text}");

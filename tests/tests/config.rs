@@ -261,13 +261,13 @@ async fn a_worker_with_a_config_of_three_runs_three_tasks_at_once() {
 
 #[tokio::test]
 async fn connect_with_gives_the_redis_settings_to_the_backend() {
-    let memory = AnyBackend::connect_with("memory://", "cfg", &Config::default()).await.unwrap();
+    let memory = AnyBackend::connect_with("memory://", &Config::default()).await.unwrap();
     assert_eq!(memory.kind(), "memory");
 
     let url = support::redis_url();
     let config = Config::from_vars([("QTASKS_LEASE", "9"), ("QTASKS_MAX_MESSAGE_SIZE", "300")]).unwrap();
     let app_name = format!("cfg-{}", qtasks::Uuid::new_v4().simple());
-    let backend = match AnyBackend::connect_with(&url, &app_name, &config).await {
+    let backend = match AnyBackend::connect_with(&url, &config).await {
         Ok(backend) => backend,
         Err(error) => return support::unreachable("config", &url, &error.to_string()),
     };

@@ -248,7 +248,7 @@ async fn two_workers_and_a_sigkill_lose_nothing() {
     let started = Instant::now();
     let deadline = started + Duration::from_secs(120);
     let name = format!("qtasks-dist-{}", Uuid::new_v4());
-    let backend = RedisBackend::connect(&url, &name).await.unwrap();
+    let backend = RedisBackend::connect(&url).await.map(|b| b.for_app(&name)).unwrap();
     let app = QueueTasks::builder(name.as_str()).backend(backend).build().unwrap();
     let conn = raw(&url).await;
 
@@ -471,7 +471,7 @@ async fn connections_dropped_while_tasks_flow() {
     let deadline = started + Duration::from_secs(50);
     let url_db = with_db(&url, KILL_DB);
     let name = format!("qtasks-dist-kill-{}", Uuid::new_v4());
-    let backend = RedisBackend::connect(&url_db, &name).await.unwrap();
+    let backend = RedisBackend::connect(&url_db).await.map(|b| b.for_app(&name)).unwrap();
     let app = QueueTasks::builder(name.as_str()).backend(backend).build().unwrap();
     // On database 0: not a target.
     let killer = raw(&with_db(&url, 0)).await;

@@ -498,7 +498,7 @@ async fn passwords_in_the_url_work_and_never_leak_into_errors() {
     let base = url();
     let authed = base.replacen("redis://", &format!("redis://{user}:{password}@"), 1);
     let app_name = format!("qtasks-test-{}", Uuid::new_v4());
-    let backend = RedisBackend::connect(&authed, &app_name).await.expect("connects with a password");
+    let backend = RedisBackend::connect(&authed).await.map(|b| b.for_app(&app_name)).expect("connects with a password");
     let app = QueueTasks::builder(app_name).task::<Add>().backend(backend).build().unwrap();
     let worker = app.worker().start().await.unwrap();
     let done = app.add_task("add", (40, 2)).await.unwrap().record(WAIT).await.unwrap();
@@ -507,7 +507,7 @@ async fn passwords_in_the_url_work_and_never_leak_into_errors() {
     app.flush_all().await.unwrap();
 
     let wrong = base.replacen("redis://", &format!("redis://{user}:not-{password}@"), 1);
-    let error = match RedisBackend::connect(&wrong, "qtasks-test-wrong").await {
+    let error = match RedisBackend::connect(&wrong).await.map(|b| b.for_app("qtasks-test-wrong")) {
         Ok(_) => panic!("a wrong password must not connect"),
         Err(e) => e.to_string(),
     };

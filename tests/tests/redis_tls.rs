@@ -112,7 +112,7 @@ async fn a_task_runs_end_to_end_over_tls() {
     let url = format!("rediss://127.0.0.1:{port}");
     let started = Instant::now();
     let backend = loop {
-        match RedisBackend::connect(&url, "tls-test").await {
+        match RedisBackend::connect(&url).await.map(|b| b.for_app("tls-test")) {
             Ok(backend) => break backend,
             Err(e) if started.elapsed() < Duration::from_secs(20) => {
                 eprintln!("waiting for the TLS server: {e}");
@@ -128,11 +128,9 @@ async fn a_task_runs_end_to_end_over_tls() {
     worker.shutdown().await;
 
     // A plain `redis://` client is refused by the TLS port.
-    let plain = tokio::time::timeout(
-        Duration::from_secs(10),
-        RedisBackend::connect(&format!("redis://127.0.0.1:{port}"), "tls-test"),
-    )
-    .await;
+    let plain =
+        tokio::time::timeout(Duration::from_secs(10), RedisBackend::connect(&format!("redis://127.0.0.1:{port}")))
+            .await;
     assert!(!matches!(plain, Ok(Ok(_))), "a plain connection to the TLS port must fail");
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);

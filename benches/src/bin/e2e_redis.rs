@@ -54,7 +54,7 @@ fn arg<T: std::str::FromStr>(args: &[String], i: usize, what: &str) -> Res<T> {
 }
 
 async fn connect(app_name: &str) -> Res<QueueTasks<impl TaskSet, (), RedisBackend>> {
-    let backend = RedisBackend::connect(&url(), app_name).await?;
+    let backend = RedisBackend::connect(&url()).await.map(|b| b.for_app(app_name))?;
     Ok(QueueTasks::builder(app_name).task::<Noop>().backend(backend).build()?)
 }
 

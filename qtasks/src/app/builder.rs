@@ -47,7 +47,7 @@ impl QueueTasks {
 ///     .task::<Add>() // tasks, in any order
 ///     .plugin(Announce) // plugins, in the order they run
 ///     .config(Config::default().max_tasks_process(4))
-///     .backend(AnyBackend::connect("memory://", "demo").await?) // the default is in memory
+///     .backend(AnyBackend::connect("memory://").await?) // the default is in memory; the app names it
 ///     .build()?;
 /// assert_eq!(app.tasks()[0].name, "add");
 /// # Ok(())
@@ -214,11 +214,13 @@ impl<T: TaskSet, C: PluginChain, B: Backend> Builder<T, C, B> {
     /// process-wide; see [`set_blocking_handler_limit`](crate::plugin::set_blocking_handler_limit)).
     pub fn build(self) -> Result<QueueTasks<T, C, B>, Error> {
         const { <(T, C::Tasks)>::NAMES.assert_unique() };
+        // The app is named here only: its backend serves this name.
+        let backend = self.backend.for_app(&self.name);
         Ok(QueueTasks {
             inner: Arc::new(AppInner {
                 name: self.name,
                 chain: self.chain,
-                backend: self.backend,
+                backend,
                 config: self.config,
                 events: self.events,
                 deps: Arc::new(self.deps),

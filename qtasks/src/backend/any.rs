@@ -22,39 +22,37 @@ pub enum AnyBackend {
 }
 
 impl AnyBackend {
-    /// Connects the backend named by `url` for the app `app_name`.
-    pub async fn connect(url: &str, app_name: &str) -> Result<Self, BackendError> {
+    /// Connects the backend named by `url`. The app builder scopes it to its
+    /// app ([`for_app`](Backend::for_app)).
+    pub async fn connect(url: &str) -> Result<Self, BackendError> {
         let scheme = url.split("://").next().unwrap_or_default();
         match scheme {
             "memory" => Ok(Self::Memory(MemoryBackend::new())),
             #[cfg(feature = "redis")]
-            "redis" | "rediss" | "redis+unix" => Ok(Self::Redis(super::RedisBackend::connect(url, app_name).await?)),
-            _ => {
-                let _ = app_name;
-                Err(BackendError::new(
-                    "any",
-                    BackendErrorKind::InvalidRequest,
-                    format!(
-                        "unsupported backend URL scheme `{scheme}://`; expected memory://{}",
-                        if cfg!(feature = "redis") {
-                            ", redis:// or rediss://"
-                        } else {
-                            " (build with feature `redis` for redis://)"
-                        }
-                    ),
-                ))
-            }
+            "redis" | "rediss" | "redis+unix" => Ok(Self::Redis(super::RedisBackend::connect(url).await?)),
+            _ => Err(BackendError::new(
+                "any",
+                BackendErrorKind::InvalidRequest,
+                format!(
+                    "unsupported backend URL scheme `{scheme}://`; expected memory://{}",
+                    if cfg!(feature = "redis") {
+                        ", redis:// or rediss://"
+                    } else {
+                        " (build with feature `redis` for redis://)"
+                    }
+                ),
+            )),
         }
     }
 
-    /// Connects the backend named by `url` for the app `app_name`, with the
-    /// backend settings of `config`: for Redis its
+    /// Connects the backend named by `url`, with the backend settings of
+    /// `config`: for Redis its
     /// [`lease`](crate::Config::lease), [`retention`](crate::Config::retention)
     /// and [`max_message_size`](crate::Config::max_message_size) (the
     /// in-memory backend has none). `config.broker_url` is not read: pass
     /// it as `url` unless a flag overrides it.
-    pub async fn connect_with(url: &str, app_name: &str, config: &crate::Config) -> Result<Self, BackendError> {
-        Ok(match Self::connect(url, app_name).await? {
+    pub async fn connect_with(url: &str, config: &crate::Config) -> Result<Self, BackendError> {
+        Ok(match Self::connect(url).await? {
             #[cfg(feature = "redis")]
             Self::Redis(redis) => Self::Redis(
                 redis.lease(config.lease).retention(config.retention).max_message_size(config.max_message_size),
@@ -80,6 +78,18 @@ macro_rules! each {
 impl Backend for AnyBackend {
     fn kind(&self) -> &'static str {
         each!(self, b => b.kind())
+    }
+
+    fn app_name(&self) -> &str {
+        each!(self, b => b.app_name())
+    }
+
+    fn for_app(&self, app: &str) -> Self {
+        match self {
+            Self::Memory(b) => Self::Memory(b.for_app(app)),
+            #[cfg(feature = "redis")]
+            Self::Redis(b) => Self::Redis(b.for_app(app)),
+        }
     }
 
     async fn enqueue(&self, task: &TaskRecord) -> Result<(), BackendError> {

@@ -20,10 +20,30 @@ const SHARDS: usize = 16;
 /// Records live in 16 independently locked shards, so writers of different
 /// tasks rarely contend; the queue itself is one lock taken once per batch
 /// by workers. Nothing survives the process. Clones share the same data.
-#[derive(Clone, Default)]
+///
+/// Like a Redis server, one `MemoryBackend` can hold several apps, each
+/// with its own queue, records and settings:
+/// [`for_app`](Backend::for_app) (which the app builder calls) picks the
+/// app's.
+#[derive(Clone)]
 pub struct MemoryBackend {
+    /// Every app's data, by app name, shared by all the clones.
+    apps: Arc<Mutex<HashMap<String, Arc<Inner>>>>,
+    /// This value's app, and its name.
     inner: Arc<Inner>,
+    name: Arc<str>,
 }
+
+impl Default for MemoryBackend {
+    fn default() -> Self {
+        let inner = Arc::<Inner>::default();
+        let apps = HashMap::from([(UNBOUND.to_owned(), Arc::clone(&inner))]);
+        Self { apps: Arc::new(Mutex::new(apps)), inner, name: UNBOUND.into() }
+    }
+}
+
+/// The app of a backend used before [`for_app`](Backend::for_app).
+const UNBOUND: &str = "default";
 
 #[derive(Default)]
 struct Inner {
@@ -145,6 +165,12 @@ impl MemoryBackend {
         Self::default()
     }
 
+    /// The data of the app called `app`, made empty the first time.
+    fn app(&self, app: &str) -> Self {
+        let inner = Arc::clone(lock(&self.apps).entry(app.to_owned()).or_default());
+        Self { apps: Arc::clone(&self.apps), inner, name: app.into() }
+    }
+
     /// How many tasks are queued and not yet taken (delayed retries included).
     pub fn queued(&self) -> usize {
         let q = lock(&self.inner.queue);
@@ -215,6 +241,14 @@ impl MemoryBackend {
 impl Backend for MemoryBackend {
     fn kind(&self) -> &'static str {
         "memory"
+    }
+
+    fn for_app(&self, app: &str) -> Self {
+        self.app(app)
+    }
+
+    fn app_name(&self) -> &str {
+        &self.name
     }
 
     async fn enqueue(&self, task: &TaskRecord) -> Result<(), BackendError> {

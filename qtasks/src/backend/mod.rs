@@ -194,6 +194,23 @@ pub trait Backend: Send + Sync + 'static {
     /// A short name for banners and errors (`"memory"`, `"redis"`).
     fn kind(&self) -> &'static str;
 
+    /// The same backend (sharing its connections) scoped to the app called
+    /// `app`: every queue, record and setting it touches belongs to that
+    /// app, and apps of other names on the same server never see them.
+    ///
+    /// [`Builder::build`](crate::Builder::build) calls it with the app's
+    /// name, so an app is named in one place and its backend cannot
+    /// disagree with it. Call it yourself only to use a backend without an
+    /// app (as the conformance suite does); until then a backend serves the
+    /// app called `default`.
+    fn for_app(&self, app: &str) -> Self
+    where
+        Self: Sized;
+
+    /// The name of the app this backend serves (see
+    /// [`for_app`](Backend::for_app)).
+    fn app_name(&self) -> &str;
+
     /// Stores a `new` record and queues its task.
     fn enqueue(&self, task: &TaskRecord) -> impl Future<Output = Result<(), BackendError>> + Send;
 

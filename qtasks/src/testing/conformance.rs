@@ -52,7 +52,7 @@
 //!
 //! A backend that shares state between processes (a server) gives each
 //! check its own namespace, as qtasks's tests do for Redis:
-//! `RedisBackend::connect(url, &format!("conformance-{}", Uuid::new_v4())).await?.lease(lease)`.
+//! `RedisBackend::connect(url).await?.for_app(&format!("conformance-{}", Uuid::new_v4())).lease(lease)`.
 
 use crate::backend::{Backend, BackendError, CancelOutcome, QueueStats, TaskCounts};
 use crate::model::{NewTask, TaskMessage, TaskRecord, TaskStatus};
@@ -216,7 +216,9 @@ async fn sleep_ms(ms: u64) -> u64 {
 
 /// An app with every task of this suite on `backend`.
 fn app<B: Backend>(backend: B) -> Result<QueueTasks<impl TaskSet, (), B>, crate::Error> {
-    QueueTasks::builder("conformance")
+    // The app the backend serves, so workers take what the checks enqueue
+    // through the backend itself.
+    QueueTasks::builder(backend.app_name().to_owned())
         .task::<Record>()
         .task::<Square>()
         .task::<Gated>()

@@ -21,6 +21,14 @@ impl Backend for RedisBackend {
         KIND
     }
 
+    fn for_app(&self, app: &str) -> Self {
+        RedisBackend::for_app(self, app)
+    }
+
+    fn app_name(&self) -> &str {
+        &self.shared.keys.app
+    }
+
     async fn enqueue(&self, task: &TaskRecord) -> Result<(), BackendError> {
         self.push(task, 0).await
     }

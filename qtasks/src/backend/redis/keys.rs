@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 /// The keys of one app (see the key layout on `RedisBackend`).
 pub(super) struct Keys {
+    pub(super) app: String,
     pub(super) prefix: String,
     pub(super) task_prefix: String,
     pub(super) queue: String,
@@ -29,6 +30,7 @@ impl Keys {
         let prefix = format!("qtasks:{app}:");
         let key = |name: &str| format!("{prefix}{name}");
         Self {
+            app: app.to_owned(),
             task_prefix: key("task:"),
             queue: key("queue"),
             seq: key("seq"),

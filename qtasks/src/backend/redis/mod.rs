@@ -63,13 +63,12 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// queue when its lease expires. Clones share the connections.
 ///
 /// ```no_run
-/// # async fn demo() -> Result<(), qtasks::BackendError> {
-/// use qtasks::RedisBackend;
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use qtasks::{QueueTasks, RedisBackend};
 /// use std::time::Duration;
 ///
-/// let backend = RedisBackend::connect("redis://127.0.0.1:6379", "my_app")
-///     .await?
-///     .lease(Duration::from_secs(120));
+/// let backend = RedisBackend::connect("redis://127.0.0.1:6379").await?.lease(Duration::from_secs(120));
+/// let app = QueueTasks::builder("my_app").backend(backend).build()?; // keys under `qtasks:my_app:`
 /// # Ok(())
 /// # }
 /// ```
@@ -188,6 +187,21 @@ struct Shared {
     cancel_listener: Mutex<Option<Listener>>,
 }
 
+impl Shared {
+    fn new(client: Client, manager: ConnectionManager, app: &str) -> Arc<Self> {
+        Arc::new(Self {
+            client,
+            manager,
+            keys: Keys::new(app),
+            blocking: Mutex::new(Vec::new()),
+            waiters: Arc::default(),
+            listener: Mutex::new(None),
+            cancels: Arc::default(),
+            cancel_listener: Mutex::new(None),
+        })
+    }
+}
+
 impl Drop for Shared {
     fn drop(&mut self) {
         for slot in [&self.listener, &self.cancel_listener] {
@@ -244,12 +258,14 @@ fn millis(d: Duration) -> u64 {
 
 impl RedisBackend {
     /// Connects to the server at `url` (`redis://`, `rediss://` for TLS,
-    /// `redis+unix://`) for the app `app_name`.
+    /// `redis+unix://`). The app builder scopes it to its app
+    /// ([`for_app`](crate::Backend::for_app)); used alone, it serves the
+    /// app called `default` until you call `for_app` yourself.
     ///
     /// The shared connection reconnects by itself when it is lost; commands
     /// sent meanwhile fail with a [`BackendError`] (the worker retries with
     /// backoff).
-    pub async fn connect(url: &str, app_name: &str) -> Result<Self, BackendError> {
+    pub async fn connect(url: &str) -> Result<Self, BackendError> {
         if url.starts_with("rediss") && rustls::crypto::CryptoProvider::get_default().is_none() {
             // Another thread may install one first: either is fine.
             let _ = rustls::crypto::ring::default_provider().install_default();
@@ -274,20 +290,19 @@ impl RedisBackend {
         }
         let _: Vec<String> = load.query_async(&mut manager).await.map_err(redis_error("loading the Lua scripts"))?;
         Ok(Self {
-            shared: Arc::new(Shared {
-                client,
-                manager,
-                keys: Keys::new(app_name),
-                blocking: Mutex::new(Vec::new()),
-                waiters: Arc::default(),
-                listener: Mutex::new(None),
-                cancels: Arc::default(),
-                cancel_listener: Mutex::new(None),
-            }),
+            shared: Shared::new(client, manager, "default"),
             lease: DEFAULT_LEASE,
             retention: Some(DEFAULT_RETENTION),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
         })
+    }
+
+    /// The same connections and settings, for the app called `app` (as
+    /// [`Backend::for_app`](crate::Backend::for_app), without the trait in
+    /// scope).
+    pub fn for_app(&self, app: &str) -> Self {
+        let shared = Shared::new(self.shared.client.clone(), self.shared.manager.clone(), app);
+        Self { shared, ..self.clone() }
     }
 
     /// How long a worker holds a task it took before the task goes back to
@@ -354,7 +369,7 @@ mod tests {
     #[tokio::test]
     async fn a_refused_connection_is_a_connection_error() {
         // Port 1: nothing listens there, so the connection is refused.
-        let Err(e) = RedisBackend::connect("redis://127.0.0.1:1", "app").await else {
+        let Err(e) = RedisBackend::connect("redis://127.0.0.1:1").await else {
             panic!("connected to port 1");
         };
         assert_eq!(e.kind(), BackendErrorKind::Connection, "{e}");
@@ -366,7 +381,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_bad_url_is_an_invalid_request() {
-        let Err(e) = RedisBackend::connect("redis://:bad:port:1/", "app").await else {
+        let Err(e) = RedisBackend::connect("redis://:bad:port:1/").await else {
             panic!("a bad URL was accepted");
         };
         assert_eq!(e.kind(), BackendErrorKind::InvalidRequest, "{e}");
