@@ -85,11 +85,11 @@ async fn slow_retry(key: String) -> Result<u32, TaskError> {
     Err(TaskError::msg("again"))
 }
 
-/// Counts its runs; sleeps long.
+/// Counts its runs; sleeps an hour: it ends within a test only if stopped.
 #[task]
 async fn sleeper(key: String) -> u32 {
     bump(&key);
-    tokio::time::sleep(Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(3600)).await;
     0
 }
 
@@ -295,8 +295,9 @@ async fn cancel_is_a_no_op_on_finished_tasks<B: Backend>(backend: B) -> TestResu
     Ok(())
 }
 
-/// An async task awaiting a 30 s sleep is stopped at that await and ends
-/// `cancel` with the reason, long before the sleep would end.
+/// An async task awaiting an hour-long sleep is stopped at that await and
+/// ends `cancel` with the reason (waited for `WAIT` at most: the sleep
+/// cannot end meanwhile).
 async fn a_running_async_task_stops_at_its_await<B: Backend>(backend: B) -> TestResult {
     let app = app("cancel-async", backend);
     let worker = app.worker().start().await?;
@@ -304,7 +305,7 @@ async fn a_running_async_task_stops_at_its_await<B: Backend>(backend: B) -> Test
     let handle = app.enqueue(Signature::of::<sleeper>((k.clone(),))).await?;
     assert!(eventually(|| runs(&k) == 1).await, "the task never started");
     assert_eq!(app.cancel(handle.uuid(), "user asked").await?, CancelOutcome::Requested);
-    match handle.result(Duration::from_secs(10)).await {
+    match handle.result(WAIT).await {
         Err(WaitError::Cancelled(reason)) => assert_eq!(reason, "user asked"),
         other => panic!("expected a cancelled task, got {other:?}"),
     }
