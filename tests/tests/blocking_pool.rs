@@ -40,7 +40,7 @@ async fn n_plus_one_blocking_handlers_with_a_pool_of_n_run_at_most_n_at_once() {
     qtasks::plugin::set_blocking_handler_limit(2);
     let started = std::sync::Arc::new(AtomicUsize::new(0));
     let app = QueueTasks::builder("pool")
-        .task::<unit>()
+        .task::<Unit>()
         .plugin(HoldSlot)
         .on(EventKind::TaskRunning, {
             let started = std::sync::Arc::clone(&started);
@@ -90,7 +90,7 @@ fn overruns(ctx: &TaskExecutorAfterExecute<'_>) {
 async fn a_blocking_handler_past_its_budget_is_reported_and_left_running_detached_holding_its_slot() {
     let _serial = SERIAL.lock().await;
     let app = QueueTasks::builder("detach")
-        .task::<unit>()
+        .task::<Unit>()
         .plugin(Managed::new(Overruns).budget(Duration::from_millis(50)).metrics())
         .build()
         .unwrap();
@@ -130,8 +130,8 @@ async fn building_an_app_leaves_the_process_wide_limit_alone() {
     let _serial = SERIAL.lock().await;
     let before = qtasks::plugin::blocking_handler_limit();
     let config = qtasks::Config::default().blocking_handler_limit(before + 7);
-    let _a = QueueTasks::builder("a").task::<unit>().config(config.clone()).build().unwrap();
-    let _b = QueueTasks::builder("b").task::<unit>().config(config).build().unwrap();
+    let _a = QueueTasks::builder("a").task::<Unit>().config(config.clone()).build().unwrap();
+    let _b = QueueTasks::builder("b").task::<Unit>().config(config).build().unwrap();
     assert_eq!(qtasks::plugin::blocking_handler_limit(), before, "build() must not change process-wide state");
 }
 
@@ -140,7 +140,7 @@ async fn lowering_the_limit_while_handlers_hold_slots_returns_at_once_and_takes_
     let _serial = SERIAL.lock().await;
     GATE.close();
     qtasks::plugin::set_blocking_handler_limit(2);
-    let app = QueueTasks::builder("lower").task::<unit>().plugin(WaitAtGate).build().unwrap();
+    let app = QueueTasks::builder("lower").task::<Unit>().plugin(WaitAtGate).build().unwrap();
     let worker = app.worker().max_tasks_process(2).start().await.unwrap();
     let ids = [app.add_task("unit", ()).await.unwrap().uuid(), app.add_task("unit", ()).await.unwrap().uuid()];
     assert!(

@@ -24,7 +24,7 @@ async fn fail() -> Result<(), std::io::Error> {
 
 #[tokio::test]
 async fn the_testing_tagger_marks_test_traffic_only() {
-    let app = QueueTasks::builder("tagger").task::<echo>().plugin(TestingTagger).build().unwrap();
+    let app = QueueTasks::builder("tagger").task::<Echo>().plugin(TestingTagger).build().unwrap();
     let worker = app.worker().start().await.unwrap();
     let tagged = app.add_task("echo", [1]).extra("test", true).await.unwrap().record(WAIT).await.unwrap();
     assert_eq!(tagged.extra.get("is_testing"), Some(&json!("true")));
@@ -62,7 +62,7 @@ fn the_task_log_reports_every_finished_task_with_its_status() {
     let _guard = tracing::subscriber::set_default(subscriber);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
-        let app = QueueTasks::builder("log").task::<echo>().task::<fail>().plugin(TaskLog).build().unwrap();
+        let app = QueueTasks::builder("log").task::<Echo>().task::<Fail>().plugin(TaskLog).build().unwrap();
         let worker = app.worker().start().await.unwrap();
         app.add_task("echo", [1]).await.unwrap().record(WAIT).await.unwrap();
         app.add_task("fail", ()).await.unwrap().record(WAIT).await.unwrap();
@@ -126,7 +126,7 @@ fn task_metrics_count_enqueues_and_final_statuses_through_the_metrics_facade() {
     metrics::with_local_recorder(&recorder, || {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async {
-            let app = QueueTasks::builder("m").task::<echo>().task::<fail>().plugin(TaskMetrics).build().unwrap();
+            let app = QueueTasks::builder("m").task::<Echo>().task::<Fail>().plugin(TaskMetrics).build().unwrap();
             let worker = app.worker().start().await.unwrap();
             for n in 0..3 {
                 assert_eq!(

@@ -39,7 +39,7 @@ async fn first() -> Option<(String, RedisBackend)> {
 
 /// Another backend instance for `app`: what another process would hold.
 async fn another(app: &str) -> RedisBackend {
-    RedisBackend::connect(&support::redis_url(), app).await.expect("the server answered a moment ago")
+    RedisBackend::connect(&support::redis_url()).await.map(|b| b.for_app(app)).expect("the server answered a moment ago")
 }
 
 async fn raw() -> MultiplexedConnection {
@@ -246,7 +246,7 @@ async fn a_cancelled_queued_task_leaves_the_queue_and_never_runs_after_a_restart
     // delay, so the fetch that took it would have promoted the delayed task
     // (ahead of it: enqueued first) had its entry still been there.
     let backend = another(&app).await;
-    let qt = QueueTasks::builder(app.clone()).task::<counted>().backend(backend.clone()).build().unwrap();
+    let qt = QueueTasks::builder(app.clone()).task::<Counted>().backend(backend.clone()).build().unwrap();
     let worker = qt.worker().start().await.unwrap();
     tokio::time::sleep_until(due + Duration::from_millis(10)).await;
     let probe = qt.add_task("counted", ()).await.unwrap().record(WAIT).await.expect("the worker runs");

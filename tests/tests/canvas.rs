@@ -39,7 +39,7 @@ async fn hang(_previous: i64) -> i64 {
 }
 
 fn memory_app(name: &str) -> QueueTasks<impl qtasks::TaskSet, (), impl Backend> {
-    QueueTasks::builder(name).tasks::<(add, divide, late, hang)>().build().unwrap()
+    QueueTasks::builder(name).tasks::<(Add, Divide, Late, Hang)>().build().unwrap()
 }
 
 fn results(records: &[TaskRecord]) -> Vec<i64> {
@@ -48,7 +48,7 @@ fn results(records: &[TaskRecord]) -> Vec<i64> {
 
 /// E13: chain(add(2, 2), add(4), add(8)) gives 4, 8, 16.
 async fn check_e13<T: qtasks::TaskSet, C: qtasks::PluginChain, B: Backend>(app: &QueueTasks<T, C, B>) {
-    let chain = app.chain([Signature::of::<add>((2, 2)).untyped(), call("add", json!([4])), call("add", json!([8]))]);
+    let chain = app.chain([Add::call(2, 2).untyped(), call("add", json!([4])), call("add", json!([8]))]);
     let records = chain.run(WAIT).await.unwrap();
     assert_eq!(results(&records), [4, 8, 16]);
     assert!(records.iter().all(|r| r.status == TaskStatus::Success));
@@ -61,9 +61,9 @@ async fn check_e13<T: qtasks::TaskSet, C: qtasks::PluginChain, B: Backend>(app: 
 /// E12: four `add` calls in a group give 5, 7, 9, 13.
 async fn check_e12<T: qtasks::TaskSet, C: qtasks::PluginChain, B: Backend>(app: &QueueTasks<T, C, B>) {
     let group = app.group([
-        Signature::of::<add>((2, 3)).untyped(),
-        Signature::of::<add>((3, 4)).untyped(),
-        Signature::of::<add>((4, 5)).untyped(),
+        Add::call(2, 3).untyped(),
+        Add::call(3, 4).untyped(),
+        Add::call(4, 5).untyped(),
         call("add", json!([6, 7])),
     ]);
     let records = group.run(WAIT).await.unwrap();
@@ -92,7 +92,7 @@ async fn group_e12_on_memory() {
 async fn chain_e13_and_group_e12_on_redis() {
     let name = format!("qtasks-test-canvas-{}", uuid::Uuid::new_v4());
     let Some(backend) = support::connect_redis("canvas", &name).await else { return };
-    let app = QueueTasks::builder(name).tasks::<(add, divide)>().backend(backend).build().unwrap();
+    let app = QueueTasks::builder(name).tasks::<(Add, Divide)>().backend(backend).build().unwrap();
     app.flush_all().await.unwrap();
     let worker = app.worker().start().await.unwrap();
     check_e13(&app).await;
@@ -106,9 +106,9 @@ async fn group_results_keep_the_order_given_not_the_finish_order() {
     let app = memory_app("group_results_keep_the_order_given_not_the_finish_order");
     let worker = app.worker().start().await.unwrap();
     let group = app.group([
-        Signature::of::<late>((300, 1)).untyped(),
-        Signature::of::<late>((0, 2)).untyped(),
-        Signature::of::<late>((100, 3)).untyped(),
+        Late::call(300, 1).untyped(),
+        Late::call(0, 2).untyped(),
+        Late::call(100, 3).untyped(),
     ]);
     assert_eq!(group.results::<i64>(WAIT).await.unwrap(), [1, 2, 3]);
     worker.shutdown().await;
@@ -118,7 +118,7 @@ async fn group_results_keep_the_order_given_not_the_finish_order() {
 async fn chain_runs_from_a_spawned_task_and_keeps_step_priorities() {
     let app = memory_app("chain_runs_from_a_spawned_task_and_keeps_step_priorities");
     let worker = app.worker().start().await.unwrap();
-    let chain = app.chain([Signature::of::<add>((1, 1)).untyped().priority(3), call("add", [10]).priority(7)]);
+    let chain = app.chain([Add::call(1, 1).untyped().priority(3), call("add", [10]).priority(7)]);
     let records = tokio::spawn(async move { chain.run(WAIT).await }).await.unwrap().unwrap();
     assert_eq!(results(&records), [2, 12]);
     assert_eq!(records.iter().map(|r| r.priority).collect::<Vec<_>>(), [3, 7]);
@@ -132,7 +132,7 @@ async fn chain_stops_at_the_failed_step_and_reports_it() {
     let worker = app.worker().start().await.unwrap();
     // add(0, 0) = 0, then divide(10, 0) fails, so add(1, _) is never enqueued.
     let chain =
-        app.chain([Signature::of::<add>((0, 0)).untyped(), call("divide", json!([10])), call("add", json!([1]))]);
+        app.chain([Add::call(0, 0).untyped(), call("divide", json!([10])), call("add", json!([1]))]);
     let err = chain.run(WAIT).await.unwrap_err();
     let ChainError::StepFailed { index, ref task_name, uuid, status, ref error, ref records } = err else {
         panic!("expected StepFailed, got {err:?}");
@@ -158,9 +158,9 @@ async fn group_reports_each_failing_member_and_keeps_the_others() {
     let app = memory_app("group_reports_each_failing_member_and_keeps_the_others");
     let worker = app.worker().start().await.unwrap();
     let group = app.group([
-        Signature::of::<add>((1, 2)).untyped(),
-        Signature::of::<divide>((1, 0)).untyped(),
-        Signature::of::<add>((3, 4)).untyped(),
+        Add::call(1, 2).untyped(),
+        Divide::call(1, 0).untyped(),
+        Add::call(3, 4).untyped(),
     ]);
     let err = group.run(WAIT).await.unwrap_err();
     let GroupError::Incomplete { ref members } = err else { panic!("expected Incomplete, got {err:?}") };
@@ -201,7 +201,7 @@ async fn unencodable_group_args_fail_before_enqueueing() {
     let app = memory_app("unencodable_group_args_fail_before_enqueueing");
     app.flush_all().await.unwrap();
     let bad: HashMap<(i32, i32), i32> = HashMap::from([((1, 2), 3)]);
-    let err = app.group([Signature::of::<add>((1, 2)).untyped(), call("add", bad)]).run(WAIT).await.unwrap_err();
+    let err = app.group([Add::call(1, 2).untyped(), call("add", bad)]).run(WAIT).await.unwrap_err();
     assert!(matches!(err, GroupError::InvalidArgs { index: 1, .. }), "{err:?}");
     assert!(app.get_all().await.unwrap().is_empty(), "nothing was enqueued");
 }
@@ -210,7 +210,7 @@ async fn unencodable_group_args_fail_before_enqueueing() {
 async fn chain_timeout_names_the_unfinished_step() {
     let app = memory_app("chain_timeout_names_the_unfinished_step");
     let worker = app.worker().start().await.unwrap();
-    let chain = app.chain([Signature::of::<add>((1, 2)).untyped(), call("hang", json!([])), call("add", json!([1]))]);
+    let chain = app.chain([Add::call(1, 2).untyped(), call("hang", json!([])), call("add", json!([1]))]);
     let err = chain.run(Duration::from_secs(2)).await.unwrap_err();
     let ChainError::Timeout { index, ref task_name, uuid, ref records } = err else { panic!("got {err:?}") };
     assert_eq!((index, task_name.as_str()), (1, "hang"));
@@ -225,9 +225,9 @@ async fn group_timeout_names_the_unfinished_members() {
     let app = memory_app("group_timeout_names_the_unfinished_members");
     let worker = app.worker().start().await.unwrap();
     let group = app.group([
-        Signature::of::<add>((1, 2)).untyped(),
-        Signature::of::<hang>((0,)).untyped(),
-        Signature::of::<add>((3, 4)).untyped(),
+        Add::call(1, 2).untyped(),
+        Hang::call(0).untyped(),
+        Add::call(3, 4).untyped(),
     ]);
     let err = group.run(Duration::from_secs(2)).await.unwrap_err();
     assert_eq!(err.unfinished(), [1]);
@@ -243,7 +243,7 @@ async fn group_timeout_names_the_unfinished_members() {
 async fn typed_results_report_a_result_of_the_wrong_type() {
     let app = memory_app("typed_results_report_a_result_of_the_wrong_type");
     let worker = app.worker().start().await.unwrap();
-    let err = app.chain([Signature::of::<add>((1, 2)).untyped()]).results::<String>(WAIT).await.unwrap_err();
+    let err = app.chain([Add::call(1, 2).untyped()]).results::<String>(WAIT).await.unwrap_err();
     assert!(matches!(err, ChainError::Decode { index: 0, .. }), "{err:?}");
     assert_eq!(results(err.records()), [3]);
     assert!(app.chain(Vec::new()).run(WAIT).await.unwrap().is_empty(), "an empty chain has no records");

@@ -15,20 +15,20 @@ async fn add(a: i64, b: i64) -> i64 {
 fn announce(_ctx: &WorkerStart<'_>) {}
 
 /// The app type the builder infers, named once for `build`.
-type App = QueueTasks<(add,), (qtasks::plugin::Member<Announce>,), AnyBackend>;
+type App = QueueTasks<(Add,), (qtasks::plugin::Member<Announce>,), AnyBackend>;
 
 fn build(backend: AnyBackend) -> Result<App, qtasks::Error> {
-    QueueTasks::builder("cli-test").task::<add>().plugin(Announce).backend(backend).build()
+    QueueTasks::builder("cli-test").task::<Add>().plugin(Announce).backend(backend).build()
 }
 
 async fn run(args: &[&str]) -> Result<ExitCode, String> {
     let cli = Cli::try_parse_from(args).map_err(|e| e.to_string())?;
-    execute("cli-test", cli, build).await.map_err(|e| e.to_string())
+    execute(cli, build).await.map_err(|e| e.to_string())
 }
 
 #[tokio::test]
 async fn the_banner_lists_app_backend_concurrency_tasks_and_plugins_and_hides_passwords() {
-    let app = build(AnyBackend::connect("memory://", "cli-test").await.unwrap()).unwrap();
+    let app = build(AnyBackend::connect("memory://").await.unwrap()).unwrap();
     let text = banner(&app, "redis://:hunter2@db.internal:6379/0", 16);
     for expected in ["cli-test", "memory", "16", "add", "announce", "worker_start", "redis://***@db.internal:6379/0"] {
         assert!(text.contains(expected), "banner lacks {expected:?}:\n{text}");

@@ -170,12 +170,12 @@ fn an_unknown_qtasks_variable_is_a_warning_listing_the_known_ones_not_an_error()
 #[tokio::test]
 async fn e16_the_default_priority_from_the_environment_applies_to_tasks_that_declare_none() {
     let config = Config::from_vars([("QTASKS_TASK_DEFAULT_PRIORITY", "21")]).unwrap();
-    let app = QueueTasks::builder("e16").task::<plain>().task::<declared>().config(config).build().unwrap();
+    let app = QueueTasks::builder("e16").task::<Plain>().task::<Declared>().config(config).build().unwrap();
     assert_eq!(app.config().task_default_priority, 21);
 
     let client = app.client();
     assert_eq!(stored_priority(&client, app.add_task("plain", ()).await.unwrap()).await, 21);
-    let typed = app.enqueue(Signature::of::<plain>(())).await.unwrap().uuid();
+    let typed = app.enqueue(Plain::call()).await.unwrap().uuid();
     assert_eq!(app.get(typed).await.unwrap().unwrap().priority, 21);
     // A declared priority wins over the default; an explicit one over both.
     assert_eq!(stored_priority(&client, app.add_task("declared", ()).await.unwrap()).await, 3);
@@ -184,7 +184,7 @@ async fn e16_the_default_priority_from_the_environment_applies_to_tasks_that_dec
     assert_eq!(stored_priority(&client, app.add_task("elsewhere", ()).await.unwrap()).await, 21);
 
     // Without the config, the default is 0.
-    let app = QueueTasks::builder("e16-default").task::<plain>().build().unwrap();
+    let app = QueueTasks::builder("e16-default").task::<Plain>().build().unwrap();
     assert_eq!(stored_priority(&app.client(), app.add_task("plain", ()).await.unwrap()).await, 0);
 }
 
@@ -211,7 +211,7 @@ async fn counted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_worker_runs_as_many_tasks_at_once_as_the_config_says() {
     let config = Config::from_vars([("QTASKS_MAX_TASKS_PROCESS", "1")]).unwrap();
-    let app = QueueTasks::builder("one-at-a-time").task::<counted>().config(config).build().unwrap();
+    let app = QueueTasks::builder("one-at-a-time").task::<Counted>().config(config).build().unwrap();
     let mut ids = Vec::new();
     for _ in 0..6 {
         ids.push(app.add_task("counted", ()).await.unwrap().uuid());
@@ -245,7 +245,7 @@ async fn meet() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_worker_with_a_config_of_three_runs_three_tasks_at_once() {
     let app = QueueTasks::builder("three-at-once")
-        .task::<meet>()
+        .task::<Meet>()
         .config(Config::default().max_tasks_process(3))
         .build()
         .unwrap();
@@ -263,7 +263,7 @@ async fn a_worker_with_a_config_of_three_runs_three_tasks_at_once() {
 
 #[tokio::test]
 async fn connect_with_a_memory_url_gives_a_memory_backend() {
-    let memory = AnyBackend::connect_with("memory://", "cfg", &Config::default()).await.unwrap();
+    let memory = AnyBackend::connect_with("memory://", &Config::default()).await.unwrap();
     assert_eq!(memory.kind(), "memory");
 }
 
@@ -273,12 +273,12 @@ async fn connect_with_gives_the_redis_settings_to_the_backend() {
     let url = support::redis_url();
     let config = Config::from_vars([("QTASKS_LEASE", "9"), ("QTASKS_MAX_MESSAGE_SIZE", "300")]).unwrap();
     let app_name = format!("cfg-{}", qtasks::Uuid::new_v4().simple());
-    let backend = match AnyBackend::connect_with(&url, &app_name, &config).await {
+    let backend = match AnyBackend::connect_with(&url, &config).await {
         Ok(backend) => backend,
         Err(error) => return support::unreachable("config", &url, &error.to_string()),
     };
     assert_eq!(backend.lease_renewal(), Some(Duration::from_secs(3)), "a lease of 9 s is renewed every 3 s");
-    let app = QueueTasks::builder(app_name).task::<plain>().backend(backend).build().unwrap();
+    let app = QueueTasks::builder(app_name).task::<Plain>().backend(backend).build().unwrap();
     assert!(app.add_task("plain", ()).await.is_ok());
     let too_big = app.add_task("plain", qtasks::json!({ "padding": "x".repeat(400) })).await.unwrap_err();
     assert!(too_big.to_string().contains("limit of 300 bytes"), "{too_big}");

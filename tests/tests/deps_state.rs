@@ -173,7 +173,7 @@ async fn asks_missing(ctx: TaskContext) -> Result<(), TaskError> {
     Ok(())
 }
 
-type Tasks = (e15, e15_together, fails, panics, too_slow, sleepy, blocking_slow, blocking_ok, uses_pool);
+type Tasks = (E15, E15Together, Fails, Panics, TooSlow, Sleepy, BlockingSlow, BlockingOk, UsesPool);
 
 /// An app whose per-task values record into `log`, its per-worker ones into `pools`.
 fn app<B: Backend>(name: &str, backend: B, log: &Arc<Log>, pools: &Arc<Log>) -> QueueTasks<(Tasks,), (), B> {
@@ -204,7 +204,7 @@ async fn e15_each_task_opens_uses_and_closes_its_own_value<B: Backend>(backend: 
     let worker = app.worker().max_tasks_process(n).start().await?;
     let mut handles = Vec::new();
     for _ in 0..n {
-        handles.push(app.enqueue(Signature::of::<e15_together>(())).await?);
+        handles.push(app.enqueue(E15Together::call()).await?);
     }
     let mut ids = HashSet::new();
     for handle in handles {
@@ -293,7 +293,7 @@ async fn sync_tasks_get_values_too<B: Backend>(backend: B) -> TestResult {
     let log = Arc::new(Log::default());
     let app = app("deps-sync", backend, &log, &Arc::default());
     let worker = app.worker().start().await?;
-    assert_eq!(app.enqueue(Signature::of::<blocking_ok>((1,))).await?.result(WAIT).await?, 124);
+    assert_eq!(app.enqueue(BlockingOk::call(1)).await?.result(WAIT).await?, 124);
     assert_eq!(app.add_task("blocking_ok", json!({"plus": 2})).await?.record(WAIT).await?.result, Some(json!(125)));
     assert_eq!((log.count("open"), log.count("close")), (2, 2));
     worker.shutdown().await;
@@ -314,7 +314,7 @@ async fn per_worker_values_live_as_long_as_the_worker<B: Backend>(backend: B) ->
     assert_eq!(pools.events(), [(0, "open")]);
     let mut handles = Vec::new();
     for _ in 0..8 {
-        handles.push(app.enqueue(Signature::of::<uses_pool>(())).await?);
+        handles.push(app.enqueue(UsesPool::call()).await?);
     }
     let mut conns = HashSet::new();
     for handle in handles {
@@ -330,7 +330,7 @@ async fn per_worker_values_live_as_long_as_the_worker<B: Backend>(backend: B) ->
     assert_eq!(pools.of(1), ["open"], "another worker has its own");
     worker.shutdown().await;
     assert_eq!(pools.events(), [(0, "open"), (1, "open"), (0, "close")]);
-    let (pool, _) = app.enqueue(Signature::of::<uses_pool>(())).await?.result(WAIT).await?;
+    let (pool, _) = app.enqueue(UsesPool::call()).await?.result(WAIT).await?;
     assert_eq!(pool, 1);
     second.shutdown().await;
     assert_eq!(pools.of(1), ["open", "close"]);
@@ -345,7 +345,7 @@ async fn per_worker_values_live_as_long_as_the_worker<B: Backend>(backend: B) ->
 /// starting, with a message that names the task, the type and the fix.
 #[tokio::test]
 async fn a_worker_does_not_start_without_a_declared_dependency() -> TestResult {
-    let app = QueueTasks::builder("deps-missing").task::<needs_missing>().build()?;
+    let app = QueueTasks::builder("deps-missing").task::<NeedsMissing>().build()?;
     let error = match app.worker().start().await {
         Err(e) => e.to_string(),
         Ok(_) => panic!("the worker started without `Missing`"),
@@ -356,7 +356,7 @@ async fn a_worker_does_not_start_without_a_declared_dependency() -> TestResult {
          Builder::provide(Provider::per_task(…)) or Builder::provide(Provider::per_worker(…))"
     );
 
-    let app = QueueTasks::builder("deps-missing-state").task::<step2>().build()?;
+    let app = QueueTasks::builder("deps-missing-state").task::<Step2>().build()?;
     let error = app.worker().start().await.err().ok_or("started without the state")?;
     assert!(matches!(error, qtasks::Error::Dependency(DependencyError::StateNotProvided { .. })));
     assert_eq!(
@@ -370,7 +370,7 @@ async fn a_worker_does_not_start_without_a_declared_dependency() -> TestResult {
 /// `error` with the same message.
 #[tokio::test]
 async fn asking_for_a_missing_dependency_fails_the_task() -> TestResult {
-    let app = QueueTasks::builder("deps-ask").task::<asks_missing>().build()?;
+    let app = QueueTasks::builder("deps-ask").task::<AsksMissing>().build()?;
     let worker = app.worker().start().await?;
     let done = app.add_task("asks_missing", json!([])).await?.record(WAIT).await?;
     assert_eq!(done.status, TaskStatus::Error);
@@ -392,7 +392,7 @@ async fn asking_for_a_missing_dependency_fails_the_task() -> TestResult {
 async fn failing_opens_name_the_dependency() -> TestResult {
     let log = Arc::new(Log::default());
     let app = QueueTasks::builder("deps-open-task")
-        .task::<e15>()
+        .task::<E15>()
         .provide(Provider::per_task(|| async { Err::<Conn, _>("connection refused".into()) }))
         .build()?;
     let worker = app.worker().start().await?;
@@ -402,7 +402,7 @@ async fn failing_opens_name_the_dependency() -> TestResult {
     worker.shutdown().await;
 
     let app = QueueTasks::builder("deps-open-worker")
-        .task::<uses_pool>()
+        .task::<UsesPool>()
         .provide(pool_provider(&log))
         .provide(Provider::per_worker(|| Err::<Conn, _>(std::io::Error::other("no database").into())))
         .build()?;
@@ -417,26 +417,26 @@ async fn failing_opens_name_the_dependency() -> TestResult {
 #[tokio::test]
 async fn a_failing_close_does_not_change_the_result() -> TestResult {
     let app = QueueTasks::builder("deps-close-fails")
-        .task::<blocking_ok>()
+        .task::<BlockingOk>()
         .provide(
             Provider::per_task(|| Ok(Conn { id: 0, value: 1, log: Arc::default() }))
                 .on_close(|_: Conn| Err::<(), _>("could not flush")),
         )
         .build()?;
     let worker = app.worker().start().await?;
-    assert_eq!(app.enqueue(Signature::of::<blocking_ok>((1,))).await?.result(WAIT).await?, 2);
+    assert_eq!(app.enqueue(BlockingOk::call(1)).await?.result(WAIT).await?, 2);
     worker.shutdown().await;
 
     let app = QueueTasks::builder("deps-close-panics")
-        .task::<blocking_ok>()
+        .task::<BlockingOk>()
         .provide(
             Provider::per_task(|| Ok(Conn { id: 0, value: 1, log: Arc::default() }))
                 .on_close(|conn: Conn| async move { assert_eq!(conn.value, 0, "close panicked") }),
         )
         .build()?;
     let worker = app.worker().start().await?;
-    assert_eq!(app.enqueue(Signature::of::<blocking_ok>((1,))).await?.result(WAIT).await?, 2);
-    assert_eq!(app.enqueue(Signature::of::<blocking_ok>((2,))).await?.result(WAIT).await?, 3);
+    assert_eq!(app.enqueue(BlockingOk::call(1)).await?.result(WAIT).await?, 2);
+    assert_eq!(app.enqueue(BlockingOk::call(2)).await?.result(WAIT).await?, 3);
     worker.shutdown().await;
     Ok(())
 }
@@ -467,13 +467,13 @@ async fn handlers_see_the_runs_value() -> TestResult {
     let log = Arc::new(Log::default());
     let plugin = SeesConn::default();
     let app = QueueTasks::builder("deps-handler")
-        .task::<e15>()
+        .task::<E15>()
         .provide(conn_provider(&log))
         .plugin(plugin.clone())
         .build()?;
     let worker = app.worker().start().await?;
-    let (a, _) = app.enqueue(Signature::of::<e15>(())).await?.result(WAIT).await?;
-    let (b, _) = app.enqueue(Signature::of::<e15>(())).await?.result(WAIT).await?;
+    let (a, _) = app.enqueue(E15::call()).await?.result(WAIT).await?;
+    let (b, _) = app.enqueue(E15::call()).await?.result(WAIT).await?;
     assert_eq!(*plugin.seen.lock().unwrap(), [a, b]);
     assert_eq!((log.count("open"), log.count("close")), (2, 2));
     worker.shutdown().await;
@@ -521,10 +521,10 @@ fn step2(ctx: &TaskContext, state: State<Dialog>) -> (Dialog, String) {
 /// clears it; the app sees the state cleared.
 async fn e18_state_flows_between_tasks<B: Backend>(backend: B) -> TestResult {
     let app =
-        QueueTasks::builder("state-e18").tasks::<(step1, step2)>().state(Dialog::default()).backend(backend).build()?;
+        QueueTasks::builder("state-e18").tasks::<(Step1, Step2)>().state(Dialog::default()).backend(backend).build()?;
     let worker = app.worker().start().await?;
-    app.enqueue(Signature::of::<step1>(("Send your phone number".to_owned(),))).await?.result(WAIT).await?;
-    let (seen, name) = app.enqueue(Signature::of::<step2>(())).await?.result(WAIT).await?;
+    app.enqueue(Step1::call("Send your phone number".to_owned())).await?.result(WAIT).await?;
+    let (seen, name) = app.enqueue(Step2::call()).await?.result(WAIT).await?;
     assert_eq!(name, "step2");
     assert_eq!(
         serde_json::to_value(&seen)?,
@@ -548,11 +548,11 @@ async fn bump(counter: State<HashMap<String, u64>>, key: String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn state_updates_are_not_lost() -> TestResult {
-    let app = QueueTasks::builder("state-bump").task::<bump>().state(HashMap::<String, u64>::new()).build()?;
+    let app = QueueTasks::builder("state-bump").task::<Bump>().state(HashMap::<String, u64>::new()).build()?;
     let worker = app.worker().max_tasks_process(50).start().await?;
     let mut handles = Vec::new();
     for _ in 0..200 {
-        handles.push(app.enqueue(Signature::of::<bump>(("k".to_owned(),))).await?);
+        handles.push(app.enqueue(Bump::call("k".to_owned())).await?);
     }
     for handle in handles {
         handle.result(WAIT).await?;
@@ -571,17 +571,17 @@ async fn state_updates_are_not_lost() -> TestResult {
 #[test]
 fn task_info_lists_dependencies_apart_from_arguments() {
     use qtasks::Task;
-    assert_eq!(step1::INFO.params, ["prompt"]);
-    let deps: Vec<_> = step1::INFO.deps.iter().map(|d| (d.name(), d.kind())).collect();
+    assert_eq!(Step1::INFO.params, ["prompt"]);
+    let deps: Vec<_> = Step1::INFO.deps.iter().map(|d| (d.name(), d.kind())).collect();
     assert_eq!(deps, [("Dialog", DependencyKind::State)]);
-    let deps: Vec<_> = uses_pool::INFO.deps.iter().map(|d| (d.name(), d.kind(), d.type_name())).collect();
+    let deps: Vec<_> = UsesPool::INFO.deps.iter().map(|d| (d.name(), d.kind(), d.type_name())).collect();
     assert_eq!(
         deps,
         [("Pool", DependencyKind::Dep, "deps_state::Pool"), ("Conn", DependencyKind::Dep, "deps_state::Conn")]
     );
-    assert!(uses_pool::INFO.params.is_empty());
+    assert!(UsesPool::INFO.params.is_empty());
     assert_eq!(
-        serde_json::to_value(uses_pool::INFO.deps).unwrap(),
+        serde_json::to_value(UsesPool::INFO.deps).unwrap(),
         json!([{"name": "Pool", "kind": "dep"}, {"name": "Conn", "kind": "dep"}])
     );
 }

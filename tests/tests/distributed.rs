@@ -226,7 +226,7 @@ async fn two_workers_and_a_sigkill_lose_nothing() {
     let started = Instant::now();
     let deadline = started + Duration::from_secs(120);
     let name = format!("qtasks-dist-{}", Uuid::new_v4());
-    let backend = RedisBackend::connect(&url, &name).await.unwrap();
+    let backend = RedisBackend::connect(&url).await.map(|b| b.for_app(&name)).unwrap();
     let app = QueueTasks::builder(name.as_str()).backend(backend).build().unwrap();
     let conn = raw(&url).await;
 
@@ -434,7 +434,7 @@ async fn connections_dropped_while_tasks_flow() {
     let user = support::TestUser::create().await;
     let url_user = user.url().to_owned();
     let name = format!("qtasks-dist-kill-{}", Uuid::new_v4());
-    let backend = RedisBackend::connect(&url_user, &name).await.unwrap();
+    let backend = RedisBackend::connect(&url_user).await.map(|b| b.for_app(&name)).unwrap();
     let app = QueueTasks::builder(name.as_str()).backend(backend).build().unwrap();
     // Logged in as the default user: never a target.
     let conn = raw(&url).await;

@@ -29,7 +29,7 @@ async fn slow(ms: u64) -> u64 {
 
 #[tokio::test]
 async fn t1_add_task_stores_the_new_record_at_once() {
-    let app = QueueTasks::builder("t1").task::<test>().build().unwrap();
+    let app = QueueTasks::builder("t1").task::<Test>().build().unwrap();
     let handle = app.add_task("test", [5]).await.unwrap();
     let task = app.get(handle.uuid()).await.unwrap().expect("stored");
     assert_eq!(task.status, TaskStatus::New);
@@ -39,7 +39,7 @@ async fn t1_add_task_stores_the_new_record_at_once() {
 
 #[tokio::test]
 async fn t2_t4_waiting_returns_success_and_non_ascii_survives() {
-    let app = QueueTasks::builder("t2").task::<test>().build().unwrap();
+    let app = QueueTasks::builder("t2").task::<Test>().build().unwrap();
     let worker = app.worker().start().await.unwrap();
     let task = app.add_task("test", [5]).await.unwrap().record(WAIT).await.expect("finished");
     assert_eq!(task.status, TaskStatus::Success);
@@ -49,7 +49,7 @@ async fn t2_t4_waiting_returns_success_and_non_ascii_survives() {
 
 #[tokio::test]
 async fn t3_a_failing_task_ends_error_with_its_message() {
-    let app = QueueTasks::builder("t3").task::<error_task>().build().unwrap();
+    let app = QueueTasks::builder("t3").task::<ErrorTask>().build().unwrap();
     let worker = app.worker().start().await.unwrap();
     let task = app.add_task("error_task", ()).await.unwrap().record(WAIT).await.expect("finished");
     assert_eq!(task.status, TaskStatus::Error);
@@ -59,7 +59,7 @@ async fn t3_a_failing_task_ends_error_with_its_message() {
 
 #[tokio::test]
 async fn t5_get_of_an_unknown_uuid_is_none() {
-    let app = QueueTasks::builder("t5").task::<test>().build().unwrap();
+    let app = QueueTasks::builder("t5").task::<Test>().build().unwrap();
     assert!(app.get(qtasks::Uuid::new_v4()).await.unwrap().is_none());
 }
 
@@ -67,7 +67,7 @@ async fn t5_get_of_an_unknown_uuid_is_none() {
 // however slowly the machine runs.
 #[tokio::test(start_paused = true)]
 async fn t6_a_wait_that_times_out_gives_timeout_and_the_task_still_finishes() {
-    let app = QueueTasks::builder("t6").task::<slow>().build().unwrap();
+    let app = QueueTasks::builder("t6").task::<Slow>().build().unwrap();
     let worker = app.worker().start().await.unwrap();
     let timed_out = app.add_task("slow", [300]).await.unwrap().record(Duration::from_millis(50)).await;
     assert!(matches!(timed_out, Err(WaitError::Timeout)));
@@ -86,7 +86,7 @@ async fn record(n: i64) {
 
 #[tokio::test]
 async fn lower_priority_runs_first_then_fifo() {
-    let app = QueueTasks::builder("prio").task::<record>().build().unwrap();
+    let app = QueueTasks::builder("prio").task::<Record>().build().unwrap();
     let mut ids = Vec::new();
     for (n, priority) in [(50, 5), (10, 1), (30, 3), (11, 1), (0, 0)] {
         ids.push(app.add_task("record", [n]).priority(priority).await.unwrap().uuid());
@@ -112,7 +112,7 @@ async fn occupy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_tasks_process_bounds_concurrency() {
-    let app = QueueTasks::builder("bound").task::<occupy>().build().unwrap();
+    let app = QueueTasks::builder("bound").task::<Occupy>().build().unwrap();
     let worker = app.worker().max_tasks_process(3).start().await.unwrap();
     let mut ids = Vec::new();
     for _ in 0..12 {
@@ -130,7 +130,7 @@ async fn max_tasks_process_bounds_concurrency() {
 async fn shutdown_waits_for_running_tasks() {
     let running = Arc::new(tokio::sync::Notify::new());
     let app = QueueTasks::builder("graceful")
-        .task::<slow>()
+        .task::<Slow>()
         .on(EventKind::TaskRunning, {
             let running = Arc::clone(&running);
             move |_| running.notify_one()
@@ -158,7 +158,7 @@ async fn panics() -> i64 {
 
 #[tokio::test]
 async fn bad_input_ends_error_with_a_clear_message_and_the_worker_keeps_going() {
-    let app = QueueTasks::builder("bad").task::<add>().task::<panics>().build().unwrap();
+    let app = QueueTasks::builder("bad").task::<Add>().task::<Panics>().build().unwrap();
     let worker = app.worker().start().await.unwrap();
 
     let unknown = app.add_task("nope", ()).await.unwrap().record(WAIT).await.unwrap();
@@ -198,7 +198,7 @@ fn gated_sync() -> u32 {
 
 #[tokio::test(flavor = "current_thread")]
 async fn sync_tasks_run_on_the_blocking_pool_not_on_the_async_thread() {
-    let app = QueueTasks::builder("sync").task::<gated_sync>().build().unwrap();
+    let app = QueueTasks::builder("sync").task::<GatedSync>().build().unwrap();
     let worker = app.worker().start().await.unwrap();
     let task = app.add_task("gated_sync", ()).await.unwrap();
     // The task holds its thread until this test, on the runtime's only
@@ -213,11 +213,11 @@ async fn sync_tasks_run_on_the_blocking_pool_not_on_the_async_thread() {
 
 #[tokio::test]
 async fn typed_handles_return_typed_results_and_errors() {
-    let app = QueueTasks::builder("typed").task::<add>().task::<error_task>().build().unwrap();
+    let app = QueueTasks::builder("typed").task::<Add>().task::<ErrorTask>().build().unwrap();
     let worker = app.worker().start().await.unwrap();
-    let sum: i64 = app.enqueue(Signature::of::<add>((20, 22))).await.unwrap().result(WAIT).await.unwrap();
+    let sum: i64 = app.enqueue(Add::call(20, 22)).await.unwrap().result(WAIT).await.unwrap();
     assert_eq!(sum, 42);
-    let failed = app.enqueue(Signature::of::<error_task>(())).await.unwrap().result(WAIT).await;
+    let failed = app.enqueue(ErrorTask::call()).await.unwrap().result(WAIT).await;
     assert!(matches!(failed, Err(WaitError::Failed(m)) if m == "division by zero"));
     // The function is still callable directly.
     assert_eq!(add(1, 2).await, 3);
@@ -231,12 +231,12 @@ async fn introspect(ctx: TaskContext) -> (String, String, u32) {
 
 #[tokio::test]
 async fn the_context_parameter_receives_id_name_and_attempt() {
-    let app = QueueTasks::builder("ctx").task::<introspect>().build().unwrap();
+    let app = QueueTasks::builder("ctx").task::<Introspect>().build().unwrap();
     let info = app.tasks()[0];
     assert_eq!((info.priority, info.tags, info.description), (Some(4), &["a", "b"][..], Some("reads its context")));
     assert_eq!(info.max_time, Some(Duration::from_secs(5)));
     let worker = app.worker().start().await.unwrap();
-    let handle = app.enqueue(Signature::of::<introspect>(())).await.unwrap();
+    let handle = app.enqueue(Introspect::call()).await.unwrap();
     let (uuid, name, attempt) = handle.result(WAIT).await.unwrap();
     assert_eq!((uuid, name.as_str(), attempt), (handle.uuid().to_string(), "introspect", 1));
     // The task's priority is the default for enqueues.
@@ -256,7 +256,7 @@ async fn too_slow() {
 
 #[tokio::test]
 async fn cancel_from_inside_and_time_limits_end_with_their_statuses() {
-    let app = QueueTasks::builder("ends").task::<gives_up>().task::<too_slow>().build().unwrap();
+    let app = QueueTasks::builder("ends").task::<GivesUp>().task::<TooSlow>().build().unwrap();
     let worker = app.worker().start().await.unwrap();
     let cancelled = app.add_task("gives_up", ()).await.unwrap().record(WAIT).await.unwrap();
     assert_eq!(cancelled.status, TaskStatus::Cancel);
@@ -269,7 +269,7 @@ async fn cancel_from_inside_and_time_limits_end_with_their_statuses() {
 
 #[tokio::test]
 async fn extra_fields_survive_the_worker() {
-    let app = QueueTasks::builder("extra").task::<add>().build().unwrap();
+    let app = QueueTasks::builder("extra").task::<Add>().build().unwrap();
     let worker = app.worker().start().await.unwrap();
     let task = app.add_task("add", (1, 2)).extra("tenant", "acme").await.unwrap().record(WAIT).await.unwrap();
     assert_eq!(task.status, TaskStatus::Success);

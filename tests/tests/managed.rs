@@ -41,7 +41,7 @@ fn counter() -> (Counter, Arc<AtomicUsize>) {
 async fn a_managed_plugin_is_switched_off_and_on_by_name_at_run_time() {
     let (plugin, calls) = counter();
     let (plain, _) = counter();
-    let app = QueueTasks::builder("switch").task::<echo>().plugin(Managed::new(plugin)).plugin(plain).build().unwrap();
+    let app = QueueTasks::builder("switch").task::<Echo>().plugin(Managed::new(plugin)).plugin(plain).build().unwrap();
     let worker = app.worker().start().await.unwrap();
     app.add_task("echo", [1]).await.unwrap().record(WAIT).await.unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 1);
@@ -83,7 +83,7 @@ async fn an_async_handler_past_its_budget_is_dropped_and_repeated_timeouts_switc
         .budget(Duration::from_millis(50))
         .switch_off_after_timeouts(2)
         .metrics();
-    let app = QueueTasks::builder("budget").task::<echo>().plugin(slow).build().unwrap();
+    let app = QueueTasks::builder("budget").task::<Echo>().plugin(slow).build().unwrap();
     let worker = app.worker().start().await.unwrap();
     for n in 0..3 {
         let task = app.add_task("echo", [n]).await.unwrap().record(WAIT).await.unwrap();
@@ -103,8 +103,8 @@ async fn an_async_handler_past_its_budget_is_dropped_and_repeated_timeouts_switc
 async fn a_task_filter_skips_other_tasks_without_an_error() {
     let (plugin, calls) = counter();
     let app = QueueTasks::builder("filter")
-        .task::<echo>()
-        .task::<other>()
+        .task::<Echo>()
+        .task::<Other>()
         .plugin(Managed::new(plugin).only_tasks(["echo"]).metrics())
         .build()
         .unwrap();
@@ -134,13 +134,13 @@ fn add_one(ctx: &TaskExecutorArgsReplace<'_>) -> Option<Value> {
 #[tokio::test]
 async fn the_error_policy_decides_whether_the_next_plugins_run() {
     let go_on = QueueTasks::builder("continue")
-        .task::<echo>()
+        .task::<Echo>()
         .plugin(Managed::new(AlwaysFails).on_error(OnError::Continue))
         .plugin(AddOne)
         .build()
         .unwrap();
     let stop = QueueTasks::builder("stop")
-        .task::<echo>()
+        .task::<Echo>()
         .plugin(Managed::new(AlwaysFails).on_error_for::<TaskExecutorArgsReplace>(OnError::Stop))
         .plugin(AddOne)
         .build()
@@ -177,7 +177,7 @@ fn blocking_audit(_ctx: &TaskExecutorAfterExecute<'_>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_calls_and_latency_per_trigger() {
     let app = QueueTasks::builder("metrics")
-        .task::<echo>()
+        .task::<Echo>()
         .plugin(Managed::new(BlockingAudit).metrics())
         .plugin(Managed::new(AlwaysFails).metrics())
         .build()
@@ -215,7 +215,7 @@ async fn tag_with_own_id(ctx: &TaskExecutorRunTask<'_>) -> Option<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_tasks_never_see_each_others_context_through_a_plugin() {
-    let app = QueueTasks::builder("isolation").task::<whoami>().plugin(TagWithOwnId).build().unwrap();
+    let app = QueueTasks::builder("isolation").task::<Whoami>().plugin(TagWithOwnId).build().unwrap();
     let worker = app.worker().max_tasks_process(100).start().await.unwrap();
     let mut ids = Vec::new();
     for _ in 0..100 {
@@ -254,7 +254,7 @@ async fn an_opt_in_policy_skips_a_plugin_whose_start_fails_and_says_why() {
     let calls = Arc::new(AtomicUsize::new(0));
     let (healthy, healthy_calls) = counter();
     let app = QueueTasks::builder("skip-broken")
-        .task::<echo>()
+        .task::<Echo>()
         .plugin(Managed::new(NeedsDatabase { calls: calls.clone() }).skip_if_start_fails())
         .plugin(healthy)
         .build()
@@ -299,7 +299,7 @@ fn handlers_run_inside_the_tasks_tracing_span() {
     tracing::subscriber::set_global_default(subscriber).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let uuid = runtime.block_on(async {
-        let app = QueueTasks::builder("span").task::<echo>().plugin(InSpan).build().unwrap();
+        let app = QueueTasks::builder("span").task::<Echo>().plugin(InSpan).build().unwrap();
         let worker = app.worker().start().await.unwrap();
         let task = app.add_task("echo", [1]).await.unwrap().record(WAIT).await.unwrap();
         worker.shutdown().await;

@@ -58,7 +58,7 @@ impl Wildcard for Recorder {
 #[tokio::test]
 async fn the_wildcard_sees_every_trigger_of_one_task_run_in_order() {
     let recorder = Recorder::default();
-    let app = QueueTasks::builder("wild").task::<echo>().plugin(Globals(recorder.clone())).build().unwrap();
+    let app = QueueTasks::builder("wild").task::<Echo>().plugin(Globals(recorder.clone())).build().unwrap();
     let worker = app.worker().start().await.unwrap();
     let task = app.add_task("echo", [1]).await.unwrap();
     let done = app.wait(task.uuid(), WAIT).await.unwrap();
@@ -147,7 +147,7 @@ async fn a_wildcard_only_observes_and_a_closure_is_a_wildcard() {
     let seen = log();
     let in_closure = seen.clone();
     let app = QueueTasks::builder("observe")
-        .task::<echo>()
+        .task::<Echo>()
         .plugin(TimesTen)
         .plugin(Globals(move |e: &TriggerEvent<'_>| {
             if e.trigger.name == "task_executor_run_task" {
@@ -469,7 +469,7 @@ async fn an_app_runs_plugins_chosen_at_run_time_after_its_static_ones() {
         })
         .collect();
     let app = QueueTasks::builder("dyn-app")
-        .task::<echo>()
+        .task::<Echo>()
         .plugin(Adder { tag: "static", add: Some(1), log: log.clone() })
         .dyn_plugins(dynamic)
         .build()

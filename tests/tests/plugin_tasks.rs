@@ -10,7 +10,7 @@ async fn own_task() -> u8 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adding_a_plugin_registers_its_tasks_and_listings_show_where_they_came_from() {
-    let app = QueueTasks::builder("girder").task::<own_task>().plugin(gwexample::GwExample).build().unwrap();
+    let app = QueueTasks::builder("girder").task::<OwnTask>().plugin(gwexample::GwExample).build().unwrap();
     let listed: Vec<_> = app.tasks().iter().map(|t| t.name).collect();
     assert_eq!(listed, ["own_task", "fibonacci"]);
     let plugins = app.plugins();

@@ -44,7 +44,7 @@ impl Adder {
 async fn replace_handlers_run_in_order_see_the_previous_value_and_the_last_some_wins() {
     let log = log();
     let app = QueueTasks::builder("replace")
-        .task::<echo>()
+        .task::<Echo>()
         .plugin(Adder { tag: "first", add: Some(1), log: log.clone() })
         .plugin(Adder { tag: "second", add: None, log: log.clone() })
         .plugin(Adder { tag: "third", add: Some(10), log: log.clone() })
@@ -74,7 +74,7 @@ async fn broken_observer(_ctx: &WorkerExecuteAfter<'_>) -> Result<(), std::io::E
 #[tokio::test]
 async fn a_failing_handler_counts_as_no_value_and_never_changes_the_outcome() {
     let app =
-        QueueTasks::builder("failing").task::<echo>().plugin(BrokenResult).plugin(BrokenObserver).build().unwrap();
+        QueueTasks::builder("failing").task::<Echo>().plugin(BrokenResult).plugin(BrokenObserver).build().unwrap();
     let worker = app.worker().start().await.unwrap();
     let task = app.add_task("echo", ["kept"]).await.unwrap().record(WAIT).await.unwrap();
     assert_eq!(task.status, TaskStatus::Success);
@@ -109,7 +109,7 @@ impl Life {
 async fn plugins_start_in_order_before_work_and_stop_in_reverse_once() {
     let log = log();
     let app = QueueTasks::builder("life")
-        .task::<echo>()
+        .task::<Echo>()
         .plugin(Life { name: "a", fail: false, log: log.clone() })
         .plugin(Life { name: "b", fail: false, log: log.clone() })
         .build()
@@ -169,7 +169,7 @@ fn rescue_broken(_ctx: &TaskExecutorRunTaskTriggerError<'_>) -> Result<Option<Va
 #[tokio::test]
 async fn a_plugin_error_is_rescued_by_a_handler_value_and_ends_success() {
     let app =
-        QueueTasks::builder("rescue").task::<raises>().task::<raises_directly>().plugin(Rescue123).build().unwrap();
+        QueueTasks::builder("rescue").task::<Raises>().task::<RaisesDirectly>().plugin(Rescue123).build().unwrap();
     let worker = app.worker().start().await.unwrap();
     for name in ["raises", "raises_directly"] {
         let task = app.add_task(name, ()).await.unwrap().record(WAIT).await.unwrap();
@@ -180,7 +180,7 @@ async fn a_plugin_error_is_rescued_by_a_handler_value_and_ends_success() {
 
 #[tokio::test]
 async fn without_a_rescue_the_task_ends_error_with_the_reason() {
-    let app = QueueTasks::builder("no-rescue").task::<raises>().plugin(RescueBroken).build().unwrap();
+    let app = QueueTasks::builder("no-rescue").task::<Raises>().plugin(RescueBroken).build().unwrap();
     let worker = app.worker().start().await.unwrap();
     let task = app.add_task("raises", ()).await.unwrap().record(WAIT).await.unwrap();
     assert_eq!(task.status, TaskStatus::Error);
@@ -191,7 +191,7 @@ async fn without_a_rescue_the_task_ends_error_with_the_reason() {
 #[tokio::test]
 async fn the_last_rescue_wins_and_sees_the_earlier_one() {
     let app = QueueTasks::builder("two-rescues")
-        .task::<raises>()
+        .task::<Raises>()
         .plugin(Rescue123)
         .plugin(RescueBroken)
         .plugin(RescueLater)
@@ -220,7 +220,7 @@ fn slow_audit(ctx: &TaskExecutorBeforeExecute<'_>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocking_handler_does_not_stall_the_runtime() {
-    let app = QueueTasks::builder("blocking").task::<echo>().plugin(SlowAudit).build().unwrap();
+    let app = QueueTasks::builder("blocking").task::<Echo>().plugin(SlowAudit).build().unwrap();
     let worker = app.worker().max_tasks_process(4).start().await.unwrap();
     let ids: Vec<_> = futures::future::join_all((0..2).map(|i| app.add_task("echo", [i]).into_future()))
         .await
@@ -391,7 +391,7 @@ impl Tracer {
 #[tokio::test]
 async fn triggers_fire_in_qtasks_order() {
     let log = log();
-    let app = QueueTasks::builder("order").task::<echo>().plugin(Tracer { log: log.clone() }).build().unwrap();
+    let app = QueueTasks::builder("order").task::<Echo>().plugin(Tracer { log: log.clone() }).build().unwrap();
     let worker = app.worker().start().await.unwrap();
     let task = app.add_task("echo", [1]).await.unwrap();
     let done = app.wait(task.uuid(), WAIT).await.unwrap();
@@ -467,7 +467,7 @@ async fn panics_async(_ctx: &TaskExecutorRunTask<'_>) -> Option<Value> {
 async fn panicking_handlers_are_isolated_counted_and_the_chain_goes_on() {
     let log = log();
     let app = QueueTasks::builder("panics")
-        .task::<echo>()
+        .task::<Echo>()
         .plugin(PanicsSync)
         .plugin(PanicsAsync)
         .plugin(Adder { tag: "after", add: Some(1), log: log.clone() })

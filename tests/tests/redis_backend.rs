@@ -105,14 +105,14 @@ async fn fetch_orders_by_priority_then_fifo() {
 #[cfg_attr(redis_unreachable, ignore = "Redis is not reachable; see the build warning")]
 async fn enqueue_worker_result_end_to_end() {
     let Some(backend) = connect().await else { return };
-    let app = QueueTasks::builder("redis-e2e").task::<add>().task::<fail>().backend(backend.clone()).build().unwrap();
+    let app = QueueTasks::builder("redis-e2e").task::<Add>().task::<Fail>().backend(backend.clone()).build().unwrap();
     let worker = app.worker().max_tasks_process(4).start().await.unwrap();
 
     let task = app.add_task("add", (2, 3)).await.unwrap().record(WAIT).await.expect("finished");
     assert_eq!(task.status, TaskStatus::Success);
     assert_eq!(task.result, Some(json!(5)));
 
-    let sum = app.enqueue(Signature::of::<add>((20, 22))).await.unwrap().result(WAIT).await.unwrap();
+    let sum = app.enqueue(Add::call(20, 22)).await.unwrap().result(WAIT).await.unwrap();
     assert_eq!(sum, 42);
 
     let failed = app.add_task("fail", ()).await.unwrap().record(WAIT).await.expect("finished");
@@ -435,7 +435,7 @@ async fn an_oversize_message_is_refused() {
 
     backend.enqueue(&record("small", 0)).await.unwrap();
     // Through the app too.
-    let app = QueueTasks::builder("redis-big").task::<add>().backend(backend.clone()).build().unwrap();
+    let app = QueueTasks::builder("redis-big").task::<Add>().backend(backend.clone()).build().unwrap();
     assert!(app.add_task("add", ("y".repeat(2000), 1)).await.is_err());
     backend.flush().await.unwrap();
 }
@@ -505,9 +505,9 @@ async fn the_worker_and_waiters_survive_killed_connections() {
     // those are the connections killed below, and no others.
     let user = support::TestUser::create().await;
     let backend = RedisBackend::connect(user.url(), &format!("qtasks-test-{}", Uuid::new_v4())).await.unwrap();
-    let app = QueueTasks::builder("redis-chaos").task::<add>().backend(backend.clone()).build().unwrap();
+    let app = QueueTasks::builder("redis-chaos").task::<Add>().backend(backend.clone()).build().unwrap();
     let worker = app.worker().start().await.unwrap();
-    assert_eq!(app.enqueue(Signature::of::<add>((1, 1))).await.unwrap().result(WAIT).await.unwrap(), 2);
+    assert_eq!(app.enqueue(Add::call(1, 1)).await.unwrap().result(WAIT).await.unwrap(), 2);
 
     for kind in ["pubsub", "normal"] {
         // The waiter's subscription is live (the result above came through
@@ -517,7 +517,7 @@ async fn the_worker_and_waiters_survive_killed_connections() {
         // The shared connection reconnects; a command caught by the loss fails.
         let started = Instant::now();
         let handle = loop {
-            match app.enqueue(Signature::of::<add>((2, 3))).await {
+            match app.enqueue(Add::call(2, 3)).await {
                 Ok(handle) => break handle,
                 Err(e) if started.elapsed() < WAIT => {
                     eprintln!("enqueue after killing the {kind} connections: {e}");
@@ -547,8 +547,8 @@ async fn passwords_in_the_url_work_and_never_leak_into_errors() {
     let base = url();
     let authed = base.replacen("redis://", &format!("redis://{user}:{password}@"), 1);
     let app_name = format!("qtasks-test-{}", Uuid::new_v4());
-    let backend = RedisBackend::connect(&authed, &app_name).await.expect("connects with a password");
-    let app = QueueTasks::builder(app_name).task::<add>().backend(backend).build().unwrap();
+    let backend = RedisBackend::connect(&authed).await.map(|b| b.for_app(&app_name)).expect("connects with a password");
+    let app = QueueTasks::builder(app_name).task::<Add>().backend(backend).build().unwrap();
     let worker = app.worker().start().await.unwrap();
     let done = app.add_task("add", (40, 2)).await.unwrap().record(WAIT).await.unwrap();
     assert_eq!(done.result, Some(json!(42)));
@@ -556,7 +556,7 @@ async fn passwords_in_the_url_work_and_never_leak_into_errors() {
     app.flush_all().await.unwrap();
 
     let wrong = base.replacen("redis://", &format!("redis://{user}:not-{password}@"), 1);
-    let error = match RedisBackend::connect(&wrong, "qtasks-test-wrong").await {
+    let error = match RedisBackend::connect(&wrong).await.map(|b| b.for_app("qtasks-test-wrong")) {
         Ok(_) => panic!("a wrong password must not connect"),
         Err(e) => e.to_string(),
     };
@@ -569,7 +569,7 @@ async fn passwords_in_the_url_work_and_never_leak_into_errors() {
 async fn workers_register_with_a_heartbeat_and_leave_at_shutdown() {
     let Some(backend) = connect().await else { return };
     let app = QueueTasks::builder(backend.key_prefix().trim_start_matches("qtasks:").trim_end_matches(':').to_owned())
-        .task::<add>()
+        .task::<Add>()
         .backend(backend)
         .build()
         .unwrap();
@@ -614,7 +614,7 @@ async fn a_running_task_keeps_its_lease_and_is_not_handed_out_twice() {
     let thief = backend.clone();
     let mut conn = raw().await;
     let inflight = format!("{}inflight", backend.key_prefix());
-    let app = QueueTasks::builder("lease-renewal").task::<outlives_its_lease>().backend(backend).build().unwrap();
+    let app = QueueTasks::builder("lease-renewal").task::<OutlivesItsLease>().backend(backend).build().unwrap();
     let worker = app.worker().start().await.unwrap();
     let task = app.add_task("outlives_its_lease", ()).await.unwrap();
     let uuid = task.uuid().to_string();

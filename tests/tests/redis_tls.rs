@@ -123,7 +123,7 @@ async fn a_task_runs_end_to_end_over_tls() {
     let url = format!("rediss://127.0.0.1:{port}");
     let started = Instant::now();
     let backend = loop {
-        match RedisBackend::connect(&url, "tls-test").await {
+        match RedisBackend::connect(&url).await.map(|b| b.for_app("tls-test")) {
             Ok(backend) => break backend,
             Err(e) if started.elapsed() < support::HANG => {
                 eprintln!("waiting for the TLS server: {e}");
@@ -132,7 +132,7 @@ async fn a_task_runs_end_to_end_over_tls() {
             Err(e) => panic!("could not connect over TLS: {e}"),
         }
     };
-    let app = QueueTasks::builder("tls-test").task::<add>().backend(backend).build().unwrap();
+    let app = QueueTasks::builder("tls-test").task::<Add>().backend(backend).build().unwrap();
     let worker = app.worker().start().await.unwrap();
     let task = app.add_task("add", (40, 2)).await.unwrap().record(Duration::from_secs(10)).await.unwrap();
     assert_eq!((task.status, task.result), (TaskStatus::Success, Some(json!(42))));
@@ -141,7 +141,7 @@ async fn a_task_runs_end_to_end_over_tls() {
     // A plain `redis://` client is refused by the TLS port.
     let plain = tokio::time::timeout(
         Duration::from_secs(10),
-        RedisBackend::connect(&format!("redis://127.0.0.1:{port}"), "tls-test"),
+        RedisBackend::connect(&format!("redis://127.0.0.1:{port}")),
     )
     .await;
     assert!(!matches!(plain, Ok(Ok(_))), "a plain connection to the TLS port must fail");

@@ -29,7 +29,7 @@ async fn finished_records<T: TaskSet, C: PluginChain, B: Backend>(app: &QueueTas
 
 #[tokio::test(start_paused = true)]
 async fn an_interval_entry_enqueues_repeatedly_and_a_worker_runs_the_tasks() {
-    let app = QueueTasks::builder("schedule_interval").task::<tick>().build().unwrap();
+    let app = QueueTasks::builder("schedule_interval").task::<Tick>().build().unwrap();
     let worker = app.worker().start().await.unwrap();
     let schedule = Scheduler::new(app.clone())
         .entry(ScheduleEntry::every(Duration::from_secs(1), call("tick", [7])).unwrap())
@@ -54,7 +54,7 @@ async fn an_interval_entry_enqueues_repeatedly_and_a_worker_runs_the_tasks() {
 
 #[tokio::test(start_paused = true)]
 async fn a_schedule_that_falls_behind_skips_missed_ticks_instead_of_bursting() {
-    let app = QueueTasks::builder("schedule_behind").task::<tick>().build().unwrap();
+    let app = QueueTasks::builder("schedule_behind").task::<Tick>().build().unwrap();
     let schedule = Scheduler::new(app.clone())
         .entry(ScheduleEntry::every(Duration::from_secs(1), call("tick", [1])).unwrap())
         .start();
@@ -75,7 +75,7 @@ async fn a_schedule_that_falls_behind_skips_missed_ticks_instead_of_bursting() {
 
 #[tokio::test(start_paused = true)]
 async fn shutdown_stops_enqueueing() {
-    let app = QueueTasks::builder("schedule_shutdown").task::<tick>().build().unwrap();
+    let app = QueueTasks::builder("schedule_shutdown").task::<Tick>().build().unwrap();
     let schedule = Scheduler::new(app.clone())
         .entry(ScheduleEntry::every(Duration::from_secs(1), call("tick", [1])).unwrap())
         .start();
@@ -89,7 +89,7 @@ async fn shutdown_stops_enqueueing() {
 
 #[tokio::test(start_paused = true)]
 async fn dropping_the_handle_stops_the_schedule() {
-    let app = QueueTasks::builder("schedule_drop").task::<tick>().build().unwrap();
+    let app = QueueTasks::builder("schedule_drop").task::<Tick>().build().unwrap();
     let schedule = Scheduler::new(app.clone())
         .entry(ScheduleEntry::every(Duration::from_secs(1), call("tick", [1])).unwrap())
         .start();
@@ -101,7 +101,7 @@ async fn dropping_the_handle_stops_the_schedule() {
 
 #[tokio::test(start_paused = true)]
 async fn priority_and_name_apply_to_their_own_entry_and_entries_run_independently() {
-    let app = QueueTasks::builder("schedule_entries").task::<tick>().build().unwrap();
+    let app = QueueTasks::builder("schedule_entries").task::<Tick>().build().unwrap();
     let schedule = Scheduler::new(app.clone())
         .entry(ScheduleEntry::every(Duration::from_secs(1), call("tick", [1])).unwrap())
         .entry(
@@ -125,7 +125,7 @@ async fn priority_and_name_apply_to_their_own_entry_and_entries_run_independentl
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cron_entry_with_seconds_fires_on_the_wall_clock() {
-    let app = QueueTasks::builder("schedule_cron").task::<tick>().build().unwrap();
+    let app = QueueTasks::builder("schedule_cron").task::<Tick>().build().unwrap();
     let worker = app.worker().start().await.unwrap();
     let started = qtasks::model::now();
     let schedule =
@@ -198,7 +198,7 @@ fn a_zero_interval_is_refused() {
 async fn redis_an_interval_entry_enqueues_and_a_worker_runs_the_tasks() {
     let name = format!("schedule_redis-{}", qtasks::Uuid::new_v4());
     let Some(backend) = support::connect_redis("schedule on Redis", &name).await else { return };
-    let app = QueueTasks::builder(name).task::<tick>().backend(backend).build().unwrap();
+    let app = QueueTasks::builder(name).task::<Tick>().backend(backend).build().unwrap();
     app.flush_all().await.unwrap();
     let worker = app.worker().start().await.unwrap();
     let schedule = Scheduler::new(app.clone())
@@ -228,7 +228,7 @@ async fn redis_a_failing_enqueue_is_counted_and_the_schedule_goes_on() {
         return;
     };
     let seq = format!("{}seq", backend.key_prefix());
-    let app = QueueTasks::builder(name).task::<tick>().backend(backend).build().unwrap();
+    let app = QueueTasks::builder(name).task::<Tick>().backend(backend).build().unwrap();
     app.flush_all().await.unwrap();
     let mut conn = redis::Client::open(support::redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap();
 

@@ -137,18 +137,7 @@ async fn plain(n: u32) -> u32 {
     n
 }
 
-type Tasks = (
-    test_yield,
-    labels,
-    squares,
-    parse_all,
-    parse_stream,
-    endless,
-    endless_blocking,
-    endless_limited,
-    panicking,
-    plain,
-);
+type Tasks = (TestYield, Labels, Squares, ParseAll, ParseStream, Endless, EndlessBlocking, EndlessLimited, Panicking, Plain);
 
 fn app<B: Backend>(name: &str, backend: B) -> QueueTasks<(Tasks,), (), B> {
     QueueTasks::builder(name).tasks::<Tasks>().backend(backend).build().unwrap()
@@ -173,7 +162,7 @@ async fn e4_async_stream_with_map<B: Backend>(backend: B) -> TestResult {
     assert_eq!(done.result, Some(json!([8, 9, 10, 11, 12])));
     assert_eq!(seen(done.uuid).as_deref(), Some("test_yield"));
 
-    let typed: Vec<u32> = app.enqueue(Signature::of::<test_yield>((0,))).await?.result(WAIT).await?;
+    let typed: Vec<u32> = app.enqueue(TestYield::call(0)).await?.result(WAIT).await?;
     assert_eq!(typed, [3, 4, 5, 6, 7]);
     worker.shutdown().await;
     Ok(())
@@ -184,7 +173,7 @@ async fn e4_async_stream_with_map<B: Backend>(backend: B) -> TestResult {
 async fn async_map_to_another_type<B: Backend>(backend: B) -> TestResult {
     let app = app("streams-async-map", backend);
     let worker = app.worker().start().await?;
-    let typed: Vec<String> = app.enqueue(Signature::of::<labels>((3,))).await?.result(WAIT).await?;
+    let typed: Vec<String> = app.enqueue(Labels::call(3)).await?.result(WAIT).await?;
     assert_eq!(typed, ["#0", "#1", "#2"]);
     let empty = app.add_task("labels", json!([0])).await?.record(WAIT).await?;
     assert_eq!((empty.status, empty.result), (TaskStatus::Success, Some(json!([]))));
@@ -197,7 +186,7 @@ async fn async_map_to_another_type<B: Backend>(backend: B) -> TestResult {
 async fn blocking_iterator<B: Backend>(backend: B) -> TestResult {
     let app = app("streams-blocking", backend);
     let worker = app.worker().start().await?;
-    let handle = app.enqueue(Signature::of::<squares>((4,))).await?;
+    let handle = app.enqueue(Squares::call(4)).await?;
     assert_eq!(handle.result(WAIT).await?, [10, 40, 90, 160]);
     let what = seen(handle.uuid()).ok_or("the iterator did not see its context")?;
     assert!(what.starts_with("squares on "), "{what}");
@@ -211,7 +200,7 @@ async fn result_items<B: Backend>(backend: B) -> TestResult {
     let app = app("streams-results", backend);
     let worker = app.worker().start().await?;
     let ok: Vec<i64> =
-        app.enqueue(Signature::of::<parse_all>((vec!["1".into(), "-2".into()],))).await?.result(WAIT).await?;
+        app.enqueue(ParseAll::call(vec!["1".into(), "-2".into()])).await?.result(WAIT).await?;
     assert_eq!(ok, [1, -2]);
     for name in ["parse_all", "parse_stream"] {
         let bad = app.add_task(name, json!([["4", "x", "6"]])).await?.record(WAIT).await?;
@@ -220,7 +209,7 @@ async fn result_items<B: Backend>(backend: B) -> TestResult {
         assert_eq!(bad.result, None);
     }
     let halved: Vec<i64> =
-        app.enqueue(Signature::of::<parse_stream>((vec!["4".into(), "10".into()],))).await?.result(WAIT).await?;
+        app.enqueue(ParseStream::call(vec!["4".into(), "10".into()])).await?.result(WAIT).await?;
     assert_eq!(halved, [2, 5]);
     worker.shutdown().await;
     Ok(())
@@ -252,7 +241,7 @@ async fn cancelling_an_endless_stream<B: Backend>(backend: B) -> TestResult {
 async fn time_limit_stops_an_endless_iterator<B: Backend>(backend: B) -> TestResult {
     let app = app("streams-time-limit", backend);
     let worker = app.worker().start().await?;
-    match app.enqueue(Signature::of::<endless_limited>(())).await?.result(WAIT).await {
+    match app.enqueue(EndlessLimited::call()).await?.result(WAIT).await {
         Err(WaitError::Failed(e)) => assert!(e.contains("time limit"), "{e}"),
         other => panic!("expected a time limit error, got {other:?}"),
     }
@@ -299,9 +288,9 @@ async fn a_plugin_replaces_the_list<B: Backend>(backend: B) -> TestResult {
         .backend(backend)
         .build()?;
     let worker = app.worker().start().await?;
-    let reversed: Vec<u32> = app.enqueue(Signature::of::<test_yield>((5,))).await?.result(WAIT).await?;
+    let reversed: Vec<u32> = app.enqueue(TestYield::call(5)).await?.result(WAIT).await?;
     assert_eq!(reversed, [12, 11, 10, 9, 8]);
-    assert_eq!(app.enqueue(Signature::of::<plain>((7,))).await?.result(WAIT).await?, 7);
+    assert_eq!(app.enqueue(Plain::call(7)).await?.result(WAIT).await?, 7);
     assert_eq!(*log.lock().unwrap(), ["gen test_yield [8,9,10,11,12]", "run plain 7"]);
     worker.shutdown().await;
     Ok(())
@@ -343,9 +332,9 @@ fn the_typed_result_is_a_vec() {
     fn output_of<K: qtasks::Task>() -> std::marker::PhantomData<K::Output> {
         std::marker::PhantomData
     }
-    let _: std::marker::PhantomData<Vec<u32>> = output_of::<test_yield>();
-    let _: std::marker::PhantomData<Vec<String>> = output_of::<labels>();
-    let _: std::marker::PhantomData<Vec<i64>> = output_of::<parse_all>();
+    let _: std::marker::PhantomData<Vec<u32>> = output_of::<TestYield>();
+    let _: std::marker::PhantomData<Vec<String>> = output_of::<Labels>();
+    let _: std::marker::PhantomData<Vec<i64>> = output_of::<ParseAll>();
 }
 
 /// The worker's start-up banner marks stream tasks.
@@ -378,13 +367,13 @@ fn offset_iter(offset: qtasks::State<Offset>, n: u32) -> impl Iterator<Item = u3
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_tasks_take_state() -> TestResult {
     let app = QueueTasks::builder("streams-state")
-        .task::<offset_stream>()
-        .task::<offset_iter>()
+        .task::<OffsetStream>()
+        .task::<OffsetIter>()
         .state(Offset(100))
         .build()?;
     let worker = app.worker().start().await?;
-    assert_eq!(app.enqueue(Signature::of::<offset_stream>((3,))).await?.result(WAIT).await?, [102, 103, 104]);
-    assert_eq!(app.enqueue(Signature::of::<offset_iter>((3,))).await?.result(WAIT).await?, [100, 101, 102]);
+    assert_eq!(app.enqueue(OffsetStream::call(3)).await?.result(WAIT).await?, [102, 103, 104]);
+    assert_eq!(app.enqueue(OffsetIter::call(3)).await?.result(WAIT).await?, [100, 101, 102]);
     assert_eq!(app.tasks()[0].params, ["n"]);
     worker.shutdown().await;
     Ok(())

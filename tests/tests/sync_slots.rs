@@ -24,7 +24,7 @@ fn overrun() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasks_that_always_time_out_never_run_more_threads_than_slots() {
-    let app = QueueTasks::builder("sync-slots").task::<overrun>().build().unwrap();
+    let app = QueueTasks::builder("sync-slots").task::<Overrun>().build().unwrap();
     let worker = app.worker().max_tasks_process(2).start().await.unwrap();
     let mut handles = Vec::new();
     for _ in 0..8 {
@@ -59,7 +59,7 @@ fn overrun_and_retry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_never_runs_next_to_the_attempt_it_replaces() {
-    let app = QueueTasks::builder("sync-retry").task::<overrun_and_retry>().build().unwrap();
+    let app = QueueTasks::builder("sync-retry").task::<OverrunAndRetry>().build().unwrap();
     // Slots to spare: only the retry rule keeps the attempts apart.
     let worker = app.worker().max_tasks_process(4).start().await.unwrap();
     let record = app.add_task("overrun_and_retry", ()).await.unwrap().record(WAIT).await.unwrap();

@@ -66,7 +66,7 @@ async fn divide(key: String, fail_first: u32) -> Result<u32, TaskError> {
 
 /// Retried on `Transient` only, but fails with `Fatal`.
 #[task(retry = 5, retry_on = [Transient])]
-async fn fatal(key: String) -> Result<u32, TaskError> {
+async fn fails_fatally(key: String) -> Result<u32, TaskError> {
     bump(&key);
     Err(Fatal.into())
 }
@@ -119,7 +119,7 @@ async fn quick(key: String) -> u32 {
     bump(&key)
 }
 
-type Tasks = (divide, fatal, any_error, slow_retry, sleeper, poller, noticing, quick);
+type Tasks = (Divide, FailsFatally, AnyError, SlowRetry, Sleeper, Poller, Noticing, Quick);
 
 fn app<B: Backend>(name: &str, backend: B) -> QueueTasks<(Tasks,), (), B> {
     QueueTasks::builder(name).tasks::<Tasks>().backend(backend).build().unwrap()
@@ -185,7 +185,7 @@ async fn waiting_follows_retries_to_success<B: Backend>(backend: B) -> TestResul
     let app = app("retry-success", backend);
     let worker = app.worker().start().await?;
     let k = key("success");
-    let handle = app.enqueue(Signature::of::<divide>((k.clone(), 2))).await?;
+    let handle = app.enqueue(Divide::call(k.clone(), 2)).await?;
     assert_eq!(handle.result(WAIT).await?, 3);
     let done = app.wait(handle.uuid(), WAIT).await?;
     assert_eq!((done.status, done.attempt), (TaskStatus::Success, 3));
@@ -198,8 +198,8 @@ async fn waiting_follows_retries_to_success<B: Backend>(backend: B) -> TestResul
 async fn other_errors_are_not_retried<B: Backend>(backend: B) -> TestResult {
     let app = app("retry-other", backend);
     let worker = app.worker().start().await?;
-    let k = key("fatal");
-    let done = app.add_task("fatal", json!([k])).await?.record(WAIT).await?;
+    let k = key("fails_fatally");
+    let done = app.add_task("fails_fatally", json!([k])).await?.record(WAIT).await?;
     assert_eq!((done.status, done.error.as_deref()), (TaskStatus::Error, Some("fatal failure")));
     assert_eq!(runs(&k), 1);
     assert!(link(&done, "retry_child_uuid").is_none());
@@ -302,7 +302,7 @@ async fn a_running_async_task_stops_at_its_await<B: Backend>(backend: B) -> Test
     let app = app("cancel-async", backend);
     let worker = app.worker().start().await?;
     let k = key("async");
-    let handle = app.enqueue(Signature::of::<sleeper>((k.clone(),))).await?;
+    let handle = app.enqueue(Sleeper::call(k.clone())).await?;
     assert!(eventually(|| runs(&k) == 1).await, "the task never started");
     assert_eq!(app.cancel(handle.uuid(), "user asked").await?, CancelOutcome::Requested);
     match handle.result(WAIT).await {
@@ -387,7 +387,7 @@ async fn inspect_counts_runs_per_task<B: Backend>(backend: B) -> TestResult {
     let worker = app.worker().start().await?;
     let k = key("inspect-retry");
     app.add_task("any_error", json!([k])).await?.record(WAIT).await?;
-    app.add_task("fatal", json!([key("inspect-fatal")])).await?.record(WAIT).await?;
+    app.add_task("fails_fatally", json!([key("inspect-fatal")])).await?.record(WAIT).await?;
     app.add_task("quick", json!([key("inspect-ok")])).await?.record(WAIT).await?;
     // The queued `quick` ran too; wait for it through the counters.
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -402,7 +402,7 @@ async fn inspect_counts_runs_per_task<B: Backend>(backend: B) -> TestResult {
     let counts = |name: &str| after.tasks.iter().find(|t| t.info.name == name).map(|t| t.counts).unwrap_or_default();
     assert_eq!((counts("quick").success, counts("quick").cancel), (2, 1));
     assert_eq!((counts("any_error").retry, counts("any_error").error), (2, 1));
-    assert_eq!((counts("fatal").error, counts("fatal").retry), (1, 0));
+    assert_eq!((counts("fails_fatally").error, counts("fails_fatally").retry), (1, 0));
     assert_eq!((after.app.queued, after.app.in_flight), (0, 0));
     assert_eq!(after.workers.len(), 1);
 
@@ -472,7 +472,7 @@ async fn events_fire_in_order_for_success_error_and_cancel<B: Backend>(backend: 
     let app = builder.build()?;
     let worker = app.worker().start().await?;
     app.add_task("quick", json!([key("ev")])).await?.record(WAIT).await?;
-    app.add_task("fatal", json!([key("ev")])).await?.record(WAIT).await?;
+    app.add_task("fails_fatally", json!([key("ev")])).await?.record(WAIT).await?;
     let k = key("ev-cancel");
     let t = app.add_task("sleeper", json!([k])).await?;
     assert!(eventually(|| runs(&k) == 1).await);
@@ -492,7 +492,7 @@ async fn events_fire_in_order_for_success_error_and_cancel<B: Backend>(backend: 
     assert_eq!((log[0].0.as_str(), log[1].0.as_str()), ("starting", "worker_running"));
     assert_eq!(log[log.len() - 1].0, "worker_stopping");
     assert_eq!(of(Some("quick")), ["task_running", "task_success", "task_stopping"]);
-    assert_eq!(of(Some("fatal")), ["task_running", "task_error", "task_stopping"]);
+    assert_eq!(of(Some("fails_fatally")), ["task_running", "task_error", "task_stopping"]);
     assert_eq!(of(Some("sleeper")), ["task_running", "task_cancel", "task_stopping"]);
     Ok(())
 }
@@ -645,7 +645,7 @@ async fn e8_context(ctx: TaskContext) -> Result<String, TaskError> {
 
 #[tokio::test]
 async fn e8_extra_fields_are_visible_and_ctx_cancel_ends_cancel() -> TestResult {
-    let app = QueueTasks::builder("e8").task::<e8_context>().build()?;
+    let app = QueueTasks::builder("e8").task::<E8Context>().build()?;
     let info = app.tasks()[0];
     assert_eq!(
         (info.priority, info.tags, info.retry, info.retry_on),
@@ -685,12 +685,12 @@ fn panics_once(key: String) -> u32 {
 /// a task returns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn time_limits_and_panics_can_be_retried_by_name() -> TestResult {
-    let app = QueueTasks::builder("retry-kinds").tasks::<(slow_then_fast, panics_once)>().build()?;
+    let app = QueueTasks::builder("retry-kinds").tasks::<(SlowThenFast, PanicsOnce)>().build()?;
     let worker = app.worker().start().await?;
     let k = key("time-limit");
-    assert_eq!(app.enqueue(Signature::of::<slow_then_fast>((k.clone(),))).await?.result(WAIT).await?, 3);
+    assert_eq!(app.enqueue(SlowThenFast::call(k.clone())).await?.result(WAIT).await?, 3);
     let k2 = key("panic");
-    assert_eq!(app.enqueue(Signature::of::<panics_once>((k2.clone(),))).await?.result(WAIT).await?, 2);
+    assert_eq!(app.enqueue(PanicsOnce::call(k2.clone())).await?.result(WAIT).await?, 2);
     assert_eq!((runs(&k), runs(&k2)), (3, 2));
     worker.shutdown().await;
     Ok(())
@@ -707,7 +707,7 @@ async fn a_task_handle_moves_into_a_spawned_task_and_its_result_is_awaited_there
     let app = app("handle-spawn", MemoryBackend::new());
     let worker = app.worker().start().await?;
     let k = key("spawn");
-    let handle = app.enqueue(Signature::of::<quick>((k.clone(),))).await?;
+    let handle = app.enqueue(Quick::call(k.clone())).await?;
     let uuid = handle.uuid();
     let result: u32 = tokio::spawn(async move { handle.result(WAIT).await }).await??;
     assert_eq!(result, 1);
@@ -725,7 +725,7 @@ async fn quick_twice(
 ) -> Result<(TaskRecord, u32), Box<dyn std::error::Error + Send + Sync>> {
     let by_name = client.add_task("quick", json!([key])).await?;
     let record = client.wait(by_name.uuid(), WAIT).await?;
-    let typed = client.enqueue(Signature::of::<quick>((key,))).await?.result(WAIT).await?;
+    let typed = client.enqueue(Quick::call(key)).await?.result(WAIT).await?;
     Ok((record, typed))
 }
 

@@ -20,8 +20,8 @@ async fn urgent() {}
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    qtasks::cli::main("cli-test", |backend| {
-        QueueTasks::builder("cli-test").tasks::<(add, urgent)>().backend(backend).build()
+    qtasks::cli::main(|backend| {
+        QueueTasks::builder("cli-test").tasks::<(Add, Urgent)>().backend(backend).build()
     })
     .await
 }

@@ -164,13 +164,13 @@ async fn main() -> ExitCode {
 type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
 
 async fn worker(o: Options) -> BoxResult<ExitCode> {
-    let backend = RedisBackend::connect(&o.url, &o.app).await?.lease(o.lease);
+    let backend = RedisBackend::connect(&o.url).await.map(|b| b.for_app(&o.app))?.lease(o.lease);
     let conn = redis::Client::open(o.url.as_str())?.get_connection_manager().await?;
     let pid = std::process::id();
     let runs = format!("qtasks-test:{}:runs", o.app);
     let by_worker = format!("qtasks-test:{}:runs-by-worker", o.app);
     let _ = RECORDER.set(Recorder { conn, runs, by_worker, pid, pause: o.pause });
-    let app = QueueTasks::builder(o.app.as_str()).task::<square>().backend(backend).build()?;
+    let app = QueueTasks::builder(o.app.as_str()).task::<Square>().backend(backend).build()?;
     let worker = app.worker().max_tasks_process(o.concurrency).start().await?;
     println!("READY {} {pid}", worker.info().id);
     stop_signal().await;
@@ -205,7 +205,7 @@ async fn stop_signal() {
 
 async fn client(o: Options) -> BoxResult<ExitCode> {
     let deadline = Instant::now() + o.timeout;
-    let backend = RedisBackend::connect(&o.url, &o.app).await?;
+    let backend = RedisBackend::connect(&o.url).await.map(|b| b.for_app(&o.app))?;
     let app = QueueTasks::builder(o.app.as_str()).backend(backend).build()?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut uuids = Vec::with_capacity(usize::try_from(o.count).unwrap_or(0));

@@ -41,8 +41,8 @@ pub fn unreachable(what: &str, url: &str, error: &str) {
 /// A backend for `app`, or `None` (skipped) when the server has gone away.
 pub async fn connect_redis(what: &str, app: &str) -> Option<RedisBackend> {
     let url = redis_url();
-    let error = match tokio::time::timeout(Duration::from_secs(15), RedisBackend::connect(&url, app)).await {
-        Ok(Ok(backend)) => return Some(backend),
+    let error = match tokio::time::timeout(Duration::from_secs(15), RedisBackend::connect(&url)).await {
+        Ok(Ok(backend)) => return Some(backend.for_app(app)),
         Ok(Err(e)) => e.to_string(),
         Err(_) => "connecting timed out".to_owned(),
     };
