@@ -60,3 +60,66 @@ async fn commands_answer_with_exit_codes_and_clear_errors() {
     let bad_command = run(&["app", "frobnicate"]).await.unwrap_err();
     assert!(bad_command.contains("unrecognized subcommand"), "{bad_command}");
 }
+
+/// Runs the `qtasks-test-cli` app binary (app `cli-test`: `add(a, b)` and
+/// `urgent()` with priority -5, no plugins) on the memory backend, with no
+/// `QTASKS_*` variable of the test's own: its exit code and stdout.
+fn app_binary(args: &[&str]) -> (Option<i32>, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_qtasks-test-cli"));
+    for variable in qtasks::Config::variables() {
+        command.env_remove(variable);
+    }
+    let out = command.env_remove("RUST_LOG").args(["--broker-url", "memory://"]).args(args).output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The `inspect` commands print what they are asked for, in text and JSON,
+/// not only exit 0.
+#[test]
+fn inspect_commands_print_the_tasks_plugins_and_stats() {
+    let json = |args: &[&str]| -> qtasks::Value {
+        let (code, out) = app_binary(args);
+        assert_eq!(code, Some(0), "{args:?}: {out}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?} printed no JSON ({e}): {out}"))
+    };
+    let text = |args: &[&str]| -> String {
+        let (code, out) = app_binary(args);
+        assert_eq!(code, Some(0), "{args:?}: {out}");
+        out
+    };
+    // A line's words, spacing aside.
+    let has_line = |out: &str, words: &[&str]| out.lines().any(|l| l.split_whitespace().eq(words.iter().copied()));
+
+    let tasks = json(&["inspect", "tasks", "--json"]);
+    let listed: Vec<_> = tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["name"].clone(), t["priority"].clone(), t["params"].clone()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (qtasks::json!("add"), qtasks::json!(null), qtasks::json!(["a", "b"])),
+            (qtasks::json!("urgent"), qtasks::json!(-5), qtasks::json!([]))
+        ]
+    );
+    let out = text(&["inspect", "tasks"]);
+    assert!(has_line(&out, &["add"]) && has_line(&out, &["urgent"]), "{out}");
+    assert!(has_line(&out, &["priority", "-5"]) && has_line(&out, &["params", "[\"a\",\"b\"]"]), "{out}");
+
+    assert_eq!(json(&["inspect", "plugins", "--json"]), qtasks::json!([]));
+    assert_eq!(text(&["inspect", "plugins"]).trim(), "", "no plugins, nothing listed");
+
+    let stats = json(&["inspect", "stats", "--json"]);
+    assert_eq!(
+        (&stats["app"]["name"], &stats["app"]["backend"], &stats["app"]["queued"], &stats["app"]["task_count"]),
+        (&qtasks::json!("cli-test"), &qtasks::json!("memory"), &qtasks::json!(0), &qtasks::json!(2))
+    );
+    let names: Vec<_> = stats["tasks"].as_array().unwrap().iter().map(|t| t["name"].clone()).collect();
+    assert_eq!(names, [qtasks::json!("add"), qtasks::json!("urgent")]);
+    let out = text(&["inspect", "stats"]);
+    for line in [&["app", "cli-test"][..], &["backend", "memory"], &["queued", "0"], &["task", "urgent"]] {
+        assert!(has_line(&out, line), "no line {line:?}:\n{out}");
+    }
+}

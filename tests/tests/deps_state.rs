@@ -82,6 +82,16 @@ async fn e15(conn: Dep<Conn>) -> (u64, i64) {
     (conn.id, conn.value)
 }
 
+/// E15 with many runs at once: as [`e15`], but keeps its value open until
+/// another run has opened one too, so the runs overlap whatever the timing
+/// (at most `WAIT`).
+#[task]
+async fn e15_together(conn: Dep<Conn>) -> (u64, i64) {
+    conn.log.push(conn.id, "use");
+    support::eventually(WAIT, || conn.log.count("open") >= 2).await;
+    (conn.id, conn.value)
+}
+
 #[task]
 async fn fails(conn: Dep<Conn>) -> Result<i64, TaskError> {
     conn.log.push(conn.id, "use");
@@ -108,11 +118,15 @@ async fn sleepy(conn: Dep<Conn>) -> i64 {
     conn.value
 }
 
-/// A sync task past its time limit goes on running detached with its value.
+/// Holds `blocking_slow` until its test has looked at the value.
+static SLOW_GATE: support::Gate = support::Gate::new();
+
+/// A sync task past its time limit goes on running detached with its value
+/// (until the test opens [`SLOW_GATE`]).
 #[task(max_time = 0.1)]
 fn blocking_slow(conn: Dep<Conn>) -> i64 {
     conn.log.push(conn.id, "use");
-    std::thread::sleep(Duration::from_millis(600));
+    SLOW_GATE.wait();
     conn.log.push(conn.id, "end");
     conn.value
 }
@@ -159,11 +173,11 @@ async fn asks_missing(ctx: TaskContext) -> Result<(), TaskError> {
     Ok(())
 }
 
-type Tasks = (E15, Fails, Panics, TooSlow, Sleepy, BlockingSlow, BlockingOk, UsesPool);
+type Tasks = (E15, E15Together, Fails, Panics, TooSlow, Sleepy, BlockingSlow, BlockingOk, UsesPool);
 
 /// An app whose per-task values record into `log`, its per-worker ones into `pools`.
 fn app<B: Backend>(name: &str, backend: B, log: &Arc<Log>, pools: &Arc<Log>) -> QueueTasks<(Tasks,), (), B> {
-    QueueTasks::builder(name)
+    QueueTasks::builder(support::app_name(name, &backend))
         .tasks::<Tasks>()
         .provide(conn_provider(log))
         .provide(pool_provider(pools))
@@ -190,7 +204,7 @@ async fn e15_each_task_opens_uses_and_closes_its_own_value<B: Backend>(backend: 
     let worker = app.worker().max_tasks_process(n).start().await?;
     let mut handles = Vec::new();
     for _ in 0..n {
-        handles.push(app.enqueue(E15::call()).await?);
+        handles.push(app.enqueue(E15Together::call()).await?);
     }
     let mut ids = HashSet::new();
     for handle in handles {
@@ -267,6 +281,7 @@ async fn closed_after_a_detached_sync_task_returns<B: Backend>(backend: B) -> Te
     let done = app.add_task("blocking_slow", json!([])).await?.record(WAIT).await?;
     assert_eq!(done.status, TaskStatus::Error);
     assert_eq!(log.of(0), ["open", "use"], "still in use: not closed yet");
+    SLOW_GATE.open();
     assert!(eventually(|| log.count("close") == 1).await, "never closed");
     assert_eq!(log.of(0), ["open", "use", "end", "close"]);
     worker.shutdown().await;
@@ -505,8 +520,11 @@ fn step2(ctx: &TaskContext, state: State<Dialog>) -> (Dialog, String) {
 /// E18: step 1 fills the shared state, step 2 reads what step 1 wrote and
 /// clears it; the app sees the state cleared.
 async fn e18_state_flows_between_tasks<B: Backend>(backend: B) -> TestResult {
-    let app =
-        QueueTasks::builder("state-e18").tasks::<(Step1, Step2)>().state(Dialog::default()).backend(backend).build()?;
+    let app = QueueTasks::builder(backend.app_name().to_owned())
+        .tasks::<(Step1, Step2)>()
+        .state(Dialog::default())
+        .backend(backend)
+        .build()?;
     let worker = app.worker().start().await?;
     app.enqueue(Step1::call("Send your phone number".to_owned())).await?.result(WAIT).await?;
     let (seen, name) = app.enqueue(Step2::call()).await?.result(WAIT).await?;
@@ -598,6 +616,7 @@ both! {
 
 /// On Redis: E15 with 50 tasks, a per-worker value, and E18.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(redis_unreachable, ignore = "Redis is not reachable; see the build warning")]
 async fn redis_smoke() {
     for (check, n) in [("e15", 50), ("worker", 0), ("e18", 0)] {
         let app = format!("qtasks-deps-{check}-{}", qtasks::Uuid::new_v4());

@@ -1,10 +1,13 @@
 //! The in-memory engine end to end: QTasks behaviours T1–T6, priorities,
 //! concurrency, shutdown, bad input, sync tasks, typed handles.
 
-use qtasks::{Cancelled, QueueTasks, TaskContext, TaskStatus, WaitError, json, task};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod support;
+
+use qtasks::{Cancelled, EventKind, QueueTasks, TaskContext, TaskStatus, WaitError, json, task};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use support::{Gate, HANG};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -60,7 +63,9 @@ async fn t5_get_of_an_unknown_uuid_is_none() {
     assert!(app.get(qtasks::Uuid::new_v4()).await.unwrap().is_none());
 }
 
-#[tokio::test]
+// On tokio's paused clock: the 50 ms wait ends before the 300 ms task
+// however slowly the machine runs.
+#[tokio::test(start_paused = true)]
 async fn t6_a_wait_that_times_out_gives_timeout_and_the_task_still_finishes() {
     let app = QueueTasks::builder("t6").task::<Slow>().build().unwrap();
     let worker = app.worker().start().await.unwrap();
@@ -123,11 +128,19 @@ async fn max_tasks_process_bounds_concurrency() {
 
 #[tokio::test]
 async fn shutdown_waits_for_running_tasks() {
-    let app = QueueTasks::builder("graceful").task::<Slow>().build().unwrap();
+    let running = Arc::new(tokio::sync::Notify::new());
+    let app = QueueTasks::builder("graceful")
+        .task::<Slow>()
+        .on(EventKind::TaskRunning, {
+            let running = Arc::clone(&running);
+            move |_| running.notify_one()
+        })
+        .build()
+        .unwrap();
     let worker = app.worker().start().await.unwrap();
     let task = app.add_task("slow", [150]).await.unwrap();
-    // Let the worker take it, then shut down while it runs.
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    // Once the worker has started it, shut down while it runs.
+    tokio::time::timeout(HANG, running.notified()).await.expect("the task never started");
     worker.shutdown().await;
     let done = app.get(task.uuid()).await.unwrap().unwrap();
     assert_eq!(done.status, TaskStatus::Success, "shutdown returned before the running task finished");
@@ -173,30 +186,28 @@ async fn bad_input_ends_error_with_a_clear_message_and_the_worker_keeps_going() 
     worker.shutdown().await;
 }
 
+static SYNC_STARTED: AtomicBool = AtomicBool::new(false);
+static SYNC_GATE: Gate = Gate::new();
+
+/// Holds its thread until the test opens the gate: 7, or 0 if it gave up.
 #[task]
-fn sleepy_sync() -> u32 {
-    std::thread::sleep(Duration::from_millis(300));
-    7
+fn gated_sync() -> u32 {
+    SYNC_STARTED.store(true, Ordering::SeqCst);
+    if SYNC_GATE.wait() { 7 } else { 0 }
 }
 
 #[tokio::test(flavor = "current_thread")]
 async fn sync_tasks_run_on_the_blocking_pool_not_on_the_async_thread() {
-    let app = QueueTasks::builder("sync").task::<SleepySync>().build().unwrap();
+    let app = QueueTasks::builder("sync").task::<GatedSync>().build().unwrap();
     let worker = app.worker().start().await.unwrap();
-    let task = app.add_task("sleepy_sync", ()).await.unwrap();
-    // On a current-thread runtime, a sync task run inline would freeze this ticker.
-    let mut ticks = 0;
-    let mut interval = tokio::time::interval(Duration::from_millis(10));
-    let done = app.wait(task.uuid(), WAIT);
-    tokio::pin!(done);
-    let finished = loop {
-        tokio::select! {
-            r = &mut done => break r.unwrap(),
-            _ = interval.tick() => ticks += 1,
-        }
-    };
-    assert_eq!(finished.result, Some(json!(7)));
-    assert!(ticks >= 10, "the runtime stalled while the sync task ran ({ticks} ticks)");
+    let task = app.add_task("gated_sync", ()).await.unwrap();
+    // The task holds its thread until this test, on the runtime's only
+    // thread, opens the gate. Run inline on that thread, it would leave the
+    // test no thread to open it with, and give up (0) after `HANG`.
+    assert!(support::eventually(HANG, || SYNC_STARTED.load(Ordering::SeqCst)).await, "the task never started");
+    SYNC_GATE.open();
+    let finished = app.wait(task.uuid(), HANG).await.unwrap();
+    assert_eq!(finished.result, Some(json!(7)), "the sync task blocked the async thread");
     worker.shutdown().await;
 }
 

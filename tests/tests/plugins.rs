@@ -1,11 +1,15 @@
 //! Plugins: replace semantics, order, failures, lifecycle, the plugin-error
 //! rescue, blocking handlers and where each trigger fires.
 
+mod support;
+
 use qtasks::triggers::*;
 use qtasks::{Error, PluginError, QueueTasks, TaskContext, TaskStatus, Value, json, plugin, task};
 use std::future::IntoFuture;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use support::{Gate, HANG};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -200,11 +204,18 @@ async fn the_last_rescue_wins_and_sees_the_earlier_one() {
     worker.shutdown().await;
 }
 
-/// A blocking handler: sleeps 300 ms on its thread.
+static AUDITS_IN: AtomicUsize = AtomicUsize::new(0);
+static AUDIT_GATE: Gate = Gate::new();
+static AUDIT_GAVE_UP: AtomicBool = AtomicBool::new(false);
+
+/// A blocking handler: holds its thread until the test opens the gate.
 #[plugin(on = "task_executor_before_execute", blocking)]
 fn slow_audit(ctx: &TaskExecutorBeforeExecute<'_>) {
     assert_eq!(ctx.task.name, "echo");
-    std::thread::sleep(Duration::from_millis(300));
+    AUDITS_IN.fetch_add(1, Ordering::SeqCst);
+    if !AUDIT_GATE.wait() {
+        AUDIT_GAVE_UP.store(true, Ordering::SeqCst);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -216,23 +227,19 @@ async fn a_blocking_handler_does_not_stall_the_runtime() {
         .into_iter()
         .map(|t| t.unwrap().uuid())
         .collect();
-    // Two handlers block both worker threads' tasks for 300 ms; a 10 ms
-    // ticker must keep ticking meanwhile.
-    let ticker = tokio::spawn(async {
-        let mut interval = tokio::time::interval(Duration::from_millis(10));
-        let mut ticks = 0u32;
-        let start = tokio::time::Instant::now();
-        while start.elapsed() < Duration::from_millis(250) {
-            interval.tick().await;
-            ticks += 1;
-        }
-        ticks
+    // Both handlers hold a thread until a task on the runtime opens the
+    // gate. Run on the runtime's two worker threads, they would leave that
+    // task no thread: the gate would stay shut until they gave up (`HANG`).
+    let opener = tokio::spawn(async {
+        let both_in = support::eventually(HANG, || AUDITS_IN.load(Ordering::SeqCst) == 2).await;
+        AUDIT_GATE.open();
+        both_in
     });
-    let ticks = ticker.await.unwrap();
+    assert!(opener.await.unwrap(), "the two handlers never ran at once");
     for id in ids {
         assert_eq!(app.wait(id, WAIT).await.unwrap().status, TaskStatus::Success);
     }
-    assert!(ticks >= 15, "the runtime stalled while blocking handlers ran ({ticks} ticks in 250 ms)");
+    assert!(!AUDIT_GAVE_UP.load(Ordering::SeqCst), "the runtime stalled while blocking handlers ran");
     worker.shutdown().await;
 }
 

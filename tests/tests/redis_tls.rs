@@ -2,12 +2,14 @@
 //! a fresh test CA and server certificate, runs a task end to end; the
 //! client verifies the server's certificate.
 //!
-//! Needs `redis-server` (built with TLS, as Debian's is) and `openssl`.
-//! Without them the test is skipped loudly, except under CI, where it fails.
+//! Needs `redis-server` (built with TLS, as Debian's is) and `openssl`, not
+//! the server of `QTASKS_REDIS_URL`. Without them the test is ignored (see
+//! `tests/build.rs`), except under CI, where it fails.
 
 mod support;
 
 use qtasks::{QueueTasks, RedisBackend, TaskStatus, json, task};
+use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -30,15 +32,24 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Whether `tool` cannot be run: it was there at build time (else the test
+/// is ignored) but has gone since; under CI that fails the test.
 fn tool_missing(tool: &str) -> bool {
     let missing = Command::new(tool).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err();
     if missing {
-        support::unreachable("redis_tls", "rediss://", &format!("`{tool}` is not installed"));
+        assert!(std::env::var_os("CI").is_none(), "`{tool}` is not installed (CI is set, so this fails)");
+        // Straight to stderr: the test harness captures `eprintln!` of passing tests.
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n*** SKIPPED redis_tls: `{tool}` is not installed (it was when the tests were built); \
+             this test is counted as passed ***\n"
+        );
     }
     missing
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(redis_tls_tools_missing, ignore = "redis-server or openssl is not installed; see the build warning")]
 async fn a_task_runs_end_to_end_over_tls() {
     if tool_missing("redis-server") || tool_missing("openssl") {
         return;
@@ -114,7 +125,7 @@ async fn a_task_runs_end_to_end_over_tls() {
     let backend = loop {
         match RedisBackend::connect(&url).await.map(|b| b.for_app("tls-test")) {
             Ok(backend) => break backend,
-            Err(e) if started.elapsed() < Duration::from_secs(20) => {
+            Err(e) if started.elapsed() < support::HANG => {
                 eprintln!("waiting for the TLS server: {e}");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }

@@ -140,7 +140,7 @@ type Tasks =
     (TestYield, Labels, Squares, ParseAll, ParseStream, Endless, EndlessBlocking, EndlessLimited, Panicking, Plain);
 
 fn app<B: Backend>(name: &str, backend: B) -> QueueTasks<(Tasks,), (), B> {
-    QueueTasks::builder(name).tasks::<Tasks>().backend(backend).build().unwrap()
+    QueueTasks::builder(support::app_name(name, &backend)).tasks::<Tasks>().backend(backend).build().unwrap()
 }
 
 fn key(check: &str) -> String {
@@ -280,7 +280,7 @@ impl Reverse {
 /// `task_executor_run_task` does not); the list it returns is the result.
 async fn a_plugin_replaces_the_list<B: Backend>(backend: B) -> TestResult {
     let log = std::sync::Arc::default();
-    let app = QueueTasks::builder("streams-plugin")
+    let app = QueueTasks::builder(backend.app_name().to_owned())
         .tasks::<Tasks>()
         .plugin(Reverse { log: std::sync::Arc::clone(&log) })
         .backend(backend)

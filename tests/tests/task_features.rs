@@ -85,11 +85,11 @@ async fn slow_retry(key: String) -> Result<u32, TaskError> {
     Err(TaskError::msg("again"))
 }
 
-/// Counts its runs; sleeps long.
+/// Counts its runs; sleeps an hour: it ends within a test only if stopped.
 #[task]
 async fn sleeper(key: String) -> u32 {
     bump(&key);
-    tokio::time::sleep(Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(3600)).await;
     0
 }
 
@@ -122,7 +122,7 @@ async fn quick(key: String) -> u32 {
 type Tasks = (Divide, FailsFatally, AnyError, SlowRetry, Sleeper, Poller, Noticing, Quick);
 
 fn app<B: Backend>(name: &str, backend: B) -> QueueTasks<(Tasks,), (), B> {
-    QueueTasks::builder(name).tasks::<Tasks>().backend(backend).build().unwrap()
+    QueueTasks::builder(support::app_name(name, &backend)).tasks::<Tasks>().backend(backend).build().unwrap()
 }
 
 fn key(check: &str) -> String {
@@ -295,8 +295,9 @@ async fn cancel_is_a_no_op_on_finished_tasks<B: Backend>(backend: B) -> TestResu
     Ok(())
 }
 
-/// An async task awaiting a 30 s sleep is stopped at that await and ends
-/// `cancel` with the reason, long before the sleep would end.
+/// An async task awaiting an hour-long sleep is stopped at that await and
+/// ends `cancel` with the reason (waited for `WAIT` at most: the sleep
+/// cannot end meanwhile).
 async fn a_running_async_task_stops_at_its_await<B: Backend>(backend: B) -> TestResult {
     let app = app("cancel-async", backend);
     let worker = app.worker().start().await?;
@@ -304,7 +305,7 @@ async fn a_running_async_task_stops_at_its_await<B: Backend>(backend: B) -> Test
     let handle = app.enqueue(Sleeper::call(k.clone())).await?;
     assert!(eventually(|| runs(&k) == 1).await, "the task never started");
     assert_eq!(app.cancel(handle.uuid(), "user asked").await?, CancelOutcome::Requested);
-    match handle.result(Duration::from_secs(10)).await {
+    match handle.result(WAIT).await {
         Err(WaitError::Cancelled(reason)) => assert_eq!(reason, "user asked"),
         other => panic!("expected a cancelled task, got {other:?}"),
     }
@@ -452,7 +453,7 @@ async fn events_fire_in_order_for_success_error_and_cancel<B: Backend>(backend: 
         let log = Arc::clone(log);
         move |e: &Event| log.lock().unwrap().push((e.kind().name().to_owned(), e.task_name().map(str::to_owned)))
     };
-    let mut builder = QueueTasks::builder("events").tasks::<Tasks>().backend(backend);
+    let mut builder = QueueTasks::builder(backend.app_name().to_owned()).tasks::<Tasks>().backend(backend);
     for kind in EventKind::ALL {
         if kind == EventKind::TaskError {
             builder = builder.on(kind, |_: &Event| panic!("a broken handler"));
@@ -812,7 +813,11 @@ const WITNESSED: [&str; 7] = [
 /// also for a task name the app does not define (which ends `error`).
 async fn the_task_context_is_current_in_the_worker_triggers_of_a_task<B: Backend>(backend: B) -> TestResult {
     let witness = Witness::default();
-    let app = QueueTasks::builder("ctx-current").tasks::<Tasks>().plugin(witness.clone()).backend(backend).build()?;
+    let app = QueueTasks::builder(backend.app_name().to_owned())
+        .tasks::<Tasks>()
+        .plugin(witness.clone())
+        .backend(backend)
+        .build()?;
     let worker = app.worker().start().await?;
     let known = app.add_task("quick", json!([key("current")])).await?;
     let unknown = app.add_task("no_such_task", json!([])).await?;

@@ -1,20 +1,31 @@
-//! Helpers shared by the test binaries that need a Redis server.
+//! Helpers shared by the test binaries.
 //!
-//! Without a reachable server those tests are skipped with a loud message,
-//! except under CI (`CI` set), where they fail.
+//! A test that needs the Redis server of `QTASKS_REDIS_URL` carries
+//! `#[cfg_attr(redis_unreachable, ignore = …)]`: `tests/build.rs` sets that
+//! cfg when the server does not answer at build time (and `CI` is unset),
+//! so the harness reports the test as ignored rather than passed. A server
+//! that goes away between the build and the run is caught at run time by
+//! [`connect_redis`] / [`unreachable`]: under CI the test fails; else it
+//! says so loudly and returns.
 
 #![allow(dead_code)] // each test binary uses a part
 
 use qtasks::RedisBackend;
 use std::io::Write;
+use std::sync::{Condvar, Mutex};
 use std::time::Duration;
+
+/// Hang protection for the waits of the tests: long enough that a loaded
+/// machine never reaches it, short enough that a hang is reported.
+pub const HANG: Duration = Duration::from_secs(30);
 
 /// `QTASKS_REDIS_URL`, or the local server.
 pub fn redis_url() -> String {
     std::env::var("QTASKS_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
-/// Reports an unreachable server: panics under CI, else prints a loud skip.
+/// Reports a server that answered at build time but not now: panics under
+/// CI, else prints a loud skip (the test then returns).
 pub fn unreachable(what: &str, url: &str, error: &str) {
     if std::env::var_os("CI").is_some() {
         panic!("{what}: Redis not reachable at {url} (CI is set, so this fails): {error}");
@@ -22,11 +33,12 @@ pub fn unreachable(what: &str, url: &str, error: &str) {
     // Straight to stderr: the test harness captures `eprintln!` of passing tests.
     let _ = writeln!(
         std::io::stderr(),
-        "\n*** SKIPPED {what}: Redis not reachable at {url}: {error} ***\n*** set QTASKS_REDIS_URL or start redis-server ***\n"
+        "\n*** SKIPPED {what}: Redis not reachable at {url}: {error} ***\n\
+         *** it answered when the tests were built; this test is counted as passed ***\n"
     );
 }
 
-/// A backend for `app`, or `None` (skipped) without a server.
+/// A backend for `app`, or `None` (skipped) when the server has gone away.
 pub async fn connect_redis(what: &str, app: &str) -> Option<RedisBackend> {
     let url = redis_url();
     let error = match tokio::time::timeout(Duration::from_secs(15), RedisBackend::connect(&url)).await {
@@ -50,10 +62,142 @@ pub async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool
     false
 }
 
+/// A gate that threads wait at until the test opens it: a blocking task or
+/// handler holds its slot exactly as long as the test needs.
+pub struct Gate {
+    open: Mutex<bool>,
+    changed: Condvar,
+}
+
+impl Gate {
+    /// A closed gate.
+    pub const fn new() -> Self {
+        Self { open: Mutex::new(false), changed: Condvar::new() }
+    }
+
+    pub fn open(&self) {
+        *self.open.lock().unwrap() = true;
+        self.changed.notify_all();
+    }
+
+    pub fn close(&self) {
+        *self.open.lock().unwrap() = false;
+    }
+
+    /// Blocks until the gate is open, for at most [`HANG`]; whether it opened.
+    pub fn wait(&self) -> bool {
+        let open = self.open.lock().unwrap();
+        let (open, _) = self.changed.wait_timeout_while(open, HANG, |open| !*open).unwrap();
+        *open
+    }
+}
+
+/// A plain connection to the test server, to look at keys directly.
+pub async fn raw_redis() -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap()
+}
+
+/// How many connections are subscribed to `channel` (`PUBSUB NUMSUB`): a
+/// subscription counted here receives every message published from now on.
+pub async fn subscribers(conn: &mut redis::aio::MultiplexedConnection, channel: &str) -> i64 {
+    let (_, n): (String, i64) = redis::cmd("PUBSUB").arg("NUMSUB").arg(channel).query_async(conn).await.unwrap();
+    n
+}
+
+/// Waits until at least `n` connections are subscribed to `channel`, for at
+/// most [`HANG`].
+pub async fn until_subscribed(channel: &str, n: i64) {
+    let mut conn = raw_redis().await;
+    let deadline = tokio::time::Instant::now() + HANG;
+    loop {
+        let now = subscribers(&mut conn, channel).await;
+        if now >= n {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{now} subscribers to {channel} after {HANG:?}, not {n}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A Redis ACL user of the test's own, with every right. Connections made
+/// with [`TestUser::url`] show in `CLIENT LIST` as `user={name}`, and no
+/// other connection does: a test can find, and kill, exactly its own
+/// connections (`CLIENT KILL USER`), whoever else uses the server. Deleted
+/// on drop, which also closes the connections still logged in as it.
+pub struct TestUser {
+    pub name: String,
+    url: String,
+}
+
+impl TestUser {
+    pub async fn create() -> Self {
+        let name = format!("qtasks-test-{}", qtasks::Uuid::new_v4().simple());
+        let password = format!("pw-{}", qtasks::Uuid::new_v4().simple());
+        let mut conn = raw_redis().await;
+        let () = redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg(&name)
+            .arg("on")
+            .arg(format!(">{password}"))
+            .arg("~*")
+            .arg("&*")
+            .arg("+@all")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let base = redis_url();
+        let (scheme, rest) = base.split_once("://").expect("QTASKS_REDIS_URL has a scheme");
+        assert!(!scheme.contains("unix"), "a test user needs a TCP URL, not {base}");
+        // Any user and password in the URL make way for the test user's.
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let host_start = rest[..authority_end].rfind('@').map_or(0, |at| at + 1);
+        let url = format!("{scheme}://{name}:{password}@{}", &rest[host_start..]);
+        Self { name, url }
+    }
+
+    /// The server's URL, logged in as this user.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The `CLIENT LIST` lines of this user's connections.
+    pub async fn connections(&self) -> Vec<String> {
+        let list: String = redis::cmd("CLIENT").arg("LIST").query_async(&mut raw_redis().await).await.unwrap();
+        let field = format!("user={}", self.name);
+        list.lines().filter(|line| line.split(' ').any(|f| f == field)).map(str::to_owned).collect()
+    }
+
+    /// Kills this user's connections of `kind` (`normal`, `pubsub`):
+    /// `CLIENT KILL USER … TYPE …`. Returns how many.
+    pub async fn kill(&self, kind: &str) -> i64 {
+        redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("USER")
+            .arg(&self.name)
+            .arg("TYPE")
+            .arg(kind)
+            .query_async(&mut raw_redis().await)
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        // Synchronous: drop cannot await. A failure leaves a user behind, no more.
+        let deleted = redis::Client::open(redis_url())
+            .and_then(|client| client.get_connection())
+            .and_then(|mut conn| redis::cmd("ACL").arg("DELUSER").arg(&self.name).query::<i64>(&mut conn));
+        if let Err(e) = deleted {
+            eprintln!("could not delete the Redis user {}: {e}", self.name);
+        }
+    }
+}
+
 /// Runs each check, a generic `async fn(B: Backend) -> TestResult` of the
 /// invoking file, as a test on the in-memory backend (`memory::<check>`)
 /// and one on Redis (`redis::<check>`, with an app name of its own, flushed
-/// afterwards; skipped or failed as [`connect_redis`] says).
+/// afterwards; ignored without a server at build time, see the module doc).
 #[allow(unused_macros)] // each test binary uses a part
 macro_rules! on_both_backends {
     ($prefix:literal: $($check:ident)*) => {
@@ -70,6 +214,7 @@ macro_rules! on_both_backends {
         mod redis {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[cfg_attr(redis_unreachable, ignore = "Redis is not reachable; see the build warning")]
                 async fn $check() {
                     let app = format!("{}-{}-{}", $prefix, stringify!($check), ::qtasks::Uuid::new_v4());
                     let Some(backend) = super::support::connect_redis(concat!("redis ", stringify!($check)), &app).await
@@ -88,3 +233,10 @@ macro_rules! on_both_backends {
 }
 #[allow(unused_imports)]
 pub(crate) use on_both_backends;
+
+/// The name to build a test's app with: `name` on the in-memory backend; on
+/// a server, the backend's own app name (unique per test run, and the one
+/// the test flushes afterwards), so runs never share keys.
+pub fn app_name<B: qtasks::Backend>(name: &str, backend: &B) -> String {
+    if backend.kind() == "memory" { name.to_owned() } else { backend.app_name().to_owned() }
+}

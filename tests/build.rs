@@ -1,0 +1,121 @@
+//! Decides, at each build, which tests can run here, so that a test with
+//! nothing to test against is reported `ignored` by the test harness
+//! instead of passing without having tested anything.
+//!
+//! - `cfg(redis_unreachable)`: nothing answers a TCP connect at the address
+//!   of `QTASKS_REDIS_URL` (default redis://127.0.0.1:6379). The tests that
+//!   need that server carry
+//!   `#[cfg_attr(redis_unreachable, ignore = "…")]`.
+//! - `cfg(redis_tls_tools_missing)`: `redis-server` or `openssl` cannot be
+//!   run; `redis_tls.rs` starts its own TLS server with them.
+//!
+//! Under CI (`CI` set) neither is ever set: the tests run and fail, as a
+//! missing server there is a broken CI. Each skip prints a
+//! `cargo:warning` naming what is skipped and why.
+//!
+//! The script runs again at every build (its `rerun-if-changed` names a
+//! file that never exists), so the answer is never older than the build.
+//! The price: every build of this package recompiles its test binaries.
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+fn main() {
+    println!("cargo::rustc-check-cfg=cfg(redis_unreachable)");
+    println!("cargo::rustc-check-cfg=cfg(redis_tls_tools_missing)");
+    println!("cargo::rerun-if-env-changed=QTASKS_REDIS_URL");
+    println!("cargo::rerun-if-env-changed=CI");
+    println!("cargo::rerun-if-env-changed=PATH");
+    // Never created: Cargo then runs this script at every build.
+    println!("cargo::rerun-if-changed=build.rs.probe-at-every-build");
+
+    let ci = std::env::var_os("CI").is_some();
+    let url = std::env::var("QTASKS_REDIS_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
+    if let Err(why) = probe(&url) {
+        if ci {
+            println!(
+                "cargo::warning=Redis is not reachable at {url} ({why}); CI is set, so the Redis tests run and fail"
+            );
+        } else {
+            println!("cargo::rustc-cfg=redis_unreachable");
+            println!(
+                "cargo::warning=Redis is not reachable at {url} ({why}): the tests that need it are IGNORED \
+                 (the `redis::*` tests of on_both_backends! files, cancel_redis, distributed, redis_backend, \
+                 deps_state::redis_smoke, schedule::redis_*, canvas::*_on_redis, \
+                 config::connect_with_gives_the_redis_settings_to_the_backend). Start redis-server or set \
+                 QTASKS_REDIS_URL; with CI set they fail instead"
+            );
+        }
+    }
+
+    let missing: Vec<&str> = ["redis-server", "openssl"].into_iter().filter(|tool| !runs(tool)).collect();
+    if !missing.is_empty() {
+        if ci {
+            println!("cargo::warning={} not installed; CI is set, so redis_tls runs and fails", missing.join(" and "));
+        } else {
+            println!("cargo::rustc-cfg=redis_tls_tools_missing");
+            println!(
+                "cargo::warning={} not installed: redis_tls::a_task_runs_end_to_end_over_tls is IGNORED",
+                missing.join(" and ")
+            );
+        }
+    }
+}
+
+/// Whether `tool --version` can be run.
+fn runs(tool: &str) -> bool {
+    Command::new(tool).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
+}
+
+/// Connects to the server of a `redis://`, `rediss://` or `redis+unix://`
+/// (`unix://`) URL, and hangs up.
+fn probe(url: &str) -> Result<(), String> {
+    let (scheme, rest) = url.split_once("://").ok_or("no scheme in the URL")?;
+    match scheme {
+        "redis" | "rediss" | "valkey" | "valkeys" => {}
+        "redis+unix" | "unix" | "valkey+unix" => return probe_unix(rest),
+        other => return Err(format!("unknown scheme `{other}`")),
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let (host, port) = match host_port.strip_prefix('[') {
+        // [v6]:port
+        Some(v6) => {
+            let (host, after) = v6.split_once(']').ok_or("unclosed `[` in the host")?;
+            (host, after.strip_prefix(':'))
+        }
+        None => match host_port.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (host_port, None),
+        },
+    };
+    let host = if host.is_empty() { "127.0.0.1" } else { host };
+    let port: u16 = match port {
+        Some(port) => port.parse().map_err(|_| format!("bad port `{port}`"))?,
+        None => 6379,
+    };
+    let addrs = (host, port).to_socket_addrs().map_err(|e| format!("resolving {host}: {e}"))?;
+    let mut last = format!("{host} has no address");
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = format!("connecting to {addr}: {e}"),
+        }
+    }
+    Err(last)
+}
+
+#[cfg(unix)]
+fn probe_unix(rest: &str) -> Result<(), String> {
+    let path = rest.split(['?', '#']).next().unwrap_or_default();
+    std::os::unix::net::UnixStream::connect(path).map(drop).map_err(|e| format!("connecting to {path}: {e}"))
+}
+
+#[cfg(not(unix))]
+fn probe_unix(_rest: &str) -> Result<(), String> {
+    Err("unix sockets are not supported here".to_owned())
+}
