@@ -1,6 +1,6 @@
 //! The trigger names the macros accept, with their context type and value.
 //!
-//! Mirrors the table in `qtasks/src/triggers.rs`; the test
+//! Mirrors the table in `qtasks/src/dispatch/table.rs`; the test
 //! `tests/tests/triggers.rs` checks the two agree name by name.
 
 /// One trigger: name, context type, value type (`()` for observers).

@@ -185,7 +185,30 @@ impl TaskCounts {
 /// - [`fetch`](Backend::fetch) returns tasks by priority (lower first), then
 ///   in enqueue order, and waits without polling while the queue is empty;
 /// - [`wait`](Backend::wait) is notified when a task reaches a final status;
-/// - a record's status only moves forward (`new → process → final`).
+/// - a record's status only moves forward (`new → process → final`);
+/// - an app sees only its own tasks ([`for_app`](Backend::for_app)).
+///
+/// # Writing one
+///
+/// Implement every method; the async ones may be written `async fn`. Keep
+/// a clone cheap (the runtime clones the backend into every worker), store
+/// records as [`TaskRecord`] and queue entries as [`TaskMessage`] (JSON on
+/// the wire, so clients in other processes and languages can read them),
+/// and make `finish` write the final record, release the task, count it in
+/// [`stats`](Backend::stats) and wake its waiters as one step. Then run the
+/// public conformance suite in your crate's tests (feature `conformance`):
+///
+/// ```ignore
+/// #[tokio::test(flavor = "multi_thread")]
+/// async fn conforms() {
+///     qtasks::testing::conformance::run_all(|lease| async move { MyBackend::new().lease(lease) })
+///         .await
+///         .unwrap();
+/// }
+/// ```
+///
+/// [`MemoryBackend`] (one process, about 500 lines) is the smallest complete
+/// example to start from.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a qtasks backend",
     note = "use `qtasks::MemoryBackend`, or a backend from a qtasks backend feature"

@@ -7,7 +7,7 @@
 use redis::Script;
 use std::sync::LazyLock;
 
-/// One script: its source from `lua/<file>.lua` and the `Script` over it.
+/// One script: its source from a file in `lua/` and the `Script` over it.
 macro_rules! scripts {
     ($($(#[$doc:meta])* $name:ident = $file:literal;)*) => {
         $(
