@@ -92,11 +92,11 @@ impl Backend for AnyBackend {
         }
     }
 
-    async fn enqueue(&self, task: &TaskRecord) -> Result<(), BackendError> {
+    async fn enqueue(&self, task: &TaskRecord) -> Result<bool, BackendError> {
         each!(self, b => b.enqueue(task).await)
     }
 
-    async fn enqueue_delayed(&self, task: &TaskRecord, delay: Duration) -> Result<(), BackendError> {
+    async fn enqueue_delayed(&self, task: &TaskRecord, delay: Duration) -> Result<bool, BackendError> {
         each!(self, b => b.enqueue_delayed(task, delay).await)
     }
 
@@ -140,8 +140,16 @@ impl Backend for AnyBackend {
         each!(self, b => b.lease_renewal())
     }
 
-    async fn extend_lease(&self, uuid: Uuid) -> Result<(), BackendError> {
+    async fn extend_lease(&self, uuid: Uuid) -> Result<bool, BackendError> {
         each!(self, b => b.extend_lease(uuid).await)
+    }
+
+    async fn release(&self, uuid: Uuid) -> Result<bool, BackendError> {
+        each!(self, b => b.release(uuid).await)
+    }
+
+    async fn claim(&self, key: &str, ttl: Duration) -> Result<bool, BackendError> {
+        each!(self, b => b.claim(key, ttl).await)
     }
 
     async fn finish(&self, task: &TaskRecord) -> Result<(), BackendError> {

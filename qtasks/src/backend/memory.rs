@@ -6,7 +6,8 @@ use crate::model::{TaskMessage, TaskRecord, TaskStatus};
 use crate::task::CancelToken;
 use serde_json::{Map, Value};
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -14,12 +15,28 @@ use uuid::Uuid;
 
 const SHARDS: usize = 16;
 
+/// How long finished records are kept unless set: a day, as on Redis.
+const DEFAULT_RETENTION: Duration = Duration::from_secs(86_400);
+
+/// The app of a backend used before [`for_app`](Backend::for_app).
+const UNBOUND: &str = "default";
+
 /// A queue and record store in this process's memory.
 ///
 /// Tasks are ordered by priority (lower first), then by enqueue order.
-/// Records live in 16 independently locked shards, so writers of different
-/// tasks rarely contend; the queue itself is one lock taken once per batch
-/// by workers. Nothing survives the process. Clones share the same data.
+/// Records live in 16 independently locked shards, each with its own
+/// counters, so writers of different tasks rarely contend and finishing a
+/// task takes no lock shared by all tasks; the queue itself is one lock
+/// taken once per batch by workers. A queue entry is only a priority, a
+/// place in line and an id: the message is read from the record when a
+/// worker takes it, so a queued task is stored once. Cancelling a queued
+/// task marks its record; its queue entry is dropped when it comes up.
+///
+/// Records of finished tasks expire after the retention (a day by default,
+/// as on Redis; [`retention`](MemoryBackend::retention)): each write to a
+/// shard and each [`stats`](Backend::stats) call drops the shard's expired
+/// records, so a long-running process holds only the recent ones. Nothing
+/// survives the process. Clones share the same data.
 ///
 /// Like a Redis server, one `MemoryBackend` can hold several apps, each
 /// with its own queue, records and settings:
@@ -36,38 +53,94 @@ pub struct MemoryBackend {
 
 impl Default for MemoryBackend {
     fn default() -> Self {
-        let inner = Arc::<Inner>::default();
+        let inner = Arc::new(Inner::new(Some(DEFAULT_RETENTION)));
         let apps = HashMap::from([(UNBOUND.to_owned(), Arc::clone(&inner))]);
         Self { apps: Arc::new(Mutex::new(apps)), inner, name: UNBOUND.into() }
     }
 }
 
-/// The app of a backend used before [`for_app`](Backend::for_app).
-const UNBOUND: &str = "default";
-
-#[derive(Default)]
 struct Inner {
     queue: Mutex<Queue>,
     queued: Notify,
-    shards: [Mutex<UuidMap<Entry>>; SHARDS],
+    /// Tasks in the queue (or delayed) that are still `new`: the queue's
+    /// entries minus those cancelled or released meanwhile.
+    live: AtomicU64,
+    shards: [Mutex<Shard>; SHARDS],
     config: Mutex<HashMap<(String, String), Setting>>,
+    claims: Mutex<HashMap<String, Instant>>,
     cancels: CancelRegistry,
-    counts: Mutex<Counts>,
+    /// How long finished records are kept, as nanoseconds (0: for ever).
+    retention_nanos: AtomicU64,
 }
 
+impl Inner {
+    fn new(retention: Option<Duration>) -> Self {
+        Self {
+            queue: Mutex::default(),
+            queued: Notify::new(),
+            live: AtomicU64::new(0),
+            shards: Default::default(),
+            config: Mutex::default(),
+            claims: Mutex::default(),
+            cancels: CancelRegistry::default(),
+            retention_nanos: AtomicU64::new(retention.map_or(0, nanos)),
+        }
+    }
+
+    fn retention(&self) -> Option<Duration> {
+        match self.retention_nanos.load(AtomicOrdering::Relaxed) {
+            0 => None,
+            n => Some(Duration::from_nanos(n)),
+        }
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1)
+}
+
+/// One shard of records, with the counters of the runs that ended in it.
 #[derive(Default)]
-struct Counts {
+struct Shard {
+    entries: UuidMap<Entry>,
+    counts: BTreeMap<String, TaskCounts>,
     in_flight: u64,
-    tasks: BTreeMap<String, TaskCounts>,
+    /// Finished records in the order they expire (the retention is the same
+    /// for all, so finishing order is expiry order).
+    expiry: VecDeque<(Instant, Uuid)>,
 }
 
-impl Counts {
+impl Shard {
     /// Counts a run of `task` that ended with `status` (the name is copied
     /// only the first time).
-    fn add(&mut self, task: &str, status: TaskStatus) {
-        match self.tasks.get_mut(task) {
+    fn count(&mut self, task: &str, status: TaskStatus) {
+        match self.counts.get_mut(task) {
             Some(counts) => counts.add(status),
-            None => self.tasks.entry(task.to_owned()).or_default().add(status),
+            None => self.counts.entry(task.to_owned()).or_default().add(status),
+        }
+    }
+
+    /// Drops the records whose retention has passed, and gives back memory
+    /// once most of it is unused.
+    fn purge(&mut self, now: Instant) {
+        let before = self.entries.len();
+        while let Some(&(at, uuid)) = self.expiry.front() {
+            if at > now {
+                break;
+            }
+            self.expiry.pop_front();
+            if self.entries.get(&uuid).is_some_and(|e| e.task.status.is_done()) {
+                self.entries.remove(&uuid);
+            }
+        }
+        if self.entries.len() < before
+            && self.entries.capacity() > 64
+            && self.entries.len() < self.entries.capacity() / 4
+        {
+            self.entries.shrink_to_fit();
+        }
+        if self.expiry.capacity() > 64 && self.expiry.len() < self.expiry.capacity() / 4 {
+            self.expiry.shrink_to_fit();
         }
     }
 }
@@ -83,8 +156,7 @@ struct Queue {
 /// A delayed task, ordered by when it is due, then by enqueue order.
 struct Delayed {
     due: Instant,
-    seq: u64,
-    message: TaskMessage,
+    entry: Queued,
 }
 
 impl PartialEq for Delayed {
@@ -100,7 +172,7 @@ impl PartialOrd for Delayed {
 }
 impl Ord for Delayed {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.due.cmp(&other.due).then_with(|| self.seq.cmp(&other.seq))
+        self.due.cmp(&other.due).then_with(|| self.entry.seq.cmp(&other.entry.seq))
     }
 }
 
@@ -113,16 +185,25 @@ impl Queue {
                 return Some(first.due);
             }
             let Some(Reverse(d)) = self.delayed.pop() else { break };
-            self.heap.push(Queued { priority: d.message.priority, seq: d.seq, message: d.message });
+            self.heap.push(d.entry);
         }
         None
     }
+
+    /// Gives back memory once most of it is unused.
+    fn shrink(&mut self) {
+        if self.heap.capacity() > 64 && self.heap.len() < self.heap.capacity() / 4 {
+            self.heap.shrink_to_fit();
+        }
+    }
 }
 
+/// A place in line: the task's record holds the rest.
+#[derive(Clone, Copy)]
 struct Queued {
     priority: i64,
     seq: u64,
-    message: TaskMessage,
+    uuid: Uuid,
 }
 
 impl PartialEq for Queued {
@@ -149,6 +230,9 @@ type Setting = (Value, Option<Instant>);
 
 struct Entry {
     task: TaskRecord,
+    /// Its place in line while it is queued (`new`): a queue entry with
+    /// another `seq` is stale (the task was released and queued again).
+    seq: u64,
     // Created only when someone waits on this task.
     finished: Option<Arc<Notify>>,
 }
@@ -165,76 +249,120 @@ impl MemoryBackend {
         Self::default()
     }
 
+    /// How long records of finished tasks are kept (1 day by default, as on
+    /// Redis); `None` keeps them until [`flush`](crate::Backend::flush). For
+    /// this app, and the apps later scoped from this value.
+    pub fn retention(self, retention: Option<Duration>) -> Self {
+        self.inner.retention_nanos.store(retention.map_or(0, nanos), AtomicOrdering::Relaxed);
+        self
+    }
+
     /// The data of the app called `app`, made empty the first time.
     fn app(&self, app: &str) -> Self {
-        let inner = Arc::clone(lock(&self.apps).entry(app.to_owned()).or_default());
+        let retention = self.inner.retention();
+        let inner =
+            Arc::clone(lock(&self.apps).entry(app.to_owned()).or_insert_with(|| Arc::new(Inner::new(retention))));
         Self { apps: Arc::clone(&self.apps), inner, name: app.into() }
     }
 
     /// How many tasks are queued and not yet taken (delayed retries included).
     pub fn queued(&self) -> usize {
-        let q = lock(&self.inner.queue);
-        q.heap.len() + q.delayed.len()
+        usize::try_from(self.inner.live.load(AtomicOrdering::Acquire)).unwrap_or(usize::MAX)
     }
 
-    fn shard(&self, uuid: &Uuid) -> &Mutex<UuidMap<Entry>> {
+    fn shard(&self, uuid: &Uuid) -> &Mutex<Shard> {
         let i = (uuid.as_u128() as usize) % SHARDS;
         &self.inner.shards[i]
     }
 
-    /// Writes a record. With `count`, a run that ends here is counted in
-    /// [`stats`](Backend::stats) before its waiters wake, so a waiter reading
-    /// the stats next sees it.
+    /// Writes a record of a task that exists. With `count`, a run that ends
+    /// here is counted in [`stats`](Backend::stats) before its waiters
+    /// wake, so a waiter reading the stats next sees it.
     fn store(&self, task: &TaskRecord, count: bool) {
         let mut shard = lock(self.shard(&task.uuid));
-        match shard.get_mut(&task.uuid) {
-            // A status only moves forward: a late write never undoes an end.
-            Some(entry) if entry.task.status.is_done() => {}
-            Some(entry) => {
-                let previous = entry.task.status;
-                entry.task = task.clone();
-                if count {
-                    let mut counts = lock(&self.inner.counts);
-                    if previous == TaskStatus::Process {
-                        counts.in_flight = counts.in_flight.saturating_sub(1);
-                    }
-                    if !previous.is_done() {
-                        counts.add(&task.task_name, task.status);
-                    }
-                }
-                if task.status.is_done()
-                    && let Some(n) = entry.finished.take()
-                {
-                    n.notify_waiters();
-                }
+        let now = Instant::now();
+        shard.purge(now);
+        // A record written without being enqueued first (flushed meanwhile,
+        // or a backend used directly) is stored as given.
+        let mut fresh = false;
+        let entry = shard.entries.entry(task.uuid).or_insert_with(|| {
+            fresh = true;
+            Entry { task: task.clone(), seq: 0, finished: None }
+        });
+        // A status only moves forward: a late write never undoes an end.
+        if entry.task.status.is_done() && !fresh {
+            return;
+        }
+        let previous = entry.task.status;
+        entry.task = task.clone();
+        let finished = task.status.is_done().then(|| entry.finished.take()).flatten();
+        if count {
+            if previous == TaskStatus::Process {
+                shard.in_flight = shard.in_flight.saturating_sub(1);
             }
-            None => {
-                if count {
-                    lock(&self.inner.counts).add(&task.task_name, task.status);
-                }
-                shard.insert(task.uuid, Entry { task: task.clone(), finished: None });
-            }
+            shard.count(&task.task_name, task.status);
+        }
+        if task.status.is_done()
+            && let Some(retention) = self.inner.retention()
+        {
+            let at = now.checked_add(retention).unwrap_or(now + Duration::from_secs(100 * 365 * 86_400));
+            shard.expiry.push_back((at, task.uuid));
+        }
+        drop(shard);
+        if let Some(n) = finished {
+            n.notify_waiters();
         }
     }
 
-    fn queue(&self, task: &TaskRecord, delay: Option<Duration>) {
-        self.store(task, false);
-        let message = task.message();
-        {
+    /// Stores a new record and queues it; `false` if the id is taken.
+    fn queue(&self, task: &TaskRecord, delay: Option<Duration>) -> bool {
+        let seq = {
             let mut q = lock(&self.inner.queue);
             q.seq += 1;
-            let seq = q.seq;
+            q.seq
+        };
+        {
+            let mut shard = lock(self.shard(&task.uuid));
+            shard.purge(Instant::now());
+            if shard.entries.contains_key(&task.uuid) {
+                return false;
+            }
+            shard.entries.insert(task.uuid, Entry { task: task.clone(), seq, finished: None });
+        }
+        self.inner.live.fetch_add(1, AtomicOrdering::AcqRel);
+        self.push(Queued { priority: task.priority, seq, uuid: task.uuid }, delay);
+        true
+    }
+
+    fn push(&self, entry: Queued, delay: Option<Duration>) {
+        {
+            let mut q = lock(&self.inner.queue);
             match delay {
                 Some(delay) => {
                     let now = Instant::now();
                     // A delay too large to add is a century: never, in practice.
                     let due = now.checked_add(delay).unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400));
-                    q.delayed.push(Reverse(Delayed { due, seq, message }))
+                    q.delayed.push(Reverse(Delayed { due, entry }))
                 }
-                None => q.heap.push(Queued { priority: message.priority, seq, message }),
+                None => q.heap.push(entry),
             }
         }
         self.inner.queued.notify_one();
+    }
+
+    /// Marks a taken entry `process` and gives its message; `None` for a
+    /// stale entry (the task was cancelled, or released and queued again).
+    fn take(&self, queued: Queued, now: f64) -> Option<TaskMessage> {
+        let mut shard = lock(self.shard(&queued.uuid));
+        let entry = shard.entries.get_mut(&queued.uuid)?;
+        if entry.seq != queued.seq || entry.task.status != TaskStatus::New {
+            return None;
+        }
+        entry.task.status = TaskStatus::Process;
+        entry.task.updated_at = now;
+        let message = entry.task.message();
+        shard.in_flight += 1;
+        Some(message)
     }
 }
 
@@ -251,50 +379,45 @@ impl Backend for MemoryBackend {
         &self.name
     }
 
-    async fn enqueue(&self, task: &TaskRecord) -> Result<(), BackendError> {
-        self.queue(task, None);
-        Ok(())
+    async fn enqueue(&self, task: &TaskRecord) -> Result<bool, BackendError> {
+        Ok(self.queue(task, None))
     }
 
-    async fn enqueue_delayed(&self, task: &TaskRecord, delay: Duration) -> Result<(), BackendError> {
-        self.queue(task, Some(delay));
-        Ok(())
+    async fn enqueue_delayed(&self, task: &TaskRecord, delay: Duration) -> Result<bool, BackendError> {
+        Ok(self.queue(task, Some(delay)))
     }
 
     async fn cancel(&self, uuid: Uuid, reason: &str) -> Result<CancelOutcome, BackendError> {
-        let cancelled = {
+        let finished = {
             let mut shard = lock(self.shard(&uuid));
-            let Some(entry) = shard.get_mut(&uuid) else { return Ok(CancelOutcome::NotFound) };
+            let Some(entry) = shard.entries.get_mut(&uuid) else { return Ok(CancelOutcome::NotFound) };
             match entry.task.status {
                 TaskStatus::New => {
+                    // Its queue entry is dropped when it comes up (no scan).
                     entry.task.status = TaskStatus::Cancel;
                     entry.task.error = Some(reason.to_owned());
                     entry.task.updated_at = crate::model::now();
-                    Some((entry.task.task_name.clone(), entry.finished.take()))
+                    let (name, finished) = (entry.task.task_name.clone(), entry.finished.take());
+                    shard.count(&name, TaskStatus::Cancel);
+                    if let Some(retention) = self.inner.retention() {
+                        shard.expiry.push_back((Instant::now() + retention, uuid));
+                    }
+                    self.inner.live.fetch_sub(1, AtomicOrdering::AcqRel);
+                    finished
                 }
-                TaskStatus::Process => None,
+                TaskStatus::Process => {
+                    drop(shard);
+                    self.inner.cancels.signal(uuid, reason);
+                    return Ok(CancelOutcome::Requested);
+                }
                 done => return Ok(CancelOutcome::Finished(done)),
             }
         };
-        match cancelled {
-            Some((name, finished)) => {
-                {
-                    let mut q = lock(&self.inner.queue);
-                    q.heap.retain(|e| e.message.uuid != uuid);
-                    q.delayed.retain(|Reverse(d)| d.message.uuid != uuid);
-                }
-                lock(&self.inner.counts).tasks.entry(name).or_default().add(TaskStatus::Cancel);
-                // Waiters wake once the queue and the counters agree with the record.
-                if let Some(n) = finished {
-                    n.notify_waiters();
-                }
-                Ok(CancelOutcome::Cancelled)
-            }
-            None => {
-                self.inner.cancels.signal(uuid, reason);
-                Ok(CancelOutcome::Requested)
-            }
+        // Waiters wake once the queue count and the counters agree with the record.
+        if let Some(n) = finished {
+            n.notify_waiters();
         }
+        Ok(CancelOutcome::Cancelled)
     }
 
     fn watch_cancel(&self, uuid: Uuid, token: &CancelToken) {
@@ -307,18 +430,27 @@ impl Backend for MemoryBackend {
 
     async fn stats(&self) -> Result<QueueStats, BackendError> {
         let queued = self.queued() as u64;
-        let counts = lock(&self.inner.counts);
-        Ok(QueueStats { queued, in_flight: counts.in_flight, tasks: counts.tasks.clone() })
+        let now = Instant::now();
+        let mut stats = QueueStats { queued, in_flight: 0, tasks: BTreeMap::new() };
+        for shard in &self.inner.shards {
+            let mut shard = lock(shard);
+            shard.purge(now);
+            stats.in_flight += shard.in_flight;
+            for (name, counts) in &shard.counts {
+                stats.tasks.entry(name.clone()).or_default().merge(counts);
+            }
+        }
+        Ok(stats)
     }
 
     async fn get(&self, uuid: Uuid) -> Result<Option<TaskRecord>, BackendError> {
-        Ok(lock(self.shard(&uuid)).get(&uuid).map(|e| e.task.clone()))
+        Ok(lock(self.shard(&uuid)).entries.get(&uuid).map(|e| e.task.clone()))
     }
 
     async fn get_all(&self) -> Result<Vec<TaskRecord>, BackendError> {
         let mut all = Vec::new();
         for shard in &self.inner.shards {
-            all.extend(lock(shard).values().map(|e| e.task.clone()));
+            all.extend(lock(shard).entries.values().map(|e| e.task.clone()));
         }
         all.sort_by(|a, b| a.created_at.total_cmp(&b.created_at));
         Ok(all)
@@ -327,7 +459,7 @@ impl Backend for MemoryBackend {
     async fn wait(&self, uuid: Uuid, timeout: Duration) -> Result<Option<TaskRecord>, BackendError> {
         let notify = {
             let mut shard = lock(self.shard(&uuid));
-            let Some(entry) = shard.get_mut(&uuid) else { return Ok(None) };
+            let Some(entry) = shard.entries.get_mut(&uuid) else { return Ok(None) };
             if entry.task.status.is_done() {
                 return Ok(Some(entry.task.clone()));
             }
@@ -348,6 +480,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn fetch(&self, max: usize, out: &mut Vec<TaskMessage>) -> Result<(), BackendError> {
+        let mut taken = Vec::with_capacity(max.min(256));
         loop {
             // Register interest before looking, so an enqueue in between wakes us.
             let notified = self.inner.queued.notified();
@@ -356,36 +489,28 @@ impl Backend for MemoryBackend {
             let next_due = {
                 let mut q = lock(&self.inner.queue);
                 let next_due = q.promote(Instant::now());
-                while out.len() < max {
+                while taken.len() < max {
                     match q.heap.pop() {
-                        Some(entry) => out.push(entry.message),
+                        Some(entry) => taken.push(entry),
                         None => break,
                     }
                 }
+                q.shrink();
                 if !q.heap.is_empty() {
                     // Others may be waiting too: pass the wake-up on.
                     self.inner.queued.notify_one();
                 }
                 next_due
             };
-            if !out.is_empty() {
+            if !taken.is_empty() {
                 let now = crate::model::now();
-                let mut taken = 0;
-                // Tasks cancelled while queued are dropped here, unrun.
-                out.retain(|message| {
-                    let mut shard = lock(self.shard(&message.uuid));
-                    match shard.get_mut(&message.uuid) {
-                        Some(entry) if entry.task.status == TaskStatus::New => {
-                            entry.task.status = TaskStatus::Process;
-                            entry.task.updated_at = now;
-                            taken += 1;
-                            true
-                        }
-                        Some(entry) => !entry.task.status.is_done(),
-                        None => true,
+                // Entries of tasks cancelled (or released) meanwhile are dropped here, unrun.
+                for queued in taken.drain(..) {
+                    if let Some(message) = self.take(queued, now) {
+                        self.inner.live.fetch_sub(1, AtomicOrdering::AcqRel);
+                        out.push(message);
                     }
-                });
-                lock(&self.inner.counts).in_flight += taken;
+                }
                 if !out.is_empty() {
                     return Ok(());
                 }
@@ -405,6 +530,36 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
+    async fn release(&self, uuid: Uuid) -> Result<bool, BackendError> {
+        let entry = {
+            let mut shard = lock(self.shard(&uuid));
+            let Some(entry) = shard.entries.get_mut(&uuid) else { return Ok(false) };
+            if entry.task.status != TaskStatus::Process {
+                return Ok(false);
+            }
+            entry.task.status = TaskStatus::New;
+            entry.task.updated_at = crate::model::now();
+            let queued = Queued { priority: entry.task.priority, seq: entry.seq, uuid };
+            shard.in_flight = shard.in_flight.saturating_sub(1);
+            queued
+        };
+        self.inner.live.fetch_add(1, AtomicOrdering::AcqRel);
+        // Back at its old place in line.
+        self.push(entry, None);
+        Ok(true)
+    }
+
+    async fn claim(&self, key: &str, ttl: Duration) -> Result<bool, BackendError> {
+        let now = Instant::now();
+        let mut claims = lock(&self.inner.claims);
+        claims.retain(|_, until| *until > now);
+        if claims.contains_key(key) {
+            return Ok(false);
+        }
+        claims.insert(key.to_owned(), now.checked_add(ttl).unwrap_or(now + Duration::from_secs(100 * 365 * 86_400)));
+        Ok(true)
+    }
+
     async fn finish(&self, task: &TaskRecord) -> Result<(), BackendError> {
         self.store(task, true);
         Ok(())
@@ -413,14 +568,15 @@ impl Backend for MemoryBackend {
     async fn flush(&self) -> Result<(), BackendError> {
         {
             let mut q = lock(&self.inner.queue);
-            q.heap.clear();
-            q.delayed.clear();
+            q.heap = BinaryHeap::new();
+            q.delayed = BinaryHeap::new();
         }
-        *lock(&self.inner.counts) = Counts::default();
+        self.inner.live.store(0, AtomicOrdering::Release);
         for shard in &self.inner.shards {
-            lock(shard).clear();
+            *lock(shard) = Shard::default();
         }
         lock(&self.inner.config).clear();
+        lock(&self.inner.claims).clear();
         Ok(())
     }
 

@@ -164,6 +164,10 @@ pub struct TaskCounts {
     pub retry: u64,
     /// Tasks that ended `cancel`, queued or running.
     pub cancel: u64,
+    /// Runs that started while another run of the same task held it, or
+    /// had held it (its worker died or lost its lease): the runs that may
+    /// have done the task's work twice.
+    pub duplicates: u64,
 }
 
 impl TaskCounts {
@@ -176,6 +180,15 @@ impl TaskCounts {
             TaskStatus::Cancel => self.cancel += 1,
             TaskStatus::New | TaskStatus::Process => {}
         }
+    }
+
+    /// Adds `other`'s counts to these.
+    pub fn merge(&mut self, other: &Self) {
+        self.success += other.success;
+        self.error += other.error;
+        self.retry += other.retry;
+        self.cancel += other.cancel;
+        self.duplicates += other.duplicates;
     }
 }
 
@@ -234,16 +247,19 @@ pub trait Backend: Send + Sync + 'static {
     /// [`for_app`](Backend::for_app)).
     fn app_name(&self) -> &str;
 
-    /// Stores a `new` record and queues its task.
-    fn enqueue(&self, task: &TaskRecord) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Stores a `new` record and queues its task, unless a task with the
+    /// same id exists: then nothing changes and it returns `false`. So an
+    /// enqueue retried with the same id (after an ambiguous error: the
+    /// connection dropped before the answer) never makes a second task.
+    fn enqueue(&self, task: &TaskRecord) -> impl Future<Output = Result<bool, BackendError>> + Send;
 
-    /// Stores a `new` record and queues its task so that no worker takes it
+    /// As [`enqueue`](Backend::enqueue), and no worker takes the task
     /// before `delay` has passed (retries with a backoff use this).
     fn enqueue_delayed(
         &self,
         task: &TaskRecord,
         delay: Duration,
-    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+    ) -> impl Future<Output = Result<bool, BackendError>> + Send;
 
     /// Cancels a task (see [`CancelOutcome`]). The decision is stored: a
     /// queued task is `cancel` at once and never runs, whichever worker
@@ -292,12 +308,27 @@ pub trait Backend: Send + Sync + 'static {
         None
     }
 
-    /// Renews the lease of a task this worker runs (see
-    /// [`lease_renewal`](Backend::lease_renewal)).
-    fn extend_lease(&self, uuid: Uuid) -> impl Future<Output = Result<(), BackendError>> + Send {
+    /// Renews the lease of a task this worker holds (see
+    /// [`lease_renewal`](Backend::lease_renewal)); `false` if this worker
+    /// no longer holds it (its lease expired and the task was handed to
+    /// another worker, or it already finished). Backends without leases
+    /// hold every task until it finishes.
+    fn extend_lease(&self, uuid: Uuid) -> impl Future<Output = Result<bool, BackendError>> + Send {
         let _ = uuid;
-        std::future::ready(Ok(()))
+        std::future::ready(Ok(true))
     }
+
+    /// Puts a task this worker holds back in the queue, as it was before it
+    /// was taken (same attempt, same place in line), for another worker to
+    /// run: what a worker forced to stop does with its running tasks.
+    /// `false` if this worker did not hold it.
+    fn release(&self, uuid: Uuid) -> impl Future<Output = Result<bool, BackendError>> + Send;
+
+    /// Claims `key` for `ttl`, across every process using the backend:
+    /// `true` for the first caller, `false` for every other until the claim
+    /// expires. Schedules claim each tick with it, so N schedulers enqueue
+    /// a tick once.
+    fn claim(&self, key: &str, ttl: Duration) -> impl Future<Output = Result<bool, BackendError>> + Send;
 
     /// Writes a final status (or `retry`), releases the task, wakes its
     /// waiters and counts it in [`stats`](Backend::stats).

@@ -74,6 +74,7 @@ pub struct Signature<O = Value> {
     args: Result<Value, Arc<serde_json::Error>>,
     priority: Option<i64>,
     extra: Map<String, Value>,
+    id: Option<Uuid>,
     _output: PhantomData<fn() -> O>,
 }
 
@@ -97,6 +98,7 @@ impl Signature {
             args: serde_json::to_value(args).map_err(Arc::new),
             priority: None,
             extra: Map::new(),
+            id: None,
             _output: PhantomData,
         }
     }
@@ -118,6 +120,7 @@ impl<O> Signature<O> {
             args: self.args,
             priority: self.priority,
             extra: self.extra,
+            id: self.id,
             _output: PhantomData,
         }
     }
@@ -143,6 +146,16 @@ impl<O> Signature<O> {
         self
     }
 
+    /// Enqueues the task under this id instead of a fresh one, so the
+    /// enqueue is idempotent: if a task with this id exists, enqueueing does
+    /// nothing and the handle points at that task. Use it to retry an
+    /// enqueue whose outcome is unknown (the connection dropped before the
+    /// answer) without making a second task.
+    pub fn id(mut self, id: Uuid) -> Self {
+        self.id = Some(id);
+        self
+    }
+
     /// The task's name.
     pub fn task_name(&self) -> &str {
         &self.task_name
@@ -159,9 +172,12 @@ impl<O> Signature<O> {
     }
 
     /// The request to enqueue, or the encoding error of the arguments.
-    pub(crate) fn into_request(self, default_priority: impl FnOnce(&str) -> i64) -> Result<NewTask, Error> {
+    pub(crate) fn into_request(
+        self,
+        default_priority: impl FnOnce(&str) -> i64,
+    ) -> Result<(NewTask, Option<Uuid>), Error> {
         let args = self.args.map_err(|source| Error::EncodeArgs { task: self.task_name.clone(), source })?;
-        Ok(request(self.task_name, args, self.priority, self.extra, default_priority))
+        Ok((request(self.task_name, args, self.priority, self.extra, default_priority), self.id))
     }
 
     /// The arguments, or why they are unusable: `append` asks for an array
@@ -185,6 +201,7 @@ impl<O> Clone for Signature<O> {
             args: self.args.clone(),
             priority: self.priority,
             extra: self.extra.clone(),
+            id: self.id,
             _output: PhantomData,
         }
     }
@@ -197,6 +214,7 @@ impl<O> fmt::Debug for Signature<O> {
             .field("args", &self.args)
             .field("priority", &self.priority)
             .field("extra", &self.extra)
+            .field("id", &self.id)
             .finish()
     }
 }
@@ -285,7 +303,7 @@ impl TaskChain {
                 }
             };
             let request = step.request_with(args, |name| self.client.inner.default_priority(name));
-            let uuid = match self.client.submit(request).await {
+            let uuid = match self.client.submit(request, step.id).await {
                 Ok(task) => task.uuid,
                 Err(source) => return Err(ChainError::Backend { index, task_name, uuid: None, source, records }),
             };
@@ -485,7 +503,7 @@ impl TaskGroup {
         let outcomes = join_all(self.members.iter().zip(args).enumerate().map(|(index, (member, args))| async move {
             let task_name = || member.task_name.clone();
             let request = member.request_with(args.clone(), |name| client.inner.default_priority(name));
-            let uuid = match client.submit(request).await {
+            let uuid = match client.submit(request, member.id).await {
                 Ok(task) => task.uuid,
                 Err(source) => return Err(MemberError::Backend { index, task_name: task_name(), uuid: None, source }),
             };

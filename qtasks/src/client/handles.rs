@@ -53,6 +53,12 @@ impl<O> Enqueue<O> {
         self.call = self.call.extra(key, value);
         self
     }
+
+    /// Enqueues under this id: idempotent, see [`Signature::id`].
+    pub fn id(mut self, id: Uuid) -> Self {
+        self.call = self.call.id(id);
+        self
+    }
 }
 
 impl<O> fmt::Debug for Enqueue<O> {
@@ -67,7 +73,7 @@ impl<O> IntoFuture for Enqueue<O> {
 
     fn into_future(self) -> EnqueueFuture<O> {
         let submit = match self.call.into_request(|name| self.client.inner.default_priority(name)) {
-            Ok(request) => self.client.inner.clone().submit(request),
+            Ok((request, id)) => self.client.inner.clone().submit(request, id),
             Err(error) => Box::pin(std::future::ready(Err(error))),
         };
         EnqueueFuture { submit, client: Some(self.client), _output: PhantomData }

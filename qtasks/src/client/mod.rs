@@ -89,7 +89,7 @@ impl fmt::Debug for Client {
 pub(crate) trait ClientApi: Send + Sync + 'static {
     fn name(&self) -> &str;
     fn default_priority(&self, task: &str) -> i64;
-    fn submit(self: Arc<Self>, request: NewTask) -> BoxFuture<'static, Result<TaskRecord, Error>>;
+    fn submit(self: Arc<Self>, request: NewTask, id: Option<Uuid>) -> BoxFuture<'static, Result<TaskRecord, Error>>;
     fn get(self: Arc<Self>, uuid: Uuid) -> BoxFuture<'static, Result<Option<TaskRecord>, Error>>;
     fn wait(self: Arc<Self>, uuid: Uuid, timeout: Duration) -> BoxFuture<'static, Result<TaskRecord, WaitError>>;
     fn cancel(self: Arc<Self>, uuid: Uuid, reason: String) -> BoxFuture<'static, Result<CancelOutcome, Error>>;
@@ -104,8 +104,8 @@ impl<T: TaskSet, C: PluginChain, B: Backend> ClientApi for AppInner<T, C, B> {
         AppInner::default_priority(self, task)
     }
 
-    fn submit(self: Arc<Self>, request: NewTask) -> BoxFuture<'static, Result<TaskRecord, Error>> {
-        Box::pin(async move { self.enqueue_request(request).await })
+    fn submit(self: Arc<Self>, request: NewTask, id: Option<Uuid>) -> BoxFuture<'static, Result<TaskRecord, Error>> {
+        Box::pin(async move { self.enqueue_request(request, id).await })
     }
 
     fn get(self: Arc<Self>, uuid: Uuid) -> BoxFuture<'static, Result<Option<TaskRecord>, Error>> {
@@ -158,8 +158,8 @@ impl Client {
         TaskHandle::new(self.clone(), uuid)
     }
 
-    pub(crate) async fn submit(&self, request: NewTask) -> Result<TaskRecord, Error> {
-        self.inner.clone().submit(request).await
+    pub(crate) async fn submit(&self, request: NewTask, id: Option<Uuid>) -> Result<TaskRecord, Error> {
+        self.inner.clone().submit(request, id).await
     }
 }
 
@@ -368,12 +368,17 @@ impl<T: TaskSet, C: PluginChain, B: Backend> AppInner<T, C, B> {
         Ok(CancelOutcome::Finished(TaskStatus::Retry))
     }
 
-    async fn enqueue_request(&self, request: NewTask) -> Result<TaskRecord, Error> {
+    async fn enqueue_request(&self, request: NewTask, id: Option<Uuid>) -> Result<TaskRecord, Error> {
         let request = fire!(&self.chain, QtasksAddTaskBeforeBroker { app: &self.name, request }).request;
-        let model = TaskRecord::new(Uuid::new_v4(), request);
+        let model = TaskRecord::new(id.unwrap_or_else(Uuid::new_v4), request);
         let model = fire!(&self.chain, BrokerAddBefore { app: &self.name, model }).model;
         let model = fire!(&self.chain, StorageAdd { app: &self.name, model }).model;
-        self.backend.enqueue(&model).await?;
+        if !self.backend.enqueue(&model).await? {
+            // The id was given and a task has it: an enqueue repeated after
+            // an ambiguous error. Nothing was enqueued now.
+            tracing::debug!(app = %self.name, uuid = %model.uuid, "a task with this id exists; not enqueued again");
+            return Ok(model);
+        }
         fire!(&self.chain, BrokerAddAfter { app: &self.name, model: &model });
         fire!(&self.chain, QtasksAddTaskAfterBroker { app: &self.name, model: &model });
         Ok(model)

@@ -53,7 +53,7 @@ pub(super) async fn retry<K: Task, T, C: PluginChain, B: Backend>(
         None => app.backend.enqueue(&child).await,
     };
     match enqueued {
-        Ok(()) => {
+        Ok(_) => {
             tracing::info!(app = name, task = info.name, uuid = %message.uuid, retry = %child_uuid, left = left - 1, "task failed; retrying")
         }
         Err(error) => {

@@ -877,7 +877,7 @@ async fn check_delayed<B: Backend + Clone>(backend: B) -> Outcome {
 // ---------------------------------------------------------------------------
 
 async fn check_stats<B: Backend + Clone>(backend: B) -> Outcome {
-    let counts = |success, error, retry, cancel| TaskCounts { success, error, retry, cancel };
+    let counts = |success, error, retry, cancel| TaskCounts { success, error, retry, cancel, duplicates: 0 };
     let app = app(backend.clone())?;
     ensure_eq!(backend.stats().await?, QueueStats::default());
 

@@ -29,11 +29,11 @@ impl Backend for RedisBackend {
         &self.shared.keys.app
     }
 
-    async fn enqueue(&self, task: &TaskRecord) -> Result<(), BackendError> {
+    async fn enqueue(&self, task: &TaskRecord) -> Result<bool, BackendError> {
         self.push(task, 0).await
     }
 
-    async fn enqueue_delayed(&self, task: &TaskRecord, delay: Duration) -> Result<(), BackendError> {
+    async fn enqueue_delayed(&self, task: &TaskRecord, delay: Duration) -> Result<bool, BackendError> {
         // A zero delay is an ordinary enqueue; any other is at least 1 ms.
         self.push(task, if delay.is_zero() { 0 } else { millis(delay) }).await
     }
@@ -262,8 +262,26 @@ impl Backend for RedisBackend {
         Some(self.lease / 3)
     }
 
-    async fn extend_lease(&self, uuid: Uuid) -> Result<(), BackendError> {
-        self.extend_leases(&[uuid]).await.map(drop)
+    async fn extend_lease(&self, uuid: Uuid) -> Result<bool, BackendError> {
+        Ok(self.extend_leases(&[uuid]).await? > 0)
+    }
+
+    async fn release(&self, uuid: Uuid) -> Result<bool, BackendError> {
+        Ok(self.requeue(&[uuid]).await? > 0)
+    }
+
+    async fn claim(&self, key: &str, ttl: Duration) -> Result<bool, BackendError> {
+        let key = format!("{}claim:{key}", self.shared.keys.prefix);
+        let set: Option<String> = redis::cmd("SET")
+            .arg(&key)
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(millis(ttl))
+            .query_async(&mut self.conn())
+            .await
+            .map_err(redis_error("claiming a key"))?;
+        Ok(set.is_some())
     }
 
     async fn config_set(
@@ -382,7 +400,7 @@ impl RedisBackend {
     }
 
     /// Stores a `new` record and queues it, or delays it by `delay_ms` (> 0).
-    async fn push(&self, task: &TaskRecord, delay_ms: u64) -> Result<(), BackendError> {
+    async fn push(&self, task: &TaskRecord, delay_ms: u64) -> Result<bool, BackendError> {
         let data = serde_json::to_string(task).map_err(encode_error("the task"))?;
         if data.len() > self.max_message_size {
             return Err(error(
@@ -397,7 +415,7 @@ impl RedisBackend {
             ));
         }
         let keys = &self.shared.keys;
-        let _: i64 = ENQUEUE
+        let seq: i64 = ENQUEUE
             .key(keys.task(task.uuid))
             .key(&keys.queue)
             .key(&keys.seq)
@@ -411,7 +429,8 @@ impl RedisBackend {
             .invoke_async(&mut self.conn())
             .await
             .map_err(redis_error("enqueueing a task"))?;
-        Ok(())
+        // 0: a task with this id exists; nothing was written.
+        Ok(seq != 0)
     }
 
     pub(super) fn conn(&self) -> ConnectionManager {

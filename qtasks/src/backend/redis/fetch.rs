@@ -42,7 +42,7 @@ impl RedisBackend {
             let taken = this.pop(max).await;
             if let Err(Ok((_, messages))) = tx.send(taken) {
                 let uuids: Vec<Uuid> = messages.iter().map(|m| m.uuid).collect();
-                if let Err(e) = this.release(&uuids).await {
+                if let Err(e) = this.requeue(&uuids).await {
                     tracing::warn!(backend = KIND, error = %e, "could not requeue the tasks of a cancelled fetch; they return when their lease expires");
                 }
             }
@@ -135,9 +135,9 @@ impl RedisBackend {
     }
 
     /// Puts tasks taken but not handed out back into the queue, at their place.
-    pub(super) async fn release(&self, uuids: &[Uuid]) -> Result<(), BackendError> {
+    pub(super) async fn requeue(&self, uuids: &[Uuid]) -> Result<usize, BackendError> {
         if uuids.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let keys = &self.shared.keys;
         let mut call = RELEASE.key(&keys.inflight);
@@ -145,8 +145,8 @@ impl RedisBackend {
         for uuid in uuids {
             call.arg(uuid.hyphenated().to_string());
         }
-        let _: i64 = call.invoke_async(&mut self.conn()).await.map_err(redis_error("requeueing tasks"))?;
-        Ok(())
+        let n: usize = call.invoke_async(&mut self.conn()).await.map_err(redis_error("requeueing tasks"))?;
+        Ok(n)
     }
 
     /// Blocks until a wake-up token arrives or `block` passes.
