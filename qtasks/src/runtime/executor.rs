@@ -26,6 +26,8 @@ use crate::triggers::Trigger;
 use crate::triggers::*;
 use serde_json::Value;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
 use tracing::Instrument;
 
 /// Runs one message taken from the backend to its final status.
@@ -146,9 +148,8 @@ async fn store_final<T, C: PluginChain, B: Backend>(
     model.updated_at = now();
     let model = fire!(&app.chain, WorkerRemoveFinishedTask { app: name, task, message, model }).model;
     let model = fire!(&app.chain, BrokerRemoveFinishedTask { app: name, model }).model;
-    if let Err(error) = app.backend.finish(&model).await {
-        tracing::error!(app = name, uuid = %model.uuid, %error, "storing the final status failed");
-    }
+    let model = within_size_limit(model, app.config.max_message_size);
+    store_retrying(app, &model).await;
     // Cancelled after its retry was enqueued: cancel the retry (a cancel
     // coming later finds the `retry` record and follows it by itself).
     if model.status == TaskStatus::Retry
@@ -159,6 +160,107 @@ async fn store_final<T, C: PluginChain, B: Backend>(
         tracing::error!(app = name, uuid = %child, %error, "cancelling the retry of a cancelled task failed");
     }
     model
+}
+
+/// Stores the final record, retrying with backoff while this worker still
+/// holds the task (the lease is renewed meanwhile): a connection that drops
+/// at that moment costs a retry, not a second run after the lease. Gives up
+/// only once the lease is lost (another worker then runs the task: the one
+/// case where it runs twice) or, on a backend without leases, after a few
+/// tries.
+async fn store_retrying<T, C, B: Backend>(app: &AppInner<T, C, B>, model: &TaskRecord) {
+    const FIRST_BACKOFF: Duration = Duration::from_millis(20);
+    const TRIES_WITHOUT_LEASE: u32 = 5;
+    let name = app.name.as_str();
+    let period = app.backend.lease_renewal();
+    // A lease renewed `period` ago is good for about two more periods.
+    let mut held_until = period.map(|p| Instant::now() + p * 2);
+    let mut backoff = FIRST_BACKOFF;
+    for attempt in 1u32.. {
+        let error = match app.backend.finish(model).await {
+            Ok(()) => return,
+            Err(error) => error,
+        };
+        let give_up = match period {
+            None => attempt >= TRIES_WITHOUT_LEASE,
+            Some(period) => match app.backend.extend_lease(model.uuid).await {
+                Ok(true) => {
+                    held_until = Some(Instant::now() + period * 2);
+                    false
+                }
+                Ok(false) => {
+                    tracing::error!(app = name, uuid = %model.uuid, %error, "storing the final status failed and the lease is lost: another worker will run the task");
+                    return;
+                }
+                Err(_) => held_until.is_some_and(|until| Instant::now() >= until),
+            },
+        };
+        if give_up {
+            tracing::error!(app = name, uuid = %model.uuid, %error, attempt, "storing the final status failed; giving up");
+            return;
+        }
+        tracing::warn!(app = name, uuid = %model.uuid, %error, attempt, "storing the final status failed; retrying");
+        tokio::time::sleep(jitter(backoff)).await;
+        backoff = (backoff * 2).min(period.unwrap_or(Duration::from_secs(1)));
+    }
+}
+
+/// `d` plus up to a quarter more, so workers that failed together do not
+/// retry together.
+fn jitter(d: Duration) -> Duration {
+    let spread = u64::try_from(d.as_nanos() / 4).unwrap_or(u64::MAX).max(1);
+    d + Duration::from_nanos(uuid::Uuid::new_v4().as_u128() as u64 % spread)
+}
+
+/// Longest error text stored in a record: an error that quotes its input
+/// (a decoding error naming a 10 MB argument) is cut.
+const ERROR_TEXT_LIMIT: usize = 16 * 1024;
+
+/// Keeps a final record within the message size limit: an error text over
+/// [`ERROR_TEXT_LIMIT`] (or half the limit) is cut, and a result whose JSON
+/// is larger than the limit makes the task end `error` saying so.
+fn within_size_limit(mut model: TaskRecord, limit: usize) -> TaskRecord {
+    if let Some(result) = &model.result {
+        let size = json_size(result);
+        if size > limit {
+            model.status = TaskStatus::Error;
+            model.result = None;
+            model.error = Some(format!(
+                "the result is {size} bytes as JSON, more than the limit of {limit} bytes (max_message_size); it was not stored"
+            ));
+        }
+    }
+    let cap = ERROR_TEXT_LIMIT.min(limit / 2).max(256);
+    if let Some(error) = &mut model.error
+        && error.len() > cap
+    {
+        let mut cut = cap;
+        while !error.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let dropped = error.len() - cut;
+        error.truncate(cut);
+        error.push_str(&format!("… ({dropped} more bytes cut)"));
+    }
+    model
+}
+
+/// The length of `value` as JSON, without building the text.
+fn json_size(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing to a counter cannot fail.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 /// The triggers and events after the final record is stored.
