@@ -201,10 +201,24 @@ where
         Command::Run { concurrency } => {
             let concurrency = concurrency.unwrap_or(config.max_tasks_process).max(1);
             print!("{}", banner(&app, &config.broker_url, concurrency));
+            let mut signals = Signals::new();
             let worker = app.worker().max_tasks_process(concurrency).start().await?;
-            shutdown_signal().await;
-            eprintln!("shutting down: waiting for running tasks");
-            worker.shutdown().await;
+            signals.next().await;
+            let limit = config.shutdown_timeout;
+            eprintln!(
+                "shutting down: waiting up to {} s for running tasks (a second signal stops them now)",
+                limit.as_secs_f64()
+            );
+            let force = async {
+                tokio::select! {
+                    () = tokio::time::sleep(limit) => {}
+                    () = signals.next() => eprintln!("second signal: stopping the running tasks now"),
+                }
+            };
+            let report = worker.shutdown_or(force).await;
+            if !report.released.is_empty() {
+                eprintln!("{} running task(s) stopped and put back in the queue", report.released.len());
+            }
         }
         Command::Add { task, args, wait, priority } => {
             let args: serde_json::Value =
@@ -329,24 +343,51 @@ fn text_listing(value: &serde_json::Value) -> String {
     out
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// SIGTERM and Ctrl-C (SIGINT), listened to from the first call on, so a
+/// second signal is never missed between two waits.
+struct Signals {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Self { term: signal(SignalKind::terminate()).ok(), int: signal(SignalKind::interrupt()).ok() }
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    /// Completes at the next SIGTERM or Ctrl-C.
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        {
+            let term = async {
+                match &mut self.term {
+                    Some(s) => drop(s.recv().await),
+                    None => std::future::pending().await,
+                }
+            };
+            let int = async {
+                match &mut self.int {
+                    Some(s) => drop(s.recv().await),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = term => {}
+                () = int => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

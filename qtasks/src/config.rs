@@ -91,6 +91,12 @@ pub struct Config {
     /// `add --wait` (without a number) waits for the result.
     #[serde(serialize_with = "serialize_secs")]
     pub result_timeout: Duration,
+    /// `QTASKS_SHUTDOWN_TIMEOUT`, default 30 s: how long the CLI's worker
+    /// waits for its running tasks after the first SIGTERM or Ctrl-C before
+    /// it stops them and puts them back in the queue (a second signal does
+    /// that at once); see [`Worker::shutdown_timeout`](crate::Worker::shutdown_timeout).
+    #[serde(serialize_with = "serialize_secs")]
+    pub shutdown_timeout: Duration,
     /// `QTASKS_LOG`, default `info`: the `tracing` filter the CLI logs with
     /// when `RUST_LOG` is unset.
     pub log: String,
@@ -107,6 +113,7 @@ impl Default for Config {
             retention: Some(Duration::from_secs(86_400)),
             max_message_size: 1024 * 1024,
             result_timeout: Duration::from_secs(100),
+            shutdown_timeout: Duration::from_secs(30),
             log: "info".to_owned(),
         }
     }
@@ -123,6 +130,7 @@ impl fmt::Debug for Config {
             .field("retention", &self.retention)
             .field("max_message_size", &self.max_message_size)
             .field("result_timeout", &self.result_timeout)
+            .field("shutdown_timeout", &self.shutdown_timeout)
             .field("log", &self.log)
             .finish()
     }
@@ -221,6 +229,15 @@ const SETTINGS: &[Setting] = &[
             Some(())
         },
         show: |c| Some(c.result_timeout.as_secs_f64().to_string()),
+    },
+    Setting {
+        variable: "QTASKS_SHUTDOWN_TIMEOUT",
+        expected: "a number of seconds > 0, e.g. 30 or 2.5",
+        apply: |c, v| {
+            c.shutdown_timeout = seconds(v)?;
+            Some(())
+        },
+        show: |c| Some(c.shutdown_timeout.as_secs_f64().to_string()),
     },
     Setting {
         variable: "QTASKS_LOG",
@@ -400,6 +417,12 @@ impl Config {
     /// Sets [`result_timeout`](Config::result_timeout).
     pub fn result_timeout(mut self, timeout: Duration) -> Self {
         self.result_timeout = timeout;
+        self
+    }
+
+    /// Sets [`shutdown_timeout`](Config::shutdown_timeout).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
         self
     }
 

@@ -80,7 +80,7 @@ pub use error::BoxError;
 pub use model::{NewTask, TaskMessage, TaskRecord, TaskStatus};
 pub use qtasks_macros::{plugin, task};
 pub use runtime::schedule::{ScheduleEntry, ScheduleError, ScheduleHandle, Scheduler};
-pub use runtime::{Worker, WorkerBuilder};
+pub use runtime::{ShutdownReport, Worker, WorkerBuilder};
 pub use task::{
     CancelToken, Cancelled, Dep, DependencyError, PluginError, Provider, State, Task, TaskContext, TaskError, TaskInfo,
     TaskSet,

@@ -101,7 +101,8 @@ fn inspect_commands_print_the_tasks_plugins_and_stats() {
         listed,
         [
             (qtasks::json!("add"), qtasks::json!(null), qtasks::json!(["a", "b"])),
-            (qtasks::json!("urgent"), qtasks::json!(-5), qtasks::json!([]))
+            (qtasks::json!("urgent"), qtasks::json!(-5), qtasks::json!([])),
+            (qtasks::json!("hold"), qtasks::json!(null), qtasks::json!([]))
         ]
     );
     let out = text(&["inspect", "tasks"]);
@@ -114,10 +115,10 @@ fn inspect_commands_print_the_tasks_plugins_and_stats() {
     let stats = json(&["inspect", "stats", "--json"]);
     assert_eq!(
         (&stats["app"]["name"], &stats["app"]["backend"], &stats["app"]["queued"], &stats["app"]["task_count"]),
-        (&qtasks::json!("cli-test"), &qtasks::json!("memory"), &qtasks::json!(0), &qtasks::json!(2))
+        (&qtasks::json!("cli-test"), &qtasks::json!("memory"), &qtasks::json!(0), &qtasks::json!(3))
     );
     let names: Vec<_> = stats["tasks"].as_array().unwrap().iter().map(|t| t["name"].clone()).collect();
-    assert_eq!(names, [qtasks::json!("add"), qtasks::json!("urgent")]);
+    assert_eq!(names, [qtasks::json!("add"), qtasks::json!("urgent"), qtasks::json!("hold")]);
     let out = text(&["inspect", "stats"]);
     for line in [&["app", "cli-test"][..], &["backend", "memory"], &["queued", "0"], &["task", "urgent"]] {
         assert!(has_line(&out, line), "no line {line:?}:\n{out}");

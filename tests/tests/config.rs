@@ -50,6 +50,7 @@ fn every_variable_overrides_its_setting() {
         ("QTASKS_RETENTION", "3600"),
         ("QTASKS_MAX_MESSAGE_SIZE", "2048"),
         ("QTASKS_RESULT_TIMEOUT", " 2.5 "),
+        ("QTASKS_SHUTDOWN_TIMEOUT", "12"),
         ("QTASKS_LOG", "warn,qtasks=debug"),
     ])
     .unwrap();
@@ -62,9 +63,10 @@ fn every_variable_overrides_its_setting() {
         .retention(Some(Duration::from_secs(3600)))
         .max_message_size(2048)
         .result_timeout(Duration::from_millis(2500))
+        .shutdown_timeout(Duration::from_secs(12))
         .log("warn,qtasks=debug");
     assert_eq!(config, expected);
-    assert_eq!(Config::variables().count(), 9);
+    assert_eq!(Config::variables().count(), 10);
 }
 
 #[test]

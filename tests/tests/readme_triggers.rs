@@ -45,8 +45,7 @@ fn readme_lists() -> BTreeMap<String, (Vec<Vec<String>>, BTreeSet<String>)> {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
     let names: BTreeSet<&str> = ALL.iter().map(|t| t.name).collect();
     let mut out = BTreeMap::new();
-    let mut parts = readme.split("<!-- fires: ").skip(1);
-    while let Some(part) = parts.next() {
+    for part in readme.split("<!-- fires: ").skip(1) {
         let (marker, body) = part.split_once(" -->").unwrap();
         let body = body.split("<!--").next().unwrap();
         // Code spans only, joined across line breaks.

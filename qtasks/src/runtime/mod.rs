@@ -10,4 +10,4 @@ mod run;
 pub mod schedule;
 mod worker;
 
-pub use worker::{Worker, WorkerBuilder};
+pub use worker::{ShutdownReport, Worker, WorkerBuilder};

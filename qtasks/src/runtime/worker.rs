@@ -8,12 +8,14 @@ use crate::client::kv::{HEARTBEAT, WORKER_TTL, WORKERS, WorkerInfo};
 use crate::dispatch::PluginChain;
 use crate::dispatch::fire_ctx as fire;
 use crate::model::TaskMessage;
+use crate::task::CancelToken;
 use crate::task::TaskSet;
 use crate::task::deps::WorkerDeps;
 use crate::triggers::*;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
+use uuid::Uuid;
 
 /// A task concurrency the worker can honour: at least 1, and few enough
 /// that shutdown can wait for all of them at once.
@@ -109,7 +111,15 @@ impl<T: TaskSet, C: PluginChain, B: Backend> WorkerBuilder<T, C, B> {
         );
 
         let slots = Arc::new(Semaphore::new(self.max_tasks_process));
-        let run = tokio::spawn(run_loop(Arc::clone(&app), Arc::clone(&deps), Arc::clone(&slots), stop_rx));
+        let force = CancelToken::new();
+        let released = Arc::new(Mutex::new(Vec::new()));
+        let run = tokio::spawn(run_loop(
+            Arc::clone(&app),
+            Arc::clone(&deps),
+            Arc::clone(&slots),
+            stop_rx,
+            Forced { token: force.clone(), released: Arc::clone(&released) },
+        ));
         emit!(app.events, EventKind::WorkerRunning, Event::worker(EventKind::WorkerRunning, name));
         Ok(Worker {
             app: self.app,
@@ -120,8 +130,29 @@ impl<T: TaskSet, C: PluginChain, B: Backend> WorkerBuilder<T, C, B> {
             slots,
             max: self.max_tasks_process,
             deps,
+            force,
+            released,
         })
     }
+}
+
+/// How a forced shutdown reaches the running tasks: they stop at once and
+/// are put back in the queue; their ids are collected here.
+#[derive(Clone)]
+struct Forced {
+    token: CancelToken,
+    released: Arc<Mutex<Vec<Uuid>>>,
+}
+
+/// What a shutdown did, from [`Worker::shutdown_timeout`] and
+/// [`Worker::shutdown_or`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// The tasks that were still running when the shutdown was forced:
+    /// stopped and put back in the queue (same attempt) for another worker.
+    /// Empty after a graceful shutdown.
+    pub released: Vec<Uuid>,
 }
 
 /// A running worker. Shut it down with [`Worker::shutdown`]; dropping it
@@ -135,6 +166,8 @@ pub struct Worker<T: TaskSet, C: PluginChain, B: Backend> {
     slots: Arc<Semaphore>,
     max: usize,
     deps: Arc<WorkerDeps>,
+    force: CancelToken,
+    released: Arc<Mutex<Vec<Uuid>>>,
 }
 
 impl<T: TaskSet, C: PluginChain, B: Backend> Worker<T, C, B> {
@@ -145,7 +178,27 @@ impl<T: TaskSet, C: PluginChain, B: Backend> Worker<T, C, B> {
 
     /// Stops taking tasks, waits for the running ones to finish, then stops
     /// the plugins in reverse order and closes the per-worker dependencies.
-    pub async fn shutdown(mut self) {
+    /// It waits as long as the running tasks take; see
+    /// [`shutdown_timeout`](Worker::shutdown_timeout) for a bound.
+    pub async fn shutdown(self) {
+        self.shutdown_or(std::future::pending()).await;
+    }
+
+    /// Shuts down as [`shutdown`](Worker::shutdown) does, but waits at most
+    /// `limit` for the running tasks: past it they are stopped (an async
+    /// task at its current await; a sync task's thread cannot be stopped
+    /// and its result is discarded) and put back in the queue, same attempt,
+    /// for another worker to run. Nothing is lost; a task released this way
+    /// may have done part of its work, and runs again in full.
+    pub async fn shutdown_timeout(self, limit: std::time::Duration) -> ShutdownReport {
+        self.shutdown_or(tokio::time::sleep(limit)).await
+    }
+
+    /// Shuts down gracefully until `force` completes, then as
+    /// [`shutdown_timeout`](Worker::shutdown_timeout) does past its limit.
+    /// The CLI forces on a second SIGTERM or Ctrl-C, or at
+    /// `QTASKS_SHUTDOWN_TIMEOUT`.
+    pub async fn shutdown_or(mut self, force: impl std::future::Future<Output = ()>) -> ShutdownReport {
         let app = Arc::clone(&self.app.inner);
         let name = app.name.as_str();
         // Stop taking tasks first, so nothing new starts while handlers run.
@@ -157,7 +210,16 @@ impl<T: TaskSet, C: PluginChain, B: Backend> Worker<T, C, B> {
             let _ = run.await;
         }
         // Every running task holds a slot: taking them all means all finished.
-        let _all = self.slots.acquire_many(self.max as u32).await;
+        let all = self.slots.acquire_many(self.max as u32);
+        tokio::pin!(all);
+        tokio::select! {
+            _ = &mut all => {}
+            () = force => {
+                tracing::warn!(app = name, "shutdown forced: stopping the running tasks and putting them back in the queue");
+                self.force.cancel("shutdown forced");
+                let _ = all.await;
+            }
+        }
         emit!(app.events, EventKind::WorkerStopping, Event::worker(EventKind::WorkerStopping, name));
         fire!(&app.chain, WorkerStop { app: name });
         fire!(&app.chain, StorageStop { app: name });
@@ -170,7 +232,9 @@ impl<T: TaskSet, C: PluginChain, B: Backend> Worker<T, C, B> {
         fire!(&app.chain, GlobalConfigStop { app: name });
         app.chain.stop().await;
         self.deps.close().await;
-        tracing::info!(app = name, "worker stopped");
+        let released = std::mem::take(&mut *self.released.lock().unwrap_or_else(|e| e.into_inner()));
+        tracing::info!(app = name, released = released.len(), "worker stopped");
+        ShutdownReport { released }
     }
 
     /// Runs until `signal` completes, then shuts down gracefully.
@@ -191,6 +255,7 @@ async fn run_loop<T: TaskSet, C: PluginChain, B: Backend>(
     deps: Arc<WorkerDeps>,
     slots: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
+    forced: Forced,
 ) {
     let mut batch: Vec<TaskMessage> = Vec::with_capacity(MAX_BATCH);
     let mut backoff = std::time::Duration::from_millis(10);
@@ -224,15 +289,45 @@ async fn run_loop<T: TaskSet, C: PluginChain, B: Backend>(
         }
         backoff = std::time::Duration::from_millis(10);
         for message in batch.drain(..) {
-            let Some(permit) = permits.pop() else { break };
-            let (app, deps) = (Arc::clone(&app), Arc::clone(&deps));
+            let Some(permit) = permits.pop() else {
+                // A backend gave more than was asked for: put the rest back.
+                tracing::error!(app = %app.name, uuid = %message.uuid, "fetch returned more tasks than free slots; releasing");
+                if let Err(error) = app.backend.release(message.uuid).await {
+                    tracing::error!(app = %app.name, uuid = %message.uuid, %error, "releasing an extra task failed");
+                }
+                continue;
+            };
+            let (app, deps, forced) = (Arc::clone(&app), Arc::clone(&deps), forced.clone());
             tokio::spawn(async move {
+                let uuid = message.uuid;
                 // Boxed so the spawned future stays small: tokio moves it
                 // into its task cell, and a move copies a future whole.
-                Box::pin(crate::runtime::executor::receive_and_run(&app, &deps, message)).await;
+                let run = Box::pin(crate::runtime::executor::receive_and_run(&app, &deps, message));
+                tokio::select! {
+                    biased;
+                    () = run => {}
+                    () = forced.token.cancelled() => release(&app, uuid, &forced).await,
+                }
                 drop(permit);
             });
         }
+    }
+}
+
+/// Puts back a task whose run a forced shutdown stopped.
+async fn release<T, C, B: Backend>(app: &AppInner<T, C, B>, uuid: Uuid, forced: &Forced) {
+    app.backend.unwatch_cancel(uuid);
+    match app.backend.release(uuid).await {
+        Ok(true) => {
+            tracing::warn!(app = %app.name, %uuid, "running task stopped by a forced shutdown and put back in the queue");
+            forced.released.lock().unwrap_or_else(|e| e.into_inner()).push(uuid);
+        }
+        // Its final record was stored before the run was dropped.
+        Ok(false) => {}
+        Err(error) => tracing::error!(
+            app = %app.name, %uuid, %error,
+            "could not put back a task stopped by a forced shutdown; it runs again when its lease expires"
+        ),
     }
 }
 

@@ -2,8 +2,9 @@
 //! process (its environment and exit code): `tests/tests/config.rs` reaches
 //! it with `env!("CARGO_BIN_EXE_qtasks-test-cli")`.
 //!
-//! The app `cli-test` has two tasks: `add(a, b)` with no declared priority
-//! and `urgent()` with priority -5.
+//! The app `cli-test` (or `QTASKS_TEST_APP`) has three tasks: `add(a, b)`
+//! with no declared priority, `urgent()` with priority -5, and `hold()`,
+//! which never returns (for shutdown tests).
 
 use qtasks::{QueueTasks, task};
 use std::process::ExitCode;
@@ -18,7 +19,14 @@ async fn add(a: i64, b: i64) -> i64 {
 #[task(priority = -5)]
 async fn urgent() {}
 
+/// Never returns: only a forced shutdown stops it.
+#[task]
+async fn hold() {
+    std::future::pending::<()>().await
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    qtasks::cli::main(|backend| QueueTasks::builder("cli-test").tasks::<(Add, Urgent)>().backend(backend).build()).await
+    let name = std::env::var("QTASKS_TEST_APP").unwrap_or_else(|_| "cli-test".to_owned());
+    qtasks::cli::main(|backend| QueueTasks::builder(name).tasks::<(Add, Urgent, Hold)>().backend(backend).build()).await
 }
