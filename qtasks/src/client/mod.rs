@@ -93,6 +93,7 @@ pub(crate) trait ClientApi: Send + Sync + 'static {
     fn get(self: Arc<Self>, uuid: Uuid) -> BoxFuture<'static, Result<Option<TaskRecord>, Error>>;
     fn wait(self: Arc<Self>, uuid: Uuid, timeout: Duration) -> BoxFuture<'static, Result<TaskRecord, WaitError>>;
     fn cancel(self: Arc<Self>, uuid: Uuid, reason: String) -> BoxFuture<'static, Result<CancelOutcome, Error>>;
+    fn claim(self: Arc<Self>, key: String, ttl: Duration) -> BoxFuture<'static, Result<bool, Error>>;
 }
 
 impl<T: TaskSet, C: PluginChain, B: Backend> ClientApi for AppInner<T, C, B> {
@@ -118,6 +119,10 @@ impl<T: TaskSet, C: PluginChain, B: Backend> ClientApi for AppInner<T, C, B> {
 
     fn cancel(self: Arc<Self>, uuid: Uuid, reason: String) -> BoxFuture<'static, Result<CancelOutcome, Error>> {
         Box::pin(async move { self.cancel_task(uuid, reason).await })
+    }
+
+    fn claim(self: Arc<Self>, key: String, ttl: Duration) -> BoxFuture<'static, Result<bool, Error>> {
+        Box::pin(async move { Ok(self.backend.claim(&key, ttl).await?) })
     }
 }
 
@@ -156,6 +161,11 @@ impl Client {
     /// A handle for a task enqueued elsewhere, whose result has type `O`.
     pub fn handle<O>(&self, uuid: Uuid) -> TaskHandle<O> {
         TaskHandle::new(self.clone(), uuid)
+    }
+
+    /// Claims a one-time key in the backend (see [`Backend::claim`]).
+    pub(crate) async fn claim(&self, key: String, ttl: Duration) -> Result<bool, Error> {
+        self.inner.clone().claim(key, ttl).await
     }
 
     pub(crate) async fn submit(&self, request: NewTask, id: Option<Uuid>) -> Result<TaskRecord, Error> {

@@ -55,9 +55,16 @@
 //!   `W`, `#` and nicknames such as `@hourly` are understood. When both day
 //!   fields are restricted, a day matching either one matches (as in Vixie
 //!   cron).
-//! - Each process that runs a scheduler enqueues on its own: run one
-//!   scheduler per schedule, not one per worker, or tasks are enqueued once
-//!   per process.
+//! - **Once per tick across processes.** Several processes may run the
+//!   same schedule on one backend (one next to each worker, say): each tick
+//!   is claimed in the backend ([`Backend::claim`](crate::Backend::claim))
+//!   under the entry's description and the tick, and only the process that
+//!   claims it enqueues. A cron tick is its occurrence; an interval tick is
+//!   the slot of wall-clock time (`unix time / interval`) its timer falls
+//!   in, so schedulers started at different times agree. Ticks claimed
+//!   elsewhere are counted in [`EntryStats::claimed_elsewhere`]; every task
+//!   carries its tick in `extra["schedule_tick"]`. Entries must have the
+//!   same description (or name) in every process to be deduplicated.
 
 use crate::client::{Client, Signature};
 use chrono::{DateTime, Utc};
@@ -120,6 +127,8 @@ pub struct EntryStats {
     /// [module docs](self#semantics)). For cron entries at most 10 000 are
     /// counted per catch-up.
     pub skipped: u64,
+    /// Ticks another scheduler on the same backend claimed (and enqueued).
+    pub claimed_elsewhere: u64,
     /// The error of the last failed enqueue, if any enqueue failed.
     pub last_error: Option<String>,
 }
@@ -251,6 +260,7 @@ impl Scheduler {
                 fired: 0,
                 failed: 0,
                 skipped: 0,
+                claimed_elsewhere: 0,
                 last_error: None,
             }));
             stats.push(Arc::clone(&entry_stats));
@@ -380,6 +390,11 @@ async fn run_entry(app: Client, entry: ScheduleEntry, stats: Arc<Mutex<EntryStat
     match &entry.when {
         When::Every(period) => {
             let period = *period;
+            // The wall clock at the timer's origin: a tick's slot is read
+            // from its timer instant (so a paused clock works too).
+            let (origin, wall) = (Instant::now(), unix_millis(std::time::SystemTime::now()));
+            let slot = |at: Instant| (wall + u128::from(millis(at - origin))) / u128::from(millis(period).max(1));
+            let claim_ttl = period.saturating_mul(4).clamp(Duration::from_secs(1), Duration::from_secs(86_400));
             let mut next = Instant::now() + period;
             loop {
                 tokio::select! {
@@ -387,7 +402,7 @@ async fn run_entry(app: Client, entry: ScheduleEntry, stats: Arc<Mutex<EntryStat
                     _ = stop.wait_for(|s| *s) => return,
                     () = tokio::time::sleep_until(next) => {}
                 }
-                fire(&app, &entry, &stats).await;
+                fire(&app, &entry, &stats, slot(next).to_string(), claim_ttl).await;
                 next += period;
                 let now = Instant::now();
                 if next < now {
@@ -415,7 +430,7 @@ async fn run_entry(app: Client, entry: ScheduleEntry, stats: Arc<Mutex<EntryStat
                     _ = stop.wait_for(|s| *s) => return,
                     () = tokio::time::sleep(wait) => {}
                 }
-                fire(&app, &entry, &stats).await;
+                fire(&app, &entry, &stats, next.timestamp_millis().to_string(), CRON_CLAIM_TTL).await;
                 let now = Utc::now();
                 if now > next {
                     let missed = count_between(cron, next, now);
@@ -429,6 +444,18 @@ async fn run_entry(app: Client, entry: ScheduleEntry, stats: Arc<Mutex<EntryStat
             }
         }
     }
+}
+
+/// How long a cron tick stays claimed: long enough for every scheduler to
+/// have passed it.
+const CRON_CLAIM_TTL: Duration = Duration::from_secs(600);
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn unix_millis(t: std::time::SystemTime) -> u128 {
+    t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis())
 }
 
 /// Occurrences in `(from, to)`, at most [`MAX_COUNTED_SKIPS`].
@@ -453,10 +480,22 @@ fn skipped(entry: &ScheduleEntry, stats: &Mutex<EntryStats>, missed: u64) {
 }
 
 /// Enqueues the entry's task once and counts the outcome.
-async fn fire(app: &Client, entry: &ScheduleEntry, stats: &Mutex<EntryStats>) {
-    let call = entry.call.clone().extra("schedule", entry.description.as_str());
-    match app.enqueue(call).await {
-        Ok(task) => {
+async fn fire(app: &Client, entry: &ScheduleEntry, stats: &Mutex<EntryStats>, tick: String, claim_ttl: Duration) {
+    let key = format!("schedule:{}:{tick}", entry.description);
+    let enqueued = match app.claim(key, claim_ttl).await {
+        Ok(true) => {
+            let call = entry.call.clone().extra("schedule", entry.description.as_str()).extra("schedule_tick", tick);
+            app.enqueue(call).await.map(Some)
+        }
+        Ok(false) => Ok(None),
+        Err(error) => Err(error),
+    };
+    match enqueued {
+        Ok(None) => {
+            lock(stats).claimed_elsewhere += 1;
+            tracing::debug!(app = app.name(), schedule = %entry.description, "tick claimed by another scheduler");
+        }
+        Ok(Some(task)) => {
             lock(stats).fired += 1;
             tracing::debug!(app = app.name(), schedule = %entry.description, uuid = %task.uuid(), "scheduled task enqueued");
         }
