@@ -155,7 +155,10 @@ impl fmt::Display for Inspection {
             row(
                 &mut out,
                 "runs",
-                format_args!("{} success, {} error, {} retry, {} cancel", c.success, c.error, c.retry, c.cancel),
+                format_args!(
+                    "{} success, {} error, {} retry, {} cancel, {} duplicated",
+                    c.success, c.error, c.retry, c.cancel, c.duplicates
+                ),
             );
         }
         for p in &self.plugins {
