@@ -268,6 +268,25 @@ impl<T: TaskSet, C: PluginChain, B: Backend> QueueTasks<T, C, B> {
     ///
     /// [`WaitError::Timeout`] if `timeout` passes first (the task may still
     /// finish) or there is no such task.
+    ///
+    /// ```
+    /// # use qtasks::{QueueTasks, TaskStatus, WaitError, task};
+    /// # use std::time::Duration;
+    /// # #[task]
+    /// # async fn add(a: i64, b: i64) -> i64 { a + b }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let app = QueueTasks::builder("wait-doc").task::<Add>().build()?;
+    /// let uuid = app.enqueue(Add::call(2, 3)).await?.uuid(); // say, sent to another process
+    /// // No worker yet: the wait times out, and the task is still queued.
+    /// assert!(matches!(app.wait(uuid, Duration::from_millis(10)).await, Err(WaitError::Timeout)));
+    /// let worker = app.worker().start().await?;
+    /// let record = app.wait(uuid, Duration::from_secs(5)).await?;
+    /// assert_eq!(record.status, TaskStatus::Success);
+    /// # worker.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn wait(&self, uuid: Uuid, timeout: Duration) -> Result<TaskRecord, WaitError> {
         self.inner.wait_final(uuid, timeout).await
     }
