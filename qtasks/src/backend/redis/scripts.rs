@@ -25,18 +25,21 @@ macro_rules! scripts {
 scripts! {
     /// Stores a new record and queues it, or delays it (`lua/enqueue.lua`).
     ENQUEUE = "enqueue";
-    /// Promotes due delayed tasks, requeues expired leases, takes tasks (`lua/fetch.lua`).
+    /// Promotes due delayed tasks, takes back expired leases and the tasks of
+    /// dead holders, takes tasks (`lua/fetch.lua`).
     FETCH = "fetch";
-    /// Writes a non-final status and renews the lease (`lua/update.lua`).
+    /// Writes a non-final status of the run holding the task and renews its lease (`lua/update.lua`).
     UPDATE = "update";
-    /// Writes a final (or `retry`) record, releases, counts and publishes it (`lua/finish.lua`).
+    /// Writes a final (or `retry`) record, releases, counts and publishes it, fenced by the run (`lua/finish.lua`).
     FINISH = "finish";
     /// Cancels a queued task, or stores and publishes a request for a running one (`lua/cancel.lua`).
     CANCEL = "cancel";
-    /// Files undecodable taken tasks as dead letters (`lua/bury.lua`).
+    /// Files taken tasks whose record cannot run as dead letters and ends them `error` (`lua/bury.lua`).
     BURY = "bury";
-    /// Puts taken tasks back at their place in the queue (`lua/release.lua`).
+    /// Puts taken tasks back at their place in the queue, `new` again (`lua/release.lua`).
     RELEASE = "release";
-    /// Renews leases and reads stored cancel requests (`lua/extend.lua`).
+    /// Renews the leases a run still holds and reads stored cancel requests (`lua/extend.lua`).
     EXTEND = "extend";
+    /// Marks a holder alive (`lua/heartbeat.lua`).
+    HEARTBEAT = "heartbeat";
 }
