@@ -176,7 +176,26 @@ async fn a_record_key_of_the_wrong_type_costs_no_other_task() {
         assert!(started.elapsed() < HANG, "the held task with a list for a record was never filed");
         fetch_within(&short, 10, Duration::from_millis(200)).await;
     }
-    let _: i64 = query(&mut conn, &["DEL", &record_key(&backend, bad[0].0), &key]).await;
+
+    // Overwritten while it runs: its end goes to the dead letters, with the
+    // result, and it is released.
+    let running = square_task(102);
+    backend.enqueue(&running).await.unwrap();
+    let taken = fetch_within(&backend, 1, HANG).await;
+    assert_eq!(taken[0].uuid, running.uuid);
+    let running_key = record_key(&backend, running.uuid);
+    let () = query(&mut conn, &["SET", &running_key, "overwritten"]).await;
+    let mut ended = TaskRecord::from_message(&taken[0], TaskStatus::Success);
+    ended.result = Some(json!(102 * 102));
+    backend.finish(&ended).await.unwrap();
+    let letters = dead_letters(&mut conn, &backend).await;
+    let letter = letter_of(&letters, running.uuid);
+    assert!(letter["reason"].as_str().unwrap().contains("string"), "{letter}");
+    let stored: TaskRecord = serde_json::from_str(letter["record"].as_str().unwrap()).unwrap();
+    assert_eq!(stored.result, Some(json!(102 * 102)));
+    let inflight: Option<f64> =
+        query(&mut conn, &["ZSCORE", &format!("{}inflight", backend.key_prefix()), &running.uuid.to_string()]).await;
+    assert_eq!(inflight, None, "the task is still in flight");
     backend.flush().await.unwrap();
 }
 
@@ -648,4 +667,46 @@ async fn claims_live_under_the_app_and_go_with_its_flush() {
     assert!(0 < ttl && ttl <= 60_000, "ttl {ttl}");
     neighbour.flush().await.unwrap();
     backend.flush().await.unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// Liveness after a gap: an outage does not make live workers' tasks run again
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(redis_unreachable, ignore = "Redis is not reachable; see the build warning")]
+async fn after_a_gap_with_no_holder_seen_only_holders_that_stay_silent_are_reaped() {
+    let Some(live) = connect("gap").await else { return };
+    let mut conn = support::raw_redis().await;
+    let prefix = live.key_prefix().to_owned();
+    let (kept, lost) = (named("kept"), named("lost"));
+    live.enqueue(&kept).await.unwrap();
+    live.enqueue(&lost).await.unwrap();
+    assert_eq!(fetch_within(&live, 1, HANG).await[0].uuid, kept.uuid);
+    // A worker that takes the other task and dies with it.
+    let dead = another(&live).await;
+    assert_eq!(fetch_within(&dead, 1, HANG).await[0].uuid, lost.uuid);
+    drop(dead);
+
+    // What an outage of a minute looks like once the server is back: no
+    // holder seen since, every liveness deadline long past.
+    let (secs, _): (i64, i64) = query(&mut conn, &["TIME"]).await;
+    let long_ago = ((secs - 60) * 1000).to_string();
+    let holders: Vec<String> = query(&mut conn, &["ZRANGE", &format!("{prefix}holders"), "0", "-1"]).await;
+    assert_eq!(holders.len(), 2, "{holders:?}");
+    for holder in &holders {
+        let _: i64 = query(&mut conn, &["ZADD", &format!("{prefix}holders"), &long_ago, holder]).await;
+    }
+    let () = query(&mut conn, &["SET", &format!("{prefix}alive"), &long_ago]).await;
+
+    // The first fetch after the gap gives every holder a fresh liveness
+    // instead of taking their tasks.
+    let fetcher = another(&live).await;
+    assert!(fetch_within(&fetcher, 10, Duration::from_millis(200)).await.is_empty(), "tasks taken after a gap");
+    // Then the silent one is reaped when that liveness passes; the live one
+    // (its heartbeat runs every second) keeps its task.
+    let back = fetch_within(&fetcher, 10, HANG).await;
+    assert_eq!(back.iter().map(|m| m.uuid).collect::<Vec<_>>(), [lost.uuid]);
+    assert!(live.extend_lease(kept.uuid).await.unwrap(), "the live worker lost its task");
+    live.flush().await.unwrap();
 }

@@ -416,6 +416,7 @@ impl Backend for RedisBackend {
             &keys.delayed,
             &keys.stats,
             &keys.holders,
+            &keys.alive,
         ];
         let _: i64 = redis::cmd("UNLINK").arg(&fixed).query_async(&mut conn).await.map_err(redis_error("flushing"))?;
         // Settings keys continue with a digit (the group's length); an app
@@ -457,14 +458,13 @@ impl RedisBackend {
     pub(super) async fn finish_run(&self, task: &TaskRecord, run: Option<u64>) -> Result<(), BackendError> {
         let data = serde_json::to_string(task).map_err(encode_error("the task"))?;
         let keys = &self.shared.keys;
-        let outcome: i64 = FINISH
+        let outcome: redis::Value = FINISH
             .key(keys.task(task.uuid))
             .key(&keys.queue)
             .key(&keys.inflight)
             .key(&keys.held)
             .key(&keys.stats)
-            .key(&keys.dead)
-            .arg(data)
+            .arg(&data)
             .arg(task.status.as_str())
             .arg(self.retention.map_or(0, expire_millis))
             .arg(&keys.done)
@@ -472,21 +472,37 @@ impl RedisBackend {
             .arg(stats_field(&task.task_name, task.status))
             .arg(run_arg(run))
             .arg(&keys.holds_prefix)
-            .arg(DEAD_LETTERS_KEPT)
             .invoke_async(&mut self.conn())
             .await
             .map_err(redis_error("storing a final status"))?;
         match outcome {
-            -1 => {
-                tracing::error!(backend = KIND, uuid = %task.uuid, key = %keys.dead, "the task's record key is not a hash any more: its final record was moved to the dead-letter list")
-            }
-            2 => {
+            redis::Value::Int(2) => {
                 tracing::warn!(backend = KIND, uuid = %task.uuid, run, status = %task.status, "a run whose lease was taken back finished after another run of the task: its end is not stored")
             }
-            3 => {
+            redis::Value::Int(3) => {
                 tracing::warn!(backend = KIND, uuid = %task.uuid, run, status = %task.status, "a run whose lease was taken back finished before the task ran again: its end is stored")
             }
-            _ => {}
+            redis::Value::Int(_) => {}
+            other => {
+                // The record key holds another type: the end goes to the dead letters.
+                let (kind, entry): (String, Option<String>) = redis::from_redis_value(other).map_err(|e| {
+                    error(BackendErrorKind::Decode, "storing a final status: unexpected reply from the finish script")
+                        .with_source(e)
+                })?;
+                let reason = format!("the record key holds a {kind}, not a task record (a hash), when the task ended");
+                tracing::error!(backend = KIND, uuid = %task.uuid, key = %keys.dead, %reason, "the final record was moved to the dead-letter list");
+                let letter = serde_json::json!({
+                    "uuid": task.uuid, "reason": reason, "entry": entry, "record": data, "at": crate::model::now(),
+                });
+                let _: () = redis::pipe()
+                    .rpush(&keys.dead, letter.to_string())
+                    .ignore()
+                    .ltrim(&keys.dead, -(DEAD_LETTERS_KEPT as isize), -1)
+                    .ignore()
+                    .query_async(&mut self.conn())
+                    .await
+                    .map_err(redis_error("filing a dead letter"))?;
+            }
         }
         Ok(())
     }

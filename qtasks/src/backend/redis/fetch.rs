@@ -103,6 +103,7 @@ impl RedisBackend {
             .key(&keys.delayed)
             .key(&keys.holders)
             .key(&keys.stats)
+            .key(&keys.alive)
             .arg(max)
             .arg(millis(self.lease))
             .arg(&keys.task_prefix)
@@ -206,6 +207,7 @@ impl RedisBackend {
         call.key(&keys.held)
             .key(&keys.queue)
             .key(&keys.wake)
+            .key(&keys.stats)
             .arg(&keys.task_prefix)
             .arg(&keys.holds_prefix)
             .arg(if data.is_some() { "release" } else { "undo" });
@@ -223,15 +225,21 @@ impl RedisBackend {
             return;
         }
         let mut conn = self.conn();
-        let (holders, holder) = (self.shared.keys.holders.clone(), self.shared.holder.clone());
+        let keys = &self.shared.keys;
+        let (holders, alive, holder) = (keys.holders.clone(), keys.alive.clone(), self.shared.holder.clone());
         let liveness = self.liveness;
         *slot = Some(tokio::spawn(async move {
             let mut every = tokio::time::interval(liveness / HEARTBEATS_PER_LIVENESS);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 every.tick().await;
-                let beat: Result<i64, _> =
-                    HEARTBEAT.key(&holders).arg(&holder).arg(millis(liveness)).invoke_async(&mut conn).await;
+                let beat: Result<i64, _> = HEARTBEAT
+                    .key(&holders)
+                    .key(&alive)
+                    .arg(&holder)
+                    .arg(millis(liveness))
+                    .invoke_async(&mut conn)
+                    .await;
                 if let Err(e) = beat {
                     tracing::warn!(backend = KIND, error = %e, "renewing the liveness of this worker's tasks failed; retrying");
                 }

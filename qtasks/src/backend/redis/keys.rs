@@ -25,6 +25,8 @@ pub(super) struct Keys {
     pub(super) config_prefix: String,
     /// Sorted set: holder id → liveness deadline (ms, server clock).
     pub(super) holders: String,
+    /// When a holder was last seen (ms, server clock).
+    pub(super) alive: String,
     /// `holds:{holder}`: the set of uuids a holder has taken.
     pub(super) holds_prefix: String,
     /// `claim:{len}:{key}`: one-time claims ([`Keys::claim`]).
@@ -50,6 +52,7 @@ impl Keys {
             cancel: key("cancel"),
             config_prefix: key("config:"),
             holders: key("holders"),
+            alive: key("alive"),
             holds_prefix: key("holds:"),
             claim_prefix: key("claim:"),
             prefix,

@@ -94,6 +94,7 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// | `P inflight` | sorted set | uuids of taken tasks, scored by lease deadline (ms since the epoch, server clock) |
 /// | `P held` | hash | uuid → queue entry of each taken task, to requeue it at its old place |
 /// | `P holders` | sorted set | ids of the backends that took tasks (holders), scored by liveness deadline (ms, server clock) |
+/// | `P alive` | string | when a holder was last seen (ms, server clock) |
 /// | `P holds:{holder}` | set | uuids of the tasks a holder took and has not finished or released |
 /// | `P claim:{len}:{key}` | string | a [`claim`](crate::Backend::claim), expiring with its ttl |
 /// | `P wake` | list | at most one wake-up token for fetchers blocked in `BLPOP` |
@@ -466,6 +467,7 @@ impl RedisBackend {
         let keys = &self.shared.keys;
         let mut call = scripts::EXTEND.key(&keys.inflight);
         call.key(&keys.holders)
+            .key(&keys.alive)
             .arg(millis(self.lease))
             .arg(&keys.task_prefix)
             .arg(&self.shared.holder)

@@ -1,9 +1,14 @@
--- EXTEND: marks this holder alive, renews the leases of the tasks it
+-- EXTEND: marks this holder alive (if still registered), renews the leases of the tasks it
 -- still holds (in flight, and at the run it took: a lease taken back and
 -- given to another run is not renewed), and reads the cancel requests
 -- stored for these tasks.
 --
--- KEYS: 1 inflight, 2 holders.
+-- After a gap in which no holder was seen (the server was down or
+-- unreachable, or no worker ran) for more than half a liveness, every
+-- holder's deadline is stale: all get a fresh liveness instead of being
+-- taken for dead, so live workers that come back in time keep their tasks.
+--
+-- KEYS: 1 inflight, 2 holders, 3 alive (when a holder was last seen, ms).
 -- ARGV: 1 lease (ms), 2 record key prefix, 3 holder id, 4 liveness (ms),
 --       then (uuid, run) pairs (run empty: not taken by this holder, so
 --       not renewed).
@@ -12,7 +17,18 @@
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local deadline = now + tonumber(ARGV[1])
-redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), ARGV[3])
+local function seen(now, liveness)
+  local last = tonumber(redis.call('GET', KEYS[3]))
+  if last and now - last > liveness / 2 then
+    local all = redis.call('ZRANGE', KEYS[2], 0, -1)
+    for _, h in ipairs(all) do redis.call('ZADD', KEYS[2], now + liveness, h) end
+  end
+  redis.call('SET', KEYS[3], now)
+end
+if redis.call('ZSCORE', KEYS[2], ARGV[3]) then
+  seen(now, tonumber(ARGV[4]))
+  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), ARGV[3])
+end
 local renewed, cancels = {}, {}
 for i = 5, #ARGV, 2 do
   local id, run = ARGV[i], ARGV[i + 1]

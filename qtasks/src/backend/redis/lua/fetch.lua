@@ -12,8 +12,13 @@
 -- cannot be run (no `data`, or its own entry malformed) is taken and
 -- returned to the caller, which ends it `error` (lua/bury.lua).
 --
+-- After a gap in which no holder was seen (the server was down or
+-- unreachable, or no worker ran) for more than half a liveness, every
+-- holder's deadline is stale: all get a fresh liveness instead of being
+-- taken for dead, so live workers that come back in time keep their tasks.
+--
 -- KEYS: 1 queue, 2 inflight, 3 held, 4 wake, 5 dead, 6 delayed, 7 holders,
---       8 stats.
+--       8 stats, 9 alive (when a holder was last seen, ms).
 -- ARGV: 1 max, 2 lease (ms), 3 record key prefix (`P task:`),
 --       4 dead letters kept, 5 expired leases requeued, delayed tasks
 --       promoted and dead holders reaped at most, 6 this holder's id,
@@ -30,6 +35,15 @@ local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local batch = tonumber(ARGV[5])
 local deadline = now + tonumber(ARGV[2])
 local prefix, me, holds = ARGV[3], ARGV[6], ARGV[8]
+local function seen(now, liveness)
+  local last = tonumber(redis.call('GET', KEYS[9]))
+  if last and now - last > liveness / 2 then
+    local all = redis.call('ZRANGE', KEYS[7], 0, -1)
+    for _, h in ipairs(all) do redis.call('ZADD', KEYS[7], now + liveness, h) end
+  end
+  redis.call('SET', KEYS[9], now)
+end
+seen(now, tonumber(ARGV[7]))
 redis.call('ZADD', KEYS[7], now + tonumber(ARGV[7]), me)
 
 local function done(status)
@@ -52,10 +66,11 @@ end
 
 -- Writes batched at the end: ZADD inflight, HSET held, SADD holds.
 local inflight_args, held_args, holds_args = {}, {}, {}
--- Takes a task under this holder: a new run (the fencing token).
-local function hold(id, entry, key)
-  local run = redis.call('HINCRBY', key, 'run', 1)
-  redis.call('HSET', key, 'status', 'process', 'started', now_us, 'holder', me)
+-- Takes a task under this holder: a new run (the fencing token), after
+-- the run `previous` (the record's `run` field as read).
+local function hold(id, entry, key, previous)
+  local run = (tonumber(previous) or 0) + 1
+  redis.call('HSET', key, 'status', 'process', 'started', now_us, 'holder', me, 'run', run)
   inflight_args[#inflight_args + 1] = deadline
   inflight_args[#inflight_args + 1] = id
   if entry then
@@ -71,11 +86,11 @@ local cancels = {}
 -- place in the queue, or, if a cancel was requested, kept to end `cancel`.
 local function reclaim(id)
   local key = prefix .. id
-  local rec = fields(key, 'status', 'data', 'cancel', 'holder')
+  local rec = fields(key, 'status', 'data', 'cancel', 'holder', 'run')
   if rec and rec[4] then redis.call('SREM', holds .. rec[4], id) end
   local entry = redis.call('HGET', KEYS[3], id)
   if rec and rec[2] and rec[3] and not done(rec[1]) then
-    local run = hold(id, entry, key)
+    local run = hold(id, entry, key, rec[5])
     cancels[#cancels + 1] = id
     cancels[#cancels + 1] = rec[2]
     cancels[#cancels + 1] = rec[3]
@@ -112,10 +127,10 @@ local taken, examined, out, corrupt = 0, 0, {}, {}
 local function held(id, rec)
   return rec[5] and redis.call('ZSCORE', KEYS[2], id)
 end
-local function give_up(id, entry, key, data, reason)
-  local run = hold(id, entry, key)
+local function give_up(id, entry, key, rec, reason)
+  local run = hold(id, entry, key, rec[6])
   corrupt[#corrupt + 1] = id
-  corrupt[#corrupt + 1] = data or ''
+  corrupt[#corrupt + 1] = rec[2] or ''
   corrupt[#corrupt + 1] = reason
   corrupt[#corrupt + 1] = run
 end
@@ -133,7 +148,7 @@ while taken < want and examined < want + batch do
       bad_prefix = true
     end
     local key = id and prefix .. id
-    local rec = id and fields(key, 'status', 'data', 'cancel', 'entry', 'holder')
+    local rec = id and fields(key, 'status', 'data', 'cancel', 'entry', 'holder', 'run')
     if not id then
       bury(entry, nil, 'malformed queue entry')
     elseif not rec then
@@ -145,7 +160,7 @@ while taken < want and examined < want + batch do
         -- Not this record's entry: garbage, the record is left alone.
         bury(entry, id, 'malformed queue entry (bad priority prefix)')
       else
-        give_up(id, entry, key, rec[2], 'malformed queue entry (bad priority prefix)')
+        give_up(id, entry, key, rec, 'malformed queue entry (bad priority prefix)')
       end
     elseif done(rec[1]) then
       -- A requeued copy of a task that ended meanwhile.
@@ -155,17 +170,17 @@ while taken < want and examined < want + batch do
     elseif held(id, rec) then
       bury(entry, id, 'duplicate queue entry: the task is held by a worker')
     elseif not rec[2] then
-      give_up(id, entry, key, nil, 'the record has no data field')
+      give_up(id, entry, key, rec, 'the record has no data field')
     elseif rec[3] then
       -- Requeued after its worker was gone, and a cancel was requested.
-      local run = hold(id, entry, key)
+      local run = hold(id, entry, key, rec[6])
       cancels[#cancels + 1] = id
       cancels[#cancels + 1] = rec[2]
       cancels[#cancels + 1] = rec[3]
       cancels[#cancels + 1] = run
     else
       -- Taken: the record reads `process` from now on (see `decode_record`).
-      local run = hold(id, entry, key)
+      local run = hold(id, entry, key, rec[6])
       if run > 1 then
         -- Another run held it before (its lease was taken back, or it
         -- was released): a duplicate, counted under the task's name.

@@ -8,13 +8,13 @@
 -- record, nor one that another run holds now; it still ends a task that
 -- waits in the queue again, unrun (so the task does not run twice).
 --
--- KEYS: 1 record, 2 queue, 3 inflight, 4 held, 5 stats, 6 dead.
+-- KEYS: 1 record, 2 queue, 3 inflight, 4 held, 5 stats.
 -- ARGV: 1 data, 2 status, 3 retention (ms, 0 = keep), 4 done channel,
 --       5 uuid, 6 stats field (empty: not counted), 7 run (empty: not
---       known, not fenced), 8 holder set prefix (`P holds:`), 9 dead
---       letters kept.
--- Returns 1 if written, 0 if not; plus 2 if the run was stale; -1 if the
--- record key is not a hash (the final record is filed as a dead letter).
+--       known, not fenced), 8 holder set prefix (`P holds:`).
+-- Returns 1 if written, 0 if not; plus 2 if the run was stale; or, if the
+-- record key is not a hash, {its type, the queue entry or false}: the
+-- task is released and the caller files the final record as a dead letter.
 
 local id = ARGV[5]
 local entry = redis.call('HGET', KEYS[4], id)
@@ -29,14 +29,8 @@ end
 
 local rec = redis.pcall('HMGET', KEYS[1], 'status', 'run', 'holder')
 if rec.err then
-  local t = redis.call('TIME')
-  redis.call('RPUSH', KEYS[6], cjson.encode({
-    uuid = id, entry = entry or cjson.null, record = ARGV[1], at = tonumber(t[1]) + tonumber(t[2]) / 1000000,
-    reason = 'the record key holds a ' .. redis.call('TYPE', KEYS[1]).ok .. ', not a task record (a hash), when the task ended',
-  }))
-  redis.call('LTRIM', KEYS[6], -tonumber(ARGV[9]), -1)
   release(nil)
-  return -1
+  return {redis.call('TYPE', KEYS[1]).ok, entry}
 end
 local cur = rec[1]
 local stale = ARGV[7] ~= '' and rec[2] and rec[2] ~= ARGV[7]

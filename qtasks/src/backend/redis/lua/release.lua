@@ -6,9 +6,10 @@
 -- Mode `release` (`Backend::release`): the task had started; its next
 -- run counts as a duplicate. Mode `undo` (a fetch cancelled while its
 -- script ran, whose tasks were never handed out): the run is taken back
--- too, so the next run is not a duplicate.
+-- too, with the duplicate it counted if it was one, so the next run counts
+-- as what it is.
 --
--- KEYS: 1 inflight, 2 held, 3 queue, 4 wake.
+-- KEYS: 1 inflight, 2 held, 3 queue, 4 wake, 5 stats.
 -- ARGV: 1 record key prefix, 2 holder set prefix, 3 mode, then (uuid, run,
 --       data) triples (data: the `new` record to store, or empty to keep
 --       the stored one).
@@ -27,7 +28,12 @@ for i = 4, #ARGV, 3 do
     redis.call('HDEL', key, 'holder', 'started')
     redis.call('HSET', key, 'status', 'new')
     if data ~= '' then redis.call('HSET', key, 'data', data) end
-    if ARGV[3] == 'undo' then redis.call('HINCRBY', key, 'run', -1) end
+    if ARGV[3] == 'undo' and redis.call('HINCRBY', key, 'run', -1) > 0 then
+      local ok, task = pcall(cjson.decode, redis.call('HGET', key, 'data') or '')
+      if ok and type(task) == 'table' and type(task.task_name) == 'string' then
+        redis.call('HINCRBY', KEYS[5], task.task_name .. '\31duplicates', -1)
+      end
+    end
     if entry then
       redis.call('ZADD', KEYS[3], 0, entry)
       n = n + 1
