@@ -83,7 +83,7 @@ async fn dead_letters(conn: &mut MultiplexedConnection, backend: &RedisBackend) 
 }
 
 /// The dead letter of task `uuid`; fails unless there is exactly one.
-fn letter_of<'a>(letters: &'a [serde_json::Value], uuid: Uuid) -> &'a serde_json::Value {
+fn letter_of(letters: &[serde_json::Value], uuid: Uuid) -> &serde_json::Value {
     let of: Vec<_> = letters.iter().filter(|l| l["uuid"] == uuid.to_string()).collect();
     assert_eq!(of.len(), 1, "dead letters of {uuid}: {letters:#?}");
     of[0]

@@ -167,10 +167,10 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A taken task holds a lease (30 s by default, see [`lease`](Self::lease));
 /// the worker renews it ([`extend_lease`](crate::Backend::extend_lease),
 /// every lease / 3) and `finish` ends it. Each backend that takes tasks is
-/// also a *holder*: it has an id, and it renews its liveness in `P holders`
-/// every liveness / 5 (a background task, and every fetch and renewal).
-/// Before taking tasks, `fetch` puts back into the queue, at their old
-/// place:
+/// also a *holder*: it has an id, registered in `P holders` by each fetch,
+/// and renews its liveness there every liveness / 5 (a background task
+/// started by the first fetch; lease renewals renew it too). Before taking
+/// tasks, `fetch` puts back into the queue, at their old place:
 /// - the tasks of holders whose liveness expired (5 s by default, see
 ///   [`liveness`](Self::liveness)): a process that was killed or lost its
 ///   connection. Its tasks run elsewhere 4–5 s after it died (measured in
@@ -180,6 +180,14 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 ///
 /// Idle fetchers wake when the next liveness or lease expires, so a
 /// waiting worker picks the tasks up at once.
+///
+/// Liveness is judged on the server's clock, so a server that was down or
+/// unreachable would see every holder as dead when it comes back. To tell
+/// that from deaths, `P alive` holds when a holder was last seen: after a
+/// gap of more than half the liveness with none seen, every holder gets a
+/// fresh liveness, and only those that stay silent through it are taken
+/// for dead. (Leases have no such rule: an outage longer than the lease
+/// puts the running tasks back, as before.)
 ///
 /// **Fencing.** Each take of a task is a new *run*, numbered in the
 /// record's `run` field (the fencing token); the backend remembers the run

@@ -1,11 +1,20 @@
 //! The Lua scripts of the Redis backend, one atomic script per operation so
 //! each costs one round trip. The code lives in `lua/*.lua`, each file
-//! starting with its KEYS, ARGV and reply; here each becomes a [`Script`]
-//! (which runs by `EVALSHA`, loading the script on `NOSCRIPT`), and
-//! [`ALL`] lists the sources `connect` loads up front.
+//! starting with its KEYS, ARGV and reply, behind the helpers they share
+//! (`lua/common.lua`, put in front of each: a script cannot call another);
+//! here each becomes a [`Script`] (which runs by `EVALSHA`, loading the
+//! script on `NOSCRIPT`), and [`ALL`] lists the sources `connect` loads up
+//! front.
 
 use redis::Script;
 use std::sync::LazyLock;
+
+/// The source of the script in `lua/{file}.lua`, behind `lua/common.lua`.
+macro_rules! source {
+    ($file:literal) => {
+        concat!(include_str!("lua/common.lua"), include_str!(concat!("lua/", $file, ".lua")))
+    };
+}
 
 /// One script: its source from a file in `lua/` and the `Script` over it.
 macro_rules! scripts {
@@ -13,12 +22,12 @@ macro_rules! scripts {
         $(
             $(#[$doc])*
             pub(super) static $name: LazyLock<Script> =
-                LazyLock::new(|| Script::new(include_str!(concat!("lua/", $file, ".lua"))));
+                LazyLock::new(|| Script::new(source!($file)));
         )*
 
         /// The source of every script, loaded by `connect` in one round trip
         /// so the first calls need not retry after `NOSCRIPT`.
-        pub(super) const ALL: &[&str] = &[$(include_str!(concat!("lua/", $file, ".lua"))),*];
+        pub(super) const ALL: &[&str] = &[$(source!($file)),*];
     };
 }
 

@@ -12,16 +12,14 @@
 --       stored (empty if none), stats field (empty: not counted).
 -- Returns how many were buried.
 
-local t = redis.call('TIME')
-local at = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local _, now_us = clock()
+local at = now_us / 1000000
 local n = 0
 for i = 6, #ARGV, 6 do
   local id, run, reason, record, was, field = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
   local key = ARGV[2] .. id
-  local rec = redis.pcall('HMGET', key, 'status', 'run', 'holder')
-  local cur = not rec.err and rec[1]
-  local done = cur == 'success' or cur == 'error' or cur == 'cancel' or cur == 'retry'
-  if not rec.err and not done and rec[2] == run then
+  local rec = fields(key, 'status', 'run', 'holder')
+  if rec and not done(rec[1]) and rec[2] == run then
     local entry = redis.call('HGET', KEYS[2], id)
     redis.call('RPUSH', KEYS[3], cjson.encode({
       uuid = id, reason = reason, entry = entry or cjson.null, at = at,

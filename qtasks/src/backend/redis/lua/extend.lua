@@ -3,10 +3,8 @@
 -- given to another run is not renewed), and reads the cancel requests
 -- stored for these tasks.
 --
--- After a gap in which no holder was seen (the server was down or
--- unreachable, or no worker ran) for more than half a liveness, every
--- holder's deadline is stale: all get a fresh liveness instead of being
--- taken for dead, so live workers that come back in time keep their tasks.
+-- After a gap with no holder seen, liveness is renewed, not judged
+-- (`seen`, lua/common.lua).
 --
 -- KEYS: 1 inflight, 2 holders, 3 alive (when a holder was last seen, ms).
 -- ARGV: 1 lease (ms), 2 record key prefix, 3 holder id, 4 liveness (ms),
@@ -14,26 +12,17 @@
 --       not renewed).
 -- Returns {uuids whose lease was renewed, {uuid, reason, ...}}.
 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = clock()
 local deadline = now + tonumber(ARGV[1])
-local function seen(now, liveness)
-  local last = tonumber(redis.call('GET', KEYS[3]))
-  if last and now - last > liveness / 2 then
-    local all = redis.call('ZRANGE', KEYS[2], 0, -1)
-    for _, h in ipairs(all) do redis.call('ZADD', KEYS[2], now + liveness, h) end
-  end
-  redis.call('SET', KEYS[3], now)
-end
 if redis.call('ZSCORE', KEYS[2], ARGV[3]) then
-  seen(now, tonumber(ARGV[4]))
+  seen(KEYS[2], KEYS[3], now, tonumber(ARGV[4]))
   redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), ARGV[3])
 end
 local renewed, cancels = {}, {}
 for i = 5, #ARGV, 2 do
   local id, run = ARGV[i], ARGV[i + 1]
-  local rec = redis.pcall('HMGET', ARGV[2] .. id, 'run', 'cancel')
-  if not rec.err then
+  local rec = fields(ARGV[2] .. id, 'run', 'cancel')
+  if rec then
     if redis.call('ZSCORE', KEYS[1], id) and run ~= '' and rec[1] == run then
       redis.call('ZADD', KEYS[1], deadline, id)
       renewed[#renewed + 1] = id

@@ -12,10 +12,8 @@
 -- cannot be run (no `data`, or its own entry malformed) is taken and
 -- returned to the caller, which ends it `error` (lua/bury.lua).
 --
--- After a gap in which no holder was seen (the server was down or
--- unreachable, or no worker ran) for more than half a liveness, every
--- holder's deadline is stale: all get a fresh liveness instead of being
--- taken for dead, so live workers that come back in time keep their tasks.
+-- After a gap with no holder seen, liveness is renewed, not judged
+-- (`seen`, lua/common.lua).
 --
 -- KEYS: 1 queue, 2 inflight, 3 held, 4 wake, 5 dead, 6 delayed, 7 holders,
 --       8 stats, 9 alive (when a holder was last seen, ms).
@@ -29,32 +27,12 @@
 --          {uuid, data, reason, run, ...} to end `cancel`;
 --          {uuid, data or '', reason, run, ...} to end `error`}.
 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now, now_us = clock()
 local batch = tonumber(ARGV[5])
 local deadline = now + tonumber(ARGV[2])
 local prefix, me, holds = ARGV[3], ARGV[6], ARGV[8]
-local function seen(now, liveness)
-  local last = tonumber(redis.call('GET', KEYS[9]))
-  if last and now - last > liveness / 2 then
-    local all = redis.call('ZRANGE', KEYS[7], 0, -1)
-    for _, h in ipairs(all) do redis.call('ZADD', KEYS[7], now + liveness, h) end
-  end
-  redis.call('SET', KEYS[9], now)
-end
-seen(now, tonumber(ARGV[7]))
+seen(KEYS[7], KEYS[9], now, tonumber(ARGV[7]))
 redis.call('ZADD', KEYS[7], now + tonumber(ARGV[7]), me)
-
-local function done(status)
-  return status == 'success' or status == 'error' or status == 'cancel' or status == 'retry'
-end
--- A record's fields, or nil when the key holds another type than a hash.
-local function fields(key, ...)
-  local rec = redis.pcall('HMGET', key, ...)
-  if rec.err then return nil end
-  return rec
-end
 
 local dead = 0
 local function bury(entry, id, reason)
@@ -82,19 +60,21 @@ local function hold(id, entry, key, previous)
 end
 
 local cancels = {}
+local function to_cancel(id, data, reason, run)
+  cancels[#cancels + 1] = id
+  cancels[#cancels + 1] = data
+  cancels[#cancels + 1] = reason
+  cancels[#cancels + 1] = run
+end
 -- A task whose lease expired or whose holder is gone: back at its old
 -- place in the queue, or, if a cancel was requested, kept to end `cancel`.
 local function reclaim(id)
   local key = prefix .. id
-  local rec = fields(key, 'status', 'data', 'cancel', 'holder', 'run')
+  local rec = fields(key, 'status', 'data', 'cancel', 'holder', 'run', 'entry')
   if rec and rec[4] then redis.call('SREM', holds .. rec[4], id) end
-  local entry = redis.call('HGET', KEYS[3], id)
+  local entry = redis.call('HGET', KEYS[3], id) or (rec and rec[6])
   if rec and rec[2] and rec[3] and not done(rec[1]) then
-    local run = hold(id, entry, key, rec[5])
-    cancels[#cancels + 1] = id
-    cancels[#cancels + 1] = rec[2]
-    cancels[#cancels + 1] = rec[3]
-    cancels[#cancels + 1] = run
+    to_cancel(id, rec[2], rec[3], hold(id, entry, key, rec[5]))
   else
     redis.call('ZREM', KEYS[2], id)
     if rec then redis.call('HDEL', key, 'holder') end
@@ -173,11 +153,7 @@ while taken < want and examined < want + batch do
       give_up(id, entry, key, rec, 'the record has no data field')
     elseif rec[3] then
       -- Requeued after its worker was gone, and a cancel was requested.
-      local run = hold(id, entry, key, rec[6])
-      cancels[#cancels + 1] = id
-      cancels[#cancels + 1] = rec[2]
-      cancels[#cancels + 1] = rec[3]
-      cancels[#cancels + 1] = run
+      to_cancel(id, rec[2], rec[3], hold(id, entry, key, rec[6]))
     else
       -- Taken: the record reads `process` from now on (see `decode_record`).
       local run = hold(id, entry, key, rec[6])

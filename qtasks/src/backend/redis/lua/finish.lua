@@ -27,14 +27,13 @@ local function release(holder)
   if holder then redis.call('SREM', ARGV[8] .. holder, id) end
 end
 
-local rec = redis.pcall('HMGET', KEYS[1], 'status', 'run', 'holder')
-if rec.err then
+local rec = fields(KEYS[1], 'status', 'run', 'holder')
+if not rec then
   release(nil)
   return {redis.call('TYPE', KEYS[1]).ok, entry}
 end
-local cur = rec[1]
 local stale = ARGV[7] ~= '' and rec[2] and rec[2] ~= ARGV[7]
-if cur == 'success' or cur == 'error' or cur == 'cancel' or cur == 'retry' then
+if done(rec[1]) then
   -- Nobody can hold a done task: whatever is left of this one goes.
   release(rec[3])
   return stale and 2 or 0

@@ -19,8 +19,8 @@ local n = 0
 for i = 4, #ARGV, 3 do
   local id, run, data = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local key = ARGV[1] .. id
-  local rec = redis.pcall('HMGET', key, 'run', 'holder', 'entry')
-  if not rec.err and rec[1] == run and redis.call('ZSCORE', KEYS[1], id) then
+  local rec = fields(key, 'run', 'holder', 'entry')
+  if rec and rec[1] == run and redis.call('ZSCORE', KEYS[1], id) then
     local entry = redis.call('HGET', KEYS[2], id) or rec[3]
     redis.call('ZREM', KEYS[1], id)
     redis.call('HDEL', KEYS[2], id)

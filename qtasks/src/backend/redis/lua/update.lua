@@ -6,13 +6,10 @@
 -- ARGV: 1 data, 2 status, 3 uuid, 4 lease (ms), 5 run (empty: not known).
 -- Returns 1 if written, 0 if not.
 
-local rec = redis.pcall('HMGET', KEYS[1], 'status', 'run')
-if rec.err then return 0 end
-local cur = rec[1]
-if cur == 'success' or cur == 'error' or cur == 'cancel' or cur == 'retry' then return 0 end
+local rec = fields(KEYS[1], 'status', 'run')
+if not rec or done(rec[1]) then return 0 end
 if ARGV[5] ~= '' and rec[2] and rec[2] ~= ARGV[5] then return 0 end
 redis.call('HSET', KEYS[1], 'status', ARGV[2], 'data', ARGV[1])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = clock()
 redis.call('ZADD', KEYS[2], 'XX', now + tonumber(ARGV[4]), ARGV[3])
 return 1
