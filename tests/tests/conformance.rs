@@ -95,6 +95,10 @@ conformance! {
     cancel_running(LEASE) => memory_cancel_running, redis_cancel_running;
     delayed(LEASE) => memory_delayed, redis_delayed;
     stats(LEASE) => memory_stats, redis_stats;
+    idempotent_enqueue(LEASE) => memory_idempotent_enqueue, redis_idempotent_enqueue;
+    release(LEASE) => memory_release, redis_release;
+    claim(LEASE) => memory_claim, redis_claim;
+    extend_lease(LEASE) => memory_extend_lease, redis_extend_lease;
 }
 
 /// The whole suite through its public entry point, as a backend crate runs it.

@@ -530,6 +530,13 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
+    /// No leases: a task is held from its fetch until it finishes or is
+    /// released, so it is still held exactly while its record is `process`.
+    async fn extend_lease(&self, uuid: Uuid) -> Result<bool, BackendError> {
+        let shard = lock(self.shard(&uuid));
+        Ok(shard.entries.get(&uuid).is_some_and(|e| e.task.status == TaskStatus::Process))
+    }
+
     async fn release(&self, uuid: Uuid) -> Result<bool, BackendError> {
         let entry = {
             let mut shard = lock(self.shard(&uuid));

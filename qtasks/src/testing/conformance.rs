@@ -946,6 +946,150 @@ async fn check_stats<B: Backend + Clone>(backend: B) -> Outcome {
 }
 
 // ---------------------------------------------------------------------------
+// 12. Idempotent enqueue
+// ---------------------------------------------------------------------------
+
+async fn check_idempotent_enqueue<B: Backend + Clone>(backend: B) -> Outcome {
+    let task = new_task("square", json!([3]));
+    ensure!(backend.enqueue(&task).await?, "the first enqueue of a task returned false");
+    // The same id again, with other contents: a no-op, queued or delayed.
+    let mut again = task.clone();
+    again.args = json!([4]);
+    again.priority = -5;
+    ensure!(!backend.enqueue(&again).await?, "a second enqueue with the same id returned true");
+    ensure!(
+        !backend.enqueue_delayed(&again, Duration::from_millis(10)).await?,
+        "a delayed enqueue with the id of a queued task returned true"
+    );
+    let stored = backend.get(task.uuid).await?.ok_or("not stored")?;
+    ensure_eq!((&stored.args, stored.priority), (&task.args, task.priority), "a second enqueue changed the record");
+    ensure_eq!(backend.stats().await?.queued, 1, "tasks queued after enqueueing one id three times");
+
+    // One task: fetched once, and nothing else comes (the delayed copy
+    // would be due long before the end of this fetch).
+    let taken = fetch_within(&backend, 10, WAIT).await?;
+    ensure_eq!(ids_of(&taken), [task.uuid]);
+    ensure_eq!(taken[0].args, task.args);
+    let more = fetch_within(&backend, 10, Duration::from_millis(300)).await?;
+    ensure!(more.is_empty(), "a second copy of the task was queued: {more:?}");
+
+    // Held, then finished: still a no-op, and the end stays.
+    ensure!(!backend.enqueue(&again).await?, "an enqueue with the id of a running task returned true");
+    let mut done = TaskRecord::from_message(&taken[0], TaskStatus::Success);
+    done.result = Some(json!(9));
+    backend.finish(&done).await?;
+    ensure!(!backend.enqueue(&again).await?, "an enqueue with the id of a finished task returned true");
+    let stored = backend.get(task.uuid).await?.ok_or("not stored")?;
+    ensure_eq!((stored.status, stored.result), (TaskStatus::Success, Some(json!(9))));
+    let more = fetch_within(&backend, 10, Duration::from_millis(100)).await?;
+    ensure!(more.is_empty(), "a finished task was queued again: {more:?}");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// 13. Release
+// ---------------------------------------------------------------------------
+
+async fn check_release<B: Backend + Clone>(backend: B) -> Outcome {
+    let first = add(&backend, "square", json!([5])).await?;
+    let second = add(&backend, "square", json!([6])).await?;
+    // Not held: queued, or unknown.
+    ensure!(!backend.release(first.uuid).await?, "released a queued task");
+    ensure!(!backend.release(Uuid::new_v4()).await?, "released an unknown task");
+
+    let taken = fetch_within(&backend, 1, WAIT).await?;
+    ensure_eq!(ids_of(&taken), [first.uuid]);
+    ensure!(backend.release(first.uuid).await?, "releasing a held task returned false");
+    let record = backend.get(first.uuid).await?.ok_or("the released record vanished")?;
+    ensure_eq!(record.status, TaskStatus::New, "a released task's record: {record:?}");
+    ensure_eq!(record.attempt, first.attempt);
+    ensure!(!backend.release(first.uuid).await?, "released a task twice");
+    ensure_eq!(backend.stats().await?.in_flight, 0, "a released task is still in flight");
+
+    // Back at its old place, ahead of the task queued after it, same attempt.
+    let again = fetch_within(&backend, 2, WAIT).await?;
+    ensure_eq!(ids_of(&again), [first.uuid, second.uuid], "fetched after the release");
+    ensure_eq!((&again[0].args, again[0].attempt), (&taken[0].args, taken[0].attempt));
+
+    // A fetch that waits while a task is released gets it.
+    let (woken, released) = tokio::join!(fetch_within(&backend, 1, WAIT), backend.release(second.uuid));
+    ensure!(released?, "releasing a held task returned false");
+    ensure_eq!(ids_of(&woken?), [second.uuid], "what a waiting fetch got");
+
+    // Finished: not held any more.
+    for message in [&again[0], &again[1]] {
+        backend.finish(&TaskRecord::from_message(message, TaskStatus::Success)).await?;
+        ensure!(!backend.release(message.uuid).await?, "released a finished task");
+        ensure_eq!(backend.get(message.uuid).await?.ok_or("not stored")?.status, TaskStatus::Success);
+    }
+    let more = fetch_within(&backend, 10, Duration::from_millis(100)).await?;
+    ensure!(more.is_empty(), "a finished task was queued again: {more:?}");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// 14. Claims
+// ---------------------------------------------------------------------------
+
+async fn check_claim<B: Backend + Clone>(backend: B) -> Outcome {
+    const SHORT: Duration = Duration::from_millis(300);
+    let key = format!("tick:{}", Uuid::new_v4());
+    ensure!(backend.claim(&key, LONG).await?, "the first claim of a key returned false");
+    ensure!(!backend.claim(&key, LONG).await?, "a second claim within the ttl returned true");
+    ensure!(!backend.claim(&key, SHORT).await?, "a claim with another ttl returned true");
+
+    // Another key, another app: claims of their own.
+    let other_key = format!("{key}:other");
+    ensure!(backend.claim(&other_key, LONG).await?, "claiming a second key returned false");
+    let other_app = backend.for_app(&format!("{}-other", backend.app_name()));
+    let claimed_elsewhere = other_app.claim(&key, LONG).await;
+    let flushed = other_app.flush().await;
+    ensure!(claimed_elsewhere?, "a key claimed by one app could not be claimed by another");
+    flushed?;
+
+    // A claim whose ttl passed can be claimed again, not before.
+    let short_key = format!("{key}:short");
+    let claimed_at = Instant::now();
+    ensure!(backend.claim(&short_key, SHORT).await?, "the first claim of a key returned false");
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if backend.claim(&short_key, SHORT).await? {
+            let after = claimed_at.elapsed();
+            ensure!(after + SLACK >= SHORT, "claimed again after {after:?}, within its {SHORT:?} ttl");
+            break;
+        }
+        ensure!(claimed_at.elapsed() < WAIT, "a claim with a {SHORT:?} ttl still held after {WAIT:?}");
+    }
+
+    // Flushing the app removes its claims.
+    backend.flush().await?;
+    ensure!(backend.claim(&key, LONG).await?, "a claim survived flushing its app");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// 15. Lease renewal
+// ---------------------------------------------------------------------------
+
+async fn check_extend_lease<B: Backend + Clone>(backend: B) -> Outcome {
+    let task = add(&backend, "square", json!([7])).await?;
+    let queued = add(&backend, "square", json!([8])).await?;
+    let taken = fetch_within(&backend, 1, WAIT).await?;
+    ensure_eq!(ids_of(&taken), [task.uuid]);
+    ensure!(backend.extend_lease(task.uuid).await?, "extend_lease is false for a task this worker holds");
+    ensure!(backend.extend_lease(task.uuid).await?, "extend_lease is false when renewed twice in a row");
+    ensure!(!backend.extend_lease(queued.uuid).await?, "extend_lease is true for a queued task");
+    ensure!(!backend.extend_lease(Uuid::new_v4()).await?, "extend_lease is true for an unknown task");
+
+    let mut done = TaskRecord::from_message(&taken[0], TaskStatus::Success);
+    done.result = Some(json!(49));
+    backend.finish(&done).await?;
+    ensure!(!backend.extend_lease(task.uuid).await?, "extend_lease is true for a finished task");
+    ensure_eq!(backend.get(task.uuid).await?.ok_or("not stored")?.status, TaskStatus::Success);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
 // The public checks
 // ---------------------------------------------------------------------------
 
@@ -1043,4 +1187,20 @@ checks! {
     /// name how many runs ended `success`, `error`, `retry` and `cancel`,
     /// each task counted once.
     stats(LEASE) => check_stats;
+    /// Enqueueing an id that exists (queued, running or finished), directly
+    /// or delayed, returns `false` and changes nothing: one task, fetched
+    /// once, its record as first enqueued.
+    idempotent_enqueue(LEASE) => check_idempotent_enqueue;
+    /// `release`: a fetched task released is `new` again, fetched again
+    /// at its old place with the same attempt, also by a fetch that was
+    /// waiting; releasing a task that is queued, unknown, released already
+    /// or finished returns `false`.
+    release(LEASE) => check_release;
+    /// `claim`: the first claim of a key is `true`, every other within its
+    /// ttl `false`, and `true` again once the ttl passed (not before);
+    /// keys and apps claim independently; `flush` removes the claims.
+    claim(LEASE) => check_claim;
+    /// `extend_lease` is `true` for a task this worker holds, `false` once
+    /// it finished, and for a queued or unknown task.
+    extend_lease(LEASE) => check_extend_lease;
 }

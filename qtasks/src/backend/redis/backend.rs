@@ -3,11 +3,11 @@
 //! only these methods use (`push`, `read`, `scan`, `conn`).
 
 use super::codec::{RECORD_FIELDS, RecordFields, cancelled, decode_record, parse_status};
-use super::fetch::IDLE_RECHECK;
-use super::keys::{STATS_SEPARATOR, glob_escape, priority_hex, stats_field, task_key_uuid};
+use super::fetch::{DEAD_LETTERS_KEPT, IDLE_RECHECK};
+use super::keys::{DUPLICATES, STATS_SEPARATOR, glob_escape, is_holds_key, priority_hex, stats_field, task_key_uuid};
 use super::scripts::{CANCEL, ENQUEUE, FINISH, UPDATE};
-use super::{KIND, RedisBackend, decode_error, encode_error, error, millis, redis_error};
-use crate::backend::{Backend, BackendError, BackendErrorKind, CancelOutcome, QueueStats};
+use super::{KIND, RedisBackend, decode_error, encode_error, error, expire_millis, millis, redis_error, run_arg};
+use crate::backend::{Backend, BackendError, BackendErrorKind, CancelOutcome, QueueStats, TaskCounts};
 use crate::model::{TaskMessage, TaskRecord, TaskStatus};
 use crate::task::CancelToken;
 use redis::aio::ConnectionManager;
@@ -57,7 +57,7 @@ impl Backend for RedisBackend {
                 .arg(record)
                 .arg(data)
                 .arg(reason)
-                .arg(self.retention.map_or(0, millis))
+                .arg(self.retention.map_or(0, expire_millis))
                 .arg(&keys.done)
                 .arg(&keys.cancel)
                 .arg(uuid.hyphenated().to_string())
@@ -113,23 +113,36 @@ impl Backend for RedisBackend {
         let mut stats = QueueStats { queued: queued + delayed, in_flight, tasks: Default::default() };
         for (field, count) in counts {
             let Some((name, status)) = field.rsplit_once(STATS_SEPARATOR) else { continue };
-            let Some(status) = parse_status(status) else { continue };
             // `TaskCounts::add` counts one; these are totals.
-            let counts = stats.tasks.entry(name.to_owned()).or_default();
-            let field = match status {
-                TaskStatus::Success => &mut counts.success,
-                TaskStatus::Error => &mut counts.error,
-                TaskStatus::Retry => &mut counts.retry,
-                TaskStatus::Cancel => &mut counts.cancel,
-                TaskStatus::New | TaskStatus::Process => continue,
+            let field: fn(&mut TaskCounts) -> &mut u64 = match (status, parse_status(status)) {
+                (DUPLICATES, _) => |c: &mut TaskCounts| &mut c.duplicates,
+                (_, Some(TaskStatus::Success)) => |c: &mut TaskCounts| &mut c.success,
+                (_, Some(TaskStatus::Error)) => |c: &mut TaskCounts| &mut c.error,
+                (_, Some(TaskStatus::Retry)) => |c: &mut TaskCounts| &mut c.retry,
+                (_, Some(TaskStatus::Cancel)) => |c: &mut TaskCounts| &mut c.cancel,
+                _ => continue,
             };
-            *field += count;
+            *field(stats.tasks.entry(name.to_owned()).or_default()) += count;
         }
         Ok(stats)
     }
 
     async fn get(&self, uuid: Uuid) -> Result<Option<TaskRecord>, BackendError> {
-        Ok(self.read(uuid).await?.map(|(task, _)| task))
+        // Rides over a reconnect: the first command on a connection that
+        // was lost fails while the connection manager reconnects.
+        let mut backoff = RETRY_BACKOFF;
+        let mut attempt = 1;
+        loop {
+            match self.read(uuid).await {
+                Err(e) if e.kind() == BackendErrorKind::Connection && attempt < GET_ATTEMPTS => {
+                    tracing::debug!(backend = KIND, %uuid, error = %e, "reading a task failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_RETRY_BACKOFF);
+                    attempt += 1;
+                }
+                read => return Ok(read?.map(|(task, _)| task)),
+            }
+        }
     }
 
     async fn get_all(&self) -> Result<Vec<TaskRecord>, BackendError> {
@@ -183,18 +196,52 @@ impl Backend for RedisBackend {
         // published to a live subscription, so it cannot be missed.
         let mut ready = self.listener();
         let _ = tokio::time::timeout_at(deadline, ready.wait_for(|r| *r)).await;
+        let mut backoff = RETRY_BACKOFF;
+        // Why the record could not be read last, if it could not.
+        let mut unreadable = None;
         loop {
             let notified = waiter.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            match self.get(uuid).await? {
-                None => return Ok(None),
-                Some(task) if task.status.is_done() => return Ok(Some(task)),
-                Some(_) => {}
+            match self.read_fields(uuid).await {
+                Ok((None, None, _)) => return Ok(None),
+                Ok((Some(data), status, started)) => {
+                    backoff = RETRY_BACKOFF;
+                    match decode_record(&data, status.as_deref(), started) {
+                        Ok(task) if task.status.is_done() => return Ok(Some(task)),
+                        Ok(_) => unreadable = None,
+                        Err(e) => {
+                            let e = decode_error(format_args!("the record of task {uuid}"))(e);
+                            if status.as_deref().and_then(parse_status).is_some_and(TaskStatus::is_done) {
+                                return Err(e);
+                            }
+                            // Not final: a worker that takes it ends it
+                            // `error` (see "Dead letters"), and wakes us.
+                            unreadable = Some(e);
+                        }
+                    }
+                }
+                // A record without data, as above.
+                Ok((None, Some(_), _)) => backoff = RETRY_BACKOFF,
+                // Rides over reconnects until the deadline: the first
+                // command on a lost connection fails while it reconnects
+                // (the subscription, lost too, wakes every waiter when it
+                // is back, so a finish meanwhile is not missed).
+                Err(e) if e.kind() == BackendErrorKind::Connection => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Err(e);
+                    }
+                    tracing::debug!(backend = KIND, %uuid, error = %e, "reading a waited task failed; retrying");
+                    tokio::time::sleep_until((now + backoff).min(deadline)).await;
+                    backoff = (backoff * 2).min(MAX_RETRY_BACKOFF);
+                    continue;
+                }
+                Err(e) => return Err(e),
             }
             tokio::select! {
                 () = &mut notified => {}
-                () = tokio::time::sleep_until(deadline) => return Ok(None),
+                () = tokio::time::sleep_until(deadline) => return unreadable.map_or(Ok(None), Err),
             }
         }
     }
@@ -203,8 +250,10 @@ impl Backend for RedisBackend {
         if max == 0 {
             return Ok(());
         }
-        // Workers learn of cancel requests for the tasks they take.
+        // Workers learn of cancel requests for the tasks they take, and keep
+        // their holder alive while they hold tasks.
         self.cancel_listener();
+        self.keep_alive();
         let before = out.len();
         loop {
             let next_deadline = self.take(max, out).await?;
@@ -231,6 +280,7 @@ impl Backend for RedisBackend {
             .arg(task.status.as_str())
             .arg(task.uuid.hyphenated().to_string())
             .arg(millis(self.lease))
+            .arg(run_arg(self.shared.run_of(&task.uuid)))
             .invoke_async(&mut self.conn())
             .await
             .map_err(redis_error("updating a task"))?;
@@ -238,23 +288,12 @@ impl Backend for RedisBackend {
     }
 
     async fn finish(&self, task: &TaskRecord) -> Result<(), BackendError> {
-        let data = serde_json::to_string(task).map_err(encode_error("the task"))?;
-        let keys = &self.shared.keys;
-        let _: i64 = FINISH
-            .key(keys.task(task.uuid))
-            .key(&keys.queue)
-            .key(&keys.inflight)
-            .key(&keys.held)
-            .key(&keys.stats)
-            .arg(data)
-            .arg(task.status.as_str())
-            .arg(self.retention.map_or(0, millis))
-            .arg(&keys.done)
-            .arg(task.uuid.hyphenated().to_string())
-            .arg(stats_field(&task.task_name, task.status))
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(redis_error("storing a final status"))?;
+        let run = self.shared.run_of(&task.uuid);
+        self.finish_run(task, run).await?;
+        // Only once stored: a finish that failed is retried by the same run.
+        if run.is_some() {
+            self.shared.forget_run(&task.uuid);
+        }
         Ok(())
     }
 
@@ -267,17 +306,32 @@ impl Backend for RedisBackend {
     }
 
     async fn release(&self, uuid: Uuid) -> Result<bool, BackendError> {
-        Ok(self.requeue(&[uuid]).await? > 0)
+        // Only a task this backend took, at the run it took.
+        let Some(run) = self.shared.run_of(&uuid) else { return Ok(false) };
+        // Back to `new` as it was before it was taken (a plugin may have
+        // rewritten the record while it ran): the record is rewritten here,
+        // as the script cannot re-encode JSON without losing precision.
+        let record = match self.read(uuid).await? {
+            Some((mut task, _)) => {
+                task.status = TaskStatus::New;
+                task.updated_at = task.updated_at.max(crate::model::now());
+                serde_json::to_string(&task).map_err(encode_error("the task"))?
+            }
+            None => String::new(),
+        };
+        let released = self.requeue(&[(uuid, run)], Some(&record)).await? > 0;
+        self.shared.forget_run(&uuid);
+        Ok(released)
     }
 
     async fn claim(&self, key: &str, ttl: Duration) -> Result<bool, BackendError> {
-        let key = format!("{}claim:{key}", self.shared.keys.prefix);
+        let key = self.shared.keys.claim(key);
         let set: Option<String> = redis::cmd("SET")
             .arg(&key)
             .arg(1)
             .arg("NX")
             .arg("PX")
-            .arg(millis(ttl))
+            .arg(expire_millis(ttl))
             .query_async(&mut self.conn())
             .await
             .map_err(redis_error("claiming a key"))?;
@@ -296,7 +350,7 @@ impl Backend for RedisBackend {
         let mut cmd = redis::cmd("SET");
         cmd.arg(&full).arg(json);
         if let Some(ttl) = ttl {
-            cmd.arg("PX").arg(millis(ttl));
+            cmd.arg("PX").arg(expire_millis(ttl));
         }
         let _: () = cmd.query_async(&mut self.conn()).await.map_err(redis_error("writing a setting"))?;
         Ok(())
@@ -352,16 +406,31 @@ impl Backend for RedisBackend {
     async fn flush(&self) -> Result<(), BackendError> {
         let keys = &self.shared.keys;
         let mut conn = self.conn();
-        let fixed =
-            [&keys.queue, &keys.seq, &keys.inflight, &keys.held, &keys.wake, &keys.dead, &keys.delayed, &keys.stats];
+        let fixed = [
+            &keys.queue,
+            &keys.seq,
+            &keys.inflight,
+            &keys.held,
+            &keys.wake,
+            &keys.dead,
+            &keys.delayed,
+            &keys.stats,
+            &keys.holders,
+            &keys.alive,
+        ];
         let _: i64 = redis::cmd("UNLINK").arg(&fixed).query_async(&mut conn).await.map_err(redis_error("flushing"))?;
         // Settings keys continue with a digit (the group's length); an app
         // named `{app}:config` has other keys under the same prefix.
         let mut configs = self.scan(&format!("{}*", glob_escape(&keys.config_prefix))).await?;
         configs.retain(|k| k.get(keys.config_prefix.len()).is_some_and(u8::is_ascii_digit));
-        if !configs.is_empty() {
+        // Claims likewise; holder sets end with 32 hex digits.
+        let mut claims = self.scan(&format!("{}*", glob_escape(&keys.claim_prefix))).await?;
+        claims.retain(|k| k.get(keys.claim_prefix.len()).is_some_and(u8::is_ascii_digit));
+        let mut holds = self.scan(&format!("{}*", glob_escape(&keys.holds_prefix))).await?;
+        holds.retain(|k| is_holds_key(keys, k));
+        for chunk in configs.chunks(1000).chain(claims.chunks(1000)).chain(holds.chunks(1000)) {
             let _: i64 =
-                redis::cmd("UNLINK").arg(&configs).query_async(&mut conn).await.map_err(redis_error("flushing"))?;
+                redis::cmd("UNLINK").arg(chunk).query_async(&mut conn).await.map_err(redis_error("flushing"))?;
         }
         // Only `task:{uuid}` keys: the prefix of app `a` is also the start
         // of the keys of an app `a:b`, whose keys must stay.
@@ -375,7 +444,69 @@ impl Backend for RedisBackend {
     }
 }
 
+/// First pause before a read that failed on a lost connection is retried.
+const RETRY_BACKOFF: Duration = Duration::from_millis(20);
+/// Longest pause between those retries.
+const MAX_RETRY_BACKOFF: Duration = Duration::from_millis(500);
+/// Reads `get` makes before it gives up on a lost connection (about 1.5 s
+/// of backoff in all).
+const GET_ATTEMPTS: u32 = 7;
+
 impl RedisBackend {
+    /// Writes a final (or `retry`) record for `run` (`None`: not fenced),
+    /// see `lua/finish.lua`.
+    pub(super) async fn finish_run(&self, task: &TaskRecord, run: Option<u64>) -> Result<(), BackendError> {
+        let data = serde_json::to_string(task).map_err(encode_error("the task"))?;
+        let keys = &self.shared.keys;
+        let outcome: redis::Value = FINISH
+            .key(keys.task(task.uuid))
+            .key(&keys.queue)
+            .key(&keys.inflight)
+            .key(&keys.held)
+            .key(&keys.stats)
+            .arg(&data)
+            .arg(task.status.as_str())
+            .arg(self.retention.map_or(0, expire_millis))
+            .arg(&keys.done)
+            .arg(task.uuid.hyphenated().to_string())
+            .arg(stats_field(&task.task_name, task.status))
+            .arg(run_arg(run))
+            .arg(&keys.holds_prefix)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(redis_error("storing a final status"))?;
+        match outcome {
+            redis::Value::Int(2) => {
+                tracing::warn!(backend = KIND, uuid = %task.uuid, run, status = %task.status, "a run whose lease was taken back finished after another run of the task: its end is not stored")
+            }
+            redis::Value::Int(3) => {
+                tracing::warn!(backend = KIND, uuid = %task.uuid, run, status = %task.status, "a run whose lease was taken back finished before the task ran again: its end is stored")
+            }
+            redis::Value::Int(_) => {}
+            other => {
+                // The record key holds another type: the end goes to the dead letters.
+                let (kind, entry): (String, Option<String>) = redis::from_redis_value(other).map_err(|e| {
+                    error(BackendErrorKind::Decode, "storing a final status: unexpected reply from the finish script")
+                        .with_source(e)
+                })?;
+                let reason = format!("the record key holds a {kind}, not a task record (a hash), when the task ended");
+                tracing::error!(backend = KIND, uuid = %task.uuid, key = %keys.dead, %reason, "the final record was moved to the dead-letter list");
+                let letter = serde_json::json!({
+                    "uuid": task.uuid, "reason": reason, "entry": entry, "record": data, "at": crate::model::now(),
+                });
+                let _: () = redis::pipe()
+                    .rpush(&keys.dead, letter.to_string())
+                    .ignore()
+                    .ltrim(&keys.dead, -(DEAD_LETTERS_KEPT as isize), -1)
+                    .ignore()
+                    .query_async(&mut self.conn())
+                    .await
+                    .map_err(redis_error("filing a dead letter"))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Every key matching a `SCAN` pattern.
     async fn scan(&self, pattern: &str) -> Result<Vec<Vec<u8>>, BackendError> {
         let mut conn = self.conn();
@@ -440,15 +571,20 @@ impl RedisBackend {
     /// Reads a record with the fields `cancel` compares: the decoded task and
     /// the JSON as stored.
     async fn read(&self, uuid: Uuid) -> Result<Option<(TaskRecord, Vec<u8>)>, BackendError> {
-        let (data, status, started): RecordFields = redis::cmd("HMGET")
-            .arg(self.shared.keys.task(uuid))
-            .arg(&RECORD_FIELDS[..])
-            .query_async(&mut self.conn())
-            .await
-            .map_err(redis_error("reading a task"))?;
+        let (data, status, started) = self.read_fields(uuid).await?;
         let Some(data) = data else { return Ok(None) };
         let task = decode_record(&data, status.as_deref(), started)
             .map_err(decode_error(format_args!("the record of task {uuid}")))?;
         Ok(Some((task, data)))
+    }
+
+    /// Reads the fields of a record hash that make a record.
+    async fn read_fields(&self, uuid: Uuid) -> Result<RecordFields, BackendError> {
+        redis::cmd("HMGET")
+            .arg(self.shared.keys.task(uuid))
+            .arg(&RECORD_FIELDS[..])
+            .query_async(&mut self.conn())
+            .await
+            .map_err(redis_error("reading a task"))
     }
 }

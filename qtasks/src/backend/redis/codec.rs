@@ -53,3 +53,38 @@ pub(super) fn parse_status(s: &str) -> Option<TaskStatus> {
     .into_iter()
     .find(|status| status.as_str() == s)
 }
+
+/// Decodes the record of a task the fetch script took as `id`: the reason
+/// it cannot run if it does not decode or holds another task.
+pub(super) fn decode_taken(id: &str, data: &[u8]) -> Result<TaskRecord, String> {
+    let task: TaskRecord = serde_json::from_slice(data).map_err(|e| format!("undecodable record: {e}"))?;
+    match uuid::Uuid::try_parse(id) {
+        Ok(uuid) if uuid == task.uuid => Ok(task),
+        _ => Err(format!("the record holds task {}, not {id}", task.uuid)),
+    }
+}
+
+/// The `error` record of task `id` whose stored record cannot run, with
+/// `reason` as its error: what can be read of the stored one (`data`) is
+/// kept (name, priority, arguments, creation time, attempt, extra fields),
+/// the rest is left empty.
+pub(super) fn error_record(id: &str, data: Option<&[u8]>, reason: &str) -> TaskRecord {
+    use serde_json::Value;
+    let salvaged = data.and_then(|d| serde_json::from_slice::<Value>(d).ok());
+    let field = |name: &str| salvaged.as_ref().and_then(|v| v.get(name));
+    let now = crate::model::now();
+    let created_at = field("created_at").and_then(Value::as_f64).filter(|t| t.is_finite()).unwrap_or(now);
+    TaskRecord {
+        uuid: uuid::Uuid::try_parse(id).unwrap_or_default(),
+        task_name: field("task_name").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        priority: field("priority").and_then(Value::as_i64).unwrap_or(0),
+        args: field("args").cloned().unwrap_or(Value::Null),
+        status: TaskStatus::Error,
+        created_at,
+        updated_at: now.max(created_at),
+        result: None,
+        error: Some(reason.to_owned()),
+        attempt: field("attempt").and_then(Value::as_u64).and_then(|a| u32::try_from(a).ok()).unwrap_or(1),
+        extra: field("extra").and_then(Value::as_object).cloned().unwrap_or_default(),
+    }
+}

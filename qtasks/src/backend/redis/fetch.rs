@@ -1,15 +1,17 @@
 //! Taking tasks: one fetch script call per batch, run in a task of its own
-//! so a dropped fetch puts back what it took (`take`, `pop`, `release`),
-//! and the wait for work while the queue is empty, a `BLPOP` on the `wake`
-//! list over a small pool of connections of their own (`await_work`,
-//! `connect_blocking`), since a blocking command would stall the shared
-//! multiplexed connection.
+//! so a dropped fetch puts back what it took (`take`, `pop`, `requeue`),
+//! giving up on records that cannot run (`bury`), the holder's liveness
+//! (`keep_alive`), and the wait for work while the queue is empty, a
+//! `BLPOP` on the `wake` list over a small pool of connections of their own
+//! (`await_work`, `connect_blocking`), since a blocking command would stall
+//! the shared multiplexed connection.
 
-use super::codec::cancelled;
-use super::scripts::{BURY, FETCH, RELEASE};
-use super::{CONNECT_TIMEOUT, KIND, RedisBackend, error, lock, millis, redis_error};
-use crate::backend::{Backend, BackendError, BackendErrorKind};
-use crate::model::{TaskMessage, TaskRecord};
+use super::codec::{cancelled, decode_taken, error_record};
+use super::keys::stats_field;
+use super::scripts::{BURY, FETCH, HEARTBEAT, RELEASE};
+use super::{CONNECT_TIMEOUT, HEARTBEATS_PER_LIVENESS, KIND, RedisBackend, error, lock, millis, redis_error};
+use crate::backend::{BackendError, BackendErrorKind};
+use crate::model::{TaskMessage, TaskStatus};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Value};
 use std::time::Duration;
@@ -22,15 +24,47 @@ use uuid::Uuid;
 pub(super) const IDLE_RECHECK: Duration = Duration::from_secs(5);
 /// Idle blocking connections kept for later fetches.
 const BLOCKING_POOL: usize = 8;
-/// Expired leases put back per fetch.
+/// Expired leases put back, delayed tasks promoted and dead holders reaped
+/// per fetch; also how many bad entries a fetch looks at beyond those it
+/// takes.
 const REQUEUE_BATCH: usize = 1000;
 
 /// Dead letters kept per app (the newest).
-const DEAD_LETTERS_KEPT: usize = 10_000;
+pub(super) const DEAD_LETTERS_KEPT: usize = 10_000;
+
+/// A task taken, with its run.
+type Taken = (TaskMessage, u64);
+
+/// A taken task whose record cannot run: it is dead-lettered and ends `error`.
+struct GiveUp {
+    id: String,
+    run: u64,
+    reason: String,
+    /// The record's `data` as stored, if it has one.
+    data: Option<Vec<u8>>,
+}
+
+/// The bytes of a bulk string in a script's reply.
+fn bulk(value: Value) -> Result<Vec<u8>, BackendError> {
+    match value {
+        Value::BulkString(bytes) => Ok(bytes),
+        Value::SimpleString(s) => Ok(s.into_bytes()),
+        _ => Err(error(BackendErrorKind::Decode, "fetching tasks: unexpected reply from the fetch script")),
+    }
+}
+
+/// A run number in a script's reply.
+fn run_number(value: Value) -> Result<u64, BackendError> {
+    match value {
+        Value::Int(n) => u64::try_from(n)
+            .map_err(|_| error(BackendErrorKind::Decode, "fetching tasks: a negative run from the fetch script")),
+        _ => Err(error(BackendErrorKind::Decode, "fetching tasks: unexpected reply from the fetch script")),
+    }
+}
 
 impl RedisBackend {
     /// Runs the fetch script once: appends the tasks taken to `out` and
-    /// returns the time until the next lease deadline, if any.
+    /// returns the time until the next lease or liveness deadline, if any.
     ///
     /// The round trip runs in a task of its own: if this future is dropped
     /// while the script runs, that task puts the tasks it took back into
@@ -40,113 +74,177 @@ impl RedisBackend {
         let this = self.clone();
         tokio::spawn(async move {
             let taken = this.pop(max).await;
-            if let Err(Ok((_, messages))) = tx.send(taken) {
-                let uuids: Vec<Uuid> = messages.iter().map(|m| m.uuid).collect();
-                if let Err(e) = this.requeue(&uuids).await {
+            if let Err(Ok((_, taken))) = tx.send(taken) {
+                let runs: Vec<(Uuid, u64)> = taken.iter().map(|(m, run)| (m.uuid, *run)).collect();
+                if let Err(e) = this.requeue(&runs, None).await {
                     tracing::warn!(backend = KIND, error = %e, "could not requeue the tasks of a cancelled fetch; they return when their lease expires");
                 }
             }
         });
-        let (next_ms, messages) =
+        let (next_ms, taken) =
             rx.await.map_err(|_| error(BackendErrorKind::Other, "fetching tasks: the fetch task stopped"))??;
         // Nothing awaited from here on: the tasks reach `out` or the error is returned.
-        out.extend(messages);
+        for (message, run) in taken {
+            self.shared.runs(&message.uuid).insert(message.uuid, run);
+            out.push(message);
+        }
         Ok(next_ms)
     }
 
-    /// One fetch script call, with decoding and dead letters.
-    async fn pop(&self, max: usize) -> Result<(Option<i64>, Vec<TaskMessage>), BackendError> {
+    /// One fetch script call, with decoding, cancels and dead letters.
+    async fn pop(&self, max: usize) -> Result<(Option<i64>, Vec<Taken>), BackendError> {
         let keys = &self.shared.keys;
-        let (next_ms, dead, taken, cancels): (i64, u64, Vec<Value>, Vec<Value>) = FETCH
+        let (next_ms, dead, taken, cancels, corrupt): (i64, u64, Vec<Value>, Vec<Value>, Vec<Value>) = FETCH
             .key(&keys.queue)
             .key(&keys.inflight)
             .key(&keys.held)
             .key(&keys.wake)
             .key(&keys.dead)
             .key(&keys.delayed)
+            .key(&keys.holders)
+            .key(&keys.stats)
+            .key(&keys.alive)
             .arg(max)
             .arg(millis(self.lease))
             .arg(&keys.task_prefix)
             .arg(DEAD_LETTERS_KEPT)
             .arg(REQUEUE_BATCH)
+            .arg(&self.shared.holder)
+            .arg(millis(self.liveness))
+            .arg(&keys.holds_prefix)
             .invoke_async(&mut self.conn())
             .await
             .map_err(redis_error("fetching tasks"))?;
         if dead > 0 {
-            tracing::error!(backend = KIND, key = %keys.dead, count = dead, "malformed queue entries moved to the dead-letter list");
+            tracing::error!(backend = KIND, key = %keys.dead, count = dead, "bad queue entries moved to the dead-letter list (each with its uuid, if any, and the reason)");
         }
-        let mut messages = Vec::with_capacity(taken.len() / 2);
+        let mut messages = Vec::with_capacity(taken.len() / 3);
         let mut buried = Vec::new();
         let mut taken = taken.into_iter();
-        while let (Some(id), Some(data)) = (taken.next(), taken.next()) {
-            let (Value::BulkString(id), Value::BulkString(data)) = (id, data) else {
-                return Err(error(BackendErrorKind::Decode, "fetching tasks: unexpected reply from the fetch script"));
-            };
-            let id = String::from_utf8_lossy(&id).into_owned();
-            match serde_json::from_slice::<TaskRecord>(&data) {
-                Ok(task) if task.uuid.hyphenated().to_string() == id => messages.push(task.message()),
-                Ok(task) => buried.push((id, data, format!("record holds task {}", task.uuid))),
-                Err(e) => buried.push((id, data, format!("undecodable record: {e}"))),
+        while let (Some(id), Some(data), Some(run)) = (taken.next(), taken.next(), taken.next()) {
+            let (id, data, run) = (String::from_utf8_lossy(&bulk(id)?).into_owned(), bulk(data)?, run_number(run)?);
+            match decode_taken(&id, &data) {
+                Ok(task) => messages.push((task.message(), run)),
+                Err(reason) => buried.push(GiveUp { id, run, reason, data: Some(data) }),
             }
         }
         // Tasks whose cancel was requested while no worker held them: they
         // end `cancel` here (if this fails, they come back when the lease
         // the script gave them expires).
         let mut cancels = cancels.into_iter();
-        while let (Some(id), Some(data), Some(reason)) = (cancels.next(), cancels.next(), cancels.next()) {
-            let (Value::BulkString(id), Value::BulkString(data), Value::BulkString(reason)) = (id, data, reason) else {
-                return Err(error(BackendErrorKind::Decode, "fetching tasks: unexpected reply from the fetch script"));
-            };
-            let id = String::from_utf8_lossy(&id).into_owned();
-            match serde_json::from_slice::<TaskRecord>(&data) {
-                Ok(task) if task.uuid.hyphenated().to_string() == id => {
-                    let reason = String::from_utf8_lossy(&reason);
+        while let (Some(id), Some(data), Some(reason), Some(run)) =
+            (cancels.next(), cancels.next(), cancels.next(), cancels.next())
+        {
+            let (id, data, run) = (String::from_utf8_lossy(&bulk(id)?).into_owned(), bulk(data)?, run_number(run)?);
+            let reason = String::from_utf8_lossy(&bulk(reason)?).into_owned();
+            match decode_taken(&id, &data) {
+                Ok(task) => {
                     let task = cancelled(task, &reason);
                     tracing::info!(backend = KIND, uuid = %id, %reason, "task cancelled while no worker held it");
-                    if let Err(e) = self.finish(&task).await {
+                    if let Err(e) = self.finish_run(&task, Some(run)).await {
                         tracing::warn!(backend = KIND, uuid = %id, error = %e, "could not end a cancelled task; retried when its lease expires");
                     }
                 }
-                Ok(task) => buried.push((id, data, format!("record holds task {}", task.uuid))),
-                Err(e) => buried.push((id, data, format!("undecodable record: {e}"))),
+                Err(why) => buried.push(GiveUp { id, run, reason: why, data: Some(data) }),
             }
         }
+        let mut corrupt = corrupt.into_iter();
+        while let (Some(id), Some(data), Some(reason), Some(run)) =
+            (corrupt.next(), corrupt.next(), corrupt.next(), corrupt.next())
+        {
+            let (id, data, run) = (String::from_utf8_lossy(&bulk(id)?).into_owned(), bulk(data)?, run_number(run)?);
+            let reason = String::from_utf8_lossy(&bulk(reason)?).into_owned();
+            buried.push(GiveUp { id, run, reason, data: (!data.is_empty()).then_some(data) });
+        }
         if !buried.is_empty() {
-            let mut call = BURY.key(&keys.inflight);
-            call.key(&keys.held).key(&keys.dead).arg(DEAD_LETTERS_KEPT);
-            for (id, data, reason) in &buried {
-                tracing::error!(backend = KIND, key = %keys.dead, uuid = %id, %reason, "queued task moved to the dead-letter list");
-                let letter = serde_json::json!({
-                    "entry": String::from_utf8_lossy(data),
-                    "uuid": id,
-                    "reason": reason,
-                    "at": crate::model::now(),
-                });
-                call.arg(id).arg(letter.to_string());
-            }
             // If this fails the tasks stay in flight and come back (and are
             // buried again) when their lease expires.
-            let buried: Result<i64, _> = call.invoke_async(&mut self.conn()).await;
-            if let Err(e) = buried {
-                tracing::warn!(backend = KIND, error = %e, "filing dead letters failed");
+            if let Err(e) = self.bury(&buried).await {
+                tracing::warn!(backend = KIND, error = %e, "filing dead letters failed; retried when their lease expires");
             }
         }
         Ok(((next_ms >= 0).then_some(next_ms), messages))
     }
 
-    /// Puts tasks taken but not handed out back into the queue, at their place.
-    pub(super) async fn requeue(&self, uuids: &[Uuid]) -> Result<usize, BackendError> {
-        if uuids.is_empty() {
+    /// Gives up on taken tasks whose record cannot run: dead letters, and
+    /// their records end `error` (waiters woken).
+    async fn bury(&self, buried: &[GiveUp]) -> Result<(), BackendError> {
+        let keys = &self.shared.keys;
+        let mut call = BURY.key(&keys.inflight);
+        call.key(&keys.held)
+            .key(&keys.dead)
+            .key(&keys.stats)
+            .arg(DEAD_LETTERS_KEPT)
+            .arg(&keys.task_prefix)
+            .arg(&keys.holds_prefix)
+            .arg(self.retention.map_or(0, super::expire_millis))
+            .arg(&keys.done);
+        for GiveUp { id, run, reason, data } in buried {
+            tracing::error!(backend = KIND, key = %keys.dead, uuid = %id, %reason, "task moved to the dead-letter list and ended `error`");
+            let record = error_record(id, data.as_deref(), reason);
+            let field = if record.task_name.is_empty() {
+                String::new()
+            } else {
+                stats_field(&record.task_name, TaskStatus::Error)
+            };
+            let record = serde_json::to_string(&record).map_err(super::encode_error("an error record"))?;
+            call.arg(id).arg(run).arg(reason).arg(record).arg(data.as_deref().unwrap_or_default()).arg(field);
+        }
+        let _: i64 = call.invoke_async(&mut self.conn()).await.map_err(redis_error("filing dead letters"))?;
+        Ok(())
+    }
+
+    /// Puts tasks this backend took back into the queue at their place,
+    /// `new` again: tasks of a fetch that was cancelled before handing them
+    /// out (`data` `None`: the run is taken back too), or one task released
+    /// (`data`: its `new` record). Returns how many were put back.
+    pub(super) async fn requeue(&self, runs: &[(Uuid, u64)], data: Option<&str>) -> Result<usize, BackendError> {
+        if runs.is_empty() {
             return Ok(0);
         }
         let keys = &self.shared.keys;
         let mut call = RELEASE.key(&keys.inflight);
-        call.key(&keys.held).key(&keys.queue).key(&keys.wake);
-        for uuid in uuids {
-            call.arg(uuid.hyphenated().to_string());
+        call.key(&keys.held)
+            .key(&keys.queue)
+            .key(&keys.wake)
+            .key(&keys.stats)
+            .arg(&keys.task_prefix)
+            .arg(&keys.holds_prefix)
+            .arg(if data.is_some() { "release" } else { "undo" });
+        for (uuid, run) in runs {
+            call.arg(uuid.hyphenated().to_string()).arg(run).arg(data.unwrap_or_default());
         }
         let n: usize = call.invoke_async(&mut self.conn()).await.map_err(redis_error("requeueing tasks"))?;
         Ok(n)
+    }
+
+    /// Starts renewing this holder's liveness, if it is not being renewed.
+    pub(super) fn keep_alive(&self) {
+        let mut slot = lock(&self.shared.heartbeat);
+        if slot.as_ref().is_some_and(|task| !task.is_finished()) {
+            return;
+        }
+        let mut conn = self.conn();
+        let keys = &self.shared.keys;
+        let (holders, alive, holder) = (keys.holders.clone(), keys.alive.clone(), self.shared.holder.clone());
+        let liveness = self.liveness;
+        *slot = Some(tokio::spawn(async move {
+            let mut every = tokio::time::interval(liveness / HEARTBEATS_PER_LIVENESS);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                let beat: Result<i64, _> = HEARTBEAT
+                    .key(&holders)
+                    .key(&alive)
+                    .arg(&holder)
+                    .arg(millis(liveness))
+                    .invoke_async(&mut conn)
+                    .await;
+                if let Err(e) = beat {
+                    tracing::warn!(backend = KIND, error = %e, "renewing the liveness of this worker's tasks failed; retrying");
+                }
+            }
+        }));
     }
 
     /// Blocks until a wake-up token arrives or `block` passes.

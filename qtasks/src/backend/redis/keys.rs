@@ -23,6 +23,14 @@ pub(super) struct Keys {
     pub(super) done: String,
     pub(super) cancel: String,
     pub(super) config_prefix: String,
+    /// Sorted set: holder id → liveness deadline (ms, server clock).
+    pub(super) holders: String,
+    /// When a holder was last seen (ms, server clock).
+    pub(super) alive: String,
+    /// `holds:{holder}`: the set of uuids a holder has taken.
+    pub(super) holds_prefix: String,
+    /// `claim:{len}:{key}`: one-time claims ([`Keys::claim`]).
+    pub(super) claim_prefix: String,
 }
 
 impl Keys {
@@ -43,6 +51,10 @@ impl Keys {
             done: key("done"),
             cancel: key("cancel"),
             config_prefix: key("config:"),
+            holders: key("holders"),
+            alive: key("alive"),
+            holds_prefix: key("holds:"),
+            claim_prefix: key("claim:"),
             prefix,
         }
     }
@@ -56,10 +68,21 @@ impl Keys {
     pub(super) fn config_group(&self, name: &str) -> String {
         format!("{}{}:{name}:", self.config_prefix, name.len())
     }
+
+    /// A claim: `claim:{len(key)}:{key}`. The digit after `claim:` tells
+    /// it from the keys of an app named `{app}:claim`, whose names go on
+    /// with a letter, so `flush` removes exactly this app's claims.
+    pub(super) fn claim(&self, key: &str) -> String {
+        format!("{}{}:{key}", self.claim_prefix, key.len())
+    }
 }
 
 /// The field of `P stats` counting the runs of `name` that ended `status`.
 pub(super) const STATS_SEPARATOR: char = '\x1f';
+
+/// The status part of the `P stats` field counting duplicate runs (the
+/// fetch script writes `{name}\x1fduplicates`).
+pub(super) const DUPLICATES: &str = "duplicates";
 
 pub(super) fn stats_field(name: &str, status: TaskStatus) -> String {
     match status {
@@ -85,6 +108,14 @@ pub(super) fn glob_escape(s: &str) -> String {
         out.push(c);
     }
     out
+}
+
+/// Whether `key` is the `holds:{holder}` set of one of this app's holders
+/// (a holder id is 32 lowercase hex digits), not a key of an app whose name
+/// starts the same.
+pub(super) fn is_holds_key(keys: &Keys, key: &[u8]) -> bool {
+    key.strip_prefix(keys.holds_prefix.as_bytes())
+        .is_some_and(|id| id.len() == 32 && id.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)))
 }
 
 /// The uuid a record key ends with, if it is one of ours (`…task:{uuid}`).
@@ -118,5 +149,16 @@ mod tests {
         assert!(task_key_uuid(&keys, keys.task(uuid).as_bytes()).is_some());
         assert!(task_key_uuid(&keys, b"qtasks:app:task:queue").is_none());
         assert!(task_key_uuid(&keys, b"qtasks:app:queue").is_none());
+    }
+
+    #[test]
+    fn only_holder_sets_and_claims_are_ours() {
+        let keys = Keys::new("app");
+        let holder = Uuid::from_u128(7).simple().to_string();
+        assert!(is_holds_key(&keys, format!("{}{holder}", keys.holds_prefix).as_bytes()));
+        // Keys of an app called `app:holds`.
+        assert!(!is_holds_key(&keys, b"qtasks:app:holds:queue"));
+        assert!(!is_holds_key(&keys, b"qtasks:app:holds:task:0123456789abcdef0123456789abcdef"));
+        assert_eq!(keys.claim("tick:1"), "qtasks:app:claim:6:tick:1");
     }
 }

@@ -34,17 +34,23 @@ mod scripts;
 
 use self::keys::Keys;
 use self::pubsub::{Listener, Waiters};
-use super::{BackendError, BackendErrorKind, CancelRegistry};
+use super::{BackendError, BackendErrorKind, CancelRegistry, UuidMap};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::{Client, RedisError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 const KIND: &str = "redis";
 
 /// Default lease of a taken task.
 const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+/// Default liveness of a holder: how long after its last sign of life a
+/// backend that took tasks counts as gone, and its tasks are taken back.
+const DEFAULT_LIVENESS: Duration = Duration::from_secs(5);
+/// A holder renews its liveness this many times per liveness period.
+const HEARTBEATS_PER_LIVENESS: u32 = 5;
 /// Default time finished records are kept.
 const DEFAULT_RETENTION: Duration = Duration::from_secs(86_400);
 /// Default largest serialized record accepted by `enqueue`.
@@ -81,15 +87,19 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 ///
 /// | key | type | holds |
 /// | --- | --- | --- |
-/// | `P task:{uuid}` | hash | `status` (`"new"`, `"process"`, …) and `data`, the [`TaskRecord`](crate::TaskRecord) as JSON; `started` (µs, set by `fetch`); `entry`, the task's queue entry until it ends; `cancel`, the reason of a cancel requested while it ran |
+/// | `P task:{uuid}` | hash | `status` (`"new"`, `"process"`, …) and `data`, the [`TaskRecord`](crate::TaskRecord) as JSON; `started` (µs, set by `fetch`); `entry`, the task's queue entry; `cancel`, the reason of a cancel requested while it ran; `run`, how many times it was taken (the fencing token of the current run); `holder`, the holder running it |
 /// | `P queue` | sorted set | queued tasks, see below |
 /// | `P delayed` | sorted set | queue entries of delayed tasks, scored by when they are due (ms since the epoch, server clock) |
 /// | `P seq` | string | counter giving each enqueued task its place in line |
 /// | `P inflight` | sorted set | uuids of taken tasks, scored by lease deadline (ms since the epoch, server clock) |
 /// | `P held` | hash | uuid → queue entry of each taken task, to requeue it at its old place |
+/// | `P holders` | sorted set | ids of the backends that took tasks (holders), scored by liveness deadline (ms, server clock) |
+/// | `P alive` | string | when a holder was last seen (ms, server clock) |
+/// | `P holds:{holder}` | set | uuids of the tasks a holder took and has not finished or released |
+/// | `P claim:{len}:{key}` | string | a [`claim`](crate::Backend::claim), expiring with its ttl |
 /// | `P wake` | list | at most one wake-up token for fetchers blocked in `BLPOP` |
-/// | `P dead` | list | dead letters: queue entries that could not be decoded, as JSON (the newest 10 000) |
-/// | `P stats` | hash | `{task name}\x1f{status}` → how many runs ended so (`success`, `error`, `retry`, `cancel`) |
+/// | `P dead` | list | dead letters, as JSON (the newest 10 000; see "Dead letters") |
+/// | `P stats` | hash | `{task name}\x1f{status}` → how many runs ended so (`success`, `error`, `retry`, `cancel`); `{task name}\x1fduplicates` → runs that started after another run had held the task |
 /// | `P done` | pub/sub channel | uuid of each task that reached a final status or `retry` |
 /// | `P cancel` | pub/sub channel | `{uuid} {reason}` for each cancel request of a running task |
 ///
@@ -111,20 +121,21 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// - `enqueue`: writes the record, adds the queue entry, pushes a wake-up.
 ///   `enqueue_delayed` adds the entry to `delayed` instead, due at the
 ///   server's time plus the delay.
-/// - `fetch`: moves due delayed entries into the queue, requeues expired
-///   leases, pops up to `max` entries, moves each
-///   into `inflight`/`held`, returns the records; malformed entries, and
-///   entries whose record is missing, go to the dead letters instead (an
-///   entry whose record is not a task costs one more round trip to file).
-///   When nothing is queued, the fetch blocks in `BLPOP` on the `wake`
-///   list, on a connection of its own (a blocking command would stall the
-///   shared multiplexed one), until an enqueue wakes it, the next lease
-///   expires, the next delayed task is due, or 5 s pass; then it runs the
-///   script again.
+/// - `fetch`: marks its holder alive, moves due delayed entries into the
+///   queue, takes back expired leases and the tasks of dead holders, pops
+///   up to `max` entries, moves each into `inflight`/`held` under its
+///   holder with a new run, returns the records; bad entries go to the
+///   dead letters instead (see "Dead letters"; a record that cannot run
+///   costs one more round trip to end). When nothing is queued, the fetch
+///   blocks in `BLPOP` on the `wake` list, on a connection of its own (a
+///   blocking command would stall the shared multiplexed one), until an
+///   enqueue wakes it, the next lease or holder liveness expires, the next
+///   delayed task is due, or 5 s pass; then it runs the script again.
 /// - `update`: writes the status unless the record is already final (a
-///   status only moves forward), and renews the lease.
+///   status only moves forward) or another run holds it, and renews the lease.
 /// - `finish`: writes the final (or `retry`) record and its expiry (the
-///   retention), releases the lease and any requeued copy, counts the run
+///   retention) unless the record is done already (the first end stays),
+///   releases the lease, the hold and any requeued copy, counts the run
 ///   in `stats` (once per task), publishes the uuid on `done`.
 /// - `wait`: one subscription to `done` per backend, shared by the
 ///   waiters of the process; a waiter reads the record once subscribed,
@@ -151,26 +162,86 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 ///   `cancel` instead of handing it out again.
 /// - anything else: already ended, nothing changes.
 ///
-/// # Delivery: leases, at least once
+/// # Delivery: leases, holders, at least once
 ///
 /// A taken task holds a lease (30 s by default, see [`lease`](Self::lease));
-/// `update` renews it and `finish` ends it. Before taking tasks, `fetch`
-/// puts back into the queue, at their old place, the tasks whose lease
-/// expired: those of a worker that died or lost its connection. A task
-/// that runs longer than its lease may therefore run twice: choose a lease
-/// longer than the longest task, or renew it with
-/// [`extend_leases`](Self::extend_leases).
+/// the worker renews it ([`extend_lease`](crate::Backend::extend_lease),
+/// every lease / 3) and `finish` ends it. Each backend that takes tasks is
+/// also a *holder*: it has an id, registered in `P holders` by each fetch,
+/// and renews its liveness there every liveness / 5 (a background task
+/// started by the first fetch; lease renewals renew it too). Before taking
+/// tasks, `fetch` puts back into the queue, at their old place:
+/// - the tasks of holders whose liveness expired (5 s by default, see
+///   [`liveness`](Self::liveness)): a process that was killed or lost its
+///   connection. Its tasks run elsewhere 4–5 s after it died (measured in
+///   `tests/tests/faults_redis.rs`), not after the whole lease;
+/// - the tasks whose lease expired: a process that is alive but stopped
+///   renewing a task.
+///
+/// Idle fetchers wake when the next liveness or lease expires, so a
+/// waiting worker picks the tasks up at once.
+///
+/// Liveness is judged on the server's clock, so a server that was down or
+/// unreachable would see every holder as dead when it comes back. To tell
+/// that from deaths, `P alive` holds when a holder was last seen: after a
+/// gap of more than half the liveness with none seen, every holder gets a
+/// fresh liveness, and only those that stay silent through it are taken
+/// for dead. (Leases have no such rule: an outage longer than the lease
+/// puts the running tasks back, as before.)
+///
+/// **Fencing.** Each take of a task is a new *run*, numbered in the
+/// record's `run` field (the fencing token); the backend remembers the run
+/// of each task it took. When a run's lease was taken back, that run is
+/// stale: its [`extend_lease`](crate::Backend::extend_lease) returns
+/// `false`, its `update` writes nothing, and its `finish` never replaces a
+/// final record another run stored, nor a record another run holds (it
+/// only ends a task that waits in the queue again, unrun, which then does
+/// not run twice). A stale finish is logged with both runs.
+///
+/// **What can run twice.** Only a task whose run lost its lease: its
+/// holder died or was cut off from the server for longer than its liveness,
+/// or it held the task past the lease without renewing it; and a task put
+/// back by [`release`](crate::Backend::release) after it started. Each
+/// such run counts in [`TaskCounts::duplicates`](crate::backend::TaskCounts::duplicates)
+/// when it starts (a run that started while another run of the task held
+/// it or had held it). A task put back by a cancelled fetch, which never
+/// ran, does not count.
+///
+/// A backend tells its runs apart by task: if one process takes a task
+/// again after its own lease on it was taken back (it held it past the
+/// lease without renewing), its older run is taken for the newer one.
 ///
 /// `fetch` is cancel-safe: dropped while blocked, it loses only a wake-up
 /// token; dropped while its script runs, the tasks it took are put back
 /// at once by the task that ran the script.
+///
+/// # Dead letters
+///
+/// `P dead` holds one JSON object per entry or record given up on:
+/// `uuid` (`null` if the entry names none), `reason`, `at` (seconds since
+/// the epoch, server clock), and when known `entry` (the queue entry) and
+/// `record` (the record as it was stored). `fetch` checks each queue entry
+/// and its record before it touches them, so a bad one never costs
+/// another task:
+/// - an entry that names no task, whose record is missing or is not a hash
+///   (a key of another type written over it), or that is a stale or
+///   duplicate copy of a task's entry: dead-lettered; the record, if any,
+///   is left alone;
+/// - a record that cannot run (its JSON does not decode, it holds another
+///   task's uuid, it has no `data` field, or its own queue entry is
+///   malformed): dead-lettered, and the record ends `error` with the reason
+///   and the retention expiry, counted, and its waiters are woken.
 #[derive(Clone)]
 pub struct RedisBackend {
     shared: Arc<Shared>,
     lease: Duration,
+    liveness: Duration,
     retention: Option<Duration>,
     max_message_size: usize,
 }
+
+/// Shards of the map of runs: no lock shared by every task.
+const RUN_SHARDS: usize = 16;
 
 struct Shared {
     client: Client,
@@ -185,6 +256,13 @@ struct Shared {
     cancels: Arc<CancelRegistry>,
     /// The subscription to `cancel`, firing those tokens.
     cancel_listener: Mutex<Option<Listener>>,
+    /// This backend's id as a holder of tasks (32 hex digits).
+    holder: String,
+    /// The run of each task this backend took and has not finished or
+    /// released: the fencing token its writes carry.
+    runs: [Mutex<UuidMap<u64>>; RUN_SHARDS],
+    /// The task renewing this holder's liveness, started by the first fetch.
+    heartbeat: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Shared {
@@ -198,7 +276,24 @@ impl Shared {
             listener: Mutex::new(None),
             cancels: Arc::default(),
             cancel_listener: Mutex::new(None),
+            holder: Uuid::new_v4().simple().to_string(),
+            runs: Default::default(),
+            heartbeat: Mutex::new(None),
         })
+    }
+
+    fn runs(&self, uuid: &Uuid) -> MutexGuard<'_, UuidMap<u64>> {
+        lock(&self.runs[(uuid.as_u128() as usize) % RUN_SHARDS])
+    }
+
+    /// The run of `uuid` this backend holds, if it took the task.
+    fn run_of(&self, uuid: &Uuid) -> Option<u64> {
+        self.runs(uuid).get(uuid).copied()
+    }
+
+    /// Forgets the run of `uuid` (finished or released).
+    fn forget_run(&self, uuid: &Uuid) -> Option<u64> {
+        self.runs(uuid).remove(uuid)
     }
 }
 
@@ -208,6 +303,9 @@ impl Drop for Shared {
             if let Some(listener) = lock(slot).take() {
                 listener.task.abort();
             }
+        }
+        if let Some(task) = lock(&self.heartbeat).take() {
+            task.abort();
         }
     }
 }
@@ -256,6 +354,18 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
+/// A ttl for `PX`/`PEXPIRE`, in ms: at most a century, which Redis accepts
+/// (it refuses an expiry time that overflows when added to its clock).
+fn expire_millis(d: Duration) -> u64 {
+    millis(d).min(100 * 365 * 86_400 * 1000)
+}
+
+/// The run of a task as the scripts take it: empty when not known (the
+/// write is not fenced).
+fn run_arg(run: Option<u64>) -> String {
+    run.map(|r| r.to_string()).unwrap_or_default()
+}
+
 impl RedisBackend {
     /// Connects to the server at `url` (`redis://`, `rediss://` for TLS,
     /// `redis+unix://`). The app builder scopes it to its app
@@ -292,6 +402,7 @@ impl RedisBackend {
         Ok(Self {
             shared: Shared::new(client, manager, "default"),
             lease: DEFAULT_LEASE,
+            liveness: DEFAULT_LIVENESS,
             retention: Some(DEFAULT_RETENTION),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
         })
@@ -310,6 +421,21 @@ impl RedisBackend {
     /// may run again elsewhere: delivery is at least once.
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How long after its last sign of life a backend that took tasks
+    /// counts as gone (5 s by default; at least 5 ms): then any fetch takes
+    /// its tasks back and they run elsewhere, without waiting for their
+    /// lease. It renews its liveness every fifth of this (1 s by default),
+    /// in a background task, and at every fetch and lease renewal.
+    ///
+    /// Shorter recovers sooner from a crash; longer tolerates longer
+    /// stalls (a process or a network pause of more than this makes its
+    /// running tasks run again elsewhere: see "Delivery" above). Use the
+    /// same value in every process of an app.
+    pub fn liveness(mut self, liveness: Duration) -> Self {
+        self.liveness = liveness.max(Duration::from_millis(5));
         self
     }
 
@@ -339,24 +465,32 @@ impl RedisBackend {
     /// A cancel requested for one of these tasks (see
     /// [`cancel`](crate::Backend::cancel)) fires its token if it runs here, also
     /// when the pub/sub message of that request was lost.
+    ///
+    /// Only the runs this backend took are renewed: a task whose lease was
+    /// taken back (and maybe taken by another run) is not.
     pub async fn extend_leases(&self, uuids: &[Uuid]) -> Result<usize, BackendError> {
         if uuids.is_empty() {
             return Ok(0);
         }
         let keys = &self.shared.keys;
         let mut call = scripts::EXTEND.key(&keys.inflight);
-        call.arg(millis(self.lease)).arg(&keys.task_prefix);
+        call.key(&keys.holders)
+            .key(&keys.alive)
+            .arg(millis(self.lease))
+            .arg(&keys.task_prefix)
+            .arg(&self.shared.holder)
+            .arg(millis(self.liveness));
         for uuid in uuids {
-            call.arg(uuid.hyphenated().to_string());
+            call.arg(uuid.hyphenated().to_string()).arg(run_arg(self.shared.run_of(uuid)));
         }
-        let (n, cancels): (usize, Vec<(String, String)>) =
+        let (renewed, cancels): (Vec<String>, Vec<(String, String)>) =
             call.invoke_async(&mut self.conn()).await.map_err(redis_error("extending leases"))?;
         for (uuid, reason) in cancels {
             if let Ok(uuid) = Uuid::parse_str(&uuid) {
                 self.shared.cancels.signal(uuid, &reason);
             }
         }
-        Ok(n)
+        Ok(renewed.len())
     }
 }
 

@@ -1,11 +1,20 @@
 //! The Lua scripts of the Redis backend, one atomic script per operation so
 //! each costs one round trip. The code lives in `lua/*.lua`, each file
-//! starting with its KEYS, ARGV and reply; here each becomes a [`Script`]
-//! (which runs by `EVALSHA`, loading the script on `NOSCRIPT`), and
-//! [`ALL`] lists the sources `connect` loads up front.
+//! starting with its KEYS, ARGV and reply, behind the helpers they share
+//! (`lua/common.lua`, put in front of each: a script cannot call another);
+//! here each becomes a [`Script`] (which runs by `EVALSHA`, loading the
+//! script on `NOSCRIPT`), and [`ALL`] lists the sources `connect` loads up
+//! front.
 
 use redis::Script;
 use std::sync::LazyLock;
+
+/// The source of the script in `lua/{file}.lua`, behind `lua/common.lua`.
+macro_rules! source {
+    ($file:literal) => {
+        concat!(include_str!("lua/common.lua"), include_str!(concat!("lua/", $file, ".lua")))
+    };
+}
 
 /// One script: its source from a file in `lua/` and the `Script` over it.
 macro_rules! scripts {
@@ -13,30 +22,33 @@ macro_rules! scripts {
         $(
             $(#[$doc])*
             pub(super) static $name: LazyLock<Script> =
-                LazyLock::new(|| Script::new(include_str!(concat!("lua/", $file, ".lua"))));
+                LazyLock::new(|| Script::new(source!($file)));
         )*
 
         /// The source of every script, loaded by `connect` in one round trip
         /// so the first calls need not retry after `NOSCRIPT`.
-        pub(super) const ALL: &[&str] = &[$(include_str!(concat!("lua/", $file, ".lua"))),*];
+        pub(super) const ALL: &[&str] = &[$(source!($file)),*];
     };
 }
 
 scripts! {
     /// Stores a new record and queues it, or delays it (`lua/enqueue.lua`).
     ENQUEUE = "enqueue";
-    /// Promotes due delayed tasks, requeues expired leases, takes tasks (`lua/fetch.lua`).
+    /// Promotes due delayed tasks, takes back expired leases and the tasks of
+    /// dead holders, takes tasks (`lua/fetch.lua`).
     FETCH = "fetch";
-    /// Writes a non-final status and renews the lease (`lua/update.lua`).
+    /// Writes a non-final status of the run holding the task and renews its lease (`lua/update.lua`).
     UPDATE = "update";
-    /// Writes a final (or `retry`) record, releases, counts and publishes it (`lua/finish.lua`).
+    /// Writes a final (or `retry`) record, releases, counts and publishes it, fenced by the run (`lua/finish.lua`).
     FINISH = "finish";
     /// Cancels a queued task, or stores and publishes a request for a running one (`lua/cancel.lua`).
     CANCEL = "cancel";
-    /// Files undecodable taken tasks as dead letters (`lua/bury.lua`).
+    /// Files taken tasks whose record cannot run as dead letters and ends them `error` (`lua/bury.lua`).
     BURY = "bury";
-    /// Puts taken tasks back at their place in the queue (`lua/release.lua`).
+    /// Puts taken tasks back at their place in the queue, `new` again (`lua/release.lua`).
     RELEASE = "release";
-    /// Renews leases and reads stored cancel requests (`lua/extend.lua`).
+    /// Renews the leases a run still holds and reads stored cancel requests (`lua/extend.lua`).
     EXTEND = "extend";
+    /// Marks a holder alive (`lua/heartbeat.lua`).
+    HEARTBEAT = "heartbeat";
 }

@@ -1,19 +1,36 @@
--- EXTEND: renews the leases of tasks still in flight, and reads the cancel
--- requests stored for those tasks.
+-- EXTEND: marks this holder alive (if still registered), renews the leases of the tasks it
+-- still holds (in flight, and at the run it took: a lease taken back and
+-- given to another run is not renewed), and reads the cancel requests
+-- stored for these tasks.
 --
--- KEYS: 1 inflight.
--- ARGV: 1 lease (ms), 2 record key prefix, then the uuids.
--- Returns {leases renewed, {uuid, reason, ...}}.
+-- After a gap with no holder seen, liveness is renewed, not judged
+-- (`seen`, lua/common.lua).
+--
+-- KEYS: 1 inflight, 2 holders, 3 alive (when a holder was last seen, ms).
+-- ARGV: 1 lease (ms), 2 record key prefix, 3 holder id, 4 liveness (ms),
+--       then (uuid, run) pairs (run empty: not taken by this holder, so
+--       not renewed).
+-- Returns {uuids whose lease was renewed, {uuid, reason, ...}}.
 
-local t = redis.call('TIME')
-local deadline = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
-local n, cancels = 0, {}
-for i = 3, #ARGV do
-  n = n + redis.call('ZADD', KEYS[1], 'XX', 'CH', deadline, ARGV[i])
-  local reason = redis.call('HGET', ARGV[2] .. ARGV[i], 'cancel')
-  if reason then
-    cancels[#cancels + 1] = ARGV[i]
-    cancels[#cancels + 1] = reason
+local now = clock()
+local deadline = now + tonumber(ARGV[1])
+if redis.call('ZSCORE', KEYS[2], ARGV[3]) then
+  seen(KEYS[2], KEYS[3], now, tonumber(ARGV[4]))
+  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), ARGV[3])
+end
+local renewed, cancels = {}, {}
+for i = 5, #ARGV, 2 do
+  local id, run = ARGV[i], ARGV[i + 1]
+  local rec = fields(ARGV[2] .. id, 'run', 'cancel')
+  if rec then
+    if redis.call('ZSCORE', KEYS[1], id) and run ~= '' and rec[1] == run then
+      redis.call('ZADD', KEYS[1], deadline, id)
+      renewed[#renewed + 1] = id
+    end
+    if rec[2] then
+      cancels[#cancels + 1] = id
+      cancels[#cancels + 1] = rec[2]
+    end
   end
 end
-return {n, cancels}
+return {renewed, cancels}

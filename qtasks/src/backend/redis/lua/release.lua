@@ -1,17 +1,41 @@
--- RELEASE: puts tasks back into the queue at their old place (a fetch that
--- was cancelled while its script ran), and wakes a fetcher.
+-- RELEASE: puts tasks this holder took back into the queue at their old
+-- place, their records back to `new` (holder and start time cleared), and
+-- wakes a fetcher. Only a task still in flight at the run given is
+-- released: not one whose lease was taken back meanwhile.
 --
--- KEYS: 1 inflight, 2 held, 3 queue, 4 wake.
--- ARGV: the uuids.
+-- Mode `release` (`Backend::release`): the task had started; its next
+-- run counts as a duplicate. Mode `undo` (a fetch cancelled while its
+-- script ran, whose tasks were never handed out): the run is taken back
+-- too, with the duplicate it counted if it was one, so the next run counts
+-- as what it is.
+--
+-- KEYS: 1 inflight, 2 held, 3 queue, 4 wake, 5 stats.
+-- ARGV: 1 record key prefix, 2 holder set prefix, 3 mode, then (uuid, run,
+--       data) triples (data: the `new` record to store, or empty to keep
+--       the stored one).
 -- Returns how many tasks were put back.
 
 local n = 0
-for i = 1, #ARGV do
-  if redis.call('ZREM', KEYS[1], ARGV[i]) == 1 then
-    local entry = redis.call('HGET', KEYS[2], ARGV[i])
+for i = 4, #ARGV, 3 do
+  local id, run, data = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local key = ARGV[1] .. id
+  local rec = fields(key, 'run', 'holder', 'entry')
+  if rec and rec[1] == run and redis.call('ZSCORE', KEYS[1], id) then
+    local entry = redis.call('HGET', KEYS[2], id) or rec[3]
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('HDEL', KEYS[2], id)
+    if rec[2] then redis.call('SREM', ARGV[2] .. rec[2], id) end
+    redis.call('HDEL', key, 'holder', 'started')
+    redis.call('HSET', key, 'status', 'new')
+    if data ~= '' then redis.call('HSET', key, 'data', data) end
+    if ARGV[3] == 'undo' and redis.call('HINCRBY', key, 'run', -1) > 0 then
+      local ok, task = pcall(cjson.decode, redis.call('HGET', key, 'data') or '')
+      if ok and type(task) == 'table' and type(task.task_name) == 'string' then
+        redis.call('HINCRBY', KEYS[5], task.task_name .. '\31duplicates', -1)
+      end
+    end
     if entry then
       redis.call('ZADD', KEYS[3], 0, entry)
-      redis.call('HDEL', KEYS[2], ARGV[i])
       n = n + 1
     end
   end

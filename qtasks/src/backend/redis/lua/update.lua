@@ -1,14 +1,15 @@
 -- UPDATE: writes a non-final status unless the record is already done
--- (final or `retry`), and renews the lease.
+-- (final or `retry`) or another run holds the task now (ARGV[5] is not the
+-- record's `run`), and renews the lease.
 --
 -- KEYS: 1 record, 2 inflight.
--- ARGV: 1 data, 2 status, 3 uuid, 4 lease (ms).
--- Returns 1 if written, 0 if the record was already done.
+-- ARGV: 1 data, 2 status, 3 uuid, 4 lease (ms), 5 run (empty: not known).
+-- Returns 1 if written, 0 if not.
 
-local cur = redis.call('HGET', KEYS[1], 'status')
-if cur == 'success' or cur == 'error' or cur == 'cancel' or cur == 'retry' then return 0 end
+local rec = fields(KEYS[1], 'status', 'run')
+if not rec or done(rec[1]) then return 0 end
+if ARGV[5] ~= '' and rec[2] and rec[2] ~= ARGV[5] then return 0 end
 redis.call('HSET', KEYS[1], 'status', ARGV[2], 'data', ARGV[1])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = clock()
 redis.call('ZADD', KEYS[2], 'XX', now + tonumber(ARGV[4]), ARGV[3])
 return 1
