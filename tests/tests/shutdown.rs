@@ -51,21 +51,7 @@ async fn a_forced_shutdown_puts_running_tasks_back<B: Backend + Clone>(backend: 
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn memory_a_forced_shutdown_puts_running_tasks_back() {
-    a_forced_shutdown_puts_running_tasks_back(qtasks::MemoryBackend::new()).await.unwrap();
-}
-
-// TODO(merge redis-faults): the Redis `release` (record back to `new`, lease
-// cleared) lands with the Redis fault work; then run this on both backends
-// with `support::on_both_backends!`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "waits for the Redis release of the redis-faults work"]
-async fn redis_a_forced_shutdown_puts_running_tasks_back() {
-    let name = format!("qtasks-test-shutdown-{}", qtasks::Uuid::new_v4());
-    let Some(backend) = support::connect_redis("forced shutdown", &name).await else { return };
-    a_forced_shutdown_puts_running_tasks_back(backend).await.unwrap();
-}
+support::on_both_backends!("qtasks-test-shutdown": a_forced_shutdown_puts_running_tasks_back);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_task_released_by_a_forced_shutdown_runs_again_on_another_worker() {
@@ -92,7 +78,7 @@ async fn a_sync_task_released_by_a_forced_shutdown_runs_again_on_another_worker(
 /// the running task at once and puts it back.
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "waits for the Redis release of the redis-faults work"]
+#[cfg_attr(redis_unreachable, ignore = "Redis is not reachable; see the build warning")]
 async fn a_second_sigterm_stops_the_cli_worker_at_once_and_nothing_is_lost() {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
