@@ -95,6 +95,8 @@ async fn a_failed_final_write_is_retried_and_the_task_runs_once() {
     assert_eq!(held, None, "the task is still leased after its final record was stored");
     worker.shutdown().await;
     app.flush_all().await.unwrap();
+    // The user lives in a static, which is never dropped: delete it here.
+    let _: i64 = redis::cmd("ACL").arg("DELUSER").arg(&user.name).query_async(&mut conn).await.unwrap();
     assert_eq!(RUNS.load(Ordering::SeqCst), 1, "the task ran more than once");
     assert_eq!(KILLS.load(Ordering::SeqCst), 1);
     let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
