@@ -10,12 +10,13 @@ pub use crate::dispatch::{
     BoxError, IntoStartResult, Outcome, Plugin, PluginChain, Trigger, TriggerSet, blocking_detached, observer_outcome,
     replacer_outcome, report_stop_error,
 };
+pub use crate::queue::{Limit, Rate};
 pub use crate::task::args::{decode_args, ok, run_blocking};
 pub use crate::task::deps::{resolve_dep, resolve_state};
 pub use crate::task::stream::{
     ItemSink, MapFuture, MapValue, Mapped, MapsTo, collect_blocking, collect_stream, mapped_item,
 };
-pub use crate::task::{DependencyInfo, IntoTaskResult, Task, TaskContext, TaskError, TaskInfo, TaskSet};
+pub use crate::task::{DependencyInfo, IntoTaskResult, Task, TaskContext, TaskError, TaskInfo, TaskSet, UniqueInfo};
 pub use qtasks_macros::__trigger_table as trigger_table;
 pub use serde;
 pub use serde_json;

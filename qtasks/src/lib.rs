@@ -35,7 +35,7 @@
 //!
 //! | module | layer |
 //! | --- | --- |
-//! | [`BoxError`], [`model`], [`config`] | leaves: boxed errors, the data on the wire, settings |
+//! | [`BoxError`], [`model`], [`queue`], [`config`] | leaves: boxed errors, the data on the wire, queues and limits, settings |
 //! | [`task`](mod@task) | what a task is: the trait, its context, cancel token, errors, dependencies |
 //! | [`dispatch`] | the compile-time core: trigger table, contexts, `Plugin`, chains, firing |
 //! | [`plugin`](mod@plugin) | the plugin API and wrappers over it (`Managed`, `DynChain`, `Globals`) |
@@ -61,6 +61,7 @@ pub mod dispatch;
 mod error;
 pub mod model;
 pub mod plugin;
+pub mod queue;
 pub mod runtime;
 pub mod task;
 pub mod testing;
@@ -77,8 +78,9 @@ pub use config::{Config, ConfigError};
 pub use dispatch::triggers;
 pub use dispatch::{Member, Outcome, Plugin, PluginChain, PluginInfo};
 pub use error::BoxError;
-pub use model::{NewTask, TaskMessage, TaskRecord, TaskStatus};
+pub use model::{NewTask, TaskMessage, TaskRecord, TaskStatus, Unique};
 pub use qtasks_macros::{plugin, task};
+pub use queue::{DEFAULT_QUEUE, Queue, QueueInfo, QueueOrder, Rate};
 pub use runtime::schedule::{ScheduleEntry, ScheduleError, ScheduleHandle, Scheduler};
 pub use runtime::{ShutdownReport, Worker, WorkerBuilder};
 pub use task::{

@@ -9,6 +9,11 @@ use uuid::Uuid;
 /// Seconds since the Unix epoch, as QTasks stores them.
 pub type Timestamp = f64;
 
+/// Serializes a duration as seconds (a float).
+pub(crate) fn serialize_secs_plain<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
 /// Serializes an optional duration as seconds (a float), as listings show it.
 pub(crate) fn serialize_secs<S: serde::Serializer>(d: &Option<std::time::Duration>, s: S) -> Result<S::Ok, S::Error> {
     match d {
@@ -87,6 +92,10 @@ impl fmt::Display for TaskStatus {
 pub struct NewTask {
     /// Name of the task to run.
     pub task_name: String,
+    /// The queue it goes to ([`DEFAULT_QUEUE`] unless the task or the
+    /// enqueue names another).
+    #[serde(default = "default_queue")]
+    pub queue: String,
     /// Lower runs first.
     pub priority: i64,
     /// Arguments as JSON: an array (positional) or an object (by parameter name).
@@ -94,6 +103,47 @@ pub struct NewTask {
     /// Extra fields stored with the task's status.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub extra: Map<String, Value>,
+    /// The value of the task's concurrency key (`#[task(concurrency_key = …)]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_key: Option<String>,
+    /// The task's unique key and window (`#[task(unique)]`), if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique: Option<Unique>,
+}
+
+impl NewTask {
+    /// A request for `task_name` with `args`, priority 0, in the default
+    /// queue, without extra fields or keys.
+    pub fn new(task_name: impl Into<String>, args: Value) -> Self {
+        Self {
+            task_name: task_name.into(),
+            queue: default_queue(),
+            priority: 0,
+            args,
+            extra: Map::new(),
+            limit_key: None,
+            unique: None,
+        }
+    }
+}
+
+/// A task's unique key: while a task with the same key is queued or
+/// running, and for `window` seconds after it finished, enqueueing another
+/// gives that task instead of a new one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Unique {
+    /// The key (the task's name and the arguments it covers).
+    pub key: String,
+    /// Seconds after the task finished during which the key still holds.
+    pub window: f64,
+}
+
+/// The queue of a task that names none (re-exported as
+/// [`qtasks::DEFAULT_QUEUE`](crate::DEFAULT_QUEUE)).
+pub const DEFAULT_QUEUE: &str = "default";
+
+fn default_queue() -> String {
+    DEFAULT_QUEUE.to_owned()
 }
 
 /// A task as it sits in the queue: what a worker needs to run it.
@@ -103,6 +153,9 @@ pub struct TaskMessage {
     pub uuid: Uuid,
     /// Name of the task to run.
     pub task_name: String,
+    /// The queue it was taken from.
+    #[serde(default = "default_queue")]
+    pub queue: String,
     /// Lower runs first.
     pub priority: i64,
     /// Arguments as JSON: an array (positional) or an object (by parameter name).
@@ -115,6 +168,9 @@ pub struct TaskMessage {
     /// Extra fields of the task's record, kept when a worker writes it.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub extra: Map<String, Value>,
+    /// The value of the task's concurrency key, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_key: Option<String>,
 }
 
 fn one() -> u32 {
@@ -157,6 +213,15 @@ pub struct TaskRecord {
     /// Extra fields attached by the client or by plugins.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub extra: Map<String, Value>,
+    /// The queue it went to.
+    #[serde(default = "default_queue")]
+    pub queue: String,
+    /// The value of the task's concurrency key, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_key: Option<String>,
+    /// The task's unique key, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique: Option<Unique>,
 }
 
 impl TaskRecord {
@@ -175,6 +240,9 @@ impl TaskRecord {
             error: None,
             attempt: 1,
             extra: request.extra,
+            queue: request.queue,
+            limit_key: request.limit_key,
+            unique: request.unique,
         }
     }
 
@@ -188,6 +256,8 @@ impl TaskRecord {
             created_at: self.created_at,
             attempt: self.attempt,
             extra: self.extra.clone(),
+            queue: self.queue.clone(),
+            limit_key: self.limit_key.clone(),
         }
     }
 
@@ -205,6 +275,9 @@ impl TaskRecord {
             error: None,
             attempt: message.attempt,
             extra: message.extra.clone(),
+            queue: message.queue.clone(),
+            limit_key: message.limit_key.clone(),
+            unique: None,
         }
     }
 

@@ -58,16 +58,15 @@ async fn query<T: redis::FromRedisValue>(conn: &mut MultiplexedConnection, args:
 }
 
 fn record(name: &str) -> TaskRecord {
-    TaskRecord::new(
-        Uuid::new_v4(),
-        NewTask { task_name: name.to_owned(), priority: 0, args: json!([]), extra: Default::default() },
-    )
+    TaskRecord::new(Uuid::new_v4(), NewTask { priority: 0, ..NewTask::new(name.to_owned(), json!([])) })
 }
 
 /// Fetches at most `max` tasks, or none if nothing comes within `within`.
 async fn fetch_within(backend: &RedisBackend, max: usize, within: Duration) -> Vec<qtasks::TaskMessage> {
     let mut out = Vec::new();
-    if let Ok(result) = tokio::time::timeout(within, backend.fetch(max, &mut out)).await {
+    if let Ok(result) =
+        tokio::time::timeout(within, backend.fetch(&qtasks::backend::Fetch::default_queue(), max, &mut out)).await
+    {
         result.unwrap();
     }
     out
@@ -98,9 +97,10 @@ async fn a_cancel_request_for_a_task_whose_worker_died_ends_it_at_lease_expiry()
     // Another worker's fetch ends it at lease expiry instead of handing it
     // out; that fetch goes on until the waiter has the result.
     let mut handed_out = Vec::new();
+    let from = qtasks::backend::Fetch::default_queue();
     let waited = tokio::select! {
         waited = client.wait(task.uuid, WAIT) => Some(waited.unwrap().expect("the waiter was woken")),
-        fetched = survivor.fetch(10, &mut handed_out) => {
+        fetched = survivor.fetch(&from, 10, &mut handed_out) => {
             fetched.unwrap();
             None
         }

@@ -54,23 +54,19 @@ async fn query<T: redis::FromRedisValue>(conn: &mut MultiplexedConnection, args:
 }
 
 fn square_task(n: i64) -> TaskRecord {
-    TaskRecord::new(
-        Uuid::new_v4(),
-        NewTask { task_name: "square".to_owned(), priority: 0, args: json!([n]), extra: Default::default() },
-    )
+    TaskRecord::new(Uuid::new_v4(), NewTask { priority: 0, ..NewTask::new("square".to_owned(), json!([n])) })
 }
 
 fn named(name: &str) -> TaskRecord {
-    TaskRecord::new(
-        Uuid::new_v4(),
-        NewTask { task_name: name.to_owned(), priority: 0, args: json!([]), extra: Default::default() },
-    )
+    TaskRecord::new(Uuid::new_v4(), NewTask { priority: 0, ..NewTask::new(name.to_owned(), json!([])) })
 }
 
 /// Fetches at most `max` tasks, or none if nothing comes within `within`.
 async fn fetch_within(backend: &RedisBackend, max: usize, within: Duration) -> Vec<TaskMessage> {
     let mut out = Vec::new();
-    if let Ok(result) = tokio::time::timeout(within, backend.fetch(max, &mut out)).await {
+    if let Ok(result) =
+        tokio::time::timeout(within, backend.fetch(&qtasks::backend::Fetch::default_queue(), max, &mut out)).await
+    {
         result.unwrap();
     }
     out

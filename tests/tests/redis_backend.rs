@@ -43,16 +43,13 @@ async fn query<T: redis::FromRedisValue>(conn: &mut MultiplexedConnection, args:
 }
 
 fn record(name: &str, priority: i64) -> TaskRecord {
-    TaskRecord::new(
-        Uuid::new_v4(),
-        NewTask { task_name: name.to_owned(), priority, args: json!([]), extra: Default::default() },
-    )
+    TaskRecord::new(Uuid::new_v4(), NewTask { priority, ..NewTask::new(name, json!([])) })
 }
 
 /// Fetches at most `max` tasks, or none if nothing comes within `within`.
 async fn fetch_within(backend: &RedisBackend, max: usize, within: Duration) -> Vec<qtasks::TaskMessage> {
     let mut out = Vec::new();
-    match tokio::time::timeout(within, backend.fetch(max, &mut out)).await {
+    match tokio::time::timeout(within, backend.fetch(&qtasks::backend::Fetch::default_queue(), max, &mut out)).await {
         Ok(result) => result.unwrap(),
         Err(_) => assert!(out.is_empty(), "a cancelled fetch must not have taken tasks"),
     }
@@ -222,7 +219,7 @@ async fn a_blocked_fetch_is_woken_by_enqueue_and_cancelling_it_loses_nothing() {
         let backend = backend.clone();
         async move {
             let mut out = Vec::new();
-            backend.fetch(5, &mut out).await.unwrap();
+            backend.fetch(&qtasks::backend::Fetch::default_queue(), 5, &mut out).await.unwrap();
             out
         }
     });
@@ -265,7 +262,8 @@ async fn fetches_cancelled_mid_round_trip_lose_no_task() {
     for i in 0..200usize {
         let mut out = Vec::new();
         {
-            let fetch = backend.fetch(3, &mut out);
+            let from = qtasks::backend::Fetch::default_queue();
+            let fetch = backend.fetch(&from, 3, &mut out);
             tokio::pin!(fetch);
             let mut done = false;
             for poll in 0..=usize::from(i % 4 == 3) {

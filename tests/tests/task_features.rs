@@ -619,15 +619,7 @@ async fn huge_timeouts_and_delays_do_not_panic() -> TestResult {
     let worker = app.worker().start().await?;
     let done = app.add_task("quick", json!([key("huge")])).await?.record(Duration::MAX).await?;
     assert_eq!(app.wait(done.uuid, Duration::MAX).await?.status, TaskStatus::Success);
-    let never = TaskRecord::new(
-        Uuid::new_v4(),
-        qtasks::NewTask {
-            task_name: "quick".into(),
-            priority: 0,
-            args: json!([key("never")]),
-            extra: Default::default(),
-        },
-    );
+    let never = TaskRecord::new(Uuid::new_v4(), qtasks::NewTask::new("quick", json!([key("never")])));
     app.backend().enqueue_delayed(&never, Duration::MAX).await?;
     assert_eq!(app.queue_stats().await?.queued, 1);
     worker.shutdown().await;

@@ -6,8 +6,26 @@ use proc_macro2::Span;
 use syn::spanned::Spanned;
 use syn::{Expr, Lit, Meta, UnOp};
 
-const OPTIONS: &[&str] =
-    &["name", "priority", "max_time", "tags", "description", "retry", "retry_on", "backoff", "map", "map_item"];
+const OPTIONS: &[&str] = &[
+    "name",
+    "priority",
+    "max_time",
+    "tags",
+    "description",
+    "retry",
+    "retry_on",
+    "backoff",
+    "map",
+    "map_item",
+    "queue",
+    "concurrency",
+    "rate",
+    "concurrency_key",
+    "key_concurrency",
+    "unique",
+    "unique_key",
+    "unique_for",
+];
 
 /// The options a task sets; absent ones take the defaults.
 #[derive(Default)]
@@ -24,6 +42,22 @@ pub(crate) struct TaskOptions {
     pub map: Option<Expr>,
     /// The type the `map` handler returns, when not the item type.
     pub map_item: Option<syn::Type>,
+    /// The queue the task goes to.
+    pub queue: Option<String>,
+    /// Most runs at once across every worker.
+    pub concurrency: Option<u32>,
+    /// Most starts per period: (count, seconds per period).
+    pub rate: Option<(u32, u64)>,
+    /// The parameter whose value is the concurrency key.
+    pub concurrency_key: Option<syn::Ident>,
+    /// Most runs at once per concurrency key.
+    pub key_concurrency: Option<u32>,
+    /// `unique`: the whole arguments make the key.
+    pub unique: bool,
+    /// `unique_key = [a, b]`: these parameters make the key.
+    pub unique_key: Vec<syn::Ident>,
+    /// How long a unique key holds after its task ended.
+    pub unique_for_ms: Option<u64>,
     /// Each option given, at its key, for the checks that involve several.
     keys: Vec<(&'static str, Span)>,
 }
@@ -58,6 +92,13 @@ pub(crate) fn parse(args: proc_macro2::TokenStream, errors: &mut Errors) -> Task
             continue;
         }
         options.keys.push((key, meta.path().span()));
+        if key == "unique" {
+            match &meta {
+                Meta::Path(_) => options.unique = true,
+                _ => errors.spanned(&meta, "`unique` takes no value: `#[task(unique)]` (the whole arguments make the key), or `unique_key = [param, ...]`"),
+            }
+            continue;
+        }
         let Meta::NameValue(nv) = &meta else {
             errors.spanned(&meta, format!("expected `{key} = …`"));
             continue;
@@ -147,10 +188,83 @@ pub(crate) fn parse(args: proc_macro2::TokenStream, errors: &mut Errors) -> Task
                     "`map_item` must be the type the `map` handler returns, e.g. `map_item = String` or `map_item = \"Vec<u8>\"`",
                 ),
             },
+            "queue" => match str_lit(value) {
+                Some(s) if valid_queue_name(&s) => options.queue = Some(s),
+                _ => errors.spanned(
+                    value,
+                    "`queue` must be a non-empty string literal of letters, digits, `_`, `-` and `.`, e.g. `queue = \"emails\"`",
+                ),
+            },
+            "concurrency" | "key_concurrency" => match int_lit(value).and_then(|n| u32::try_from(n).ok()).filter(|n| *n > 0) {
+                Some(n) if key == "concurrency" => options.concurrency = Some(n),
+                Some(n) => options.key_concurrency = Some(n),
+                None => errors.spanned(
+                    value,
+                    format!("`{key}` must be a whole number ≥ 1: how many may run at once across every worker, e.g. `{key} = 3`"),
+                ),
+            },
+            "rate" => match str_lit(value).as_deref().and_then(parse_rate) {
+                Some(rate) => options.rate = Some(rate),
+                None => errors.spanned(
+                    value,
+                    "`rate` must be a string like \"100/s\", \"30/m\" or \"5/h\": at most that many starts per second, minute or hour across every worker",
+                ),
+            },
+            "concurrency_key" => match value {
+                Expr::Path(p) if p.qself.is_none() && p.path.get_ident().is_some() => {
+                    options.concurrency_key = p.path.get_ident().cloned()
+                }
+                _ => errors.spanned(
+                    value,
+                    "`concurrency_key` must name one of the task's parameters, e.g. `concurrency_key = user_id`",
+                ),
+            },
+            "unique_key" => match value {
+                Expr::Array(arr) if !arr.elems.is_empty() => {
+                    for elem in &arr.elems {
+                        match elem {
+                            Expr::Path(p) if p.qself.is_none() && p.path.get_ident().is_some() => {
+                                options.unique_key.extend(p.path.get_ident().cloned())
+                            }
+                            _ => errors.spanned(elem, "each entry of `unique_key` must name one of the task's parameters"),
+                        }
+                    }
+                }
+                _ => errors.spanned(
+                    value,
+                    "`unique_key` must be a non-empty array of the task's parameters, e.g. `unique_key = [user_id]`",
+                ),
+            },
+            "unique_for" => match seconds_lit(value) {
+                Seconds::Millis(ms) => options.unique_for_ms = Some(ms),
+                Seconds::TooLarge => errors.spanned(value, too_large(key)),
+                Seconds::Invalid => errors.spanned(
+                    value,
+                    "`unique_for` must be a positive number of seconds: how long a unique key holds after its task ended, e.g. `unique_for = 60`",
+                ),
+            },
             _ => unreachable!("`key` is one of OPTIONS"),
         }
     }
     options
+}
+
+/// `100/s`, `30/m`, `5/h` (also `/sec`, `/min`, `/hour`): (count, seconds).
+fn parse_rate(text: &str) -> Option<(u32, u64)> {
+    let (count, unit) = text.split_once('/')?;
+    let count: u32 = count.trim().parse().ok().filter(|n| *n > 0)?;
+    let per = match unit.trim() {
+        "s" | "sec" | "second" => 1,
+        "m" | "min" | "minute" => 60,
+        "h" | "hour" => 3600,
+        _ => return None,
+    };
+    Some((count, per))
+}
+
+/// A queue name: what keeps it a plain part of a backend key.
+fn valid_queue_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
 fn str_lit(e: &Expr) -> Option<String> {

@@ -99,6 +99,30 @@ pub(crate) fn task(task: &Task) -> TokenStream {
     };
     let millis = |ms: Option<u64>| option(ms.map(|ms| quote!(::core::time::Duration::from_millis(#ms))));
     let (backoff, max_time) = (millis(options.backoff_ms), millis(options.max_time_ms));
+    let queue = options.queue.as_deref().unwrap_or("default");
+    let concurrency = option(options.concurrency.map(|n| quote!(#n)));
+    let rate = option(options.rate.map(|(count, per)| {
+        quote!(::qtasks::__private::Rate { count: #count, per: ::core::time::Duration::from_secs(#per) })
+    }));
+    let per_key = option(match (&options.concurrency_key, options.key_concurrency) {
+        (Some(_), Some(n)) => Some(quote!(#n)),
+        (Some(_), None) => Some(quote!(1u32)),
+        (None, _) => None,
+    });
+    let concurrency_key = option(options.concurrency_key.as_ref().map(|p| {
+        let name = p.to_string();
+        quote!(#name)
+    }));
+    let unique = if options.unique || !options.unique_key.is_empty() {
+        let params: Vec<String> = options.unique_key.iter().map(ToString::to_string).collect();
+        let window = options.unique_for_ms.unwrap_or(0);
+        quote!(::core::option::Option::Some(::qtasks::__private::UniqueInfo {
+            params: &[#(#params),*],
+            window: ::core::time::Duration::from_millis(#window),
+        }))
+    } else {
+        quote!(::core::option::Option::None)
+    };
     let tags = &options.tags;
     let task_name = task.name();
     let description = option(task.description().map(|d| quote!(#d)));
@@ -165,6 +189,10 @@ pub(crate) fn task(task: &Task) -> TokenStream {
                 retry: #retry,
                 retry_on: &[#(#retry_on_names),*],
                 retry_backoff: #backoff,
+                queue: #queue,
+                limit: ::qtasks::__private::Limit { concurrency: #concurrency, rate: #rate, per_key: #per_key },
+                concurrency_key: #concurrency_key,
+                unique: #unique,
                 stream: #is_stream,
             };
             type Args = (#(#arg_types,)*);

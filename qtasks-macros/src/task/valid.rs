@@ -41,6 +41,38 @@ fn check_options(task: &Task, errors: &mut Errors) {
             }
         }
     }
+    let params: Vec<&str> = task.args().map(|(name, _)| name).collect();
+    let named = |ident: &syn::Ident, key: &str, errors: &mut Errors| {
+        if !params.contains(&ident.to_string().as_str()) {
+            errors.spanned(
+                ident,
+                format!("`{key}` names `{ident}`, which is not one of the task's arguments; they are {params:?}"),
+            );
+        }
+    };
+    if let Some(ident) = &options.concurrency_key {
+        named(ident, "concurrency_key", errors);
+    }
+    for ident in &options.unique_key {
+        named(ident, "unique_key", errors);
+    }
+    if options.concurrency_key.is_none()
+        && let Some(at) = options.key_span("key_concurrency")
+    {
+        errors.at(at, "`key_concurrency` limits the runs per concurrency key: it needs `concurrency_key = param`");
+    }
+    if options.unique
+        && !options.unique_key.is_empty()
+        && let Some(at) = options.key_span("unique_key")
+    {
+        errors.at(at, "give `unique` (the whole arguments make the key) or `unique_key = [...]`, not both");
+    }
+    if !options.unique
+        && options.unique_key.is_empty()
+        && let Some(at) = options.key_span("unique_for")
+    {
+        errors.at(at, "`unique_for` is the window of a unique key: it needs `unique` or `unique_key = [...]`");
+    }
     if !matches!(task.output, Output::Stream { .. })
         && let Some(at) = options.key_span("map").or(options.key_span("map_item"))
     {

@@ -6,6 +6,7 @@ use crate::app::events::{Event, EventKind, Events};
 use crate::backend::{Backend, MemoryBackend};
 use crate::config::Config;
 use crate::dispatch::{Append, Member, Plugin, PluginChain};
+use crate::queue::Queue;
 use crate::task::deps::{Provider, Registry};
 use crate::task::{Task, TaskSet};
 use std::marker::PhantomData;
@@ -21,6 +22,7 @@ impl QueueTasks {
             config: Config::default(),
             events: Events::default(),
             deps: Registry::default(),
+            queues: Vec::new(),
             _tasks: PhantomData,
         }
     }
@@ -66,6 +68,7 @@ pub struct Builder<T, C, B> {
     config: Config,
     events: Events,
     deps: Registry,
+    queues: Vec<Queue>,
     _tasks: PhantomData<fn() -> T>,
 }
 
@@ -82,6 +85,7 @@ impl<T, C, B> Builder<T, C, B> {
             config: self.config,
             events: self.events,
             deps: self.deps,
+            queues: self.queues,
             _tasks: PhantomData,
         }
     }
@@ -98,6 +102,7 @@ impl<T, C, B> Builder<T, C, B> {
             config: self.config,
             events: self.events,
             deps: self.deps,
+            queues: self.queues,
             _tasks: PhantomData,
         }
     }
@@ -114,6 +119,7 @@ impl<T, C, B> Builder<T, C, B> {
             config: self.config,
             events: self.events,
             deps: self.deps,
+            queues: self.queues,
             _tasks: PhantomData,
         }
     }
@@ -135,6 +141,7 @@ impl<T, C, B> Builder<T, C, B> {
             config: self.config,
             events: self.events,
             deps: self.deps,
+            queues: self.queues,
             _tasks: PhantomData,
         }
     }
@@ -148,6 +155,7 @@ impl<T, C, B> Builder<T, C, B> {
             config: self.config,
             events: self.events,
             deps: self.deps,
+            queues: self.queues,
             _tasks: PhantomData,
         }
     }
@@ -161,6 +169,16 @@ impl<T, C, B> Builder<T, C, B> {
     /// [`AnyBackend::connect_with`](crate::AnyBackend::connect_with).
     pub fn config(self, config: Config) -> Self {
         Builder { config, ..self }
+    }
+
+    /// Declares a queue with its limits (see [`crate::queue`]); a queue
+    /// declared twice keeps the last settings. Queues that tasks name need
+    /// no declaration unless they have limits, or a worker should consume
+    /// one no task of this app names.
+    pub fn queue(mut self, queue: Queue) -> Self {
+        self.queues.retain(|q| q.name() != queue.name());
+        self.queues.push(queue);
+        self
     }
 
     /// Provides the value of `Dep<T>` task parameters (QTasks's
@@ -224,6 +242,7 @@ impl<T: TaskSet, C: PluginChain, B: Backend> Builder<T, C, B> {
                 config: self.config,
                 events: self.events,
                 deps: Arc::new(self.deps),
+                queues: self.queues,
                 _tasks: PhantomData,
             }),
         })

@@ -24,6 +24,28 @@ pub enum Error {
     /// dependency could not be opened; the worker did not start.
     #[error(transparent)]
     Dependency(#[from] crate::task::DependencyError),
+    /// A worker was given a queue the app does not know (no task of it
+    /// names the queue and the app does not declare it), or no queue.
+    #[error(
+        "unknown queue `{queue}` for a worker: the app knows {known:?} (tasks name their queue with #[task(queue = ..)]; declare others with Builder::queue)"
+    )]
+    UnknownQueue {
+        /// The queue asked for.
+        queue: String,
+        /// The queues the app knows.
+        known: Vec<String>,
+    },
+    /// A task's unique or concurrency key names an argument the enqueue
+    /// does not give; nothing was enqueued.
+    #[error("cannot enqueue task `{task}`: its {which} is the argument `{param}`, which the arguments do not give")]
+    MissingKey {
+        /// The task's name.
+        task: String,
+        /// `"unique key"` or `"concurrency key"`.
+        which: &'static str,
+        /// The argument it needs.
+        param: String,
+    },
     /// The arguments could not be encoded as JSON.
     #[error("could not encode the arguments of task `{task}` as JSON: {source}")]
     EncodeArgs {
@@ -33,6 +55,13 @@ pub enum Error {
         #[source]
         source: std::sync::Arc<serde_json::Error>,
     },
+}
+
+impl Error {
+    /// The key of task `task` cannot be made from its arguments.
+    pub(crate) fn missing_key(task: &str, which: &'static str, param: &str) -> Self {
+        Self::MissingKey { task: task.to_owned(), which, param: param.to_owned() }
+    }
 }
 
 /// Why waiting for a typed task result did not give a value.

@@ -14,6 +14,7 @@ use crate::app::events::Events;
 use crate::backend::{Backend, MemoryBackend};
 use crate::config::Config;
 use crate::dispatch::{PluginChain, PluginInfo};
+use crate::queue::{DEFAULT_QUEUE, Limits, Queue};
 use crate::task::deps::{Registry, State};
 use crate::task::{TaskInfo, TaskSet};
 use std::marker::PhantomData;
@@ -68,6 +69,8 @@ pub(crate) struct AppInner<T, C, B> {
     pub(crate) config: Config,
     pub(crate) deps: Arc<Registry>,
     pub(crate) events: Events,
+    /// The queues the app declares ([`Builder::queue`]), with their limits.
+    pub(crate) queues: Vec<Queue>,
     pub(crate) _tasks: PhantomData<fn() -> T>,
 }
 
@@ -123,10 +126,39 @@ impl<T: TaskSet, C: PluginChain, B: Backend> QueueTasks<T, C, B> {
 }
 
 impl<T: TaskSet, C: PluginChain, B> AppInner<T, C, B> {
-    /// The priority a task declares, else the config's `task_default_priority`
-    /// (also for a task this app does not define).
-    pub(crate) fn default_priority(&self, name: &str) -> i64 {
-        let declared = <AllTasks<T, C>>::info(name).and_then(|t| t.priority);
-        declared.unwrap_or(self.config.task_default_priority)
+    /// Every queue the app knows, in order: the default queue, the queues
+    /// its tasks name, then the ones it declares.
+    pub(crate) fn known_queues(&self) -> Vec<String> {
+        let mut names = vec![DEFAULT_QUEUE.to_owned()];
+        let mut tasks = Vec::new();
+        <AllTasks<T, C>>::describe(&mut tasks);
+        for name in tasks.iter().map(|t| t.queue).chain(self.queues.iter().map(Queue::name)) {
+            if !names.iter().any(|n| n == name) {
+                names.push(name.to_owned());
+            }
+        }
+        names
+    }
+
+    /// The limits the app's tasks and queues declare.
+    pub(crate) fn limits(&self) -> Limits {
+        let mut limits = Limits::default();
+        let mut tasks = Vec::new();
+        <AllTasks<T, C>>::describe(&mut tasks);
+        for task in tasks {
+            let mut limit = task.limit;
+            if task.concurrency_key.is_some() && limit.per_key.is_none() {
+                limit.per_key = Some(1);
+            }
+            if !limit.is_none() {
+                limits.tasks.insert(task.name.to_owned(), limit);
+            }
+        }
+        for queue in &self.queues {
+            if !queue.limit().is_none() {
+                limits.queues.insert(queue.name().to_owned(), queue.limit());
+            }
+        }
+        limits
     }
 }

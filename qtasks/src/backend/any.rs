@@ -92,11 +92,11 @@ impl Backend for AnyBackend {
         }
     }
 
-    async fn enqueue(&self, task: &TaskRecord) -> Result<bool, BackendError> {
+    async fn enqueue(&self, task: &TaskRecord) -> Result<super::Enqueued, BackendError> {
         each!(self, b => b.enqueue(task).await)
     }
 
-    async fn enqueue_delayed(&self, task: &TaskRecord, delay: Duration) -> Result<bool, BackendError> {
+    async fn enqueue_delayed(&self, task: &TaskRecord, delay: Duration) -> Result<super::Enqueued, BackendError> {
         each!(self, b => b.enqueue_delayed(task, delay).await)
     }
 
@@ -128,8 +128,16 @@ impl Backend for AnyBackend {
         each!(self, b => b.wait(uuid, timeout).await)
     }
 
-    async fn fetch(&self, max: usize, out: &mut Vec<TaskMessage>) -> Result<(), BackendError> {
-        each!(self, b => b.fetch(max, out).await)
+    async fn fetch(&self, from: &super::Fetch, max: usize, out: &mut Vec<TaskMessage>) -> Result<(), BackendError> {
+        each!(self, b => b.fetch(from, max, out).await)
+    }
+
+    async fn set_paused(&self, queue: &str, paused: bool) -> Result<(), BackendError> {
+        each!(self, b => b.set_paused(queue, paused).await)
+    }
+
+    async fn queues(&self, queues: &[String]) -> Result<Vec<crate::queue::QueueInfo>, BackendError> {
+        each!(self, b => b.queues(queues).await)
     }
 
     async fn update(&self, task: &TaskRecord) -> Result<(), BackendError> {

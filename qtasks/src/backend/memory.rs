@@ -1,8 +1,9 @@
 //! The in-memory backend: one process, no server.
 
 use super::UuidMap;
-use super::{Backend, BackendError, CancelOutcome, CancelRegistry, QueueStats, TaskCounts};
+use super::{Backend, BackendError, CancelOutcome, CancelRegistry, Enqueued, Fetch, QueueStats, TaskCounts};
 use crate::model::{TaskMessage, TaskRecord, TaskStatus};
+use crate::queue::{Limit, Limits, QueueInfo};
 use crate::task::CancelToken;
 use serde_json::{Map, Value};
 use std::cmp::{Ordering, Reverse};
@@ -21,16 +22,25 @@ const DEFAULT_RETENTION: Duration = Duration::from_secs(86_400);
 /// The app of a backend used before [`for_app`](Backend::for_app).
 const UNBOUND: &str = "default";
 
+/// Queue entries looked at past the ones taken, per queue and fetch, to
+/// find tasks under their limits behind tasks over them.
+const SCAN_PAST_LIMITED: usize = 256;
+
+/// A century: "never" for a delay or a TTL too large to add.
+const NEVER: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 /// A queue and record store in this process's memory.
 ///
-/// Tasks are ordered by priority (lower first), then by enqueue order.
-/// Records live in 16 independently locked shards, each with its own
-/// counters, so writers of different tasks rarely contend and finishing a
-/// task takes no lock shared by all tasks; the queue itself is one lock
-/// taken once per batch by workers. A queue entry is only a priority, a
-/// place in line and an id: the message is read from the record when a
-/// worker takes it, so a queued task is stored once. Cancelling a queued
-/// task marks its record; its queue entry is dropped when it comes up.
+/// Tasks are ordered by priority (lower first), then by enqueue order,
+/// within each queue. Records live in 16 independently locked shards, each
+/// with its own counters, so writers of different tasks rarely contend and
+/// finishing a task takes no lock shared by all tasks (unless the task is
+/// under a concurrency limit, whose slot is given back); the queues are
+/// one lock taken once per batch by workers. A queue entry is only a
+/// priority, a place in line and an id: the message is read from the
+/// record when a worker takes it, so a queued task is stored once.
+/// Cancelling a queued task marks its record; its queue entry is dropped
+/// when it comes up.
 ///
 /// Records of finished tasks expire after the retention (a day by default,
 /// as on Redis; [`retention`](MemoryBackend::retention)): each write to a
@@ -39,7 +49,7 @@ const UNBOUND: &str = "default";
 /// survives the process. Clones share the same data.
 ///
 /// Like a Redis server, one `MemoryBackend` can hold several apps, each
-/// with its own queue, records and settings:
+/// with its own queues, records and settings:
 /// [`for_app`](Backend::for_app) (which the app builder calls) picks the
 /// app's.
 #[derive(Clone)]
@@ -60,12 +70,16 @@ impl Default for MemoryBackend {
 }
 
 struct Inner {
-    queue: Mutex<Queue>,
+    queues: Mutex<Queues>,
+    /// Woken by an enqueue, a resumed queue, a released task or a freed slot.
     queued: Notify,
-    /// Tasks in the queue (or delayed) that are still `new`: the queue's
-    /// entries minus those cancelled or released meanwhile.
+    /// Tasks waiting (now or delayed) that are still `new`.
     live: AtomicU64,
     shards: [Mutex<Shard>; SHARDS],
+    limits: Mutex<LimitState>,
+    uniques: Mutex<HashMap<String, Uuid>>,
+    /// Serialises the enqueues of unique tasks (check, then insert).
+    unique_enqueue: Mutex<()>,
     config: Mutex<HashMap<(String, String), Setting>>,
     claims: Mutex<HashMap<String, Instant>>,
     cancels: CancelRegistry,
@@ -76,10 +90,13 @@ struct Inner {
 impl Inner {
     fn new(retention: Option<Duration>) -> Self {
         Self {
-            queue: Mutex::default(),
+            queues: Mutex::default(),
             queued: Notify::new(),
             live: AtomicU64::new(0),
             shards: Default::default(),
+            limits: Mutex::default(),
+            uniques: Mutex::default(),
+            unique_enqueue: Mutex::default(),
             config: Mutex::default(),
             claims: Mutex::default(),
             cancels: CancelRegistry::default(),
@@ -97,6 +114,10 @@ impl Inner {
 
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1)
+}
+
+fn later(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d).unwrap_or(now + NEVER)
 }
 
 /// One shard of records, with the counters of the runs that ended in it.
@@ -121,16 +142,19 @@ impl Shard {
     }
 
     /// Drops the records whose retention has passed, and gives back memory
-    /// once most of it is unused.
-    fn purge(&mut self, now: Instant) {
+    /// once most of it is unused. Returns their unique keys, to drop too.
+    fn purge(&mut self, now: Instant, uniques: &mut Vec<(String, Uuid)>) {
         let before = self.entries.len();
         while let Some(&(at, uuid)) = self.expiry.front() {
             if at > now {
                 break;
             }
             self.expiry.pop_front();
-            if self.entries.get(&uuid).is_some_and(|e| e.task.status.is_done()) {
-                self.entries.remove(&uuid);
+            if self.entries.get(&uuid).is_some_and(|e| e.task.status.is_done())
+                && let Some(entry) = self.entries.remove(&uuid)
+                && let Some(unique) = entry.task.unique
+            {
+                uniques.push((unique.key, uuid));
             }
         }
         if self.entries.len() < before
@@ -145,12 +169,49 @@ impl Shard {
     }
 }
 
+/// Every queue of the app, by name.
 #[derive(Default)]
-struct Queue {
-    heap: BinaryHeap<Queued>,
-    /// Tasks that may not run before their instant (retries with a backoff).
-    delayed: BinaryHeap<Reverse<Delayed>>,
+struct Queues {
+    by_name: HashMap<String, QueueState>,
     seq: u64,
+}
+
+/// One queue: who waits, who waits for later, and its counters.
+#[derive(Default)]
+struct QueueState {
+    heap: BinaryHeap<Queued>,
+    /// Tasks that may not run before their instant.
+    delayed: BinaryHeap<Reverse<Delayed>>,
+    paused: bool,
+    /// Waiting now and still `new` (the heap less its stale entries).
+    waiting: u64,
+    /// Waiting for later and still `new`.
+    later: u64,
+    in_flight: u64,
+}
+
+impl QueueState {
+    /// Moves the delayed tasks that are due into the queue; returns when
+    /// the next one is due.
+    fn promote(&mut self, now: Instant) -> Option<Instant> {
+        while let Some(Reverse(first)) = self.delayed.peek() {
+            if first.due > now {
+                return Some(first.due);
+            }
+            let Some(Reverse(d)) = self.delayed.pop() else { break };
+            self.heap.push(d.entry);
+            self.later = self.later.saturating_sub(1);
+            self.waiting += 1;
+        }
+        None
+    }
+
+    /// Gives back memory once most of it is unused.
+    fn shrink(&mut self) {
+        if self.heap.capacity() > 64 && self.heap.len() < self.heap.capacity() / 4 {
+            self.heap.shrink_to_fit();
+        }
+    }
 }
 
 /// A delayed task, ordered by when it is due, then by enqueue order.
@@ -173,28 +234,6 @@ impl PartialOrd for Delayed {
 impl Ord for Delayed {
     fn cmp(&self, other: &Self) -> Ordering {
         self.due.cmp(&other.due).then_with(|| self.entry.seq.cmp(&other.entry.seq))
-    }
-}
-
-impl Queue {
-    /// Moves the delayed tasks that are due into the queue; returns when
-    /// the next one is due.
-    fn promote(&mut self, now: Instant) -> Option<Instant> {
-        while let Some(Reverse(first)) = self.delayed.peek() {
-            if first.due > now {
-                return Some(first.due);
-            }
-            let Some(Reverse(d)) = self.delayed.pop() else { break };
-            self.heap.push(d.entry);
-        }
-        None
-    }
-
-    /// Gives back memory once most of it is unused.
-    fn shrink(&mut self) {
-        if self.heap.capacity() > 64 && self.heap.len() < self.heap.capacity() / 4 {
-            self.heap.shrink_to_fit();
-        }
     }
 }
 
@@ -225,6 +264,111 @@ impl Ord for Queued {
     }
 }
 
+/// Running counts and token buckets of the limited task names, queues and
+/// concurrency keys.
+#[derive(Default)]
+struct LimitState {
+    running: HashMap<Scope, u32>,
+    buckets: HashMap<Scope, Bucket>,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Scope {
+    Task(String),
+    Queue(String),
+    Key(String, String),
+}
+
+/// A token bucket holding one period's worth of tokens.
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// The concurrency slots a running task holds, given back when it ends.
+#[derive(Default)]
+struct Slots(Vec<Scope>);
+
+impl LimitState {
+    /// Takes what a task needs to start under `limits`: a slot in each of
+    /// its concurrency scopes and a token from each rate. `Err` with the
+    /// instant a token is due (or `None`: when a slot frees) if it may not
+    /// start now; nothing is taken then.
+    fn admit(&mut self, limits: &Limits, task: &TaskRecord, now: Instant) -> Result<Slots, Option<Instant>> {
+        let mut scopes: Vec<(Scope, &Limit)> = Vec::new();
+        if let Some(limit) = limits.task(&task.task_name) {
+            scopes.push((Scope::Task(task.task_name.clone()), limit));
+        }
+        if let Some(limit) = limits.queue(&task.queue) {
+            scopes.push((Scope::Queue(task.queue.clone()), limit));
+        }
+        let mut due = None::<Instant>;
+        let mut blocked = false;
+        for (scope, limit) in &scopes {
+            if let Some(max) = limit.concurrency
+                && self.running.get(scope).copied().unwrap_or(0) >= max
+            {
+                blocked = true;
+            }
+            if let Some(rate) = limit.rate {
+                let bucket =
+                    self.buckets.entry(scope.clone()).or_insert(Bucket { tokens: f64::from(rate.count), at: now });
+                let per_token = rate.interval().as_secs_f64();
+                bucket.tokens = (bucket.tokens + now.duration_since(bucket.at).as_secs_f64() / per_token)
+                    .min(f64::from(rate.count));
+                bucket.at = now;
+                if bucket.tokens < 1.0 {
+                    blocked = true;
+                    let wait = Duration::from_secs_f64((1.0 - bucket.tokens) * per_token);
+                    due = Some(due.map_or(now + wait, |d| d.min(now + wait)));
+                }
+            }
+        }
+        let key_scope = match (&task.limit_key, limits.task(&task.task_name).and_then(|l| l.per_key)) {
+            (Some(key), Some(max)) => {
+                let scope = Scope::Key(task.task_name.clone(), key.clone());
+                if self.running.get(&scope).copied().unwrap_or(0) >= max {
+                    blocked = true;
+                }
+                Some(scope)
+            }
+            _ => None,
+        };
+        if blocked {
+            return Err(due);
+        }
+        let mut slots = Slots::default();
+        for (scope, limit) in scopes {
+            if limit.rate.is_some()
+                && let Some(bucket) = self.buckets.get_mut(&scope)
+            {
+                bucket.tokens -= 1.0;
+            }
+            if limit.concurrency.is_some() {
+                *self.running.entry(scope.clone()).or_default() += 1;
+                slots.0.push(scope);
+            }
+        }
+        if let Some(scope) = key_scope {
+            *self.running.entry(scope.clone()).or_default() += 1;
+            slots.0.push(scope);
+        }
+        Ok(slots)
+    }
+
+    /// Gives back the slots of a task that ended or was released.
+    fn free(&mut self, slots: Slots) {
+        for scope in slots.0 {
+            if let Some(n) = self.running.get_mut(&scope) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.running.remove(&scope);
+                }
+            }
+        }
+    }
+}
+
 /// A shared setting and when it expires.
 type Setting = (Value, Option<Instant>);
 
@@ -233,6 +377,8 @@ struct Entry {
     /// Its place in line while it is queued (`new`): a queue entry with
     /// another `seq` is stale (the task was released and queued again).
     seq: u64,
+    /// The concurrency slots it holds while it runs.
+    slots: Option<Slots>,
     // Created only when someone waits on this task.
     finished: Option<Arc<Notify>>,
 }
@@ -265,7 +411,7 @@ impl MemoryBackend {
         Self { apps: Arc::clone(&self.apps), inner, name: app.into() }
     }
 
-    /// How many tasks are queued and not yet taken (delayed retries included).
+    /// How many tasks are queued and not yet taken (delayed ones included).
     pub fn queued(&self) -> usize {
         usize::try_from(self.inner.live.load(AtomicOrdering::Acquire)).unwrap_or(usize::MAX)
     }
@@ -275,27 +421,48 @@ impl MemoryBackend {
         &self.inner.shards[i]
     }
 
+    /// Drops the shard's expired records and their unique keys.
+    fn purge(&self, shard: &mut Shard, now: Instant) {
+        let mut gone = Vec::new();
+        shard.purge(now, &mut gone);
+        if !gone.is_empty() {
+            let mut uniques = lock(&self.inner.uniques);
+            for (key, uuid) in gone {
+                if uniques.get(&key) == Some(&uuid) {
+                    uniques.remove(&key);
+                }
+            }
+        }
+    }
+
     /// Writes a record of a task that exists. With `count`, a run that ends
     /// here is counted in [`stats`](Backend::stats) before its waiters
     /// wake, so a waiter reading the stats next sees it.
     fn store(&self, task: &TaskRecord, count: bool) {
         let mut shard = lock(self.shard(&task.uuid));
         let now = Instant::now();
-        shard.purge(now);
+        self.purge(&mut shard, now);
         // A record written without being enqueued first (flushed meanwhile,
         // or a backend used directly) is stored as given.
         let mut fresh = false;
         let entry = shard.entries.entry(task.uuid).or_insert_with(|| {
             fresh = true;
-            Entry { task: task.clone(), seq: 0, finished: None }
+            Entry { task: task.clone(), seq: 0, slots: None, finished: None }
         });
         // A status only moves forward: a late write never undoes an end.
         if entry.task.status.is_done() && !fresh {
             return;
         }
         let previous = entry.task.status;
+        // The unique key stays with the record whatever a plugin wrote.
+        let unique = entry.task.unique.take();
         entry.task = task.clone();
+        if entry.task.unique.is_none() {
+            entry.task.unique = unique;
+        }
         let finished = task.status.is_done().then(|| entry.finished.take()).flatten();
+        let slots = task.status.is_done().then(|| entry.slots.take()).flatten();
+        let queue = (previous == TaskStatus::Process && task.status.is_done()).then(|| task.queue.clone());
         if count {
             if previous == TaskStatus::Process {
                 shard.in_flight = shard.in_flight.saturating_sub(1);
@@ -305,64 +472,110 @@ impl MemoryBackend {
         if task.status.is_done()
             && let Some(retention) = self.inner.retention()
         {
-            let at = now.checked_add(retention).unwrap_or(now + Duration::from_secs(100 * 365 * 86_400));
-            shard.expiry.push_back((at, task.uuid));
+            shard.expiry.push_back((later(now, retention), task.uuid));
         }
         drop(shard);
+        if let Some(queue) = queue
+            && let Some(q) = lock(&self.inner.queues).by_name.get_mut(&queue)
+        {
+            q.in_flight = q.in_flight.saturating_sub(1);
+        }
+        if let Some(slots) = slots {
+            lock(&self.inner.limits).free(slots);
+            // A freed slot may let a waiting task start.
+            self.inner.queued.notify_waiters();
+        }
         if let Some(n) = finished {
             n.notify_waiters();
         }
     }
 
-    /// Stores a new record and queues it; `false` if the id is taken.
-    fn queue(&self, task: &TaskRecord, delay: Option<Duration>) -> bool {
+    /// The task that holds `unique`'s key, if it still holds it.
+    fn unique_holder(&self, key: &str, now: f64) -> Option<Uuid> {
+        let uuid = *lock(&self.inner.uniques).get(key)?;
+        let shard = lock(self.shard(&uuid));
+        let task = &shard.entries.get(&uuid)?.task;
+        let window = task.unique.as_ref().map_or(0.0, |u| u.window);
+        (!task.status.is_done() || now - task.updated_at < window).then_some(uuid)
+    }
+
+    /// Stores a new record and queues it, unless it exists (see
+    /// [`Backend::enqueue`]).
+    fn queue(&self, task: &TaskRecord, delay: Option<Duration>) -> Enqueued {
+        // One enqueue of a unique task at a time, so two at once cannot
+        // both find its key free.
+        let _enqueueing = task.unique.as_ref().map(|_| lock(&self.inner.unique_enqueue));
+        if let Some(unique) = &task.unique
+            && let Some(holder) = self.unique_holder(&unique.key, crate::model::now())
+        {
+            return Enqueued::Existing(holder);
+        }
         let seq = {
-            let mut q = lock(&self.inner.queue);
+            let mut q = lock(&self.inner.queues);
             q.seq += 1;
             q.seq
         };
         {
             let mut shard = lock(self.shard(&task.uuid));
-            shard.purge(Instant::now());
+            self.purge(&mut shard, Instant::now());
             if shard.entries.contains_key(&task.uuid) {
-                return false;
+                return Enqueued::Existing(task.uuid);
             }
-            shard.entries.insert(task.uuid, Entry { task: task.clone(), seq, finished: None });
+            shard.entries.insert(task.uuid, Entry { task: task.clone(), seq, slots: None, finished: None });
+        }
+        if let Some(unique) = &task.unique {
+            lock(&self.inner.uniques).insert(unique.key.clone(), task.uuid);
         }
         self.inner.live.fetch_add(1, AtomicOrdering::AcqRel);
-        self.push(Queued { priority: task.priority, seq, uuid: task.uuid }, delay);
-        true
+        self.push(&task.queue, Queued { priority: task.priority, seq, uuid: task.uuid }, delay);
+        Enqueued::New
     }
 
-    fn push(&self, entry: Queued, delay: Option<Duration>) {
+    fn push(&self, queue: &str, entry: Queued, delay: Option<Duration>) {
         {
-            let mut q = lock(&self.inner.queue);
+            let mut queues = lock(&self.inner.queues);
+            let q = match queues.by_name.get_mut(queue) {
+                Some(q) => q,
+                None => queues.by_name.entry(queue.to_owned()).or_default(),
+            };
             match delay {
-                Some(delay) => {
-                    let now = Instant::now();
-                    // A delay too large to add is a century: never, in practice.
-                    let due = now.checked_add(delay).unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400));
-                    q.delayed.push(Reverse(Delayed { due, entry }))
+                Some(delay) if !delay.is_zero() => {
+                    q.delayed.push(Reverse(Delayed { due: later(Instant::now(), delay), entry }));
+                    q.later += 1;
                 }
-                None => q.heap.push(entry),
+                _ => {
+                    q.heap.push(entry);
+                    q.waiting += 1;
+                }
             }
         }
-        self.inner.queued.notify_one();
+        // Every fetcher may take from other queues: wake them all.
+        self.inner.queued.notify_waiters();
     }
 
-    /// Marks a taken entry `process` and gives its message; `None` for a
-    /// stale entry (the task was cancelled, or released and queued again).
-    fn take(&self, queued: Queued, now: f64) -> Option<TaskMessage> {
+    /// The record of a taken entry, marked `process` with the slots it holds;
+    /// its message. `Ok(None)` for a stale entry (cancelled, or released and
+    /// queued again); `Err` when it is over its limits now (`Some`: the
+    /// instant a token is due).
+    fn take(
+        &self,
+        queued: Queued,
+        limits: &Limits,
+        now: (Instant, f64),
+    ) -> Result<Option<TaskMessage>, Option<Instant>> {
         let mut shard = lock(self.shard(&queued.uuid));
-        let entry = shard.entries.get_mut(&queued.uuid)?;
+        let Some(entry) = shard.entries.get_mut(&queued.uuid) else { return Ok(None) };
         if entry.seq != queued.seq || entry.task.status != TaskStatus::New {
-            return None;
+            return Ok(None);
+        }
+        if !limits.is_empty() {
+            entry.slots = Some(lock(&self.inner.limits).admit(limits, &entry.task, now.0)?);
         }
         entry.task.status = TaskStatus::Process;
-        entry.task.updated_at = now;
+        entry.task.updated_at = now.1;
         let message = entry.task.message();
         shard.in_flight += 1;
-        Some(message)
+        Ok(Some(message))
     }
 }
 
@@ -379,16 +592,16 @@ impl Backend for MemoryBackend {
         &self.name
     }
 
-    async fn enqueue(&self, task: &TaskRecord) -> Result<bool, BackendError> {
+    async fn enqueue(&self, task: &TaskRecord) -> Result<Enqueued, BackendError> {
         Ok(self.queue(task, None))
     }
 
-    async fn enqueue_delayed(&self, task: &TaskRecord, delay: Duration) -> Result<bool, BackendError> {
+    async fn enqueue_delayed(&self, task: &TaskRecord, delay: Duration) -> Result<Enqueued, BackendError> {
         Ok(self.queue(task, Some(delay)))
     }
 
     async fn cancel(&self, uuid: Uuid, reason: &str) -> Result<CancelOutcome, BackendError> {
-        let finished = {
+        let (finished, queue, delayed) = {
             let mut shard = lock(self.shard(&uuid));
             let Some(entry) = shard.entries.get_mut(&uuid) else { return Ok(CancelOutcome::NotFound) };
             match entry.task.status {
@@ -398,12 +611,13 @@ impl Backend for MemoryBackend {
                     entry.task.error = Some(reason.to_owned());
                     entry.task.updated_at = crate::model::now();
                     let (name, finished) = (entry.task.task_name.clone(), entry.finished.take());
+                    let (queue, delayed) = (entry.task.queue.clone(), entry.seq);
                     shard.count(&name, TaskStatus::Cancel);
                     if let Some(retention) = self.inner.retention() {
-                        shard.expiry.push_back((Instant::now() + retention, uuid));
+                        shard.expiry.push_back((later(Instant::now(), retention), uuid));
                     }
                     self.inner.live.fetch_sub(1, AtomicOrdering::AcqRel);
-                    finished
+                    (finished, queue, delayed)
                 }
                 TaskStatus::Process => {
                     drop(shard);
@@ -413,6 +627,15 @@ impl Backend for MemoryBackend {
                 done => return Ok(CancelOutcome::Finished(done)),
             }
         };
+        if let Some(q) = lock(&self.inner.queues).by_name.get_mut(&queue) {
+            // Which count it was in: a delayed entry still in the delayed heap.
+            let in_delayed = q.delayed.iter().any(|Reverse(d)| d.entry.seq == delayed && d.entry.uuid == uuid);
+            if in_delayed {
+                q.later = q.later.saturating_sub(1);
+            } else {
+                q.waiting = q.waiting.saturating_sub(1);
+            }
+        }
         // Waiters wake once the queue count and the counters agree with the record.
         if let Some(n) = finished {
             n.notify_waiters();
@@ -434,7 +657,7 @@ impl Backend for MemoryBackend {
         let mut stats = QueueStats { queued, in_flight: 0, tasks: BTreeMap::new() };
         for shard in &self.inner.shards {
             let mut shard = lock(shard);
-            shard.purge(now);
+            self.purge(&mut shard, now);
             stats.in_flight += shard.in_flight;
             for (name, counts) in &shard.counts {
                 stats.tasks.entry(name.clone()).or_default().merge(counts);
@@ -479,50 +702,141 @@ impl Backend for MemoryBackend {
         }
     }
 
-    async fn fetch(&self, max: usize, out: &mut Vec<TaskMessage>) -> Result<(), BackendError> {
-        let mut taken = Vec::with_capacity(max.min(256));
+    async fn fetch(&self, from: &Fetch, max: usize, out: &mut Vec<TaskMessage>) -> Result<(), BackendError> {
+        let limits = &*from.limits;
+        let mut candidates: Vec<(usize, Queued)> = Vec::new();
         loop {
             // Register interest before looking, so an enqueue in between wakes us.
             let notified = self.inner.queued.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let next_due = {
-                let mut q = lock(&self.inner.queue);
-                let next_due = q.promote(Instant::now());
-                while taken.len() < max {
-                    match q.heap.pop() {
-                        Some(entry) => taken.push(entry),
-                        None => break,
+            let now = Instant::now();
+            let mut next_due: Option<Instant> = None;
+            let mut due = |at: Option<Instant>| {
+                if let Some(at) = at {
+                    next_due = Some(next_due.map_or(at, |d| d.min(at)));
+                }
+            };
+            // Candidates from each queue in order, as many as may be
+            // taken plus some past limited ones.
+            {
+                let mut queues = lock(&self.inner.queues);
+                for (i, name) in from.queues.iter().enumerate() {
+                    let Some(q) = queues.by_name.get_mut(name) else { continue };
+                    due(q.promote(now));
+                    if q.paused {
+                        continue;
+                    }
+                    let want =
+                        max.saturating_sub(candidates.len()) + if limits.is_empty() { 0 } else { SCAN_PAST_LIMITED };
+                    for _ in 0..want {
+                        match q.heap.pop() {
+                            Some(entry) => candidates.push((i, entry)),
+                            None => break,
+                        }
+                    }
+                    q.shrink();
+                    if candidates.len() >= max && limits.is_empty() {
+                        break;
                     }
                 }
-                q.shrink();
-                if !q.heap.is_empty() {
-                    // Others may be waiting too: pass the wake-up on.
-                    self.inner.queued.notify_one();
+            }
+            let wall = crate::model::now();
+            let mut back: Vec<(usize, Queued)> = Vec::new();
+            let mut taken_from: Vec<usize> = Vec::new();
+            for (i, queued) in candidates.drain(..) {
+                if out.len() >= max {
+                    back.push((i, queued));
+                    continue;
                 }
-                next_due
-            };
-            if !taken.is_empty() {
-                let now = crate::model::now();
-                // Entries of tasks cancelled (or released) meanwhile are dropped here, unrun.
-                for queued in taken.drain(..) {
-                    if let Some(message) = self.take(queued, now) {
+                match self.take(queued, limits, (now, wall)) {
+                    Ok(Some(message)) => {
                         self.inner.live.fetch_sub(1, AtomicOrdering::AcqRel);
+                        taken_from.push(i);
                         out.push(message);
                     }
+                    // Cancelled or queued again meanwhile: its count moved then.
+                    Ok(None) => {}
+                    Err(at) => {
+                        due(at);
+                        back.push((i, queued));
+                    }
                 }
-                if !out.is_empty() {
-                    return Ok(());
+            }
+            {
+                let mut queues = lock(&self.inner.queues);
+                for (i, queued) in back {
+                    if let Some(q) = queues.by_name.get_mut(&from.queues[i]) {
+                        q.heap.push(queued);
+                    }
                 }
-                continue;
+                for i in taken_from {
+                    if let Some(q) = queues.by_name.get_mut(&from.queues[i]) {
+                        q.waiting = q.waiting.saturating_sub(1);
+                        q.in_flight += 1;
+                    }
+                }
+            }
+            if !out.is_empty() {
+                // Others may be waiting too: let them look.
+                self.inner.queued.notify_one();
+                return Ok(());
             }
             match next_due {
-                Some(due) => {
-                    let _ = tokio::time::timeout_at(due.into(), notified).await;
+                Some(at) => {
+                    let _ = tokio::time::timeout_at(at.into(), notified).await;
                 }
                 None => notified.await,
             }
         }
+    }
+
+    async fn set_paused(&self, queue: &str, paused: bool) -> Result<(), BackendError> {
+        lock(&self.inner.queues).by_name.entry(queue.to_owned()).or_default().paused = paused;
+        if !paused {
+            self.inner.queued.notify_waiters();
+        }
+        Ok(())
+    }
+
+    async fn queues(&self, names: &[String]) -> Result<Vec<QueueInfo>, BackendError> {
+        let now = (Instant::now(), crate::model::now());
+        let mut infos: Vec<(QueueInfo, Vec<Uuid>)> = {
+            let mut queues = lock(&self.inner.queues);
+            let wanted: Vec<String> =
+                if names.is_empty() { queues.by_name.keys().cloned().collect() } else { names.to_vec() };
+            wanted
+                .into_iter()
+                .map(|name| {
+                    let q = queues.by_name.entry(name.clone()).or_default();
+                    q.promote(now.0);
+                    let info = QueueInfo {
+                        name,
+                        depth: q.waiting,
+                        delayed: q.later,
+                        in_flight: q.in_flight,
+                        paused: q.paused,
+                        oldest_age: None,
+                        limit: Limit::default(),
+                    };
+                    (info, q.heap.iter().map(|e| e.uuid).collect())
+                })
+                .collect()
+        };
+        // The oldest waiting task: a scan of the queue (for listings only).
+        for (info, uuids) in &mut infos {
+            let oldest = uuids
+                .iter()
+                .filter_map(|uuid| {
+                    let shard = lock(self.shard(uuid));
+                    shard.entries.get(uuid).filter(|e| e.task.status == TaskStatus::New).map(|e| e.task.created_at)
+                })
+                .min_by(f64::total_cmp);
+            info.oldest_age = oldest.map(|t| Duration::from_secs_f64((now.1 - t).max(0.0)));
+        }
+        let mut infos: Vec<QueueInfo> = infos.into_iter().map(|(i, _)| i).collect();
+        infos.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(infos)
     }
 
     async fn update(&self, task: &TaskRecord) -> Result<(), BackendError> {
@@ -538,7 +852,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn release(&self, uuid: Uuid) -> Result<bool, BackendError> {
-        let entry = {
+        let (queued, queue, slots) = {
             let mut shard = lock(self.shard(&uuid));
             let Some(entry) = shard.entries.get_mut(&uuid) else { return Ok(false) };
             if entry.task.status != TaskStatus::Process {
@@ -547,12 +861,19 @@ impl Backend for MemoryBackend {
             entry.task.status = TaskStatus::New;
             entry.task.updated_at = crate::model::now();
             let queued = Queued { priority: entry.task.priority, seq: entry.seq, uuid };
+            let (queue, slots) = (entry.task.queue.clone(), entry.slots.take());
             shard.in_flight = shard.in_flight.saturating_sub(1);
-            queued
+            (queued, queue, slots)
         };
+        if let Some(slots) = slots {
+            lock(&self.inner.limits).free(slots);
+        }
+        if let Some(q) = lock(&self.inner.queues).by_name.get_mut(&queue) {
+            q.in_flight = q.in_flight.saturating_sub(1);
+        }
         self.inner.live.fetch_add(1, AtomicOrdering::AcqRel);
         // Back at its old place in line.
-        self.push(entry, None);
+        self.push(&queue, queued, None);
         Ok(true)
     }
 
@@ -563,7 +884,7 @@ impl Backend for MemoryBackend {
         if claims.contains_key(key) {
             return Ok(false);
         }
-        claims.insert(key.to_owned(), now.checked_add(ttl).unwrap_or(now + Duration::from_secs(100 * 365 * 86_400)));
+        claims.insert(key.to_owned(), later(now, ttl));
         Ok(true)
     }
 
@@ -573,15 +894,13 @@ impl Backend for MemoryBackend {
     }
 
     async fn flush(&self) -> Result<(), BackendError> {
-        {
-            let mut q = lock(&self.inner.queue);
-            q.heap = BinaryHeap::new();
-            q.delayed = BinaryHeap::new();
-        }
+        *lock(&self.inner.queues) = Queues::default();
         self.inner.live.store(0, AtomicOrdering::Release);
         for shard in &self.inner.shards {
             *lock(shard) = Shard::default();
         }
+        *lock(&self.inner.limits) = LimitState::default();
+        lock(&self.inner.uniques).clear();
         lock(&self.inner.config).clear();
         lock(&self.inner.claims).clear();
         Ok(())

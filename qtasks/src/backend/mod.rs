@@ -23,12 +23,14 @@ pub use memory::MemoryBackend;
 
 use crate::BoxError;
 use crate::model::{TaskMessage, TaskRecord, TaskStatus};
+use crate::queue::{DEFAULT_QUEUE, Limits, QueueInfo};
 use crate::task::CancelToken;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -125,6 +127,43 @@ impl std::error::Error for BackendError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         self.source.as_deref().map(|e| e as _)
     }
+}
+
+/// Where a [`Backend::fetch`] takes from, and the limits it holds.
+#[derive(Clone, Debug, Default)]
+pub struct Fetch {
+    /// The queues, in the order to try them.
+    pub queues: Vec<String>,
+    /// The limits to hold, across every worker.
+    pub limits: Arc<Limits>,
+}
+
+impl Fetch {
+    /// From these queues, with no limit.
+    pub fn queues<S: Into<String>>(queues: impl IntoIterator<Item = S>) -> Self {
+        Self { queues: queues.into_iter().map(Into::into).collect(), limits: Arc::default() }
+    }
+
+    /// From the default queue only, with no limit.
+    pub fn default_queue() -> Self {
+        Self::queues([DEFAULT_QUEUE])
+    }
+
+    /// The same queues, holding `limits`.
+    pub fn with_limits(mut self, limits: Arc<Limits>) -> Self {
+        self.limits = limits;
+        self
+    }
+}
+
+/// What [`Backend::enqueue`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Enqueued {
+    /// The task was stored and queued.
+    New,
+    /// A task with the same id, or the same unique key, exists: nothing was
+    /// written. Its id.
+    Existing(Uuid),
 }
 
 /// What [`Backend::cancel`] did.
@@ -247,19 +286,23 @@ pub trait Backend: Send + Sync + 'static {
     /// [`for_app`](Backend::for_app)).
     fn app_name(&self) -> &str;
 
-    /// Stores a `new` record and queues its task, unless a task with the
-    /// same id exists: then nothing changes and it returns `false`. So an
-    /// enqueue retried with the same id (after an ambiguous error: the
-    /// connection dropped before the answer) never makes a second task.
-    fn enqueue(&self, task: &TaskRecord) -> impl Future<Output = Result<bool, BackendError>> + Send;
+    /// Stores a `new` record and queues its task in its queue
+    /// ([`TaskRecord::queue`]), unless the task exists already: a task with
+    /// the same id (an enqueue retried after an ambiguous error: the
+    /// connection dropped before the answer), or a task with the same
+    /// [`unique`](TaskRecord::unique) key that is not final or ended less
+    /// than its window ago. Then nothing is written and it returns
+    /// [`Enqueued::Existing`] with that task's id.
+    fn enqueue(&self, task: &TaskRecord) -> impl Future<Output = Result<Enqueued, BackendError>> + Send;
 
     /// As [`enqueue`](Backend::enqueue), and no worker takes the task
-    /// before `delay` has passed (retries with a backoff use this).
+    /// before `delay` has passed (countdowns, ETAs and retries with a
+    /// backoff use this). The task waits in the backend, not in a worker.
     fn enqueue_delayed(
         &self,
         task: &TaskRecord,
         delay: Duration,
-    ) -> impl Future<Output = Result<bool, BackendError>> + Send;
+    ) -> impl Future<Output = Result<Enqueued, BackendError>> + Send;
 
     /// Cancels a task (see [`CancelOutcome`]). The decision is stored: a
     /// queued task is `cancel` at once and never runs, whichever worker
@@ -291,10 +334,35 @@ pub trait Backend: Send + Sync + 'static {
         timeout: Duration,
     ) -> impl Future<Output = Result<Option<TaskRecord>, BackendError>> + Send;
 
-    /// Moves up to `max` queued tasks into `out`, waiting until at least one
-    /// is available, and marks their records `process`. Cancel-safe: if the
-    /// future is dropped, no task is lost.
-    fn fetch(&self, max: usize, out: &mut Vec<TaskMessage>) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Moves up to `max` tasks from the queues of `from` into `out`, waiting
+    /// until at least one can be taken, and marks their records `process`.
+    ///
+    /// Queues are tried in the order given: a later queue gives tasks only
+    /// while the ones before it have none to give (empty, paused, or every
+    /// task over its limits). Within a queue: priority, then enqueue order.
+    /// A task over one of `from.limits` stays queued, at its place; a task
+    /// that takes a concurrency slot holds it until it finishes, is
+    /// released, or its lease expires. Waiting never polls: it is woken by
+    /// an enqueue, a resumed queue, a freed slot, or the time the next
+    /// delayed task or rate token is due. Cancel-safe: if the future is
+    /// dropped, no task is lost.
+    fn fetch(
+        &self,
+        from: &Fetch,
+        max: usize,
+        out: &mut Vec<TaskMessage>,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Pauses (`true`) or resumes a queue for every worker: paused, it gives
+    /// no task to any fetch; enqueueing into it still works. Stored in the
+    /// backend, so it holds for workers started later too.
+    fn set_paused(&self, queue: &str, paused: bool) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// What the backend knows of these queues (every queue it has seen if
+    /// `queues` is empty): depth, delayed, in flight, paused, the age of the
+    /// oldest waiting task. The `limit` of each is left empty: limits are
+    /// the app's, which fills them in.
+    fn queues(&self, queues: &[String]) -> impl Future<Output = Result<Vec<QueueInfo>, BackendError>> + Send;
 
     /// Writes a record of a task a worker holds: the `process` record, when
     /// a plugin replaced it (`worker_execute_before`, `broker_update`,

@@ -45,9 +45,8 @@
 //! ```
 
 use super::Client;
-use super::handles::request;
 use crate::app::{Error, WaitError};
-use crate::model::{NewTask, TaskRecord, TaskStatus};
+use crate::model::{TaskRecord, TaskStatus};
 use crate::task::Task;
 use futures::future::join_all;
 use serde::Serialize;
@@ -72,10 +71,29 @@ use uuid::Uuid;
 pub struct Signature<O = Value> {
     task_name: String,
     args: Result<Value, Arc<serde_json::Error>>,
-    priority: Option<i64>,
-    extra: Map<String, Value>,
-    id: Option<Uuid>,
+    options: Options,
     _output: PhantomData<fn() -> O>,
+}
+
+/// What a call sets besides its task and arguments; `None`: the task's own
+/// setting (or the app's default).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Options {
+    pub(crate) priority: Option<i64>,
+    pub(crate) queue: Option<String>,
+    pub(crate) extra: Map<String, Value>,
+    pub(crate) id: Option<Uuid>,
+    pub(crate) unique_key: Option<String>,
+    pub(crate) delay: Option<Duration>,
+}
+
+/// A call ready to be resolved by the app: its task's settings fill in
+/// what the call leaves open.
+#[derive(Debug)]
+pub(crate) struct Submit {
+    pub(crate) task_name: String,
+    pub(crate) args: Value,
+    pub(crate) options: Options,
 }
 
 /// A call of the task `task_name` with JSON-serializable arguments: an
@@ -96,9 +114,7 @@ impl Signature {
         Self {
             task_name: task_name.into(),
             args: serde_json::to_value(args).map_err(Arc::new),
-            priority: None,
-            extra: Map::new(),
-            id: None,
+            options: Options::default(),
             _output: PhantomData,
         }
     }
@@ -115,14 +131,7 @@ impl<O> Signature<O> {
     /// The same call with its result read as `U` (for example a typed view
     /// of a call made by name).
     pub fn typed<U>(self) -> Signature<U> {
-        Signature {
-            task_name: self.task_name,
-            args: self.args,
-            priority: self.priority,
-            extra: self.extra,
-            id: self.id,
-            _output: PhantomData,
-        }
+        Signature { task_name: self.task_name, args: self.args, options: self.options, _output: PhantomData }
     }
 
     /// The same call with its result read as JSON, so calls of different
@@ -135,14 +144,45 @@ impl<O> Signature<O> {
     /// priority the task declares, else the app's
     /// [`task_default_priority`](crate::Config::task_default_priority).
     pub fn priority(mut self, priority: i64) -> Self {
-        self.priority = Some(priority);
+        self.options.priority = Some(priority);
+        self
+    }
+
+    /// Sends the task to queue `queue` instead of the one its
+    /// `#[task(queue = …)]` names (or the default queue).
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.options.queue = Some(queue.into());
+        self
+    }
+
+    /// Runs the task no sooner than `delay` from now (a countdown). The task
+    /// waits in the backend, not in a worker's memory, and shows as delayed
+    /// in [`queues`](crate::QueueTasks::queues).
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.options.delay = Some(delay);
+        self
+    }
+
+    /// Runs the task no sooner than `at` (an ETA); a time in the past runs
+    /// it as soon as possible.
+    pub fn at(self, at: std::time::SystemTime) -> Self {
+        let delay = at.duration_since(std::time::SystemTime::now()).unwrap_or_default();
+        self.delay(delay)
+    }
+
+    /// Gives the task this unique key, whatever its `#[task(unique…)]`
+    /// options: while a task of the same name and key is queued or running
+    /// (and for the task's `unique_for` window after it ends, 0 s unless it
+    /// declares one), enqueueing gives that task instead of a new one.
+    pub fn unique_key(mut self, key: impl Into<String>) -> Self {
+        self.options.unique_key = Some(key.into());
         self
     }
 
     /// Adds an extra field, stored with the task's record and visible to
     /// the task as [`TaskContext::extra`](crate::TaskContext::extra).
     pub fn extra(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
-        self.extra.insert(key.into(), value.into());
+        self.options.extra.insert(key.into(), value.into());
         self
     }
 
@@ -152,7 +192,7 @@ impl<O> Signature<O> {
     /// enqueue whose outcome is unknown (the connection dropped before the
     /// answer) without making a second task.
     pub fn id(mut self, id: Uuid) -> Self {
-        self.id = Some(id);
+        self.options.id = Some(id);
         self
     }
 
@@ -166,18 +206,15 @@ impl<O> Signature<O> {
         self.args.as_ref().ok()
     }
 
-    /// The request to enqueue, with `args` in place of the signature's own.
-    fn request_with(&self, args: Value, default_priority: impl FnOnce(&str) -> i64) -> NewTask {
-        request(self.task_name.clone(), args, self.priority, self.extra.clone(), default_priority)
+    /// The call to submit, with `args` in place of the signature's own.
+    fn submit_with(&self, args: Value) -> Submit {
+        Submit { task_name: self.task_name.clone(), args, options: self.options.clone() }
     }
 
-    /// The request to enqueue, or the encoding error of the arguments.
-    pub(crate) fn into_request(
-        self,
-        default_priority: impl FnOnce(&str) -> i64,
-    ) -> Result<(NewTask, Option<Uuid>), Error> {
+    /// The call to submit, or the encoding error of the arguments.
+    pub(crate) fn into_submit(self) -> Result<Submit, Error> {
         let args = self.args.map_err(|source| Error::EncodeArgs { task: self.task_name.clone(), source })?;
-        Ok((request(self.task_name, args, self.priority, self.extra, default_priority), self.id))
+        Ok(Submit { task_name: self.task_name, args, options: self.options })
     }
 
     /// The arguments, or why they are unusable: `append` asks for an array
@@ -199,9 +236,7 @@ impl<O> Clone for Signature<O> {
         Self {
             task_name: self.task_name.clone(),
             args: self.args.clone(),
-            priority: self.priority,
-            extra: self.extra.clone(),
-            id: self.id,
+            options: self.options.clone(),
             _output: PhantomData,
         }
     }
@@ -212,9 +247,7 @@ impl<O> fmt::Debug for Signature<O> {
         f.debug_struct("Signature")
             .field("task_name", &self.task_name)
             .field("args", &self.args)
-            .field("priority", &self.priority)
-            .field("extra", &self.extra)
-            .field("id", &self.id)
+            .field("options", &self.options)
             .finish()
     }
 }
@@ -302,8 +335,7 @@ impl TaskChain {
                     Value::Array(args)
                 }
             };
-            let request = step.request_with(args, |name| self.client.inner.default_priority(name));
-            let uuid = match self.client.submit(request, step.id).await {
+            let uuid = match self.client.submit(step.submit_with(args)).await {
                 Ok(task) => task.uuid,
                 Err(source) => return Err(ChainError::Backend { index, task_name, uuid: None, source, records }),
             };
@@ -502,8 +534,7 @@ impl TaskGroup {
         let client = &self.client;
         let outcomes = join_all(self.members.iter().zip(args).enumerate().map(|(index, (member, args))| async move {
             let task_name = || member.task_name.clone();
-            let request = member.request_with(args.clone(), |name| client.inner.default_priority(name));
-            let uuid = match client.submit(request, member.id).await {
+            let uuid = match client.submit(member.submit_with(args.clone())).await {
                 Ok(task) => task.uuid,
                 Err(source) => return Err(MemberError::Backend { index, task_name: task_name(), uuid: None, source }),
             };

@@ -9,10 +9,10 @@ use super::Client;
 use super::canvas::Signature;
 use crate::app::{Error, WaitError};
 use crate::backend::CancelOutcome;
-use crate::model::{NewTask, TaskRecord, TaskStatus};
+use crate::model::{TaskRecord, TaskStatus};
 use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::fmt;
 use std::future::{Future, IntoFuture};
 use std::marker::PhantomData;
@@ -59,6 +59,24 @@ impl<O> Enqueue<O> {
         self.call = self.call.id(id);
         self
     }
+
+    /// Sends the task to another queue; see [`Signature::queue`].
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.call = self.call.queue(queue);
+        self
+    }
+
+    /// Runs the task no sooner than `delay` from now; see [`Signature::delay`].
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.call = self.call.delay(delay);
+        self
+    }
+
+    /// Gives the task a unique key; see [`Signature::unique_key`].
+    pub fn unique_key(mut self, key: impl Into<String>) -> Self {
+        self.call = self.call.unique_key(key);
+        self
+    }
 }
 
 impl<O> fmt::Debug for Enqueue<O> {
@@ -72,8 +90,8 @@ impl<O> IntoFuture for Enqueue<O> {
     type IntoFuture = EnqueueFuture<O>;
 
     fn into_future(self) -> EnqueueFuture<O> {
-        let submit = match self.call.into_request(|name| self.client.inner.default_priority(name)) {
-            Ok((request, id)) => self.client.inner.clone().submit(request, id),
+        let submit = match self.call.into_submit() {
+            Ok(submit) => self.client.inner.clone().submit(submit),
             Err(error) => Box::pin(std::future::ready(Err(error))),
         };
         EnqueueFuture { submit, client: Some(self.client), _output: PhantomData }
@@ -169,17 +187,4 @@ impl<O> fmt::Debug for TaskHandle<O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TaskHandle").field("app", &self.client.name()).field("uuid", &self.uuid).finish()
     }
-}
-
-/// Builds the request of a call: its name, encoded arguments, priority and
-/// extra fields.
-pub(crate) fn request(
-    task_name: String,
-    args: Value,
-    priority: Option<i64>,
-    extra: Map<String, Value>,
-    default_priority: impl FnOnce(&str) -> i64,
-) -> NewTask {
-    let priority = priority.unwrap_or_else(|| default_priority(&task_name));
-    NewTask { task_name, priority, args, extra }
 }

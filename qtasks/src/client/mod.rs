@@ -28,15 +28,19 @@ pub use canvas::{Signature, call};
 pub use handles::{Enqueue, EnqueueFuture, TaskHandle};
 pub use kv::WorkerInfo;
 
+use crate::app::AllTasks;
 use crate::app::events::{Event, EventKind};
 use crate::app::{AppInner, QueueTasks};
 use crate::app::{Error, WaitError};
+use crate::backend::Enqueued;
 use crate::backend::{Backend, CancelOutcome, QueueStats};
 use crate::dispatch::PluginChain;
 use crate::dispatch::fire_ctx as fire;
-use crate::model::{NewTask, TaskRecord, TaskStatus};
+use crate::model::{NewTask, TaskRecord, TaskStatus, Unique};
+use crate::queue::{DEFAULT_QUEUE, argument_key};
 use crate::task::TaskSet;
 use crate::triggers::*;
+use canvas::Submit;
 use futures::future::BoxFuture;
 use serde::Serialize;
 use serde_json::Value;
@@ -88,8 +92,7 @@ impl fmt::Debug for Client {
 /// the app's type. Implemented for every app.
 pub(crate) trait ClientApi: Send + Sync + 'static {
     fn name(&self) -> &str;
-    fn default_priority(&self, task: &str) -> i64;
-    fn submit(self: Arc<Self>, request: NewTask, id: Option<Uuid>) -> BoxFuture<'static, Result<TaskRecord, Error>>;
+    fn submit(self: Arc<Self>, submit: Submit) -> BoxFuture<'static, Result<TaskRecord, Error>>;
     fn get(self: Arc<Self>, uuid: Uuid) -> BoxFuture<'static, Result<Option<TaskRecord>, Error>>;
     fn wait(self: Arc<Self>, uuid: Uuid, timeout: Duration) -> BoxFuture<'static, Result<TaskRecord, WaitError>>;
     fn cancel(self: Arc<Self>, uuid: Uuid, reason: String) -> BoxFuture<'static, Result<CancelOutcome, Error>>;
@@ -101,12 +104,8 @@ impl<T: TaskSet, C: PluginChain, B: Backend> ClientApi for AppInner<T, C, B> {
         &self.name
     }
 
-    fn default_priority(&self, task: &str) -> i64 {
-        AppInner::default_priority(self, task)
-    }
-
-    fn submit(self: Arc<Self>, request: NewTask, id: Option<Uuid>) -> BoxFuture<'static, Result<TaskRecord, Error>> {
-        Box::pin(async move { self.enqueue_request(request, id).await })
+    fn submit(self: Arc<Self>, submit: Submit) -> BoxFuture<'static, Result<TaskRecord, Error>> {
+        Box::pin(async move { self.enqueue_request(submit).await })
     }
 
     fn get(self: Arc<Self>, uuid: Uuid) -> BoxFuture<'static, Result<Option<TaskRecord>, Error>> {
@@ -168,8 +167,8 @@ impl Client {
         self.inner.clone().claim(key, ttl).await
     }
 
-    pub(crate) async fn submit(&self, request: NewTask, id: Option<Uuid>) -> Result<TaskRecord, Error> {
-        self.inner.clone().submit(request, id).await
+    pub(crate) async fn submit(&self, submit: Submit) -> Result<TaskRecord, Error> {
+        self.inner.clone().submit(submit).await
     }
 }
 
@@ -397,15 +396,60 @@ impl<T: TaskSet, C: PluginChain, B: Backend> AppInner<T, C, B> {
         Ok(CancelOutcome::Finished(TaskStatus::Retry))
     }
 
-    async fn enqueue_request(&self, request: NewTask, id: Option<Uuid>) -> Result<TaskRecord, Error> {
+    /// The request of a call: what the call leaves open comes from its
+    /// task's declaration (when this app defines the task) or the app's
+    /// defaults.
+    fn resolve(&self, submit: Submit) -> Result<(NewTask, Option<Uuid>, Option<Duration>), Error> {
+        let Submit { task_name, args, options } = submit;
+        let info = <AllTasks<T, C>>::info(&task_name);
+        let priority =
+            options.priority.or_else(|| info.and_then(|i| i.priority)).unwrap_or(self.config.task_default_priority);
+        let queue = options.queue.unwrap_or_else(|| info.map_or(DEFAULT_QUEUE, |i| i.queue).to_owned());
+        let limit_key = match info.and_then(|i| i.concurrency_key.map(|p| (i, p))) {
+            Some((i, param)) => Some(
+                argument_key(&args, i.params, param)
+                    .ok_or_else(|| Error::missing_key(&task_name, "concurrency key", param))?,
+            ),
+            None => None,
+        };
+        let window = info.and_then(|i| i.unique).map_or(0.0, |u| u.window.as_secs_f64());
+        let unique = match (options.unique_key, info.and_then(|i| i.unique.map(|u| (i, u)))) {
+            (Some(key), _) => Some(Unique { key: format!("{task_name}:{key}"), window }),
+            (None, Some((i, spec))) => {
+                let key = if spec.params.is_empty() {
+                    args.to_string()
+                } else {
+                    let mut parts = Vec::with_capacity(spec.params.len());
+                    for param in spec.params {
+                        let part = argument_key(&args, i.params, param)
+                            .ok_or_else(|| Error::missing_key(&task_name, "unique key", param))?;
+                        parts.push(serde_json::Value::String(part));
+                    }
+                    serde_json::Value::Array(parts).to_string()
+                };
+                Some(Unique { key: format!("{task_name}:{key}"), window })
+            }
+            (None, None) => None,
+        };
+        let request = NewTask { task_name, queue, priority, args, extra: options.extra, limit_key, unique };
+        Ok((request, options.id, options.delay))
+    }
+
+    async fn enqueue_request(&self, submit: Submit) -> Result<TaskRecord, Error> {
+        let (request, id, delay) = self.resolve(submit)?;
         let request = fire!(&self.chain, QtasksAddTaskBeforeBroker { app: &self.name, request }).request;
         let model = TaskRecord::new(id.unwrap_or_else(Uuid::new_v4), request);
         let model = fire!(&self.chain, BrokerAddBefore { app: &self.name, model }).model;
-        let model = fire!(&self.chain, StorageAdd { app: &self.name, model }).model;
-        if !self.backend.enqueue(&model).await? {
-            // The id was given and a task has it: an enqueue repeated after
-            // an ambiguous error. Nothing was enqueued now.
-            tracing::debug!(app = %self.name, uuid = %model.uuid, "a task with this id exists; not enqueued again");
+        let mut model = fire!(&self.chain, StorageAdd { app: &self.name, model }).model;
+        let stored = match delay {
+            Some(delay) => self.backend.enqueue_delayed(&model, delay).await?,
+            None => self.backend.enqueue(&model).await?,
+        };
+        if let Enqueued::Existing(existing) = stored {
+            // A task with this id (given by the caller), or with this
+            // unique key, exists: nothing was enqueued now.
+            tracing::debug!(app = %self.name, uuid = %model.uuid, %existing, "not enqueued: the task exists");
+            model.uuid = existing;
             return Ok(model);
         }
         fire!(&self.chain, BrokerAddAfter { app: &self.name, model: &model });

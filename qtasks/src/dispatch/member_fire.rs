@@ -209,8 +209,7 @@ mod tests {
     #[test]
     fn a_replacement_is_written_after_the_handler_is_done() {
         let member = Member::new(Yields(AtomicUsize::new(0)));
-        let request =
-            NewTask { task_name: "t".into(), priority: 7, args: serde_json::Value::Null, extra: Default::default() };
+        let request = NewTask { priority: 7, ..NewTask::new("t", serde_json::Value::Null) };
         let mut ctx = QtasksAddTaskBeforeBroker { app: "a", request };
         let (go_on, _) = poll_to_end(member_fire::<_, QtasksAddTaskBeforeBroker<'static>>(&member, &mut ctx));
         assert!(go_on);

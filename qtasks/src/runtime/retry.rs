@@ -31,8 +31,15 @@ pub(super) async fn retry<K: Task, T, C: PluginChain, B: Backend>(
     let mut extra = message.extra.clone();
     extra.insert(RETRY.into(), (left - 1).into());
     extra.insert(RETRY_PARENT.into(), message.uuid.to_string().into());
-    let request =
-        NewTask { task_name: message.task_name.clone(), priority: message.priority, args: message.args.clone(), extra };
+    let request = NewTask {
+        task_name: message.task_name.clone(),
+        queue: message.queue.clone(),
+        priority: message.priority,
+        args: message.args.clone(),
+        extra,
+        limit_key: message.limit_key.clone(),
+        unique: None,
+    };
     let mut child = TaskRecord::new(child_uuid, request);
     child.attempt = message.attempt.saturating_add(1);
 

@@ -3,11 +3,12 @@
 use crate::app::Error;
 use crate::app::events::{Event, EventKind, emit};
 use crate::app::{AppInner, QueueTasks};
-use crate::backend::Backend;
+use crate::backend::{Backend, Fetch};
 use crate::client::kv::{HEARTBEAT, WORKER_TTL, WORKERS, WorkerInfo};
 use crate::dispatch::PluginChain;
 use crate::dispatch::fire_ctx as fire;
 use crate::model::TaskMessage;
+use crate::queue::{Limits, QueueOrder, Rotation};
 use crate::task::CancelToken;
 use crate::task::TaskSet;
 use crate::task::deps::WorkerDeps;
@@ -50,6 +51,7 @@ const MAX_BATCH: usize = 256;
 pub struct WorkerBuilder<T, C, B> {
     app: QueueTasks<T, C, B>,
     max_tasks_process: usize,
+    queues: Option<QueueOrder>,
 }
 
 impl<T: TaskSet, C: PluginChain, B: Backend> QueueTasks<T, C, B> {
@@ -57,7 +59,7 @@ impl<T: TaskSet, C: PluginChain, B: Backend> QueueTasks<T, C, B> {
     /// [`Config::max_tasks_process`](crate::Config::max_tasks_process) tasks
     /// at once by default (10).
     pub fn worker(&self) -> WorkerBuilder<T, C, B> {
-        WorkerBuilder { app: self.clone(), max_tasks_process: slots(self.inner.config.max_tasks_process) }
+        WorkerBuilder { app: self.clone(), max_tasks_process: slots(self.inner.config.max_tasks_process), queues: None }
     }
 }
 
@@ -66,6 +68,24 @@ impl<T: TaskSet, C: PluginChain, B: Backend> WorkerBuilder<T, C, B> {
     /// 1, at most 2^32 − 1.
     pub fn max_tasks_process(mut self, n: usize) -> Self {
         self.max_tasks_process = slots(n);
+        self
+    }
+
+    /// Takes tasks from these queues only, in strict order: a queue gives
+    /// tasks only while the ones before it have none to give (see
+    /// [`QueueOrder::Strict`]). Without it a worker takes from every queue
+    /// the app knows (the default queue, those its tasks name, those it
+    /// declares), in that order. A queue the app does not know is an error
+    /// at [`start`](WorkerBuilder::start).
+    pub fn queues<S: Into<String>>(mut self, queues: impl IntoIterator<Item = S>) -> Self {
+        self.queues = Some(QueueOrder::Strict(queues.into_iter().map(Into::into).collect()));
+        self
+    }
+
+    /// Takes tasks from these queues by weight, so none starves (see
+    /// [`QueueOrder::Weighted`]): `[("critical", 6), ("default", 3), ("low", 1)]`.
+    pub fn weighted_queues<S: Into<String>>(mut self, queues: impl IntoIterator<Item = (S, u32)>) -> Self {
+        self.queues = Some(QueueOrder::Weighted(queues.into_iter().map(|(q, w)| (q.into(), w.max(1))).collect()));
         self
     }
 
@@ -81,6 +101,15 @@ impl<T: TaskSet, C: PluginChain, B: Backend> WorkerBuilder<T, C, B> {
     pub async fn start(self) -> Result<Worker<T, C, B>, Error> {
         let app = Arc::clone(&self.app.inner);
         let name = app.name.as_str();
+        let known = app.known_queues();
+        let order = self.queues.unwrap_or_else(|| QueueOrder::Strict(known.clone()));
+        if let Some(unknown) = order.names().into_iter().find(|q| !known.iter().any(|k| k == q)) {
+            return Err(Error::UnknownQueue { queue: unknown.to_owned(), known });
+        }
+        if order.names().is_empty() {
+            return Err(Error::UnknownQueue { queue: String::new(), known });
+        }
+        let queues = Queues { rotation: Rotation::new(&order), limits: Arc::new(app.limits()) };
         emit!(app.events, EventKind::Starting, Event::worker(EventKind::Starting, name));
         fire!(&app.chain, StarterStart { app: name });
         app.deps.check(&self.app.tasks())?;
@@ -118,6 +147,7 @@ impl<T: TaskSet, C: PluginChain, B: Backend> WorkerBuilder<T, C, B> {
             Arc::clone(&deps),
             Arc::clone(&slots),
             stop_rx,
+            queues,
             Forced { token: force.clone(), released: Arc::clone(&released) },
         ));
         emit!(app.events, EventKind::WorkerRunning, Event::worker(EventKind::WorkerRunning, name));
@@ -134,6 +164,12 @@ impl<T: TaskSet, C: PluginChain, B: Backend> WorkerBuilder<T, C, B> {
             released,
         })
     }
+}
+
+/// Where a worker takes its tasks from.
+struct Queues {
+    rotation: Rotation,
+    limits: Arc<Limits>,
 }
 
 /// How a forced shutdown reaches the running tasks: they stop at once and
@@ -255,6 +291,7 @@ async fn run_loop<T: TaskSet, C: PluginChain, B: Backend>(
     deps: Arc<WorkerDeps>,
     slots: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
+    mut queues: Queues,
     forced: Forced,
 ) {
     let mut batch: Vec<TaskMessage> = Vec::with_capacity(MAX_BATCH);
@@ -276,10 +313,11 @@ async fn run_loop<T: TaskSet, C: PluginChain, B: Backend>(
                 Err(_) => break,
             }
         }
+        let from = Fetch { queues: queues.rotation.next(), limits: Arc::clone(&queues.limits) };
         let fetched = tokio::select! {
             biased;
             _ = stop.wait_for(|s| *s) => return,
-            r = app.backend.fetch(permits.len(), &mut batch) => r,
+            r = app.backend.fetch(&from, permits.len(), &mut batch) => r,
         };
         if let Err(error) = fetched {
             tracing::error!(app = %app.name, %error, "fetching tasks failed; retrying");

@@ -1,6 +1,7 @@
 //! What a worker knows about a task without running it: its options and
 //! the dependencies it declares.
 
+use crate::queue::{DEFAULT_QUEUE, Limit};
 use serde::Serialize;
 use std::any::TypeId;
 use std::fmt;
@@ -38,6 +39,19 @@ pub struct TaskInfo {
     /// (`#[task(backoff = …)]`); `None`: retry at once.
     #[serde(serialize_with = "crate::model::serialize_secs")]
     pub retry_backoff: Option<Duration>,
+    /// The queue it goes to unless an enqueue names another
+    /// (`#[task(queue = …)]`; default [`DEFAULT_QUEUE`]).
+    pub queue: &'static str,
+    /// Its limits across every worker (`#[task(concurrency = …, rate = …,
+    /// key_concurrency = …)]`).
+    pub limit: Limit,
+    /// The parameter whose value is its concurrency key
+    /// (`#[task(concurrency_key = …)]`): at most `limit.per_key` (1 by
+    /// default) tasks with the same value run at once.
+    pub concurrency_key: Option<&'static str>,
+    /// Whether and how it is unique (`#[task(unique)]`,
+    /// `#[task(unique_key = [a, b], unique_for = SECS)]`).
+    pub unique: Option<UniqueInfo>,
     /// `true` for a stream task: a function returning `impl Stream<Item = …>`
     /// or (run on the blocking pool) `impl Iterator<Item = …>`. Its result
     /// is the list of the items it yielded, and `task_executor_run_task_gen`
@@ -60,6 +74,10 @@ impl TaskInfo {
             retry: 0,
             retry_on: &[],
             retry_backoff: None,
+            queue: DEFAULT_QUEUE,
+            limit: Limit { concurrency: None, rate: None, per_key: None },
+            concurrency_key: None,
+            unique: None,
             stream: false,
         }
     }
@@ -71,6 +89,16 @@ impl TaskInfo {
         let factor = 1u32.checked_shl(n.saturating_sub(1)).unwrap_or(u32::MAX);
         Some(base.saturating_mul(factor).min(Duration::from_secs(3600)))
     }
+}
+
+/// How a task is unique (see [`TaskInfo::unique`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct UniqueInfo {
+    /// The parameters whose values make the key; empty: all the arguments.
+    pub params: &'static [&'static str],
+    /// How long after a task ended its key still holds.
+    #[serde(serialize_with = "crate::model::serialize_secs_plain")]
+    pub window: Duration,
 }
 
 /// Whether a task parameter is a [`Dep<T>`](super::Dep) or a [`State<T>`](super::State).

@@ -17,7 +17,7 @@ pub use cancel::CancelToken;
 pub use context::TaskContext;
 pub use deps::{Dep, DependencyError, Provider, State};
 pub use error::{Cancelled, Panicked, PluginError, TaskError, TimeLimitExceeded};
-pub use info::{DependencyInfo, DependencyKind, TaskInfo};
+pub use info::{DependencyInfo, DependencyKind, TaskInfo, UniqueInfo};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;

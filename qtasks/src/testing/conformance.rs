@@ -54,7 +54,7 @@
 //! check its own namespace, as qtasks's tests do for Redis:
 //! `RedisBackend::connect(url).await?.for_app(&format!("conformance-{}", Uuid::new_v4())).lease(lease)`.
 
-use crate::backend::{Backend, BackendError, CancelOutcome, QueueStats, TaskCounts};
+use crate::backend::{Backend, BackendError, CancelOutcome, Enqueued, Fetch, QueueStats, TaskCounts};
 use crate::model::{NewTask, TaskMessage, TaskRecord, TaskStatus};
 use crate::task::{CancelToken, Cancelled, TaskContext, TaskSet};
 use crate::{BoxError, QueueTasks, task};
@@ -239,10 +239,7 @@ fn app<B: Backend>(backend: B) -> Result<QueueTasks<impl TaskSet, (), B>, crate:
 /// arguments, an object of named ones, or a bare value for a task of one
 /// parameter).
 fn new_task(name: &str, args: Value) -> TaskRecord {
-    TaskRecord::new(
-        Uuid::new_v4(),
-        NewTask { task_name: name.to_owned(), priority: 0, args, extra: Default::default() },
-    )
+    TaskRecord::new(Uuid::new_v4(), NewTask::new(name, args))
 }
 
 /// Enqueues a new task; returns its record as enqueued.
@@ -268,7 +265,7 @@ async fn within<T>(what: &str, future: impl Future<Output = T>) -> Result<T, Box
 /// comes within `within`.
 async fn fetch_within<B: Backend>(backend: &B, max: usize, within: Duration) -> Result<Vec<TaskMessage>, BackendError> {
     let mut out = Vec::new();
-    if let Ok(result) = tokio::time::timeout(within, backend.fetch(max, &mut out)).await {
+    if let Ok(result) = tokio::time::timeout(within, backend.fetch(&Fetch::default_queue(), max, &mut out)).await {
         result?;
     }
     Ok(out)
@@ -951,14 +948,17 @@ async fn check_stats<B: Backend + Clone>(backend: B) -> Outcome {
 
 async fn check_idempotent_enqueue<B: Backend + Clone>(backend: B) -> Outcome {
     let task = new_task("square", json!([3]));
-    ensure!(backend.enqueue(&task).await?, "the first enqueue of a task returned false");
+    ensure!(backend.enqueue(&task).await? == Enqueued::New, "the first enqueue of a task was not new");
     // The same id again, with other contents: a no-op, queued or delayed.
     let mut again = task.clone();
     again.args = json!([4]);
     again.priority = -5;
-    ensure!(!backend.enqueue(&again).await?, "a second enqueue with the same id returned true");
     ensure!(
-        !backend.enqueue_delayed(&again, Duration::from_millis(10)).await?,
+        backend.enqueue(&again).await? == Enqueued::Existing(task.uuid),
+        "a second enqueue with the same id did not give the existing task"
+    );
+    ensure!(
+        backend.enqueue_delayed(&again, Duration::from_millis(10)).await? != Enqueued::New,
         "a delayed enqueue with the id of a queued task returned true"
     );
     let stored = backend.get(task.uuid).await?.ok_or("not stored")?;
@@ -974,11 +974,17 @@ async fn check_idempotent_enqueue<B: Backend + Clone>(backend: B) -> Outcome {
     ensure!(more.is_empty(), "a second copy of the task was queued: {more:?}");
 
     // Held, then finished: still a no-op, and the end stays.
-    ensure!(!backend.enqueue(&again).await?, "an enqueue with the id of a running task returned true");
+    ensure!(
+        backend.enqueue(&again).await? != Enqueued::New,
+        "an enqueue with the id of a running task made a new task"
+    );
     let mut done = TaskRecord::from_message(&taken[0], TaskStatus::Success);
     done.result = Some(json!(9));
     backend.finish(&done).await?;
-    ensure!(!backend.enqueue(&again).await?, "an enqueue with the id of a finished task returned true");
+    ensure!(
+        backend.enqueue(&again).await? != Enqueued::New,
+        "an enqueue with the id of a finished task made a new task"
+    );
     let stored = backend.get(task.uuid).await?.ok_or("not stored")?;
     ensure_eq!((stored.status, stored.result), (TaskStatus::Success, Some(json!(9))));
     let more = fetch_within(&backend, 10, Duration::from_millis(100)).await?;

@@ -156,6 +156,8 @@ pub fn message(task_name: &str, args: Value) -> TaskMessage {
         created_at: now(),
         attempt: 1,
         extra: Map::new(),
+        queue: crate::queue::DEFAULT_QUEUE.to_owned(),
+        limit_key: None,
     }
 }
 

@@ -7,14 +7,20 @@ use super::fetch::{DEAD_LETTERS_KEPT, IDLE_RECHECK};
 use super::keys::{DUPLICATES, STATS_SEPARATOR, glob_escape, is_holds_key, priority_hex, stats_field, task_key_uuid};
 use super::scripts::{CANCEL, ENQUEUE, FINISH, UPDATE};
 use super::{KIND, RedisBackend, decode_error, encode_error, error, expire_millis, millis, redis_error, run_arg};
-use crate::backend::{Backend, BackendError, BackendErrorKind, CancelOutcome, QueueStats, TaskCounts};
+use crate::backend::{Backend, BackendError, BackendErrorKind, CancelOutcome, Enqueued, Fetch, QueueStats, TaskCounts};
 use crate::model::{TaskMessage, TaskRecord, TaskStatus};
+use crate::queue::DEFAULT_QUEUE;
 use crate::task::CancelToken;
 use redis::aio::ConnectionManager;
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::time::Instant;
 use uuid::Uuid;
+
+/// A feature the Redis backend does not have yet.
+fn not_yet(what: &str) -> BackendError {
+    error(BackendErrorKind::InvalidRequest, format!("{what}: not supported by the Redis backend yet"))
+}
 
 impl Backend for RedisBackend {
     fn kind(&self) -> &'static str {
@@ -29,11 +35,11 @@ impl Backend for RedisBackend {
         &self.shared.keys.app
     }
 
-    async fn enqueue(&self, task: &TaskRecord) -> Result<bool, BackendError> {
+    async fn enqueue(&self, task: &TaskRecord) -> Result<Enqueued, BackendError> {
         self.push(task, 0).await
     }
 
-    async fn enqueue_delayed(&self, task: &TaskRecord, delay: Duration) -> Result<bool, BackendError> {
+    async fn enqueue_delayed(&self, task: &TaskRecord, delay: Duration) -> Result<Enqueued, BackendError> {
         // A zero delay is an ordinary enqueue; any other is at least 1 ms.
         self.push(task, if delay.is_zero() { 0 } else { millis(delay) }).await
     }
@@ -246,7 +252,18 @@ impl Backend for RedisBackend {
         }
     }
 
-    async fn fetch(&self, max: usize, out: &mut Vec<TaskMessage>) -> Result<(), BackendError> {
+    async fn set_paused(&self, _queue: &str, _paused: bool) -> Result<(), BackendError> {
+        Err(not_yet("pausing a queue"))
+    }
+
+    async fn queues(&self, _queues: &[String]) -> Result<Vec<crate::queue::QueueInfo>, BackendError> {
+        Err(not_yet("listing queues"))
+    }
+
+    async fn fetch(&self, from: &Fetch, max: usize, out: &mut Vec<TaskMessage>) -> Result<(), BackendError> {
+        if from.queues.iter().any(|q| q != DEFAULT_QUEUE) || !from.limits.is_empty() {
+            return Err(not_yet("named queues and limits"));
+        }
         if max == 0 {
             return Ok(());
         }
@@ -531,7 +548,10 @@ impl RedisBackend {
     }
 
     /// Stores a `new` record and queues it, or delays it by `delay_ms` (> 0).
-    async fn push(&self, task: &TaskRecord, delay_ms: u64) -> Result<bool, BackendError> {
+    async fn push(&self, task: &TaskRecord, delay_ms: u64) -> Result<Enqueued, BackendError> {
+        if task.queue != DEFAULT_QUEUE || task.unique.is_some() || task.limit_key.is_some() {
+            return Err(not_yet("named queues, unique keys and concurrency keys"));
+        }
         let data = serde_json::to_string(task).map_err(encode_error("the task"))?;
         if data.len() > self.max_message_size {
             return Err(error(
@@ -561,7 +581,7 @@ impl RedisBackend {
             .await
             .map_err(redis_error("enqueueing a task"))?;
         // 0: a task with this id exists; nothing was written.
-        Ok(seq != 0)
+        Ok(if seq != 0 { Enqueued::New } else { Enqueued::Existing(task.uuid) })
     }
 
     pub(super) fn conn(&self) -> ConnectionManager {

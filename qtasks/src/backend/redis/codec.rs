@@ -86,5 +86,8 @@ pub(super) fn error_record(id: &str, data: Option<&[u8]>, reason: &str) -> TaskR
         error: Some(reason.to_owned()),
         attempt: field("attempt").and_then(Value::as_u64).and_then(|a| u32::try_from(a).ok()).unwrap_or(1),
         extra: field("extra").and_then(Value::as_object).cloned().unwrap_or_default(),
+        queue: field("queue").and_then(Value::as_str).unwrap_or(crate::queue::DEFAULT_QUEUE).to_owned(),
+        limit_key: field("limit_key").and_then(Value::as_str).map(str::to_owned),
+        unique: None,
     }
 }
