@@ -1,8 +1,10 @@
 //! Schedules: a worker and a scheduler in one process, on the in-memory backend.
 //!
 //! An interval entry enqueues `heartbeat` every 700 ms and a cron entry
-//! enqueues `report` at every whole second (UTC); after about three seconds
-//! both stop and the tasks they enqueued are listed.
+//! enqueues `report` at every whole second (UTC); a third, at 02:30 in
+//! Paris, prints when it fires next (daylight saving included) but does not
+//! fire in the run. After about three seconds they stop and the tasks they
+//! enqueued are listed.
 //!
 //! Run with `cargo run --example schedule`.
 //!
@@ -11,13 +13,13 @@
 //!
 //! ```ignore
 //! let stop = async { tokio::signal::ctrl_c().await.unwrap() };
-//! let entry = ScheduleEntry::cron("0 3 * * *", call("cleanup", ()))?;
+//! let entry = ScheduleEntry::cron_in("0 3 * * *", "Europe/Paris", call("cleanup", ()))?;
 //! let stats = Scheduler::new(&app).entry(entry).run_until(stop).await;
 //! ```
 
 use qtasks::{QueueTasks, ScheduleEntry, Scheduler, TaskStatus, call, task};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 static BEATS: AtomicU64 = AtomicU64::new(0);
 
@@ -38,11 +40,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let app = QueueTasks::builder("schedule-demo").task::<Heartbeat>().task::<Report>().build()?;
     let worker = app.worker().start().await?;
 
+    // 02:30 on the wall clock of Paris, summer and winter; UTC unless a zone is given.
+    let nightly = ScheduleEntry::cron_in("30 2 * * *", "Europe/Paris", call("report", ["nightly"]))?;
+    if let Some(next) = nightly.next_after(SystemTime::now()) {
+        let wait = next.duration_since(SystemTime::now()).unwrap_or_default();
+        println!("{} fires next in {} min", nightly.description(), wait.as_secs() / 60);
+    }
+
     let schedule = Scheduler::new(app.clone())
         .entry(ScheduleEntry::every(Duration::from_millis(700), call("heartbeat", ()))?)
         .entry(ScheduleEntry::cron("*/1 * * * * *", call("report", ["status"]).priority(-1))?.name("status report"))
+        .entry(nightly)
         .start();
-    println!("scheduler started with 2 entries; running for 3.2 s");
+    println!("scheduler started with 3 entries; running for 3.2 s");
     tokio::time::sleep(Duration::from_millis(3200)).await;
 
     let stats = schedule.shutdown().await;

@@ -9,7 +9,7 @@ use qtasks::{
     Backend, PluginChain, QueueTasks, ScheduleEntry, ScheduleError, Scheduler, TaskRecord, TaskSet, TaskStatus, call,
     json, task,
 };
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const WAIT: Duration = support::HANG;
 
@@ -146,6 +146,86 @@ async fn a_cron_entry_with_seconds_fires_on_the_wall_clock() {
         assert_eq!(record.extra.get("schedule"), Some(&json!("cron \"*/1 * * * * *\" (UTC): tick")));
     }
     worker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cron_entry_in_a_time_zone_fires_on_the_wall_clock() {
+    let app = QueueTasks::builder("schedule_cron_zone").task::<Tick>().build().unwrap();
+    let worker = app.worker().start().await.unwrap();
+    let started = qtasks::model::now();
+    // India is UTC+05:30: a whole second there is a whole second in UTC.
+    let entry = ScheduleEntry::cron_in("*/1 * * * * *", "Asia/Kolkata", call("tick", [4])).unwrap();
+    let schedule = Scheduler::new(app.clone()).entry(entry).start();
+    wait_for(&schedule, |s| s.fired >= 3).await;
+    let stats = schedule.shutdown().await;
+    let ended = qtasks::model::now();
+    let seconds = (ended.floor() - started.floor()) as u64;
+    assert!(stats[0].fired <= seconds, "{} fires in {seconds} whole seconds: {stats:?}", stats[0].fired);
+    assert_eq!(stats[0].failed, 0);
+    assert_eq!(stats[0].description, "cron \"*/1 * * * * *\" (Asia/Kolkata): tick");
+
+    let records = finished_records(&app).await;
+    assert_eq!(records.len() as u64, stats[0].fired);
+    for record in &records {
+        assert_eq!(record.status, TaskStatus::Success);
+        assert_eq!(record.result, Some(json!(4)));
+        assert_eq!(record.extra.get("schedule"), Some(&json!("cron \"*/1 * * * * *\" (Asia/Kolkata): tick")));
+        // The tick is the occurrence's instant in Unix milliseconds: a whole second.
+        let tick: u64 = record.extra["schedule_tick"].as_str().unwrap().parse().unwrap();
+        assert_eq!(tick % 1000, 0, "{tick}");
+    }
+    worker.shutdown().await;
+}
+
+/// `secs` seconds after the Unix epoch.
+fn unix(secs: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+#[test]
+fn next_after_applies_the_daylight_saving_rules() {
+    let nightly = ScheduleEntry::cron_in("30 2 * * *", "Europe/Paris", call("tick", [1])).unwrap();
+    // Spring forward, 2026-03-29: 02:30 does not exist and fires at 03:00
+    // summer time, 01:00 UTC.
+    assert_eq!(nightly.next_after(unix(1_774_742_400)), Some(unix(1_774_746_000))); // from 00:00 UTC
+    // Fall back, 2026-10-25: 02:30 happens twice and fires at the first,
+    // 00:30 UTC; the next fire is 02:30 winter time on the 26th, 01:30 UTC.
+    assert_eq!(nightly.next_after(unix(1_792_886_400)), Some(unix(1_792_888_200))); // from 00:00 UTC
+    assert_eq!(nightly.next_after(unix(1_792_888_200)), Some(unix(1_792_978_200)));
+
+    // Hourly: 02:00 in Paris is skipped in March (01:00 then 03:00, one hour
+    // apart) and happens twice in October (one hour apart too).
+    let hourly = ScheduleEntry::cron_in("0 * * * *", "Europe/Paris", call("tick", [1])).unwrap();
+    assert_eq!(hourly.next_after(unix(1_774_742_400)), Some(unix(1_774_746_000))); // 01:00 CET -> 03:00 CEST
+    assert_eq!(hourly.next_after(unix(1_792_886_400)), Some(unix(1_792_890_000))); // 02:00 CEST -> 02:00 CET
+
+    // UTC, by default: the same time every day.
+    let utc = ScheduleEntry::cron("30 2 * * *", call("tick", [1])).unwrap();
+    assert_eq!(utc.next_after(unix(1_774_742_400)), Some(unix(1_774_742_400 + 9000)));
+    assert_eq!(utc.next_after(unix(1_792_886_400)), Some(unix(1_792_886_400 + 9000)));
+    // An interval entry has no fixed next time.
+    assert_eq!(ScheduleEntry::every(Duration::from_secs(1), call("tick", [1])).unwrap().next_after(unix(0)), None);
+}
+
+#[test]
+fn a_zoned_entry_names_its_zone_and_an_unknown_zone_is_refused() {
+    let entry = ScheduleEntry::cron_in("0 3 * * *", "Europe/Paris", call("tick", ())).unwrap();
+    assert_eq!(entry.description(), "cron \"0 3 * * *\" (Europe/Paris): tick");
+    let utc = ScheduleEntry::cron("0 3 * * *", call("tick", ())).unwrap();
+    assert_eq!(utc.description(), "cron \"0 3 * * *\" (UTC): tick");
+    let named = ScheduleEntry::cron_in("0 3 * * *", "America/New_York", call("tick", ())).unwrap().name("nightly");
+    assert_eq!(named.description(), "nightly");
+
+    let error = ScheduleEntry::cron_in("0 3 * * *", "Europe/Pariss", call("tick", ())).expect_err("refused");
+    assert!(
+        matches!(&error, ScheduleError::UnknownTimeZone { zone, suggestion: Some(s), .. } if zone == "Europe/Pariss" && s == "Europe/Paris"),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(message.contains("`Europe/Pariss`") && message.contains("task `tick`"), "{message}");
+    assert!(message.contains("did you mean `Europe/Paris`?"), "{message}");
+    let message = ScheduleEntry::cron_in("0 3 * * *", "Atlantis/Main", call("tick", ())).unwrap_err().to_string();
+    assert!(message.contains("unknown time zone `Atlantis/Main`") && !message.contains("did you mean"), "{message}");
 }
 
 #[test]

@@ -22,6 +22,7 @@
 //! let schedule = Scheduler::new(&app)
 //!     .entry(ScheduleEntry::every(Duration::from_millis(100), call("report", ()))?)
 //!     .entry(ScheduleEntry::cron("0 3 * * *", call("report", ()).priority(5))?.name("nightly report")) // 03:00 UTC
+//!     .entry(ScheduleEntry::cron_in("30 7 * * MON-FRI", "Europe/Paris", call("report", ()))?) // 07:30 in Paris
 //!     .start();
 //! tokio::time::sleep(Duration::from_millis(250)).await;
 //! let stats = schedule.shutdown().await;
@@ -49,12 +50,15 @@
 //!   `schedule` (see [`Signature::extra`](crate::Signature::extra)): the entry's
 //!   description, such as `every 5s: report`, or the name given with
 //!   [`ScheduleEntry::name`].
-//! - **Cron is UTC.** Expressions are read in UTC against the system clock.
-//!   They have 5 fields (`minute hour day-of-month month day-of-week`) or 6,
-//!   with seconds first; names (`MON`, `JAN`), ranges, steps, lists, `L`,
-//!   `W`, `#` and nicknames such as `@hourly` are understood. When both day
-//!   fields are restricted, a day matching either one matches (as in Vixie
-//!   cron).
+//! - **Cron is UTC unless given a zone.** Expressions are read in UTC
+//!   against the system clock, or on the wall clock of the IANA time zone
+//!   given to [`ScheduleEntry::cron_in`] (see
+//!   [below](#time-zones-and-daylight-saving-time)); the host's own time
+//!   zone is never used. Expressions have 5 fields (`minute hour
+//!   day-of-month month day-of-week`) or 6, with seconds first; names
+//!   (`MON`, `JAN`), ranges, steps, lists, `L`, `W`, `#` and nicknames such
+//!   as `@hourly` are understood. When both day fields are restricted, a
+//!   day matching either one matches (as in Vixie cron).
 //! - **Once per tick across processes.** Several processes may run the
 //!   same schedule on one backend (one next to each worker, say): each tick
 //!   is claimed in the backend ([`Backend::claim`](crate::Backend::claim))
@@ -64,16 +68,69 @@
 //!   in, so schedulers started at different times agree. Ticks claimed
 //!   elsewhere are counted in [`EntryStats::claimed_elsewhere`]; every task
 //!   carries its tick in `extra["schedule_tick"]`. Entries must have the
-//!   same description (or name) in every process to be deduplicated.
+//!   same description (or name) in every process to be deduplicated; a
+//!   cron tick is an instant (Unix milliseconds), the same in every process
+//!   whatever its zone.
+//!
+//! # Time zones and daylight-saving time
+//!
+//! [`ScheduleEntry::cron`] reads its expression in UTC;
+//! [`ScheduleEntry::cron_in`] reads it on the wall clock of an IANA time
+//! zone: `cron_in("0 3 * * *", "Europe/Paris", call)` fires at 03:00 in
+//! Paris, which is 01:00 UTC in summer and 02:00 UTC in winter. Its
+//! description names the zone (`cron "0 3 * * *" (Europe/Paris): cleanup`).
+//! The zone database is compiled in (`chrono-tz`), so it does not depend on
+//! the host's `tzdata`; new rules arrive with a qtasks release.
+//!
+//! Where a zone changes its offset, some wall times do not exist (spring
+//! forward: in Paris on 29 March 2026, 02:00 to 02:59) and some happen twice
+//! (fall back: on 25 October 2026, 02:00 to 02:59 come in summer time, then
+//! again an hour later in winter time). What fires then depends on the
+//! entry:
+//!
+//! | | **time of day**: one second (0 in a 5-field expression), one minute and one hour (`30 2 * * *`, `0 0 3 * * MON`, `@daily`) | **repeating**: a `*`, a step, a range or a list in the second, minute or hour field (`0 * * * *`, `@hourly`, `*/15 * * * *`, `30 2,14 * * *`) |
+//! | --- | --- | --- |
+//! | skipped wall time | fires once, at the first instant after the gap, the same day: 02:30 fires at 03:00 summer time | the times in the gap do not exist and do not fire: an hourly entry fires at 01:00 winter time, then at 03:00 summer time, one hour later |
+//! | repeated wall time | fires once, at its first occurrence: 02:30 summer time, not 02:30 winter time | fires on both passes: an hourly entry fires at 02:00 summer time and at 02:00 winter time, one hour later |
+//!
+//! So a time-of-day entry fires once every day it matches, neither losing a
+//! night nor running twice, and a repeating entry keeps its pace in real
+//! time: an hourly entry fires 23 times on the spring day and 25 on the
+//! autumn day, one hour apart throughout. A scheduler started between the
+//! two passes of a repeated time of day does not fire it that day (it
+//! already happened). A jump of more than two hours (Samoa skipped 30
+//! December 2011 whole) is a change of calendar, not daylight saving: the
+//! times it skips do not fire, and the entry goes on after it.
+//!
+//! These are the rules of Vixie cron and cronie ("if time has moved forward,
+//! those jobs that would have run in the interval that has been skipped will
+//! be run immediately. Conversely, if time has moved backward, care is taken
+//! to avoid running jobs twice"; jobs with wildcards run on the new time), as
+//! croner, the cron engine qtasks uses, implements them. The alternatives
+//! lose or double work: node-cron and Spring skip a time of day that falls
+//! in the gap (a nightly job loses a night), Celery beat's crontab has no
+//! stated rule and open reports of runs missed, late or repeated around the
+//! change (an hourly task skipping the repeated hour, among others), and
+//! Sidekiq's author advises UTC instead. One difference from Vixie cron,
+//! which counts only a `*` in the minute or hour field as repeating: a list
+//! or a range there is repeating too (croner's rule), so `30 2,14 * * *` in
+//! Paris skips its 02:30 in March and fires it twice in October. To have
+//! each time handled as a time of day, give each its own entry
+//! (`30 2 * * *` and `30 14 * * *`).
+//!
+//! [`ScheduleEntry::next_after`] tells when an entry fires next after a
+//! given time, with these rules, without waiting for it.
 
 use crate::client::{Client, Signature};
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use croner::Cron;
+use croner::errors::CronError;
 use croner::parser::{CronParser, Seconds, Year};
 use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -101,6 +158,22 @@ pub enum ScheduleError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A time zone name that is not in the IANA time zone database (as
+    /// compiled into qtasks: `chrono-tz`).
+    #[error(
+        "unknown time zone `{zone}` for the cron schedule of task `{task}`{}; \
+         expected an IANA name such as `Europe/Paris`, `America/New_York` or `UTC`",
+        suggestion.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default()
+    )]
+    UnknownTimeZone {
+        /// The name as given.
+        zone: String,
+        /// The entry's task.
+        task: String,
+        /// A known name close to it, if there is one (`Europe/Paris` for
+        /// `europe/paris`, `Paris` or `Europe/Pariss`).
+        suggestion: Option<String>,
+    },
     /// The call's arguments could not be encoded as JSON.
     #[error("could not encode the arguments of task `{task}` as JSON")]
     EncodeArgs {
@@ -113,8 +186,8 @@ pub enum ScheduleError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct EntryStats {
-    /// The entry's description (`every 5s: report`, `cron "0 3 * * *" (UTC): report`)
-    /// or the name given with [`ScheduleEntry::name`]; also the `schedule` extra
+    /// The entry's description (`every 5s: report`, `cron "0 3 * * *" (UTC): report`,
+    /// `cron "0 3 * * *" (Europe/Paris): report`) or the name given with [`ScheduleEntry::name`]; also the `schedule` extra
     /// field of the tasks it enqueues.
     pub description: String,
     /// The task the entry enqueues.
@@ -136,11 +209,62 @@ pub struct EntryStats {
 /// When an entry fires.
 enum When {
     Every(Duration),
-    Cron(Box<Cron>),
+    Cron(Box<CronSchedule>),
+}
+
+/// A cron expression read on the wall clock of a time zone.
+struct CronSchedule {
+    cron: Cron,
+    zone: Tz,
+}
+
+impl CronSchedule {
+    /// The first occurrence strictly after `after`, with the daylight-saving
+    /// rules of the [module docs](self#time-zones-and-daylight-saving-time).
+    fn next_after(&self, after: DateTime<Utc>) -> Result<DateTime<Utc>, CronError> {
+        let search = |from: DateTime<Utc>, inclusive: bool| {
+            let local = from.with_timezone(&self.zone);
+            self.cron.find_next_occurrence(&local, inclusive).map(|next| next.with_timezone(&Utc))
+        };
+        let mut next = search(after, false);
+        // croner looks at most 2 hours into a gap for its end and gives up
+        // past a longer one (Samoa skipped 30 December 2011 whole). Nothing
+        // matched before that gap, so the search goes on from its end.
+        let mut from = after;
+        while let Err(CronError::TimeSearchLimitExceeded) = next {
+            let Some(end) = self.end_of_long_gap(from) else { break };
+            next = search(end, true);
+            from = end;
+        }
+        next
+    }
+
+    /// The first instant after the zone's clock jumps forward by more than
+    /// two hours, within a year after `after`.
+    fn end_of_long_gap(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        use chrono::{Offset, TimeDelta, TimeZone};
+        let offset = |at: DateTime<Utc>| self.zone.offset_from_utc_datetime(&at.naive_utc()).fix().local_minus_utc();
+        let long = |from: DateTime<Utc>, to: DateTime<Utc>| offset(to) - offset(from) > 2 * 3600;
+        let mut start = after;
+        for _ in 0..=366 {
+            let end = start.checked_add_signed(TimeDelta::days(1))?;
+            if long(start, end) {
+                let (mut before, mut past) = (start, end);
+                while past - before > TimeDelta::seconds(1) {
+                    let mid = before + (past - before) / 2;
+                    if long(start, mid) { past = mid } else { before = mid }
+                }
+                return Some(past);
+            }
+            start = end;
+        }
+        None
+    }
 }
 
 /// One entry of a schedule: a call and when to enqueue it. Made by
-/// [`ScheduleEntry::every`] or [`ScheduleEntry::cron`], then added with
+/// [`ScheduleEntry::every`], [`ScheduleEntry::cron`] (UTC) or
+/// [`ScheduleEntry::cron_in`] (a time zone), then added with
 /// [`Scheduler::entry`]; every check happens when the entry is made, so
 /// adding one cannot fail.
 #[derive(Debug)]
@@ -154,7 +278,7 @@ impl fmt::Debug for When {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Every(period) => write!(f, "Every({period:?})"),
-            Self::Cron(cron) => write!(f, "Cron({:?})", cron.pattern.to_string()),
+            Self::Cron(cron) => write!(f, "Cron({:?}, {})", cron.cron.pattern.to_string(), cron.zone.name()),
         }
     }
 }
@@ -176,21 +300,63 @@ impl ScheduleEntry {
     }
 
     /// Enqueues `call` at each time the cron `expression` matches, in UTC.
+    /// For another time zone, see [`ScheduleEntry::cron_in`].
     ///
     /// The expression has 5 fields (`minute hour day-of-month month
     /// day-of-week`) or 6 with seconds first (`*/5 * * * * *`: every five
     /// seconds). An expression that does not parse, or that matches no
     /// time at all (`0 0 30 2 *`), is an error naming it and what is wrong.
+    /// The entry's description is `cron "0 3 * * *" (UTC): cleanup`.
     pub fn cron(expression: &str, call: Signature) -> Result<Self, ScheduleError> {
+        Self::cron_zoned(expression, Tz::UTC, call)
+    }
+
+    /// Enqueues `call` at each time the cron `expression` matches on the
+    /// wall clock of the time `zone`, an IANA name such as `Europe/Paris`:
+    /// `cron_in("0 3 * * *", "Europe/Paris", call)` fires at 03:00 in Paris,
+    /// summer and winter alike.
+    ///
+    /// The expression is read as by [`ScheduleEntry::cron`]. Around
+    /// daylight-saving changes, a time of day that is skipped fires at the
+    /// end of the gap and one that occurs twice fires once; see
+    /// [the rules](self#time-zones-and-daylight-saving-time).
+    ///
+    /// An unknown zone is [`ScheduleError::UnknownTimeZone`], with a
+    /// suggestion when a known name is close (`europe/paris`, `Paris`).
+    /// The entry's description names the zone:
+    /// `cron "0 3 * * *" (Europe/Paris): cleanup`. `"UTC"` is the same as
+    /// [`ScheduleEntry::cron`].
+    ///
+    /// ```
+    /// use qtasks::{ScheduleEntry, call};
+    ///
+    /// let entry = ScheduleEntry::cron_in("0 3 * * *", "Europe/Paris", call("cleanup", ()))?;
+    /// assert_eq!(entry.description(), r#"cron "0 3 * * *" (Europe/Paris): cleanup"#);
+    ///
+    /// let error = ScheduleEntry::cron_in("0 3 * * *", "Europe/Pariss", call("cleanup", ())).unwrap_err();
+    /// assert!(error.to_string().contains("did you mean `Europe/Paris`?"));
+    /// # Ok::<(), qtasks::ScheduleError>(())
+    /// ```
+    pub fn cron_in(expression: &str, zone: &str, call: Signature) -> Result<Self, ScheduleError> {
+        let task = call.task_name();
+        let Ok(tz) = zone.parse::<Tz>() else {
+            // The expression is checked first, so its errors come first.
+            parse_cron(expression).map_err(|reason| cron_error(expression, task, reason))?;
+            return Err(ScheduleError::UnknownTimeZone {
+                zone: zone.to_owned(),
+                task: task.to_owned(),
+                suggestion: suggest_zone(zone).map(str::to_owned),
+            });
+        };
+        Self::cron_zoned(expression, tz, call)
+    }
+
+    fn cron_zoned(expression: &str, zone: Tz, call: Signature) -> Result<Self, ScheduleError> {
         let task = call.task_name().to_owned();
-        let cron = parse_cron(expression).map_err(|reason| ScheduleError::Cron {
-            expression: expression.to_owned(),
-            task: task.clone(),
-            reason,
-        })?;
+        let cron = parse_cron(expression).map_err(|reason| cron_error(expression, &task, reason))?;
         checked(&call)?;
-        let description = format!("cron \"{}\" (UTC): {task}", expression.trim());
-        Ok(Self { when: When::Cron(Box::new(cron)), call, description })
+        let description = format!("cron \"{}\" ({}): {task}", expression.trim(), zone.name());
+        Ok(Self { when: When::Cron(Box::new(CronSchedule { cron, zone })), call, description })
     }
 
     /// Names the entry: the name replaces the description in
@@ -205,6 +371,81 @@ impl ScheduleEntry {
     pub fn description(&self) -> &str {
         &self.description
     }
+
+    /// When a cron entry fires next after `after` (strictly after it), as
+    /// a running scheduler computes it, daylight-saving rules included: to
+    /// check an expression or show the next run. `None` for an interval
+    /// entry, whose ticks count from the scheduler's start, and for a cron
+    /// entry that matches no time after `after` (croner looks no further
+    /// than the year 5000).
+    ///
+    /// ```
+    /// use qtasks::{ScheduleEntry, call};
+    /// use std::time::{Duration, UNIX_EPOCH};
+    ///
+    /// let nightly = ScheduleEntry::cron_in("0 3 * * *", "Europe/Paris", call("cleanup", ()))?;
+    /// // 2026-07-01T00:00:00Z: the next run is 03:00 in Paris, 01:00 UTC (summer time).
+    /// let after = UNIX_EPOCH + Duration::from_secs(1_782_864_000);
+    /// assert_eq!(nightly.next_after(after), Some(after + Duration::from_secs(3600)));
+    /// # Ok::<(), qtasks::ScheduleError>(())
+    /// ```
+    pub fn next_after(&self, after: SystemTime) -> Option<SystemTime> {
+        match &self.when {
+            When::Every(_) => None,
+            When::Cron(cron) => cron.next_after(utc_of(after)?).ok().map(SystemTime::from),
+        }
+    }
+}
+
+/// `at` as a chrono time; `None` out of chrono's range (whose `From` panics there).
+fn utc_of(at: SystemTime) -> Option<DateTime<Utc>> {
+    let delta = match at.duration_since(std::time::UNIX_EPOCH) {
+        Ok(since) => chrono::TimeDelta::from_std(since).ok()?,
+        Err(before) => -chrono::TimeDelta::from_std(before.duration()).ok()?,
+    };
+    DateTime::UNIX_EPOCH.checked_add_signed(delta)
+}
+
+fn cron_error(expression: &str, task: &str, reason: String) -> ScheduleError {
+    ScheduleError::Cron { expression: expression.to_owned(), task: task.to_owned(), reason }
+}
+
+/// A known zone name close to `zone`: the same but for case or spaces
+/// (`europe/paris`, `America/New York`), a city alone (`Paris`), or a
+/// near miss (`Europe/Pariss`, `America/Sao_Paolo`).
+fn suggest_zone(zone: &str) -> Option<&'static str> {
+    let norm = |s: &str| s.trim().to_lowercase().replace(' ', "_");
+    let wanted = norm(zone);
+    if wanted.is_empty() {
+        return None;
+    }
+    let names = || chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name());
+    if let Some(name) = names().find(|name| norm(name) == wanted) {
+        return Some(name);
+    }
+    // Beyond that, offsets are never guessed: `Etc/GMT+2` is two hours
+    // *behind* UTC (POSIX signs), the opposite of what `GMT+2` means, and
+    // `GMT` is not `UTC+2` either.
+    let offset = |name: &str| name.contains(|c: char| c.is_ascii_digit() || c == '+');
+    if offset(&wanted) {
+        return None;
+    }
+    let names = || names().filter(|name| !offset(name));
+    let city = |name: &str| name.rsplit('/').next().map(norm).unwrap_or_default();
+    if let Some(name) = names().find(|name| name.contains('/') && city(name) == wanted) {
+        return Some(name);
+    }
+    // Edits, relative to the length: a typo or two in a name.
+    let close = |a: &str| strsim::normalized_damerau_levenshtein(a, &wanted);
+    let score = |name: &str| {
+        let city = if wanted.contains('/') { 0.0 } else { close(&city(name)) };
+        close(&norm(name)).max(city)
+    };
+    names()
+        .map(|name| (score(name), name))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, name)| name)
 }
 
 /// An entry's arguments must encode, so a bad entry is refused up front.
@@ -416,7 +657,7 @@ async fn run_entry(app: Client, entry: ScheduleEntry, stats: Arc<Mutex<EntryStat
         When::Cron(cron) => {
             let mut after = Utc::now();
             loop {
-                let next = match cron.find_next_occurrence(&after, false) {
+                let next = match cron.next_after(after) {
                     Ok(next) => next,
                     Err(error) => {
                         tracing::error!(schedule = %entry.description, %error, "no next cron time; the entry stops");
@@ -459,11 +700,11 @@ fn unix_millis(t: std::time::SystemTime) -> u128 {
 }
 
 /// Occurrences in `(from, to)`, at most [`MAX_COUNTED_SKIPS`].
-fn count_between(cron: &Cron, from: DateTime<Utc>, to: DateTime<Utc>) -> u64 {
+fn count_between(cron: &CronSchedule, from: DateTime<Utc>, to: DateTime<Utc>) -> u64 {
     let mut count = 0;
     let mut at = from;
     while count < MAX_COUNTED_SKIPS {
-        match cron.find_next_occurrence(&at, false) {
+        match cron.next_after(at) {
             Ok(next) if next < to => {
                 count += 1;
                 at = next;
@@ -513,5 +754,254 @@ async fn fire(app: &Client, entry: &ScheduleEntry, stats: &Mutex<EntryStats>, ti
                 "scheduled enqueue failed; the schedule goes on"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utc(at: &str) -> DateTime<Utc> {
+        at.parse().expect("an RFC 3339 time")
+    }
+
+    fn schedule(expression: &str, zone: &str) -> CronSchedule {
+        let entry = ScheduleEntry::cron_in(expression, zone, crate::call("t", ())).expect("a valid entry");
+        let When::Cron(cron) = entry.when else { unreachable!("a cron entry") };
+        *cron
+    }
+
+    /// The fire instants of `expression` in `zone` after `from` up to `to`,
+    /// each on the zone's wall clock with its offset.
+    fn fires(expression: &str, zone: &str, from: &str, to: &str) -> Vec<String> {
+        let cron = schedule(expression, zone);
+        let (mut at, to) = (utc(from), utc(to));
+        let mut out = Vec::new();
+        while let Ok(next) = cron.next_after(at) {
+            assert!(next > at, "{next} is not after {at}");
+            if next > to {
+                break;
+            }
+            out.push(next.with_timezone(&cron.zone).to_rfc3339());
+            at = next;
+        }
+        out
+    }
+
+    /// The time between consecutive fires, in minutes of real time.
+    fn gaps_in_minutes(fires: &[String]) -> Vec<i64> {
+        let instants: Vec<DateTime<Utc>> = fires.iter().map(|f| utc(f)).collect();
+        instants.windows(2).map(|w| (w[1] - w[0]).num_minutes()).collect()
+    }
+
+    // Paris, 2026: summer time starts on Sunday 29 March at 01:00 UTC (02:00
+    // CET becomes 03:00 CEST: 02:00 to 02:59 do not exist) and ends on Sunday
+    // 25 October at 01:00 UTC (03:00 CEST becomes 02:00 CET: 02:00 to 02:59
+    // happen twice).
+
+    #[test]
+    fn a_time_of_day_skipped_by_spring_forward_fires_once_at_the_end_of_the_gap() {
+        let fires = fires("30 2 * * *", "Europe/Paris", "2026-03-27T12:00:00Z", "2026-03-31T12:00:00Z");
+        assert_eq!(
+            fires,
+            [
+                "2026-03-28T02:30:00+01:00",
+                "2026-03-29T03:00:00+02:00",
+                "2026-03-30T02:30:00+02:00",
+                "2026-03-31T02:30:00+02:00"
+            ]
+        );
+        // The same with seconds.
+        assert_eq!(
+            super::tests::fires("0 30 2 * * *", "Europe/Paris", "2026-03-29T00:00:00Z", "2026-03-29T12:00:00Z"),
+            ["2026-03-29T03:00:00+02:00"]
+        );
+        // From just before the gap, and from the end of the gap (the fire
+        // itself): one fire that day, not two.
+        let cron = schedule("30 2 * * *", "Europe/Paris");
+        assert_eq!(cron.next_after(utc("2026-03-29T00:59:59Z")).unwrap(), utc("2026-03-29T01:00:00Z"));
+        assert_eq!(cron.next_after(utc("2026-03-29T01:00:00Z")).unwrap(), utc("2026-03-30T00:30:00Z"));
+    }
+
+    #[test]
+    fn a_time_of_day_repeated_by_fall_back_fires_once_at_its_first_occurrence() {
+        let fires = fires("30 2 * * *", "Europe/Paris", "2026-10-23T12:00:00Z", "2026-10-27T12:00:00Z");
+        assert_eq!(
+            fires,
+            [
+                "2026-10-24T02:30:00+02:00",
+                "2026-10-25T02:30:00+02:00",
+                "2026-10-26T02:30:00+01:00",
+                "2026-10-27T02:30:00+01:00"
+            ]
+        );
+        let cron = schedule("30 2 * * *", "Europe/Paris");
+        // 02:30 CEST is 00:30 UTC; 02:30 CET (01:30 UTC) is no fire, even
+        // for a scheduler started between the two.
+        assert_eq!(cron.next_after(utc("2026-10-25T00:30:00Z")).unwrap(), utc("2026-10-26T01:30:00Z"));
+        assert_eq!(cron.next_after(utc("2026-10-25T01:10:00Z")).unwrap(), utc("2026-10-26T01:30:00Z"));
+    }
+
+    #[test]
+    fn an_hourly_entry_fires_every_real_hour_across_both_changes() {
+        let spring = fires("0 * * * *", "Europe/Paris", "2026-03-28T22:30:00Z", "2026-03-29T04:30:00Z");
+        assert_eq!(
+            spring,
+            [
+                "2026-03-29T00:00:00+01:00",
+                "2026-03-29T01:00:00+01:00",
+                "2026-03-29T03:00:00+02:00", // 02:00 does not exist; an hour after 01:00
+                "2026-03-29T04:00:00+02:00",
+                "2026-03-29T05:00:00+02:00",
+                "2026-03-29T06:00:00+02:00",
+            ]
+        );
+        let autumn = fires("0 * * * *", "Europe/Paris", "2026-10-24T22:30:00Z", "2026-10-25T04:30:00Z");
+        assert_eq!(
+            autumn,
+            [
+                "2026-10-25T01:00:00+02:00",
+                "2026-10-25T02:00:00+02:00",
+                "2026-10-25T02:00:00+01:00", // 02:00 again, an hour later
+                "2026-10-25T03:00:00+01:00",
+                "2026-10-25T04:00:00+01:00",
+                "2026-10-25T05:00:00+01:00",
+            ]
+        );
+        // Over each whole local day: 23 fires in March, 25 in October, one
+        // hour apart throughout.
+        let march = fires("0 * * * *", "Europe/Paris", "2026-03-28T22:59:59Z", "2026-03-29T21:59:59Z");
+        let october = fires("0 * * * *", "Europe/Paris", "2026-10-24T21:59:59Z", "2026-10-25T22:59:59Z");
+        assert_eq!((march.len(), october.len()), (23, 25));
+        assert!(gaps_in_minutes(&march).iter().chain(&gaps_in_minutes(&october)).all(|&m| m == 60));
+        // The same for every 20 minutes.
+        for (from, to) in
+            [("2026-03-29T00:00:00Z", "2026-03-29T02:00:00Z"), ("2026-10-25T00:00:00Z", "2026-10-25T02:00:00Z")]
+        {
+            let fires = fires("*/20 * * * *", "Europe/Paris", from, to);
+            assert_eq!(fires.len(), 6, "{fires:?}");
+            assert!(gaps_in_minutes(&fires).iter().all(|&m| m == 20), "{fires:?}");
+        }
+    }
+
+    #[test]
+    fn a_list_of_hours_follows_the_repeating_rules() {
+        // Not a single time of day: 02:30 is skipped in March and fires on
+        // both passes in October (one entry per time of day avoids it).
+        assert_eq!(
+            fires("30 2,14 * * *", "Europe/Paris", "2026-03-29T00:00:00Z", "2026-03-30T12:00:00Z"),
+            ["2026-03-29T14:30:00+02:00", "2026-03-30T02:30:00+02:00"]
+        );
+        assert_eq!(
+            fires("30 2,14 * * *", "Europe/Paris", "2026-10-25T00:00:00Z", "2026-10-25T23:00:00Z"),
+            ["2026-10-25T02:30:00+02:00", "2026-10-25T02:30:00+01:00", "2026-10-25T14:30:00+01:00"]
+        );
+    }
+
+    #[test]
+    fn a_utc_entry_is_unchanged() {
+        let default = ScheduleEntry::cron("30 2 * * *", crate::call("t", ())).unwrap();
+        let named = ScheduleEntry::cron_in("30 2 * * *", "UTC", crate::call("t", ())).unwrap();
+        assert_eq!(default.description(), r#"cron "30 2 * * *" (UTC): t"#);
+        assert_eq!(named.description(), default.description());
+        for (from, to) in
+            [("2026-03-27T12:00:00Z", "2026-03-31T12:00:00Z"), ("2026-10-23T12:00:00Z", "2026-10-27T12:00:00Z")]
+        {
+            let fires = fires("30 2 * * *", "UTC", from, to);
+            assert_eq!(fires.len(), 4);
+            assert!(fires.iter().all(|f| f.ends_with("T02:30:00+00:00")), "{fires:?}");
+            assert!(gaps_in_minutes(&fires).iter().all(|&m| m == 24 * 60));
+        }
+        // The same instants as croner on `Utc`, as before zones.
+        for expression in ["30 2 * * *", "0 * * * *", "*/7 * * * * *", "0 0 9 * * MON-FRI", "@monthly"] {
+            let When::Cron(cron) = ScheduleEntry::cron(expression, crate::call("t", ())).unwrap().when else {
+                unreachable!()
+            };
+            let mut at = utc("2026-03-28T23:59:58Z");
+            for _ in 0..50 {
+                let plain = cron.cron.find_next_occurrence(&at, false).unwrap();
+                assert_eq!(cron.next_after(at).unwrap(), plain, "{expression} after {at}");
+                at = plain;
+            }
+        }
+    }
+
+    #[test]
+    fn next_after_converts_system_times() {
+        let entry = ScheduleEntry::cron_in("30 2 * * *", "Europe/Paris", crate::call("t", ())).unwrap();
+        let at = SystemTime::from(utc("2026-03-29T00:00:00Z"));
+        assert_eq!(entry.next_after(at), Some(SystemTime::from(utc("2026-03-29T01:00:00Z"))));
+        let every = ScheduleEntry::every(Duration::from_secs(1), crate::call("t", ())).unwrap();
+        assert_eq!(every.next_after(at), None);
+        // Before 1970, and out of range (no panic).
+        let before = SystemTime::from(utc("1969-07-20T20:17:40Z"));
+        assert_eq!(entry.next_after(before), Some(SystemTime::from(utc("1969-07-21T01:30:00Z"))));
+        let far = std::time::UNIX_EPOCH + Duration::from_secs(1 << 50);
+        assert_eq!(entry.next_after(far), None);
+        // croner stops at the year 5000.
+        let leap = ScheduleEntry::cron_in("0 0 29 2 *", "Europe/Paris", crate::call("t", ())).unwrap();
+        assert_eq!(leap.next_after(SystemTime::from(utc("4997-03-01T00:00:00Z"))), None);
+    }
+
+    #[test]
+    fn other_zones_and_gaps() {
+        // A gap at midnight (Santiago, 6 September 2026): midnight fires at
+        // 01:00, the end of the gap.
+        assert_eq!(
+            fires("0 0 * * *", "America/Santiago", "2026-09-05T00:00:00Z", "2026-09-07T12:00:00Z"),
+            ["2026-09-05T00:00:00-04:00", "2026-09-06T01:00:00-03:00", "2026-09-07T00:00:00-03:00"]
+        );
+        // Half an hour of summer time (Lord Howe, 4 October 2026: 02:00 to
+        // 02:29 do not exist): 02:15 fires at 02:30.
+        assert_eq!(
+            fires("15 2 * * *", "Australia/Lord_Howe", "2026-10-02T12:00:00Z", "2026-10-04T00:00:00Z"),
+            ["2026-10-03T02:15:00+10:30", "2026-10-04T02:30:00+11:00"]
+        );
+        // A whole day skipped (Samoa went from 29 to 31 December 2011): the
+        // entry goes on after it instead of stopping.
+        assert_eq!(
+            fires("0 12 * * *", "Pacific/Apia", "2011-12-28T00:00:00Z", "2012-01-01T12:00:00Z"),
+            [
+                "2011-12-28T12:00:00-10:00",
+                "2011-12-29T12:00:00-10:00",
+                "2011-12-31T12:00:00+14:00",
+                "2012-01-01T12:00:00+14:00"
+            ]
+        );
+        // A zone a few hours off UTC moves the fire instant, not the time of day.
+        assert_eq!(
+            fires("0 9 * * *", "Asia/Kolkata", "2026-01-01T00:00:00Z", "2026-01-02T12:00:00Z"),
+            ["2026-01-01T09:00:00+05:30", "2026-01-02T09:00:00+05:30"]
+        );
+    }
+
+    #[test]
+    fn unknown_zones_are_refused_with_a_suggestion() {
+        let refuse = |zone: &str| match ScheduleEntry::cron_in("0 3 * * *", zone, crate::call("cleanup", ())) {
+            Err(ScheduleError::UnknownTimeZone { zone: given, task, suggestion }) => {
+                assert_eq!((given.as_str(), task.as_str()), (zone, "cleanup"));
+                suggestion
+            }
+            other => panic!("{zone}: {other:?}"),
+        };
+        assert_eq!(refuse("europe/paris").as_deref(), Some("Europe/Paris"));
+        assert_eq!(refuse("Europe/Pariss").as_deref(), Some("Europe/Paris"));
+        assert_eq!(refuse("Paris").as_deref(), Some("Europe/Paris"));
+        assert_eq!(refuse("America/New York").as_deref(), Some("America/New_York"));
+        assert_eq!(refuse("new york").as_deref(), Some("America/New_York"));
+        assert_eq!(refuse("America/Sao_Paolo").as_deref(), Some("America/Sao_Paulo"));
+        assert_eq!(refuse("Mars/Olympus_Mons"), None);
+        assert_eq!(refuse("GMT+2"), None, "Etc/GMT+2 is UTC-2");
+        assert_eq!(refuse("UTC+02:00"), None);
+        assert_eq!(refuse("etc/gmt+2").as_deref(), Some("Etc/GMT+2"));
+        assert_eq!(refuse(""), None);
+
+        let message =
+            ScheduleEntry::cron_in("0 3 * * *", "Europe/Pariss", crate::call("cleanup", ())).unwrap_err().to_string();
+        assert!(message.contains("unknown time zone `Europe/Pariss`"), "{message}");
+        assert!(message.contains("task `cleanup`") && message.contains("did you mean `Europe/Paris`?"), "{message}");
+        // A bad expression is reported first.
+        let error = ScheduleEntry::cron_in("0 25 * * *", "Nowhere", crate::call("cleanup", ())).unwrap_err();
+        assert!(matches!(error, ScheduleError::Cron { .. }), "{error}");
     }
 }
