@@ -130,6 +130,23 @@ impl Limit {
     }
 }
 
+/// `concurrency 3, rate 100/s, 1 per key`, or `none`.
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(n) = self.concurrency {
+            parts.push(format!("concurrency {n}"));
+        }
+        if let Some(rate) = &self.rate {
+            parts.push(format!("rate {rate}"));
+        }
+        if let Some(n) = self.per_key {
+            parts.push(format!("{n} per key"));
+        }
+        if parts.is_empty() { f.write_str("none") } else { f.write_str(&parts.join(", ")) }
+    }
+}
+
 /// A queue's settings: its name and its limits. Given to the app with
 /// [`Builder::queue`](crate::Builder::queue).
 ///

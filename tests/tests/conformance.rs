@@ -99,6 +99,13 @@ conformance! {
     release(LEASE) => memory_release, redis_release;
     claim(LEASE) => memory_claim, redis_claim;
     extend_lease(LEASE) => memory_extend_lease, redis_extend_lease;
+    named_queues(LEASE) => memory_named_queues, redis_named_queues;
+    pause(LEASE) => memory_pause, redis_pause;
+    concurrency_limits(LEASE) => memory_concurrency_limits, redis_concurrency_limits;
+    limits_and_leases(SHORT_LEASE) => memory_limits_and_leases, redis_limits_and_leases;
+    rate_limits(LEASE) => memory_rate_limits, redis_rate_limits;
+    unique(LEASE) => memory_unique, redis_unique;
+    enqueue_many(LEASE) => memory_enqueue_many, redis_enqueue_many;
 }
 
 /// The whole suite through its public entry point, as a backend crate runs it.

@@ -27,7 +27,7 @@ pub enum Error {
     /// A worker was given a queue the app does not know (no task of it
     /// names the queue and the app does not declare it), or no queue.
     #[error(
-        "unknown queue `{queue}` for a worker: the app knows {known:?} (tasks name their queue with #[task(queue = ..)]; declare others with Builder::queue)"
+        "unknown queue `{queue}`: the app knows {known:?} (tasks name their queue with #[task(queue = ..)]; declare others with Builder::queue)"
     )]
     UnknownQueue {
         /// The queue asked for.

@@ -100,6 +100,13 @@ impl Backend for AnyBackend {
         each!(self, b => b.enqueue_delayed(task, delay).await)
     }
 
+    async fn enqueue_many(
+        &self,
+        tasks: &[(TaskRecord, Option<Duration>)],
+    ) -> Result<Vec<super::Enqueued>, BackendError> {
+        each!(self, b => b.enqueue_many(tasks).await)
+    }
+
     async fn cancel(&self, uuid: Uuid, reason: &str) -> Result<super::CancelOutcome, BackendError> {
         each!(self, b => b.cancel(uuid, reason).await)
     }

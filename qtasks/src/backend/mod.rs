@@ -304,6 +304,30 @@ pub trait Backend: Send + Sync + 'static {
         delay: Duration,
     ) -> impl Future<Output = Result<Enqueued, BackendError>> + Send;
 
+    /// Enqueues many tasks in one go, each as [`enqueue`](Backend::enqueue)
+    /// (a `Some` delay: as [`enqueue_delayed`](Backend::enqueue_delayed)),
+    /// in order, and returns what happened to each, in the same order. A
+    /// later task with the id or unique key of an earlier one in the batch
+    /// is [`Enqueued::Existing`] of it.
+    ///
+    /// The default enqueues one after the other. Backends with round trips
+    /// override it to write a batch in one (Redis: one script call).
+    fn enqueue_many(
+        &self,
+        tasks: &[(TaskRecord, Option<Duration>)],
+    ) -> impl Future<Output = Result<Vec<Enqueued>, BackendError>> + Send {
+        async move {
+            let mut done = Vec::with_capacity(tasks.len());
+            for (task, delay) in tasks {
+                done.push(match delay {
+                    Some(delay) => self.enqueue_delayed(task, *delay).await?,
+                    None => self.enqueue(task).await?,
+                });
+            }
+            Ok(done)
+        }
+    }
+
     /// Cancels a task (see [`CancelOutcome`]). The decision is stored: a
     /// queued task is `cancel` at once and never runs, whichever worker
     /// takes its queue entry, also after a restart. Idempotent.

@@ -7,6 +7,7 @@ use crate::backend::{Backend, QueueStats, TaskCounts};
 use crate::client::kv::WorkerInfo;
 use crate::dispatch::fire_ctx as fire;
 use crate::dispatch::{PluginChain, PluginInfo};
+use crate::queue::QueueInfo;
 use crate::task::{TaskInfo, TaskSet};
 use crate::triggers::StatsInspect;
 use serde::Serialize;
@@ -21,6 +22,8 @@ pub struct Inspection {
     pub app: AppSummary,
     /// Its tasks, with their options and live counters.
     pub tasks: Vec<TaskSummary>,
+    /// Its queues: depth, in flight, paused, limits, oldest waiting task.
+    pub queues: Vec<QueueInfo>,
     /// Its plugins, with their metrics.
     pub plugins: Vec<PluginInfo>,
     /// The workers alive on the backend.
@@ -64,8 +67,9 @@ pub struct TaskSummary {
 
 impl<T: TaskSet, C: PluginChain, B: Backend> QueueTasks<T, C, B> {
     /// Inspects the app: its tasks, plugins and live workers, and the
-    /// counters of its queue (depth, in flight, and per task how many runs
-    /// ended `success`, `error`, `retry` and `cancel`). Fires `stats_inspect`.
+    /// counters of its queues (per queue: depth, in flight, paused, limits,
+    /// oldest waiting task; per task how many runs ended `success`, `error`,
+    /// `retry` and `cancel`). Fires `stats_inspect`.
     pub async fn inspect(&self) -> Result<Inspection, Error> {
         let inner = &*self.inner;
         fire!(&inner.chain, StatsInspect { app: &inner.name });
@@ -94,6 +98,7 @@ impl<T: TaskSet, C: PluginChain, B: Backend> QueueTasks<T, C, B> {
                 events,
             },
             tasks: summaries.collect(),
+            queues: self.queues().await?,
             plugins,
             workers: self.workers().await?,
         })
@@ -141,6 +146,13 @@ impl fmt::Display for Inspection {
                 (false, false) => "async",
             };
             row(&mut out, "kind", kind);
+            row(&mut out, "queue", i.queue);
+            if !i.limit.is_none() {
+                row(&mut out, "limits", &i.limit);
+            }
+            if let Some(key) = i.concurrency_key {
+                row(&mut out, "concurrency key", key);
+            }
             if let Some(m) = i.max_time {
                 row(&mut out, "max time", format_args!("{} s", m.as_secs_f64()));
             }
@@ -160,6 +172,18 @@ impl fmt::Display for Inspection {
                     c.success, c.error, c.retry, c.cancel, c.duplicates
                 ),
             );
+        }
+        for q in &self.queues {
+            let _ = writeln!(out, "queue {}", q.name);
+            row(&mut out, "depth", q.depth);
+            if q.delayed > 0 {
+                row(&mut out, "delayed", q.delayed);
+            }
+            row(&mut out, "in flight", q.in_flight);
+            row(&mut out, "paused", if q.paused { "yes" } else { "no" });
+            row(&mut out, "limits", &q.limit);
+            let age = q.oldest_age.map_or_else(|| "-".to_owned(), |a| format!("{:.1} s", a.as_secs_f64()));
+            row(&mut out, "oldest queued", age);
         }
         for p in &self.plugins {
             let _ = writeln!(out, "plugin {} {}", p.name, p.version);

@@ -37,7 +37,7 @@ use crate::backend::{Backend, CancelOutcome, QueueStats};
 use crate::dispatch::PluginChain;
 use crate::dispatch::fire_ctx as fire;
 use crate::model::{NewTask, TaskRecord, TaskStatus, Unique};
-use crate::queue::{DEFAULT_QUEUE, argument_key};
+use crate::queue::{DEFAULT_QUEUE, QueueInfo, argument_key};
 use crate::task::TaskSet;
 use crate::triggers::*;
 use canvas::Submit;
@@ -93,6 +93,7 @@ impl fmt::Debug for Client {
 pub(crate) trait ClientApi: Send + Sync + 'static {
     fn name(&self) -> &str;
     fn submit(self: Arc<Self>, submit: Submit) -> BoxFuture<'static, Result<TaskRecord, Error>>;
+    fn submit_many(self: Arc<Self>, submits: Vec<Submit>) -> BoxFuture<'static, Result<Vec<TaskRecord>, Error>>;
     fn get(self: Arc<Self>, uuid: Uuid) -> BoxFuture<'static, Result<Option<TaskRecord>, Error>>;
     fn wait(self: Arc<Self>, uuid: Uuid, timeout: Duration) -> BoxFuture<'static, Result<TaskRecord, WaitError>>;
     fn cancel(self: Arc<Self>, uuid: Uuid, reason: String) -> BoxFuture<'static, Result<CancelOutcome, Error>>;
@@ -106,6 +107,10 @@ impl<T: TaskSet, C: PluginChain, B: Backend> ClientApi for AppInner<T, C, B> {
 
     fn submit(self: Arc<Self>, submit: Submit) -> BoxFuture<'static, Result<TaskRecord, Error>> {
         Box::pin(async move { self.enqueue_request(submit).await })
+    }
+
+    fn submit_many(self: Arc<Self>, submits: Vec<Submit>) -> BoxFuture<'static, Result<Vec<TaskRecord>, Error>> {
+        Box::pin(async move { self.enqueue_requests(submits).await })
     }
 
     fn get(self: Arc<Self>, uuid: Uuid) -> BoxFuture<'static, Result<Option<TaskRecord>, Error>> {
@@ -140,6 +145,16 @@ impl Client {
     /// Enqueues a task by name; see [`QueueTasks::add_task`].
     pub fn add_task(&self, task_name: impl Into<String>, args: impl Serialize) -> Enqueue<Value> {
         self.enqueue(call(task_name, args))
+    }
+
+    /// Enqueues many calls in one go; see [`QueueTasks::add_tasks`].
+    pub async fn add_tasks<O>(
+        &self,
+        calls: impl IntoIterator<Item = Signature<O>>,
+    ) -> Result<Vec<TaskHandle<O>>, Error> {
+        let submits = calls.into_iter().map(Signature::into_submit).collect::<Result<Vec<_>, _>>()?;
+        let records = self.inner.clone().submit_many(submits).await?;
+        Ok(records.into_iter().map(|record| TaskHandle::new(self.clone(), record.uuid)).collect())
     }
 
     /// Reads a task's record; see [`QueueTasks::get`].
@@ -245,6 +260,42 @@ impl<T: TaskSet, C: PluginChain, B: Backend> QueueTasks<T, C, B> {
         self.enqueue(call(task_name, args))
     }
 
+    /// Enqueues many calls in one go and gives their handles, in order.
+    ///
+    /// Each call is enqueued as by [`enqueue`](Self::enqueue) (the same
+    /// options, the same triggers for each), but the backend writes them in
+    /// batches of up to 500 per round trip (on Redis, one script call per
+    /// batch), many times the rate of one enqueue after another. A call
+    /// whose arguments cannot be encoded, or whose unique or concurrency
+    /// key cannot be computed, fails the whole call before anything is
+    /// stored. A call with the id or unique key of an existing task (or of
+    /// an earlier call in the same batch) is not enqueued again: its handle
+    /// is that task's.
+    ///
+    /// ```
+    /// # use qtasks::{QueueTasks, task};
+    /// # use std::time::Duration;
+    /// #[task]
+    /// async fn add(a: i64, b: i64) -> i64 {
+    ///     a + b
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let app = QueueTasks::builder("add-tasks-doc").task::<Add>().build()?;
+    /// # let worker = app.worker().start().await?;
+    /// let handles = app.add_tasks((0..100).map(|i| Add::call(i, i))).await?;
+    /// assert_eq!(handles[7].result(Duration::from_secs(5)).await?, 14);
+    /// # worker.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn add_tasks<O>(
+        &self,
+        calls: impl IntoIterator<Item = Signature<O>>,
+    ) -> Result<Vec<TaskHandle<O>>, Error> {
+        self.client().add_tasks(calls).await
+    }
+
     /// Reads a task's record; `None` if there is no such task. Fires
     /// `storage_get`, `broker_get` and `qtasks_get`.
     pub async fn get(&self, uuid: Uuid) -> Result<Option<TaskRecord>, Error> {
@@ -330,6 +381,78 @@ impl<T: TaskSet, C: PluginChain, B: Backend> QueueTasks<T, C, B> {
     /// sharing the backend.
     pub async fn queue_stats(&self) -> Result<QueueStats, Error> {
         Ok(self.inner.backend.stats().await?)
+    }
+
+    /// Pauses `queue` for every worker sharing the backend: within a
+    /// second (at their next fetch) no worker takes a task from it. Tasks
+    /// already running finish; enqueueing into it still works. Stored in
+    /// the backend, so it holds for workers started later, until
+    /// [`resume_queue`](Self::resume_queue).
+    ///
+    /// ```
+    /// # use qtasks::{QueueTasks, task};
+    /// # use std::time::Duration;
+    /// # #[task]
+    /// # async fn add(a: i64, b: i64) -> i64 { a + b }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let app = QueueTasks::builder("pause-doc").task::<Add>().build()?;
+    /// let worker = app.worker().start().await?;
+    /// app.pause_queue("default").await?;
+    /// let handle = app.enqueue(Add::call(2, 3)).await?;
+    /// assert_eq!(app.queues().await?[0].depth, 1); // waits while paused
+    /// app.resume_queue("default").await?;
+    /// assert_eq!(handle.result(Duration::from_secs(5)).await?, 5);
+    /// # worker.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// A queue the app does not know (see [`queues`](Self::queues)) is
+    /// [`Error::UnknownQueue`].
+    pub async fn pause_queue(&self, queue: &str) -> Result<(), Error> {
+        self.set_paused(queue, true).await
+    }
+
+    /// Resumes a paused `queue` (see [`pause_queue`](Self::pause_queue)):
+    /// idle workers that consume it wake and take its tasks.
+    pub async fn resume_queue(&self, queue: &str) -> Result<(), Error> {
+        self.set_paused(queue, false).await
+    }
+
+    async fn set_paused(&self, queue: &str, paused: bool) -> Result<(), Error> {
+        let known = self.inner.known_queues();
+        if !known.iter().any(|q| q == queue) {
+            return Err(Error::UnknownQueue { queue: queue.to_owned(), known });
+        }
+        Ok(self.inner.backend.set_paused(queue, paused).await?)
+    }
+
+    /// Every queue of the app, across every worker: depth, delayed tasks,
+    /// in flight, paused, the age of the oldest waiting task, and its
+    /// limits. The app's own queues come first (`default`, the queues its
+    /// tasks name, the ones it declares), then any other queue the backend
+    /// holds tasks for (tasks enqueued by name into a queue this program
+    /// does not know).
+    pub async fn queues(&self) -> Result<Vec<QueueInfo>, Error> {
+        let inner = &*self.inner;
+        let known = inner.known_queues();
+        let limits = inner.limits();
+        let mut seen = inner.backend.queues(&[]).await?;
+        let mut queues = Vec::with_capacity(known.len() + seen.len());
+        for name in known {
+            let info = match seen.iter().position(|q| q.name == name) {
+                Some(at) => seen.swap_remove(at),
+                None => QueueInfo { name, ..QueueInfo::default() },
+            };
+            queues.push(info);
+        }
+        seen.sort_by(|a, b| a.name.cmp(&b.name));
+        queues.extend(seen);
+        for queue in &mut queues {
+            queue.limit = limits.queue(&queue.name).cloned().unwrap_or_default();
+        }
+        Ok(queues)
     }
 
     /// Removes every queued task and record of the app.
@@ -435,28 +558,69 @@ impl<T: TaskSet, C: PluginChain, B: Backend> AppInner<T, C, B> {
         Ok((request, options.id, options.delay))
     }
 
-    async fn enqueue_request(&self, submit: Submit) -> Result<TaskRecord, Error> {
+    /// The record of a call, after the triggers that may change it before
+    /// the backend stores it, and its delay.
+    async fn prepare(&self, submit: Submit) -> Result<(TaskRecord, Option<Duration>), Error> {
         let (request, id, delay) = self.resolve(submit)?;
         let request = fire!(&self.chain, QtasksAddTaskBeforeBroker { app: &self.name, request }).request;
         let model = TaskRecord::new(id.unwrap_or_else(Uuid::new_v4), request);
         let model = fire!(&self.chain, BrokerAddBefore { app: &self.name, model }).model;
-        let mut model = fire!(&self.chain, StorageAdd { app: &self.name, model }).model;
-        let stored = match delay {
-            Some(delay) => self.backend.enqueue_delayed(&model, delay).await?,
-            None => self.backend.enqueue(&model).await?,
-        };
+        Ok((fire!(&self.chain, StorageAdd { app: &self.name, model }).model, delay))
+    }
+
+    /// What follows the backend's answer for one task: the record the
+    /// caller gets, and the triggers of a task that was enqueued now.
+    async fn stored(&self, mut model: TaskRecord, stored: Enqueued) -> TaskRecord {
         if let Enqueued::Existing(existing) = stored {
             // A task with this id (given by the caller), or with this
             // unique key, exists: nothing was enqueued now.
             tracing::debug!(app = %self.name, uuid = %model.uuid, %existing, "not enqueued: the task exists");
             model.uuid = existing;
-            return Ok(model);
+            return model;
         }
         fire!(&self.chain, BrokerAddAfter { app: &self.name, model: &model });
         fire!(&self.chain, QtasksAddTaskAfterBroker { app: &self.name, model: &model });
-        Ok(model)
+        model
+    }
+
+    async fn enqueue_request(&self, submit: Submit) -> Result<TaskRecord, Error> {
+        let (model, delay) = self.prepare(submit).await?;
+        let stored = match delay {
+            Some(delay) => self.backend.enqueue_delayed(&model, delay).await?,
+            None => self.backend.enqueue(&model).await?,
+        };
+        Ok(self.stored(model, stored).await)
+    }
+
+    async fn enqueue_requests(&self, submits: Vec<Submit>) -> Result<Vec<TaskRecord>, Error> {
+        let mut batch = Vec::with_capacity(submits.len());
+        for submit in submits {
+            batch.push(self.prepare(submit).await?);
+        }
+        let mut done = Vec::with_capacity(batch.len());
+        while !batch.is_empty() {
+            let rest = batch.split_off(batch.len().min(ENQUEUE_BATCH));
+            let chunk = std::mem::replace(&mut batch, rest);
+            let stored = self.backend.enqueue_many(&chunk).await?;
+            if stored.len() != chunk.len() {
+                return Err(Error::Backend(crate::backend::BackendError::new(
+                    self.backend.kind(),
+                    crate::backend::BackendErrorKind::Other,
+                    format!("enqueue_many answered for {} tasks of {}", stored.len(), chunk.len()),
+                )));
+            }
+            for ((model, _), stored) in chunk.into_iter().zip(stored) {
+                done.push(self.stored(model, stored).await);
+            }
+        }
+        Ok(done)
     }
 }
+
+/// Tasks [`QueueTasks::add_tasks`] hands the backend in one call at most:
+/// big enough to amortize a round trip, small enough that one script call
+/// does not hold a Redis server for long.
+const ENQUEUE_BATCH: usize = 500;
 
 /// Retry links followed at most (a guard against links that loop).
 const MAX_RETRY_HOPS: usize = 10_000;

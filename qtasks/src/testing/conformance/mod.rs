@@ -312,6 +312,9 @@ fn expect_final(task: &TaskRecord, status: TaskStatus) -> Outcome {
     Ok(())
 }
 
+mod queues;
+use queues::*;
+
 // ---------------------------------------------------------------------------
 // 1. Order
 // ---------------------------------------------------------------------------
@@ -1209,4 +1212,37 @@ checks! {
     /// `extend_lease` is `true` for a task this worker holds, `false` once
     /// it finished, and for a queued or unknown task.
     extend_lease(LEASE) => check_extend_lease;
+    /// Named queues: a fetch takes from the queues it names only, in the
+    /// order it names them (a later queue only when the earlier ones have
+    /// nothing to give), by priority then FIFO within each; a waiting fetch
+    /// ignores tasks of other queues; `queues` reports depth, delayed and
+    /// in-flight tasks and the oldest waiting task per queue.
+    named_queues(LEASE) => check_named_queues;
+    /// Pausing a queue: enqueueing still works, no fetch takes from it
+    /// (other queues of the same fetch still give), every handle of the
+    /// app sees the flag and other apps do not; resuming wakes a waiting
+    /// fetch; a task taken before the pause can still finish.
+    pause(LEASE) => check_pause;
+    /// Concurrency limits per task name, per queue and per key: a task
+    /// over a limit stays queued (status `new`, at its place, not counted
+    /// as anything); a finished or released task frees its slot and wakes
+    /// a waiting fetch.
+    concurrency_limits(LEASE) => check_concurrency_limits;
+    /// On a backend with leases, the slot of a task whose worker died comes
+    /// back with the task when its lease expires, and the limit still
+    /// holds. Nothing to check without leases.
+    limits_and_leases(SHORT_LEASE) => check_limits_and_leases;
+    /// A rate of 5/s: at most a full bucket (5) at once, then one task per
+    /// token, in enqueue order, a waiting fetch waking when a token is due.
+    rate_limits(LEASE) => check_rate_limits;
+    /// Unique keys: a duplicate of a task queued, running, or finished
+    /// within its window gives the existing task's id and stores nothing;
+    /// the key is free after the window (or at once with none), also after
+    /// a cancel; keys are per app; of 8 enqueues of one key at once exactly
+    /// one is new.
+    unique(LEASE) => check_unique;
+    /// `enqueue_many`: 300 tasks in one call come out in batch order with
+    /// their arguments; an id or unique key that exists, or repeats within
+    /// the batch, gives the existing id; a delayed task waits its delay.
+    enqueue_many(LEASE) => check_enqueue_many;
 }
