@@ -10,21 +10,16 @@
 //!
 //! The connection-killing test kills only its own connections: those of a
 //! Redis user it creates ([`support::TestUser`]). Every command these tests
-//! send is retried ([`retry`]), as the worker and client processes do.
+//! send is retried ([`support::retry`]), as the worker and client processes do.
 
 mod support;
 
-use qtasks::{QueueTasks, RedisBackend, TaskRecord, TaskStatus, Uuid, WaitError};
-use redis::aio::ConnectionManager;
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use qtasks::{QueueTasks, RedisBackend, TaskStatus, Uuid, WaitError, json};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
-
-const BIN: &str = env!("CARGO_BIN_EXE_qtasks-test-worker");
+use support::procs::{Proc, delete_runs, run_keys, runs};
+use support::{query, retry};
 
 /// Both tests load a small machine: they run one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -47,150 +42,6 @@ async fn server() -> Option<String> {
     };
     support::unreachable("distributed", &url, &error);
     None
-}
-
-/// Retries `op` while it fails, for up to 20 s: the connections may be
-/// killed by another test using the server.
-async fn retry<T, E: std::fmt::Display>(what: &str, mut op: impl AsyncFnMut() -> Result<T, E>) -> T {
-    let started = Instant::now();
-    loop {
-        match op().await {
-            Ok(value) => return value,
-            Err(e) if started.elapsed() < Duration::from_secs(20) => {
-                eprintln!("{what}: {e}; retrying");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("{what}: {e}"),
-        }
-    }
-}
-
-/// A plain connection (reconnecting) to look at keys directly.
-async fn raw(url: &str) -> ConnectionManager {
-    redis::Client::open(url).unwrap().get_connection_manager().await.unwrap()
-}
-
-/// Runs a command, retrying while the connection is lost.
-async fn query<T: redis::FromRedisValue>(conn: &ConnectionManager, args: &[&str]) -> T {
-    retry(&args.join(" "), async || {
-        let mut cmd = redis::cmd(args[0]);
-        for a in &args[1..] {
-            cmd.arg(*a);
-        }
-        cmd.query_async::<T>(&mut conn.clone()).await
-    })
-    .await
-}
-
-/// The keys where the worker processes count the runs of `square`.
-fn run_keys(app: &str) -> [String; 2] {
-    [format!("qtasks-test:{app}:runs"), format!("qtasks-test:{app}:runs-by-worker")]
-}
-
-/// Runs of `square(n)` per `n`, and runs per worker pid.
-async fn runs(conn: &ConnectionManager, app: &str) -> (HashMap<i64, i64>, HashMap<u32, i64>) {
-    let [runs, by_worker] = run_keys(app);
-    (query(conn, &["HGETALL", &runs]).await, query(conn, &["HGETALL", &by_worker]).await)
-}
-
-/// A `qtasks-test-worker` process: its stdout as lines, its stderr kept.
-/// Killed if still running when dropped (a failed test leaves no process).
-struct Proc {
-    name: String,
-    child: Child,
-    lines: mpsc::UnboundedReceiver<String>,
-    stderr: Arc<Mutex<Vec<String>>>,
-}
-
-impl Proc {
-    fn spawn(name: &str, args: &[&str]) -> Self {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {BIN}: {e}"));
-        let (tx, lines) = mpsc::unbounded_channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let (log, pipe) = (Arc::clone(&stderr), child.stderr.take().unwrap());
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                log.lock().unwrap().push(line);
-            }
-        });
-        Self { name: name.to_owned(), child, lines, stderr }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The next stdout line starting with `prefix` (others are skipped).
-    async fn expect(&mut self, prefix: &str, within: Duration) -> String {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
-                Ok(Some(line)) if line.starts_with(prefix) => return line,
-                Ok(Some(_)) => {}
-                Ok(None) => panic!("{} ended its output before `{prefix}`:\n{}", self.name, self.log()),
-                Err(_) => panic!("no `{prefix}` from {} within {within:?}:\n{}", self.name, self.log()),
-            }
-        }
-    }
-
-    fn sigkill(&mut self) {
-        // `Child::kill` sends SIGKILL.
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    fn sigterm(&self) {
-        let status = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status().unwrap();
-        assert!(status.success(), "kill -TERM {}: {status}", self.pid());
-    }
-
-    async fn exit_within(&mut self, within: Duration) -> ExitStatus {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(started.elapsed() < within, "{} still running after {within:?}:\n{}", self.name, self.log());
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Its stderr so far.
-    fn log(&self) -> String {
-        self.stderr.lock().unwrap().join("\n")
-    }
-
-    /// Prints how much it logged, and the first lines.
-    fn report(&self) {
-        let log = self.stderr.lock().unwrap();
-        eprintln!("{} (pid {}): {} stderr lines", self.name, self.pid(), log.len());
-        for line in log.iter().take(40) {
-            eprintln!("  | {line}");
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
 
 /// The ids of the workers the registry lists.
@@ -228,27 +79,15 @@ async fn two_workers_and_a_sigkill_lose_nothing() {
     let name = format!("qtasks-dist-{}", Uuid::new_v4());
     let backend = RedisBackend::connect(&url).await.map(|b| b.for_app(&name)).unwrap();
     let app = QueueTasks::builder(name.as_str()).backend(backend).build().unwrap();
-    let conn = raw(&url).await;
+    let mut conn = support::reconnecting_redis().await;
 
-    let concurrency = CONCURRENCY.to_string();
     // 20 ms per task: 64 slots run at most ~3 200 tasks/s, about what the
     // client enqueues, so the workers stay busy and worker A dies holding
     // tasks that have started (a run is counted first).
-    let worker_args = [
-        "worker",
-        "--app",
-        &name,
-        "--url",
-        &url,
-        "--concurrency",
-        &concurrency,
-        "--lease-ms",
-        "2000",
-        "--task-ms",
-        "20",
-    ];
-    let mut doomed = Proc::spawn("worker A (SIGKILLed)", &worker_args);
-    let mut survivor = Proc::spawn("worker B", &worker_args);
+    let worker =
+        |label: &str| Proc::worker(label, &name, &url, CONCURRENCY, Duration::from_secs(2), Duration::from_millis(20));
+    let mut doomed = worker("worker A (SIGKILLed)");
+    let mut survivor = worker("worker B");
     let doomed_id = ready_id(&doomed.expect("READY", Duration::from_secs(30)).await);
     let survivor_id = ready_id(&survivor.expect("READY", Duration::from_secs(30)).await);
     let mut both = vec![doomed_id.clone(), survivor_id.clone()];
@@ -261,23 +100,23 @@ async fn two_workers_and_a_sigkill_lose_nothing() {
     let mut uuids: Vec<Option<Uuid>> = vec![None; TASKS];
     let mut done_line = None;
     // Once about a third of the tasks have run, worker A dies mid-flight.
-    let [runs_key, _] = run_keys(&name);
+    let [runs_key, ..] = run_keys(&name);
     let inflight_key = format!("qtasks:{name}:inflight");
     loop {
         while let Ok(line) = client.lines.try_recv() {
             absorb(line, &mut uuids, &mut done_line);
         }
-        let ran: usize = query(&conn, &["HLEN", &runs_key]).await;
+        let ran: usize = query(&mut conn, &["HLEN", &runs_key]).await;
         if ran >= TASKS / 3 {
             break;
         }
         assert!(Instant::now() < deadline, "only {ran} tasks ran:\n{}\n{}", doomed.log(), survivor.log());
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let in_flight_before: usize = query(&conn, &["ZCARD", &inflight_key]).await;
+    let in_flight_before: usize = query(&mut conn, &["ZCARD", &inflight_key]).await;
     doomed.sigkill();
     let killed_at = Instant::now();
-    let ran_at_kill: usize = query(&conn, &["HLEN", &runs_key]).await;
+    let ran_at_kill: usize = query(&mut conn, &["HLEN", &runs_key]).await;
     eprintln!(
         "SIGKILL after {:.2} s: {ran_at_kill} tasks had run, {in_flight_before} leases held by both workers",
         started.elapsed().as_secs_f64()
@@ -316,7 +155,7 @@ async fn two_workers_and_a_sigkill_lose_nothing() {
     }
 
     // Every task ran; only those worker A held when it died may have run twice.
-    let (runs, by_worker) = runs(&conn, &name).await;
+    let (runs, by_worker) = runs(&mut conn, &name).await;
     let never: Vec<usize> = (0..TASKS).filter(|n| !runs.contains_key(&(*n as i64))).collect();
     assert!(never.is_empty(), "{} tasks never ran: {:?}…", never.len(), &never[..never.len().min(10)]);
     assert_eq!(runs.len(), TASKS, "runs of unknown tasks");
@@ -360,63 +199,20 @@ async fn two_workers_and_a_sigkill_lose_nothing() {
     eprintln!("worker A left the registry {:.1} s after SIGKILL", killed_at.elapsed().as_secs_f64());
 
     // SIGTERM: graceful shutdown, exit 0, unregistered.
-    survivor.sigterm();
-    survivor.expect("STOPPED", Duration::from_secs(30)).await;
-    let status = survivor.exit_within(Duration::from_secs(10)).await;
-    assert!(status.success(), "worker B after SIGTERM: {status}:\n{}", survivor.log());
+    survivor.stop().await;
     assert_eq!(listed(&app).await, Vec::<String>::new());
     doomed.report();
     survivor.report();
     client.report();
 
     retry("flushing", async || app.flush_all().await).await;
-    let [runs_key, by_worker_key] = run_keys(&name);
-    let _: i64 = query(&conn, &["DEL", &runs_key, &by_worker_key]).await;
+    delete_runs(&mut conn, &name).await;
     eprintln!("total {:.1} s", started.elapsed().as_secs_f64());
 }
 
 /// Whether a `CLIENT LIST` line is a pub/sub connection (flag `P`).
 fn is_pubsub(line: &str) -> bool {
     line.split(' ').any(|f| f.strip_prefix("flags=").is_some_and(|flags| flags.contains('P')))
-}
-
-/// Enqueues `square(n)`, retrying while the connection is lost.
-async fn enqueue(app: &QueueTasks<(), (), RedisBackend>, n: i64, errors: &AtomicUsize) -> Uuid {
-    let started = Instant::now();
-    loop {
-        match app.add_task("square", [n]).await {
-            Ok(task) => return task.uuid(),
-            Err(e) => {
-                assert!(started.elapsed() < Duration::from_secs(20), "enqueueing {n}: {e}");
-                errors.fetch_add(1, Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    }
-}
-
-/// Waits (notified) for a task, retrying while the connection is lost.
-fn wait(
-    app: &QueueTasks<(), (), RedisBackend>,
-    uuid: Uuid,
-    deadline: Instant,
-    errors: &Arc<AtomicUsize>,
-) -> tokio::task::JoinHandle<Option<TaskRecord>> {
-    let (app, errors) = (app.clone(), Arc::clone(errors));
-    tokio::spawn(async move {
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match app.wait(uuid, left).await {
-                Ok(task) => return Some(task),
-                Err(WaitError::Timeout) => return None,
-                Err(_) if left.is_zero() => return None,
-                Err(_) => {
-                    errors.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
-        }
-    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -426,7 +222,9 @@ async fn connections_dropped_while_tasks_flow() {
     const AFTER: i64 = 500;
     const ROUNDS: usize = 4;
     let _serial = SERIAL.lock().await;
-    let Some(url) = server().await else { return };
+    if server().await.is_none() {
+        return;
+    }
     let started = Instant::now();
     let deadline = started + Duration::from_secs(50);
     // Both processes log in as the test's own user: its connections are
@@ -437,24 +235,23 @@ async fn connections_dropped_while_tasks_flow() {
     let backend = RedisBackend::connect(&url_user).await.map(|b| b.for_app(&name)).unwrap();
     let app = QueueTasks::builder(name.as_str()).backend(backend).build().unwrap();
     // Logged in as the default user: never a target.
-    let conn = raw(&url).await;
+    let mut conn = support::reconnecting_redis().await;
 
-    let mut worker = Proc::spawn(
-        "worker",
-        &["worker", "--app", &name, "--url", &url_user, "--concurrency", "16", "--lease-ms", "2000", "--task-ms", "5"],
-    );
+    let mut worker = Proc::worker("worker", &name, &url_user, 16, Duration::from_secs(2), Duration::from_millis(5));
     worker.expect("READY", Duration::from_secs(30)).await;
 
     // A stream of tasks, each awaited (notified) as soon as it is enqueued…
     let enqueue_errors = Arc::new(AtomicUsize::new(0));
     let wait_errors = Arc::new(AtomicUsize::new(0));
     let stream = tokio::spawn({
-        let (app, enqueue_errors, wait_errors) = (app.clone(), Arc::clone(&enqueue_errors), Arc::clone(&wait_errors));
+        let (client, enqueue_errors, wait_errors) =
+            (app.client(), Arc::clone(&enqueue_errors), Arc::clone(&wait_errors));
         async move {
             let mut waits = Vec::new();
             for n in 0..DURING {
-                let uuid = enqueue(&app, n, &enqueue_errors).await;
-                waits.push((n, wait(&app, uuid, deadline, &wait_errors)));
+                let uuid = Uuid::new_v4();
+                support::enqueue(&client, "square", json!([n]), uuid, &enqueue_errors).await;
+                waits.push((n, support::wait(&client, uuid, deadline, &wait_errors)));
                 if n % 10 == 9 {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
@@ -466,9 +263,9 @@ async fn connections_dropped_while_tasks_flow() {
     // shared and blocking (`BLPOP`) ones and its run counter's, the test's
     // shared one and its subscription. First, until tasks run and both
     // kinds of connection are up.
-    let [runs_key, _] = run_keys(&name);
+    let [runs_key, ..] = run_keys(&name);
     loop {
-        let ran: usize = query(&conn, &["HLEN", &runs_key]).await;
+        let ran: usize = query(&mut conn, &["HLEN", &runs_key]).await;
         let conns = user.connections().await;
         if ran > 0 && conns.iter().any(|c| is_pubsub(c)) && conns.iter().any(|c| !is_pubsub(c)) {
             break;
@@ -498,44 +295,42 @@ async fn connections_dropped_while_tasks_flow() {
     // Work resumes: tasks enqueued after the kills finish too, notified.
     let resumed = Instant::now();
     let mut after = Vec::new();
+    let client = app.client();
     for n in DURING..DURING + AFTER {
-        let uuid = enqueue(&app, n, &enqueue_errors).await;
-        after.push((n, wait(&app, uuid, deadline, &wait_errors)));
+        let uuid = Uuid::new_v4();
+        support::enqueue(&client, "square", json!([n]), uuid, &enqueue_errors).await;
+        after.push((n, support::wait(&client, uuid, deadline, &wait_errors)));
     }
     for (n, handle) in after {
-        let task =
+        let (task, _) =
             handle.await.unwrap().unwrap_or_else(|| panic!("task {n}, enqueued after the kills, did not finish"));
         assert_eq!(task.status, TaskStatus::Success, "task {n}: {task:?}");
         assert_eq!(task.result_as::<i64>().unwrap().unwrap(), n * n, "task {n}");
     }
     eprintln!("the {AFTER} tasks enqueued after the kills were done in {:.2} s", resumed.elapsed().as_secs_f64());
     for (n, handle) in waits.drain(..) {
-        let task = handle.await.unwrap().unwrap_or_else(|| panic!("task {n} did not finish:\n{}", worker.log()));
+        let (task, _) = handle.await.unwrap().unwrap_or_else(|| panic!("task {n} did not finish:\n{}", worker.log()));
         assert_eq!(task.status, TaskStatus::Success, "task {n}: {task:?}");
         assert_eq!(task.result_as::<i64>().unwrap().unwrap(), n * n, "task {n}");
     }
     let all_done = started.elapsed();
 
-    let (runs, _) = runs(&conn, &name).await;
+    let (runs, _) = runs(&mut conn, &name).await;
     let never: Vec<i64> = (0..DURING + AFTER).filter(|n| !runs.contains_key(n)).collect();
     assert!(never.is_empty(), "never ran: {never:?}");
     let twice = runs.values().filter(|r| **r > 1).count();
     eprintln!(
         "{} tasks, all success after {:.2} s; {} enqueue and {} wait errors retried; \
-         {twice} tasks counted more than once (redelivered after a lost reply, or a recount)",
+         {twice} tasks ran more than once (a lease lost with a killed connection)",
         DURING + AFTER,
         all_done.as_secs_f64(),
         enqueue_errors.load(Ordering::Relaxed),
         wait_errors.load(Ordering::Relaxed),
     );
 
-    worker.sigterm();
-    worker.expect("STOPPED", Duration::from_secs(30)).await;
-    let status = worker.exit_within(Duration::from_secs(10)).await;
-    assert!(status.success(), "worker after SIGTERM: {status}:\n{}", worker.log());
+    worker.stop().await;
     worker.report();
 
     retry("flushing", async || app.flush_all().await).await;
-    let [runs_key, by_worker_key] = run_keys(&name);
-    let _: i64 = query(&conn, &["DEL", &runs_key, &by_worker_key]).await;
+    delete_runs(&mut conn, &name).await;
 }

@@ -14,15 +14,9 @@ mod support;
 
 use qtasks::{Backend, NewTask, QueueTasks, RedisBackend, TaskMessage, TaskRecord, TaskStatus, Uuid, json, task};
 use redis::aio::MultiplexedConnection;
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::HANG;
-use tokio::sync::mpsc;
-
-const BIN: &str = env!("CARGO_BIN_EXE_qtasks-test-worker");
+use support::procs::{Proc, delete_runs, run_keys, runs};
+use support::{HANG, query};
 
 #[task]
 async fn square(n: i64) -> i64 {
@@ -43,14 +37,6 @@ async fn another(backend: &RedisBackend) -> RedisBackend {
 /// An app running `square` on `backend`.
 fn app(backend: &RedisBackend) -> QueueTasks<impl qtasks::TaskSet, (), RedisBackend> {
     QueueTasks::builder(backend.app_name().to_owned()).task::<Square>().backend(backend.clone()).build().unwrap()
-}
-
-async fn query<T: redis::FromRedisValue>(conn: &mut MultiplexedConnection, args: &[&str]) -> T {
-    let mut cmd = redis::cmd(args[0]);
-    for a in &args[1..] {
-        cmd.arg(*a);
-    }
-    cmd.query_async(conn).await.unwrap_or_else(|e| panic!("{}: {e}", args.join(" ")))
 }
 
 fn square_task(n: i64) -> TaskRecord {
@@ -74,8 +60,7 @@ async fn fetch_within(backend: &RedisBackend, max: usize, within: Duration) -> V
 
 /// The app's dead letters, decoded.
 async fn dead_letters(conn: &mut MultiplexedConnection, backend: &RedisBackend) -> Vec<serde_json::Value> {
-    let letters: Vec<String> = query(conn, &["LRANGE", &format!("{}dead", backend.key_prefix()), "0", "-1"]).await;
-    letters.iter().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("dead letter {l:?}: {e}"))).collect()
+    support::dead_letters(conn, backend.key_prefix()).await
 }
 
 /// The dead letter of task `uuid`; fails unless there is exactly one.
@@ -337,67 +322,6 @@ async fn wait_and_get_ride_over_killed_connections() {
 // 4. A SIGKILLed worker's tasks run elsewhere within seconds
 // ---------------------------------------------------------------------------
 
-/// A `qtasks-test-worker` process: its stdout lines, its stderr kept.
-/// Killed if still running when dropped.
-struct Proc {
-    child: Child,
-    lines: mpsc::UnboundedReceiver<String>,
-    stderr: Arc<Mutex<Vec<String>>>,
-}
-
-impl Proc {
-    fn spawn(args: &[&str]) -> Self {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {BIN}: {e}"));
-        let (tx, lines) = mpsc::unbounded_channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let (log, pipe) = (Arc::clone(&stderr), child.stderr.take().unwrap());
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                log.lock().unwrap().push(line);
-            }
-        });
-        Self { child, lines, stderr }
-    }
-
-    async fn expect(&mut self, prefix: &str) -> String {
-        let deadline = tokio::time::Instant::now() + HANG;
-        loop {
-            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
-                Ok(Some(line)) if line.starts_with(prefix) => return line,
-                Ok(Some(_)) => {}
-                _ => panic!("no `{prefix}` within {HANG:?}:\n{}", self.log()),
-            }
-        }
-    }
-
-    fn log(&self) -> String {
-        self.stderr.lock().unwrap().join("\n")
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(redis_unreachable, ignore = "Redis is not reachable; see the build warning")]
 async fn a_sigkilled_workers_tasks_run_elsewhere_long_before_its_lease_expires() {
@@ -409,22 +333,16 @@ async fn a_sigkilled_workers_tasks_run_elsewhere_long_before_its_lease_expires()
     let url = support::redis_url();
     let app = app(&backend);
     let mut conn = support::raw_redis().await;
-    let runs_key = format!("qtasks-test:{name}:runs");
-    let by_worker_key = format!("qtasks-test:{name}:runs-by-worker");
+    let [runs_key, ..] = run_keys(&name);
 
     let mut uuids = Vec::new();
     for n in 0..TASKS {
         uuids.push(app.add_task("square", [n]).await.unwrap().uuid());
     }
-    let lease_ms = LEASE.as_millis().to_string();
-    let worker = |task_ms: &str| {
-        ["worker", "--app", &name, "--url", &url, "--concurrency", "16", "--lease-ms", &lease_ms, "--task-ms", task_ms]
-            .map(str::to_owned)
-    };
+    let worker = |label: &str, task: Duration| Proc::worker(label, &name, &url, 16, LEASE, task);
     // Worker A takes every task, and its runs never end.
-    let a_args = worker("3600000");
-    let mut doomed = Proc::spawn(&a_args.each_ref().map(String::as_str));
-    doomed.expect("READY").await;
+    let mut doomed = worker("worker A (SIGKILLed)", Duration::from_secs(3600));
+    doomed.expect("READY", HANG).await;
     let started = Instant::now();
     loop {
         let ran: i64 = query(&mut conn, &["HLEN", &runs_key]).await;
@@ -435,12 +353,10 @@ async fn a_sigkilled_workers_tasks_run_elsewhere_long_before_its_lease_expires()
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // Worker B is up, idle: everything is held by A.
-    let b_args = worker("0");
-    let mut survivor = Proc::spawn(&b_args.each_ref().map(String::as_str));
-    survivor.expect("READY").await;
+    let mut survivor = worker("worker B", Duration::ZERO);
+    survivor.expect("READY", HANG).await;
 
-    doomed.child.kill().unwrap();
-    doomed.child.wait().unwrap();
+    doomed.sigkill();
     let killed = Instant::now();
     // Recovered well before the lease would have let the tasks go: the
     // bound is half the lease, against about 5 s expected.
@@ -461,10 +377,9 @@ async fn a_sigkilled_workers_tasks_run_elsewhere_long_before_its_lease_expires()
     assert!(recovered < limit, "recovered after {recovered:?}");
 
     // None lost, each ran once in A and once in B, counted as a duplicate.
-    let runs: HashMap<i64, i64> = query(&mut conn, &["HGETALL", &runs_key]).await;
+    let (runs, by_worker) = runs(&mut conn, &name).await;
     assert_eq!(runs, (0..TASKS).map(|n| (n, 2)).collect(), "runs per task");
-    let by_worker: HashMap<u32, i64> = query(&mut conn, &["HGETALL", &by_worker_key]).await;
-    assert_eq!(by_worker.get(&survivor.child.id()), Some(&TASKS), "{by_worker:?}");
+    assert_eq!(by_worker.get(&survivor.pid()), Some(&TASKS), "{by_worker:?}");
     let stats = backend.stats().await.unwrap();
     assert_eq!(stats.tasks["square"].duplicates, TASKS as u64, "{stats:?}");
     assert_eq!(stats.tasks["square"].success, TASKS as u64, "{stats:?}");
@@ -472,7 +387,7 @@ async fn a_sigkilled_workers_tasks_run_elsewhere_long_before_its_lease_expires()
 
     drop(survivor);
     backend.flush().await.unwrap();
-    let _: i64 = query(&mut conn, &["DEL", &runs_key, &by_worker_key]).await;
+    delete_runs(&mut conn, &name).await;
 }
 
 // ---------------------------------------------------------------------------

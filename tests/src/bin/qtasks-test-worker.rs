@@ -1,5 +1,6 @@
-//! The worker and client processes of the distributed tests
-//! (`tests/tests/distributed.rs`), which reach it with
+//! The worker and client processes of the tests that run several
+//! processes (`tests/tests/distributed.rs`, `faults_redis.rs`,
+//! `fault_suite.rs`, through `tests/tests/support/procs.rs`), which reach it with
 //! `env!("CARGO_BIN_EXE_qtasks-test-worker")`.
 //!
 //! ```text
@@ -20,7 +21,11 @@
 //! a connection of its own, in two hashes: field `n` of
 //! `qtasks-test:{app}:runs` and field `{pid}` of
 //! `qtasks-test:{app}:runs-by-worker`, so a test can see which tasks ran
-//! more than once, and where. Once started it prints
+//! more than once, and where; and logged in `qtasks-test:{app}:run-log`,
+//! field `{n} {pid} {k}` (the k-th run of this process) → the server's
+//! time in µs, so a test can tell when. One script does all three, once
+//! per run: a count retried after its reply was lost is not counted
+//! again. Once started it prints
 //! `READY {worker id} {pid}`; on SIGTERM, Ctrl-C or the end of its stdin
 //! (the test that started it is gone) it shuts down gracefully, prints
 //! `STOPPED` and exits 0.
@@ -36,6 +41,7 @@ use qtasks::{QueueTasks, RedisBackend, TaskStatus, WaitError, task};
 use redis::aio::ConnectionManager;
 use std::process::ExitCode;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Where `square` counts its runs.
@@ -43,10 +49,27 @@ struct Recorder {
     conn: ConnectionManager,
     runs: String,
     by_worker: String,
+    log: String,
     pid: u32,
+    /// Runs of this process so far: each run's own number in the log.
+    started: AtomicU64,
     /// How long each run lasts after it is counted.
     pause: Duration,
 }
+
+/// Counts a run once: logs it (`HSETNX`, so a retry after a lost reply
+/// finds it logged) and, the first time only, adds it to both counts.
+const RECORD: &str = r"
+-- KEYS: 1 runs (n -> runs), 2 runs by worker (pid -> runs), 3 run log.
+-- ARGV: 1 n, 2 pid, 3 the run's number in its process.
+local t = redis.call('TIME')
+local at = t[1] .. string.format('%06d', tonumber(t[2]))
+if redis.call('HSETNX', KEYS[3], ARGV[1] .. ' ' .. ARGV[2] .. ' ' .. ARGV[3], at) == 1 then
+  redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+  redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
+end
+return 1
+";
 
 static RECORDER: OnceLock<Recorder> = OnceLock::new();
 
@@ -61,22 +84,23 @@ async fn square(n: i64) -> Result<i64, std::io::Error> {
 }
 
 /// Counts one run of `square(n)`, retrying while the connection is lost
-/// (a retried increment whose first reply was lost counts twice).
+/// (once: see [`RECORD`]).
 async fn record(n: i64) -> Result<(), std::io::Error> {
+    static SCRIPT: OnceLock<redis::Script> = OnceLock::new();
     let recorder = RECORDER.get().ok_or_else(|| std::io::Error::other("no run recorder"))?;
+    let script = SCRIPT.get_or_init(|| redis::Script::new(RECORD));
+    let run = recorder.started.fetch_add(1, Ordering::Relaxed);
     let mut attempt = 0;
     loop {
         let mut conn = recorder.conn.clone();
-        let counted: Result<(i64, i64), _> = redis::pipe()
-            .cmd("HINCRBY")
-            .arg(&recorder.runs)
+        let counted: Result<i64, _> = script
+            .key(&recorder.runs)
+            .key(&recorder.by_worker)
+            .key(&recorder.log)
             .arg(n)
-            .arg(1)
-            .cmd("HINCRBY")
-            .arg(&recorder.by_worker)
             .arg(recorder.pid)
-            .arg(1)
-            .query_async(&mut conn)
+            .arg(run)
+            .invoke_async(&mut conn)
             .await;
         match counted {
             Ok(_) => return Ok(()),
@@ -169,7 +193,9 @@ async fn worker(o: Options) -> BoxResult<ExitCode> {
     let pid = std::process::id();
     let runs = format!("qtasks-test:{}:runs", o.app);
     let by_worker = format!("qtasks-test:{}:runs-by-worker", o.app);
-    let _ = RECORDER.set(Recorder { conn, runs, by_worker, pid, pause: o.pause });
+    let log = format!("qtasks-test:{}:run-log", o.app);
+    let started = AtomicU64::new(0);
+    let _ = RECORDER.set(Recorder { conn, runs, by_worker, log, pid, started, pause: o.pause });
     let app = QueueTasks::builder(o.app.as_str()).task::<Square>().backend(backend).build()?;
     let worker = app.worker().max_tasks_process(o.concurrency).start().await?;
     println!("READY {} {pid}", worker.info().id);

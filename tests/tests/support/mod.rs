@@ -10,10 +10,13 @@
 
 #![allow(dead_code)] // each test binary uses a part
 
-use qtasks::RedisBackend;
+pub mod procs;
+
+use qtasks::{RedisBackend, TaskRecord, Uuid, WaitError};
 use std::io::Write;
-use std::sync::{Condvar, Mutex};
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 /// Hang protection for the waits of the tests: long enough that a loaded
 /// machine never reaches it, short enough that a hang is reported.
@@ -95,6 +98,90 @@ impl Gate {
 /// A plain connection to the test server, to look at keys directly.
 pub async fn raw_redis() -> redis::aio::MultiplexedConnection {
     redis::Client::open(redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap()
+}
+
+/// A reconnecting connection to the test server (logged in as the
+/// default user: never one a test kills).
+pub async fn reconnecting_redis() -> redis::aio::ConnectionManager {
+    redis::Client::open(redis_url()).unwrap().get_connection_manager().await.unwrap()
+}
+
+/// Retries `op` while it fails, for up to 20 s: the connection may be
+/// killed, by the test itself or by another test using the server.
+pub async fn retry<T, E: std::fmt::Display>(what: &str, mut op: impl AsyncFnMut() -> Result<T, E>) -> T {
+    let started = Instant::now();
+    loop {
+        match op().await {
+            Ok(value) => return value,
+            Err(e) if started.elapsed() < Duration::from_secs(20) => {
+                eprintln!("{what}: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("{what}: {e}"),
+        }
+    }
+}
+
+/// Runs a command (`args[0]` with the rest as its arguments), retrying
+/// while the connection is lost ([`retry`]).
+pub async fn query<T: redis::FromRedisValue>(conn: &mut (impl redis::aio::ConnectionLike + Send), args: &[&str]) -> T {
+    retry(&args.join(" "), async || {
+        let mut cmd = redis::cmd(args[0]);
+        for a in &args[1..] {
+            cmd.arg(*a);
+        }
+        cmd.query_async::<T>(&mut *conn).await
+    })
+    .await
+}
+
+/// The dead letters of the app whose keys start with `prefix`, decoded.
+pub async fn dead_letters(conn: &mut (impl redis::aio::ConnectionLike + Send), prefix: &str) -> Vec<serde_json::Value> {
+    let letters: Vec<String> = query(conn, &["LRANGE", &format!("{prefix}dead"), "0", "-1"]).await;
+    letters.iter().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("dead letter {l:?}: {e}"))).collect()
+}
+
+/// Enqueues `task(args)` under the id `id`, retrying while the connection
+/// is lost (each failure counted in `errors`): a retry after an enqueue
+/// whose answer was lost finds the task stored and adds none.
+pub async fn enqueue(client: &qtasks::Client, task: &str, args: serde_json::Value, id: Uuid, errors: &AtomicUsize) {
+    let started = Instant::now();
+    loop {
+        match client.add_task(task, &args).id(id).await {
+            Ok(handle) => return assert_eq!(handle.uuid(), id),
+            Err(e) => {
+                assert!(started.elapsed() < Duration::from_secs(20), "enqueueing {task}({args}): {e}");
+                errors.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+/// Waits (notified) for a task until `deadline`, retrying while the
+/// connection is lost (each failure counted in `errors`): its final record
+/// and when it came, or `None` at the deadline.
+pub fn wait(
+    client: &qtasks::Client,
+    uuid: Uuid,
+    deadline: Instant,
+    errors: &Arc<AtomicUsize>,
+) -> tokio::task::JoinHandle<Option<(TaskRecord, Instant)>> {
+    let (client, errors) = (client.clone(), Arc::clone(errors));
+    tokio::spawn(async move {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match client.wait(uuid, left).await {
+                Ok(task) => return Some((task, Instant::now())),
+                Err(WaitError::Timeout) => return None,
+                Err(_) if left.is_zero() => return None,
+                Err(_) => {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+    })
 }
 
 /// How many connections are subscribed to `channel` (`PUBSUB NUMSUB`): a
