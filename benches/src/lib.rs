@@ -17,7 +17,7 @@ use qtasks::triggers::{
     BrokerFlushAll, BrokerListenStart, BrokerStart, BrokerStop, QtasksFlushAll, QtasksPing, QtasksStop,
     TaskExecutorArgsReplace, WorkerStart, WorkerStop,
 };
-use qtasks::{Plugin, PluginChain, TaskInfo, TaskMessage, Uuid, Value, plugin};
+use qtasks::{NewTask, Plugin, PluginChain, TaskInfo, TaskMessage, TaskRecord, Uuid, Value, plugin};
 use std::collections::HashMap;
 use std::future::Future;
 use std::hint::black_box;
@@ -513,15 +513,7 @@ pub struct ReplaceInput {
 impl Default for ReplaceInput {
     fn default() -> Self {
         let task = TaskInfo { params: &["a", "b"], ..TaskInfo::new("add") };
-        let message = TaskMessage {
-            uuid: Uuid::nil(),
-            task_name: "add".into(),
-            priority: 0,
-            args: Value::Null,
-            created_at: 0.0,
-            attempt: 1,
-            extra: Default::default(),
-        };
+        let message = TaskRecord::new(Uuid::nil(), NewTask::new("add", Value::Null)).message();
         Self { task, message }
     }
 }

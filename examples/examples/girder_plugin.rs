@@ -11,7 +11,7 @@ use std::time::Duration;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let app = QueueTasks::builder("girder").plugin(gwexample::GwExample).build()?;
-    print!("{}", qtasks::cli::banner(&app, "memory://", 4));
+    print!("{}", qtasks::cli::banner(&app, "memory://", 4, None));
 
     let worker = app.worker().max_tasks_process(4).start().await?;
     let task = app.add_task("fibonacci", [26]).await?.record(Duration::from_secs(30)).await?;

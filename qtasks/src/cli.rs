@@ -1,5 +1,5 @@
 //! A command line for an app binary (feature `cli`): run a worker, enqueue,
-//! read a task, inspect, ping.
+//! read a task, pause and resume queues, inspect, ping.
 //!
 //! ```no_run
 //! use qtasks::{QueueTasks, task};
@@ -17,10 +17,15 @@
 //!
 //! ```text
 //! demo run --concurrency 16                     # a worker (QTASKS_BROKER_URL or --broker-url)
+//! demo run --queues critical,default            # … taking from these queues, in strict order
+//! demo run --queues critical=6,default=1        # … or weighted
 //! demo add add '[2, 3]' --wait 5                # enqueue, wait up to 5 s, print the record
 //! demo add add '[2, 3]' --wait                  # … up to QTASKS_RESULT_TIMEOUT (100 s)
+//! demo add add '[2, 3]' --queue critical --delay 60 --unique-key nightly
+//! demo queue pause emails                       # no worker takes from `emails` …
+//! demo queue resume emails                      # … until it is resumed
 //! demo status 5f0c…                             # print a task's record
-//! demo inspect tasks|plugins|workers [--json]   # listings
+//! demo inspect tasks|plugins|workers|queues [--json]   # listings
 //! demo inspect config [--json]                  # the settings in effect
 //! demo inspect stats [--json]                   # live counters: queue, in flight, runs per task
 //! demo ping                                     # exit 0 if a worker is alive
@@ -45,6 +50,7 @@ use crate::app::QueueTasks;
 use crate::backend::AnyBackend;
 use crate::config::{Config, ConfigError, env_vars, warn_unknown};
 use crate::dispatch::PluginChain;
+use crate::queue::QueueOrder;
 use crate::task::TaskSet;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::process::ExitCode;
@@ -72,6 +78,11 @@ pub enum Command {
         /// How many tasks run at once [default: QTASKS_MAX_TASKS_PROCESS, else 10].
         #[arg(long, short = 'c')]
         concurrency: Option<usize>,
+        /// The queues to take from: `critical,default` in strict order, or
+        /// `critical=6,default=1` weighted [default: every queue the app
+        /// knows, in strict order].
+        #[arg(long, short = 'Q', value_name = "LIST")]
+        queues: Option<QueueOrder>,
     },
     /// Enqueue a task by name with JSON arguments.
     Add {
@@ -87,6 +98,22 @@ pub enum Command {
         /// Override the task's priority (lower runs first).
         #[arg(long, allow_negative_numbers = true)]
         priority: Option<i64>,
+        /// Send the task to this queue instead of its own.
+        #[arg(long)]
+        queue: Option<String>,
+        /// Run it no sooner than this many seconds from now.
+        #[arg(long, value_name = "SECS")]
+        delay: Option<f64>,
+        /// Enqueue it only if no task with this unique key is queued,
+        /// running, or finished within its window.
+        #[arg(long, value_name = "KEY")]
+        unique_key: Option<String>,
+    },
+    /// Pause or resume a queue for every worker.
+    Queue {
+        /// What to do.
+        #[command(subcommand)]
+        action: QueueAction,
     },
     /// Print a task's record as JSON.
     Status {
@@ -105,6 +132,22 @@ pub enum Command {
     Ping,
 }
 
+/// What `queue` does.
+#[derive(Debug, Subcommand)]
+pub enum QueueAction {
+    /// Stop every worker taking tasks from the queue (enqueueing still
+    /// works; running tasks finish).
+    Pause {
+        /// The queue.
+        queue: String,
+    },
+    /// Let workers take from the queue again.
+    Resume {
+        /// The queue.
+        queue: String,
+    },
+}
+
 /// What `inspect` lists.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Inspect {
@@ -114,6 +157,9 @@ pub enum Inspect {
     Plugins,
     /// The workers alive on the backend.
     Workers,
+    /// The app's queues: depth, delayed, in flight, paused, limits, the
+    /// age of the oldest waiting task.
+    Queues,
     /// The settings in effect (the app's config overridden by the
     /// environment and the flags; passwords hidden).
     Config,
@@ -198,11 +244,17 @@ where
         crate::dispatch::set_blocking_handler_limit(limit);
     }
     match cli.command {
-        Command::Run { concurrency } => {
+        Command::Run { concurrency, queues } => {
             let concurrency = concurrency.unwrap_or(config.max_tasks_process).max(1);
-            print!("{}", banner(&app, &config.broker_url, concurrency));
+            let mut worker = app.worker().max_tasks_process(concurrency);
+            worker = match queues.clone() {
+                Some(QueueOrder::Strict(names)) => worker.queues(names),
+                Some(QueueOrder::Weighted(weights)) => worker.weighted_queues(weights),
+                None => worker,
+            };
+            print!("{}", banner(&app, &config.broker_url, concurrency, queues.as_ref()));
             let mut signals = Signals::new();
-            let worker = app.worker().max_tasks_process(concurrency).start().await?;
+            let worker = worker.start().await?;
             signals.next().await;
             let limit = config.shutdown_timeout;
             eprintln!(
@@ -220,12 +272,24 @@ where
                 eprintln!("{} running task(s) stopped and put back in the queue", report.released.len());
             }
         }
-        Command::Add { task, args, wait, priority } => {
+        Command::Add { task, args, wait, priority, queue, delay, unique_key } => {
             let args: serde_json::Value =
                 serde_json::from_str(&args).map_err(|e| format!("arguments are not valid JSON: {e}"))?;
             let declared = app.tasks().iter().find(|t| t.name == task).and_then(|t| t.priority);
             let priority = priority.or(declared).unwrap_or(config.task_default_priority);
-            let handle = app.add_task(task, args).priority(priority).await?;
+            let mut enqueue = app.add_task(task, args).priority(priority);
+            if let Some(queue) = queue {
+                enqueue = enqueue.queue(queue);
+            }
+            if let Some(secs) = delay {
+                let delay = Duration::try_from_secs_f64(secs)
+                    .map_err(|_| format!("--delay: expected a number of seconds ≥ 0, got {secs}"))?;
+                enqueue = enqueue.delay(delay);
+            }
+            if let Some(key) = unique_key {
+                enqueue = enqueue.unique_key(key);
+            }
+            let handle = enqueue.await?;
             match wait {
                 None => match app.get(handle.uuid()).await? {
                     Some(task) => println!("{}", serde_json::to_string_pretty(&task)?),
@@ -249,6 +313,18 @@ where
                 }
             }
         }
+        Command::Queue { action } => {
+            let (queue, paused) = match &action {
+                QueueAction::Pause { queue } => (queue, true),
+                QueueAction::Resume { queue } => (queue, false),
+            };
+            if paused {
+                app.pause_queue(queue).await?;
+            } else {
+                app.resume_queue(queue).await?;
+            }
+            println!("queue {queue} {}", if paused { "paused" } else { "resumed" });
+        }
         Command::Status { uuid } => match app.get(uuid).await? {
             Some(task) => println!("{}", serde_json::to_string_pretty(&task)?),
             None => {
@@ -261,6 +337,7 @@ where
                 Inspect::Tasks => serde_json::to_value(app.tasks())?,
                 Inspect::Plugins => serde_json::to_value(app.plugins())?,
                 Inspect::Workers => serde_json::to_value(app.workers().await?)?,
+                Inspect::Queues => serde_json::to_value(app.queues().await?)?,
                 Inspect::Config => serde_json::to_value(&config)?,
                 Inspect::Stats => {
                     let inspection = app.inspect().await?;
@@ -297,6 +374,7 @@ pub fn banner<T: TaskSet, C: PluginChain, B: crate::Backend>(
     app: &QueueTasks<T, C, B>,
     url: &str,
     concurrency: usize,
+    queues: Option<&QueueOrder>,
 ) -> String {
     use std::fmt::Write;
     let mut out = String::new();
@@ -304,6 +382,12 @@ pub fn banner<T: TaskSet, C: PluginChain, B: crate::Backend>(
     let _ = writeln!(out, "  app:          {}", app.name());
     let _ = writeln!(out, "  backend:      {} ({})", app.backend().kind(), redact(url));
     let _ = writeln!(out, "  concurrency:  {concurrency}");
+    match queues {
+        Some(order @ QueueOrder::Strict(_)) => writeln!(out, "  queues:       {order} (strict order)"),
+        Some(order @ QueueOrder::Weighted(_)) => writeln!(out, "  queues:       {order} (weighted)"),
+        None => writeln!(out, "  queues:       {} (strict order)", app.inner.known_queues().join(", ")),
+    }
+    .expect("writing to a String cannot fail");
     let _ = writeln!(out, "  tasks:");
     let plugins = app.plugins();
     for t in app.tasks() {

@@ -266,6 +266,60 @@ impl QueueOrder {
     }
 }
 
+/// `critical, default` (strict) or `critical=6, default=1` (weighted).
+impl fmt::Display for QueueOrder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = match self {
+            Self::Strict(names) => names.clone(),
+            Self::Weighted(weights) => weights.iter().map(|(n, w)| format!("{n}={w}")).collect(),
+        };
+        f.write_str(&parts.join(", "))
+    }
+}
+
+/// A queue list that does not parse (see [`QueueOrder`]'s `FromStr`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid queue list `{0}`: expected names separated by commas (`critical,default`, strict order) or \
+     every name with a weight ≥ 1 (`critical=6,default=1`, weighted)"
+)]
+pub struct InvalidQueueOrder(pub String);
+
+impl FromStr for QueueOrder {
+    type Err = InvalidQueueOrder;
+
+    /// `critical,default` is strict order; `critical=6,default=1` weighted
+    /// (every queue then needs a weight). Spaces around names are ignored;
+    /// an empty name, a repeated name or a weight of 0 is an error.
+    fn from_str(text: &str) -> Result<Self, InvalidQueueOrder> {
+        let invalid = || InvalidQueueOrder(text.to_owned());
+        let parts: Vec<(&str, Option<&str>)> = text
+            .split(',')
+            .map(|part| match part.split_once('=') {
+                Some((name, weight)) => (name.trim(), Some(weight.trim())),
+                None => (part.trim(), None),
+            })
+            .collect();
+        for (i, (name, _)) in parts.iter().enumerate() {
+            if name.is_empty() || parts[..i].iter().any(|(other, _)| other == name) {
+                return Err(invalid());
+            }
+        }
+        let names = || parts.iter().map(|(name, _)| (*name).to_owned());
+        match (parts.iter().all(|(_, w)| w.is_none()), parts.iter().all(|(_, w)| w.is_some())) {
+            (true, _) => Ok(Self::Strict(names().collect())),
+            (_, true) => {
+                let weights = parts
+                    .iter()
+                    .map(|(_, w)| w.and_then(|w| w.parse::<u32>().ok()).filter(|w| *w >= 1).ok_or_else(invalid))
+                    .collect::<Result<Vec<u32>, _>>()?;
+                Ok(Self::Weighted(names().zip(weights).collect()))
+            }
+            _ => Err(invalid()),
+        }
+    }
+}
+
 /// Turns a [`QueueOrder`] into the order of each fetch.
 #[derive(Debug)]
 pub(crate) struct Rotation {
@@ -334,6 +388,19 @@ mod tests {
         }
         assert_eq!(Rate::per_minute(30).to_string(), "30/m");
         assert_eq!(Rate::per_second(4).interval(), Duration::from_millis(250));
+    }
+
+    #[test]
+    fn queue_lists_parse_and_print() {
+        let strict: QueueOrder = "critical, default".parse().unwrap();
+        assert_eq!(strict, QueueOrder::Strict(vec!["critical".into(), "default".into()]));
+        assert_eq!(strict.to_string(), "critical, default");
+        let weighted: QueueOrder = "critical=6,default=1".parse().unwrap();
+        assert_eq!(weighted, QueueOrder::Weighted(vec![("critical".into(), 6), ("default".into(), 1)]));
+        assert_eq!(weighted.to_string(), "critical=6, default=1");
+        for bad in ["", "a,", "a,a", "a=0", "a=x", "a=2,b", "=3"] {
+            assert_eq!(bad.parse::<QueueOrder>(), Err(InvalidQueueOrder(bad.to_owned())), "{bad}");
+        }
     }
 
     #[test]

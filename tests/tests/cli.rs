@@ -29,7 +29,7 @@ async fn run(args: &[&str]) -> Result<ExitCode, String> {
 #[tokio::test]
 async fn the_banner_lists_app_backend_concurrency_tasks_and_plugins_and_hides_passwords() {
     let app = build(AnyBackend::connect("memory://").await.unwrap()).unwrap();
-    let text = banner(&app, "redis://:hunter2@db.internal:6379/0", 16);
+    let text = banner(&app, "redis://:hunter2@db.internal:6379/0", 16, None);
     for expected in ["cli-test", "memory", "16", "add", "announce", "worker_start", "redis://***@db.internal:6379/0"] {
         assert!(text.contains(expected), "banner lacks {expected:?}:\n{text}");
     }

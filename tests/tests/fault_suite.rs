@@ -214,9 +214,7 @@ fn entry(seq: u64, id: &str) -> String {
 
 /// A `new` record of `square(NEVER_RUN)` as JSON.
 fn square_record(uuid: Uuid) -> String {
-    let task =
-        NewTask { task_name: "square".to_owned(), priority: 0, args: json!([NEVER_RUN]), extra: Default::default() };
-    serde_json::to_string(&TaskRecord::new(uuid, task)).unwrap()
+    serde_json::to_string(&TaskRecord::new(uuid, NewTask::new("square", json!([NEVER_RUN])))).unwrap()
 }
 
 /// What injecting needs.

@@ -318,6 +318,25 @@ async fn wait_and_get_ride_over_killed_connections() {
     worker_side.flush().await.unwrap();
 }
 
+/// A worker started just after its connection was killed (a network blip
+/// at start) starts: its first registration rides over the drop. Found by
+/// the fault suite, where such a worker exited with `broken pipe`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(redis_unreachable, ignore = "Redis is not reachable; see the build warning")]
+async fn a_worker_starts_over_a_killed_connection() {
+    let Some(admin) = connect("start-after-kill").await else { return };
+    let user = support::TestUser::create().await;
+    let backend = RedisBackend::connect(user.url()).await.unwrap().for_app(admin.app_name());
+    let app = app(&backend);
+    assert!(user.kill("normal").await >= 1, "the worker's connection was not found");
+    let worker = app.worker().start().await.unwrap_or_else(|e| panic!("start after a killed connection: {e}"));
+    let task = app.add_task("square", [6]).await.unwrap();
+    let record = task.record(HANG).await.unwrap();
+    assert_eq!((record.status, record.result), (TaskStatus::Success, Some(json!(36))));
+    worker.shutdown().await;
+    admin.flush().await.unwrap();
+}
+
 // ---------------------------------------------------------------------------
 // 4. A SIGKILLed worker's tasks run elsewhere within seconds
 // ---------------------------------------------------------------------------

@@ -21,7 +21,7 @@ async fn adding_a_plugin_registers_its_tasks_and_listings_show_where_they_came_f
     let origins: Vec<_> = inspection.tasks.iter().map(|t| (t.info.name, t.plugin.as_deref())).collect();
     assert_eq!(origins, [("own_task", None), ("fibonacci", Some("gwexample"))]);
     assert!(inspection.to_string().contains("plugin               gwexample"), "{inspection}");
-    let banner = qtasks::cli::banner(&app, "memory://", 4);
+    let banner = qtasks::cli::banner(&app, "memory://", 4, None);
     assert!(banner.contains(". fibonacci (from plugin gwexample)"), "{banner}");
 
     let worker = app.worker().start().await.unwrap();

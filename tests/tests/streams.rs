@@ -338,7 +338,7 @@ fn the_typed_result_is_a_vec() {
 /// The worker's start-up banner marks stream tasks.
 #[test]
 fn the_worker_banner_marks_stream_tasks() {
-    let text = qtasks::cli::banner(&app("streams-banner", MemoryBackend::new()), "memory://", 1);
+    let text = qtasks::cli::banner(&app("streams-banner", MemoryBackend::new()), "memory://", 1, None);
     assert!(text.contains("    . test_yield (stream)\n"), "{text}");
     assert!(text.contains("    . plain\n"), "{text}");
 }

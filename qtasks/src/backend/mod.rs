@@ -129,6 +129,31 @@ impl std::error::Error for BackendError {
     }
 }
 
+/// Runs `op` until it succeeds, fails with an error that is not a lost
+/// connection (`lost` tells), or `within` has passed since the first try,
+/// waiting with a doubling backoff in between: what a start step does so a
+/// connection dropped at that moment does not stop a process.
+pub(crate) async fn retry_while_lost<T, E, Fut>(
+    within: Duration,
+    lost: impl Fn(&E) -> bool,
+    mut op: impl FnMut() -> Fut,
+) -> Result<T, E>
+where
+    Fut: Future<Output = Result<T, E>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    let mut backoff = Duration::from_millis(20);
+    loop {
+        match op().await {
+            Err(e) if lost(&e) && tokio::time::Instant::now() + backoff < deadline => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+            done => return done,
+        }
+    }
+}
+
 /// Where a [`Backend::fetch`] takes from, and the limits it holds.
 #[derive(Clone, Debug, Default)]
 pub struct Fetch {

@@ -3,7 +3,7 @@
 use crate::app::Error;
 use crate::app::events::{Event, EventKind, emit};
 use crate::app::{AppInner, QueueTasks};
-use crate::backend::{Backend, Fetch};
+use crate::backend::{Backend, BackendErrorKind, Fetch};
 use crate::client::kv::{HEARTBEAT, WORKER_TTL, WORKERS, WorkerInfo};
 use crate::dispatch::PluginChain;
 use crate::dispatch::fire_ctx as fire;
@@ -26,6 +26,9 @@ fn slots(n: usize) -> usize {
 
 /// Largest number of tasks taken from the backend in one call.
 const MAX_BATCH: usize = 256;
+/// How long a start keeps trying to register over a lost connection
+/// before it gives up (a server that is down, not a dropped connection).
+const START_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Configures and starts a worker; see [`QueueTasks::worker`].
 ///
@@ -124,7 +127,15 @@ impl<T: TaskSet, C: PluginChain, B: Backend> WorkerBuilder<T, C, B> {
         fire!(&app.chain, GlobalConfigStart { app: name });
         let info = WorkerInfo::new(name, app.backend.kind(), self.max_tasks_process);
         let (stop_tx, stop_rx) = watch::channel(false);
-        if let Err(error) = self.app.register(&info).await {
+        // The first registration rides over a connection dropped at that
+        // moment (the heartbeat retries later ones).
+        let registered = crate::backend::retry_while_lost(
+            START_RETRY,
+            |e: &Error| matches!(e, Error::Backend(b) if b.kind() == BackendErrorKind::Connection),
+            || self.app.register(&info),
+        )
+        .await;
+        if let Err(error) = registered {
             app.chain.stop().await;
             deps.close().await;
             return Err(error);

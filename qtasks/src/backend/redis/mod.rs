@@ -388,7 +388,7 @@ impl RedisBackend {
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_number_of_retries(3)
             .set_max_delay(Duration::from_secs(2));
-        let mut manager = client
+        let manager = client
             .get_connection_manager_with_config(config)
             .await
             .map_err(redis_error("could not connect to Redis"))?;
@@ -398,7 +398,16 @@ impl RedisBackend {
         for code in scripts::ALL {
             load.cmd("SCRIPT").arg("LOAD").arg(code);
         }
-        let _: Vec<String> = load.query_async(&mut manager).await.map_err(redis_error("loading the Lua scripts"))?;
+        // A connection dropped right after it opened reconnects: retried.
+        let _: Vec<String> = super::retry_while_lost(
+            CONNECT_TIMEOUT,
+            |e: &BackendError| e.kind() == BackendErrorKind::Connection,
+            || {
+                let (load, mut manager) = (&load, manager.clone());
+                async move { load.query_async(&mut manager).await.map_err(redis_error("loading the Lua scripts")) }
+            },
+        )
+        .await?;
         Ok(Self {
             shared: Shared::new(client, manager, "default"),
             lease: DEFAULT_LEASE,
