@@ -102,7 +102,7 @@ pub enum Command {
         #[arg(long)]
         queue: Option<String>,
         /// Run it no sooner than this many seconds from now.
-        #[arg(long, value_name = "SECS")]
+        #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
         delay: Option<f64>,
         /// Enqueue it only if no task with this unique key is queued,
         /// running, or finished within its window.

@@ -124,3 +124,39 @@ fn inspect_commands_print_the_tasks_plugins_and_stats() {
         assert!(has_line(&out, line), "no line {line:?}:\n{out}");
     }
 }
+
+/// `queue pause|resume`, `inspect queues` and `run --queues` (in-process,
+/// on the memory backend: each command has a backend of its own, so what
+/// a pause holds for other processes is tested on Redis in queues_redis.rs).
+#[tokio::test]
+async fn queue_commands_pause_resume_and_list_and_refuse_unknown_queues() {
+    let url = ["app", "--broker-url", "memory://"];
+    let with = |args: &[&'static str]| [&url[..], args].concat();
+    assert_eq!(run(&with(&["queue", "pause", "default"])).await, Ok(ExitCode::SUCCESS));
+    assert_eq!(run(&with(&["queue", "resume", "default"])).await, Ok(ExitCode::SUCCESS));
+    let unknown = run(&with(&["queue", "pause", "emails"])).await.unwrap_err();
+    assert!(unknown.contains("unknown queue `emails`") && unknown.contains("default"), "{unknown}");
+    assert_eq!(run(&with(&["inspect", "queues", "--json"])).await, Ok(ExitCode::SUCCESS));
+    assert_eq!(run(&with(&["add", "add", "[1, 2]", "--queue", "bulk", "--delay", "30"])).await, Ok(ExitCode::SUCCESS));
+    let bad_delay = run(&with(&["add", "add", "[1, 2]", "--delay", "-1"])).await.unwrap_err();
+    assert!(bad_delay.contains("--delay"), "{bad_delay}");
+    let bad_list = run(&with(&["run", "--queues", "critical=0"])).await.unwrap_err();
+    assert!(bad_list.contains("invalid queue list `critical=0`"), "{bad_list}");
+    let unknown_run = run(&with(&["run", "--queues", "default,emails"])).await.unwrap_err();
+    assert!(unknown_run.contains("unknown queue `emails`"), "{unknown_run}");
+}
+
+/// `inspect queues` prints each queue with its depth and state, as text
+/// and as JSON.
+#[test]
+fn inspect_queues_prints_each_queue() {
+    let (code, out) = app_binary(&["inspect", "queues", "--json"]);
+    assert_eq!(code, Some(0), "{out}");
+    let queues: qtasks::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(queues[0]["name"], "default", "{out}");
+    assert_eq!((&queues[0]["depth"], &queues[0]["paused"]), (&qtasks::json!(0), &qtasks::json!(false)), "{out}");
+    let (code, out) = app_binary(&["inspect", "stats"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.lines().any(|l| l.split_whitespace().eq(["queue", "default"])), "{out}");
+    assert!(out.lines().any(|l| l.split_whitespace().eq(["paused", "no"])), "{out}");
+}
