@@ -153,6 +153,10 @@ impl fmt::Display for Inspection {
             if let Some(key) = i.concurrency_key {
                 row(&mut out, "concurrency key", key);
             }
+            if let Some(u) = &i.unique {
+                let on = if u.params.is_empty() { "all arguments".to_owned() } else { u.params.join(", ") };
+                row(&mut out, "unique", format_args!("on {on}, for {} s after the end", u.window.as_secs_f64()));
+            }
             if let Some(m) = i.max_time {
                 row(&mut out, "max time", format_args!("{} s", m.as_secs_f64()));
             }
