@@ -148,7 +148,7 @@ impl fmt::Display for Inspection {
             row(&mut out, "kind", kind);
             row(&mut out, "queue", i.queue);
             if !i.limit.is_none() {
-                row(&mut out, "limits", &i.limit);
+                row(&mut out, "limits", i.limit);
             }
             if let Some(key) = i.concurrency_key {
                 row(&mut out, "concurrency key", key);
@@ -185,7 +185,7 @@ impl fmt::Display for Inspection {
             }
             row(&mut out, "in flight", q.in_flight);
             row(&mut out, "paused", if q.paused { "yes" } else { "no" });
-            row(&mut out, "limits", &q.limit);
+            row(&mut out, "limits", q.limit);
             let age = q.oldest_age.map_or_else(|| "-".to_owned(), |a| format!("{:.1} s", a.as_secs_f64()));
             row(&mut out, "oldest queued", age);
         }
