@@ -38,6 +38,21 @@ local function holder_of(ukey)
   return nil
 end
 
+-- Per queue: its keys, and the entries to add at the end (one ZADD per
+-- queue and batch rather than one per task).
+local seq = redis.call('INCRBY', KEYS[1], 0)
+local written = 0
+local queues, adds = {}, {}
+local function add(key, score, entry)
+  local args = adds[key]
+  if not args then
+    args = {}
+    adds[key] = args
+  end
+  args[#args + 1] = score
+  args[#args + 1] = entry
+end
+
 for i = 2, #ARGV, 8 do
   local id, data, status, priority = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local delay, q, ukey, uwin = tonumber(ARGV[i + 4]), ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
@@ -48,25 +63,37 @@ for i = 2, #ARGV, 8 do
   elseif redis.call('EXISTS', key) == 1 then
     out[#out + 1] = 0
   else
-    local seq = redis.call('INCR', KEYS[1])
-    local entry = priority .. string.format('%016x', seq) .. id
-    local queue, delayed, wake = queue_keys(P, q)
-    redis.call('HSET', key, 'status', status, 'data', data, 'entry', entry)
-    if queue ~= P .. 'queue' then
-      redis.call('HSET', key, 'queue', q)
-      redis.call('SADD', KEYS[2], q)
+    written = written + 1
+    local place = seq + written
+    local entry = priority .. string.format('%016x', place) .. id
+    local keys = queues[q]
+    if not keys then
+      keys = {queue_keys(P, q)}
+      queues[q] = keys
+      woken[keys[3]] = true
+      if keys[1] ~= P .. 'queue' then redis.call('SADD', KEYS[2], q) end
+    end
+    if keys[1] == P .. 'queue' then
+      redis.call('HSET', key, 'status', status, 'data', data, 'entry', entry)
+    else
+      redis.call('HSET', key, 'status', status, 'data', data, 'entry', entry, 'queue', q)
     end
     if ukey ~= '' then
       redis.call('HSET', key, 'ukey', ukey, 'uwin', uwin)
       redis.call('SET', ukey, id)
     end
     if delay > 0 then
-      redis.call('ZADD', delayed, now_ms + delay, entry)
+      add(keys[2], now_ms + delay, entry)
     else
-      redis.call('ZADD', queue, 0, entry)
+      add(keys[1], 0, entry)
     end
-    woken[wake] = true
-    out[#out + 1] = seq
+    out[#out + 1] = place
+  end
+end
+if written > 0 then redis.call('INCRBY', KEYS[1], written) end
+for key, args in pairs(adds) do
+  for i = 1, #args, 1000 do
+    redis.call('ZADD', key, unpack(args, i, math.min(i + 999, #args)))
   end
 end
 for wake in pairs(woken) do wake_up(wake) end
