@@ -555,7 +555,14 @@ impl<T: TaskSet, C: PluginChain, B: Backend> AppInner<T, C, B> {
             }
             (None, None) => None,
         };
-        let request = NewTask { task_name, queue, priority, args, extra: options.extra, limit_key, unique };
+        let mut extra = options.extra;
+        crate::trace::inject_current(&mut extra);
+        if let Some(value) = extra.get(crate::trace::TRACEPARENT)
+            && !value.as_str().is_some_and(crate::trace::is_valid_traceparent)
+        {
+            return Err(Error::InvalidTraceparent { task: task_name, value: value.to_string() });
+        }
+        let request = NewTask { task_name, queue, priority, args, extra, limit_key, unique };
         Ok((request, options.id, options.delay))
     }
 
