@@ -605,10 +605,16 @@ impl<T: TaskSet, C: PluginChain, B: Backend> AppInner<T, C, B> {
         for submit in submits {
             batch.push(self.prepare(submit).await?);
         }
+        // Moved out front to back: splitting the rest off each time would
+        // copy it again per batch (quadratic in the number of tasks).
         let mut chunks = Vec::with_capacity(batch.len().div_ceil(ENQUEUE_BATCH));
-        while !batch.is_empty() {
-            let rest = batch.split_off(batch.len().min(ENQUEUE_BATCH));
-            chunks.push(std::mem::replace(&mut batch, rest));
+        let mut tasks = batch.into_iter();
+        loop {
+            let chunk: Vec<_> = tasks.by_ref().take(ENQUEUE_BATCH).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            chunks.push(chunk);
         }
         // A few batches in flight at once, sent in order (a backend with one
         // connection runs them in that order), their outcomes kept in order.
