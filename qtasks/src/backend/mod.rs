@@ -20,7 +20,7 @@ pub mod postgres;
 mod redis;
 
 #[cfg(feature = "postgres")]
-pub use self::postgres::{PostgresBackend, PostgresOptions};
+pub use self::postgres::{AsPostgres, PostgresBackend, PostgresOptions};
 #[cfg(feature = "redis")]
 pub use self::redis::RedisBackend;
 pub use any::AnyBackend;

@@ -24,21 +24,22 @@ fn table(schema: &str) -> String {
 }
 
 /// The newest version applied to `schema` (0: none, or no such schema).
-async fn applied(conn: impl Executor<'_, Database = sqlx::Postgres>, schema: &str) -> Result<i64, sqlx::Error> {
-    let sql = format!(
-        "SELECT CASE WHEN to_regclass('{table}') IS NULL THEN 0::bigint \
-         ELSE (SELECT coalesce(max(version), 0) FROM {table} WHERE success) END",
-        table = table(schema)
-    );
-    // `to_regclass` needs the name as text: the table name is quoted for it,
-    // and the schema name holds no quote (checked at connect).
-    let row: (i64,) = sqlx::query_as(AssertSqlSafe(sql)).fetch_one(conn).await?;
-    Ok(row.0)
+async fn applied(conn: &mut PgConnection, schema: &str) -> Result<i64, sqlx::Error> {
+    // `to_regclass` takes the name as text: quoted for it, and the schema
+    // name holds no quote (checked at connect).
+    let exists: bool =
+        sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL").bind(table(schema)).fetch_one(&mut *conn).await?;
+    if !exists {
+        return Ok(0);
+    }
+    let sql = format!("SELECT coalesce(max(version), 0)::bigint FROM {} WHERE success", table(schema));
+    sqlx::query_scalar(AssertSqlSafe(sql)).fetch_one(&mut *conn).await
 }
 
 /// The version `schema` is at.
 pub(super) async fn version(pool: &PgPool, schema: &str) -> Result<i64, BackendError> {
-    let v = applied(pool, schema).await.map_err(db_error("reading the schema version"))?;
+    let mut conn = pool.acquire().await.map_err(db_error("reading the schema version"))?;
+    let v = applied(&mut conn, schema).await.map_err(db_error("reading the schema version"))?;
     newer_check(schema, v)?;
     Ok(v)
 }

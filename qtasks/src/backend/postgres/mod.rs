@@ -464,6 +464,21 @@ impl PostgresBackend {
     }
 }
 
+/// A backend that can enqueue in a caller's Postgres transaction: the
+/// bound of [`QueueTasks::add_task_in`](crate::QueueTasks::add_task_in).
+/// Implemented by [`PostgresBackend`], and by
+/// [`AnyBackend`](crate::AnyBackend) (whose other variants give `None`).
+pub trait AsPostgres {
+    /// The Postgres backend, if this is one.
+    fn as_postgres(&self) -> Option<&PostgresBackend>;
+}
+
+impl AsPostgres for PostgresBackend {
+    fn as_postgres(&self) -> Option<&PostgresBackend> {
+        Some(self)
+    }
+}
+
 /// An error of this backend, without a source.
 fn error(kind: BackendErrorKind, message: impl Into<String>) -> BackendError {
     BackendError::new(KIND, kind, message)
