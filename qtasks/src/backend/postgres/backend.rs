@@ -3,8 +3,7 @@
 
 use super::codec::{self, Encoded, Taken};
 use super::{
-    BackendErrorKind, FALLBACK_POLL, KIND, PURGE_BATCH, PURGE_EVERY, PostgresBackend, db_error, encode_error, error,
-    lock, millis,
+    BackendErrorKind, KIND, PURGE_BATCH, PURGE_EVERY, PostgresBackend, db_error, encode_error, error, lock, millis,
 };
 use crate::backend::{Backend, BackendError, CancelOutcome, Enqueued, Fetch, QueueStats, retry_while_lost};
 use crate::model::{TaskMessage, TaskRecord, TaskStatus};
@@ -553,11 +552,11 @@ impl Backend for PostgresBackend {
                 Some(task) if task.status.is_done() => return Ok(Some(task)),
                 Some(_) => {}
             }
-            let left = deadline.map_or(FALLBACK_POLL, |d| d.saturating_duration_since(Instant::now()));
+            let left = deadline.map_or(self.fallback_poll, |d| d.saturating_duration_since(Instant::now()));
             if left.is_zero() {
                 return Ok(None);
             }
-            let _ = tokio::time::timeout(left.min(FALLBACK_POLL), notified).await;
+            let _ = tokio::time::timeout(left.min(self.fallback_poll), notified).await;
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(None);
             }
@@ -584,7 +583,7 @@ impl Backend for PostgresBackend {
             if out.len() > before {
                 return Ok(());
             }
-            let nap = next.map_or(FALLBACK_POLL, |due| due.min(FALLBACK_POLL)).max(Duration::from_millis(1));
+            let nap = next.map_or(self.fallback_poll, |due| due.min(self.fallback_poll)).max(Duration::from_millis(1));
             let _ = tokio::time::timeout(nap, notified).await;
         }
     }

@@ -205,6 +205,7 @@ pub struct PostgresBackend {
     lease: Duration,
     retention: Option<Duration>,
     max_message_size: usize,
+    fallback_poll: Duration,
 }
 
 /// Shards of the map of runs: no lock shared by every task.
@@ -338,6 +339,7 @@ impl PostgresOptions {
             lease: DEFAULT_LEASE,
             retention: Some(DEFAULT_RETENTION),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            fallback_poll: FALLBACK_POLL,
         };
         let version = if self.migrate { backend.migrate().await? } else { backend.schema_version().await? };
         if version != LATEST_VERSION {
@@ -353,6 +355,33 @@ impl PostgresOptions {
         }
         Ok(backend)
     }
+}
+
+/// The URL without its `qtasks_schema` parameter, and that parameter.
+fn take_schema_param(url: &str) -> (String, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else { return (url.to_owned(), None) };
+    let (query, fragment) = query.split_once('#').map_or((query, None), |(q, f)| (q, Some(f)));
+    let mut schema = None;
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| match pair.strip_prefix("qtasks_schema=") {
+            Some(value) => {
+                schema = Some(value.to_owned());
+                false
+            }
+            None => !pair.is_empty(),
+        })
+        .collect();
+    let mut out = base.to_owned();
+    if !kept.is_empty() {
+        out.push('?');
+        out.push_str(&kept.join("&"));
+    }
+    if let Some(fragment) = fragment {
+        out.push('#');
+        out.push_str(fragment);
+    }
+    (out, schema)
 }
 
 /// A schema name as given, if it is one this backend accepts.
@@ -387,10 +416,16 @@ impl PostgresBackend {
 
     /// Settings to connect to the database at `url` with (schema, pool
     /// size, application name, migrations); see [`PostgresOptions`].
+    ///
+    /// The URL may name the schema with the parameter `qtasks_schema`
+    /// (`postgres://host/db?qtasks_schema=jobs`), which is how a URL alone
+    /// ([`AnyBackend`](crate::AnyBackend), the CLI's `QTASKS_BROKER_URL`)
+    /// picks one; it is taken out of the URL given to the driver.
     pub fn options(url: &str) -> PostgresOptions {
+        let (url, schema) = take_schema_param(url);
         PostgresOptions {
-            url: url.to_owned(),
-            schema: DEFAULT_SCHEMA.to_owned(),
+            url,
+            schema: schema.unwrap_or_else(|| DEFAULT_SCHEMA.to_owned()),
             pool_size: DEFAULT_POOL_SIZE,
             application_name: DEFAULT_APPLICATION_NAME.to_owned(),
             migrate: true,
@@ -425,6 +460,17 @@ impl PostgresBackend {
     /// are refused with [`BackendErrorKind::InvalidRequest`].
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes;
+        self
+    }
+
+    /// How long an idle fetch, or a wait whose task has not ended, sleeps
+    /// at most without a notification before it looks again
+    /// ([`FALLBACK_POLL`], 5 s, by default; at least 10 ms). Notifications
+    /// wake them at once; this only bounds the delay a notification lost
+    /// with a dropped connection can cause. Shorter costs a statement per
+    /// idle worker per period.
+    pub fn fallback_poll(mut self, every: Duration) -> Self {
+        self.fallback_poll = every.max(Duration::from_millis(10));
         self
     }
 
@@ -541,6 +587,21 @@ mod tests {
             let e = checked_schema(bad).expect_err(bad);
             assert_eq!(e.kind(), BackendErrorKind::InvalidRequest);
         }
+    }
+
+    #[test]
+    fn the_schema_parameter_is_taken_out_of_the_url() {
+        let plain = "postgres://u:p@h:5/db";
+        assert_eq!(take_schema_param(plain), (plain.to_owned(), None));
+        assert_eq!(
+            take_schema_param("postgres://h/db?qtasks_schema=jobs"),
+            ("postgres://h/db".to_owned(), Some("jobs".to_owned()))
+        );
+        assert_eq!(
+            take_schema_param("postgres://h/db?sslmode=require&qtasks_schema=jobs&application_name=x"),
+            ("postgres://h/db?sslmode=require&application_name=x".to_owned(), Some("jobs".to_owned()))
+        );
+        assert_eq!(PostgresBackend::options("postgres://h/db?qtasks_schema=jobs").schema, "jobs");
     }
 
     #[test]
