@@ -79,8 +79,9 @@ fn extra(text: Option<String>, problems: &mut Vec<String>) -> Map<String, Value>
     }
 }
 
+/// An attempt as stored, in range (the first run is 1).
 fn attempt(n: i64) -> u32 {
-    u32::try_from(n).unwrap_or(if n < 1 { 1 } else { u32::MAX })
+    u32::try_from(n.max(1)).unwrap_or(u32::MAX)
 }
 
 /// A record from a row of [`RECORD_COLUMNS`](super::sql::RECORD_COLUMNS), and
