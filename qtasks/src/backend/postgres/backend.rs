@@ -262,32 +262,7 @@ impl PostgresBackend {
 
     /// Writes the end of `task` for `run` (`None`: not fenced).
     async fn finish_run(&self, task: &TaskRecord, run: Option<i64>) -> Result<(), BackendError> {
-        let encoded = Encoded::of(task).map_err(encode_error("the task"))?;
-        let pool = &self.shared.pool;
-        let outcome: i32 = self
-            .retrying(|| async {
-                sqlx::query_scalar::<_, i32>(self.shared.sql.finish.clone())
-                    .bind(&*self.app)
-                    .bind(task.uuid)
-                    .bind(run)
-                    .bind(task.status.as_str())
-                    .bind(&task.task_name)
-                    .bind(&task.queue)
-                    .bind(task.priority)
-                    .bind(&encoded.args)
-                    .bind(task.created_at)
-                    .bind(task.updated_at)
-                    .bind(encoded.result.as_deref())
-                    .bind(task.error.as_deref())
-                    .bind(i64::from(task.attempt))
-                    .bind(encoded.extra.as_deref())
-                    .bind(task.limit_key.as_deref())
-                    .bind(self.retention_ms())
-                    .fetch_one(pool)
-                    .await
-                    .map_err(db_error("storing a final status"))
-            })
-            .await?;
+        let outcome = self.finish_batched(task, run).await?;
         match outcome {
             2 => {
                 tracing::warn!(backend = KIND, uuid = %task.uuid, run, status = %task.status, "a run whose lease was taken back finished while another run holds the task: its end is not stored")

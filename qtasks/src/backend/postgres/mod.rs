@@ -11,9 +11,11 @@
 //! | `codec.rs` | records to and from rows |
 //! | `listen.rs` | `LISTEN/NOTIFY`: waking fetchers, waiters and cancelled tasks |
 //! | `backend.rs` | `impl Backend for PostgresBackend` |
+//! | `finish.rs` | writing the ends of tasks in batches |
 
 mod backend;
 mod codec;
+mod finish;
 mod listen;
 mod migrate;
 mod sql;
@@ -134,7 +136,10 @@ const PURGE_BATCH: i32 = 500;
 ///   across every worker), and a task over a limit stays at its place.
 /// - `finish`: writes the final record, releases the lease and the slots,
 ///   counts the run, starts the unique key's window and `NOTIFY`s the
-///   waiters.
+///   waiters. Finishes are batched: the ends that arrive while a batch is
+///   written go together in the next one (one statement and one commit
+///   for up to 256), so a task that ends alone is written at once and
+///   many that end together share the cost.
 ///
 /// # Waking, not polling
 ///
@@ -228,6 +233,8 @@ struct Shared {
     listener: Mutex<Option<JoinHandle<()>>>,
     /// The retention task, started by the first fetch.
     purger: Mutex<Option<JoinHandle<()>>>,
+    /// The queue of the task writing ends in batches, started by the first finish.
+    finisher: Mutex<Option<(tokio::sync::mpsc::UnboundedSender<finish::Pending>, JoinHandle<()>)>>,
 }
 
 impl Shared {
@@ -252,6 +259,9 @@ impl Drop for Shared {
             if let Some(task) = lock(slot).take() {
                 task.abort();
             }
+        }
+        if let Some((_, task)) = lock(&self.finisher).take() {
+            task.abort();
         }
     }
 }
@@ -334,6 +344,7 @@ impl PostgresOptions {
                 runs: Default::default(),
                 listener: Mutex::new(None),
                 purger: Mutex::new(None),
+                finisher: Mutex::new(None),
             }),
             app: "default".into(),
             lease: DEFAULT_LEASE,

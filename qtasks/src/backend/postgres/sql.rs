@@ -12,7 +12,7 @@ pub(super) struct Sql {
     pub(super) enqueue: SqlStr,
     pub(super) enqueue_many: SqlStr,
     pub(super) fetch: SqlStr,
-    pub(super) finish: SqlStr,
+    pub(super) finish_many: SqlStr,
     pub(super) update: SqlStr,
     pub(super) extend: SqlStr,
     pub(super) release: SqlStr,
@@ -47,8 +47,8 @@ impl Sql {
                 "SELECT {q}.enqueue_tasks($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
             )),
             fetch: s(format!("SELECT * FROM {q}.fetch_tasks($1, $2, $3, $4, $5, $6::jsonb, $7)")),
-            finish: s(format!(
-                "SELECT {q}.finish_task($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+            finish_many: s(format!(
+                "SELECT {q}.finish_tasks($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
             )),
             update: s(format!(
                 "UPDATE {q}.tasks SET args = $3, updated_at = greatest(updated_at, $4), result = $5, error = $6, \

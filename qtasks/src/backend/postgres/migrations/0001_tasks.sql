@@ -555,6 +555,28 @@ BEGIN
     RETURN outcome;
 END $$;
 
+-- `finish_task` for each element of the arrays, in order (the caller sorts
+-- them by app and id, so concurrent batches lock rows in one order);
+-- returns what each returned. One statement and one commit for every task
+-- that ended while the previous batch was written.
+CREATE FUNCTION finish_tasks(
+    p_app text[], p_uuid uuid[], p_run bigint[], p_status text[], p_task_name text[], p_queue text[],
+    p_priority bigint[], p_args text[], p_created double precision[], p_updated double precision[],
+    p_result text[], p_error text[], p_attempt bigint[], p_extra text[], p_limit_key text[],
+    p_retention_ms bigint[]
+) RETURNS integer[]
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    out integer[] := ARRAY[]::integer[];
+BEGIN
+    FOR i IN 1 .. coalesce(cardinality(p_uuid), 0) LOOP
+        out := out || finish_task(p_app[i], p_uuid[i], p_run[i], p_status[i], p_task_name[i], p_queue[i],
+                                  p_priority[i], p_args[i], p_created[i], p_updated[i], p_result[i], p_error[i],
+                                  p_attempt[i], p_extra[i], p_limit_key[i], p_retention_ms[i]);
+    END LOOP;
+    RETURN out;
+END $$;
+
 -- Puts a task back at its place, `new` again, if run `p_run` of holder
 -- `p_holder` holds it. `p_undo`: the run never started (a fetch dropped
 -- before it handed the task out), so it is taken back too and the next
