@@ -571,3 +571,156 @@ async fn a_run_whose_lease_was_taken_back_is_fenced() {
     })
     .await;
 }
+
+/// A PostgreSQL server of the test's own, in a temporary directory on a
+/// free port (`initdb` and `pg_ctl` run as the `postgres` user when the
+/// test runs as root); stopped and removed when dropped.
+struct OwnServer {
+    dir: std::path::PathBuf,
+    bin: std::path::PathBuf,
+    port: u16,
+}
+
+impl OwnServer {
+    /// Starts one, or says why it cannot.
+    fn start() -> Result<Self, String> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .map_err(|e| format!("no /usr/lib/postgresql: {e}"))?
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|bin| bin.join("initdb").exists())
+            .max()
+            .ok_or("no initdb under /usr/lib/postgresql")?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?.local_addr().unwrap().port();
+        let dir = std::env::temp_dir().join(format!("qtasks-pg-restart-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let server = Self { dir, bin, port };
+        if is_root() {
+            server.run(std::process::Command::new("chown").arg("postgres").arg(&server.dir))?;
+        }
+        let initdb = server.bin.join("initdb");
+        server.pg(&initdb, &["-D", &server.path(), "--auth=trust", "-U", "postgres", "--no-sync"])?;
+        server.pg_ctl("start")?;
+        Ok(server)
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn path(&self) -> String {
+        self.dir.display().to_string()
+    }
+
+    /// `pg_ctl {action}` on this server, waiting until it is done.
+    fn pg_ctl(&self, action: &str) -> Result<(), String> {
+        let options = format!("-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off", self.port, self.path());
+        let (dir, log) = (self.path(), self.dir.join("log").display().to_string());
+        let mut args = vec![action, "-D", dir.as_str(), "-l", log.as_str(), "-o", options.as_str(), "-w"];
+        if action != "start" {
+            args.extend(["-m", "fast"]);
+        }
+        self.pg(&self.bin.join("pg_ctl"), &args)
+    }
+
+    /// Runs a server program, as `postgres` when we are root.
+    fn pg(&self, program: &std::path::Path, args: &[&str]) -> Result<(), String> {
+        let mut command = if is_root() {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(program);
+            c
+        } else {
+            std::process::Command::new(program)
+        };
+        self.run(command.args(args))
+    }
+
+    fn run(&self, command: &mut std::process::Command) -> Result<(), String> {
+        let out = command.output().map_err(|e| format!("{command:?}: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{command:?}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        let _ = self.pg_ctl("stop");
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(postgres_unreachable, ignore = "Postgres is not reachable; see the build warning")]
+async fn a_restarted_server_loses_nothing_and_workers_resume() {
+    const TASKS: i64 = 200;
+    let server = match OwnServer::start() {
+        Ok(server) => server,
+        Err(why) if std::env::var_os("CI").is_none() => {
+            support::postgres::unreachable("a_restarted_server_loses_nothing_and_workers_resume", &why);
+            return;
+        }
+        Err(why) => panic!("starting a PostgreSQL server of the test's own: {why}"),
+    };
+    let url = server.url();
+    let backend = PostgresBackend::connect(&url).await.unwrap().for_app("restart").lease(Duration::from_secs(5));
+    let app = QueueTasks::builder("restart").task::<SlowSquare>().backend(backend.clone()).build().unwrap();
+    let worker = app.worker().max_tasks_process(8).start().await.unwrap();
+    let client = app.client();
+    let errors = Arc::new(AtomicUsize::new(0));
+    let enqueuer = {
+        let (client, errors) = (client.clone(), Arc::clone(&errors));
+        tokio::spawn(async move {
+            let mut waiters = Vec::new();
+            for n in 0..TASKS {
+                let uuid = Uuid::new_v4();
+                support::enqueue(&client, "slow_square", json!([n]), uuid, &errors).await;
+                let client = client.clone();
+                waiters.push(tokio::spawn(async move {
+                    let started = Instant::now();
+                    loop {
+                        match client.wait(uuid, HANG.saturating_sub(started.elapsed())).await {
+                            Ok(record) => return (n, record),
+                            Err(qtasks::WaitError::Backend(_)) if started.elapsed() < HANG => {
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
+                            Err(e) => panic!("waiting for slow_square({n}): {e}"),
+                        }
+                    }
+                }));
+            }
+            waiters
+        })
+    };
+    // Restarted twice while tasks flow.
+    for k in 1..=2u64 {
+        let target = TASKS as u64 * k / 3;
+        until!(
+            "tasks to flow",
+            backend.stats().await.is_ok_and(|s| s.tasks.get("slow_square").is_some_and(|c| c.success >= target))
+        );
+        tokio::task::block_in_place(|| server.pg_ctl("restart")).unwrap();
+    }
+    for waiter in enqueuer.await.unwrap() {
+        let (n, record) = waiter.await.unwrap();
+        assert_eq!((record.status, record.result), (TaskStatus::Success, Some(json!(n * n))), "slow_square({n})");
+    }
+    let stats = backend.stats().await.unwrap();
+    assert_eq!(stats.tasks["slow_square"].success, TASKS as u64, "{stats:?}");
+    assert_eq!((stats.queued, stats.in_flight), (0, 0), "{stats:?}");
+    eprintln!(
+        "2 restarts; {} enqueue errors retried; {} runs repeated",
+        errors.load(Ordering::Relaxed),
+        stats.tasks["slow_square"].duplicates
+    );
+    worker.shutdown().await;
+}

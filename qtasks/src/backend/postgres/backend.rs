@@ -778,3 +778,26 @@ impl Backend for PostgresBackend {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::Rate;
+
+    #[test]
+    fn limits_travel_as_the_fetch_function_reads_them() {
+        assert_eq!(limits_json(&Limits::default()), None);
+        let mut limits = Limits::default();
+        limits.tasks.insert("a".into(), Limit { concurrency: Some(2), per_key: Some(1), rate: None });
+        limits.queues.insert("q".into(), Limit { rate: Some(Rate::per_minute(30)), ..Limit::default() });
+        limits.queues.insert("none".into(), Limit::default());
+        let json: Value = serde_json::from_str(&limits_json(&limits).unwrap()).unwrap();
+        assert_eq!(json, json!({"tasks": {"a": {"c": 2, "k": 1}}, "queues": {"q": {"r": [30, 60.0]}}}));
+    }
+
+    #[test]
+    fn delays_of_zero_are_no_delay() {
+        assert_eq!((delay_ms(None), delay_ms(Some(Duration::ZERO))), (0, 0));
+        assert_eq!(delay_ms(Some(Duration::from_millis(250))), 250);
+    }
+}
