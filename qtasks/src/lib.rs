@@ -35,7 +35,7 @@
 //!
 //! | module | layer |
 //! | --- | --- |
-//! | [`BoxError`], [`model`], [`queue`], [`config`] | leaves: boxed errors, the data on the wire, queues and limits, settings |
+//! | [`BoxError`], [`trace`], [`model`], [`queue`], [`config`] | leaves: boxed errors, trace context, the data on the wire, queues and limits, settings |
 //! | [`task`](mod@task) | what a task is: the trait, its context, cancel token, errors, dependencies |
 //! | [`dispatch`] | the compile-time core: trigger table, contexts, `Plugin`, chains, firing |
 //! | [`plugin`](mod@plugin) | the plugin API and wrappers over it (`Managed`, `DynChain`, `Globals`) |
@@ -65,6 +65,7 @@ pub mod queue;
 pub mod runtime;
 pub mod task;
 pub mod testing;
+pub mod trace;
 
 pub use app::events::{Event, EventKind};
 pub use app::{Builder, Error, QueueTasks, WaitError};

@@ -173,6 +173,20 @@ pub struct TaskMessage {
     pub limit_key: Option<String>,
 }
 
+impl TaskMessage {
+    /// The W3C traceparent of the span that enqueued the task, if it
+    /// carries one (its extra field [`traceparent`](crate::trace::TRACEPARENT);
+    /// see [`trace`](crate::trace)).
+    pub fn traceparent(&self) -> Option<&str> {
+        crate::trace::traceparent(&self.extra)
+    }
+
+    /// The W3C tracestate that travels with the traceparent, if any.
+    pub fn tracestate(&self) -> Option<&str> {
+        crate::trace::tracestate(&self.extra)
+    }
+}
+
 fn one() -> u32 {
     1
 }
@@ -279,6 +293,18 @@ impl TaskRecord {
             limit_key: message.limit_key.clone(),
             unique: None,
         }
+    }
+
+    /// The W3C traceparent of the span that enqueued the task, if it
+    /// carries one (its extra field [`traceparent`](crate::trace::TRACEPARENT);
+    /// see [`trace`](crate::trace)).
+    pub fn traceparent(&self) -> Option<&str> {
+        crate::trace::traceparent(&self.extra)
+    }
+
+    /// The W3C tracestate that travels with the traceparent, if any.
+    pub fn tracestate(&self) -> Option<&str> {
+        crate::trace::tracestate(&self.extra)
     }
 
     /// The new attempt that replaced this one, for a `retry` record (its

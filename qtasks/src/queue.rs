@@ -23,9 +23,9 @@
 //!   Workers waiting for a token sleep until it is due; they do not poll.
 //!
 //! A queue can be paused and resumed ([`QueueTasks::pause_queue`](crate::QueueTasks::pause_queue)):
-//! the flag lives in the backend, workers stop taking from the queue at
-//! their next fetch (at once for the memory backend, within a second on
-//! Redis), tasks already running finish, and enqueueing still works.
+//! the flag lives in the backend and is read in the same atomic step that
+//! takes tasks, so no worker takes from the queue once it is paused; tasks
+//! already running finish, and enqueueing still works.
 
 use serde::Serialize;
 use std::fmt;

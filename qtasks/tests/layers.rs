@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 /// From the bottom up. A module may use the ones before it.
 const LAYERS: &[&str] = &[
-    "error", "model", "queue", "config", "task", "dispatch", "plugin", "backend", "app", "client", "runtime", "cli",
-    "testing",
+    "error", "trace", "model", "queue", "config", "task", "dispatch", "plugin", "backend", "app", "client", "runtime",
+    "cli", "testing",
 ];
 
 fn sources(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -640,3 +640,77 @@ async fn after_a_gap_with_no_holder_seen_only_holders_that_stay_silent_are_reape
     assert!(live.extend_lease(kept.uuid).await.unwrap(), "the live worker lost its task");
     live.flush().await.unwrap();
 }
+
+// ---------------------------------------------------------------------------
+// 6. A queue limit across worker processes, and a SIGKILLed worker's slots
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(redis_unreachable, ignore = "Redis is not reachable; see the build warning")]
+async fn a_queue_limit_holds_across_processes_and_a_killed_workers_slots_come_back() {
+    const TASKS: i64 = 60;
+    const LIMIT: &str = "3";
+    const LEASE: Duration = Duration::from_secs(60);
+    let Some(backend) = connect("limit-procs").await else { return };
+    let name = backend.app_name().to_owned();
+    let url = support::redis_url();
+    let app = app(&backend);
+    let mut conn = support::raw_redis().await;
+    let (running, max_running) = (format!("qtasks-test:{name}:running"), format!("qtasks-test:{name}:max-running"));
+    let worker = |label: &str, task_ms: &str| {
+        let args = ["worker", "--app", &name, "--url", &url, "--concurrency", "16", "--lease-ms", "60000"];
+        Proc::spawn(label, &[&args[..], &["--task-ms", task_ms, "--queue-limit", LIMIT]].concat())
+    };
+
+    // Worker A takes the three slots with runs that never end, then dies.
+    let mut doomed = worker("worker A (SIGKILLed)", "3600000");
+    doomed.expect("READY", HANG).await;
+    let mut uuids = Vec::new();
+    for n in 0..TASKS {
+        uuids.push(app.add_task("square", [n]).await.unwrap().uuid());
+    }
+    let [runs_key, ..] = run_keys(&name);
+    let started = Instant::now();
+    while query::<i64>(&mut conn, &["HLEN", &runs_key]).await < 3 {
+        assert!(started.elapsed() < HANG, "worker A did not start three tasks:\n{}", doomed.log());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Four workers of 16 slots each: all blocked by the limit A holds.
+    let mut survivors = Vec::new();
+    for i in 0..4 {
+        let mut survivor = worker(&format!("worker {i}"), "20");
+        survivor.expect("READY", HANG).await;
+        survivors.push(survivor);
+    }
+    let held: i64 = query(&mut conn, &["HLEN", &runs_key]).await;
+    assert_eq!(held, 3, "tasks started while a worker held every slot of the limit");
+
+    doomed.sigkill();
+    let killed = Instant::now();
+    // A's runs are not running any more: not counted as running from now.
+    let _: i64 = query(&mut conn, &["HDEL", &running, &doomed.pid().to_string()]).await;
+    for (n, uuid) in uuids.iter().enumerate() {
+        let done = app.wait(*uuid, HANG).await.unwrap_or_else(|e| panic!("square({n}): {e}"));
+        assert_eq!((done.status, done.result), (TaskStatus::Success, Some(json!(n * n))), "square({n})");
+    }
+    let most: i64 = query::<Option<i64>>(&mut conn, &["GET", &max_running]).await.unwrap_or(0);
+    eprintln!(
+        "limit 3 across 4 processes x 16 slots: {TASKS} tasks done {:.2?} after the SIGKILL of the worker holding the slots (lease {LEASE:?}), at most {most} at once",
+        killed.elapsed()
+    );
+    assert!((1..=3).contains(&most), "{most} tasks ran at once across 4 worker processes under a limit of 3");
+    // Every task ran once in the survivors; A's three ran twice.
+    let (runs, _) = runs(&mut conn, &name).await;
+    assert_eq!(runs.len(), TASKS as usize, "{runs:?}");
+    let twice = runs.values().filter(|r| **r == 2).count();
+    assert_eq!((twice, runs.values().all(|r| *r <= 2)), (3, true), "runs per task: {runs:?}");
+    let stats = backend.stats().await.unwrap();
+    assert_eq!((stats.tasks["square"].success, stats.tasks["square"].duplicates), (TASKS as u64, 3), "{stats:?}");
+    let queue = &app.queues().await.unwrap()[0];
+    assert_eq!((queue.depth, queue.in_flight), (0, 0), "{queue:?}");
+
+    drop(survivors);
+    backend.flush().await.unwrap();
+    delete_runs(&mut conn, &name).await;
+    let _: i64 = query(&mut conn, &["DEL", &running, &max_running]).await;
+}

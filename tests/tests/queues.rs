@@ -1,7 +1,8 @@
 //! Named queues, routing, pausing, limits, unique keys and bulk enqueue,
 //! through apps and workers (the backend-level contract is in the
-//! conformance suite). Each scenario is generic over the backend; the
-//! tests here run them on the memory backend, `queues_redis.rs` on Redis.
+//! conformance suite). Each scenario is generic over the backend and runs
+//! on the memory backend and on Redis (an app name of its own per test,
+//! flushed afterwards; ignored without a server at build time).
 
 mod support;
 
@@ -105,7 +106,7 @@ async fn add(a: i64, b: i64) -> i64 {
 /// The app of these tests on `backend`, its queues declared.
 macro_rules! app {
     ($backend:expr) => {
-        QueueTasks::builder("queues-test")
+        QueueTasks::builder(support::app_name("queues-test", &$backend))
             .tasks::<(Email, Plain, Chore, Limited, PerUser, Rated, Report, Invoice, Add)>()
             .queue(Queue::new("emails"))
             .queue(Queue::new("low").concurrency(2))
@@ -382,4 +383,32 @@ on_memory! {
     unique_keys => memory_unique_keys;
     bulk => memory_bulk;
     delayed_and_inspect => memory_delayed_and_inspect;
+}
+
+// ---------------------------------------------------------------------------
+// On Redis: every worker of a scenario shares the limits through the server
+// ---------------------------------------------------------------------------
+
+macro_rules! on_redis {
+    ($($scenario:ident => $test:ident;)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        #[cfg_attr(redis_unreachable, ignore = "Redis is not reachable; see the build warning")]
+        async fn $test() {
+            let app = format!("qtasks-test-queues-{}-{}", stringify!($scenario), qtasks::Uuid::new_v4());
+            let Some(backend) = support::connect_redis(stringify!($test), &app).await else { return };
+            $scenario(backend.clone()).await;
+            let _ = backend.flush().await;
+        }
+    )*};
+}
+
+on_redis! {
+    routing => redis_routing;
+    weighted => redis_weighted;
+    pause_and_resume => redis_pause_and_resume;
+    concurrency_across_workers => redis_concurrency_across_workers;
+    rate_across_workers => redis_rate_across_workers;
+    unique_keys => redis_unique_keys;
+    bulk => redis_bulk;
+    delayed_and_inspect => redis_delayed_and_inspect;
 }

@@ -3,6 +3,7 @@
 //!
 //! ```sh
 //! e2e_redis enqueue <tasks> <in_flight>
+//! e2e_redis bulk <tasks>
 //! e2e_redis drain <tasks> <worker_processes> <concurrency> [window]
 //! e2e_redis live <tasks> <worker_processes> <concurrency>
 //! e2e_redis roundtrip <round_trips> <concurrency>
@@ -15,6 +16,9 @@
 //!
 //! - `enqueue`: `tasks` no-op tasks enqueued by `in_flight` client tasks
 //!   sharing the app (1 = one at a time, each awaited before the next).
+//! - `bulk`: `tasks` no-op tasks enqueued by one `add_tasks` call (one
+//!   enqueue script call per batch of 500), to compare with `enqueue
+//!   <tasks> 1`.
 //! - `drain`: fills the queue with `tasks` tasks (64 in flight), starts
 //!   `worker_processes` copies of this binary (`e2e_redis worker …`, not for
 //!   direct use), waits until each has connected and built its app, then
@@ -100,6 +104,26 @@ async fn enqueue(n: u64, in_flight: u64) -> Res<()> {
     }
     println!(
         "RESULT bench=redis_enqueue system=qtasks tasks={n} in_flight={in_flight} enqueue_s={:.3} enqueue_per_s={:.0}",
+        took.as_secs_f64(),
+        n as f64 / took.as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn bulk(n: u64) -> Res<()> {
+    let name = format!("bench-{}-bulk", std::process::id());
+    let app = connect(&name).await?;
+    app.flush_all().await?;
+    let start = Instant::now();
+    let handles = app.add_tasks((0..n).map(|_| Noop::call())).await?;
+    let took = start.elapsed();
+    let queued = app.get_all().await?.len() as u64;
+    app.flush_all().await?;
+    if queued != n || handles.len() as u64 != n {
+        return Err(format!("{queued} records, {} handles for {n} enqueued tasks", handles.len()).into());
+    }
+    println!(
+        "RESULT bench=redis_bulk_enqueue system=qtasks tasks={n} enqueue_s={:.3} enqueue_per_s={:.0}",
         took.as_secs_f64(),
         n as f64 / took.as_secs_f64()
     );
@@ -333,6 +357,7 @@ async fn main() -> Res<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("enqueue") => enqueue(arg(&args, 1, "tasks")?, arg(&args, 2, "in_flight")?).await,
+        Some("bulk") => bulk(arg(&args, 1, "tasks")?).await,
         Some("drain") => {
             let window = if args.len() > 4 { Some(arg(&args, 4, "window")?) } else { None };
             let (n, processes, concurrency) =
@@ -346,7 +371,7 @@ async fn main() -> Res<()> {
         }
         Some("roundtrip") => roundtrip(arg(&args, 1, "round_trips")?, arg(&args, 2, "concurrency")?).await,
         Some("worker") => worker(args.get(1).ok_or("missing <app>")?, arg(&args, 2, "concurrency")?).await,
-        _ => Err("usage: e2e_redis enqueue <tasks> <in_flight> | drain <tasks> <worker_processes> <concurrency> \
+        _ => Err("usage: e2e_redis enqueue <tasks> <in_flight> | bulk <tasks> | drain <tasks> <worker_processes> <concurrency> \
                   [window] | live <tasks> <worker_processes> <concurrency> | roundtrip <round_trips> <concurrency>"
             .into()),
     }

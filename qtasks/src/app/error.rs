@@ -46,6 +46,17 @@ pub enum Error {
         /// The argument it needs.
         param: String,
     },
+    /// The traceparent a call set (see [`trace`](crate::trace)) is not a
+    /// W3C traceparent; nothing was enqueued.
+    #[error(
+        "cannot enqueue task `{task}`: its traceparent {value} is not a W3C traceparent (00-<32 hex trace id>-<16 hex span id>-<2 hex flags>)"
+    )]
+    InvalidTraceparent {
+        /// The task's name.
+        task: String,
+        /// The value given, as JSON.
+        value: String,
+    },
     /// The arguments could not be encoded as JSON.
     #[error("could not encode the arguments of task `{task}` as JSON: {source}")]
     EncodeArgs {

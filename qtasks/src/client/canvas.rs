@@ -186,6 +186,24 @@ impl<O> Signature<O> {
         self
     }
 
+    /// Sends the task with this W3C trace context (a `traceparent` header's
+    /// value, `00-<trace id>-<span id>-<flags>`), so the worker's span for
+    /// it joins that trace: the one way to carry a trace without the
+    /// `opentelemetry` feature, and a traceparent that wins over the
+    /// current span's with it. Stored as the task's extra field
+    /// [`traceparent`](crate::trace::TRACEPARENT); a value that is not a W3C
+    /// traceparent fails the enqueue with
+    /// [`Error::InvalidTraceparent`]. See [`trace`](crate::trace).
+    pub fn traceparent(self, traceparent: impl Into<String>) -> Self {
+        self.extra(crate::trace::TRACEPARENT, traceparent.into())
+    }
+
+    /// Sends the W3C `tracestate` (vendor entries) that goes with the
+    /// [`traceparent`](Self::traceparent); ignored without one.
+    pub fn tracestate(self, tracestate: impl Into<String>) -> Self {
+        self.extra(crate::trace::TRACESTATE, tracestate.into())
+    }
+
     /// Enqueues the task under this id instead of a fresh one, so the
     /// enqueue is idempotent: if a task with this id exists, enqueueing does
     /// nothing and the handle points at that task. Use it to retry an

@@ -72,6 +72,18 @@ impl<O> Enqueue<O> {
         self
     }
 
+    /// Sends the task with this W3C traceparent; see [`Signature::traceparent`].
+    pub fn traceparent(mut self, traceparent: impl Into<String>) -> Self {
+        self.call = self.call.traceparent(traceparent);
+        self
+    }
+
+    /// Sends the W3C tracestate with the traceparent; see [`Signature::tracestate`].
+    pub fn tracestate(mut self, tracestate: impl Into<String>) -> Self {
+        self.call = self.call.tracestate(tracestate);
+        self
+    }
+
     /// Gives the task a unique key; see [`Signature::unique_key`].
     pub fn unique_key(mut self, key: impl Into<String>) -> Self {
         self.call = self.call.unique_key(key);

@@ -44,6 +44,7 @@ use crate::task::TaskSet;
 use crate::triggers::*;
 use canvas::Submit;
 use futures::future::BoxFuture;
+use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use serde_json::Value;
 use std::fmt;
@@ -556,7 +557,14 @@ impl<T: TaskSet, C: PluginChain, B: Backend> AppInner<T, C, B> {
             }
             (None, None) => None,
         };
-        let request = NewTask { task_name, queue, priority, args, extra: options.extra, limit_key, unique };
+        let mut extra = options.extra;
+        crate::trace::inject_current(&mut extra);
+        if let Some(value) = extra.get(crate::trace::TRACEPARENT)
+            && !value.as_str().is_some_and(crate::trace::is_valid_traceparent)
+        {
+            return Err(Error::InvalidTraceparent { task: task_name, value: value.to_string() });
+        }
+        let request = NewTask { task_name, queue, priority, args, extra, limit_key, unique };
         Ok((request, options.id, options.delay))
     }
 
@@ -599,20 +607,31 @@ impl<T: TaskSet, C: PluginChain, B: Backend> AppInner<T, C, B> {
         for submit in submits {
             batch.push(self.prepare(submit).await?);
         }
-        let mut done = Vec::with_capacity(batch.len());
+        let mut chunks = Vec::with_capacity(batch.len().div_ceil(ENQUEUE_BATCH));
         while !batch.is_empty() {
             let rest = batch.split_off(batch.len().min(ENQUEUE_BATCH));
-            let chunk = std::mem::replace(&mut batch, rest);
-            let stored = self.backend.enqueue_many(&chunk).await?;
-            if stored.len() != chunk.len() {
+            chunks.push(std::mem::replace(&mut batch, rest));
+        }
+        // A few batches in flight at once, sent in order (a backend with one
+        // connection runs them in that order), their outcomes kept in order.
+        // (A loop, not a closure: a closure here makes the future not `Send`.)
+        let mut calls = Vec::with_capacity(chunks.len());
+        for chunk in &chunks {
+            calls.push(self.backend.enqueue_many(chunk));
+        }
+        let outcomes: Vec<Vec<Enqueued>> =
+            futures::stream::iter(calls).buffered(ENQUEUE_BATCHES_IN_FLIGHT).try_collect().await?;
+        let mut done = Vec::with_capacity(chunks.iter().map(Vec::len).sum());
+        for (chunk, outcomes) in chunks.into_iter().zip(outcomes) {
+            if outcomes.len() != chunk.len() {
                 return Err(Error::Backend(crate::backend::BackendError::new(
                     self.backend.kind(),
                     crate::backend::BackendErrorKind::Other,
-                    format!("enqueue_many answered for {} tasks of {}", stored.len(), chunk.len()),
+                    format!("enqueue_many answered for {} tasks of {}", outcomes.len(), chunk.len()),
                 )));
             }
-            for ((model, _), stored) in chunk.into_iter().zip(stored) {
-                done.push(self.stored(model, stored).await);
+            for ((model, _), outcome) in chunk.into_iter().zip(outcomes) {
+                done.push(self.stored(model, outcome).await);
             }
         }
         Ok(done)
@@ -623,6 +642,10 @@ impl<T: TaskSet, C: PluginChain, B: Backend> AppInner<T, C, B> {
 /// big enough to amortize a round trip, small enough that one script call
 /// does not hold a Redis server for long.
 const ENQUEUE_BATCH: usize = 500;
+
+/// Batches of [`QueueTasks::add_tasks`] sent before the first is answered,
+/// so the client prepares and sends the next while the backend stores one.
+const ENQUEUE_BATCHES_IN_FLIGHT: usize = 4;
 
 /// Retry links followed at most (a guard against links that loop).
 const MAX_RETRY_HOPS: usize = 10_000;

@@ -146,6 +146,13 @@ impl TaskContext {
         self.extra.as_deref().unwrap_or_else(|| EMPTY.get_or_init(Map::new))
     }
 
+    /// The W3C traceparent the task was enqueued with (see
+    /// [`trace`](crate::trace)), if any: the trace the task's span
+    /// continues. `None` in a context made with [`TaskContext::new`].
+    pub fn traceparent(&self) -> Option<&str> {
+        crate::trace::traceparent(self.extra.as_deref()?)
+    }
+
     /// The context with the thread count of a worker's run of a sync task.
     pub(crate) fn with_threads(mut self, threads: Option<Arc<Threads>>) -> Self {
         self.threads = threads;

@@ -4,14 +4,15 @@
 //! `env!("CARGO_BIN_EXE_qtasks-test-worker")`.
 //!
 //! ```text
-//! qtasks-test-worker worker --app NAME [--url URL] [--concurrency N] [--lease-ms MS] [--task-ms MS]
+//! qtasks-test-worker worker --app NAME [--url URL] [--concurrency N] [--lease-ms MS] [--task-ms MS] [--queue-limit N]
 //! qtasks-test-worker client --app NAME [--url URL] [--count N] [--timeout-s S]
 //! ```
 //!
 //! Options may also come from the environment: `QTASKS_TEST_APP`,
 //! `QTASKS_REDIS_URL` (default redis://127.0.0.1:6379),
 //! `QTASKS_TEST_CONCURRENCY` (16), `QTASKS_TEST_LEASE_MS` (30000),
-//! `QTASKS_TEST_TASK_MS` (0), `QTASKS_TEST_COUNT` (1000),
+//! `QTASKS_TEST_TASK_MS` (0), `QTASKS_TEST_QUEUE_LIMIT` (none),
+//! `QTASKS_TEST_COUNT` (1000),
 //! `QTASKS_TEST_TIMEOUT_S` (120). Logs go to stderr (`RUST_LOG`, default
 //! `warn`).
 //!
@@ -25,7 +26,12 @@
 //! field `{n} {pid} {k}` (the k-th run of this process) → the server's
 //! time in µs, so a test can tell when. One script does all three, once
 //! per run: a count retried after its reply was lost is not counted
-//! again. Once started it prints
+//! again. With `--queue-limit N` the default queue is limited to N tasks
+//! running at once across every worker, and each run is also counted as
+//! running while it lasts: field `{pid}` of `qtasks-test:{app}:running`,
+//! with the most seen at once across all processes in
+//! `qtasks-test:{app}:max-running` (a test removes the field of a process
+//! it killed). Once started it prints
 //! `READY {worker id} {pid}`; on SIGTERM, Ctrl-C or the end of its stdin
 //! (the test that started it is gone) it shuts down gracefully, prints
 //! `STOPPED` and exits 0.
@@ -37,7 +43,7 @@
 //! `success` with `n * n`, else 1. Backend errors (a lost connection) are
 //! retried until the timeout.
 
-use qtasks::{QueueTasks, RedisBackend, TaskStatus, WaitError, task};
+use qtasks::{DEFAULT_QUEUE, Queue, QueueTasks, RedisBackend, TaskStatus, WaitError, task};
 use redis::aio::ConnectionManager;
 use std::process::ExitCode;
 use std::sync::OnceLock;
@@ -71,15 +77,44 @@ end
 return 1
 ";
 
+/// Counts a run as running (ARGV[2] = 1) or ended (-1) under its process,
+/// and keeps the most running at once across processes.
+const RUNNING: &str = r"
+-- KEYS: 1 running (pid -> runs now), 2 most at once. ARGV: 1 pid, 2 +1 or -1.
+redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
+local total = 0
+for _, n in ipairs(redis.call('HVALS', KEYS[1])) do total = total + tonumber(n) end
+if total > tonumber(redis.call('GET', KEYS[2]) or '0') then redis.call('SET', KEYS[2], total) end
+return total
+";
+
 static RECORDER: OnceLock<Recorder> = OnceLock::new();
+/// Where runs are counted as running, with `--queue-limit`: (running, most at once).
+static RUNNING_KEYS: OnceLock<(String, String)> = OnceLock::new();
+
+/// Counts this run as running (`delta` 1) or ended (-1), with `--queue-limit`.
+async fn running(delta: i64) -> Result<(), std::io::Error> {
+    let (Some((running, max)), Some(recorder)) = (RUNNING_KEYS.get(), RECORDER.get()) else { return Ok(()) };
+    let _: i64 = redis::Script::new(RUNNING)
+        .key(running)
+        .key(max)
+        .arg(recorder.pid)
+        .arg(delta)
+        .invoke_async(&mut recorder.conn.clone())
+        .await
+        .map_err(|e| std::io::Error::other(format!("counting a running task: {e}")))?;
+    Ok(())
+}
 
 /// Squares `n`, after counting this run (and a pause).
 #[task]
 async fn square(n: i64) -> Result<i64, std::io::Error> {
     record(n).await?;
+    running(1).await?;
     if let Some(recorder) = RECORDER.get().filter(|r| !r.pause.is_zero()) {
         tokio::time::sleep(recorder.pause).await;
     }
+    running(-1).await?;
     Ok(n * n)
 }
 
@@ -122,6 +157,7 @@ struct Options {
     concurrency: usize,
     lease: Duration,
     pause: Duration,
+    queue_limit: Option<u32>,
     count: i64,
     timeout: Duration,
 }
@@ -135,6 +171,7 @@ fn options() -> Result<Options, String> {
     let mut concurrency = env("QTASKS_TEST_CONCURRENCY");
     let mut lease_ms = env("QTASKS_TEST_LEASE_MS");
     let mut task_ms = env("QTASKS_TEST_TASK_MS");
+    let mut queue_limit = env("QTASKS_TEST_QUEUE_LIMIT");
     let mut count = env("QTASKS_TEST_COUNT");
     let mut timeout_s = env("QTASKS_TEST_TIMEOUT_S");
     while let Some(flag) = args.next() {
@@ -144,6 +181,7 @@ fn options() -> Result<Options, String> {
             "--concurrency" => &mut concurrency,
             "--lease-ms" => &mut lease_ms,
             "--task-ms" => &mut task_ms,
+            "--queue-limit" => &mut queue_limit,
             "--count" => &mut count,
             "--timeout-s" => &mut timeout_s,
             other => return Err(format!("unknown option `{other}`")),
@@ -160,6 +198,7 @@ fn options() -> Result<Options, String> {
         concurrency: number("--concurrency", concurrency, 16)?,
         lease: Duration::from_millis(number("--lease-ms", lease_ms, 30_000)?),
         pause: Duration::from_millis(number("--task-ms", task_ms, 0)?),
+        queue_limit: queue_limit.map(|v| number("--queue-limit", Some(v), 0)).transpose()?,
         count: number("--count", count, 1000)?,
         timeout: Duration::from_secs(number("--timeout-s", timeout_s, 120)?),
     })
@@ -196,7 +235,13 @@ async fn worker(o: Options) -> BoxResult<ExitCode> {
     let log = format!("qtasks-test:{}:run-log", o.app);
     let started = AtomicU64::new(0);
     let _ = RECORDER.set(Recorder { conn, runs, by_worker, log, pid, started, pause: o.pause });
-    let app = QueueTasks::builder(o.app.as_str()).task::<Square>().backend(backend).build()?;
+    let mut builder = QueueTasks::builder(o.app.as_str()).task::<Square>();
+    if let Some(limit) = o.queue_limit {
+        builder = builder.queue(Queue::new(DEFAULT_QUEUE).concurrency(limit));
+        let _ =
+            RUNNING_KEYS.set((format!("qtasks-test:{}:running", o.app), format!("qtasks-test:{}:max-running", o.app)));
+    }
+    let app = builder.backend(backend).build()?;
     let worker = app.worker().max_tasks_process(o.concurrency).start().await?;
     println!("READY {} {pid}", worker.info().id);
     stop_signal().await;

@@ -4,12 +4,14 @@
 
 use super::codec::{RECORD_FIELDS, RecordFields, cancelled, decode_record, parse_status};
 use super::fetch::{DEAD_LETTERS_KEPT, IDLE_RECHECK};
-use super::keys::{DUPLICATES, STATS_SEPARATOR, glob_escape, is_holds_key, priority_hex, stats_field, task_key_uuid};
-use super::scripts::{CANCEL, ENQUEUE, FINISH, UPDATE};
+use super::keys::{
+    DUPLICATES, LENGTH_PREFIXED, STATS_SEPARATOR, glob_escape, is_holds_key, priority_hex, stats_field, task_key_uuid,
+};
+use super::scripts::{CANCEL, ENQUEUE, FINISH, QUEUES, UPDATE};
 use super::{KIND, RedisBackend, decode_error, encode_error, error, expire_millis, millis, redis_error, run_arg};
 use crate::backend::{Backend, BackendError, BackendErrorKind, CancelOutcome, Enqueued, Fetch, QueueStats, TaskCounts};
 use crate::model::{TaskMessage, TaskRecord, TaskStatus};
-use crate::queue::DEFAULT_QUEUE;
+use crate::queue::{DEFAULT_QUEUE, QueueInfo};
 use crate::task::CancelToken;
 use redis::aio::ConnectionManager;
 use std::collections::HashMap;
@@ -17,9 +19,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-/// A feature the Redis backend does not have yet.
-fn not_yet(what: &str) -> BackendError {
-    error(BackendErrorKind::InvalidRequest, format!("{what}: not supported by the Redis backend yet"))
+/// A delay in ms for the enqueue script: a zero delay is an ordinary
+/// enqueue; any other is at least 1 ms.
+fn delay_millis(delay: Duration) -> u64 {
+    if delay.is_zero() { 0 } else { millis(delay) }
 }
 
 impl Backend for RedisBackend {
@@ -36,12 +39,20 @@ impl Backend for RedisBackend {
     }
 
     async fn enqueue(&self, task: &TaskRecord) -> Result<Enqueued, BackendError> {
-        self.push(task, 0).await
+        Ok(self.push(&[(task, 0)]).await?[0])
     }
 
     async fn enqueue_delayed(&self, task: &TaskRecord, delay: Duration) -> Result<Enqueued, BackendError> {
-        // A zero delay is an ordinary enqueue; any other is at least 1 ms.
-        self.push(task, if delay.is_zero() { 0 } else { millis(delay) }).await
+        Ok(self.push(&[(task, delay_millis(delay))]).await?[0])
+    }
+
+    async fn enqueue_many(&self, tasks: &[(TaskRecord, Option<Duration>)]) -> Result<Vec<Enqueued>, BackendError> {
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let batch: Vec<(&TaskRecord, u64)> =
+            tasks.iter().map(|(task, delay)| (task, delay.map_or(0, delay_millis))).collect();
+        self.push(&batch).await
     }
 
     async fn cancel(&self, uuid: Uuid, reason: &str) -> Result<CancelOutcome, BackendError> {
@@ -57,8 +68,6 @@ impl Backend for RedisBackend {
             let record = serde_json::to_string(&cancelled(task, reason)).map_err(encode_error("the task"))?;
             let outcome: String = CANCEL
                 .key(keys.task(uuid))
-                .key(&keys.queue)
-                .key(&keys.delayed)
                 .key(&keys.stats)
                 .arg(record)
                 .arg(data)
@@ -68,6 +77,7 @@ impl Backend for RedisBackend {
                 .arg(&keys.cancel)
                 .arg(uuid.hyphenated().to_string())
                 .arg(stats_field(&name, TaskStatus::Cancel))
+                .arg(&keys.prefix)
                 .invoke_async(&mut self.conn())
                 .await
                 .map_err(redis_error("cancelling a task"))?;
@@ -107,16 +117,14 @@ impl Backend for RedisBackend {
 
     async fn stats(&self) -> Result<QueueStats, BackendError> {
         let keys = &self.shared.keys;
-        let (queued, delayed, in_flight, counts): (u64, u64, u64, HashMap<String, u64>) = redis::pipe()
-            .atomic()
-            .zcard(&keys.queue)
-            .zcard(&keys.delayed)
+        let (in_flight, counts): (u64, HashMap<String, u64>) = redis::pipe()
             .zcard(&keys.inflight)
             .hgetall(&keys.stats)
             .query_async(&mut self.conn())
             .await
             .map_err(redis_error("reading the stats"))?;
-        let mut stats = QueueStats { queued: queued + delayed, in_flight, tasks: Default::default() };
+        let queued = self.queue_infos(&[], true).await?.iter().map(|q| q.depth + q.delayed).sum();
+        let mut stats = QueueStats { queued, in_flight, tasks: Default::default() };
         for (field, count) in counts {
             let Some((name, status)) = field.rsplit_once(STATS_SEPARATOR) else { continue };
             // `TaskCounts::add` counts one; these are totals.
@@ -252,38 +260,47 @@ impl Backend for RedisBackend {
         }
     }
 
-    async fn set_paused(&self, _queue: &str, _paused: bool) -> Result<(), BackendError> {
-        Err(not_yet("pausing a queue"))
+    async fn set_paused(&self, queue: &str, paused: bool) -> Result<(), BackendError> {
+        let keys = &self.shared.keys;
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        if paused {
+            pipe.sadd(&keys.paused, queue).ignore();
+        } else {
+            // Fetchers blocked on the queue look again.
+            let wake = keys.queue_keys(queue).wake;
+            pipe.srem(&keys.paused, queue).ignore().rpush(&wake, 1).ignore().ltrim(&wake, 0, 0).ignore();
+        }
+        let _: () = pipe.query_async(&mut self.conn()).await.map_err(redis_error("pausing or resuming a queue"))?;
+        Ok(())
     }
 
-    async fn queues(&self, _queues: &[String]) -> Result<Vec<crate::queue::QueueInfo>, BackendError> {
-        Err(not_yet("listing queues"))
+    async fn queues(&self, queues: &[String]) -> Result<Vec<QueueInfo>, BackendError> {
+        self.queue_infos(queues, false).await
     }
 
     async fn fetch(&self, from: &Fetch, max: usize, out: &mut Vec<TaskMessage>) -> Result<(), BackendError> {
-        if from.queues.iter().any(|q| q != DEFAULT_QUEUE) || !from.limits.is_empty() {
-            return Err(not_yet("named queues and limits"));
-        }
-        if max == 0 {
+        if max == 0 || from.queues.is_empty() {
             return Ok(());
         }
         // Workers learn of cancel requests for the tasks they take, and keep
         // their holder alive while they hold tasks.
         self.cancel_listener();
         self.keep_alive();
+        let wakes: Vec<String> = from.queues.iter().map(|q| self.shared.keys.queue_keys(q).wake).collect();
         let before = out.len();
         loop {
-            let next_deadline = self.take(max, out).await?;
+            let next_deadline = self.take(from, max, out).await?;
             if out.len() > before {
                 return Ok(());
             }
             let block = match next_deadline {
                 // Wake up when the next lease expires, to requeue its task,
-                // or when the next delayed task is due.
+                // when the next delayed task or rate token is due.
                 Some(ms) => Duration::from_millis(u64::try_from(ms).unwrap_or(0)).min(IDLE_RECHECK),
                 None => IDLE_RECHECK,
             };
-            self.await_work(block.max(Duration::from_millis(10))).await?;
+            self.await_work(&wakes, block.max(Duration::from_millis(10))).await?;
         }
     }
 
@@ -436,16 +453,27 @@ impl Backend for RedisBackend {
             &keys.alive,
         ];
         let _: i64 = redis::cmd("UNLINK").arg(&fixed).query_async(&mut conn).await.map_err(redis_error("flushing"))?;
-        // Settings keys continue with a digit (the group's length); an app
-        // named `{app}:config` has other keys under the same prefix.
-        let mut configs = self.scan(&format!("{}*", glob_escape(&keys.config_prefix))).await?;
-        configs.retain(|k| k.get(keys.config_prefix.len()).is_some_and(u8::is_ascii_digit));
-        // Claims likewise; holder sets end with 32 hex digits.
-        let mut claims = self.scan(&format!("{}*", glob_escape(&keys.claim_prefix))).await?;
-        claims.retain(|k| k.get(keys.claim_prefix.len()).is_some_and(u8::is_ascii_digit));
+        let _: i64 = redis::cmd("UNLINK")
+            .arg(&keys.paused)
+            .arg(&keys.queues)
+            .arg(&keys.queue_keys(DEFAULT_QUEUE).running)
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_error("flushing"))?;
+        // Named queues, slots, buckets, unique keys, settings and claims go
+        // on with a digit (a length); an app named `{app}:config` has other
+        // keys under the same prefix. Holder sets end with 32 hex digits.
+        let mut found = Vec::new();
+        for family in LENGTH_PREFIXED {
+            let start = format!("{}{family}", keys.prefix);
+            let mut some = self.scan(&format!("{}*", glob_escape(&start))).await?;
+            some.retain(|k| k.get(start.len()).is_some_and(u8::is_ascii_digit));
+            found.extend(some);
+        }
         let mut holds = self.scan(&format!("{}*", glob_escape(&keys.holds_prefix))).await?;
         holds.retain(|k| is_holds_key(keys, k));
-        for chunk in configs.chunks(1000).chain(claims.chunks(1000)).chain(holds.chunks(1000)) {
+        found.extend(holds);
+        for chunk in found.chunks(1000) {
             let _: i64 =
                 redis::cmd("UNLINK").arg(chunk).query_async(&mut conn).await.map_err(redis_error("flushing"))?;
         }
@@ -477,7 +505,6 @@ impl RedisBackend {
         let keys = &self.shared.keys;
         let outcome: redis::Value = FINISH
             .key(keys.task(task.uuid))
-            .key(&keys.queue)
             .key(&keys.inflight)
             .key(&keys.held)
             .key(&keys.stats)
@@ -489,6 +516,7 @@ impl RedisBackend {
             .arg(stats_field(&task.task_name, task.status))
             .arg(run_arg(run))
             .arg(&keys.holds_prefix)
+            .arg(&keys.prefix)
             .invoke_async(&mut self.conn())
             .await
             .map_err(redis_error("storing a final status"))?;
@@ -524,6 +552,43 @@ impl RedisBackend {
         Ok(())
     }
 
+    /// What `lua/queues.lua` reads of these queues (all if none is named);
+    /// `brief`: counts only.
+    pub(super) async fn queue_infos(&self, queues: &[String], brief: bool) -> Result<Vec<QueueInfo>, BackendError> {
+        let keys = &self.shared.keys;
+        let reply: Vec<redis::Value> = QUEUES
+            .key(&keys.inflight)
+            .key(&keys.paused)
+            .key(&keys.queues)
+            .arg(&keys.prefix)
+            .arg(if brief { "1" } else { "0" })
+            .arg(queues)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(redis_error("reading the queues"))?;
+        let now = crate::model::now();
+        let bad = || error(BackendErrorKind::Decode, "reading the queues: unexpected reply from the queues script");
+        let text = |v: &redis::Value| redis::from_redis_value_ref::<String>(v).map_err(|_| bad());
+        let count = |v: &redis::Value| redis::from_redis_value_ref::<u64>(v).map_err(|_| bad());
+        let mut infos = Vec::with_capacity(reply.len() / 6);
+        for q in reply.chunks_exact(6) {
+            let oldest = text(&q[5])?.parse::<f64>().ok();
+            infos.push(QueueInfo {
+                name: text(&q[0])?,
+                depth: count(&q[1])?,
+                delayed: count(&q[2])?,
+                in_flight: count(&q[3])?,
+                paused: count(&q[4])? == 1,
+                oldest_age: oldest.map(|created| Duration::from_secs_f64((now - created).max(0.0))),
+                limit: Default::default(),
+            });
+        }
+        if queues.is_empty() {
+            infos.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+        Ok(infos)
+    }
+
     /// Every key matching a `SCAN` pattern.
     async fn scan(&self, pattern: &str) -> Result<Vec<Vec<u8>>, BackendError> {
         let mut conn = self.conn();
@@ -547,41 +612,63 @@ impl RedisBackend {
         }
     }
 
-    /// Stores a `new` record and queues it, or delays it by `delay_ms` (> 0).
-    async fn push(&self, task: &TaskRecord, delay_ms: u64) -> Result<Enqueued, BackendError> {
-        if task.queue != DEFAULT_QUEUE || task.unique.is_some() || task.limit_key.is_some() {
-            return Err(not_yet("named queues, unique keys and concurrency keys"));
+    /// Stores `new` records and queues them (a delay in ms > 0: delays
+    /// them), in one script call (see `lua/enqueue.lua`). Every record is
+    /// checked against the size limit first: one over it fails the batch
+    /// before anything is written.
+    async fn push(&self, tasks: &[(&TaskRecord, u64)]) -> Result<Vec<Enqueued>, BackendError> {
+        let keys = &self.shared.keys;
+        let mut call = ENQUEUE.key(&keys.seq);
+        call.key(&keys.queues).arg(&keys.prefix);
+        for (task, delay_ms) in tasks {
+            let data = serde_json::to_string(task).map_err(encode_error("the task"))?;
+            if data.len() > self.max_message_size {
+                return Err(error(
+                    BackendErrorKind::InvalidRequest,
+                    format!(
+                        "enqueue refused: task `{}` ({}) is {} bytes as JSON, more than the limit of {} bytes (RedisBackend::max_message_size)",
+                        task.task_name,
+                        task.uuid,
+                        data.len(),
+                        self.max_message_size
+                    ),
+                ));
+            }
+            let (unique, window) = match &task.unique {
+                Some(u) => (keys.unique(&u.key), (u.window.max(0.0) * 1000.0).ceil() as u64),
+                None => (String::new(), 0),
+            };
+            call.arg(task.uuid.hyphenated().to_string())
+                .arg(data)
+                .arg(task.status.as_str())
+                .arg(priority_hex(task.priority))
+                .arg(*delay_ms)
+                .arg(&task.queue)
+                .arg(unique)
+                .arg(window);
         }
-        let data = serde_json::to_string(task).map_err(encode_error("the task"))?;
-        if data.len() > self.max_message_size {
+        let replies: Vec<redis::Value> =
+            call.invoke_async(&mut self.conn()).await.map_err(redis_error("enqueueing a task"))?;
+        if replies.len() != tasks.len() {
             return Err(error(
-                BackendErrorKind::InvalidRequest,
-                format!(
-                    "enqueue refused: task `{}` ({}) is {} bytes as JSON, more than the limit of {} bytes (RedisBackend::max_message_size)",
-                    task.task_name,
-                    task.uuid,
-                    data.len(),
-                    self.max_message_size
-                ),
+                BackendErrorKind::Decode,
+                "enqueueing: a reply per task expected from the enqueue script",
             ));
         }
-        let keys = &self.shared.keys;
-        let seq: i64 = ENQUEUE
-            .key(keys.task(task.uuid))
-            .key(&keys.queue)
-            .key(&keys.seq)
-            .key(&keys.wake)
-            .key(&keys.delayed)
-            .arg(data)
-            .arg(task.status.as_str())
-            .arg(priority_hex(task.priority))
-            .arg(task.uuid.hyphenated().to_string())
-            .arg(delay_ms)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(redis_error("enqueueing a task"))?;
-        // 0: a task with this id exists; nothing was written.
-        Ok(if seq != 0 { Enqueued::New } else { Enqueued::Existing(task.uuid) })
+        tasks
+            .iter()
+            .zip(replies)
+            .map(|((task, _), reply)| match reply {
+                // Its place in line: written. 0: a record with its id exists.
+                redis::Value::Int(0) => Ok(Enqueued::Existing(task.uuid)),
+                redis::Value::Int(_) => Ok(Enqueued::New),
+                // The id of the task holding its unique key.
+                redis::Value::BulkString(id) => Uuid::try_parse_ascii(&id).map(Enqueued::Existing).map_err(|e| {
+                    error(BackendErrorKind::Decode, "enqueueing: a unique key names no task id").with_source(e)
+                }),
+                _ => Err(error(BackendErrorKind::Decode, "enqueueing: unexpected reply from the enqueue script")),
+            })
+            .collect()
     }
 
     pub(super) fn conn(&self) -> ConnectionManager {

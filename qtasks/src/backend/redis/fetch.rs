@@ -10,7 +10,7 @@ use super::codec::{cancelled, decode_taken, error_record};
 use super::keys::stats_field;
 use super::scripts::{BURY, FETCH, HEARTBEAT, RELEASE};
 use super::{CONNECT_TIMEOUT, HEARTBEATS_PER_LIVENESS, KIND, RedisBackend, error, lock, millis, redis_error};
-use crate::backend::{BackendError, BackendErrorKind};
+use crate::backend::{BackendError, BackendErrorKind, Fetch};
 use crate::model::{TaskMessage, TaskStatus};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Value};
@@ -69,11 +69,17 @@ impl RedisBackend {
     /// The round trip runs in a task of its own: if this future is dropped
     /// while the script runs, that task puts the tasks it took back into
     /// the queue at once, instead of leaving them to their lease.
-    pub(super) async fn take(&self, max: usize, out: &mut Vec<TaskMessage>) -> Result<Option<i64>, BackendError> {
+    pub(super) async fn take(
+        &self,
+        from: &Fetch,
+        max: usize,
+        out: &mut Vec<TaskMessage>,
+    ) -> Result<Option<i64>, BackendError> {
         let (tx, rx) = oneshot::channel();
         let this = self.clone();
+        let from = from.clone();
         tokio::spawn(async move {
-            let taken = this.pop(max).await;
+            let taken = this.pop(&from, max).await;
             if let Err(Ok((_, taken))) = tx.send(taken) {
                 let runs: Vec<(Uuid, u64)> = taken.iter().map(|(m, run)| (m.uuid, *run)).collect();
                 if let Err(e) = this.requeue(&runs, None).await {
@@ -92,29 +98,37 @@ impl RedisBackend {
     }
 
     /// One fetch script call, with decoding, cancels and dead letters.
-    async fn pop(&self, max: usize) -> Result<(Option<i64>, Vec<Taken>), BackendError> {
+    async fn pop(&self, from: &Fetch, max: usize) -> Result<(Option<i64>, Vec<Taken>), BackendError> {
         let keys = &self.shared.keys;
-        let (next_ms, dead, taken, cancels, corrupt): (i64, u64, Vec<Value>, Vec<Value>, Vec<Value>) = FETCH
-            .key(&keys.queue)
-            .key(&keys.inflight)
-            .key(&keys.held)
-            .key(&keys.wake)
+        let mut call = FETCH.key(&keys.inflight);
+        call.key(&keys.held)
             .key(&keys.dead)
-            .key(&keys.delayed)
             .key(&keys.holders)
             .key(&keys.stats)
             .key(&keys.alive)
+            .key(&keys.paused)
             .arg(max)
             .arg(millis(self.lease))
-            .arg(&keys.task_prefix)
+            .arg(&keys.prefix)
             .arg(DEAD_LETTERS_KEPT)
             .arg(REQUEUE_BATCH)
             .arg(&self.shared.holder)
             .arg(millis(self.liveness))
-            .arg(&keys.holds_prefix)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(redis_error("fetching tasks"))?;
+            .arg(from.queues.len())
+            .arg(&from.queues)
+            .arg(from.limits.tasks.len() + from.limits.queues.len());
+        let limits = from.limits.tasks.iter().map(|(name, l)| ("t", name, l));
+        for (kind, name, limit) in limits.chain(from.limits.queues.iter().map(|(name, l)| ("q", name, l))) {
+            let (count, period) = limit.rate.map_or((0, 0), |rate| (rate.count, millis(rate.per)));
+            call.arg(kind)
+                .arg(name)
+                .arg(limit.concurrency.unwrap_or(0))
+                .arg(count)
+                .arg(period)
+                .arg(limit.per_key.unwrap_or(0));
+        }
+        let (next_ms, dead, taken, cancels, corrupt): (i64, u64, Vec<Value>, Vec<Value>, Vec<Value>) =
+            call.invoke_async(&mut self.conn()).await.map_err(redis_error("fetching tasks"))?;
         if dead > 0 {
             tracing::error!(backend = KIND, key = %keys.dead, count = dead, "bad queue entries moved to the dead-letter list (each with its uuid, if any, and the reason)");
         }
@@ -204,13 +218,11 @@ impl RedisBackend {
         }
         let keys = &self.shared.keys;
         let mut call = RELEASE.key(&keys.inflight);
-        call.key(&keys.held)
-            .key(&keys.queue)
-            .key(&keys.wake)
-            .key(&keys.stats)
-            .arg(&keys.task_prefix)
-            .arg(&keys.holds_prefix)
-            .arg(if data.is_some() { "release" } else { "undo" });
+        call.key(&keys.held).key(&keys.stats).arg(&keys.task_prefix).arg(&keys.holds_prefix).arg(if data.is_some() {
+            "release"
+        } else {
+            "undo"
+        });
         for (uuid, run) in runs {
             call.arg(uuid.hyphenated().to_string()).arg(run).arg(data.unwrap_or_default());
         }
@@ -247,18 +259,19 @@ impl RedisBackend {
         }));
     }
 
-    /// Blocks until a wake-up token arrives or `block` passes.
+    /// Blocks until a wake-up token arrives on one of `wakes` (the wake-up
+    /// lists of the queues fetched from) or `block` passes.
     ///
     /// Only a token is taken here, never a task: if this future is dropped
     /// the token is lost with its connection, but no task is.
-    pub(super) async fn await_work(&self, block: Duration) -> Result<(), BackendError> {
+    pub(super) async fn await_work(&self, wakes: &[String], block: Duration) -> Result<(), BackendError> {
         let idle = lock(&self.shared.blocking).pop();
         let mut conn = match idle {
             Some(conn) => conn,
             None => self.connect_blocking().await?,
         };
         let mut blpop = redis::cmd("BLPOP");
-        blpop.arg(&self.shared.keys.wake).arg(block.as_secs_f64());
+        blpop.arg(wakes).arg(block.as_secs_f64());
         let blpop = blpop.query_async::<Value>(&mut conn);
         // No response timeout on this connection: ours is the block plus a margin.
         match tokio::time::timeout(block + CONNECT_TIMEOUT, blpop).await {

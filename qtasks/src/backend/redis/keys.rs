@@ -4,7 +4,7 @@
 //! `stats` hash, and the helpers that tell an app's keys from those of an
 //! app whose name starts the same.
 
-use crate::model::TaskStatus;
+use crate::model::{DEFAULT_QUEUE, TaskStatus};
 use uuid::Uuid;
 
 /// The keys of one app (see the key layout on `RedisBackend`).
@@ -31,6 +31,26 @@ pub(super) struct Keys {
     pub(super) holds_prefix: String,
     /// `claim:{len}:{key}`: one-time claims ([`Keys::claim`]).
     pub(super) claim_prefix: String,
+    /// Set: the names of the paused queues.
+    pub(super) paused: String,
+    /// Set: the names of the queues other than the default one that got a task.
+    pub(super) queues: String,
+}
+
+/// The families of keys named `{family}:{len}:…` (a length, then a name):
+/// the keys of named queues ([`Keys::queue_keys`]), concurrency slot sets
+/// and rate buckets (named in `lua/fetch.lua`), unique keys
+/// ([`Keys::unique`]), settings and claims.
+pub(super) const LENGTH_PREFIXED: [&str; 9] =
+    ["queue:", "delayed:", "wake:", "running:", "slots:", "bucket:", "unique:", "config:", "claim:"];
+
+/// The keys of one queue the client side names (see [`Keys::queue_keys`];
+/// its `queue` and `delayed` sorted sets are named by the scripts only).
+pub(super) struct QueueKeys {
+    /// List: a wake-up token for its blocked fetchers.
+    pub(super) wake: String,
+    /// Set: the uuids of its tasks in flight.
+    pub(super) running: String,
 }
 
 impl Keys {
@@ -55,6 +75,8 @@ impl Keys {
             alive: key("alive"),
             holds_prefix: key("holds:"),
             claim_prefix: key("claim:"),
+            paused: key("paused"),
+            queues: key("queues"),
             prefix,
         }
     }
@@ -67,6 +89,23 @@ impl Keys {
     /// group `a` from matching the keys of a group `a:b`.
     pub(super) fn config_group(&self, name: &str) -> String {
         format!("{}{}:{name}:", self.config_prefix, name.len())
+    }
+
+    /// The keys of queue `name`, as `queue_keys` in `lua/common.lua` names
+    /// them: the default queue keeps `queue`, `delayed` and `wake`; another
+    /// queue's keys go on with `:{len(name)}:{name}`.
+    pub(super) fn queue_keys(&self, name: &str) -> QueueKeys {
+        if name == DEFAULT_QUEUE {
+            return QueueKeys { wake: self.wake.clone(), running: format!("{}running:7:default", self.prefix) };
+        }
+        let tail = format!("{}:{name}", name.len());
+        let key = |family: &str| format!("{}{family}:{tail}", self.prefix);
+        QueueKeys { wake: key("wake"), running: key("running") }
+    }
+
+    /// The key holding the id of the task that holds unique key `key`.
+    pub(super) fn unique(&self, key: &str) -> String {
+        format!("{}unique:{}:{key}", self.prefix, key.len())
     }
 
     /// A claim: `claim:{len(key)}:{key}`. The digit after `claim:` tells
@@ -160,5 +199,21 @@ mod tests {
         assert!(!is_holds_key(&keys, b"qtasks:app:holds:queue"));
         assert!(!is_holds_key(&keys, b"qtasks:app:holds:task:0123456789abcdef0123456789abcdef"));
         assert_eq!(keys.claim("tick:1"), "qtasks:app:claim:6:tick:1");
+    }
+
+    #[test]
+    fn the_default_queue_keeps_its_keys_and_others_are_length_prefixed() {
+        let keys = Keys::new("app");
+        let default = keys.queue_keys(DEFAULT_QUEUE);
+        assert_eq!(
+            (default.wake.as_str(), default.running.as_str()),
+            ("qtasks:app:wake", "qtasks:app:running:7:default")
+        );
+        let emails = keys.queue_keys("emails");
+        assert_eq!(
+            (emails.wake.as_str(), emails.running.as_str()),
+            ("qtasks:app:wake:6:emails", "qtasks:app:running:6:emails")
+        );
+        assert_eq!(keys.unique("square:[1]"), "qtasks:app:unique:10:square:[1]");
     }
 }

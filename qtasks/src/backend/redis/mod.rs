@@ -87,9 +87,16 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 ///
 /// | key | type | holds |
 /// | --- | --- | --- |
-/// | `P task:{uuid}` | hash | `status` (`"new"`, `"process"`, …) and `data`, the [`TaskRecord`](crate::TaskRecord) as JSON; `started` (µs, set by `fetch`); `entry`, the task's queue entry; `cancel`, the reason of a cancel requested while it ran; `run`, how many times it was taken (the fencing token of the current run); `holder`, the holder running it |
-/// | `P queue` | sorted set | queued tasks, see below |
-/// | `P delayed` | sorted set | queue entries of delayed tasks, scored by when they are due (ms since the epoch, server clock) |
+/// | `P task:{uuid}` | hash | `status` (`"new"`, `"process"`, …) and `data`, the [`TaskRecord`](crate::TaskRecord) as JSON; `started` (µs, set by `fetch`); `entry`, the task's queue entry; `cancel`, the reason of a cancel requested while it ran; `run`, how many times it was taken (the fencing token of the current run); `holder`, the holder running it; `queue`, its queue unless `default`; `slots`, the slot sets it holds (one per line) while it runs; `ukey`/`uwin`, its unique key and window (ms) |
+/// | `P queue` | sorted set | queued tasks of the default queue, see below |
+/// | `P delayed` | sorted set | queue entries of the default queue's delayed tasks, scored by when they are due (ms since the epoch, server clock) |
+/// | `P queue:{len}:{name}`, `P delayed:{len}:{name}`, `P wake:{len}:{name}` | as above | the same for queue `name` |
+/// | `P running:{len}:{name}` | set | uuids of queue `name`'s tasks in flight (`default` included) |
+/// | `P queues` | set | names of the queues other than `default` that got a task |
+/// | `P paused` | set | names of the paused queues |
+/// | `P slots:{len}:{scope}` | set | uuids of the running tasks holding a concurrency slot of `scope`: `t:{task}`, `q:{queue}` or `k:{task}\x1f{key}` |
+/// | `P bucket:{len}:{scope}` | hash | a rate's token bucket: `tokens` and `at` (ms, server clock); expires when idle for its period |
+/// | `P unique:{len}:{key}` | string | the uuid of the task holding unique key `key`; expires after its window once the task ended |
 /// | `P seq` | string | counter giving each enqueued task its place in line |
 /// | `P inflight` | sorted set | uuids of taken tasks, scored by lease deadline (ms since the epoch, server clock) |
 /// | `P held` | hash | uuid → queue entry of each taken task, to requeue it at its old place |
@@ -97,7 +104,7 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// | `P alive` | string | when a holder was last seen (ms, server clock) |
 /// | `P holds:{holder}` | set | uuids of the tasks a holder took and has not finished or released |
 /// | `P claim:{len}:{key}` | string | a [`claim`](crate::Backend::claim), expiring with its ttl |
-/// | `P wake` | list | at most one wake-up token for fetchers blocked in `BLPOP` |
+/// | `P wake` | list | at most one wake-up token for fetchers of the default queue blocked in `BLPOP` |
 /// | `P dead` | list | dead letters, as JSON (the newest 10 000; see "Dead letters") |
 /// | `P stats` | hash | `{task name}\x1f{status}` → how many runs ended so (`success`, `error`, `retry`, `cancel`); `{task name}\x1fduplicates` → runs that started after another run had held the task |
 /// | `P done` | pub/sub channel | uuid of each task that reached a final status or `retry` |
@@ -115,22 +122,34 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// 53-bit mantissa). `ZPOPMIN` therefore pops the lowest priority, then the
 /// oldest task.
 ///
+/// # One server, not a Cluster
+///
+/// The scripts touch keys they compute while they run (a task's record,
+/// its queue, its slot sets), which a Redis Cluster refuses unless every
+/// key of the call hashes to one slot. An app therefore needs a single
+/// Redis server (or a primary with replicas); Redis Cluster is not
+/// supported yet.
+///
 /// # Scripts and round trips
 ///
 /// Each operation is one atomic Lua script, so one round trip:
-/// - `enqueue`: writes the record, adds the queue entry, pushes a wake-up.
-///   `enqueue_delayed` adds the entry to `delayed` instead, due at the
-///   server's time plus the delay.
-/// - `fetch`: marks its holder alive, moves due delayed entries into the
-///   queue, takes back expired leases and the tasks of dead holders, pops
-///   up to `max` entries, moves each into `inflight`/`held` under its
+/// - `enqueue`: checks the unique key and the id, writes the record, adds
+///   the queue entry, pushes a wake-up. `enqueue_delayed` adds the entry to
+///   the queue's `delayed` set instead, due at the server's time plus the
+///   delay. `enqueue_many` is the same script over a batch, in one call.
+/// - `fetch`: marks its holder alive, moves due delayed entries into their
+///   queues, takes back expired leases and the tasks of dead holders, takes
+///   up to `max` entries from the queues in the order given (skipping
+///   paused ones; with limits, looking at entries in place and leaving
+///   those over a concurrency slot or a rate token where they are), moves each into `inflight`/`held` under its
 ///   holder with a new run, returns the records; bad entries go to the
 ///   dead letters instead (see "Dead letters"; a record that cannot run
 ///   costs one more round trip to end). When nothing is queued, the fetch
-///   blocks in `BLPOP` on the `wake` list, on a connection of its own (a
+///   blocks in `BLPOP` on the `wake` lists of its queues, on a connection of its own (a
 ///   blocking command would stall the shared multiplexed one), until an
-///   enqueue wakes it, the next lease or holder liveness expires, the next
-///   delayed task is due, or 5 s pass; then it runs the script again.
+///   enqueue, a resume or a freed slot wakes it, the next lease or holder
+///   liveness expires, the next delayed task or rate token is due, or 5 s
+///   pass; then it runs the script again.
 /// - `update`: writes the status unless the record is already final (a
 ///   status only moves forward) or another run holds it, and renews the lease.
 /// - `finish`: writes the final (or `retry`) record and its expiry (the

@@ -32,7 +32,8 @@ macro_rules! scripts {
 }
 
 scripts! {
-    /// Stores a new record and queues it, or delays it (`lua/enqueue.lua`).
+    /// Stores new records and queues them, or delays them, unless their id or
+    /// unique key is taken (`lua/enqueue.lua`).
     ENQUEUE = "enqueue";
     /// Promotes due delayed tasks, takes back expired leases and the tasks of
     /// dead holders, takes tasks (`lua/fetch.lua`).
@@ -51,4 +52,6 @@ scripts! {
     EXTEND = "extend";
     /// Marks a holder alive (`lua/heartbeat.lua`).
     HEARTBEAT = "heartbeat";
+    /// Reads depth, delayed, in flight, paused and the oldest task of queues (`lua/queues.lua`).
+    QUEUES = "queues";
 }

@@ -14,6 +14,7 @@
 
 local _, now_us = clock()
 local at = now_us / 1000000
+local P = string.sub(ARGV[2], 1, -6)
 local n = 0
 for i = 6, #ARGV, 6 do
   local id, run, reason, record, was, field = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
@@ -28,6 +29,7 @@ for i = 6, #ARGV, 6 do
     redis.call('ZREM', KEYS[1], id)
     redis.call('HDEL', KEYS[2], id)
     if rec[3] then redis.call('SREM', ARGV[3] .. rec[3], id) end
+    let_go(P, key, id)
     redis.call('HSET', key, 'status', 'error', 'data', record)
     if tonumber(ARGV[4]) > 0 then
       redis.call('PEXPIRE', key, ARGV[4])

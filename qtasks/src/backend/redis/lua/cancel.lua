@@ -3,28 +3,36 @@
 -- delayed set, is counted and published; for a `process` one the request
 -- is stored (field `cancel`, the first reason wins) and published.
 --
--- KEYS: 1 record, 2 queue, 3 delayed, 4 stats.
+-- A cancelled task's unique key is freed as by FINISH.
+--
+-- KEYS: 1 record, 2 stats.
 -- ARGV: 1 cancel record, 2 data read, 3 reason, 4 retention (ms, 0 = keep),
---       5 done channel, 6 cancel channel, 7 uuid, 8 stats field.
+--       5 done channel, 6 cancel channel, 7 uuid, 8 stats field, 9 app
+--       prefix `P`.
 -- Returns `cancelled`, `requested`, `changed` (read again), `missing`,
 -- or the status the task had.
 
-local rec = redis.call('HMGET', KEYS[1], 'status', 'data', 'entry')
+local rec = redis.call('HMGET', KEYS[1], 'status', 'data', 'entry', 'queue', 'ukey', 'uwin')
 if not rec[1] or not rec[2] then return 'missing' end
 if rec[1] == 'new' then
   if rec[2] ~= ARGV[2] then return 'changed' end
   redis.call('HSET', KEYS[1], 'status', 'cancel', 'data', ARGV[1])
   if rec[3] then
-    redis.call('ZREM', KEYS[2], rec[3])
-    redis.call('ZREM', KEYS[3], rec[3])
+    local queue, delayed = queue_keys(ARGV[9], rec[4])
+    redis.call('ZREM', queue, rec[3])
+    redis.call('ZREM', delayed, rec[3])
     redis.call('HDEL', KEYS[1], 'entry')
+  end
+  if rec[5] and redis.call('GET', rec[5]) == ARGV[7] then
+    local window = tonumber(rec[6]) or 0
+    if window > 0 then redis.call('PEXPIRE', rec[5], window) else redis.call('DEL', rec[5]) end
   end
   if tonumber(ARGV[4]) > 0 then
     redis.call('PEXPIRE', KEYS[1], ARGV[4])
   else
     redis.call('PERSIST', KEYS[1])
   end
-  redis.call('HINCRBY', KEYS[4], ARGV[8], 1)
+  redis.call('HINCRBY', KEYS[2], ARGV[8], 1)
   redis.call('PUBLISH', ARGV[5], ARGV[7])
   return 'cancelled'
 end

@@ -35,3 +35,39 @@ local function seen(holders, alive, now, liveness)
   redis.call('SET', alive, now)
 end
 
+
+-- The keys of queue `q` of the app whose keys start with `P`: its queue,
+-- its delayed tasks, its wake-up list and the set of its tasks in flight.
+-- The default queue (also a record without a `queue` field) keeps the
+-- names it had before queues had names; another queue's keys go on with
+-- the length of its name, so they never match an app named `{app}:queue`.
+local function queue_keys(P, q)
+  if not q or q == '' or q == 'default' then
+    return P .. 'queue', P .. 'delayed', P .. 'wake', P .. 'running:7:default'
+  end
+  local tail = #q .. ':' .. q
+  return P .. 'queue:' .. tail, P .. 'delayed:' .. tail, P .. 'wake:' .. tail, P .. 'running:' .. tail
+end
+
+-- Leaves one wake-up token for the fetchers blocked on `wake`.
+local function wake_up(wake)
+  redis.call('RPUSH', wake, '1')
+  redis.call('LTRIM', wake, 0, 0)
+end
+
+-- Lets go of what a taken task holds beside its lease: its place among its
+-- queue's tasks in flight and its concurrency slots (sets of uuids, so
+-- letting go twice is harmless). A freed slot wakes a fetcher of its
+-- queue: a task waiting for the slot may start now.
+local function let_go(P, key, id)
+  local rec = fields(key, 'queue', 'slots')
+  local _, _, wake, running = queue_keys(P, rec and rec[1])
+  redis.call('SREM', running, id)
+  if rec and rec[2] then
+    for slot in string.gmatch(rec[2], '[^\n]+') do
+      redis.call('SREM', slot, id)
+    end
+    redis.call('HDEL', key, 'slots')
+    wake_up(wake)
+  end
+end

@@ -1,8 +1,21 @@
--- FETCH: marks this holder alive, moves due delayed tasks into the queue,
--- takes back the tasks of expired leases and of holders whose liveness
--- expired (requeued at their old place; those whose cancel was requested
--- are kept to be ended `cancel`), then takes up to ARGV[1] tasks under
--- this holder and marks their records `process`.
+-- FETCH: marks this holder alive, moves the due delayed tasks of the
+-- queues it takes from into them, takes back the tasks of expired leases
+-- and of holders whose liveness expired (requeued at their old place in
+-- their own queue, their slots freed; those whose cancel was requested are
+-- kept to be ended `cancel`), then takes up to ARGV[1] tasks under this
+-- holder from the queues in the order given, and marks their records
+-- `process`.
+--
+-- Queues: a paused one (in `P paused`) gives nothing; a later queue gives
+-- only while the ones before it have nothing to give. Without limits the
+-- entries are popped in order. With limits each entry is looked at in
+-- place (up to `batch` past those wanted, per queue) and stays, at its
+-- place, while its task is over a limit: a concurrency limit (of its task
+-- name, its queue, or its task's concurrency key) whose slot set is full,
+-- or a rate whose token bucket is empty. A task that starts takes a token
+-- from each bucket and a slot in each set; the record's `slots` field
+-- lists the sets, which `let_go` (lua/common.lua) leaves when the task
+-- ends, is released or its lease is taken back.
 --
 -- Every queue entry is checked before it is touched, and every access to a
 -- record key is a `pcall`, so one bad entry never fails the script half-way
@@ -15,13 +28,16 @@
 -- After a gap with no holder seen, liveness is renewed, not judged
 -- (`seen`, lua/common.lua).
 --
--- KEYS: 1 queue, 2 inflight, 3 held, 4 wake, 5 dead, 6 delayed, 7 holders,
---       8 stats, 9 alive (when a holder was last seen, ms).
--- ARGV: 1 max, 2 lease (ms), 3 record key prefix (`P task:`),
---       4 dead letters kept, 5 expired leases requeued, delayed tasks
---       promoted and dead holders reaped at most, 6 this holder's id,
---       7 liveness (ms), 8 holder set prefix (`P holds:`).
--- Returns {ms until the next lease deadline, delayed task or holder
+-- KEYS: 1 inflight, 2 held, 3 dead, 4 holders, 5 stats, 6 alive (when a
+--       holder was last seen, ms), 7 paused.
+-- ARGV: 1 max, 2 lease (ms), 3 app prefix `P`, 4 dead letters kept,
+--       5 expired leases requeued, delayed tasks promoted and dead holders
+--       reaped at most, 6 this holder's id, 7 liveness (ms), 8 the number
+--       of queues n, then the n queue names in order, then the number of
+--       limits m, then m sextuples: `t` (a task name) or `q` (a queue),
+--       its name, concurrency (0 = none), rate count (0 = none), rate
+--       period (ms), per concurrency key (0 = none; task names only).
+-- Returns {ms until the next lease deadline, delayed task, token or holder
 --          liveness deadline, or -1; dead letters filed;
 --          {uuid, data, run, ...} taken;
 --          {uuid, data, reason, run, ...} to end `cancel`;
@@ -30,23 +46,49 @@
 local now, now_us = clock()
 local batch = tonumber(ARGV[5])
 local deadline = now + tonumber(ARGV[2])
-local prefix, me, holds = ARGV[3], ARGV[6], ARGV[8]
-seen(KEYS[7], KEYS[9], now, tonumber(ARGV[7]))
-redis.call('ZADD', KEYS[7], now + tonumber(ARGV[7]), me)
+local P, me = ARGV[3], ARGV[6]
+local prefix, holds = P .. 'task:', P .. 'holds:'
+local INFLIGHT, HELD, DEAD, HOLDERS, STATS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+seen(HOLDERS, KEYS[6], now, tonumber(ARGV[7]))
+redis.call('ZADD', HOLDERS, now + tonumber(ARGV[7]), me)
+
+local queues = {}
+local n = tonumber(ARGV[8])
+for i = 1, n do queues[i] = ARGV[8 + i] end
+-- Limits by `t{name}` / `q{name}`: {concurrency, rate count, period ms, per key}.
+local limits, limited = {}, false
+local m = tonumber(ARGV[9 + n])
+for i = 0, m - 1 do
+  local at = 10 + n + i * 6
+  limits[ARGV[at] .. ARGV[at + 1]] = {
+    tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3]), tonumber(ARGV[at + 4]), tonumber(ARGV[at + 5]),
+  }
+  limited = true
+end
+
+-- The soonest time, in ms from now, something may become takeable.
+local next_ms = -1
+local function due_in(ms)
+  ms = math.max(0, ms)
+  if next_ms < 0 or ms < next_ms then next_ms = ms end
+end
 
 local dead = 0
 local function bury(entry, id, reason)
-  redis.call('RPUSH', KEYS[5], cjson.encode({
+  redis.call('RPUSH', DEAD, cjson.encode({
     entry = entry, uuid = id or cjson.null, reason = reason, at = now / 1000,
   }))
   dead = dead + 1
 end
 
--- Writes batched at the end: ZADD inflight, HSET held, SADD holds.
-local inflight_args, held_args, holds_args = {}, {}, {}
--- Takes a task under this holder: a new run (the fencing token), after
--- the run `previous` (the record's `run` field as read).
-local function hold(id, entry, key, previous)
+-- Writes batched at the end: ZADD inflight, HSET held, SADD holds, and
+-- SADD to each queue's set of tasks in flight.
+local inflight_args, held_args, holds_args, running_args = {}, {}, {}, {}
+-- Taken by this call (in flight once the batched writes are done).
+local held_now = {}
+-- Takes a task of queue `q` under this holder: a new run (the fencing
+-- token), after the run `previous` (the record's `run` field as read).
+local function hold(id, entry, key, previous, q)
   local run = (tonumber(previous) or 0) + 1
   redis.call('HSET', key, 'status', 'process', 'started', now_us, 'holder', me, 'run', run)
   inflight_args[#inflight_args + 1] = deadline
@@ -56,6 +98,14 @@ local function hold(id, entry, key, previous)
     held_args[#held_args + 1] = entry
   end
   holds_args[#holds_args + 1] = id
+  held_now[id] = true
+  local _, _, _, running = queue_keys(P, q)
+  local ids = running_args[running]
+  if not ids then
+    ids = {}
+    running_args[running] = ids
+  end
+  ids[#ids + 1] = id
   return run
 end
 
@@ -67,110 +117,228 @@ local function to_cancel(id, data, reason, run)
   cancels[#cancels + 1] = run
 end
 -- A task whose lease expired or whose holder is gone: back at its old
--- place in the queue, or, if a cancel was requested, kept to end `cancel`.
+-- place in its queue with its slots freed, or, if a cancel was requested,
+-- kept to end `cancel`.
 local function reclaim(id)
   local key = prefix .. id
-  local rec = fields(key, 'status', 'data', 'cancel', 'holder', 'run', 'entry')
+  local rec = fields(key, 'status', 'data', 'cancel', 'holder', 'run', 'entry', 'queue')
   if rec and rec[4] then redis.call('SREM', holds .. rec[4], id) end
-  local entry = redis.call('HGET', KEYS[3], id) or (rec and rec[6])
+  local entry = redis.call('HGET', HELD, id) or (rec and rec[6])
   if rec and rec[2] and rec[3] and not done(rec[1]) then
-    to_cancel(id, rec[2], rec[3], hold(id, entry, key, rec[5]))
+    to_cancel(id, rec[2], rec[3], hold(id, entry, key, rec[5], rec[7]))
   else
-    redis.call('ZREM', KEYS[2], id)
+    -- Its `held` entry stays: a late finish of the run removes the requeued copy.
+    redis.call('ZREM', INFLIGHT, id)
+    let_go(P, key, id)
     if rec then redis.call('HDEL', key, 'holder') end
-    if entry then redis.call('ZADD', KEYS[1], 0, entry) end
+    local queue, _, wake = queue_keys(P, rec and rec[7])
+    if entry then
+      redis.call('ZADD', queue, 0, entry)
+      wake_up(wake)
+    end
   end
 end
 
-local due = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', now, 'LIMIT', 0, batch)
-for _, entry in ipairs(due) do
-  redis.call('ZREM', KEYS[6], entry)
-  redis.call('ZADD', KEYS[1], 0, entry)
+for _, q in ipairs(queues) do
+  local queue, delayed = queue_keys(P, q)
+  for _, entry in ipairs(redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, batch)) do
+    redis.call('ZREM', delayed, entry)
+    redis.call('ZADD', queue, 0, entry)
+  end
 end
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, batch)) do
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', INFLIGHT, '-inf', now, 'LIMIT', 0, batch)) do
   reclaim(id)
 end
-for _, holder in ipairs(redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', now, 'LIMIT', 0, batch)) do
+for _, holder in ipairs(redis.call('ZRANGEBYSCORE', HOLDERS, '-inf', now, 'LIMIT', 0, batch)) do
   for _, id in ipairs(redis.call('SMEMBERS', holds .. holder)) do
     local rec = fields(prefix .. id, 'holder')
-    if rec and rec[1] == holder and redis.call('ZSCORE', KEYS[2], id) then reclaim(id) end
+    if rec and rec[1] == holder and redis.call('ZSCORE', INFLIGHT, id) then reclaim(id) end
   end
   redis.call('DEL', holds .. holder)
-  redis.call('ZREM', KEYS[7], holder)
+  redis.call('ZREM', HOLDERS, holder)
+end
+
+-- Limits. A slot set or bucket is named by its scope: `t:{task}`,
+-- `q:{queue}` or `k:{task}\31{key}`, after its length.
+local function scoped(kind, scope)
+  return P .. kind .. ':' .. #scope .. ':' .. scope
+end
+-- Slot sets looked over in this call: members no longer in flight (a task
+-- flushed or lost while it held a slot) are dropped once.
+local checked = {}
+local function full(set, max)
+  if redis.call('SCARD', set) < max then return false end
+  if not checked[set] then
+    checked[set] = true
+    for _, id in ipairs(redis.call('SMEMBERS', set)) do
+      if not held_now[id] and not redis.call('ZSCORE', INFLIGHT, id) then redis.call('SREM', set, id) end
+    end
+  end
+  return redis.call('SCARD', set) >= max
+end
+-- A token bucket's tokens now (it holds at most `count`, refilled at
+-- `count` per `period`): {tokens, key}.
+local function tokens(scope, count, period)
+  local key = scoped('bucket', scope)
+  local b = redis.call('HMGET', key, 'tokens', 'at')
+  local have, at = tonumber(b[1]), tonumber(b[2])
+  if not have or not at then return count, key end
+  return math.min(count, have + math.max(0, now - at) * count / period), key
+end
+-- The slot sets task `name` of queue `q` (concurrency key `lkey`) takes
+-- if it may start now, with its tokens taken; nil if it is over a limit.
+local function admit(name, q, lkey)
+  local sets, buckets, blocked = {}, {}, false
+  local function scope(kind, own, limit)
+    if not limit then return end
+    local sc = kind .. ':' .. own
+    if limit[1] > 0 then
+      local set = scoped('slots', sc)
+      if full(set, limit[1]) then blocked = true end
+      sets[#sets + 1] = set
+    end
+    if limit[2] > 0 then
+      local have, key = tokens(sc, limit[2], limit[3])
+      if have < 1 then
+        blocked = true
+        due_in(math.ceil((1 - have) * limit[3] / limit[2]))
+      end
+      buckets[#buckets + 1] = {key, have, limit[3]}
+    end
+  end
+  local tl = limits['t' .. name]
+  scope('t', name, tl)
+  scope('q', q, limits['q' .. q])
+  if tl and tl[4] > 0 and lkey then
+    local set = scoped('slots', 'k:' .. name .. '\31' .. lkey)
+    if full(set, tl[4]) then blocked = true end
+    sets[#sets + 1] = set
+  end
+  if blocked then return nil end
+  for _, b in ipairs(buckets) do
+    redis.call('HSET', b[1], 'tokens', tostring(b[2] - 1), 'at', now)
+    redis.call('PEXPIRE', b[1], b[3] + 1000)
+  end
+  return sets
 end
 
 local uuid = '(%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x)$'
 local well_formed = '^' .. string.rep('%x', 32) .. uuid
 local want = tonumber(ARGV[1])
-local taken, examined, out, corrupt = 0, 0, {}, {}
+local taken, out, corrupt = 0, {}, {}
 -- Held by a run now: in flight (a `holder` field alone may be stale).
 local function held(id, rec)
-  return rec[5] and redis.call('ZSCORE', KEYS[2], id)
+  return rec[5] and redis.call('ZSCORE', INFLIGHT, id)
 end
-local function give_up(id, entry, key, rec, reason)
-  local run = hold(id, entry, key, rec[6])
+local function give_up(id, entry, key, rec, reason, q)
+  local run = hold(id, entry, key, rec[6], q)
   corrupt[#corrupt + 1] = id
   corrupt[#corrupt + 1] = rec[2] or ''
   corrupt[#corrupt + 1] = reason
   corrupt[#corrupt + 1] = run
 end
--- At most `batch` entries beyond those wanted are looked at per call.
-while taken < want and examined < want + batch do
-  local popped = redis.call('ZPOPMIN', KEYS[1], want - taken)
-  if #popped == 0 then break end
-  for i = 1, #popped, 2 do
-    examined = examined + 1
-    local entry = popped[i]
-    local id = string.match(entry, well_formed)
-    local bad_prefix = false
-    if not id then
-      id = string.match(entry, uuid)
-      bad_prefix = true
-    end
-    local key = id and prefix .. id
-    local rec = id and fields(key, 'status', 'data', 'cancel', 'entry', 'holder', 'run')
-    if not id then
-      bury(entry, nil, 'malformed queue entry')
-    elseif not rec then
-      bury(entry, id, 'the record key holds a ' .. redis.call('TYPE', key).ok .. ', not a task record (a hash)')
-    elseif not rec[1] and not rec[2] and redis.call('EXISTS', key) == 0 then
-      bury(entry, id, 'no record for this task')
-    elseif bad_prefix then
-      if done(rec[1]) or held(id, rec) or (rec[4] and rec[4] ~= entry) then
-        -- Not this record's entry: garbage, the record is left alone.
-        bury(entry, id, 'malformed queue entry (bad priority prefix)')
-      else
-        give_up(id, entry, key, rec, 'malformed queue entry (bad priority prefix)')
-      end
-    elseif done(rec[1]) then
-      -- A requeued copy of a task that ended meanwhile.
-      redis.call('HDEL', KEYS[3], id)
-    elseif rec[4] and rec[4] ~= entry then
-      bury(entry, id, 'stale queue entry: the task is queued as ' .. rec[4])
-    elseif held(id, rec) then
-      bury(entry, id, 'duplicate queue entry: the task is held by a worker')
-    elseif not rec[2] then
-      give_up(id, entry, key, rec, 'the record has no data field')
-    elseif rec[3] then
-      -- Requeued after its worker was gone, and a cancel was requested.
-      to_cancel(id, rec[2], rec[3], hold(id, entry, key, rec[6]))
+-- Looks at one entry of queue `q`: takes its task, buries it or drops it.
+-- Returns true if the entry stays in the queue (its task is over a limit;
+-- only when `check` is set).
+local function examine(entry, q, check)
+  local id = string.match(entry, well_formed)
+  local bad_prefix = false
+  if not id then
+    id = string.match(entry, uuid)
+    bad_prefix = true
+  end
+  local key = id and prefix .. id
+  local rec = id and fields(key, 'status', 'data', 'cancel', 'entry', 'holder', 'run')
+  if not id then
+    bury(entry, nil, 'malformed queue entry')
+  elseif not rec then
+    bury(entry, id, 'the record key holds a ' .. redis.call('TYPE', key).ok .. ', not a task record (a hash)')
+  elseif not rec[1] and not rec[2] and redis.call('EXISTS', key) == 0 then
+    bury(entry, id, 'no record for this task')
+  elseif bad_prefix then
+    if done(rec[1]) or held(id, rec) or (rec[4] and rec[4] ~= entry) then
+      -- Not this record's entry: garbage, the record is left alone.
+      bury(entry, id, 'malformed queue entry (bad priority prefix)')
     else
-      -- Taken: the record reads `process` from now on (see `decode_record`).
-      local run = hold(id, entry, key, rec[6])
-      if run > 1 then
-        -- Another run held it before (its lease was taken back, or it
-        -- was released): a duplicate, counted under the task's name.
-        local ok, task = pcall(cjson.decode, rec[2])
-        if ok and type(task) == 'table' and type(task.task_name) == 'string' then
-          redis.call('HINCRBY', KEYS[8], task.task_name .. '\31duplicates', 1)
+      give_up(id, entry, key, rec, 'malformed queue entry (bad priority prefix)', q)
+    end
+  elseif done(rec[1]) then
+    -- A requeued copy of a task that ended meanwhile.
+    redis.call('HDEL', HELD, id)
+  elseif rec[4] and rec[4] ~= entry then
+    bury(entry, id, 'stale queue entry: the task is queued as ' .. rec[4])
+  elseif held(id, rec) then
+    bury(entry, id, 'duplicate queue entry: the task is held by a worker')
+  elseif not rec[2] then
+    give_up(id, entry, key, rec, 'the record has no data field', q)
+  elseif rec[3] then
+    -- Requeued after its worker was gone, and a cancel was requested.
+    to_cancel(id, rec[2], rec[3], hold(id, entry, key, rec[6], q))
+  else
+    -- The task's name and concurrency key, read from its JSON only when
+    -- needed: limits to check, or a duplicate to count.
+    local name, lkey
+    local function read()
+      local ok, task = pcall(cjson.decode, rec[2])
+      if ok and type(task) == 'table' and type(task.task_name) == 'string' then
+        name = task.task_name
+        lkey = type(task.limit_key) == 'string' and task.limit_key or nil
+      end
+    end
+    local sets
+    if check then
+      read()
+      if name then
+        sets = admit(name, q, lkey)
+        if not sets then return true end
+      end
+    end
+    -- Taken: the record reads `process` from now on (see `decode_record`).
+    local run = hold(id, entry, key, rec[6], q)
+    if sets and #sets > 0 then
+      for _, set in ipairs(sets) do redis.call('SADD', set, id) end
+      redis.call('HSET', key, 'slots', table.concat(sets, '\n'))
+    end
+    if run > 1 then
+      -- Another run held it before (its lease was taken back, or it
+      -- was released): a duplicate, counted under the task's name.
+      if not check then read() end
+      if name then redis.call('HINCRBY', STATS, name .. '\31duplicates', 1) end
+    end
+    out[#out + 1] = id
+    out[#out + 1] = rec[2]
+    out[#out + 1] = run
+    taken = taken + 1
+  end
+  return false
+end
+
+for _, q in ipairs(queues) do
+  if taken >= want then break end
+  local queue, delayed = queue_keys(P, q)
+  if redis.call('SISMEMBER', KEYS[7], q) == 0 then
+    local examined = 0
+    if not limited then
+      -- At most `batch` entries beyond those wanted are looked at per queue.
+      while taken < want and examined < want + batch do
+        local popped = redis.call('ZPOPMIN', queue, want - taken)
+        if #popped == 0 then break end
+        for i = 1, #popped, 2 do
+          examined = examined + 1
+          examine(popped[i], q, false)
         end
       end
-      out[#out + 1] = id
-      out[#out + 1] = rec[2]
-      out[#out + 1] = run
-      taken = taken + 1
+    else
+      -- Past tasks over their limits, at most 256 more entries per queue.
+      local look = want - taken + math.min(batch, 256)
+      for _, entry in ipairs(redis.call('ZRANGE', queue, 0, look - 1)) do
+        if taken >= want then break end
+        if not examine(entry, q, true) then redis.call('ZREM', queue, entry) end
+      end
     end
   end
+  local first = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
+  if #first > 0 then due_in(tonumber(first[2]) - now) end
 end
 
 -- Batched writes, in chunks small enough for `unpack`.
@@ -179,21 +347,22 @@ local function chunked(cmd, key, args)
     redis.call(cmd, key, unpack(args, i, math.min(i + 999, #args)))
   end
 end
-chunked('ZADD', KEYS[2], inflight_args)
-chunked('HSET', KEYS[3], held_args)
+chunked('ZADD', INFLIGHT, inflight_args)
+chunked('HSET', HELD, held_args)
 chunked('SADD', holds .. me, holds_args)
+for running, ids in pairs(running_args) do chunked('SADD', running, ids) end
 
-if dead > 0 then redis.call('LTRIM', KEYS[5], -tonumber(ARGV[4]), -1) end
-if redis.call('ZCARD', KEYS[1]) > 0 then
-  redis.call('RPUSH', KEYS[4], '1')
-  redis.call('LTRIM', KEYS[4], 0, 0)
-end
-local next_ms = -1
-for _, key in ipairs({KEYS[2], KEYS[6], KEYS[7]}) do
-  local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-  if #first > 0 then
-    local ms = math.max(0, tonumber(first[2]) - now)
-    if next_ms < 0 or ms < next_ms then next_ms = ms end
+if dead > 0 then redis.call('LTRIM', DEAD, -tonumber(ARGV[4]), -1) end
+-- Filled up: others may find more. (Not filled: what is left cannot be
+-- taken now, and waking others for it would only make them spin.)
+if taken >= want then
+  for _, q in ipairs(queues) do
+    local queue, _, wake = queue_keys(P, q)
+    if redis.call('SISMEMBER', KEYS[7], q) == 0 and redis.call('ZCARD', queue) > 0 then wake_up(wake) end
   end
+end
+for _, key in ipairs({INFLIGHT, HOLDERS}) do
+  local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  if #first > 0 then due_in(tonumber(first[2]) - now) end
 end
 return {next_ms, dead, out, cancels, corrupt}
