@@ -8,6 +8,10 @@
 //!   `#[cfg_attr(redis_unreachable, ignore = "…")]`.
 //! - `cfg(redis_tls_tools_missing)`: `redis-server` or `openssl` cannot be
 //!   run; `redis_tls.rs` starts its own TLS server with them.
+//! - `cfg(postgres_unreachable)`: nothing answers a TCP connect at the
+//!   address of `QTASKS_POSTGRES_URL` (default
+//!   postgres://postgres@127.0.0.1:5432/qtasks_test). The tests that need
+//!   that server carry `#[cfg_attr(postgres_unreachable, ignore = "…")]`.
 //!
 //! Under CI (`CI` set) neither is ever set: the tests run and fail, as a
 //! missing server there is a broken CI. Each skip prints a
@@ -22,12 +26,15 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
+const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/qtasks_test";
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(redis_unreachable)");
     println!("cargo::rustc-check-cfg=cfg(redis_tls_tools_missing)");
+    println!("cargo::rustc-check-cfg=cfg(postgres_unreachable)");
     println!("cargo::rerun-if-env-changed=QTASKS_REDIS_URL");
+    println!("cargo::rerun-if-env-changed=QTASKS_POSTGRES_URL");
     println!("cargo::rerun-if-env-changed=CI");
     println!("cargo::rerun-if-env-changed=PATH");
     // Never created: Cargo then runs this script at every build.
@@ -52,6 +59,24 @@ fn main() {
         }
     }
 
+    let url = std::env::var("QTASKS_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned());
+    if let Err(why) = probe_postgres(&url) {
+        if ci {
+            println!(
+                "cargo::warning=Postgres is not reachable at {} ({why}); CI is set, so the Postgres tests run and fail",
+                redact(&url)
+            );
+        } else {
+            println!("cargo::rustc-cfg=postgres_unreachable");
+            println!(
+                "cargo::warning=Postgres is not reachable at {} ({why}): the tests that need it are IGNORED \
+                 (conformance::postgres_*, postgres::*). Start PostgreSQL or set QTASKS_POSTGRES_URL; with CI set \
+                 they fail instead",
+                redact(&url)
+            );
+        }
+    }
+
     let missing: Vec<&str> = ["redis-server", "openssl"].into_iter().filter(|tool| !runs(tool)).collect();
     if !missing.is_empty() {
         if ci {
@@ -69,6 +94,63 @@ fn main() {
 /// Whether `tool --version` can be run.
 fn runs(tool: &str) -> bool {
     Command::new(tool).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
+}
+
+/// The URL without its password.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let (authority, tail) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}@{host}{tail}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// Connects to the server of a `postgres://` or `postgresql://` URL (TCP
+/// only; a URL with a socket `host=/path` parameter is taken as reachable),
+/// and hangs up.
+fn probe_postgres(url: &str) -> Result<(), String> {
+    let (scheme, rest) = url.split_once("://").ok_or("no scheme in the URL")?;
+    if scheme != "postgres" && scheme != "postgresql" {
+        return Err(format!("unknown scheme `{scheme}`"));
+    }
+    if url.contains("host=/") {
+        return Ok(());
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let (host, port) = match host_port.strip_prefix('[') {
+        // [v6]:port
+        Some(v6) => {
+            let (host, after) = v6.split_once(']').ok_or("unclosed `[` in the host")?;
+            (host, after.strip_prefix(':'))
+        }
+        None => match host_port.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (host_port, None),
+        },
+    };
+    let host = if host.is_empty() { "127.0.0.1" } else { host };
+    let port: u16 = match port {
+        Some(port) => port.parse().map_err(|_| format!("bad port `{port}`"))?,
+        None => 5432,
+    };
+    connect_any(host, port)
+}
+
+fn connect_any(host: &str, port: u16) -> Result<(), String> {
+    let addrs = (host, port).to_socket_addrs().map_err(|e| format!("resolving {host}: {e}"))?;
+    let mut last = format!("{host} has no address");
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = format!("connecting to {addr}: {e}"),
+        }
+    }
+    Err(last)
 }
 
 /// Connects to the server of a `redis://`, `rediss://` or `redis+unix://`

@@ -39,7 +39,7 @@
 //! | [`task`](mod@task) | what a task is: the trait, its context, cancel token, errors, dependencies |
 //! | [`dispatch`] | the compile-time core: trigger table, contexts, `Plugin`, chains, firing |
 //! | [`plugin`](mod@plugin) | the plugin API and wrappers over it (`Managed`, `DynChain`, `Globals`) |
-//! | [`backend`] | where queues and records live: the trait, memory, Redis |
+//! | [`backend`] | where queues and records live: the trait, memory, Redis, Postgres |
 //! | [`app`](mod@app) | [`QueueTasks`], its [`Builder`], its events and errors, [`app!`] |
 //! | [`client`] | enqueue, wait, cancel, chains and groups, shared settings, inspect |
 //! | [`runtime`] | workers, the executor pipeline, events, schedules |
@@ -69,6 +69,8 @@ pub mod trace;
 
 pub use app::events::{Event, EventKind};
 pub use app::{Builder, Error, QueueTasks, WaitError};
+#[cfg(feature = "postgres")]
+pub use backend::PostgresBackend;
 #[cfg(feature = "redis")]
 pub use backend::RedisBackend;
 pub use backend::{AnyBackend, Backend, BackendError, MemoryBackend};

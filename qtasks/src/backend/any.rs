@@ -6,8 +6,11 @@ use serde_json::{Map, Value};
 use std::time::Duration;
 use uuid::Uuid;
 
-/// One of the built-in backends, picked from a URL: `memory://`, or with the
-/// `redis` feature `redis://…` / `rediss://…`.
+/// One of the built-in backends, picked from a URL: `memory://`, with the
+/// `redis` feature `redis://…` / `rediss://…`, with the `postgres` feature
+/// `postgres://…` / `postgresql://…` (connected with
+/// [`PostgresBackend::connect`](super::PostgresBackend::connect): schema
+/// `qtasks`, migrations applied).
 ///
 /// Each call is one `match` on the variant; use a concrete backend type
 /// when the choice is known at compile time.
@@ -19,6 +22,9 @@ pub enum AnyBackend {
     /// The Redis backend.
     #[cfg(feature = "redis")]
     Redis(super::RedisBackend),
+    /// The Postgres backend.
+    #[cfg(feature = "postgres")]
+    Postgres(super::PostgresBackend),
 }
 
 impl AnyBackend {
@@ -30,15 +36,22 @@ impl AnyBackend {
             "memory" => Ok(Self::Memory(MemoryBackend::new())),
             #[cfg(feature = "redis")]
             "redis" | "rediss" | "redis+unix" => Ok(Self::Redis(super::RedisBackend::connect(url).await?)),
+            #[cfg(feature = "postgres")]
+            "postgres" | "postgresql" => Ok(Self::Postgres(super::PostgresBackend::connect(url).await?)),
             _ => Err(BackendError::new(
                 "any",
                 BackendErrorKind::InvalidRequest,
                 format!(
-                    "unsupported backend URL scheme `{scheme}://`; expected memory://{}",
+                    "unsupported backend URL scheme `{scheme}://`; expected memory://{}{}",
                     if cfg!(feature = "redis") {
-                        ", redis:// or rediss://"
+                        ", redis://, rediss://"
                     } else {
                         " (build with feature `redis` for redis://)"
+                    },
+                    if cfg!(feature = "postgres") {
+                        ", postgres://"
+                    } else {
+                        " (build with feature `postgres` for postgres://)"
                     }
                 ),
             )),
@@ -46,7 +59,7 @@ impl AnyBackend {
     }
 
     /// Connects the backend named by `url`, with the backend settings of
-    /// `config`: for Redis its
+    /// `config`: for Redis and Postgres its
     /// [`lease`](crate::Config::lease), [`retention`](crate::Config::retention)
     /// and [`max_message_size`](crate::Config::max_message_size) (the
     /// in-memory backend has none). `config.broker_url` is not read: pass
@@ -57,11 +70,26 @@ impl AnyBackend {
             Self::Redis(redis) => Self::Redis(
                 redis.lease(config.lease).retention(config.retention).max_message_size(config.max_message_size),
             ),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(postgres) => Self::Postgres(
+                postgres.lease(config.lease).retention(config.retention).max_message_size(config.max_message_size),
+            ),
             other => {
                 let _ = config;
                 other
             }
         })
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl super::AsPostgres for AnyBackend {
+    fn as_postgres(&self) -> Option<&super::PostgresBackend> {
+        match self {
+            Self::Postgres(b) => Some(b),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
     }
 }
 
@@ -71,6 +99,8 @@ macro_rules! each {
             AnyBackend::Memory($b) => $e,
             #[cfg(feature = "redis")]
             AnyBackend::Redis($b) => $e,
+            #[cfg(feature = "postgres")]
+            AnyBackend::Postgres($b) => $e,
         }
     };
 }
@@ -89,6 +119,8 @@ impl Backend for AnyBackend {
             Self::Memory(b) => Self::Memory(b.for_app(app)),
             #[cfg(feature = "redis")]
             Self::Redis(b) => Self::Redis(b.for_app(app)),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(b) => Self::Postgres(b.for_app(app)),
         }
     }
 

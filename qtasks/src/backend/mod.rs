@@ -3,7 +3,9 @@
 //! [`Backend`] is one trait for the broker side (queue) and the storage side
 //! (records) of a backend, so the runtime fires the same triggers around
 //! every backend. [`MemoryBackend`] needs no server.
-//! `RedisBackend` (feature `redis`) keeps them in a Redis server.
+//! `RedisBackend` (feature `redis`) keeps them in a Redis server;
+//! `PostgresBackend` (feature `postgres`) in a PostgreSQL database, where a
+//! task can be enqueued in the caller's own transaction.
 //!
 //! A backend of another crate checks that it meets the contract of
 //! [`Backend`] with the conformance suite, `qtasks::testing::conformance` (feature
@@ -12,9 +14,13 @@
 mod any;
 mod cancel_registry;
 mod memory;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
 
+#[cfg(feature = "postgres")]
+pub use self::postgres::{AsPostgres, PostgresBackend, PostgresOptions};
 #[cfg(feature = "redis")]
 pub use self::redis::RedisBackend;
 pub use any::AnyBackend;

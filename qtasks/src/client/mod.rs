@@ -23,6 +23,8 @@ pub mod canvas;
 mod handles;
 pub mod inspect;
 pub(crate) mod kv;
+#[cfg(feature = "postgres")]
+mod postgres;
 
 pub use canvas::{Signature, call};
 pub use handles::{Enqueue, EnqueueFuture, TaskHandle};

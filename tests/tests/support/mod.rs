@@ -10,6 +10,7 @@
 
 #![allow(dead_code)] // each test binary uses a part
 
+pub mod postgres;
 pub mod procs;
 
 use qtasks::{RedisBackend, TaskRecord, Uuid, WaitError};

@@ -1,0 +1,147 @@
+//! Finishing in batches: every `finish` goes to one task per backend,
+//! which writes whatever has arrived in one statement (`finish_tasks`),
+//! so tasks that end together share a round trip and a commit. A task that
+//! ends alone is written at once, as alone; under load, the batches grow
+//! by themselves while the previous one is written.
+
+use super::codec::Encoded;
+use super::{BackendErrorKind, KIND, PostgresBackend, error, kind_of, lock};
+use crate::backend::{BackendError, retry_while_lost};
+use crate::model::TaskRecord;
+use sqlx::{PgPool, SqlStr};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// Most ends written in one statement.
+const FINISH_BATCH: usize = 256;
+/// How long a batch that failed on a lost connection (or a deadlock with
+/// another batch) is retried.
+const RETRY_WITHIN: Duration = Duration::from_secs(3);
+
+/// One end to write, and who waits for the outcome.
+pub(super) struct Pending {
+    app: Arc<str>,
+    task: TaskRecord,
+    encoded: Encoded,
+    run: Option<i64>,
+    retention_ms: Option<i64>,
+    reply: oneshot::Sender<Result<i32, BackendError>>,
+}
+
+impl PostgresBackend {
+    /// Writes the end of `task` for `run` (`None`: not fenced), in the next
+    /// batch: see `finish_task` in the migration for the outcome.
+    pub(super) async fn finish_batched(&self, task: &TaskRecord, run: Option<i64>) -> Result<i32, BackendError> {
+        let encoded = Encoded::of(task).map_err(super::encode_error("the task"))?;
+        let (reply, outcome) = oneshot::channel();
+        let pending = Pending {
+            app: Arc::clone(&self.app),
+            task: task.clone(),
+            encoded,
+            run,
+            retention_ms: self.retention_ms(),
+            reply,
+        };
+        self.finisher()
+            .send(pending)
+            .map_err(|_| error(BackendErrorKind::Other, "storing a final status: the finishing task stopped"))?;
+        outcome
+            .await
+            .map_err(|_| error(BackendErrorKind::Other, "storing a final status: the finishing task stopped"))?
+    }
+
+    /// The queue of the finishing task, starting it if it is not running.
+    fn finisher(&self) -> mpsc::UnboundedSender<Pending> {
+        let mut slot = lock(&self.shared.finisher);
+        if let Some((sender, task)) = slot.as_ref()
+            && !sender.is_closed()
+            && !task.is_finished()
+        {
+            return sender.clone();
+        }
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let task = tokio::spawn(write_batches(self.shared.pool.clone(), self.shared.sql.finish_many.clone(), receiver));
+        *slot = Some((sender.clone(), task));
+        sender
+    }
+}
+
+/// Worth retrying: a lost connection, or a deadlock with another batch
+/// ending the same task (40P01).
+fn retryable(e: &BackendError) -> bool {
+    e.kind() == BackendErrorKind::Connection || e.message.contains("(40P01)")
+}
+
+/// Writes the ends as they come, each batch in one statement.
+async fn write_batches(pool: PgPool, sql: SqlStr, mut receiver: mpsc::UnboundedReceiver<Pending>) {
+    let mut batch: Vec<Pending> = Vec::with_capacity(FINISH_BATCH);
+    while receiver.recv_many(&mut batch, FINISH_BATCH).await > 0 {
+        // One lock order for every batch.
+        batch.sort_by(|a, b| (&a.app, a.task.uuid).cmp(&(&b.app, b.task.uuid)));
+        let written = retry_while_lost(RETRY_WITHIN, retryable, || write(&pool, &sql, &batch)).await;
+        match written {
+            Ok(outcomes) if outcomes.len() == batch.len() => {
+                for (pending, outcome) in batch.drain(..).zip(outcomes) {
+                    let _ = pending.reply.send(Ok(outcome));
+                }
+            }
+            Ok(outcomes) => {
+                let e = format!("storing final statuses: {} answers for {} tasks", outcomes.len(), batch.len());
+                for pending in batch.drain(..) {
+                    let _ = pending.reply.send(Err(error(BackendErrorKind::Decode, e.clone())));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(backend = KIND, error = %e, tasks = batch.len(), "storing final statuses failed");
+                for pending in batch.drain(..) {
+                    let _ = pending.reply.send(Err(error(e.kind(), e.to_string())));
+                }
+            }
+        }
+    }
+}
+
+async fn write(pool: &PgPool, sql: &SqlStr, batch: &[Pending]) -> Result<Vec<i32>, BackendError> {
+    let column = |f: fn(&Pending) -> i64| batch.iter().map(f).collect::<Vec<i64>>();
+    let apps: Vec<&str> = batch.iter().map(|p| &*p.app).collect();
+    let uuids: Vec<uuid::Uuid> = batch.iter().map(|p| p.task.uuid).collect();
+    let runs: Vec<Option<i64>> = batch.iter().map(|p| p.run).collect();
+    let statuses: Vec<&str> = batch.iter().map(|p| p.task.status.as_str()).collect();
+    let names: Vec<&str> = batch.iter().map(|p| p.task.task_name.as_str()).collect();
+    let queues: Vec<&str> = batch.iter().map(|p| p.task.queue.as_str()).collect();
+    let args: Vec<&str> = batch.iter().map(|p| p.encoded.args.as_str()).collect();
+    let created: Vec<f64> = batch.iter().map(|p| p.task.created_at).collect();
+    let updated: Vec<f64> = batch.iter().map(|p| p.task.updated_at).collect();
+    let results: Vec<Option<&str>> = batch.iter().map(|p| p.encoded.result.as_deref()).collect();
+    let errors: Vec<Option<&str>> = batch.iter().map(|p| p.task.error.as_deref()).collect();
+    let extras: Vec<Option<&str>> = batch.iter().map(|p| p.encoded.extra.as_deref()).collect();
+    let limit_keys: Vec<Option<&str>> = batch.iter().map(|p| p.task.limit_key.as_deref()).collect();
+    let retentions: Vec<Option<i64>> = batch.iter().map(|p| p.retention_ms).collect();
+    sqlx::query_scalar::<_, Vec<i32>>(sql.clone())
+        .bind(&apps)
+        .bind(&uuids)
+        .bind(&runs)
+        .bind(&statuses)
+        .bind(&names)
+        .bind(&queues)
+        .bind(column(|p| p.task.priority))
+        .bind(&args)
+        .bind(&created)
+        .bind(&updated)
+        .bind(&results)
+        .bind(&errors)
+        .bind(column(|p| i64::from(p.task.attempt)))
+        .bind(&extras)
+        .bind(&limit_keys)
+        .bind(&retentions)
+        .fetch_one(pool)
+        .await
+        .map_err(|e| {
+            let code = match &e {
+                sqlx::Error::Database(db) => db.code().map(|c| format!(" ({c})")).unwrap_or_default(),
+                _ => String::new(),
+            };
+            error(kind_of(&e), format!("storing final statuses{code}")).with_source(e)
+        })
+}
