@@ -319,12 +319,13 @@ async fn finished_records_expire_after_the_retention_and_are_deleted() {
         let backend = base.for_app("retention").retention(Some(Duration::from_secs(1)));
         let app = QueueTasks::builder("retention").task::<Square>().backend(backend.clone()).build().unwrap();
         let worker = app.worker().start().await.unwrap();
+        // Before the enqueue: the record cannot expire sooner than 1 s after this.
+        let enqueued = Instant::now();
         let handle = app.enqueue(Square::call(7)).await.unwrap();
         assert_eq!(handle.result(HANG).await.unwrap(), 49);
         let uuid = handle.uuid();
-        let finished = Instant::now();
         until!("the finished record to expire", backend.get(uuid).await.unwrap().is_none());
-        assert!(finished.elapsed() + Duration::from_millis(100) >= Duration::from_secs(1), "expired early");
+        assert!(enqueued.elapsed() + Duration::from_millis(100) >= Duration::from_secs(1), "expired early");
         // Deleted by the worker's backend in the background (every 10 s).
         let mut conn = admin().await;
         until!("the expired row to be deleted", rows_of(&mut conn, &schema, uuid).await == 0);
