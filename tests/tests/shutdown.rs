@@ -4,7 +4,8 @@
 
 mod support;
 
-use qtasks::{Backend, QueueTasks, TaskStatus, task};
+use qtasks::{Backend, QueueTasks, TaskContext, TaskStatus, Uuid, task};
+use std::sync::Mutex;
 use std::time::Duration;
 use support::{Gate, HANG};
 
@@ -18,8 +19,14 @@ fn gated() -> u8 {
     if GATE.wait() { 1 } else { 0 }
 }
 
+/// The uuids of the `forever` runs that started.
+static STARTED: Mutex<Vec<Uuid>> = Mutex::new(Vec::new());
+
 #[task]
 async fn forever() {
+    if let Some(ctx) = TaskContext::current() {
+        STARTED.lock().unwrap().push(ctx.uuid());
+    }
     std::future::pending::<()>().await
 }
 
@@ -35,11 +42,10 @@ async fn a_forced_shutdown_puts_running_tasks_back<B: Backend + Clone>(backend: 
     let done = app.enqueue(Quick::call()).await?;
     assert_eq!(done.result(HANG).await?, 7);
     let stuck = app.enqueue(Forever::call()).await?;
-    let deadline = tokio::time::Instant::now() + HANG;
-    while app.get(stuck.uuid()).await?.map(|r| r.status) != Some(TaskStatus::Process) {
-        assert!(tokio::time::Instant::now() < deadline, "the task never started");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    // Running in the worker, not only taken (on Redis the record reads
+    // `process` as soon as the fetch took it).
+    let running = support::eventually(HANG, || STARTED.lock().unwrap().contains(&stuck.uuid())).await;
+    assert!(running, "the task never started");
     let report = worker.shutdown_timeout(Duration::from_millis(100)).await;
     assert_eq!(report.released, [stuck.uuid()], "only the running task is released");
     let record = app.get(stuck.uuid()).await?.ok_or("no record")?;
