@@ -29,6 +29,8 @@
 //! demo inspect config [--json]                  # the settings in effect
 //! demo inspect stats [--json]                   # live counters: queue, in flight, runs per task
 //! demo ping                                     # exit 0 if a worker is alive
+//! demo migrate                                  # Postgres: apply the schema's missing migrations
+//! demo migrate --check                          # … or only say whether any are missing (exit 1)
 //! ```
 //!
 //! # Settings
@@ -61,8 +63,9 @@ use uuid::Uuid;
 #[derive(Debug, Parser)]
 #[command(about = "A qtasks app: run a worker or act as a client")]
 pub struct Cli {
-    /// Backend URL: `memory://` (this process only) or `redis://[:password@]host:port[/db]`
-    /// (`rediss://` for TLS) [default: QTASKS_BROKER_URL, else memory://].
+    /// Backend URL: `memory://` (this process only), `redis://[:password@]host:port[/db]`
+    /// (`rediss://` for TLS), or `postgres://user@host/db[?qtasks_schema=…]` (feature
+    /// `postgres`) [default: QTASKS_BROKER_URL, else memory://].
     #[arg(long, global = true)]
     pub broker_url: Option<String>,
     /// What to do.
@@ -130,6 +133,16 @@ pub enum Command {
     },
     /// Exit 0 if a worker of the app is alive, 1 otherwise.
     Ping,
+    /// Apply the migrations the backend's schema lacks (Postgres; other
+    /// backends have no schema and nothing to do). Other commands on a
+    /// Postgres URL migrate when they connect; this is the deploy step for
+    /// apps that connect with migrations off.
+    Migrate {
+        /// Change nothing: print the schema's version and exit 1 if
+        /// migrations are missing.
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 /// What `queue` does.
@@ -234,6 +247,10 @@ where
 {
     let (env, _) = Config::default().overridden(pairs(vars))?;
     let url = cli.broker_url.unwrap_or_else(|| env.broker_url.clone());
+    if let Command::Migrate { check } = cli.command {
+        // Before connecting: a connection would migrate on its own.
+        return migrate(&url, check).await;
+    }
     let backend = AnyBackend::connect_with(&url, &env).await?;
     let app = build(backend)?;
     // The app's settings, overridden by the environment's.
@@ -365,8 +382,47 @@ where
             println!("{}", if alive { "alive" } else { "no worker alive" });
             return Ok(if alive { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
+        Command::Migrate { .. } => unreachable!("handled before connecting"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `migrate` command.
+async fn migrate(url: &str, check: bool) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
+    if !matches!(scheme, "postgres" | "postgresql") {
+        // Checked like any other command's URL, then nothing to do.
+        AnyBackend::connect(url).await?;
+        println!("{scheme}:// keeps no schema: nothing to migrate");
+        return Ok(ExitCode::SUCCESS);
+    }
+    #[cfg(feature = "postgres")]
+    {
+        use crate::backend::postgres::LATEST_VERSION;
+        let options = crate::PostgresBackend::options(url);
+        if check {
+            let version = options.schema_version().await?;
+            return Ok(if version == LATEST_VERSION {
+                println!("schema at version {version}: up to date");
+                ExitCode::SUCCESS
+            } else {
+                println!("schema at version {version}: migrations to version {LATEST_VERSION} are missing");
+                ExitCode::FAILURE
+            });
+        }
+        let done = options.apply_migrations().await?;
+        if done.from == done.to {
+            println!("schema {} at version {}: up to date", done.schema, done.to);
+        } else {
+            println!("schema {} migrated from version {} to {}", done.schema, done.from, done.to);
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+    #[cfg(not(feature = "postgres"))]
+    {
+        let _ = check;
+        Err(format!("{scheme}:// needs qtasks built with feature `postgres`").into())
+    }
 }
 
 /// The start-up banner: app, backend, concurrency, tasks and plugins.

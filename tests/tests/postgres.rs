@@ -233,6 +233,51 @@ async fn transactional_enqueue_needs_the_postgres_backend_and_any_backend_takes_
 // Migrations
 // ---------------------------------------------------------------------------
 
+/// The app behind the CLI test.
+fn cli_app(backend: AnyBackend) -> Result<QueueTasks<(Add,), (), AnyBackend>, qtasks::Error> {
+    QueueTasks::builder("pg-cli").task::<Add>().backend(backend).build()
+}
+
+async fn cli(args: &[&str]) -> Result<std::process::ExitCode, String> {
+    use clap::Parser;
+    let cli = qtasks::cli::Cli::try_parse_from(args).map_err(|e| e.to_string())?;
+    qtasks::cli::execute(cli, cli_app).await.map_err(|e| e.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(postgres_unreachable, ignore = "Postgres is not reachable; see the build warning")]
+async fn the_cli_migrate_command_checks_and_applies_the_schema() {
+    use std::process::ExitCode;
+    in_schema("cli_migrate", |base| async move {
+        // A schema of the test's own that nothing has created yet.
+        let schema = format!("{}_m", &base.schema()[..30]);
+        let url = format!("{}?qtasks_schema={schema}", support::postgres::url());
+        let options = PostgresBackend::options(&url);
+        assert_eq!(options.schema_version().await.unwrap(), 0);
+        assert_eq!(cli(&["app", "--broker-url", &url, "migrate", "--check"]).await, Ok(ExitCode::FAILURE));
+        assert_eq!(options.schema_version().await.unwrap(), 0, "--check changes nothing");
+
+        assert_eq!(cli(&["app", "--broker-url", &url, "migrate"]).await, Ok(ExitCode::SUCCESS));
+        assert_eq!(options.schema_version().await.unwrap(), LATEST_VERSION);
+        assert_eq!(cli(&["app", "--broker-url", &url, "migrate", "--check"]).await, Ok(ExitCode::SUCCESS));
+        // Again: nothing to do, and the report says so.
+        let again = options.apply_migrations().await.unwrap();
+        assert_eq!((again.from, again.to), (LATEST_VERSION, LATEST_VERSION));
+        // Connecting with migrations off now works, and the app runs on it.
+        let backend = PostgresBackend::options(&url).migrate(false).connect().await.unwrap();
+        let task = TaskRecord::new(Uuid::new_v4(), NewTask::new("add", json!([1, 2])));
+        assert_eq!(backend.enqueue(&task).await.unwrap(), Enqueued::New);
+        drop_schema(&backend).await;
+
+        // Other backends keep no schema; a bad schema name is a clear error.
+        assert_eq!(cli(&["app", "--broker-url", "memory://", "migrate"]).await, Ok(ExitCode::SUCCESS));
+        let bad = format!("{}?qtasks_schema=Bad-Name", support::postgres::url());
+        let error = cli(&["app", "--broker-url", &bad, "migrate"]).await.unwrap_err();
+        assert!(error.contains("invalid schema name `Bad-Name`"), "{error}");
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(postgres_unreachable, ignore = "Postgres is not reachable; see the build warning")]
 async fn migrations_apply_once_under_concurrency_and_a_newer_schema_is_refused() {

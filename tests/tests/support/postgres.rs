@@ -47,8 +47,9 @@ async fn ensure_database(url: &str) -> Result<(), sqlx::Error> {
             let created = admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).await;
             admin.close().await?;
             match created {
-                // Another test created it meanwhile.
-                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => Ok(()),
+                // Another test created it meanwhile (42P04; 23505 when both
+                // creations ran at once).
+                Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("42P04" | "23505")) => Ok(()),
                 other => other.map(drop),
             }
         }

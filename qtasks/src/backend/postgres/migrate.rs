@@ -58,9 +58,20 @@ fn newer_check(schema: &str, version: i64) -> Result<(), BackendError> {
     Ok(())
 }
 
+/// The version `schema` is at, read on a connection of its own (no pool).
+pub(super) async fn version_at(options: &PgConnectOptions, schema: &str) -> Result<i64, BackendError> {
+    let mut conn =
+        PgConnection::connect_with(options).await.map_err(db_error("connecting to read the schema version"))?;
+    let v = applied(&mut conn, schema).await.map_err(db_error("reading the schema version"));
+    let _ = conn.close().await;
+    let v = v?;
+    newer_check(schema, v)?;
+    Ok(v)
+}
+
 /// Applies the missing migrations to `schema` on a connection of its own,
-/// under an advisory lock, and returns the version it is at.
-pub(super) async fn apply(options: &PgConnectOptions, schema: &str) -> Result<i64, BackendError> {
+/// under an advisory lock, and returns the versions before and after.
+pub(super) async fn apply(options: &PgConnectOptions, schema: &str) -> Result<(i64, i64), BackendError> {
     let mut conn = PgConnection::connect_with(options).await.map_err(db_error("connecting to migrate"))?;
     let outcome = apply_on(&mut conn, schema).await;
     // The session (and its locks) ends with the connection.
@@ -68,7 +79,7 @@ pub(super) async fn apply(options: &PgConnectOptions, schema: &str) -> Result<i6
     outcome
 }
 
-async fn apply_on(conn: &mut PgConnection, schema: &str) -> Result<i64, BackendError> {
+async fn apply_on(conn: &mut PgConnection, schema: &str) -> Result<(i64, i64), BackendError> {
     // One migrating connection per schema at a time (sqlx's own lock is
     // per database and taken after the schema is created).
     let key = format!("qtasks migrate {schema}");
@@ -96,7 +107,8 @@ async fn apply_on(conn: &mut PgConnection, schema: &str) -> Result<i64, BackendE
         migrator.run_direct(None, &mut *conn, false).await.map_err(|e| migrate_error(schema, e))?;
         tracing::info!(backend = KIND, schema, from = before, to = LATEST_VERSION, "migrated the qtasks schema");
     }
-    applied(&mut *conn, schema).await.map_err(db_error("reading the schema version"))
+    let after = applied(&mut *conn, schema).await.map_err(db_error("reading the schema version"))?;
+    Ok((before, after))
 }
 
 fn migrate_error(schema: &str, e: MigrateError) -> BackendError {

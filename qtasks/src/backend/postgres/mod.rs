@@ -105,8 +105,8 @@ const PURGE_BATCH: i32 = 500;
 /// lock, so many processes may start at once), unless
 /// [`PostgresOptions::migrate`] says not to: then connecting only checks
 /// that the schema is at the version this build knows
-/// ([`LATEST_VERSION`]), and [`PostgresBackend::migrate`] (or the CLI's
-/// `migrate` command) applies them. A schema **newer** than this build is
+/// ([`LATEST_VERSION`]), and [`PostgresOptions::apply_migrations`] (or the
+/// CLI's `migrate` command) applies them. A schema **newer** than this build is
 /// an error (upgrade qtasks), never a crash.
 ///
 /// | table | holds |
@@ -271,6 +271,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// What [`PostgresOptions::apply_migrations`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Migrated {
+    /// The schema migrated.
+    pub schema: String,
+    /// The version it was at before (0: it held no qtasks schema).
+    pub from: i64,
+    /// The version it is at now ([`LATEST_VERSION`]).
+    pub to: i64,
+}
+
 /// How to connect a [`PostgresBackend`]: made by
 /// [`PostgresBackend::options`], finished by [`connect`](Self::connect).
 #[derive(Clone, Debug)]
@@ -312,20 +324,55 @@ impl PostgresOptions {
     /// Whether connecting applies the migrations the schema lacks (`true`
     /// by default). With `false`, connecting fails unless the schema is at
     /// [`LATEST_VERSION`] already; apply them with
-    /// [`PostgresBackend::migrate`] or the CLI's `migrate` command.
+    /// [`apply_migrations`](Self::apply_migrations) (a deploy step) or the
+    /// CLI's `migrate` command.
     pub fn migrate(mut self, migrate: bool) -> Self {
         self.migrate = migrate;
         self
+    }
+
+    /// Applies the migrations the schema lacks, creating it if needed, on
+    /// one connection of its own (no pool, nothing kept open), and says
+    /// which versions the schema went from and to. Concurrent callers apply
+    /// each migration once (an advisory lock per schema). A schema at a
+    /// version newer than this build knows is an error, and nothing is
+    /// changed. This is what the CLI's `migrate` command runs.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), qtasks::BackendError> {
+    /// let done = qtasks::PostgresBackend::options("postgres://postgres@127.0.0.1/app").apply_migrations().await?;
+    /// println!("schema {}: version {} -> {}", done.schema, done.from, done.to);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn apply_migrations(&self) -> Result<Migrated, BackendError> {
+        let (options, schema) = self.connect_options()?;
+        let (from, to) = migrate::apply(&options, &schema).await?;
+        Ok(Migrated { schema, from, to })
+    }
+
+    /// The migration version the schema is at (0: no qtasks schema there),
+    /// read on one connection of its own; an error if it is newer than
+    /// this build knows.
+    pub async fn schema_version(&self) -> Result<i64, BackendError> {
+        let (options, schema) = self.connect_options()?;
+        migrate::version_at(&options, &schema).await
+    }
+
+    /// The driver's settings and the checked schema name.
+    fn connect_options(&self) -> Result<(PgConnectOptions, String), BackendError> {
+        let schema = checked_schema(&self.schema)?;
+        let options = PgConnectOptions::from_str(&self.url)
+            .map_err(|e| error(BackendErrorKind::InvalidRequest, "invalid Postgres URL").with_source(e))?
+            .application_name(&self.application_name);
+        Ok((options, schema))
     }
 
     /// Connects: opens the pool, then migrates or checks the schema (see
     /// [`migrate`](Self::migrate)). The `LISTEN` connection opens on first
     /// use.
     pub async fn connect(self) -> Result<PostgresBackend, BackendError> {
-        let schema = checked_schema(&self.schema)?;
-        let options = PgConnectOptions::from_str(&self.url)
-            .map_err(|e| error(BackendErrorKind::InvalidRequest, "invalid Postgres URL").with_source(e))?
-            .application_name(&self.application_name);
+        let (options, schema) = self.connect_options()?;
         let pool = PgPoolOptions::new()
             .max_connections(self.pool_size)
             .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -502,7 +549,7 @@ impl PostgresBackend {
     /// returns the version it is at. A schema at a version newer than this
     /// build knows is an error, and nothing is changed.
     pub async fn migrate(&self) -> Result<i64, BackendError> {
-        migrate::apply(&self.shared.options, &self.shared.schema).await
+        Ok(migrate::apply(&self.shared.options, &self.shared.schema).await?.1)
     }
 
     /// The migration version the schema is at (0: no qtasks schema there).
