@@ -20,8 +20,9 @@
 //!   (1 = one at a time, each awaited before the next).
 //! - `bulk`: `tasks` no-op tasks enqueued by one `add_tasks` call.
 //! - `drain`: fills the queue with `tasks` tasks (bulk), then starts one
-//!   worker in this process and times until every task has ended
-//!   `success` (read from the backend's counters every 10 ms). With
+//!   worker in this process and times until every task has ended (counted
+//!   from the notifications finishing sends), then checks from the
+//!   backend's counters that every one ended `success`. With
 //!   `window`, the rate of every `window` completions too (the backlog
 //!   check: a 1 M backlog should drain at a flat rate).
 //! - `roundtrip`: one worker; the client enqueues one task and waits for
@@ -32,7 +33,10 @@
 //!   its indexes' size at the end of the run, then again once retention
 //!   has deleted every finished row (the purge runs every 10 s).
 
+use qtasks::backend::postgres::sqlx::postgres::PgListener;
 use qtasks::backend::postgres::sqlx::{self, Executor};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use qtasks::{Backend, PostgresBackend, QueueTasks, TaskStatus, task};
 use std::time::{Duration, Instant};
 
@@ -89,32 +93,60 @@ async fn fill(app: &App, n: u64, in_flight: u64) -> Res<Duration> {
     Ok(start.elapsed())
 }
 
-/// Tasks that ended `success`, from the backend's counters.
-async fn succeeded(app: &App) -> Res<u64> {
-    Ok(app.backend().stats().await?.tasks.get("noop").map_or(0, |c| c.success))
+/// Counts ended tasks from the backend's `{schema}_done` notifications
+/// (one id, or a batch's ids separated by commas), as a waiting client
+/// learns of them: no query per look, so measuring costs the server nothing.
+struct Completions {
+    seen: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
 }
 
-/// Waits until `n` tasks succeeded; with `window`, returns when each
-/// multiple of `window` was passed.
-async fn until_done(app: &App, n: u64, window: Option<u64>, start: Instant) -> Res<Vec<Duration>> {
-    let mut marks = Vec::new();
-    let mut last = (0, Instant::now());
-    loop {
-        let done = succeeded(app).await?;
-        if let Some(w) = window {
-            while (marks.len() as u64 + 1) * w <= done {
-                marks.push(start.elapsed());
+impl Completions {
+    async fn listen(app: &App) -> Res<Self> {
+        let mut listener = PgListener::connect_with(app.backend().pool()).await?;
+        listener.listen(&format!("{}_done", app.backend().schema())).await?;
+        let seen = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&seen);
+        let task = tokio::spawn(async move {
+            while let Ok(n) = listener.recv().await {
+                counter.fetch_add(n.payload().split(',').count() as u64, Ordering::Relaxed);
             }
+        });
+        Ok(Self { seen, task })
+    }
+
+    fn seen(&self) -> u64 {
+        self.seen.load(Ordering::Relaxed)
+    }
+
+    /// Waits until `n` tasks ended; with `window`, returns when each
+    /// multiple of `window` was passed.
+    async fn until(&self, n: u64, window: Option<u64>, start: Instant) -> Res<Vec<Duration>> {
+        let mut marks = Vec::new();
+        let mut last = (0, Instant::now());
+        loop {
+            let done = self.seen();
+            if let Some(w) = window {
+                while (marks.len() as u64 + 1) * w <= done {
+                    marks.push(start.elapsed());
+                }
+            }
+            if done >= n {
+                return Ok(marks);
+            }
+            if done != last.0 {
+                last = (done, Instant::now());
+            } else if last.1.elapsed() > Duration::from_secs(60) {
+                return Err(format!("no completion for 60 s after {done} of {n}").into());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        if done >= n {
-            return Ok(marks);
-        }
-        if done != last.0 {
-            last = (done, Instant::now());
-        } else if last.1.elapsed() > Duration::from_secs(60) {
-            return Err(format!("no completion for 60 s after {done} of {n}").into());
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+impl Drop for Completions {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 
@@ -166,9 +198,10 @@ async fn drain(n: u64, concurrency: usize, window: Option<u64>) -> Res<()> {
             left -= batch;
         }
         let fill_took = fill_start.elapsed();
+        let completions = Completions::listen(&app).await?;
         let start = Instant::now();
         let worker = app.worker().max_tasks_process(concurrency).start().await?;
-        let marks = until_done(&app, n, window, start).await?;
+        let marks = completions.until(n, window, start).await?;
         let took = start.elapsed();
         worker.shutdown().await;
         let stats = app.backend().stats().await?;
@@ -294,6 +327,7 @@ async fn size(n: u64, concurrency: usize) -> Res<()> {
         .retention(Some(Duration::from_secs(60)));
     let app: App = QueueTasks::builder("bench").task::<Noop>().backend(backend).build()?;
     let outcome = async {
+        let completions = Completions::listen(&app).await?;
         let start = Instant::now();
         let worker = app.worker().max_tasks_process(concurrency).start().await?;
         let mut sent = 0;
@@ -302,11 +336,11 @@ async fn size(n: u64, concurrency: usize) -> Res<()> {
             app.add_tasks((0..batch).map(|_| Noop::call())).await?;
             sent += batch;
             // Keep the backlog small: this measures tasks passing through.
-            while sent - succeeded(&app).await? > 50_000 {
+            while sent - completions.seen() > 50_000 {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-        until_done(&app, n, None, start).await?;
+        completions.until(n, None, start).await?;
         let took = start.elapsed();
         let at_end = table_size(&app).await?;
         // Retention: every row ended at least a minute ago, then one purge.

@@ -21,7 +21,8 @@
 //! - `bulk`: `tasks` no-op jobs added with `add_jobs` in batches of 10,000.
 //! - `drain`: adds `tasks` jobs (bulk), starts one worker with
 //!   `concurrency`, and times until the jobs table is empty (counted every
-//!   10 ms). `direct`: graphile_worker's default, where each job slot
+//!   100 ms, so the look costs the server little). `direct`:
+//!   graphile_worker's default, where each job slot
 //!   fetches one job per signal (a notification of a new job, or the poll
 //!   interval's tick), so a backlog that was there before the worker started
 //!   drains at about `concurrency` jobs per poll interval; `local`: its
@@ -212,7 +213,7 @@ async fn drain(n: u64, concurrency: usize, mode: &str, window: Option<u64>) -> R
             } else if last.1.elapsed() > Duration::from_secs(60) {
                 return Err(format!("no completion for 60 s after {done} of {n}").into());
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let took = start.elapsed();
         worker.request_shutdown();

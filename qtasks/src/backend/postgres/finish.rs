@@ -2,7 +2,10 @@
 //! which writes whatever has arrived in one statement (`finish_tasks`),
 //! so tasks that end together share a round trip and a commit. A task that
 //! ends alone is written at once, as alone; under load, the batches grow
-//! by themselves while the previous one is written.
+//! by themselves while earlier ones are written. Up to
+//! [`BATCHES_IN_FLIGHT`] batches are written at once, so their commits
+//! share the server's disk flushes (group commit) instead of queueing for
+//! one each.
 
 use super::codec::Encoded;
 use super::{BackendErrorKind, KIND, PostgresBackend, error, kind_of, lock};
@@ -15,6 +18,8 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Most ends written in one statement.
 const FINISH_BATCH: usize = 256;
+/// Most batches written at once (each on a connection of its own).
+const BATCHES_IN_FLIGHT: usize = 4;
 /// How long a batch that failed on a lost connection (or a deadlock with
 /// another batch) is retried.
 const RETRY_WITHIN: Duration = Duration::from_secs(3);
@@ -73,30 +78,46 @@ fn retryable(e: &BackendError) -> bool {
     e.kind() == BackendErrorKind::Connection || e.message.contains("(40P01)")
 }
 
-/// Writes the ends as they come, each batch in one statement.
+/// Writes the ends as they come, each batch in one statement, up to
+/// [`BATCHES_IN_FLIGHT`] batches at once.
 async fn write_batches(pool: PgPool, sql: SqlStr, mut receiver: mpsc::UnboundedReceiver<Pending>) {
-    let mut batch: Vec<Pending> = Vec::with_capacity(FINISH_BATCH);
-    while receiver.recv_many(&mut batch, FINISH_BATCH).await > 0 {
-        // One lock order for every batch.
-        batch.sort_by(|a, b| (&a.app, a.task.uuid).cmp(&(&b.app, b.task.uuid)));
-        let written = retry_while_lost(RETRY_WITHIN, retryable, || write(&pool, &sql, &batch)).await;
-        match written {
-            Ok(outcomes) if outcomes.len() == batch.len() => {
-                for (pending, outcome) in batch.drain(..).zip(outcomes) {
-                    let _ = pending.reply.send(Ok(outcome));
-                }
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(BATCHES_IN_FLIGHT));
+    loop {
+        // A free writer first: the ends that arrive meanwhile join the batch.
+        let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else { return };
+        let mut batch: Vec<Pending> = Vec::with_capacity(FINISH_BATCH);
+        if receiver.recv_many(&mut batch, FINISH_BATCH).await == 0 {
+            return;
+        }
+        let (pool, sql) = (pool.clone(), sql.clone());
+        tokio::spawn(async move {
+            write_one(&pool, &sql, batch).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Writes one batch and answers each of its ends.
+async fn write_one(pool: &PgPool, sql: &SqlStr, mut batch: Vec<Pending>) {
+    // One lock order for every batch.
+    batch.sort_by(|a, b| (&a.app, a.task.uuid).cmp(&(&b.app, b.task.uuid)));
+    let written = retry_while_lost(RETRY_WITHIN, retryable, || write(pool, sql, &batch)).await;
+    match written {
+        Ok(outcomes) if outcomes.len() == batch.len() => {
+            for (pending, outcome) in batch.into_iter().zip(outcomes) {
+                let _ = pending.reply.send(Ok(outcome));
             }
-            Ok(outcomes) => {
-                let e = format!("storing final statuses: {} answers for {} tasks", outcomes.len(), batch.len());
-                for pending in batch.drain(..) {
-                    let _ = pending.reply.send(Err(error(BackendErrorKind::Decode, e.clone())));
-                }
+        }
+        Ok(outcomes) => {
+            let e = format!("storing final statuses: {} answers for {} tasks", outcomes.len(), batch.len());
+            for pending in batch {
+                let _ = pending.reply.send(Err(error(BackendErrorKind::Decode, e.clone())));
             }
-            Err(e) => {
-                tracing::warn!(backend = KIND, error = %e, tasks = batch.len(), "storing final statuses failed");
-                for pending in batch.drain(..) {
-                    let _ = pending.reply.send(Err(error(e.kind(), e.to_string())));
-                }
+        }
+        Err(e) => {
+            tracing::warn!(backend = KIND, error = %e, tasks = batch.len(), "storing final statuses failed");
+            for pending in batch {
+                let _ = pending.reply.send(Err(error(e.kind(), e.to_string())));
             }
         }
     }

@@ -84,13 +84,17 @@ impl Hub {
                 notify.notify_waiters();
             }
         } else if channel == self.done {
-            match Uuid::parse_str(payload) {
-                Ok(uuid) => {
-                    if let Some((notify, _)) = lock(&self.waiters).get(&uuid) {
-                        notify.notify_waiters();
+            // One id, or a batch's ids separated by commas.
+            let waiters = lock(&self.waiters);
+            for id in payload.split(',') {
+                match Uuid::parse_str(id) {
+                    Ok(uuid) => {
+                        if let Some((notify, _)) = waiters.get(&uuid) {
+                            notify.notify_waiters();
+                        }
                     }
+                    Err(_) => tracing::warn!(backend = KIND, %channel, "ignoring a malformed notification"),
                 }
-                Err(_) => tracing::warn!(backend = KIND, %channel, "ignoring a malformed notification"),
             }
         } else if channel == self.cancel {
             let (id, reason) = payload.split_once(' ').map_or((payload, None), |(id, reason)| (id, Some(reason)));
