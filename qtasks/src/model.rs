@@ -77,6 +77,13 @@ impl TaskStatus {
             Self::Retry => "retry",
         }
     }
+
+    /// The status named `s` as [`as_str`](Self::as_str) writes it.
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        [Self::New, Self::Process, Self::Success, Self::Error, Self::Cancel, Self::Retry]
+            .into_iter()
+            .find(|status| status.as_str() == s)
+    }
 }
 
 impl fmt::Display for TaskStatus {

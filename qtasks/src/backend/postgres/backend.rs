@@ -437,7 +437,7 @@ impl Backend for PostgresBackend {
             "cancelled" => CancelOutcome::Cancelled,
             "requested" => CancelOutcome::Requested,
             "missing" => CancelOutcome::NotFound,
-            status => CancelOutcome::Finished(codec::parse_status(status).ok_or_else(|| {
+            status => CancelOutcome::Finished(TaskStatus::parse(status).ok_or_else(|| {
                 error(BackendErrorKind::Decode, format!("cancelling a task: unexpected answer `{status}`"))
             })?),
         })
@@ -471,7 +471,7 @@ impl Backend for PostgresBackend {
                 (_, "duplicates") => stats.tasks.entry(name).or_default().duplicates += n,
                 (_, status) => {
                     let counts = stats.tasks.entry(name).or_default();
-                    match codec::parse_status(status) {
+                    match TaskStatus::parse(status) {
                         Some(TaskStatus::Success) => counts.success += n,
                         Some(TaskStatus::Error) => counts.error += n,
                         Some(TaskStatus::Retry) => counts.retry += n,

@@ -38,20 +38,6 @@ impl Encoded {
     }
 }
 
-/// A status as stored (`"new"`, `"process"`, …).
-pub(super) fn parse_status(s: &str) -> Option<TaskStatus> {
-    [
-        TaskStatus::New,
-        TaskStatus::Process,
-        TaskStatus::Success,
-        TaskStatus::Error,
-        TaskStatus::Cancel,
-        TaskStatus::Retry,
-    ]
-    .into_iter()
-    .find(|status| status.as_str() == s)
-}
-
 /// Decodes a JSON text, or salvages it as a JSON string, noting the problem.
 fn json(text: String, what: &str, problems: &mut Vec<String>) -> Value {
     match serde_json::from_str(&text) {
@@ -89,7 +75,7 @@ fn attempt(n: i64) -> u32 {
 pub(super) fn record(row: &PgRow) -> Result<(TaskRecord, Option<String>), sqlx::Error> {
     let mut problems = Vec::new();
     let status_text: String = row.try_get(5)?;
-    let status = parse_status(&status_text).unwrap_or_else(|| {
+    let status = TaskStatus::parse(&status_text).unwrap_or_else(|| {
         problems.push(format!("unknown status `{status_text}`"));
         TaskStatus::Error
     });
@@ -173,9 +159,9 @@ mod tests {
     #[test]
     fn statuses_parse_as_stored() {
         for status in [TaskStatus::New, TaskStatus::Process, TaskStatus::Retry, TaskStatus::Cancel] {
-            assert_eq!(parse_status(status.as_str()), Some(status));
+            assert_eq!(TaskStatus::parse(status.as_str()), Some(status));
         }
-        assert_eq!(parse_status("lost"), None);
+        assert_eq!(TaskStatus::parse("lost"), None);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! (see "Scripts and round trips" on [`RedisBackend`]), plus the helpers
 //! only these methods use (`push`, `read`, `scan`, `conn`).
 
-use super::codec::{RECORD_FIELDS, RecordFields, cancelled, decode_record, parse_status};
+use super::codec::{RECORD_FIELDS, RecordFields, cancelled, decode_record};
 use super::fetch::{DEAD_LETTERS_KEPT, IDLE_RECHECK};
 use super::keys::{
     DUPLICATES, LENGTH_PREFIXED, STATS_SEPARATOR, glob_escape, is_holds_key, priority_hex, stats_field, task_key_uuid,
@@ -90,7 +90,7 @@ impl Backend for RedisBackend {
                 }
                 "changed" => continue,
                 "missing" => Ok(CancelOutcome::NotFound),
-                other => match parse_status(other) {
+                other => match TaskStatus::parse(other) {
                     Some(status) => Ok(CancelOutcome::Finished(status)),
                     None => Err(error(
                         BackendErrorKind::Decode,
@@ -128,7 +128,7 @@ impl Backend for RedisBackend {
         for (field, count) in counts {
             let Some((name, status)) = field.rsplit_once(STATS_SEPARATOR) else { continue };
             // `TaskCounts::add` counts one; these are totals.
-            let field: fn(&mut TaskCounts) -> &mut u64 = match (status, parse_status(status)) {
+            let field: fn(&mut TaskCounts) -> &mut u64 = match (status, TaskStatus::parse(status)) {
                 (DUPLICATES, _) => |c: &mut TaskCounts| &mut c.duplicates,
                 (_, Some(TaskStatus::Success)) => |c: &mut TaskCounts| &mut c.success,
                 (_, Some(TaskStatus::Error)) => |c: &mut TaskCounts| &mut c.error,
@@ -226,7 +226,7 @@ impl Backend for RedisBackend {
                         Ok(_) => unreadable = None,
                         Err(e) => {
                             let e = decode_error(format_args!("the record of task {uuid}"))(e);
-                            if status.as_deref().and_then(parse_status).is_some_and(TaskStatus::is_done) {
+                            if status.as_deref().and_then(TaskStatus::parse).is_some_and(TaskStatus::is_done) {
                                 return Err(e);
                             }
                             // Not final: a worker that takes it ends it

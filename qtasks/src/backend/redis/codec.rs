@@ -40,20 +40,6 @@ pub(super) fn cancelled(mut task: TaskRecord, reason: &str) -> TaskRecord {
     task
 }
 
-/// A status as stored (`"new"`, `"process"`, …).
-pub(super) fn parse_status(s: &str) -> Option<TaskStatus> {
-    [
-        TaskStatus::New,
-        TaskStatus::Process,
-        TaskStatus::Success,
-        TaskStatus::Error,
-        TaskStatus::Cancel,
-        TaskStatus::Retry,
-    ]
-    .into_iter()
-    .find(|status| status.as_str() == s)
-}
-
 /// Decodes the record of a task the fetch script took as `id`: the reason
 /// it cannot run if it does not decode or holds another task.
 pub(super) fn decode_taken(id: &str, data: &[u8]) -> Result<TaskRecord, String> {
