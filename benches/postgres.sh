@@ -53,13 +53,16 @@ for sys in "$q" "$a" "$g"; do
   bench "$sys" bulk "$bulk"
 done
 bench "$q" drain "$drain" 64
+bench env BENCH_SYNCHRONOUS_FINISH=0 "$q" drain "$drain" 64
 bench "$a" drain "$drain" 64 64
 bench "$g" drain "$drain" 64 local
 bench "$g" drain "$((drain / 20))" 64 direct
 bench "$q" roundtrip "$rt" 16
+bench env BENCH_SYNCHRONOUS_FINISH=0 "$q" roundtrip "$rt" 16
 bench "$a" roundtrip "$((rt / 50))" 16
 bench "$g" roundtrip "$rt" 16
 bench "$q" drain "$backlog" 64 "$window"
+bench env BENCH_SYNCHRONOUS_FINISH=0 "$q" drain "$backlog" 64 "$window"
 bench "$a" drain "$backlog" 64 64 "$window"
 bench "$g" drain "$backlog" 64 local "$window"
 bench "$q" size "$size" 64

@@ -157,6 +157,47 @@ async fn a_task_enqueued_in_a_transaction_appears_at_commit_and_wakes_a_waiting_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(postgres_unreachable, ignore = "Postgres is not reachable; see the build warning")]
+async fn asynchronous_finishes_end_every_task_with_its_result() {
+    in_schema("async_finish", |base| async move {
+        // A second backend on the same schema, finishing asynchronously.
+        let url = support::postgres::url();
+        let backend = PostgresBackend::options(&url)
+            .schema(base.schema())
+            .application_name(format!("qtasks-test-{}", base.schema()))
+            .synchronous_finish(false)
+            .connect()
+            .await
+            .unwrap()
+            .for_app("async_finish");
+        let app = QueueTasks::builder("async_finish").task::<Add>().backend(backend.clone()).build().unwrap();
+        let worker = app.worker().max_tasks_process(16).start().await.unwrap();
+        // Plain tasks (finished set-wise) and keyed ones (one by one), with
+        // a client waiting on each.
+        let handles = futures::future::join_all((0..200i64).map(|i| {
+            let app = app.clone();
+            async move {
+                let handle = if i % 10 == 0 {
+                    app.enqueue(call("add", json!([i, 1])).unique_key(format!("k{i}"))).await.unwrap()
+                } else {
+                    app.add_task("add", json!([i, 1])).await.unwrap()
+                };
+                (i, handle.result(HANG).await.unwrap())
+            }
+        }))
+        .await;
+        for (i, result) in handles {
+            assert_eq!(result, json!(i + 1));
+        }
+        worker.shutdown().await;
+        let stats = backend.stats().await.unwrap();
+        assert_eq!(stats.tasks["add"].success, 200, "{stats:?}");
+        assert_eq!((stats.queued, stats.in_flight), (0, 0), "{stats:?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(postgres_unreachable, ignore = "Postgres is not reachable; see the build warning")]
 async fn a_rolled_back_enqueue_leaves_nothing() {
     in_schema("tx_rollback", |base| async move {
         let schema = base.schema().to_owned();

@@ -10,6 +10,9 @@
 //! e2e_postgres size <tasks> <concurrency>
 //! ```
 //!
+//! With `BENCH_SYNCHRONOUS_FINISH=0`, the backend finishes asynchronously
+//! (`PostgresOptions::synchronous_finish(false)`); each line says which.
+//!
 //! The server is `$QTASKS_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`). Every run works in a
 //! schema of its own (`bench_<pid>_<mode>`), dropped at the end, so it can
@@ -35,9 +38,9 @@
 
 use qtasks::backend::postgres::sqlx::postgres::PgListener;
 use qtasks::backend::postgres::sqlx::{self, Executor};
+use qtasks::{Backend, PostgresBackend, QueueTasks, TaskStatus, task};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use qtasks::{Backend, PostgresBackend, QueueTasks, TaskStatus, task};
 use std::time::{Duration, Instant};
 
 /// The task every benchmark runs.
@@ -55,12 +58,19 @@ fn arg<T: std::str::FromStr>(args: &[String], i: usize, what: &str) -> Res<T> {
     args.get(i).ok_or_else(|| format!("missing <{what}>"))?.parse().map_err(|_| format!("bad <{what}>").into())
 }
 
+/// `false` when `BENCH_SYNCHRONOUS_FINISH=0`: finishes commit asynchronously
+/// (`PostgresOptions::synchronous_finish`).
+fn synchronous_finish() -> bool {
+    std::env::var("BENCH_SYNCHRONOUS_FINISH").map_or(true, |v| v != "0")
+}
+
 /// An app on a fresh schema of its own, with a pool big enough for `concurrency`.
 async fn connect(mode: &str, concurrency: usize) -> Res<App> {
     let schema = format!("bench_{}_{mode}", std::process::id());
     let backend = PostgresBackend::options(&url())
         .schema(&schema)
         .pool_size((concurrency as u32 / 4).clamp(10, 64))
+        .synchronous_finish(synchronous_finish())
         .connect()
         .await?
         .for_app("bench");
@@ -210,8 +220,10 @@ async fn drain(n: u64, concurrency: usize, window: Option<u64>) -> Res<()> {
             return Err(format!("after the drain: {stats:?}").into());
         }
         let mut line = format!(
-            "RESULT bench=postgres_drain system=qtasks tasks={n} concurrency={concurrency} fill_per_s={:.0} \
+            "RESULT bench=postgres_drain system=qtasks synchronous_finish={} tasks={n} concurrency={concurrency} \
+             fill_per_s={:.0} \
              run_s={:.3} run_per_s={:.0} duplicates={} errors=0",
+            synchronous_finish(),
             n as f64 / fill_took.as_secs_f64(),
             took.as_secs_f64(),
             n as f64 / took.as_secs_f64(),
@@ -275,8 +287,9 @@ async fn roundtrip(count: usize, concurrency: usize) -> Res<()> {
         times.sort_unstable();
         let mean = times.iter().sum::<Duration>().as_secs_f64() * 1e6 / times.len() as f64;
         println!(
-            "RESULT bench=postgres_roundtrip system=qtasks round_trips={count} concurrency={concurrency} p50_us={:.0} \
-             p90_us={:.0} p99_us={:.0} max_us={:.0} mean_us={mean:.0}",
+            "RESULT bench=postgres_roundtrip system=qtasks synchronous_finish={} round_trips={count} \
+             concurrency={concurrency} p50_us={:.0} p90_us={:.0} p99_us={:.0} max_us={:.0} mean_us={mean:.0}",
+            synchronous_finish(),
             percentile(&times, 0.50),
             percentile(&times, 0.90),
             percentile(&times, 0.99),

@@ -293,6 +293,7 @@ pub struct PostgresOptions {
     pool_size: u32,
     application_name: String,
     migrate: bool,
+    synchronous_finish: bool,
 }
 
 impl PostgresOptions {
@@ -328,6 +329,25 @@ impl PostgresOptions {
     /// CLI's `migrate` command.
     pub fn migrate(mut self, migrate: bool) -> Self {
         self.migrate = migrate;
+        self
+    }
+
+    /// Whether the end of a task is flushed to disk before the worker and
+    /// the waiting clients learn of it (`true`, the default: an end once
+    /// reported is never lost).
+    ///
+    /// With `false`, finishing commits asynchronously (Postgres's
+    /// `synchronous_commit = off`, for those transactions only): a batch of
+    /// ends no longer waits for the disk, nor holds the server's
+    /// notification lock while it does, which makes a worker of short tasks
+    /// several times faster (see BENCHMARKS.md). The price is on a server
+    /// **crash** only (not a restart): the ends written in the last moments
+    /// before it (up to three times `wal_writer_delay`, 600 ms by default)
+    /// can be lost, and those tasks then run again when their leases
+    /// expire, as after a worker crash; a client may have seen the lost end.
+    /// Enqueues always wait for the disk: no task is ever lost.
+    pub fn synchronous_finish(mut self, synchronous: bool) -> Self {
+        self.synchronous_finish = synchronous;
         self
     }
 
@@ -384,7 +404,7 @@ impl PostgresOptions {
             shared: Arc::new(Shared {
                 pool,
                 options,
-                sql: Sql::new(&schema),
+                sql: Sql::new(&schema, self.synchronous_finish),
                 hub: Arc::new(Hub::new(&schema)),
                 schema,
                 holder: Uuid::new_v4(),
@@ -487,6 +507,7 @@ impl PostgresBackend {
             pool_size: DEFAULT_POOL_SIZE,
             application_name: DEFAULT_APPLICATION_NAME.to_owned(),
             migrate: true,
+            synchronous_finish: true,
         }
     }
 

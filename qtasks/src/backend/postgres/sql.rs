@@ -37,8 +37,12 @@ fn s(sql: String) -> SqlStr {
 }
 
 impl Sql {
-    /// The statements for `schema` (a name checked at connect: it holds no quote).
-    pub(super) fn new(schema: &str) -> Self {
+    /// The statements for `schema` (a name checked at connect: it holds no
+    /// quote). `synchronous_finish: false` commits finishes asynchronously
+    /// (see [`PostgresOptions::synchronous_finish`](super::PostgresOptions::synchronous_finish)).
+    pub(super) fn new(schema: &str, synchronous_finish: bool) -> Self {
+        // Read at commit, so setting it anywhere in the statement counts.
+        let finish_commit = if synchronous_finish { "" } else { ", set_config('synchronous_commit', 'off', true)" };
         let q = format!("\"{schema}\"");
         let live = "(expires_at IS NULL OR expires_at > clock_timestamp())";
         Self {
@@ -48,7 +52,8 @@ impl Sql {
             )),
             fetch: s(format!("SELECT * FROM {q}.fetch_tasks($1, $2, $3, $4, $5, $6::jsonb, $7)")),
             finish_many: s(format!(
-                "SELECT {q}.finish_tasks($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+                "SELECT {q}.finish_tasks($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)\
+                 {finish_commit}"
             )),
             update: s(format!(
                 "UPDATE {q}.tasks SET args = $3, updated_at = greatest(updated_at, $4), result = $5, error = $6, \
