@@ -227,8 +227,10 @@ else
 fi
 
 # ===========================================================================
-# The report.
+# The report. Its Postgres section is written by hand from
+# benches/postgres.sh's results and kept as it is.
 say "writing $report"
+postgres_section=$(sed -n '/^## Postgres, end to end/,$p' "$report" 2>/dev/null)
 
 # In memory: the median of the rounds, and of the per-round ratios.
 mem() { sel bench=memory_throughput "$@" | get run_per_s | median; }
@@ -607,6 +609,10 @@ have() { [[ -n ${1:-} ]] && echo "$2" || echo ""; }
     echo "These commands failed (their error output is in \`$log\`):"
     echo
     while IFS=$'\t' read -r c e; do echo "- \`$c\`: \`$e\`"; done <"$suite/failures.txt"
+  fi
+  if [[ -n $postgres_section ]]; then
+    echo
+    echo "$postgres_section"
   fi
 } >"$report"
 say "done in $(((finished - started) / 60)) min $(((finished - started) % 60)) s; wrote $report"

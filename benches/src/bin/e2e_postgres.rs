@@ -43,19 +43,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+#[path = "../measure.rs"]
+mod measure;
+use measure::{Res, arg, latency_summary, until_count, windows_summary};
+
 /// The task every benchmark runs.
 #[task]
 async fn noop() {}
 
-type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 type App = QueueTasks<(Noop,), (), PostgresBackend>;
 
 fn url() -> String {
     std::env::var("QTASKS_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-fn arg<T: std::str::FromStr>(args: &[String], i: usize, what: &str) -> Res<T> {
-    args.get(i).ok_or_else(|| format!("missing <{what}>"))?.parse().map_err(|_| format!("bad <{what}>").into())
 }
 
 /// `false` when `BENCH_SYNCHRONOUS_FINISH=0`: finishes commit asynchronously
@@ -132,25 +131,7 @@ impl Completions {
     /// Waits until `n` tasks ended; with `window`, returns when each
     /// multiple of `window` was passed.
     async fn until(&self, n: u64, window: Option<u64>, start: Instant) -> Res<Vec<Duration>> {
-        let mut marks = Vec::new();
-        let mut last = (0, Instant::now());
-        loop {
-            let done = self.seen();
-            if let Some(w) = window {
-                while (marks.len() as u64 + 1) * w <= done {
-                    marks.push(start.elapsed());
-                }
-            }
-            if done >= n {
-                return Ok(marks);
-            }
-            if done != last.0 {
-                last = (done, Instant::now());
-            } else if last.1.elapsed() > Duration::from_secs(60) {
-                return Err(format!("no completion for 60 s after {done} of {n}").into());
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        until_count(n, window, start, Duration::from_millis(5), || std::future::ready(Ok(self.seen()))).await
     }
 }
 
@@ -240,32 +221,6 @@ async fn drain(n: u64, concurrency: usize, window: Option<u64>) -> Res<()> {
     outcome
 }
 
-/// ` window=… first_window_per_s=… … windows=r1,r2,…` from the end times of the windows.
-fn windows_summary(window: u64, marks: &[Duration]) -> String {
-    let mut rates = Vec::new();
-    let mut prev = Duration::ZERO;
-    for at in marks {
-        rates.push(window as f64 / (*at - prev).as_secs_f64());
-        prev = *at;
-    }
-    let (min, max) = rates.iter().fold((f64::MAX, 0f64), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
-    let first = rates.first().copied().unwrap_or(0.0);
-    let last = rates.last().copied().unwrap_or(0.0);
-    let list: Vec<String> = rates.iter().map(|r| format!("{r:.0}")).collect();
-    format!(
-        " window={window} first_window_per_s={first:.0} last_window_per_s={last:.0} last_over_first={:.3} \
-         min_over_max={:.3} windows={}",
-        last / first,
-        min / max,
-        list.join(",")
-    )
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let i = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i].as_secs_f64() * 1e6
-}
-
 async fn roundtrip(count: usize, concurrency: usize) -> Res<()> {
     let app = connect("roundtrip", concurrency).await?;
     let outcome = async {
@@ -284,16 +239,11 @@ async fn roundtrip(count: usize, concurrency: usize) -> Res<()> {
             }
         }
         worker.shutdown().await;
-        times.sort_unstable();
-        let mean = times.iter().sum::<Duration>().as_secs_f64() * 1e6 / times.len() as f64;
         println!(
             "RESULT bench=postgres_roundtrip system=qtasks synchronous_finish={} round_trips={count} \
-             concurrency={concurrency} p50_us={:.0} p90_us={:.0} p99_us={:.0} max_us={:.0} mean_us={mean:.0}",
+             concurrency={concurrency}{}",
             synchronous_finish(),
-            percentile(&times, 0.50),
-            percentile(&times, 0.90),
-            percentile(&times, 0.99),
-            percentile(&times, 1.0),
+            latency_summary(&mut times)
         );
         Ok(())
     }

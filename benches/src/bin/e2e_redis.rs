@@ -43,18 +43,16 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 
+#[path = "../measure.rs"]
+mod measure;
+use measure::{Res, arg, latency_summary, windows_summary};
+
 /// The task every benchmark runs.
 #[task]
 async fn noop() {}
 
-type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
-
 fn url() -> String {
     std::env::var("QTASKS_BROKER_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
-fn arg<T: std::str::FromStr>(args: &[String], i: usize, what: &str) -> Res<T> {
-    args.get(i).ok_or_else(|| format!("missing <{what}>"))?.parse().map_err(|_| format!("bad <{what}>").into())
 }
 
 async fn connect(app_name: &str) -> Res<QueueTasks<impl TaskSet, (), RedisBackend>> {
@@ -292,32 +290,6 @@ async fn redis_cpu_us(conn: &mut redis::aio::MultiplexedConnection) -> Res<f64> 
         * 1e6)
 }
 
-/// ` window=… first_window_per_s=… … windows=r1,r2,…` from the end times of the windows.
-fn windows_summary(window: u64, marks: &[Duration]) -> String {
-    let mut rates = Vec::new();
-    let mut prev = Duration::ZERO;
-    for at in marks {
-        rates.push(window as f64 / (*at - prev).as_secs_f64());
-        prev = *at;
-    }
-    let (min, max) = rates.iter().fold((f64::MAX, 0f64), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
-    let first = rates.first().copied().unwrap_or(0.0);
-    let last = rates.last().copied().unwrap_or(0.0);
-    let list: Vec<String> = rates.iter().map(|r| format!("{r:.0}")).collect();
-    format!(
-        " window={window} first_window_per_s={first:.0} last_window_per_s={last:.0} min_window_per_s={min:.0} \
-         max_window_per_s={max:.0} last_over_first={:.3} min_over_max={:.3} windows={}",
-        last / first,
-        min / max,
-        list.join(",")
-    )
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let i = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i].as_secs_f64() * 1e6
-}
-
 async fn roundtrip(count: usize, concurrency: usize) -> Res<()> {
     let name = format!("bench-{}-roundtrip", std::process::id());
     let app = connect(&name).await?;
@@ -339,15 +311,9 @@ async fn roundtrip(count: usize, concurrency: usize) -> Res<()> {
     }
     workers.stop().await?;
     app.flush_all().await?;
-    times.sort_unstable();
-    let mean = times.iter().sum::<Duration>().as_secs_f64() * 1e6 / times.len() as f64;
     println!(
-        "RESULT bench=redis_roundtrip system=qtasks round_trips={count} concurrency={concurrency} p50_us={:.0} \
-         p90_us={:.0} p99_us={:.0} max_us={:.0} mean_us={mean:.0}",
-        percentile(&times, 0.50),
-        percentile(&times, 0.90),
-        percentile(&times, 0.99),
-        percentile(&times, 1.0),
+        "RESULT bench=redis_roundtrip system=qtasks round_trips={count} concurrency={concurrency}{}",
+        latency_summary(&mut times)
     );
     Ok(())
 }

@@ -37,15 +37,13 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 
-type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
-
 fn url() -> String {
     std::env::var("QTASKS_BROKER_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
-fn arg<T: std::str::FromStr>(args: &[String], i: usize, what: &str) -> Res<T> {
-    args.get(i).ok_or_else(|| format!("missing <{what}>"))?.parse().map_err(|_| format!("bad <{what}>").into())
-}
+#[path = "../../../benches/src/measure.rs"]
+mod measure;
+use measure::{Res, arg, windows_summary};
 
 /// The no-op task.
 async fn noop(_: ()) {}
@@ -224,27 +222,6 @@ impl Workers {
         }
         Ok(())
     }
-}
-
-/// ` window=… first_window_per_s=… … windows=r1,r2,…` from the end times of the windows.
-fn windows_summary(window: u64, marks: &[Duration]) -> String {
-    let mut rates = Vec::new();
-    let mut prev = Duration::ZERO;
-    for at in marks {
-        rates.push(window as f64 / (*at - prev).as_secs_f64());
-        prev = *at;
-    }
-    let (min, max) = rates.iter().fold((f64::MAX, 0f64), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
-    let first = rates.first().copied().unwrap_or(0.0);
-    let last = rates.last().copied().unwrap_or(0.0);
-    let list: Vec<String> = rates.iter().map(|r| format!("{r:.0}")).collect();
-    format!(
-        " window={window} first_window_per_s={first:.0} last_window_per_s={last:.0} min_window_per_s={min:.0} \
-         max_window_per_s={max:.0} last_over_first={:.3} min_over_max={:.3} windows={}",
-        last / first,
-        min / max,
-        list.join(",")
-    )
 }
 
 /// `drain` (`live` false) or `live` (`live` true).

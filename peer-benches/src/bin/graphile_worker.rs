@@ -42,15 +42,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
-type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
-
 fn url() -> String {
     std::env::var("QTASKS_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
-fn arg<T: std::str::FromStr>(args: &[String], i: usize, what: &str) -> Res<T> {
-    args.get(i).ok_or_else(|| format!("missing <{what}>"))?.parse().map_err(|_| format!("bad <{what}>").into())
-}
+#[path = "../../../benches/src/measure.rs"]
+mod measure;
+use measure::{Res, arg, latency_summary, until_count, windows_summary};
 
 /// Signalled by every run of the no-op job (for the round trip).
 static RAN: Notify = Notify::const_new();
@@ -196,25 +194,8 @@ async fn drain(n: u64, concurrency: usize, mode: &str, window: Option<u64>) -> R
         let start = Instant::now();
         let running = Arc::clone(&worker);
         let run = tokio::spawn(async move { running.run().await });
-        let mut marks = Vec::new();
-        let mut last = (0, Instant::now());
-        loop {
-            let done = n - bench.jobs().await?;
-            if let Some(w) = window {
-                while (marks.len() as u64 + 1) * w <= done {
-                    marks.push(start.elapsed());
-                }
-            }
-            if done >= n {
-                break;
-            }
-            if done != last.0 {
-                last = (done, Instant::now());
-            } else if last.1.elapsed() > Duration::from_secs(60) {
-                return Err(format!("no completion for 60 s after {done} of {n}").into());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let remaining = || async { Ok(n - bench.jobs().await?) };
+        let marks = until_count(n, window, start, Duration::from_millis(100), remaining).await?;
         let took = start.elapsed();
         worker.request_shutdown();
         run.await??;
@@ -234,32 +215,6 @@ async fn drain(n: u64, concurrency: usize, mode: &str, window: Option<u64>) -> R
     .await;
     bench.clean().await?;
     outcome
-}
-
-/// ` window=… first_window_per_s=… … windows=r1,r2,…` from the end times of the windows.
-fn windows_summary(window: u64, marks: &[Duration]) -> String {
-    let mut rates = Vec::new();
-    let mut prev = Duration::ZERO;
-    for at in marks {
-        rates.push(window as f64 / (*at - prev).as_secs_f64());
-        prev = *at;
-    }
-    let (min, max) = rates.iter().fold((f64::MAX, 0f64), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
-    let first = rates.first().copied().unwrap_or(0.0);
-    let last = rates.last().copied().unwrap_or(0.0);
-    let list: Vec<String> = rates.iter().map(|r| format!("{r:.0}")).collect();
-    format!(
-        " window={window} first_window_per_s={first:.0} last_window_per_s={last:.0} last_over_first={:.3} \
-         min_over_max={:.3} windows={}",
-        last / first,
-        min / max,
-        list.join(",")
-    )
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let i = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i].as_secs_f64() * 1e6
 }
 
 async fn roundtrip(count: usize, concurrency: usize) -> Res<()> {
@@ -285,15 +240,9 @@ async fn roundtrip(count: usize, concurrency: usize) -> Res<()> {
         }
         worker.request_shutdown();
         run.await??;
-        times.sort_unstable();
-        let mean = times.iter().sum::<Duration>().as_secs_f64() * 1e6 / times.len() as f64;
         println!(
-            "RESULT bench=postgres_roundtrip system=graphile_worker round_trips={count} concurrency={concurrency} \
-             p50_us={:.0} p90_us={:.0} p99_us={:.0} max_us={:.0} mean_us={mean:.0}",
-            percentile(&times, 0.50),
-            percentile(&times, 0.90),
-            percentile(&times, 0.99),
-            percentile(&times, 1.0),
+            "RESULT bench=postgres_roundtrip system=graphile_worker round_trips={count} concurrency={concurrency}{}",
+            latency_summary(&mut times)
         );
         Ok(())
     }
