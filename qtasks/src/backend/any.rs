@@ -187,6 +187,10 @@ impl Backend for AnyBackend {
         each!(self, b => b.lease_renewal())
     }
 
+    fn fetch_gather(&self) -> Option<Duration> {
+        each!(self, b => b.fetch_gather())
+    }
+
     async fn extend_lease(&self, uuid: Uuid) -> Result<bool, BackendError> {
         each!(self, b => b.extend_lease(uuid).await)
     }

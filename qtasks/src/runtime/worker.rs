@@ -156,7 +156,7 @@ impl<T: TaskSet, C: PluginChain, B: Backend> WorkerBuilder<T, C, B> {
         let run = tokio::spawn(run_loop(
             Arc::clone(&app),
             Arc::clone(&deps),
-            Arc::clone(&slots),
+            (Arc::clone(&slots), self.max_tasks_process),
             stop_rx,
             queues,
             Forced { token: force.clone(), released: Arc::clone(&released) },
@@ -300,7 +300,7 @@ impl<T: TaskSet, C: PluginChain, B: Backend> Drop for Worker<T, C, B> {
 async fn run_loop<T: TaskSet, C: PluginChain, B: Backend>(
     app: Arc<AppInner<T, C, B>>,
     deps: Arc<WorkerDeps>,
-    slots: Arc<Semaphore>,
+    (slots, total): (Arc<Semaphore>, usize),
     mut stop: watch::Receiver<bool>,
     mut queues: Queues,
     forced: Forced,
@@ -322,6 +322,18 @@ async fn run_loop<T: TaskSet, C: PluginChain, B: Backend>(
             match Arc::clone(&slots).try_acquire_owned() {
                 Ok(p) => permits.push(p),
                 Err(_) => break,
+            }
+        }
+        // A busy worker on a backend that asks for it waits a moment for
+        // more slots, so one fetch (one commit) takes many tasks.
+        if let Some(gather) = app.backend.fetch_gather() {
+            let want = (total / 2).min(MAX_BATCH);
+            let deadline = tokio::time::Instant::now() + gather;
+            while permits.len() < want && permits.len() < total {
+                match tokio::time::timeout_at(deadline, Arc::clone(&slots).acquire_owned()).await {
+                    Ok(Ok(p)) => permits.push(p),
+                    _ => break,
+                }
             }
         }
         let from = Fetch { queues: queues.rotation.next(), limits: Arc::clone(&queues.limits) };
