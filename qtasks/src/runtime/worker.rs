@@ -198,7 +198,10 @@ struct Forced {
 pub struct ShutdownReport {
     /// The tasks that were still running when the shutdown was forced:
     /// stopped and put back in the queue (same attempt) for another worker.
-    /// Empty after a graceful shutdown.
+    /// Empty after a graceful shutdown. Only tasks that had started are
+    /// listed: a task a fetch had just taken from the backend when the
+    /// shutdown dropped that fetch is put back too (as if never taken, its
+    /// run not counted), but does not appear here.
     pub released: Vec<Uuid>,
 }
 
