@@ -6,20 +6,55 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 /// Decodes task arguments: an array (positional), an object (by parameter
-/// name), a bare value for a one-parameter task, or `null`/`[]`/`{}` for a
-/// task without parameters.
+/// name, and by position under the keys `"0"`, `"1"`, …, which is how a
+/// Python call mixing positional and keyword arguments arrives), a bare
+/// value for a one-parameter task, or `null`/`[]`/`{}` for a task without
+/// parameters.
 pub fn decode_args<A: DeserializeOwned>(args: &Value, params: &[&str]) -> Result<A, serde_json::Error> {
     use serde::de::Error as _;
     match args {
-        Value::Array(_) if !params.is_empty() => A::deserialize(args),
-        Value::Object(map) if !params.is_empty() => {
-            if let Some(unknown) = map.keys().find(|k| !params.contains(&k.as_str())) {
+        Value::Array(a) if !params.is_empty() => {
+            if a.len() > params.len() {
                 return Err(serde_json::Error::custom(format!(
-                    "unknown argument `{unknown}`; the parameters are {params:?}"
+                    "{} positional argument(s) given; the parameters are {params:?}",
+                    a.len()
                 )));
             }
-            let positional: Vec<Value> = params.iter().map(|p| map.get(*p).cloned().unwrap_or(Value::Null)).collect();
-            A::deserialize(Value::Array(positional))
+            A::deserialize(args)
+        }
+        Value::Object(map) if !params.is_empty() => {
+            let mut slots: Vec<Option<&Value>> = vec![None; params.len()];
+            for (key, value) in map {
+                let index = match key.parse::<usize>() {
+                    Ok(i) if i < params.len() => i,
+                    Ok(i) => {
+                        return Err(serde_json::Error::custom(format!(
+                            "{} positional argument(s) given; the parameters are {params:?}",
+                            i + 1
+                        )));
+                    }
+                    Err(_) => params.iter().position(|p| p == key).ok_or_else(|| {
+                        serde_json::Error::custom(format!("unknown argument `{key}`; the parameters are {params:?}"))
+                    })?,
+                };
+                if slots[index].replace(value).is_some() {
+                    return Err(serde_json::Error::custom(format!(
+                        "argument `{}` given twice (by position and by name)",
+                        params[index]
+                    )));
+                }
+            }
+            let missing: Vec<&str> =
+                params.iter().zip(&slots).filter(|(_, slot)| slot.is_none()).map(|(p, _)| *p).collect();
+            let positional: Vec<Value> = slots.into_iter().map(|v| v.cloned().unwrap_or(Value::Null)).collect();
+            // A missing argument is `null`: fine for an `Option` parameter.
+            A::deserialize(Value::Array(positional)).map_err(|e| {
+                if missing.is_empty() {
+                    e
+                } else {
+                    serde_json::Error::custom(format!("missing argument(s) {missing:?}: {e}"))
+                }
+            })
         }
         Value::Null if params.is_empty() => A::deserialize(Value::Null),
         Value::Array(a) if a.is_empty() => A::deserialize(Value::Null),
