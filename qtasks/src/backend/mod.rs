@@ -27,7 +27,7 @@ mod redis;
 #[cfg(feature = "postgres")]
 pub use self::postgres::{AsPostgres, PostgresBackend, PostgresOptions};
 #[cfg(feature = "python")]
-pub use self::python::QtasksPyBackend;
+pub use self::python::{CeleryBackend, QtasksPyBackend};
 #[cfg(feature = "redis")]
 pub use self::redis::RedisBackend;
 pub use any::AnyBackend;

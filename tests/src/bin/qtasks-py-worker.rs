@@ -13,8 +13,8 @@
 //! `READY {pid}`; on SIGTERM or the end of its stdin it shuts down and
 //! prints `STOPPED`. Logs go to stderr (`RUST_LOG`, default `warn`).
 
-use qtasks::backend::QtasksPyBackend;
-use qtasks::{Backend, QueueTasks, TaskError, task};
+use qtasks::backend::{CeleryBackend, QtasksPyBackend};
+use qtasks::{Backend, DEFAULT_QUEUE, Queue, QueueTasks, TaskError, task};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -108,14 +108,21 @@ async fn qtasks(o: Options) -> BoxResult<()> {
     if let Some(ms) = o.millis {
         backend = backend.liveness(Duration::from_millis(ms));
     }
-    let app =
-        QueueTasks::builder(o.app.as_str()).task::<Add>().task::<Fail>().task::<Slow>().backend(backend).build()?;
+    let app = QueueTasks::builder(o.app.as_str()).task::<Add>().task::<Fail>().task::<Slow>().backend(backend).build()?;
     serve(app, &[]).await
 }
 
-async fn celery(_o: Options) -> BoxResult<()> {
-    let _ = (celery_add(1, 2), celery_fail(1, 2), celery_slow(0));
-    Err("not yet".into())
+async fn celery(o: Options) -> BoxResult<()> {
+    let mut backend = CeleryBackend::connect(&o.url).await?;
+    if let Some(ms) = o.millis {
+        backend = backend.visibility_timeout(Duration::from_millis(ms));
+    }
+    let mut builder = QueueTasks::builder(o.app.as_str()).task::<CeleryAdd>().task::<CeleryFail>().task::<CelerySlow>();
+    for queue in o.queues.iter().filter(|q| *q != DEFAULT_QUEUE) {
+        builder = builder.queue(Queue::new(queue.as_str()));
+    }
+    let app = builder.backend(backend).build()?;
+    serve(app, &o.queues).await
 }
 
 async fn serve<T: qtasks::TaskSet, C: qtasks::PluginChain, B: Backend>(

@@ -28,8 +28,10 @@
 //! not fit (an unknown name, a parameter given twice, one missing) ends
 //! the task `error` with the reason.
 
+mod celery;
 mod qtasks_py;
 
+pub use celery::CeleryBackend;
 pub use qtasks_py::QtasksPyBackend;
 
 use super::{BackendError, BackendErrorKind};

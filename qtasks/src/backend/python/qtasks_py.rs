@@ -853,6 +853,11 @@ impl Backend for QtasksPyBackend {
     }
 
     async fn flush(&self) -> Result<(), BackendError> {
+        // Stops this backend's heartbeat first, so it does not write its
+        // keys again (a later fetch starts it anew).
+        if let Some(task) = lock(&self.shared.heartbeat).take() {
+            task.abort();
+        }
         let keys = &self.shared.keys;
         let mut doomed: Vec<String> = vec![keys.queue.clone(), keys.process.clone(), keys.global.clone()];
         doomed.extend(self.record_uuids().await?.into_iter().map(|uuid| keys.task(uuid)));
