@@ -10,7 +10,8 @@ it names nothing but args), all are sent first, then each is waited for
 with `.get(timeout=...)`. One JSON line per call: {"id", "sent_at",
 "state", "result"} or {"id", "sent_at", "state", "error": {"type",
 "module", "message"}, "traceback"}. A call with "no_wait": true prints
-only {"id", "sent_at"}.
+only {"id", "sent_at"}. A call {"get": ID} waits for the result of the
+task ID sent before.
 """
 
 import json
@@ -26,6 +27,10 @@ app.conf.broker_connection_retry_on_startup = True
 
 sent = []
 for call in calls:
+    if "get" in call:
+        # An id sent earlier: wait for its result.
+        sent.append((call, app.AsyncResult(call["get"]), time.time()))
+        continue
     task = app.signature(call["task"])
     options = {k: call[k] for k in ("queue", "countdown", "expires", "priority", "serializer") if k in call}
     sent_at = time.time()

@@ -108,7 +108,8 @@ async fn qtasks(o: Options) -> BoxResult<()> {
     if let Some(ms) = o.millis {
         backend = backend.liveness(Duration::from_millis(ms));
     }
-    let app = QueueTasks::builder(o.app.as_str()).task::<Add>().task::<Fail>().task::<Slow>().backend(backend).build()?;
+    let app =
+        QueueTasks::builder(o.app.as_str()).task::<Add>().task::<Fail>().task::<Slow>().backend(backend).build()?;
     serve(app, &[]).await
 }
 

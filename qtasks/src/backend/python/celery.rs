@@ -255,7 +255,11 @@ fn record_of(uuid: Uuid, task_id: &str, text: &str) -> Result<TaskRecord, String
     let exc_text = || {
         let result = &meta["result"];
         let message = match &result["exc_message"] {
-            Value::Array(parts) => parts.iter().map(|p| p.as_str().map_or_else(|| p.to_string(), str::to_owned)).collect::<Vec<_>>().join(", "),
+            Value::Array(parts) => parts
+                .iter()
+                .map(|p| p.as_str().map_or_else(|| p.to_string(), str::to_owned))
+                .collect::<Vec<_>>()
+                .join(", "),
             Value::String(s) => s.clone(),
             other => other.to_string(),
         };
@@ -308,7 +312,14 @@ enum Taken {
 fn read_message(key: &str, raw: &str, aliases: &HashMap<String, String>) -> Taken {
     let envelope: Value = match serde_json::from_str(raw) {
         Ok(envelope) => envelope,
-        Err(e) => return Taken::Drop { tag: None, reason: format!("the envelope is not JSON: {e}"), raw: raw.to_owned(), key: key.to_owned() },
+        Err(e) => {
+            return Taken::Drop {
+                tag: None,
+                reason: format!("the envelope is not JSON: {e}"),
+                raw: raw.to_owned(),
+                key: key.to_owned(),
+            };
+        }
     };
     let properties = &envelope["properties"];
     let tag = match &properties["delivery_tag"] {
@@ -357,7 +368,12 @@ fn read_message(key: &str, raw: &str, aliases: &HashMap<String, String>) -> Take
     }
     let encoding = envelope["content-encoding"].as_str().unwrap_or("utf-8");
     if !encoding.eq_ignore_ascii_case("utf-8") {
-        return fail(held, "ContentDisallowed", "kombu.exceptions", format!("refused a body in encoding `{encoding}`: only utf-8 is read"));
+        return fail(
+            held,
+            "ContentDisallowed",
+            "kombu.exceptions",
+            format!("refused a body in encoding `{encoding}`: only utf-8 is read"),
+        );
     }
     let Some(body) = envelope["body"].as_str() else {
         return fail(held, "ValueError", "builtins", "the message body is not a string".to_owned());
@@ -513,7 +529,12 @@ impl CeleryBackend {
 
     /// Runs the take script (after a `BRPOP` if `block` and nothing was
     /// there); if the caller is dropped meanwhile, what it took is put back.
-    async fn take(&self, keys: Vec<String>, max: usize, block: Option<Duration>) -> Result<(Vec<(String, String)>, i64), BackendError> {
+    async fn take(
+        &self,
+        keys: Vec<String>,
+        max: usize,
+        block: Option<Duration>,
+    ) -> Result<(Vec<(String, String)>, i64), BackendError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let this = self.clone();
         tokio::spawn(async move {
@@ -531,7 +552,12 @@ impl CeleryBackend {
         rx.await.map_err(|_| error(BackendErrorKind::Other, "the fetch task stopped"))?
     }
 
-    async fn take_now(&self, keys: &[String], max: usize, block: Option<Duration>) -> Result<(Vec<(String, String)>, i64), BackendError> {
+    async fn take_now(
+        &self,
+        keys: &[String],
+        max: usize,
+        block: Option<Duration>,
+    ) -> Result<(Vec<(String, String)>, i64), BackendError> {
         let (taken, next_ms) = self.take_script(keys, max, None).await?;
         let Some(block) = block.filter(|_| taken.is_empty()) else { return Ok((taken, next_ms)) };
         let block = if next_ms < 0 {
@@ -549,7 +575,12 @@ impl CeleryBackend {
         }
     }
 
-    async fn take_script(&self, keys: &[String], max: usize, popped: Option<(String, String)>) -> Result<(Vec<(String, String)>, i64), BackendError> {
+    async fn take_script(
+        &self,
+        keys: &[String],
+        max: usize,
+        popped: Option<(String, String)>,
+    ) -> Result<(Vec<(String, String)>, i64), BackendError> {
         let mut call = TAKE.key(UNACKED);
         call.key(UNACKED_INDEX).key(self.own("delayed")).key(self.own("dead"));
         for key in keys {
@@ -557,7 +588,8 @@ impl CeleryBackend {
         }
         let (key, raw) = popped.unwrap_or_default();
         call.arg(max.max(1)).arg(DEAD_LETTERS_KEPT).arg(millis(self.visibility)).arg(key).arg(raw);
-        let (flat, next_ms): (Vec<String>, i64) = call.invoke_async(&mut self.conn()).await.map_err(rerr("taking messages"))?;
+        let (flat, next_ms): (Vec<String>, i64) =
+            call.invoke_async(&mut self.conn()).await.map_err(rerr("taking messages"))?;
         let mut taken = Vec::with_capacity(flat.len() / 2);
         let mut items = flat.into_iter();
         while let (Some(key), Some(raw)) = (items.next(), items.next()) {
@@ -588,7 +620,13 @@ impl CeleryBackend {
     }
 
     /// Stores `meta` (unless `None` or a ready result is there) and acks `tag`.
-    async fn store_and_ack(&self, task_id: &str, tag: &str, meta: Option<&str>, stats: &str) -> Result<bool, BackendError> {
+    async fn store_and_ack(
+        &self,
+        task_id: &str,
+        tag: &str,
+        meta: Option<&str>,
+        stats: &str,
+    ) -> Result<bool, BackendError> {
         let stored: i64 = FINISH
             .key(meta_key(task_id))
             .key(UNACKED)
@@ -648,7 +686,11 @@ impl CeleryBackend {
                     tracing::error!(backend = KIND, %reason, "malformed Celery message dead-lettered");
                     let letter = json!({"key": key, "entry": raw, "reason": reason, "at": now()}).to_string();
                     let mut pipe = redis::pipe();
-                    pipe.atomic().lpush(self.own("dead"), letter).ignore().ltrim(self.own("dead"), 0, DEAD_LETTERS_KEPT as isize - 1).ignore();
+                    pipe.atomic()
+                        .lpush(self.own("dead"), letter)
+                        .ignore()
+                        .ltrim(self.own("dead"), 0, DEAD_LETTERS_KEPT as isize - 1)
+                        .ignore();
                     if let Some(tag) = tag {
                         pipe.zrem(UNACKED_INDEX, &tag).ignore().hdel(UNACKED, &tag).ignore();
                     }
@@ -661,18 +703,23 @@ impl CeleryBackend {
 
     async fn read(&self, uuid: Uuid) -> Result<Option<TaskRecord>, BackendError> {
         let task_id = self.task_id(uuid);
-        let text: Option<String> =
-            redis::cmd("GET").arg(meta_key(&task_id)).query_async(&mut self.conn()).await.map_err(rerr("reading a result"))?;
-        text.map(|text| record_of(uuid, &task_id, &text))
-            .transpose()
-            .map_err(|reason| error(BackendErrorKind::Decode, format!("decoding the result of task {task_id}: {reason}")))
+        let text: Option<String> = redis::cmd("GET")
+            .arg(meta_key(&task_id))
+            .query_async(&mut self.conn())
+            .await
+            .map_err(rerr("reading a result"))?;
+        text.map(|text| record_of(uuid, &task_id, &text)).transpose().map_err(|reason| {
+            error(BackendErrorKind::Decode, format!("decoding the result of task {task_id}: {reason}"))
+        })
     }
 
     /// Sends `record` as a Celery message.
     async fn send(&self, record: &TaskRecord, delay: Duration) -> Result<Enqueued, BackendError> {
         // A retry of a task taken here keeps its Celery id, one more retry.
         let parent = record.extra.get(RETRY_PARENT).and_then(Value::as_str).and_then(|p| Uuid::parse_str(p).ok());
-        let (task_id, retries, queue) = match parent.and_then(|p| lock(&self.shared.held).get(&p).map(|h| (h.task_id.clone(), h.retries + 1, queue_of_key(&h.key).to_owned()))) {
+        let (task_id, retries, queue) = match parent.and_then(|p| {
+            lock(&self.shared.held).get(&p).map(|h| (h.task_id.clone(), h.retries + 1, queue_of_key(&h.key).to_owned()))
+        }) {
             Some(found) => found,
             None => (
                 record.uuid.hyphenated().to_string(),
@@ -768,8 +815,10 @@ impl Backend for CeleryBackend {
             }
         }
         pipe.zcard(self.own("delayed")).hlen(UNACKED).hgetall(self.own("stats"));
-        let mut replies: Vec<redis::Value> = pipe.query_async(&mut self.conn()).await.map_err(rerr("reading the stats"))?;
-        let counts: HashMap<String, u64> = redis::from_redis_value(replies.pop().unwrap_or(redis::Value::Nil)).unwrap_or_default();
+        let mut replies: Vec<redis::Value> =
+            pipe.query_async(&mut self.conn()).await.map_err(rerr("reading the stats"))?;
+        let counts: HashMap<String, u64> =
+            redis::from_redis_value(replies.pop().unwrap_or(redis::Value::Nil)).unwrap_or_default();
         let numbers: Vec<u64> = replies.into_iter().map(|v| redis::from_redis_value(v).unwrap_or(0)).collect();
         let (queued, in_flight) = match numbers.split_last() {
             Some((in_flight, queued)) => (queued.iter().sum(), *in_flight),
@@ -855,7 +904,10 @@ impl Backend for CeleryBackend {
     }
 
     async fn set_paused(&self, queue: &str, _paused: bool) -> Result<(), BackendError> {
-        Err(error(BackendErrorKind::InvalidRequest, format!("cannot pause queue `{queue}`: the Celery protocol has no paused queues")))
+        Err(error(
+            BackendErrorKind::InvalidRequest,
+            format!("cannot pause queue `{queue}`: the Celery protocol has no paused queues"),
+        ))
     }
 
     async fn queues(&self, queues: &[String]) -> Result<Vec<QueueInfo>, BackendError> {
@@ -897,8 +949,12 @@ impl Backend for CeleryBackend {
 
     async fn extend_lease(&self, uuid: Uuid) -> Result<bool, BackendError> {
         let Some(tag) = lock(&self.shared.held).get(&uuid).map(|h| h.tag.clone()) else { return Ok(false) };
-        let renewed: i64 =
-            EXTEND.key(UNACKED_INDEX).arg(tag).invoke_async(&mut self.conn()).await.map_err(rerr("renewing a delivery"))?;
+        let renewed: i64 = EXTEND
+            .key(UNACKED_INDEX)
+            .arg(tag)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(rerr("renewing a delivery"))?;
         Ok(renewed == 1)
     }
 
@@ -937,7 +993,13 @@ impl Backend for CeleryBackend {
         Ok(())
     }
 
-    async fn config_set(&self, name: &str, key: &str, value: &Value, ttl: Option<Duration>) -> Result<(), BackendError> {
+    async fn config_set(
+        &self,
+        name: &str,
+        key: &str,
+        value: &Value,
+        ttl: Option<Duration>,
+    ) -> Result<(), BackendError> {
         self.shared.conns.config_set(KIND, &self.own(&format!("config:{}:{name}:{key}", name.len())), value, ttl).await
     }
 
@@ -1010,7 +1072,8 @@ mod tests {
 
     #[test]
     fn expired_eta_and_malformed_messages() {
-        let expired = message("application/json", &json!([[], {}, {}]), json!({"expires": "2000-01-01T00:00:00+00:00"}));
+        let expired =
+            message("application/json", &json!([[], {}, {}]), json!({"expires": "2000-01-01T00:00:00+00:00"}));
         let Taken::End { meta, .. } = read_message("celery", &expired, &HashMap::new()) else { panic!("ran") };
         assert!(meta.contains("\"REVOKED\""), "{meta}");
         let later = message("application/json", &json!([[], {}, {}]), json!({"eta": "2999-01-01T00:00:00.5+00:00"}));
@@ -1026,11 +1089,17 @@ mod tests {
         record.status = TaskStatus::Success;
         record.result = Some(json!(5));
         let success: Value = serde_json::from_str(&meta_of(&record, "id-1")).unwrap();
-        assert_eq!((success["status"].as_str(), &success["result"], success["task_id"].as_str()), (Some("SUCCESS"), &json!(5), Some("id-1")));
+        assert_eq!(
+            (success["status"].as_str(), &success["result"], success["task_id"].as_str()),
+            (Some("SUCCESS"), &json!(5), Some("id-1"))
+        );
         record.status = TaskStatus::Error;
         record.error = Some("boom".to_owned());
         let failure: Value = serde_json::from_str(&meta_of(&record, "id-1")).unwrap();
-        assert_eq!(failure["result"], json!({"exc_type": "RuntimeError", "exc_message": ["boom"], "exc_module": "builtins"}));
+        assert_eq!(
+            failure["result"],
+            json!({"exc_type": "RuntimeError", "exc_message": ["boom"], "exc_module": "builtins"})
+        );
         assert!(failure["traceback"].as_str().unwrap().ends_with("RuntimeError: boom\n"));
         let back = record_of(record.uuid, "id-1", &meta_of(&record, "id-1")).unwrap();
         assert_eq!((back.status, back.error.as_deref()), (TaskStatus::Error, Some("RuntimeError: boom")));
