@@ -104,3 +104,29 @@ where
 pub fn ok<T>(value: T) -> Result<T, TaskError> {
     Ok(value)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::decode_args;
+    use serde_json::json;
+
+    const PARAMS: &[&str] = &["a", "b"];
+
+    #[test]
+    fn positions_and_names_mix() {
+        let both: (i64, i64) = decode_args(&json!({"0": 2, "b": 3}), PARAMS).unwrap();
+        assert_eq!(both, (2, 3));
+        let named: (i64, i64) = decode_args(&json!({"b": 3, "a": 2}), PARAMS).unwrap();
+        assert_eq!(named, (2, 3));
+    }
+
+    #[test]
+    fn calls_that_do_not_fit_say_why() {
+        let e = |args| decode_args::<(i64, i64)>(&args, PARAMS).unwrap_err().to_string();
+        assert!(e(json!({"0": 2, "a": 3})).contains("argument `a` given twice"));
+        assert!(e(json!({"0": 2, "2": 3})).contains("3 positional argument(s) given"));
+        assert!(e(json!([1, 2, 3])).contains("3 positional argument(s) given"));
+        assert!(e(json!({"0": 2})).contains("missing argument(s) [\"b\"]"));
+        assert!(e(json!({"0": 2, "c": 1})).contains("unknown argument `c`"));
+    }
+}

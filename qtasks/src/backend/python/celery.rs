@@ -57,7 +57,11 @@ static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua
 /// fn add(a: i64, b: i64) -> i64 { a + b }
 ///
 /// let backend = CeleryBackend::connect("redis://127.0.0.1:6379/0").await?;
-/// let app = QueueTasks::builder("tasks").backend(backend).tasks(add).build()?;
+/// let app = QueueTasks::builder("tasks")
+///     .task::<Add>()
+///     .queue(qtasks::Queue::new("emails"))
+///     .backend(backend)
+///     .build()?;
 /// let worker = app.worker().queues(["default", "emails"]).start().await?; // `celery` and `emails`
 /// # Ok(())
 /// # }

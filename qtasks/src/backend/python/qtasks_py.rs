@@ -68,7 +68,8 @@ const ATTEMPT: &str = "attempt";
 /// fn add(a: i64, b: i64) -> i64 { a + b }
 ///
 /// let backend = QtasksPyBackend::connect("redis://127.0.0.1:6379/0").await?;
-/// let app = QueueTasks::builder("QueueTasks").backend(backend).tasks(add).build()?;
+/// let app = QueueTasks::builder("QueueTasks").task::<Add>().backend(backend).build()?;
+/// let worker = app.worker().start().await?;
 /// # Ok(())
 /// # }
 /// ```
