@@ -31,6 +31,12 @@ fn fail(a: i64, b: i64) -> Result<i64, TaskError> {
     Err(TaskError::msg(format!("boom: a={a} b={b}")))
 }
 
+/// Fails at every attempt, saying which; retried once.
+#[task(name = "app.flaky", retry = 1)]
+fn flaky(ctx: qtasks::TaskContext) -> Result<i64, TaskError> {
+    Err(TaskError::msg(format!("attempt {} failed", ctx.attempt())))
+}
+
 /// When it ran (seconds since the epoch).
 #[task(name = "app.now")]
 fn ran_at() -> f64 {
@@ -92,6 +98,7 @@ async fn the_celery_client_gets_results_and_exceptions_from_a_rust_worker() {
         .task::<Add>()
         .task::<Fail>()
         .task::<RanAt>()
+        .task::<Flaky>()
         .queue(Queue::new(q.as_str()))
         .backend(backend.clone())
         .build()
@@ -109,10 +116,11 @@ async fn the_celery_client_gets_results_and_exceptions_from_a_rust_worker() {
             {"task": "app.nope", "timeout": 30},
             {"task": "app.add", "args": [1, 1], "expires": -1, "timeout": 30},
             {"task": "app.add", "args": [1, 2, 3], "timeout": 30},
+            {"task": "app.flaky", "timeout": 30},
         ]),
     )
     .await;
-    assert_eq!(out.len(), 8, "{out:?}");
+    assert_eq!(out.len(), 9, "{out:?}");
     assert_eq!((&out[0]["state"], &out[0]["result"]), (&json!("SUCCESS"), &json!(5)), "{}", out[0]);
     assert_eq!(out[1]["state"], "FAILURE", "{}", out[1]);
     assert_eq!(out[1]["error"], json!({"type": "RuntimeError", "module": "builtins", "message": "boom: a=2 b=3"}));
@@ -126,6 +134,8 @@ async fn the_celery_client_gets_results_and_exceptions_from_a_rust_worker() {
     assert_eq!(out[5]["error"]["type"], "NotRegistered", "{}", out[5]);
     assert_eq!(out[6]["state"], "REVOKED", "{}", out[6]);
     assert_eq!(out[7]["error"]["type"], "TypeError", "{}", out[7]);
+    // Retried once under the same task id, then failed for good.
+    assert_eq!(out[8]["error"]["message"], "attempt 2 failed", "{}", out[8]);
 
     // Everything was acked: nothing of this test is left unacked.
     let mut raw = raw_redis().await;

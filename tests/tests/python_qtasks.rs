@@ -39,6 +39,12 @@ fn echo(value: Value) -> Value {
     value
 }
 
+/// Fails at every attempt, saying which; retried once.
+#[task(retry = 1)]
+fn flaky(ctx: TaskContext) -> Result<i64, TaskError> {
+    Err(TaskError::msg(format!("attempt {} failed", ctx.attempt())))
+}
+
 #[task(name = "pkg:mod:add")]
 fn colon_add(a: i64, b: i64) -> i64 {
     a + b
@@ -75,6 +81,7 @@ async fn the_python_client_gets_results_errors_and_cancels_from_a_rust_worker() 
         .task::<CancelMe>()
         .task::<Echo>()
         .task::<ColonAdd>()
+        .task::<Flaky>()
         .backend(backend.clone())
         .build()
         .unwrap();
@@ -92,10 +99,11 @@ async fn the_python_client_gets_results_errors_and_cancels_from_a_rust_worker() 
             {"task": "pkg:mod:add", "args": [40, 2], "timeout": 30},
             {"task": "nope", "args": [1], "timeout": 30},
             {"ping": true},
+            {"task": "flaky", "timeout": 30},
         ]),
     )
     .await;
-    assert_eq!(out.len(), 9, "{out:?}");
+    assert_eq!(out.len(), 10, "{out:?}");
     for sum in &out[0..3] {
         assert_eq!(sum["status"], "success", "{sum}");
         assert_eq!(sum["returning"], 5, "{sum}");
@@ -109,6 +117,9 @@ async fn the_python_client_gets_results_errors_and_cancels_from_a_rust_worker() 
     assert_eq!(out[7]["status"], "error", "{}", out[7]);
     assert!(out[7]["traceback"].as_str().unwrap().contains("unknown task `nope`"), "{}", out[7]);
     assert_eq!(out[8]["ping"], true);
+    // The client followed the retry to the second attempt's error.
+    assert_eq!(out[9]["status"], "error", "{}", out[9]);
+    assert!(out[9]["traceback"].as_str().unwrap().contains("attempt 2 failed"), "{}", out[9]);
 
     // The client's priority stays in the record; nothing is left in flight.
     let uuid: qtasks::Uuid = out[2]["uuid"].as_str().unwrap().parse().unwrap();

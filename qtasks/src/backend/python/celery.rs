@@ -3,7 +3,7 @@
 
 use super::{Conns, DEAD_LETTERS_KEPT, MAX_BLOCK, glob_escape, join_args, lock, millis, redis_error, split_args};
 use crate::backend::{Backend, BackendError, BackendErrorKind, CancelOutcome, Enqueued, Fetch, QueueStats, UuidMap};
-use crate::model::{RETRY_PARENT, TaskMessage, TaskRecord, TaskStatus, now};
+use crate::model::{RETRY, RETRY_PARENT, TaskMessage, TaskRecord, TaskStatus, now};
 use crate::queue::{DEFAULT_QUEUE, QueueInfo};
 use crate::task::CancelToken;
 use base64::Engine as _;
@@ -34,6 +34,8 @@ const DEFAULT_VISIBILITY: Duration = Duration::from_secs(3600);
 const DEFAULT_RESULT_EXPIRES: Duration = Duration::from_secs(86_400);
 /// The extra field holding the Celery task id of a task.
 pub(crate) const CELERY_ID: &str = "celery_id";
+/// The header carrying the retries a qtasks retry has left (Celery ignores it).
+const RETRIES_LEFT: &str = "qtasks_retries_left";
 
 static TAKE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/cel_take.lua")));
 static FINISH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/cel_finish.lua")));
@@ -425,6 +427,9 @@ fn read_message(key: &str, raw: &str, aliases: &HashMap<String, String>) -> Take
     let task_name = aliases.get(&name).cloned().unwrap_or(name);
     let mut extra = Map::new();
     extra.insert(CELERY_ID.to_owned(), Value::from(task_id));
+    if let Some(left) = headers[RETRIES_LEFT].as_u64() {
+        extra.insert(RETRY.to_owned(), Value::from(left));
+    }
     let message = TaskMessage {
         uuid,
         task_name,
@@ -739,7 +744,10 @@ impl CeleryBackend {
                 .format("%Y-%m-%dT%H:%M:%S%.6f+00:00")
                 .to_string()
         });
-        let message = envelope(record, &task_id, retries, eta, &queue);
+        let mut message = envelope(record, &task_id, retries, eta, &queue);
+        if let (Some(left), Some(headers)) = (record.extra.get(RETRY), message["headers"].as_object_mut()) {
+            headers.insert(RETRIES_LEFT.to_owned(), left.clone());
+        }
         let _: i64 = redis::cmd("LPUSH")
             .arg(list_key(&queue, record.priority))
             .arg(message.to_string())
