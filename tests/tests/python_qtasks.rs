@@ -160,7 +160,7 @@ async fn arguments_that_do_not_fit_end_in_error_with_the_reason() {
     assert!(reasons[0].contains("3 positional argument(s) given"), "{}", reasons[0]);
     assert!(reasons[1].contains("unknown argument `c`"), "{}", reasons[1]);
     assert!(reasons[2].contains("argument `a` given twice"), "{}", reasons[2]);
-    assert!(reasons[3].contains("invalid arguments"), "{}", reasons[3]);
+    assert!(reasons[3].contains("missing argument(s) [\"b\"]"), "{}", reasons[3]);
     assert!(reasons[4].contains("invalid arguments"), "{}", reasons[4]);
 
     worker.shutdown().await;

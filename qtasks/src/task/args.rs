@@ -20,7 +20,15 @@ pub fn decode_args<A: DeserializeOwned>(args: &Value, params: &[&str]) -> Result
                     a.len()
                 )));
             }
-            A::deserialize(args)
+            if a.len() == params.len() {
+                return A::deserialize(args);
+            }
+            // Fewer: the rest are `null`, which an `Option` parameter takes.
+            let mut padded = a.clone();
+            padded.resize(params.len(), Value::Null);
+            A::deserialize(Value::Array(padded)).map_err(|e| {
+                serde_json::Error::custom(format!("missing argument(s) {:?}: {e}", &params[a.len()..]))
+            })
         }
         Value::Object(map) if !params.is_empty() => {
             let mut slots: Vec<Option<&Value>> = vec![None; params.len()];
@@ -127,6 +135,9 @@ mod tests {
         assert!(e(json!({"0": 2, "2": 3})).contains("3 positional argument(s) given"));
         assert!(e(json!([1, 2, 3])).contains("3 positional argument(s) given"));
         assert!(e(json!({"0": 2})).contains("missing argument(s) [\"b\"]"));
+        assert!(e(json!([2])).contains("missing argument(s) [\"b\"]"));
+        let optional: (i64, Option<i64>) = decode_args(&json!([2]), PARAMS).unwrap();
+        assert_eq!(optional, (2, None));
         assert!(e(json!({"0": 2, "c": 1})).contains("unknown argument `c`"));
     }
 }
