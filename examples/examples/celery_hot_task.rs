@@ -52,7 +52,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let worker = app.worker().queues(["resize", "default"]).max_tasks_process(8).start().await?;
     if std::env::args().any(|a| a == "--once") {
         // What `resize.delay(640, 480, scale=0.5)` sends, from Rust.
-        let size = app.enqueue(Resize::call(640, 480, Some(0.5))).await?.result(std::time::Duration::from_secs(10)).await?;
+        let size =
+            app.enqueue(Resize::call(640, 480, Some(0.5))).await?.result(std::time::Duration::from_secs(10)).await?;
         println!("resized to {size:?}");
     } else {
         tokio::signal::ctrl_c().await?;

@@ -26,9 +26,8 @@ pub fn decode_args<A: DeserializeOwned>(args: &Value, params: &[&str]) -> Result
             // Fewer: the rest are `null`, which an `Option` parameter takes.
             let mut padded = a.clone();
             padded.resize(params.len(), Value::Null);
-            A::deserialize(Value::Array(padded)).map_err(|e| {
-                serde_json::Error::custom(format!("missing argument(s) {:?}: {e}", &params[a.len()..]))
-            })
+            A::deserialize(Value::Array(padded))
+                .map_err(|e| serde_json::Error::custom(format!("missing argument(s) {:?}: {e}", &params[a.len()..])))
         }
         Value::Object(map) if !params.is_empty() => {
             let mut slots: Vec<Option<&Value>> = vec![None; params.len()];
