@@ -286,3 +286,97 @@ async fn the_task_of_a_killed_rust_worker_comes_back() {
     worker.shutdown().await;
     cleanup(&backend, &[&q], &[json!(id)]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(redis_unreachable, ignore = "Redis is not reachable; see the build warning")]
+#[cfg_attr(python_env_missing, ignore = "the Python virtualenv is missing; see the build warning")]
+async fn a_rust_worker_restores_the_tasks_of_a_sigkilled_python_celery_worker() {
+    let q = queue("mixed");
+    let url = redis_url();
+    let python = python::python();
+    let workdir = python::script("");
+    let mut celery = Proc::spawn_env(
+        python.to_str().unwrap(),
+        "python celery worker",
+        &[
+            "-m",
+            "celery",
+            "--workdir",
+            workdir.to_str().unwrap(),
+            "-A",
+            "celery_worker_app",
+            "worker",
+            "-Q",
+            &q,
+            "--pool",
+            "solo",
+            "-c",
+            "1",
+            "-n",
+            &format!("{q}@%h"),
+            "--without-mingle",
+            "--without-gossip",
+            "--without-heartbeat",
+            "-l",
+            "info",
+        ],
+        &[("QTASKS_REDIS_URL", url.as_str()), ("QTASKS_VISIBILITY_S", "2")],
+    );
+    let started = tokio::time::Instant::now();
+    while !celery.logged(&["ready."]) {
+        assert!(started.elapsed() < HANG, "the Python worker did not start:\n{}", celery.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let calls: Vec<Value> = (0..12).map(|_| json!({"task": "app.slow", "args": [300], "no_wait": true})).collect();
+    let sent = client(&q, Value::Array(calls)).await;
+    let ids: Vec<String> = sent.iter().map(|s| s["id"].as_str().unwrap().to_owned()).collect();
+
+    // Kill the Python worker while it holds one of these tasks, unfinished,
+    // after it finished two.
+    let mut raw = raw_redis().await;
+    let deadline = tokio::time::Instant::now() + HANG;
+    loop {
+        let mut done = 0;
+        for id in &ids {
+            let exists: i64 = query(&mut raw, &["EXISTS", &format!("celery-task-meta-{id}")]).await;
+            done += exists;
+        }
+        let unacked: Vec<String> = query(&mut raw, &["HVALS", "unacked"]).await;
+        let mut held_unfinished = false;
+        for id in ids.iter().filter(|id| unacked.iter().any(|v| v.contains(id.as_str()))) {
+            let exists: i64 = query(&mut raw, &["EXISTS", &format!("celery-task-meta-{id}")]).await;
+            held_unfinished |= exists == 0;
+        }
+        if done >= 2 && held_unfinished {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the Python worker ran nothing:\n{}", celery.log());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    celery.sigkill();
+
+    // A Rust worker takes over: what the Python worker held comes back
+    // after the visibility timeout, and every task ends.
+    let backend = backend(&q).await.visibility_timeout(Duration::from_secs(2));
+    let app = QueueTasks::builder(q.as_str())
+        .task::<SlowHere>()
+        .queue(Queue::new(q.as_str()))
+        .backend(backend.clone())
+        .build()
+        .unwrap();
+    let worker = app.worker().queues([q.as_str()]).start().await.unwrap();
+    let gets: Vec<Value> = ids.iter().map(|id| json!({"get": id, "timeout": 90})).collect();
+    let got = client(&q, Value::Array(gets)).await;
+    assert_eq!(got.len(), ids.len());
+    for g in &got {
+        assert_eq!(g["state"], "SUCCESS", "{g}");
+        assert!(g["result"] == "slow" || g["result"] == "ran here", "{g}");
+    }
+    // Some ran on each side.
+    assert!(got.iter().any(|g| g["result"] == "slow") && got.iter().any(|g| g["result"] == "ran here"), "{got:?}");
+
+    worker.shutdown().await;
+    let ids: Vec<Value> = ids.into_iter().map(Value::from).collect();
+    cleanup(&backend, &[&q], &ids).await;
+}

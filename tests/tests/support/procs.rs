@@ -28,8 +28,14 @@ impl Proc {
 
     /// As [`spawn`](Self::spawn), for another binary of this package.
     pub fn spawn_bin(bin: &str, name: &str, args: &[&str]) -> Self {
+        Self::spawn_env(bin, name, args, &[])
+    }
+
+    /// As [`spawn_bin`](Self::spawn_bin), with more environment variables.
+    pub fn spawn_env(bin: &str, name: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(bin)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
