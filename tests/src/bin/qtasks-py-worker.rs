@@ -3,14 +3,15 @@
 //! `python_celery.rs`) can SIGKILL.
 //!
 //! ```text
-//! qtasks-py-worker qtasks --app NAME [--url URL] [--liveness-ms MS]
-//! qtasks-py-worker celery --app NAME [--url URL] [--queues a,b] [--visibility-ms MS]
+//! qtasks-py-worker qtasks --app NAME [--url URL] [--liveness-ms MS] [--concurrency N]
+//! qtasks-py-worker celery --app NAME [--url URL] [--queues a,b] [--visibility-ms MS] [--concurrency N]
 //! ```
 //!
 //! Tasks: `add(a, b)`, `fail(a, b)` (raises `boom: a=… b=…`) and
 //! `slow(ms)` (sleeps, then returns `"slow"`); for Celery they are named
 //! `app.add`, `app.fail` and `app.slow`. Once started it prints
-//! `READY {pid}`; on SIGTERM or the end of its stdin it shuts down and
+//! `READY {pid}`. It runs up to N tasks at once (4 by default). The
+//! Python interop benchmark (`benches/python-interop.sh`) runs it too. On SIGTERM or the end of its stdin it shuts down and
 //! prints `STOPPED`. Logs go to stderr (`RUST_LOG`, default `warn`).
 
 use qtasks::backend::{CeleryBackend, QtasksPyBackend};
@@ -56,18 +57,20 @@ struct Options {
     url: String,
     queues: Vec<String>,
     millis: Option<u64>,
+    concurrency: usize,
 }
 
 fn options() -> Result<Options, String> {
     let mut args = std::env::args().skip(1);
     let protocol = args.next().ok_or("usage: qtasks-py-worker qtasks|celery --app NAME [options]")?;
-    let (mut app, mut url, mut queues, mut millis) = (None, None, None, None);
+    let (mut app, mut url, mut queues, mut millis, mut concurrency) = (None, None, None, None, None);
     while let Some(flag) = args.next() {
         let slot = match flag.as_str() {
             "--app" => &mut app,
             "--url" => &mut url,
             "--queues" => &mut queues,
             "--liveness-ms" | "--visibility-ms" => &mut millis,
+            "--concurrency" => &mut concurrency,
             other => return Err(format!("unknown option `{other}`")),
         };
         *slot = Some(args.next().ok_or_else(|| format!("`{flag}` needs a value"))?);
@@ -78,6 +81,7 @@ fn options() -> Result<Options, String> {
         url: url.unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned()),
         queues: queues.map(|q| q.split(',').map(str::to_owned).collect()).unwrap_or_default(),
         millis: millis.map(|m| m.parse().map_err(|_| format!("`{m}` is not a number"))).transpose()?,
+        concurrency: concurrency.map_or(Ok(4), |c| c.parse().map_err(|_| format!("`{c}` is not a number")))?,
     })
 }
 
@@ -110,7 +114,7 @@ async fn qtasks(o: Options) -> BoxResult<()> {
     }
     let app =
         QueueTasks::builder(o.app.as_str()).task::<Add>().task::<Fail>().task::<Slow>().backend(backend).build()?;
-    serve(app, &[]).await
+    serve(app, &[], o.concurrency).await
 }
 
 async fn celery(o: Options) -> BoxResult<()> {
@@ -123,14 +127,15 @@ async fn celery(o: Options) -> BoxResult<()> {
         builder = builder.queue(Queue::new(queue.as_str()));
     }
     let app = builder.backend(backend).build()?;
-    serve(app, &o.queues).await
+    serve(app, &o.queues, o.concurrency).await
 }
 
 async fn serve<T: qtasks::TaskSet, C: qtasks::PluginChain, B: Backend>(
     app: QueueTasks<T, C, B>,
     queues: &[String],
+    concurrency: usize,
 ) -> BoxResult<()> {
-    let mut worker = app.worker().max_tasks_process(4);
+    let mut worker = app.worker().max_tasks_process(concurrency);
     if !queues.is_empty() {
         worker = worker.queues(queues.iter().cloned());
     }
