@@ -380,3 +380,41 @@ async fn a_rust_worker_restores_the_tasks_of_a_sigkilled_python_celery_worker() 
     let ids: Vec<Value> = ids.into_iter().map(Value::from).collect();
     cleanup(&backend, &[&q], &ids).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(redis_unreachable, ignore = "Redis is not reachable; see the build warning")]
+#[cfg_attr(python_env_missing, ignore = "the Python virtualenv is missing; see the build warning")]
+async fn a_cancelled_queued_task_is_revoked_for_the_client_and_never_runs() {
+    let q = queue("cancel");
+    let backend = backend(&q).await;
+    let sent = client(
+        &q,
+        json!([{"task": "app.fail", "args": [1, 2], "no_wait": true}, {"task": "app.add", "args": [1, 2], "no_wait": true}]),
+    )
+    .await;
+    let uuid: Uuid = sent[0]["id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(backend.cancel(uuid, "not needed").await.unwrap(), qtasks::backend::CancelOutcome::Cancelled);
+
+    let app = QueueTasks::builder(q.as_str())
+        .task::<Add>()
+        .task::<Fail>()
+        .queue(Queue::new(q.as_str()))
+        .backend(backend.clone())
+        .build()
+        .unwrap();
+    let worker = app.worker().queues([q.as_str()]).start().await.unwrap();
+    let got = client(&q, json!([{"get": sent[0]["id"], "timeout": 30}, {"get": sent[1]["id"], "timeout": 30}])).await;
+    assert_eq!(got[0]["state"], "REVOKED", "{got:?}");
+    assert_eq!(got[0]["error"]["type"], "TaskRevokedError", "{got:?}");
+    assert_eq!(got[1]["result"], 3, "{got:?}");
+    // The revoked message was taken (after the one behind it was run, or
+    // before) and acked without running: `fail` never stored a FAILURE.
+    let stats = backend.stats().await.unwrap();
+    assert!(!stats.tasks.contains_key("app.fail"), "{stats:?}");
+    let mut raw = raw_redis().await;
+    let left: i64 = query(&mut raw, &["LLEN", &q]).await;
+    assert_eq!(left, 0);
+
+    worker.shutdown().await;
+    cleanup(&backend, &[&q], &ids(&sent)).await;
+}

@@ -117,6 +117,10 @@ static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua
 ///
 /// # Not done
 ///
+/// Queue limits ([`Fetch::limits`](crate::backend::Fetch)) and pauses do
+/// not apply ([`set_paused`](Backend::set_paused) is refused): a Celery
+/// queue is a plain list.
+///
 /// Celery's `timelimit` header is not mapped onto the task's `max_time`
 /// (the task's own `max_time` holds). A cancel ([`cancel`](Backend::cancel))
 /// stores `REVOKED` and keeps a queued message from running on a Rust
@@ -810,8 +814,12 @@ impl Backend for CeleryBackend {
             .query_async(&mut self.conn())
             .await
             .map_err(rerr("revoking a task"))?;
-        let stored = self.store_and_ack(&task_id, "", Some(&meta), "").await?;
-        Ok(if stored { CancelOutcome::Cancelled } else { CancelOutcome::Finished(TaskStatus::Success) })
+        if self.store_and_ack(&task_id, "", Some(&meta), "").await? {
+            return Ok(CancelOutcome::Cancelled);
+        }
+        // A result was stored meanwhile: that one stays.
+        let status = self.read(uuid).await?.map_or(TaskStatus::Success, |r| r.status);
+        Ok(CancelOutcome::Finished(status))
     }
 
     fn watch_cancel(&self, _uuid: Uuid, _token: &CancelToken) {}
