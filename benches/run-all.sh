@@ -610,6 +610,14 @@ have() { [[ -n ${1:-} ]] && echo "$2" || echo ""; }
     echo
     while IFS=$'\t' read -r c e; do echo "- \`$c\`: \`$e\`"; done <"$suite/failures.txt"
   fi
+  # The last run of benches/python-interop.sh (not run here: it needs the
+  # Python virtualenv), kept across runs of this script.
+  if [[ -f benches/python-interop.md ]]; then
+    echo
+    echo "<!-- python-interop:begin -->"
+    cat benches/python-interop.md
+    echo "<!-- python-interop:end -->"
+  fi
   if [[ -n $postgres_section ]]; then
     echo
     echo "$postgres_section"

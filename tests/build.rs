@@ -13,7 +13,13 @@
 //!   postgres://postgres@127.0.0.1:5432/qtasks_test). The tests that need
 //!   that server carry `#[cfg_attr(postgres_unreachable, ignore = "…")]`.
 //!
-//! Under CI (`CI` set) neither is ever set: the tests run and fail, as a
+//! - `cfg(python_env_missing)`: the virtualenv with the real Python QTasks
+//!   and Celery packages (`scripts/python-env`, which `scripts/test` runs)
+//!   is not there, nor is `QTASKS_PYTHON` set. The tests that drive those
+//!   clients (`python_qtasks.rs`, `python_celery.rs`) carry
+//!   `#[cfg_attr(python_env_missing, ignore = "…")]`.
+//!
+//! Under CI (`CI` set) none is ever set: the tests run and fail, as a
 //! missing server there is a broken CI. Each skip prints a
 //! `cargo:warning` naming what is skipped and why.
 //!
@@ -33,6 +39,8 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(redis_unreachable)");
     println!("cargo::rustc-check-cfg=cfg(redis_tls_tools_missing)");
     println!("cargo::rustc-check-cfg=cfg(postgres_unreachable)");
+    println!("cargo::rustc-check-cfg=cfg(python_env_missing)");
+    println!("cargo::rerun-if-env-changed=QTASKS_PYTHON");
     println!("cargo::rerun-if-env-changed=QTASKS_REDIS_URL");
     println!("cargo::rerun-if-env-changed=QTASKS_POSTGRES_URL");
     println!("cargo::rerun-if-env-changed=CI");
@@ -74,6 +82,29 @@ fn main() {
                  they fail instead",
                 redact(&url)
             );
+        }
+    }
+
+    if std::env::var_os("QTASKS_PYTHON").is_none() {
+        let manifest = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
+        let venv = std::path::Path::new(&manifest).join("../target/python-env");
+        let pinned = std::fs::read_dir(&venv)
+            .map(|dir| dir.flatten().any(|e| e.file_name().to_string_lossy().starts_with(".pins-")))
+            .unwrap_or(false);
+        if !pinned {
+            if ci {
+                println!(
+                    "cargo::warning=the Python virtualenv is missing ({}); CI is set, so the Python interop tests run and fail",
+                    venv.display()
+                );
+            } else {
+                println!("cargo::rustc-cfg=python_env_missing");
+                println!(
+                    "cargo::warning=the Python virtualenv is missing ({}): python_qtasks and python_celery are IGNORED. \
+                     Run scripts/python-env (scripts/test does) or set QTASKS_PYTHON",
+                    venv.display()
+                );
+            }
         }
     }
 

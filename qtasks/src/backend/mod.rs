@@ -6,6 +6,9 @@
 //! `RedisBackend` (feature `redis`) keeps them in a Redis server;
 //! `PostgresBackend` (feature `postgres`) in a PostgreSQL database, where a
 //! task can be enqueued in the caller's own transaction.
+//! `QtasksPyBackend` and `CeleryBackend` (feature `python`) speak the Redis
+//! formats of Python QTasks and Celery, so Rust workers serve tasks the
+//! real Python clients enqueue.
 //!
 //! A backend of another crate checks that it meets the contract of
 //! [`Backend`] with the conformance suite, `qtasks::testing::conformance` (feature
@@ -16,11 +19,15 @@ mod cancel_registry;
 mod memory;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "python")]
+mod python;
 #[cfg(feature = "redis")]
 mod redis;
 
 #[cfg(feature = "postgres")]
 pub use self::postgres::{AsPostgres, PostgresBackend, PostgresOptions};
+#[cfg(feature = "python")]
+pub use self::python::{CeleryBackend, QtasksPyBackend};
 #[cfg(feature = "redis")]
 pub use self::redis::RedisBackend;
 pub use any::AnyBackend;

@@ -6,20 +6,62 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 /// Decodes task arguments: an array (positional), an object (by parameter
-/// name), a bare value for a one-parameter task, or `null`/`[]`/`{}` for a
-/// task without parameters.
+/// name, and by position under the keys `"0"`, `"1"`, …, which is how a
+/// Python call mixing positional and keyword arguments arrives), a bare
+/// value for a one-parameter task, or `null`/`[]`/`{}` for a task without
+/// parameters.
 pub fn decode_args<A: DeserializeOwned>(args: &Value, params: &[&str]) -> Result<A, serde_json::Error> {
     use serde::de::Error as _;
     match args {
-        Value::Array(_) if !params.is_empty() => A::deserialize(args),
-        Value::Object(map) if !params.is_empty() => {
-            if let Some(unknown) = map.keys().find(|k| !params.contains(&k.as_str())) {
+        Value::Array(a) if !params.is_empty() => {
+            if a.len() > params.len() {
                 return Err(serde_json::Error::custom(format!(
-                    "unknown argument `{unknown}`; the parameters are {params:?}"
+                    "{} positional argument(s) given; the parameters are {params:?}",
+                    a.len()
                 )));
             }
-            let positional: Vec<Value> = params.iter().map(|p| map.get(*p).cloned().unwrap_or(Value::Null)).collect();
-            A::deserialize(Value::Array(positional))
+            if a.len() == params.len() {
+                return A::deserialize(args);
+            }
+            // Fewer: the rest are `null`, which an `Option` parameter takes.
+            let mut padded = a.clone();
+            padded.resize(params.len(), Value::Null);
+            A::deserialize(Value::Array(padded))
+                .map_err(|e| serde_json::Error::custom(format!("missing argument(s) {:?}: {e}", &params[a.len()..])))
+        }
+        Value::Object(map) if !params.is_empty() => {
+            let mut slots: Vec<Option<&Value>> = vec![None; params.len()];
+            for (key, value) in map {
+                let index = match key.parse::<usize>() {
+                    Ok(i) if i < params.len() => i,
+                    Ok(i) => {
+                        return Err(serde_json::Error::custom(format!(
+                            "{} positional argument(s) given; the parameters are {params:?}",
+                            i + 1
+                        )));
+                    }
+                    Err(_) => params.iter().position(|p| p == key).ok_or_else(|| {
+                        serde_json::Error::custom(format!("unknown argument `{key}`; the parameters are {params:?}"))
+                    })?,
+                };
+                if slots[index].replace(value).is_some() {
+                    return Err(serde_json::Error::custom(format!(
+                        "argument `{}` given twice (by position and by name)",
+                        params[index]
+                    )));
+                }
+            }
+            let missing: Vec<&str> =
+                params.iter().zip(&slots).filter(|(_, slot)| slot.is_none()).map(|(p, _)| *p).collect();
+            let positional: Vec<Value> = slots.into_iter().map(|v| v.cloned().unwrap_or(Value::Null)).collect();
+            // A missing argument is `null`: fine for an `Option` parameter.
+            A::deserialize(Value::Array(positional)).map_err(|e| {
+                if missing.is_empty() {
+                    e
+                } else {
+                    serde_json::Error::custom(format!("missing argument(s) {missing:?}: {e}"))
+                }
+            })
         }
         Value::Null if params.is_empty() => A::deserialize(Value::Null),
         Value::Array(a) if a.is_empty() => A::deserialize(Value::Null),
@@ -68,4 +110,33 @@ where
 #[inline(always)]
 pub fn ok<T>(value: T) -> Result<T, TaskError> {
     Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode_args;
+    use serde_json::json;
+
+    const PARAMS: &[&str] = &["a", "b"];
+
+    #[test]
+    fn positions_and_names_mix() {
+        let both: (i64, i64) = decode_args(&json!({"0": 2, "b": 3}), PARAMS).unwrap();
+        assert_eq!(both, (2, 3));
+        let named: (i64, i64) = decode_args(&json!({"b": 3, "a": 2}), PARAMS).unwrap();
+        assert_eq!(named, (2, 3));
+    }
+
+    #[test]
+    fn calls_that_do_not_fit_say_why() {
+        let e = |args| decode_args::<(i64, i64)>(&args, PARAMS).unwrap_err().to_string();
+        assert!(e(json!({"0": 2, "a": 3})).contains("argument `a` given twice"));
+        assert!(e(json!({"0": 2, "2": 3})).contains("3 positional argument(s) given"));
+        assert!(e(json!([1, 2, 3])).contains("3 positional argument(s) given"));
+        assert!(e(json!({"0": 2})).contains("missing argument(s) [\"b\"]"));
+        assert!(e(json!([2])).contains("missing argument(s) [\"b\"]"));
+        let optional: (i64, Option<i64>) = decode_args(&json!([2]), PARAMS).unwrap();
+        assert_eq!(optional, (2, None));
+        assert!(e(json!({"0": 2, "c": 1})).contains("unknown argument `c`"));
+    }
 }

@@ -23,13 +23,24 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(name: &str, args: &[&str]) -> Self {
-        let mut child = Command::new(BIN)
+        Self::spawn_bin(BIN, name, args)
+    }
+
+    /// As [`spawn`](Self::spawn), for another binary of this package.
+    pub fn spawn_bin(bin: &str, name: &str, args: &[&str]) -> Self {
+        Self::spawn_env(bin, name, args, &[])
+    }
+
+    /// As [`spawn_bin`](Self::spawn_bin), with more environment variables.
+    pub fn spawn_env(bin: &str, name: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut child = Command::new(bin)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("starting {BIN}: {e}"));
+            .unwrap_or_else(|e| panic!("starting {bin}: {e}"));
         let (tx, lines) = mpsc::unbounded_channel();
         let stdout = child.stdout.take().unwrap();
         std::thread::spawn(move || {
