@@ -29,7 +29,15 @@
 //! demo inspect config [--json]                  # the settings in effect
 //! demo inspect stats [--json]                   # live counters: queue, in flight, runs per task
 //! demo ping                                     # exit 0 if a worker is alive
+//! demo dashboard --bind 127.0.0.1:8080          # the web dashboard (feature `web`)
+//! demo dashboard --worker                       # … with a worker in the same process
 //! ```
+//!
+//! `dashboard` (feature `web`, see [`crate::web`]) serves the dashboard of
+//! the app on its backend, on 127.0.0.1:8080 unless `--bind` says
+//! otherwise, until Ctrl-C. With `QTASKS_DASHBOARD_TOKEN` set (an
+//! environment variable, never a flag, so `ps` does not show it) every page
+//! and route needs that token; `--read-only` switches every action off.
 //!
 //! # Settings
 //!
@@ -130,6 +138,21 @@ pub enum Command {
     },
     /// Exit 0 if a worker of the app is alive, 1 otherwise.
     Ping,
+    /// Serve the web dashboard and its JSON API until Ctrl-C or SIGTERM
+    /// (token: QTASKS_DASHBOARD_TOKEN).
+    #[cfg(feature = "web")]
+    Dashboard {
+        /// The address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        bind: std::net::SocketAddr,
+        /// Hide and refuse every action (cancel, retry, enqueue, pause).
+        #[arg(long)]
+        read_only: bool,
+        /// Also run a worker in this process (for `memory://`, whose tasks
+        /// live in this process only).
+        #[arg(long)]
+        worker: bool,
+    },
 }
 
 /// What `queue` does.
@@ -364,6 +387,23 @@ where
             let alive = app.ping().await;
             println!("{}", if alive { "alive" } else { "no worker alive" });
             return Ok(if alive { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
+        #[cfg(feature = "web")]
+        Command::Dashboard { bind, read_only, worker } => {
+            let token = vars.iter().find(|(k, _)| k == "QTASKS_DASHBOARD_TOKEN").map(|(_, v)| v.clone());
+            let dashboard = crate::web::Dashboard::new().read_only(read_only).token(token.unwrap_or_default());
+            let listener = tokio::net::TcpListener::bind(bind).await.map_err(|e| format!("--bind {bind}: {e}"))?;
+            let worker = match worker {
+                true => Some(app.worker().max_tasks_process(config.max_tasks_process).start().await?),
+                false => None,
+            };
+            // The address actually bound (port 0 picks one), for scripts to read.
+            println!("dashboard of app {} on http://{}/", app.name(), listener.local_addr()?);
+            let mut signals = Signals::new();
+            crate::web::serve(&app, dashboard, listener, async move { signals.next().await }).await?;
+            if let Some(worker) = worker {
+                worker.shutdown().await;
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

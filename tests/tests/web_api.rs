@@ -1,0 +1,504 @@
+//! The dashboard's JSON API and pages (`qtasks::web`), called in process
+//! through the router: every route of `API.md`, auth (bearer, basic, the
+//! login cookie), read-only mode, CSRF, bad input, and keyset pagination
+//! over 10 000 tasks. On the in-memory backend (each test an app of its
+//! own); the listing on Redis and Postgres is checked by the conformance
+//! suite (`conformance::listing`).
+
+mod support;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use futures::StreamExt;
+use qtasks::web::Dashboard;
+use qtasks::{QueueTasks, TaskContext, TaskStatus, Uuid, task};
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::time::Duration;
+use support::HANG;
+use tower::ServiceExt;
+
+/// Adds two numbers.
+#[task]
+async fn add(a: i64, b: i64) -> i64 {
+    a + b
+}
+
+/// Runs until cancelled.
+#[task]
+async fn wait_for_cancel(ctx: TaskContext) {
+    ctx.cancelled().await;
+}
+
+/// Always fails.
+#[task]
+async fn fail(why: String) -> Result<(), std::io::Error> {
+    Err(std::io::Error::other(why))
+}
+
+/// Goes to queue `low`.
+#[task(queue = "low")]
+async fn chore() {}
+
+type App = QueueTasks<((Add, WaitForCancel, Fail, Chore),)>;
+
+fn app(name: &str) -> App {
+    QueueTasks::builder(format!("web-api-{name}-{}", Uuid::new_v4()))
+        .tasks::<(Add, WaitForCancel, Fail, Chore)>()
+        .build()
+        .unwrap()
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    text: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+
+    fn error(&self) -> String {
+        self.json()["error"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+async fn send(router: &Router, request: Request<Body>) -> Answer {
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    Answer { status, headers, text: String::from_utf8_lossy(&bytes).into_owned() }
+}
+
+async fn get(router: &Router, path: &str) -> Answer {
+    send(router, Request::get(path).body(Body::empty()).unwrap()).await
+}
+
+async fn post_json(router: &Router, path: &str, body: Value) -> Answer {
+    let request = Request::post(path)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    send(router, request).await
+}
+
+async fn post_form(router: &Router, path: &str, form: &str) -> Answer {
+    let request = Request::post(path)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(form.to_owned()))
+        .unwrap();
+    send(router, request).await
+}
+
+/// The CSRF token of a page's forms.
+fn csrf_of(page: &str) -> String {
+    let at = page.find("name=\"csrf\" value=\"").expect("a form with a CSRF field") + 19;
+    page[at..at + 32].to_owned()
+}
+
+async fn status_of(app: &App, uuid: Uuid) -> Option<TaskStatus> {
+    app.get(uuid).await.unwrap().map(|t| t.status)
+}
+
+/// Waits (hang protection only) until `uuid` has `status`.
+async fn until_status(app: &App, uuid: Uuid, status: TaskStatus) {
+    let deadline = tokio::time::Instant::now() + HANG;
+    while status_of(app, uuid).await != Some(status) {
+        assert!(tokio::time::Instant::now() < deadline, "{uuid} never reached {status}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_overview_definitions_queues_workers_and_plugins() {
+    let app = app("reads");
+    let router = Dashboard::new().router(&app);
+    app.add_task("add", (1, 2)).await.unwrap();
+    let o = get(&router, "/api/overview").await;
+    assert_eq!(o.status, StatusCode::OK);
+    let o = o.json();
+    assert_eq!(o["app"], app.name());
+    assert_eq!(o["backend"], "memory");
+    assert_eq!(o["statuses"]["new"], 1);
+    assert_eq!(o["read_only"], false);
+    let defs = get(&router, "/api/definitions").await.json();
+    let names: Vec<&str> = defs.as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["add", "wait_for_cancel", "fail", "chore"]);
+    let queues = get(&router, "/api/queues").await.json();
+    let names: Vec<&str> = queues.as_array().unwrap().iter().map(|q| q["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["default", "low"]);
+    assert_eq!(queues[0]["depth"], 1);
+
+    assert_eq!(get(&router, "/api/workers").await.json(), json!([]));
+    let worker = app.worker().start().await.unwrap();
+    let workers = get(&router, "/api/workers").await.json();
+    assert_eq!(workers.as_array().unwrap().len(), 1);
+    assert_eq!(workers[0]["state"], "alive");
+    worker.shutdown().await;
+    // A worker this dashboard saw, which left: listed as gone.
+    let workers = get(&router, "/api/workers").await.json();
+    assert_eq!(workers[0]["state"], "gone");
+    assert_eq!(get(&router, "/api/plugins").await.json(), json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_10000_tasks_newest_first_in_keyset_pages_with_filters() {
+    let app = app("pages");
+    let router = Dashboard::new().router(&app);
+    let handles = app.add_tasks((0..10_000).map(|i| Add::call(i, i))).await.unwrap();
+    let chores = app.add_tasks((0..30).map(|_| Chore::call())).await.unwrap();
+    let mut seen = Vec::new();
+    let mut path = "/api/tasks?name=add&limit=500".to_owned();
+    let mut pages = 0;
+    loop {
+        let page = get(&router, &path).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+        let page = page.json();
+        for t in page["tasks"].as_array().unwrap() {
+            seen.push((t["created_at"].as_f64().unwrap(), t["uuid"].as_str().unwrap().parse::<Uuid>().unwrap()));
+        }
+        pages += 1;
+        match page["next"].as_str() {
+            Some(next) => path = format!("/api/tasks?name=add&limit=500&after={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 20);
+    assert_eq!(seen.len(), 10_000);
+    let unique: HashSet<Uuid> = seen.iter().map(|(_, u)| *u).collect();
+    assert_eq!(unique.len(), 10_000, "no task listed twice");
+    assert!(seen.windows(2).all(|w| (w[0].0, w[0].1) > (w[1].0, w[1].1)), "newest first");
+    let all: HashSet<Uuid> = handles.iter().map(|h| h.uuid()).collect();
+    assert_eq!(unique, all);
+
+    // Filters: queue, status, id, default page size.
+    let low = get(&router, "/api/tasks?queue=low").await.json();
+    assert_eq!(low["tasks"].as_array().unwrap().len(), 30);
+    assert!(low["next"].is_null());
+    let newest = get(&router, "/api/tasks?status=new").await.json();
+    assert_eq!(newest["tasks"].as_array().unwrap().len(), 50);
+    assert_eq!(newest["tasks"][0]["uuid"], chores[29].uuid().to_string());
+    assert!(get(&router, "/api/tasks?status=success").await.json()["tasks"].as_array().unwrap().is_empty());
+    let one = get(&router, &format!("/api/tasks?id={}", handles[7].uuid())).await.json();
+    assert_eq!(one["tasks"].as_array().unwrap().len(), 1);
+    assert_eq!(one["tasks"][0]["args"], json!([7, 7]));
+
+    // Bad input: 400 with a message.
+    for (query, says) in [
+        ("status=done", "`status`"),
+        ("limit=0", "`limit`"),
+        ("limit=501", "`limit`"),
+        ("after=nope", "`after`"),
+        ("since=yesterday", "`since`"),
+        ("id=42", "`id`"),
+        ("colour=red", "unknown parameter"),
+    ] {
+        let answer = get(&router, &format!("/api/tasks?{query}")).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{query}");
+        assert!(answer.error().contains(says), "{query}: {}", answer.error());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enqueues_by_name_with_checked_json_arguments() {
+    let app = app("enqueue");
+    let router = Dashboard::new().router(&app);
+    let answer = post_json(&router, "/api/tasks", json!({"task": "add", "args": [2, 3], "priority": 4})).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
+    let uuid: Uuid = answer.json()["uuid"].as_str().unwrap().parse().unwrap();
+    let task = app.get(uuid).await.unwrap().unwrap();
+    assert_eq!((task.task_name.as_str(), task.args.clone(), task.priority), ("add", json!([2, 3]), 4));
+    let by_name =
+        post_json(&router, "/api/tasks", json!({"task": "add", "args": {"a": 1, "b": 2}, "queue": "low"})).await;
+    assert_eq!(by_name.status, StatusCode::CREATED);
+
+    for (body, says) in [
+        (json!({"task": "nope", "args": []}), "unknown task `nope`"),
+        (json!({"args": []}), "`task`"),
+        (json!({"task": "add", "args": [1, 2, 3]}), "takes 2 argument"),
+        (json!({"task": "add", "args": {"c": 1}}), "no parameter `c`"),
+        (json!({"task": "add", "args": "x"}), "JSON array"),
+        (json!({"task": "add", "priority": "high"}), "`priority`"),
+        (json!([1]), "JSON object"),
+    ] {
+        let answer = post_json(&router, "/api/tasks", body.clone()).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(answer.error().contains(says), "{body}: {}", answer.error());
+    }
+    let request = Request::post("/api/tasks")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from("{not json"))
+        .unwrap();
+    let answer = send(&router, request).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert!(answer.error().contains("not JSON"), "{}", answer.error());
+    // Not JSON: what a cross-site form would send.
+    let answer = post_form(&router, "/api/tasks", "task=add").await;
+    assert_eq!(answer.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detail_cancel_and_retry() {
+    let app = app("actions");
+    let router = Dashboard::new().router(&app);
+    let worker = app.worker().start().await.unwrap();
+
+    // Cancel a running task.
+    let running = app.add_task("wait_for_cancel", ()).await.unwrap().uuid();
+    until_status(&app, running, TaskStatus::Process).await;
+    let detail = get(&router, &format!("/api/tasks/{running}")).await.json();
+    assert_eq!(detail["can_cancel"], true);
+    assert_eq!(detail["task"]["status"], "process");
+    let answer = post_json(&router, &format!("/api/tasks/{running}/cancel"), json!({"reason": "from a test"})).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    assert_eq!(answer.json()["outcome"], "requested");
+    until_status(&app, running, TaskStatus::Cancel).await;
+    assert_eq!(app.get(running).await.unwrap().unwrap().error.as_deref(), Some("from a test"));
+
+    // Retry a failed task: a new task, linked to the old one.
+    let failed = app.add_task("fail", ("boom",)).await.unwrap().uuid();
+    until_status(&app, failed, TaskStatus::Error).await;
+    let answer = post_json(&router, &format!("/api/tasks/{failed}/retry"), json!({})).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
+    let new: Uuid = answer.json()["uuid"].as_str().unwrap().parse().unwrap();
+    assert_ne!(new, failed);
+    let detail = get(&router, &format!("/api/tasks/{new}")).await.json();
+    assert_eq!(detail["retried_from"], failed.to_string());
+    assert_eq!(detail["task"]["args"], json!(["boom"]));
+    until_status(&app, new, TaskStatus::Error).await;
+
+    // A task that succeeded cannot be retried; unknown and bad ids.
+    let done = app.add_task("add", (1, 1)).await.unwrap().uuid();
+    until_status(&app, done, TaskStatus::Success).await;
+    let answer = post_json(&router, &format!("/api/tasks/{done}/retry"), json!({})).await;
+    assert_eq!(answer.status, StatusCode::CONFLICT);
+    assert!(answer.error().contains("success"));
+    let cancel_done = post_json(&router, &format!("/api/tasks/{done}/cancel"), json!({})).await;
+    assert_eq!(cancel_done.json()["outcome"], json!({"finished": "success"}));
+    let unknown = Uuid::new_v4();
+    assert_eq!(get(&router, &format!("/api/tasks/{unknown}")).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        post_json(&router, &format!("/api/tasks/{unknown}/cancel"), json!({})).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        post_json(&router, &format!("/api/tasks/{unknown}/retry"), json!({})).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let bad = get(&router, "/api/tasks/not-a-uuid").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.error().contains("not a task id"));
+    worker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pauses_and_resumes_queues() {
+    let app = app("pause");
+    let router = Dashboard::new().router(&app);
+    let answer = post_json(&router, "/api/queues/low/pause", json!({})).await;
+    assert_eq!(answer.json(), json!({"queue": "low", "paused": true}));
+    let queues = get(&router, "/api/queues").await.json();
+    assert_eq!(queues[1]["paused"], true);
+    let worker = app.worker().start().await.unwrap();
+    let chore = app.add_task("chore", ()).await.unwrap().uuid();
+    let add = app.add_task("add", (1, 2)).await.unwrap().uuid();
+    until_status(&app, add, TaskStatus::Success).await;
+    assert_eq!(status_of(&app, chore).await, Some(TaskStatus::New), "a paused queue gives nothing");
+    let answer = post_json(&router, "/api/queues/low/resume", json!({})).await;
+    assert_eq!(answer.json(), json!({"queue": "low", "paused": false}));
+    until_status(&app, chore, TaskStatus::Success).await;
+    let unknown = post_json(&router, "/api/queues/nowhere/pause", json!({})).await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+    assert!(unknown.error().contains("unknown queue `nowhere`"));
+    worker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_guards_every_route_but_login_and_assets() {
+    let app = app("auth");
+    let router = Dashboard::new().token("s3cret").router(&app);
+    let bare = get(&router, "/api/overview").await;
+    assert_eq!(bare.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(bare.headers[header::WWW_AUTHENTICATE], "Bearer realm=\"qtasks\"");
+    assert!(bare.error().contains("token"));
+    let page = get(&router, "/tasks").await;
+    assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+    assert!(page.text.contains("name=\"token\""), "the login form");
+    for (value, status) in [
+        ("Bearer s3cret", StatusCode::OK),
+        ("bearer s3cret", StatusCode::OK),
+        ("Bearer wrong", StatusCode::UNAUTHORIZED),
+        ("Basic YW55OnMzY3JldA==", StatusCode::OK),       // any:s3cret
+        ("Basic YW55Ondyb25n", StatusCode::UNAUTHORIZED), // any:wrong
+        ("Basic %%%", StatusCode::UNAUTHORIZED),
+    ] {
+        let request = Request::get("/api/overview").header(header::AUTHORIZATION, value).body(Body::empty()).unwrap();
+        assert_eq!(send(&router, request).await.status, status, "{value}");
+    }
+    let post = post_json(&router, "/api/tasks", json!({"task": "add", "args": [1, 2]})).await;
+    assert_eq!(post.status, StatusCode::UNAUTHORIZED, "actions too");
+    assert_eq!(get(&router, "/assets/app.js").await.status, StatusCode::OK);
+    assert_eq!(get(&router, "/assets/app.css").await.status, StatusCode::OK);
+    assert_eq!(get(&router, "/login").await.status, StatusCode::OK);
+
+    // The login page sets a cookie that opens the pages.
+    let wrong = post_form(&router, "/login", "token=nope").await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    let login = post_form(&router, "/login", "token=s3cret").await;
+    assert_eq!(login.status, StatusCode::SEE_OTHER);
+    let cookie = login.headers[header::SET_COOKIE].to_str().unwrap().to_owned();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    assert!(!cookie.contains("s3cret"), "the cookie does not show the token as is");
+    let pair = cookie.split(';').next().unwrap().to_owned();
+    let request = Request::get("/tasks").header(header::COOKIE, pair).body(Body::empty()).unwrap();
+    let page = send(&router, request).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!page.text.contains("s3cret"), "no page shows the token");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_hides_and_refuses_every_action() {
+    let app = app("read-only");
+    let router = Dashboard::new().read_only(true).router(&app);
+    let uuid = app.add_task("add", (1, 2)).await.unwrap().uuid();
+    for path in ["/api/tasks".to_owned(), format!("/api/tasks/{uuid}/cancel"), "/api/queues/low/pause".to_owned()] {
+        let answer = post_json(&router, &path, json!({"task": "add", "args": [1, 2]})).await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{path}");
+        assert!(answer.error().contains("read-only"));
+    }
+    let form = post_form(&router, &format!("/tasks/{uuid}/cancel"), "csrf=x").await;
+    assert_eq!(form.status, StatusCode::FORBIDDEN);
+    assert_eq!(status_of(&app, uuid).await, Some(TaskStatus::New), "nothing was cancelled");
+    for path in ["/".to_owned(), "/tasks".to_owned(), format!("/tasks/{uuid}"), "/queues".to_owned()] {
+        let page = get(&router, &path).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}");
+        assert!(!page.text.contains("data-action"), "{path} shows an action");
+        assert!(!page.text.contains("method=\"post\""), "{path} has a form that posts");
+        assert!(page.text.contains("read-only"));
+    }
+    assert_eq!(get(&router, "/enqueue").await.status, StatusCode::FORBIDDEN);
+    assert_eq!(get(&router, "/api/overview").await.json()["read_only"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn form_posts_need_the_csrf_token_and_the_same_origin() {
+    let app = app("csrf");
+    let router = Dashboard::new().router(&app);
+    let page = get(&router, "/queues").await;
+    let csrf = csrf_of(&page.text);
+    let refused = post_form(&router, "/queues/low/pause", "csrf=wrong").await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let refused = post_form(&router, "/queues/low/pause", "").await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(!app.queues().await.unwrap()[1].paused);
+    let cross = Request::post("/queues/low/pause")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::HOST, "127.0.0.1:8080")
+        .header(header::ORIGIN, "https://evil.example")
+        .body(Body::from(format!("csrf={csrf}")))
+        .unwrap();
+    assert_eq!(send(&router, cross).await.status, StatusCode::FORBIDDEN);
+    assert!(!app.queues().await.unwrap()[1].paused);
+    let done = post_form(&router, "/queues/low/pause", &format!("csrf={csrf}")).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER);
+    assert!(app.queues().await.unwrap()[1].paused);
+
+    // The enqueue form: errors shown on the page, success goes to the task.
+    let form = get(&router, "/enqueue").await;
+    assert_eq!(form.status, StatusCode::OK);
+    let bad = post_form(&router, "/enqueue", &format!("csrf={csrf}&task=add&args=%5B1%2C")).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.text.contains("the arguments are not JSON"), "{}", bad.text);
+    let unknown = post_form(&router, "/enqueue", &format!("csrf={csrf}&task=nope&args=%5B%5D")).await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+    assert!(unknown.text.contains("unknown task `nope`"));
+    let ok = post_form(&router, "/enqueue", &format!("csrf={csrf}&task=add&args=%5B1%2C2%5D")).await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER);
+    let location = ok.headers[header::LOCATION].to_str().unwrap();
+    let uuid: Uuid = location.trim_start_matches("/tasks/").parse().unwrap();
+    assert_eq!(app.get(uuid).await.unwrap().unwrap().args, json!([1, 2]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_render_and_escape_what_they_show() {
+    let app = app("pages");
+    let router = Dashboard::new().router(&app);
+    let uuid = app.add_task("add", json!({"a": "<script>alert(1)</script>", "b": 1})).await.unwrap().uuid();
+    for (path, shows) in [
+        ("/".to_owned(), "Overview"),
+        ("/tasks".to_owned(), "search by id"),
+        (format!("/tasks/{uuid}"), "Arguments"),
+        ("/queues".to_owned(), "oldest queued"),
+        ("/workers".to_owned(), "No worker is alive"),
+        ("/plugins".to_owned(), "No plugin"),
+        ("/tasks?status=new&name=add".to_owned(), &uuid.to_string()),
+    ] {
+        let page = get(&router, &path).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}");
+        assert!(page.text.contains(shows), "{path} does not show {shows}");
+        assert!(!page.text.contains("<script>alert"), "{path} does not escape");
+    }
+    assert_eq!(get(&router, "/tasks?status=nope").await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(get(&router, "/tasks/nope").await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(get(&router, &format!("/tasks/{}", Uuid::new_v4())).await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_stream_snapshots() {
+    let app = app("events");
+    let router = Dashboard::new().poll_interval(Duration::from_millis(50)).router(&app);
+    let response = router.clone().oneshot(Request::get("/api/events").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(response.headers()[header::CONTENT_TYPE], "text/event-stream");
+    let mut body = response.into_body().into_data_stream();
+    let mut text = String::new();
+    let uuid = app.add_task("add", (1, 2)).await.unwrap().uuid().to_string();
+    // Snapshots until one shows the task (each is sent when it changed).
+    tokio::time::timeout(HANG, async {
+        while !text.contains(&uuid) {
+            let chunk = body.next().await.expect("the stream goes on").unwrap();
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await
+    .expect("a snapshot with the task");
+    assert!(text.starts_with("event: snapshot\ndata: {"), "{text}");
+}
+
+/// Every route of the API reference is mounted (none answers the router's
+/// bare 404), and the reference lists every `/api/` route the tests call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_reference_matches_the_router() {
+    let app = app("reference");
+    let router = Dashboard::new().router(&app);
+    let uuid = app.add_task("add", (1, 2)).await.unwrap().uuid();
+    let mut routes = Vec::new();
+    for line in qtasks::web::API.lines().filter(|l| l.starts_with("| `")) {
+        let route = line.trim_start_matches("| `").split('`').next().unwrap();
+        let (method, path) = route.split_once(' ').unwrap();
+        routes.push((method.to_owned(), path.to_owned()));
+    }
+    assert_eq!(routes.len(), 13, "{routes:?}");
+    for (method, path) in &routes {
+        if path == "/api/events" {
+            continue; // never ends; see events_stream_snapshots
+        }
+        let path = path.replace("{uuid}", &uuid.to_string()).replace("{queue}", "default");
+        let request = Request::builder()
+            .method(Method::from_bytes(method.as_bytes()).unwrap())
+            .uri(&path)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from("{}"))
+            .unwrap();
+        let answer = send(&router, request).await;
+        assert!(
+            !(answer.status == StatusCode::NOT_FOUND && answer.text.is_empty())
+                && answer.status != StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}: {}",
+            answer.status
+        );
+    }
+}
