@@ -13,7 +13,10 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool};
 use sqlx::{AssertSqlSafe, Connection, Executor, SqlSafeStr};
 
 /// The migrations, oldest first: (version, description, SQL).
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "tasks", include_str!("migrations/0001_tasks.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "tasks", include_str!("migrations/0001_tasks.sql")),
+    (2, "listing", include_str!("migrations/0002_listing.sql")),
+];
 
 /// The schema version this build of qtasks creates and expects.
 pub const LATEST_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
