@@ -13,7 +13,10 @@
 //!   postgres://postgres@127.0.0.1:5432/qtasks_test). The tests that need
 //!   that server carry `#[cfg_attr(postgres_unreachable, ignore = "…")]`.
 //!
-//! Under CI (`CI` set) neither is ever set: the tests run and fail, as a
+//! - `cfg(chromium_missing)`: `chromium` or `chromedriver` cannot be run;
+//!   the dashboard's browser tests (`web_browser.rs`) drive them.
+//!
+//! Under CI (`CI` set) none is ever set: the tests run and fail, as a
 //! missing server there is a broken CI. Each skip prints a
 //! `cargo:warning` naming what is skipped and why.
 //!
@@ -33,6 +36,7 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(redis_unreachable)");
     println!("cargo::rustc-check-cfg=cfg(redis_tls_tools_missing)");
     println!("cargo::rustc-check-cfg=cfg(postgres_unreachable)");
+    println!("cargo::rustc-check-cfg=cfg(chromium_missing)");
     println!("cargo::rerun-if-env-changed=QTASKS_REDIS_URL");
     println!("cargo::rerun-if-env-changed=QTASKS_POSTGRES_URL");
     println!("cargo::rerun-if-env-changed=CI");
@@ -88,6 +92,25 @@ fn main() {
                 missing.join(" and ")
             );
         }
+    }
+    check_chromium(ci);
+}
+
+/// Whether `chromium` and `chromedriver` can be run (see `cfg(chromium_missing)`).
+fn check_chromium(ci: bool) {
+    let missing: Vec<&str> = ["chromium", "chromedriver"].into_iter().filter(|tool| !runs(tool)).collect();
+    if missing.is_empty() {
+        return;
+    }
+    if ci {
+        println!("cargo::warning={} not installed; CI is set, so web_browser runs and fails", missing.join(" and "));
+    } else {
+        println!("cargo::rustc-cfg=chromium_missing");
+        println!(
+            "cargo::warning={} not installed: the dashboard's browser tests (web_browser::*) are IGNORED \
+             (apt-get install chromium chromium-driver); with CI set they fail instead",
+            missing.join(" and ")
+        );
     }
 }
 

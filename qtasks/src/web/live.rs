@@ -124,7 +124,8 @@ impl Inner {
             .collect())
     }
 
-    async fn snapshot(&self) -> String {
+    /// The snapshot as read now (its time, `at`, left out).
+    async fn snapshot(&self) -> serde_json::Value {
         let read = async {
             let overview = read_overview(&*self.source, self.read_only).await?;
             let recent = self.source.list(TaskQuery::newest(RECENT)).await?;
@@ -132,13 +133,14 @@ impl Inner {
             Ok::<_, Error>(json!({ "overview": overview, "recent": recent.tasks, "workers": workers }))
         };
         match read.await {
-            Ok(v) => v.to_string(),
-            Err(e) => json!({ "error": super::api::status_of(&e).1 }).to_string(),
+            Ok(v) => v,
+            Err(e) => json!({ "error": super::api::status_of(&e).1 }),
         }
     }
 }
 
 async fn poll(inner: Arc<Inner>) {
+    let mut last = serde_json::Value::Null;
     loop {
         {
             let mut running = lock(&inner.running);
@@ -147,15 +149,19 @@ async fn poll(inner: Arc<Inner>) {
                 return;
             }
         }
+        // When the read started: a page rendered later ignores it (it may
+        // be older than what the page shows).
+        let at = crate::model::now();
         let next = inner.snapshot().await;
         inner.polls.fetch_add(1, Ordering::Relaxed);
-        inner.snapshot.send_if_modified(|current| {
-            if **current == *next {
-                return false;
+        if next != last {
+            let mut sent = next.clone();
+            if let Some(map) = sent.as_object_mut() {
+                map.insert("at".to_owned(), json!(at));
             }
-            *current = Arc::from(next);
-            true
-        });
+            inner.snapshot.send_replace(Arc::from(sent.to_string()));
+            last = next;
+        }
         tokio::time::sleep(inner.poll).await;
     }
 }

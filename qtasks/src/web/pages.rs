@@ -99,13 +99,14 @@ fn page(state: &Shared, status: StatusCode, title: &str, active: &str, body: &st
          <title>{title} · {app} · qtasks</title>\
          <link rel=\"stylesheet\" href=\"{base}/assets/app.css\">\
          <script src=\"{base}/assets/app.js\" defer></script></head>\
-         <body data-base=\"{base}\" data-read-only=\"{ro}\">\
+         <body data-base=\"{base}\" data-read-only=\"{ro}\" data-rendered=\"{rendered:?}\">\
          <header><strong>qtasks</strong> <span class=\"app\">{app}</span> {mode}<nav>{nav}</nav>\
          <span id=\"live\" class=\"live\" title=\"live updates\">●</span></header>\
          <main><h1>{title}</h1>{body}</main></body></html>",
         title = esc(title),
         app = esc(state.source.name()),
         ro = state.options.read_only,
+        rendered = crate::model::now(),
     );
     (status, Html(html)).into_response()
 }

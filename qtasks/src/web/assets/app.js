@@ -5,6 +5,7 @@
   "use strict";
   const base = document.body.dataset.base || "";
   const light = document.getElementById("live");
+  const rendered = parseFloat(document.body.dataset.rendered || "0");
   if (!window.EventSource) return;
 
   const fmt = (ts) => new Date(ts * 1000).toISOString().replace("T", " ").slice(0, 19) + " UTC";
@@ -102,6 +103,7 @@
     let s;
     try { s = JSON.parse(e.data); } catch (_) { return; }
     if (light) light.title = s.error ? "live updates: " + s.error : "live updates";
-    if (!s.error) apply(s);
+    // A snapshot read before this page was rendered may be older than it.
+    if (!s.error && !(s.at < rendered)) apply(s);
   });
 })();
