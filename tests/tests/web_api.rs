@@ -2,8 +2,9 @@
 //! through the router: every route of `API.md`, auth (bearer, basic, the
 //! login cookie), read-only mode, CSRF, bad input, and keyset pagination
 //! over 10 000 tasks. On the in-memory backend (each test an app of its
-//! own); the listing on Redis and Postgres is checked by the conformance
-//! suite (`conformance::listing`).
+//! own), and the listing once more on Redis (its per-status indexes and
+//! their trimming with the retention); the listing of every backend is
+//! also a conformance check (`conformance::listing`).
 
 mod support;
 
@@ -12,7 +13,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use futures::StreamExt;
 use qtasks::web::Dashboard;
-use qtasks::{QueueTasks, TaskContext, TaskStatus, Uuid, task};
+use qtasks::{Backend, PluginChain, QueueTasks, TaskContext, TaskSet, TaskStatus, Uuid, task};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::time::Duration;
@@ -100,12 +101,19 @@ fn csrf_of(page: &str) -> String {
     page[at..at + 32].to_owned()
 }
 
-async fn status_of(app: &App, uuid: Uuid) -> Option<TaskStatus> {
+async fn status_of<T: TaskSet, C: PluginChain, B: Backend>(
+    app: &QueueTasks<T, C, B>,
+    uuid: Uuid,
+) -> Option<TaskStatus> {
     app.get(uuid).await.unwrap().map(|t| t.status)
 }
 
 /// Waits (hang protection only) until `uuid` has `status`.
-async fn until_status(app: &App, uuid: Uuid, status: TaskStatus) {
+async fn until_status<T: TaskSet, C: PluginChain, B: Backend>(
+    app: &QueueTasks<T, C, B>,
+    uuid: Uuid,
+    status: TaskStatus,
+) {
     let deadline = tokio::time::Instant::now() + HANG;
     while status_of(app, uuid).await != Some(status) {
         assert!(tokio::time::Instant::now() < deadline, "{uuid} never reached {status}");
@@ -500,5 +508,81 @@ async fn the_api_reference_matches_the_router() {
             "{method} {path}: {}",
             answer.status
         );
+    }
+}
+
+/// The listing on Redis, through the API: 10 000 tasks in keyset pages
+/// filtered by status (the per-status index), and finished records that
+/// the retention removed leave the indexes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(redis_unreachable, ignore = "Redis is not reachable (see the build warning)")]
+async fn redis_lists_by_status_index_and_trims_with_retention() {
+    let name = format!("web-api-redis-{}", Uuid::new_v4());
+    let Some(backend) = support::connect_redis("redis_lists_by_status_index_and_trims_with_retention", &name).await
+    else {
+        return;
+    };
+    let backend = backend.retention(Some(Duration::from_millis(300)));
+    let app = QueueTasks::builder(name)
+        .tasks::<(Add, WaitForCancel, Fail, Chore)>()
+        .backend(backend.clone())
+        .build()
+        .unwrap();
+    let outcome = tokio::spawn({
+        let app = app.clone();
+        async move {
+            let router = Dashboard::new().router(&app);
+            let handles = app.add_tasks((0..10_000).map(|i| Add::call(i, 0))).await.unwrap();
+            let mut seen = HashSet::new();
+            let mut path = "/api/tasks?status=new&limit=500".to_owned();
+            let mut last: Option<(f64, Uuid)> = None;
+            loop {
+                let page = get(&router, &path).await;
+                assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+                let page = page.json();
+                for t in page["tasks"].as_array().unwrap() {
+                    let key = (t["created_at"].as_f64().unwrap(), t["uuid"].as_str().unwrap().parse::<Uuid>().unwrap());
+                    assert!(last.is_none_or(|l| l > key), "newest first");
+                    last = Some(key);
+                    assert!(seen.insert(key.1), "listed twice");
+                }
+                match page["next"].as_str() {
+                    Some(next) => path = format!("/api/tasks?status=new&limit=500&after={next}"),
+                    None => break,
+                }
+            }
+            assert_eq!(seen.len(), 10_000);
+            assert_eq!(seen, handles.iter().map(|h| h.uuid()).collect::<HashSet<_>>());
+
+            // Run a few; their records expire after the retention and leave
+            // the `success` index.
+            app.flush_all().await.unwrap();
+            let worker = app.worker().start().await.unwrap();
+            let done: Vec<Uuid> =
+                app.add_tasks((0..5).map(|i| Add::call(i, 1))).await.unwrap().iter().map(|h| h.uuid()).collect();
+            for uuid in &done {
+                until_status(&app, *uuid, TaskStatus::Success).await;
+            }
+            let listed = get(&router, "/api/tasks?status=success").await.json();
+            assert_eq!(listed["tasks"].as_array().unwrap().len(), 5);
+            let mut conn = support::raw_redis().await;
+            let index = format!("qtasks:{}:index:success", app.name());
+            let deadline = tokio::time::Instant::now() + HANG;
+            loop {
+                let listed = get(&router, "/api/tasks?status=success").await.json();
+                let left: usize = redis::cmd("ZCARD").arg(&index).query_async(&mut conn).await.unwrap();
+                if listed["tasks"].as_array().unwrap().is_empty() && left == 0 {
+                    break;
+                }
+                assert!(tokio::time::Instant::now() < deadline, "expired records stay listed ({left} in the index)");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            worker.shutdown().await;
+        }
+    })
+    .await;
+    app.flush_all().await.unwrap();
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
     }
 }

@@ -180,7 +180,9 @@ pub struct TaskPage {
     /// The records, newest first.
     pub tasks: Vec<TaskRecord>,
     /// Where the next page starts ([`TaskQuery::after`]); `None` when this
-    /// page is the last one.
+    /// page is the last one. A backend that bounds the work of one page
+    /// (Redis reads at most 10 000 index entries) may end a page short,
+    /// with `next` set, when few tasks match a filter.
     pub next: Option<TaskCursor>,
 }
 

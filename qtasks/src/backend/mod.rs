@@ -392,8 +392,8 @@ pub trait Backend: Send + Sync + 'static {
     /// The default reads every record ([`get_all`](Backend::get_all)) and
     /// cuts the page in memory ([`TaskQuery::page_of`]): right, but a full
     /// read per page. Backends with an index override it (Postgres reads
-    /// one keyset page of its `tasks` table; Redis walks its index of
-    /// tasks by enqueue time).
+    /// one keyset page of its `tasks` table along an index; Redis walks
+    /// its per-status sorted sets of tasks by enqueue time).
     fn list_tasks(&self, query: &TaskQuery) -> impl Future<Output = Result<TaskPage, BackendError>> + Send {
         async move { Ok(query.page_of(self.get_all().await?)) }
     }
