@@ -146,6 +146,10 @@ async fn reads_overview_definitions_queues_workers_and_plugins() {
     let workers = get(&router, "/api/workers").await.json();
     assert_eq!(workers.as_array().unwrap().len(), 1);
     assert_eq!(workers[0]["state"], "alive");
+    assert_eq!(workers[0]["queues"], json!(["default", "low"]));
+    assert!(workers[0]["heartbeat_at"].as_f64().is_some());
+    let page = get(&router, "/workers").await;
+    assert!(page.text.contains("default, low"), "{}", page.text);
     worker.shutdown().await;
     // A worker this dashboard saw, which left: listed as gone.
     let workers = get(&router, "/api/workers").await.json();

@@ -35,6 +35,14 @@ pub struct WorkerInfo {
     pub backend: String,
     /// When it started (seconds since the Unix epoch).
     pub started_at: f64,
+    /// The queues it takes from, in its order (empty in entries written
+    /// by an older qtasks).
+    #[serde(default)]
+    pub queues: Vec<String>,
+    /// When it last renewed its entry (seconds since the Unix epoch);
+    /// `None` in entries written by an older qtasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_at: Option<f64>,
 }
 
 impl WorkerInfo {
@@ -55,6 +63,8 @@ impl WorkerInfo {
             concurrency,
             backend: backend.to_owned(),
             started_at: crate::model::now(),
+            queues: Vec::new(),
+            heartbeat_at: None,
         }
     }
 }

@@ -617,20 +617,22 @@ async fn workers(State(state): State<Shared>) -> Response {
         Err(e) => return failed(&state, &e),
     };
     let mut body = String::from(
-        "<table id=\"workers\"><thead><tr><th>worker</th><th>state</th><th>host</th><th>pid</th><th>concurrency</th><th>backend</th><th>started</th></tr></thead><tbody>",
+        "<table id=\"workers\"><thead><tr><th>worker</th><th>state</th><th>host</th><th>pid</th><th>queues</th><th>concurrency</th><th>backend</th><th>started</th><th>last heartbeat</th></tr></thead><tbody>",
     );
     for w in &rows {
         let i = &w.info;
         let _ = write!(
             body,
-            "<tr data-worker=\"{id}\" class=\"{s}\"><td>{id}</td><td>{s}</td><td>{h}</td><td>{pid}</td><td>{c}</td><td>{b}</td><td>{t}</td></tr>",
+            "<tr data-worker=\"{id}\" class=\"{s}\"><td>{id}</td><td>{s}</td><td>{h}</td><td>{pid}</td><td>{q}</td><td>{c}</td><td>{b}</td><td>{t}</td><td>{hb}</td></tr>",
             id = esc(&i.id),
             s = w.state,
             h = esc(&i.host),
             pid = i.pid,
+            q = esc(&i.queues.join(", ")),
             c = i.concurrency,
             b = esc(&i.backend),
             t = time(i.started_at),
+            hb = i.heartbeat_at.map_or_else(|| "-".to_owned(), time),
         );
     }
     body.push_str("</tbody></table>");
