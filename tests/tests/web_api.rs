@@ -493,7 +493,7 @@ async fn the_api_reference_matches_the_router() {
         let (method, path) = route.split_once(' ').unwrap();
         routes.push((method.to_owned(), path.to_owned()));
     }
-    assert_eq!(routes.len(), 13, "{routes:?}");
+    assert_eq!(routes.len(), 14, "{routes:?}");
     for (method, path) in &routes {
         if path == "/api/events" {
             continue; // never ends; see events_stream_snapshots
@@ -589,4 +589,78 @@ async fn redis_lists_by_status_index_and_trims_with_retention() {
     if let Err(e) = outcome {
         std::panic::resume_unwind(e.into_panic());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_actions_confirm_the_count_then_act_on_every_matching_task() {
+    let app = app("bulk");
+    let router = Dashboard::new().router(&app);
+    let queued: Vec<Uuid> =
+        app.add_tasks((0..12).map(|_| Chore::call())).await.unwrap().iter().map(|h| h.uuid()).collect();
+    app.add_task("add", (1, 2)).await.unwrap();
+    let body = json!({"action": "cancel", "filter": {"name": "chore", "status": "new"}});
+    let ask = post_json(&router, "/api/tasks/bulk", body.clone()).await;
+    assert_eq!(ask.status, StatusCode::CONFLICT, "{}", ask.text);
+    assert_eq!(ask.json()["count"], 12);
+    let wrong =
+        post_json(&router, "/api/tasks/bulk", json!({"action": "cancel", "filter": {"name": "chore"}, "expect": 5}))
+            .await;
+    assert_eq!(wrong.status, StatusCode::CONFLICT);
+    for uuid in &queued {
+        assert_eq!(status_of(&app, *uuid).await, Some(TaskStatus::New), "nothing done before the confirmation");
+    }
+    let mut confirmed = body.clone();
+    confirmed["expect"] = json!(12);
+    let done = post_json(&router, "/api/tasks/bulk", confirmed).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.text);
+    assert_eq!(done.json()["done"], 12);
+    for uuid in &queued {
+        assert_eq!(status_of(&app, *uuid).await, Some(TaskStatus::Cancel));
+    }
+    // The `add` task was not touched.
+    assert_eq!(get(&router, "/api/tasks?status=new").await.json()["tasks"].as_array().unwrap().len(), 1);
+
+    // Retry them all: 12 new tasks, each linked to its cancelled one.
+    let retry =
+        post_json(&router, "/api/tasks/bulk", json!({"action": "retry", "filter": {"status": "cancel"}, "expect": 12}))
+            .await;
+    assert_eq!(retry.status, StatusCode::OK, "{}", retry.text);
+    let created = retry.json()["created"].as_array().unwrap().len();
+    assert_eq!(created, 12);
+    assert_eq!(get(&router, "/api/tasks?name=chore&status=new").await.json()["tasks"].as_array().unwrap().len(), 12);
+
+    for (body, status) in [
+        (json!({"action": "delete", "filter": {}}), StatusCode::BAD_REQUEST),
+        (json!({"action": "cancel", "filter": {"status": "nope"}}), StatusCode::BAD_REQUEST),
+        (json!({"action": "cancel", "filter": {"after": "x"}}), StatusCode::BAD_REQUEST),
+        (json!({"action": "cancel", "filter": [1]}), StatusCode::BAD_REQUEST),
+        (json!({"action": "cancel", "expect": "all"}), StatusCode::BAD_REQUEST),
+    ] {
+        assert_eq!(post_json(&router, "/api/tasks/bulk", body.clone()).await.status, status, "{body}");
+    }
+
+    // The page: a confirmation showing the count, then the action.
+    let page = get(&router, "/tasks?name=chore&status=new").await;
+    assert!(page.text.contains("data-action=\"bulk-cancel\""));
+    let csrf = csrf_of(&page.text);
+    let confirm = post_form(&router, "/tasks/bulk", &format!("csrf={csrf}&action=cancel&name=chore&status=new")).await;
+    assert_eq!(confirm.status, StatusCode::OK);
+    assert!(confirm.text.contains("data-count=\"12\""), "{}", confirm.text);
+    let stale = post_form(
+        &router,
+        "/tasks/bulk",
+        &format!("csrf={csrf}&action=cancel&name=chore&status=new&expect=3&confirm=yes"),
+    )
+    .await;
+    assert!(stale.text.contains("changed; confirm again"));
+    let done = post_form(
+        &router,
+        "/tasks/bulk",
+        &format!("csrf={csrf}&action=cancel&name=chore&status=new&expect=12&confirm=yes"),
+    )
+    .await;
+    assert!(done.text.contains("12 task(s) done"), "{}", done.text);
+    assert!(get(&router, "/api/tasks?name=chore&status=new").await.json()["tasks"].as_array().unwrap().is_empty());
+    let refused = post_form(&router, "/tasks/bulk", "action=cancel&name=add").await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "no CSRF token");
 }

@@ -35,6 +35,7 @@ pub(super) fn routes() -> Router<Shared> {
         .route("/api/tasks/{uuid}", get(detail))
         .route("/api/tasks/{uuid}/cancel", post(cancel))
         .route("/api/tasks/{uuid}/retry", post(retry))
+        .route("/api/tasks/bulk", post(bulk))
         .route("/api/definitions", get(definitions))
         .route("/api/queues", get(queues))
         .route("/api/queues/{queue}/pause", post(pause))
@@ -549,4 +550,159 @@ async fn pause(State(state): State<Shared>, Path(queue): Path<String>) -> Respon
 
 async fn resume(State(state): State<Shared>, Path(queue): Path<String>) -> Response {
     set_paused(state, queue, false).await
+}
+
+// ---------------------------------------------------------------------------
+// Bulk actions
+// ---------------------------------------------------------------------------
+
+/// The most tasks one bulk action touches.
+pub(super) const BULK_MAX: usize = 10_000;
+
+/// What a bulk action does to every task matching a filter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum BulkAction {
+    /// Cancels each task not done yet.
+    Cancel,
+    /// Retries each task that ended `error` or `cancel`.
+    Retry,
+}
+
+impl BulkAction {
+    pub(super) fn parse(text: &str) -> Result<Self, Invalid> {
+        match text {
+            "cancel" => Ok(Self::Cancel),
+            "retry" => Ok(Self::Retry),
+            other => Err(Invalid(format!(
+                "`action` must be cancel or retry, got `{}`",
+                other.chars().take(40).collect::<String>()
+            ))),
+        }
+    }
+
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            Self::Cancel => "cancel",
+            Self::Retry => "retry",
+        }
+    }
+
+    /// Whether the action does something to a task with `status`.
+    pub(super) fn applies(self, status: TaskStatus) -> bool {
+        match self {
+            Self::Cancel => !status.is_done(),
+            Self::Retry => matches!(status, TaskStatus::Error | TaskStatus::Cancel),
+        }
+    }
+}
+
+/// The tasks matching `filter` that `action` applies to (at most
+/// [`BULK_MAX`]; more is bad input: the filter must be narrowed).
+pub(super) async fn bulk_targets(
+    source: &dyn Source,
+    filter: &Filter,
+    action: BulkAction,
+) -> Result<Result<Vec<Uuid>, Invalid>, Error> {
+    let mut query = filter.query.clone();
+    query.limit = crate::backend::MAX_PAGE;
+    query.after = None;
+    let mut out = Vec::new();
+    loop {
+        let page = read_list(source, &Filter { query: query.clone(), id: filter.id }).await?;
+        out.extend(page.tasks.iter().filter(|t| action.applies(t.status)).map(|t| t.uuid));
+        if out.len() > BULK_MAX {
+            return Ok(Err(Invalid(format!("more than {BULK_MAX} tasks match: narrow the filter"))));
+        }
+        match page.next {
+            Some(next) => query.after = Some(next),
+            None => return Ok(Ok(out)),
+        }
+    }
+}
+
+/// What a bulk action did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub(super) struct BulkReport {
+    pub action: &'static str,
+    /// Tasks it was applied to.
+    pub done: usize,
+    /// Tasks that had changed meanwhile (finished, or gone).
+    pub skipped: usize,
+    /// The new tasks, for a retry.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub created: Vec<Uuid>,
+}
+
+pub(super) async fn bulk_apply(source: &dyn Source, action: BulkAction, uuids: &[Uuid]) -> Result<BulkReport, Error> {
+    let mut report = BulkReport { action: action.as_str(), ..BulkReport::default() };
+    for uuid in uuids {
+        match action {
+            BulkAction::Cancel => match source.cancel(*uuid, DEFAULT_REASON.to_owned()).await? {
+                CancelOutcome::Cancelled | CancelOutcome::Requested => report.done += 1,
+                CancelOutcome::Finished(_) | CancelOutcome::NotFound => report.skipped += 1,
+            },
+            BulkAction::Retry => match do_retry(source, *uuid).await? {
+                Retried::New(new) => {
+                    report.done += 1;
+                    report.created.push(new);
+                }
+                Retried::NotFound | Retried::NotRetriable(_) => report.skipped += 1,
+            },
+        }
+    }
+    Ok(report)
+}
+
+/// The filter of a bulk request: `{status?, name?, queue?, since?, until?, id?}`.
+fn filter_of(value: Option<&Value>) -> Result<Filter, Invalid> {
+    let mut pairs = Vec::new();
+    match value {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(map)) => {
+            for (key, value) in map {
+                if key == "after" || key == "limit" {
+                    return Err(Invalid(format!("`filter.{key}`: a bulk action takes every matching task")));
+                }
+                let text = match value {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    Value::Null => continue,
+                    _ => return Err(Invalid(format!("`filter.{key}` must be a string or a number"))),
+                };
+                pairs.push((key.clone(), text));
+            }
+        }
+        Some(_) => return Err(Invalid("`filter` must be an object".to_owned())),
+    }
+    Filter::parse(&pairs)
+}
+
+async fn bulk(State(state): State<Shared>, bytes: Bytes) -> Response {
+    let parsed = (|| {
+        let map = body(&bytes)?;
+        let action = BulkAction::parse(&string_field(&map, "action")?.unwrap_or_default())?;
+        let filter = filter_of(map.get("filter"))?;
+        let expect = match map.get("expect") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v.as_u64().ok_or_else(|| Invalid("`expect` must be a count".to_owned()))?),
+        };
+        Ok::<_, Invalid>((action, filter, expect))
+    })();
+    let (action, filter, expect) = match parsed {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let targets = match bulk_targets(&*state.source, &filter, action).await {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => return e.into_response(),
+        Err(e) => return fail(e),
+    };
+    if expect != Some(targets.len() as u64) {
+        let message = format!("{} task(s) match: confirm by sending `\"expect\": {}`", targets.len(), targets.len());
+        return (StatusCode::CONFLICT, Json(json!({ "error": message, "count": targets.len() }))).into_response();
+    }
+    match bulk_apply(&*state.source, action, &targets).await {
+        Ok(report) => Json(report).into_response(),
+        Err(e) => fail(e),
+    }
 }

@@ -25,6 +25,7 @@ pub(super) fn routes() -> Router<Shared> {
         .route("/tasks/{uuid}", get(detail))
         .route("/tasks/{uuid}/cancel", post(cancel))
         .route("/tasks/{uuid}/retry", post(retry))
+        .route("/tasks/bulk", post(bulk))
         .route("/enqueue", get(enqueue_form).post(enqueue))
         .route("/queues", get(queues))
         .route("/queues/{queue}/{action}", post(queue_action))
@@ -350,6 +351,19 @@ async fn tasks(State(state): State<Shared>, Query(pairs): Query<Vec<(String, Str
     if list.tasks.is_empty() {
         body.push_str("<p class=\"empty\">No task matches.</p>");
     }
+    let filtered = q.status.is_some() || q.task_name.is_some() || q.queue.is_some() || filter.id.is_some();
+    if filtered && !state.options.read_only {
+        let hidden = filter_fields(&filter);
+        let _ = write!(
+            body,
+            "<div class=\"actions bulk\">\
+             <form method=\"post\" action=\"{base}/tasks/bulk\">{csrf}{hidden}<input type=\"hidden\" name=\"action\" value=\"cancel\">\
+             <button type=\"submit\" class=\"action danger\" data-action=\"bulk-cancel\">Cancel all matching…</button></form>\
+             <form method=\"post\" action=\"{base}/tasks/bulk\">{csrf}{hidden}<input type=\"hidden\" name=\"action\" value=\"retry\">\
+             <button type=\"submit\" class=\"action\" data-action=\"bulk-retry\">Retry all matching…</button></form></div>",
+            csrf = csrf_field(&state),
+        );
+    }
     body.push_str("<nav class=\"pages\">");
     if q.after.is_some() {
         let qs = filter.to_query_string();
@@ -508,6 +522,95 @@ async fn retry(
             "Cannot retry",
             &format!("only a task that ended error or cancel can be retried; this one is {s}"),
         ),
+        Err(e) => failed(&state, &e),
+    }
+}
+
+/// The filter as hidden form fields.
+fn filter_fields(filter: &Filter) -> String {
+    let q = &filter.query;
+    let mut out = String::new();
+    let mut field = |name: &str, value: String| {
+        let _ = write!(out, "<input type=\"hidden\" name=\"{name}\" value=\"{}\">", esc(&value));
+    };
+    if let Some(s) = q.status {
+        field("status", s.to_string());
+    }
+    if let Some(n) = &q.task_name {
+        field("name", n.clone());
+    }
+    if let Some(n) = &q.queue {
+        field("queue", n.clone());
+    }
+    if let Some(t) = q.since {
+        field("since", t.to_string());
+    }
+    if let Some(t) = q.until {
+        field("until", t.to_string());
+    }
+    if let Some(id) = filter.id {
+        field("id", id.to_string());
+    }
+    out
+}
+
+/// `POST /tasks/bulk`: a confirmation page showing how many tasks match,
+/// then (with `confirm=yes` and the count shown) the action on each.
+async fn bulk(State(state): State<Shared>, Form(form): Form<Vec<(String, String)>>) -> Response {
+    let map: HashMap<String, String> = form.iter().cloned().collect();
+    if let Err(r) = check_csrf(&state, &map) {
+        return r;
+    }
+    let pairs: Vec<(String, String)> = form
+        .iter()
+        .filter(|(k, _)| matches!(k.as_str(), "status" | "name" | "queue" | "since" | "until" | "id"))
+        .cloned()
+        .collect();
+    let parsed = Filter::parse(&pairs)
+        .and_then(|f| Ok((f, api::BulkAction::parse(map.get("action").map(String::as_str).unwrap_or_default())?)));
+    let (filter, action) = match parsed {
+        Ok(p) => p,
+        Err(Invalid(e)) => return message(StatusCode::BAD_REQUEST, "Bad request", &e),
+    };
+    let targets = match api::bulk_targets(&*state.source, &filter, action).await {
+        Ok(Ok(t)) => t,
+        Ok(Err(Invalid(e))) => return message(StatusCode::BAD_REQUEST, "Too many tasks", &e),
+        Err(e) => return failed(&state, &e),
+    };
+    let base = esc(&state.options.base);
+    let back = format!("{base}/tasks?{}", esc(&filter.to_query_string()));
+    let confirmed = map.get("confirm").map(String::as_str) == Some("yes");
+    let expected = map.get("expect").and_then(|e| e.parse::<usize>().ok());
+    if !confirmed || expected != Some(targets.len()) {
+        let changed =
+            if confirmed { "<p class=\"error\">The number of matching tasks changed; confirm again.</p>" } else { "" };
+        let what = match action {
+            api::BulkAction::Cancel => "Cancel",
+            api::BulkAction::Retry => "Retry",
+        };
+        let body = format!(
+            "{changed}<p id=\"bulk-count\" data-count=\"{n}\">{what} <strong>{n}</strong> task(s) matching this filter?</p>\
+             <form method=\"post\" action=\"{base}/tasks/bulk\" class=\"actions\">{csrf}{hidden}\
+             <input type=\"hidden\" name=\"action\" value=\"{a}\"><input type=\"hidden\" name=\"expect\" value=\"{n}\">\
+             <input type=\"hidden\" name=\"confirm\" value=\"yes\">\
+             <button type=\"submit\" class=\"action danger\" data-action=\"bulk-confirm\">{what} {n} task(s)</button> <a href=\"{back}\">back</a></form>",
+            n = targets.len(),
+            a = action.as_str(),
+            csrf = csrf_field(&state),
+            hidden = filter_fields(&filter),
+        );
+        return page(&state, StatusCode::OK, "Confirm", "Tasks", &body);
+    }
+    match api::bulk_apply(&*state.source, action, &targets).await {
+        Ok(report) => {
+            let body = format!(
+                "<p id=\"bulk-done\">{a}: {d} task(s) done, {s} skipped (they had changed meanwhile).</p><p><a href=\"{back}\">back to the tasks</a></p>",
+                a = report.action,
+                d = report.done,
+                s = report.skipped,
+            );
+            page(&state, StatusCode::OK, "Done", "Tasks", &body)
+        }
         Err(e) => failed(&state, &e),
     }
 }
