@@ -195,6 +195,12 @@ async fn lists_10000_tasks_newest_first_in_keyset_pages_with_filters() {
     assert_eq!(newest["tasks"].as_array().unwrap().len(), 50);
     assert_eq!(newest["tasks"][0]["uuid"], chores[29].uuid().to_string());
     assert!(get(&router, "/api/tasks?status=success").await.json()["tasks"].as_array().unwrap().is_empty());
+    let future = get(&router, "/api/tasks?since=2999-01-01T00:00").await.json();
+    assert!(future["tasks"].as_array().unwrap().is_empty());
+    let past = get(&router, "/api/tasks?until=2000-01-01T00:00:00&limit=1").await.json();
+    assert!(past["tasks"].as_array().unwrap().is_empty());
+    let all = get(&router, "/api/tasks?since=2000-01-01T00:00&limit=1").await.json();
+    assert_eq!(all["tasks"].as_array().unwrap().len(), 1);
     let one = get(&router, &format!("/api/tasks?id={}", handles[7].uuid())).await.json();
     assert_eq!(one["tasks"].as_array().unwrap().len(), 1);
     assert_eq!(one["tasks"][0]["args"], json!([7, 7]));

@@ -160,8 +160,8 @@ impl Filter {
                 }
                 "name" => query.task_name = Some(value.to_owned()),
                 "queue" => query.queue = Some(value.to_owned()),
-                "since" => query.since = Some(timestamp(value).ok_or_else(|| bad("expected seconds since the epoch"))?),
-                "until" => query.until = Some(timestamp(value).ok_or_else(|| bad("expected seconds since the epoch"))?),
+                "since" => query.since = Some(timestamp(value).ok_or_else(|| bad(TIME))?),
+                "until" => query.until = Some(timestamp(value).ok_or_else(|| bad(TIME))?),
                 "after" => {
                     query.after = Some(value.parse::<TaskCursor>().map_err(|_| bad("not a cursor of this API"))?)
                 }
@@ -205,8 +205,18 @@ impl Filter {
     }
 }
 
+const TIME: &str = "expected seconds since the epoch, or a UTC time YYYY-MM-DDTHH:MM[:SS]";
+
+/// Seconds since the epoch, or a UTC date and time as an HTML
+/// `datetime-local` input sends it.
 fn timestamp(value: &str) -> Option<Timestamp> {
-    value.parse::<f64>().ok().filter(|t| t.is_finite())
+    if let Ok(t) = value.parse::<f64>() {
+        return t.is_finite().then_some(t);
+    }
+    ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"]
+        .iter()
+        .find_map(|f| chrono::NaiveDateTime::parse_from_str(value, f).ok())
+        .map(|d| d.and_utc().timestamp() as f64)
 }
 
 /// Percent-encodes a query string value.

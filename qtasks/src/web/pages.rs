@@ -68,6 +68,12 @@ fn time(t: Timestamp) -> String {
         .map_or_else(|| format!("{t}"), |d| d.format("%Y-%m-%d %H:%M:%S UTC").to_string())
 }
 
+/// A time as a `datetime-local` input shows it (UTC).
+fn input_time(t: Timestamp) -> String {
+    chrono::DateTime::from_timestamp(t.floor() as i64, 0)
+        .map_or_else(String::new, |d| d.format("%Y-%m-%dT%H:%M:%S").to_string())
+}
+
 fn pretty(v: &Value) -> String {
     serde_json::to_string_pretty(v).unwrap_or_default()
 }
@@ -328,9 +334,13 @@ async fn tasks(State(state): State<Shared>, Query(pairs): Query<Vec<(String, Str
     let _ = write!(
         body,
         "</select><input name=\"queue\" placeholder=\"queue\" value=\"{}\">\
+         <label>from <input type=\"datetime-local\" name=\"since\" step=\"1\" value=\"{}\"></label>\
+         <label>to <input type=\"datetime-local\" name=\"until\" step=\"1\" value=\"{}\"></label> (UTC)\
          <input name=\"id\" placeholder=\"search by id\" value=\"{}\" size=\"36\">\
          <button type=\"submit\">Filter</button> <a href=\"{base}/tasks\">clear</a></form>",
         esc(q.queue.as_deref().unwrap_or_default()),
+        q.since.map(input_time).unwrap_or_default(),
+        q.until.map(input_time).unwrap_or_default(),
         filter.id.map(|u| u.to_string()).unwrap_or_default(),
     );
     // The first page of a listing (no cursor, no id) takes live rows.
