@@ -484,6 +484,40 @@ async fn events_stream_snapshots() {
     .await
     .expect("a snapshot with the task");
     assert!(text.starts_with("event: snapshot\ndata: {"), "{text}");
+
+    // Throughput: runs that end while the stream is open are counted in
+    // the last hour's minutes.
+    let worker = app.worker().start().await.unwrap();
+    for i in 0..3 {
+        app.add_task("add", (i, i)).await.unwrap();
+    }
+    let counted = |text: &str| -> u64 {
+        let Some(data) = text.rsplit("data: ").next() else { return 0 };
+        let Ok(snapshot) = serde_json::from_str::<Value>(data.trim()) else { return 0 };
+        let minutes = snapshot["overview"]["throughput"].as_array().cloned().unwrap_or_default();
+        assert!(minutes.is_empty() || minutes.len() == 60);
+        minutes.iter().map(|m| m["finished"].as_u64().unwrap()).sum()
+    };
+    tokio::time::timeout(HANG, async {
+        let mut last = String::new();
+        while counted(&last) < 3 {
+            let chunk = body.next().await.expect("the stream goes on").unwrap();
+            last.push_str(&String::from_utf8_lossy(&chunk));
+            // Keep only the last complete event.
+            if let Some(end) = last.rfind("\n\n") {
+                let (done, rest) = last.split_at(end);
+                let event = done.rsplit("\n\n").next().unwrap_or(done).to_owned();
+                if rest.trim().is_empty() {
+                    last = event;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the three runs counted in the throughput");
+    let overview = get(&router, "/api/overview").await.json();
+    assert_eq!(overview["throughput"].as_array().unwrap().len(), 60);
+    worker.shutdown().await;
 }
 
 /// Every route of the API reference is mounted (none answers the router's

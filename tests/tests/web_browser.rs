@@ -204,6 +204,8 @@ async fn the_dashboard_in_a_real_browser() {
         .expect("queue `low` shows resumed");
     let paused = element(&client, "tr[data-queue=\"low\"] td[data-field=\"paused\"]").await.text().await.unwrap();
     assert_eq!(paused, "no");
+    let bars = client.find_all(Locator::Css("#throughput svg.chart rect.ok")).await.unwrap();
+    assert_eq!(bars.len(), 60, "a bar per minute of the last hour");
     screenshot(&client, "overview").await;
     client.goto(&format!("{url}/workers")).await.unwrap();
     element(&client, "#workers tr.alive").await;

@@ -95,6 +95,10 @@ pub(super) struct Overview {
     pub workers: usize,
     /// Finished runs that ended `error`, of all finished runs (0 when none).
     pub failure_rate: f64,
+    /// The last hour, per minute (oldest first): runs that ended, and
+    /// those that failed, across every worker, as far as the dashboard's
+    /// poller saw them (it reads while a browser listens).
+    pub throughput: Vec<super::live::Minute>,
 }
 
 pub(super) async fn read_overview(source: &dyn Source, read_only: bool) -> Result<Overview, Error> {
@@ -122,12 +126,16 @@ pub(super) async fn read_overview(source: &dyn Source, read_only: bool) -> Resul
         queues: source.queues().await?,
         workers: source.workers().await?.len(),
         failure_rate: if finished == 0 { 0.0 } else { total.error as f64 / finished as f64 },
+        throughput: Vec::new(),
     })
 }
 
 async fn overview(State(state): State<Shared>) -> Response {
     match read_overview(&*state.source, state.options.read_only).await {
-        Ok(o) => Json(o).into_response(),
+        Ok(mut o) => {
+            o.throughput = state.live.throughput();
+            Json(o).into_response()
+        }
         Err(e) => fail(e),
     }
 }

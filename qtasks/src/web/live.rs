@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
 use serde_json::json;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -42,6 +42,60 @@ struct Inner {
     polls: AtomicU64,
     /// How many pollers were started.
     spawns: AtomicU64,
+    history: Mutex<History>,
+}
+
+/// Runs that ended in one minute, across every worker (from the backend's
+/// counters, [`QueueStats`](crate::backend::QueueStats)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub(super) struct Minute {
+    /// The minute's start, seconds since the epoch.
+    pub at: i64,
+    /// Runs that ended (success, error, cancel or retry).
+    pub finished: u64,
+    /// Of those, runs that failed (error or retry).
+    pub failed: u64,
+}
+
+/// The last hour, per minute: the growth of the backend's counters between
+/// the poller's reads, so it covers the time a browser was listening.
+#[derive(Default)]
+struct History {
+    last: Option<(u64, u64)>,
+    minutes: VecDeque<Minute>,
+}
+
+impl History {
+    fn record(&mut self, now: f64, finished: u64, failed: u64) {
+        let minute = (now / 60.0).floor() as i64 * 60;
+        // Counters that went down (a flush) start over.
+        let (df, de) = match self.last {
+            Some((f, e)) if f <= finished && e <= failed => (finished - f, failed - e),
+            _ => (0, 0),
+        };
+        self.last = Some((finished, failed));
+        match self.minutes.back_mut() {
+            Some(m) if m.at == minute => {
+                m.finished += df;
+                m.failed += de;
+            }
+            _ => self.minutes.push_back(Minute { at: minute, finished: df, failed: de }),
+        }
+        while self.minutes.front().is_some_and(|m| m.at <= minute - 3600) {
+            self.minutes.pop_front();
+        }
+    }
+
+    /// The 60 minutes up to `now`, oldest first (zero where nothing was read).
+    fn series(&self, now: f64) -> Vec<Minute> {
+        let minute = (now / 60.0).floor() as i64 * 60;
+        (0..60)
+            .map(|i| {
+                let at = minute - (59 - i) * 60;
+                self.minutes.iter().find(|m| m.at == at).copied().unwrap_or(Minute { at, ..Minute::default() })
+            })
+            .collect()
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -61,6 +115,7 @@ impl Live {
                 seen: Mutex::new(BTreeMap::new()),
                 polls: AtomicU64::new(0),
                 spawns: AtomicU64::new(0),
+                history: Mutex::new(History::default()),
             }),
         }
     }
@@ -91,6 +146,11 @@ impl Live {
     #[cfg(test)]
     fn running(&self) -> bool {
         *lock(&self.inner.running)
+    }
+
+    /// The last hour's runs per minute, as far as the poller saw them.
+    pub(super) fn throughput(&self) -> Vec<Minute> {
+        lock(&self.inner.history).series(crate::model::now())
     }
 
     /// The live workers, and those seen before that are gone.
@@ -127,7 +187,16 @@ impl Inner {
     /// The snapshot as read now (its time, `at`, left out).
     async fn snapshot(&self) -> serde_json::Value {
         let read = async {
-            let overview = read_overview(&*self.source, self.read_only).await?;
+            let mut overview = read_overview(&*self.source, self.read_only).await?;
+            let s = &overview.statuses;
+            let get = |k: &str| s.get(k).copied().unwrap_or(0);
+            let now = crate::model::now();
+            let finished = get("success") + get("error") + get("cancel") + get("retry");
+            overview.throughput = {
+                let mut history = lock(&self.history);
+                history.record(now, finished, get("error") + get("retry"));
+                history.series(now)
+            };
             let recent = self.source.list(TaskQuery::newest(RECENT)).await?;
             let workers = self.workers().await?;
             Ok::<_, Error>(json!({ "overview": overview, "recent": recent.tasks, "workers": workers }))
@@ -181,6 +250,23 @@ pub(super) async fn events(State(state): State<Shared>) -> Sse<impl Stream<Item 
 mod tests {
     use super::*;
     use crate::QueueTasks;
+
+    #[test]
+    fn history_counts_the_growth_per_minute_for_an_hour() {
+        let mut h = History::default();
+        let t0 = 1_000_020.0; // 16 667 minutes and 0 s
+        h.record(t0, 10, 1); // the first read sets the base
+        h.record(t0 + 5.0, 14, 2);
+        h.record(t0 + 61.0, 20, 2);
+        h.record(t0 + 62.0, 3, 0); // a flush: starts over
+        h.record(t0 + 63.0, 5, 1);
+        let series = h.series(t0 + 63.0);
+        assert_eq!(series.len(), 60);
+        assert_eq!(series[58], Minute { at: 1_000_020, finished: 4, failed: 1 });
+        assert_eq!(series[59], Minute { at: 1_000_080, finished: 8, failed: 1 });
+        h.record(t0 + 3700.0, 6, 1);
+        assert!(h.series(t0 + 3700.0).iter().all(|m| m.at > 1_000_080), "older than an hour: dropped");
+    }
 
     #[tokio::test]
     async fn one_poller_serves_every_stream_and_stops_without_them() {

@@ -68,6 +68,31 @@ fn time(t: Timestamp) -> String {
         .map_or_else(|| format!("{t}"), |d| d.format("%Y-%m-%d %H:%M:%S UTC").to_string())
 }
 
+/// The throughput chart: an inline SVG bar per minute (the script draws
+/// the same from each snapshot, `drawChart` in `assets/app.js`).
+fn chart(minutes: &[super::live::Minute]) -> String {
+    let top = minutes.iter().map(|m| m.finished).max().unwrap_or(0).max(1) as f64;
+    let mut out = format!(
+        "<svg class=\"chart\" viewBox=\"0 0 600 100\" preserveAspectRatio=\"none\" role=\"img\" aria-label=\"runs per minute\" data-max=\"{top}\">"
+    );
+    for (i, m) in minutes.iter().enumerate() {
+        let h = m.finished as f64 / top * 96.0;
+        let f = m.failed as f64 / top * 96.0;
+        let x = i * 10;
+        let _ = write!(
+            out,
+            "<rect class=\"ok\" x=\"{x}\" y=\"{:.1}\" width=\"8\" height=\"{h:.1}\"><title>{} ended, {} failed</title></rect>\
+             <rect class=\"failed\" x=\"{x}\" y=\"{:.1}\" width=\"8\" height=\"{f:.1}\"></rect>",
+            100.0 - h,
+            m.finished,
+            m.failed,
+            100.0 - f
+        );
+    }
+    let _ = write!(out, "</svg><span class=\"meta\">peak {top} per minute</span>");
+    out
+}
+
 /// A time as a `datetime-local` input shows it (UTC).
 fn input_time(t: Timestamp) -> String {
     chrono::DateTime::from_timestamp(t.floor() as i64, 0)
@@ -195,10 +220,11 @@ async fn login_post(State(state): State<Shared>, Form(form): Form<HashMap<String
 // ---------------------------------------------------------------------------
 
 async fn overview(State(state): State<Shared>) -> Response {
-    let o = match api::read_overview(&*state.source, state.options.read_only).await {
+    let mut o = match api::read_overview(&*state.source, state.options.read_only).await {
         Ok(o) => o,
         Err(e) => return failed(&state, &e),
     };
+    o.throughput = state.live.throughput();
     let mut body = String::from("<section class=\"cards\">");
     for (status, n) in &o.statuses {
         let _ = write!(
@@ -213,6 +239,12 @@ async fn overview(State(state): State<Shared>) -> Response {
          <div class=\"card\"><span class=\"n\" data-live=\"failure_rate\" data-format=\"percent\">{:.1}%</span><span>failure rate</span></div></section>",
         o.workers,
         o.failure_rate * 100.0
+    );
+    let _ = write!(
+        body,
+        "<h2>Throughput <span class=\"meta\">last hour, runs ended per minute (red: failed), while the dashboard is open</span></h2>\
+         <div id=\"throughput\">{}</div>",
+        chart(&o.throughput)
     );
     body.push_str("<h2>Queues</h2>");
     body.push_str(&queue_table(&state, &o.queues));

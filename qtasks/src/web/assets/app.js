@@ -65,8 +65,22 @@
     if (empty && body.rows.length) empty.remove();
   }
 
+  // The throughput chart, as the server draws it (pages.rs, `chart`).
+  function drawChart(el, minutes) {
+    const top = Math.max(1, ...minutes.map((m) => m.finished));
+    let svg = `<svg class="chart" viewBox="0 0 600 100" preserveAspectRatio="none" role="img" aria-label="runs per minute" data-max="${top}">`;
+    minutes.forEach((m, i) => {
+      const h = (m.finished / top) * 96, f = (m.failed / top) * 96, x = i * 10;
+      svg += `<rect class="ok" x="${x}" y="${(100 - h).toFixed(1)}" width="8" height="${h.toFixed(1)}"><title>${Number(m.finished)} ended, ${Number(m.failed)} failed</title></rect>`
+        + `<rect class="failed" x="${x}" y="${(100 - f).toFixed(1)}" width="8" height="${f.toFixed(1)}"></rect>`;
+    });
+    el.innerHTML = svg + `</svg><span class="meta">peak ${top} per minute</span>`;
+  }
+
   function apply(s) {
     const o = s.overview;
+    const chart = document.getElementById("throughput");
+    if (chart && o.throughput && o.throughput.length) drawChart(chart, o.throughput);
     document.querySelectorAll("[data-live]").forEach((el) => {
       if (el.tagName === "TABLE") return;
       let v = o;
