@@ -44,6 +44,18 @@ async fn chore() {}
 
 type App = QueueTasks<((Add, WaitForCancel, Fail, Chore),)>;
 
+/// Counts the tasks it sees start.
+struct Counter {
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[qtasks::plugin]
+impl Counter {
+    fn task_executor_before_execute(&self, _ctx: &qtasks::triggers::TaskExecutorBeforeExecute<'_>) {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 fn app(name: &str) -> App {
     QueueTasks::builder(format!("web-api-{name}-{}", Uuid::new_v4()))
         .tasks::<(Add, WaitForCancel, Fail, Chore)>()
@@ -154,7 +166,7 @@ async fn reads_overview_definitions_queues_workers_and_plugins() {
     // A worker this dashboard saw, which left: listed as gone.
     let workers = get(&router, "/api/workers").await.json();
     assert_eq!(workers[0]["state"], "gone");
-    assert_eq!(get(&router, "/api/plugins").await.json(), json!([]));
+    assert_eq!(get(&router, "/api/plugins").await.json()["local"], json!([]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -533,12 +545,16 @@ async fn the_api_reference_matches_the_router() {
         let (method, path) = route.split_once(' ').unwrap();
         routes.push((method.to_owned(), path.to_owned()));
     }
-    assert_eq!(routes.len(), 14, "{routes:?}");
+    assert_eq!(routes.len(), 15, "{routes:?}");
     for (method, path) in &routes {
         if path == "/api/events" {
             continue; // never ends; see events_stream_snapshots
         }
-        let path = path.replace("{uuid}", &uuid.to_string()).replace("{queue}", "default");
+        let path = path
+            .replace("{uuid}", &uuid.to_string())
+            .replace("{queue}", "default")
+            .replace("{name}", "some_plugin")
+            .replace("{action}", "enable");
         let request = Request::builder()
             .method(Method::from_bytes(method.as_bytes()).unwrap())
             .uri(&path)
@@ -703,4 +719,55 @@ async fn bulk_actions_confirm_the_count_then_act_on_every_matching_task() {
     assert!(get(&router, "/api/tasks?name=chore&status=new").await.json()["tasks"].as_array().unwrap().is_empty());
     let refused = post_form(&router, "/tasks/bulk", "action=cancel&name=add").await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "no CSRF token");
+}
+
+/// A plugin switched off from the dashboard is switched off in a worker
+/// of another process (here: another app handle on the same backend)
+/// within a heartbeat, and its per-worker stats show it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_are_switched_across_workers() {
+    let name = format!("web-api-plugins-{}", Uuid::new_v4());
+    let backend = qtasks::MemoryBackend::new();
+    let dashboard_app = QueueTasks::builder(&name).task::<Add>().backend(backend.clone()).build().unwrap();
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let worker_app = QueueTasks::builder(&name)
+        .task::<Add>()
+        .plugin(qtasks::plugin::Managed::new(Counter { calls: calls.clone() }).metrics())
+        .backend(backend)
+        .build()
+        .unwrap();
+    let worker = worker_app.worker().start().await.unwrap();
+    let router = Dashboard::new().router(&dashboard_app);
+    let plugins = get(&router, "/api/plugins").await.json();
+    assert_eq!(plugins["workers"][0]["plugins"][0]["name"], "Counter");
+    assert_eq!(plugins["workers"][0]["plugins"][0]["enabled"], true);
+
+    let answer = post_json(&router, "/api/plugins/Counter/disable", json!({})).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    assert_eq!(answer.json()["enabled"], false);
+    assert_eq!(get(&router, "/api/plugins").await.json()["switches"], json!({"Counter": false}));
+    // Within a heartbeat (5 s; hang protection only).
+    let deadline = tokio::time::Instant::now() + HANG;
+    while worker_app.plugins()[0].enabled != Some(false) {
+        assert!(tokio::time::Instant::now() < deadline, "the worker never applied the switch");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let before = calls.load(std::sync::atomic::Ordering::SeqCst);
+    let uuid = worker_app.add_task("add", (1, 2)).await.unwrap().uuid();
+    until_status(&worker_app, uuid, TaskStatus::Success).await;
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), before, "a switched-off plugin is not called");
+
+    let page = get(&router, "/plugins").await;
+    assert!(page.text.contains("data-action=\"enable\""), "{}", page.text);
+    let csrf = csrf_of(&page.text);
+    let on = post_form(&router, "/plugins/Counter/enable", &format!("csrf={csrf}")).await;
+    assert_eq!(on.status, StatusCode::SEE_OTHER);
+    let deadline = tokio::time::Instant::now() + HANG;
+    while worker_app.plugins()[0].enabled != Some(true) {
+        assert!(tokio::time::Instant::now() < deadline, "the worker never applied the switch");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let bad = post_json(&router, "/api/plugins/Counter/toggle", json!({})).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    worker.shutdown().await;
 }

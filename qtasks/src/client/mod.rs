@@ -28,7 +28,7 @@ mod postgres;
 
 pub use canvas::{Signature, call};
 pub use handles::{Enqueue, EnqueueFuture, TaskHandle};
-pub use kv::WorkerInfo;
+pub use kv::{PLUGIN_SWITCHES, WorkerInfo};
 
 use crate::app::AllTasks;
 use crate::app::events::{Event, EventKind};

@@ -383,7 +383,11 @@ async fn release<T, C, B: Backend>(app: &AppInner<T, C, B>, uuid: Uuid, forced: 
 
 impl<T: TaskSet, C: PluginChain, B: Backend> QueueTasks<T, C, B> {
     async fn register(&self, info: &WorkerInfo) -> Result<(), Error> {
-        let info = WorkerInfo { heartbeat_at: Some(crate::model::now()), ..info.clone() };
+        if let Err(error) = self.apply_plugin_switches().await {
+            tracing::warn!(app = %self.name(), %error, "could not read the plugin switches; retrying at the next heartbeat");
+        }
+        let plugins = self.plugins().iter().filter_map(|p| serde_json::to_value(p).ok()).collect();
+        let info = WorkerInfo { heartbeat_at: Some(crate::model::now()), plugins, ..info.clone() };
         let value = serde_json::to_value(&info).expect("a worker entry is plain data");
         self.global_set_ttl(WORKERS, &info.id, value, Some(WORKER_TTL)).await
     }

@@ -42,6 +42,7 @@ pub(super) fn routes() -> Router<Shared> {
         .route("/api/queues/{queue}/resume", post(resume))
         .route("/api/workers", get(workers))
         .route("/api/plugins", get(plugins))
+        .route("/api/plugins/{name}/{action}", post(switch_plugin))
         .route("/api/events", get(super::live::events))
 }
 
@@ -385,8 +386,65 @@ async fn workers(State(state): State<Shared>) -> Response {
     }
 }
 
+/// The plugins: this process's, the shared switches, and each worker's.
+#[derive(Clone, Debug, Serialize)]
+pub(super) struct Plugins {
+    pub local: Vec<crate::dispatch::PluginInfo>,
+    pub switches: BTreeMap<String, bool>,
+    pub workers: Vec<WorkerPlugins>,
+}
+
+/// A worker's plugins at its last heartbeat.
+#[derive(Clone, Debug, Serialize)]
+pub(super) struct WorkerPlugins {
+    pub worker: String,
+    pub state: &'static str,
+    pub plugins: Vec<Value>,
+}
+
+pub(super) async fn read_plugins(state: &Shared) -> Result<Plugins, Error> {
+    let workers = state.live.workers().await?;
+    Ok(Plugins {
+        local: state.source.plugins(),
+        switches: state.source.plugin_switches().await?,
+        workers: workers
+            .into_iter()
+            .map(|w| WorkerPlugins { worker: w.info.id, state: w.state, plugins: w.info.plugins })
+            .collect(),
+    })
+}
+
 async fn plugins(State(state): State<Shared>) -> Response {
-    Json(state.source.plugins()).into_response()
+    match read_plugins(&state).await {
+        Ok(p) => Json(p).into_response(),
+        Err(e) => fail(e),
+    }
+}
+
+/// `enable` or `disable`, as a switch.
+pub(super) fn switch_of(action: &str) -> Result<bool, Invalid> {
+    match action {
+        "enable" => Ok(true),
+        "disable" => Ok(false),
+        other => Err(Invalid(format!(
+            "a plugin can be enabled or disabled, not `{}`",
+            other.chars().take(40).collect::<String>()
+        ))),
+    }
+}
+
+async fn switch_plugin(State(state): State<Shared>, Path((name, action)): Path<(String, String)>) -> Response {
+    let on = match switch_of(&action) {
+        Ok(on) => on,
+        Err(e) => return e.into_response(),
+    };
+    if name.trim().is_empty() {
+        return Invalid("the plugin name is missing".to_owned()).into_response();
+    }
+    match state.source.switch_plugin(name.clone(), on).await {
+        Ok(here) => Json(json!({ "plugin": name, "enabled": on, "switched_here": here })).into_response(),
+        Err(e) => fail(e),
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -31,6 +31,7 @@ pub(super) fn routes() -> Router<Shared> {
         .route("/queues/{queue}/{action}", post(queue_action))
         .route("/workers", get(workers))
         .route("/plugins", get(plugins))
+        .route("/plugins/{name}/{action}", post(plugin_action))
 }
 
 /// The routes open without the token: the login page and the assets.
@@ -787,41 +788,129 @@ async fn workers(State(state): State<Shared>) -> Response {
     page(&state, StatusCode::OK, "Workers", "Workers", &body)
 }
 
-async fn plugins(State(state): State<Shared>) -> Response {
-    let plugins = state.source.plugins();
-    let mut body = String::from(
-        "<p class=\"meta\">The plugins of this process, with its counters.</p><table id=\"plugins\"><thead><tr><th>plugin</th><th>version</th><th>enabled</th><th>triggers</th><th>errors</th><th>panics</th></tr></thead><tbody>",
+/// A table of plugins, from their `PluginInfo` JSON.
+fn plugin_table(plugins: &[Value]) -> String {
+    let text = |v: &Value| match v {
+        Value::String(s) => esc(s),
+        Value::Null => "-".to_owned(),
+        other => esc(&other.to_string()),
+    };
+    let secs = |v: &Value| v.as_f64().map_or_else(|| "-".to_owned(), |s| format!("{:.3} ms", s * 1000.0));
+    let mut out = String::from(
+        "<table class=\"plugins\"><thead><tr><th>plugin</th><th>version</th><th>enabled</th><th>triggers</th><th>errors</th><th>panics</th></tr></thead><tbody>",
     );
-    for p in &plugins {
+    for p in plugins {
+        let triggers =
+            p["triggers"].as_array().map(|t| t.iter().map(&text).collect::<Vec<_>>().join(", ")).unwrap_or_default();
+        let enabled = match p["enabled"].as_bool() {
+            Some(true) => "yes",
+            Some(false) => "no",
+            None => "-",
+        };
         let _ = write!(
-            body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&p.name),
-            esc(&p.version),
-            p.enabled.map_or("-", |e| if e { "yes" } else { "no" }),
-            esc(&p.triggers.join(", ")),
-            p.errors,
-            p.panics
+            out,
+            "<tr data-plugin=\"{n}\"><td>{n}</td><td>{}</td><td data-field=\"enabled\">{enabled}</td><td>{triggers}</td><td>{}</td><td>{}</td></tr>",
+            text(&p["version"]),
+            text(&p["errors"]),
+            text(&p["panics"]),
+            n = text(&p["name"]),
         );
-        if !p.stats.is_empty() {
-            body.push_str("<tr class=\"sub\"><td colspan=\"6\"><table><thead><tr><th>trigger</th><th>calls</th><th>errors</th><th>panics</th><th>timeouts</th></tr></thead><tbody>");
-            for s in &p.stats {
+        if let Some(stats) = p["stats"].as_array().filter(|s| !s.is_empty()) {
+            out.push_str(
+                "<tr class=\"sub\"><td colspan=\"6\"><table><thead><tr><th>trigger</th><th>calls</th><th>errors</th><th>panics</th><th>timeouts</th><th>p50</th><th>p90</th><th>p99</th></tr></thead><tbody>",
+            );
+            for t in stats {
                 let _ = write!(
-                    body,
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    esc(s.trigger),
-                    s.calls,
-                    s.errors,
-                    s.panics,
-                    s.timeouts
+                    out,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    text(&t["trigger"]),
+                    text(&t["calls"]),
+                    text(&t["errors"]),
+                    text(&t["panics"]),
+                    text(&t["timeouts"]),
+                    secs(&t["p50"]),
+                    secs(&t["p90"]),
+                    secs(&t["p99"]),
                 );
             }
-            body.push_str("</tbody></table></td></tr>");
+            out.push_str("</tbody></table></td></tr>");
         }
     }
-    body.push_str("</tbody></table>");
+    out.push_str("</tbody></table>");
     if plugins.is_empty() {
+        out.push_str("<p class=\"empty\">No plugin.</p>");
+    }
+    out
+}
+
+async fn plugins(State(state): State<Shared>) -> Response {
+    let p = match api::read_plugins(&state).await {
+        Ok(p) => p,
+        Err(e) => return failed(&state, &e),
+    };
+    let base = esc(&state.options.base);
+    let local: Vec<Value> = p.local.iter().filter_map(|i| serde_json::to_value(i).ok()).collect();
+    let mut names: std::collections::BTreeSet<String> = p.switches.keys().cloned().collect();
+    for v in local.iter().chain(p.workers.iter().flat_map(|w| w.plugins.iter())) {
+        if let Some(n) = v["name"].as_str() {
+            names.insert(n.to_owned());
+        }
+    }
+    let mut body = String::from(
+        "<h2>Switches</h2><p class=\"meta\">Stored in the backend; every worker applies them at its next heartbeat (within 5 s).</p>\
+         <table id=\"switches\"><thead><tr><th>plugin</th><th>switch</th>",
+    );
+    if !state.options.read_only {
+        body.push_str("<th></th>");
+    }
+    body.push_str("</tr></thead><tbody>");
+    for name in &names {
+        let switch = match p.switches.get(name) {
+            Some(true) => "on",
+            Some(false) => "off",
+            None => "not set",
+        };
+        let _ =
+            write!(body, "<tr data-plugin=\"{n}\"><td>{n}</td><td data-field=\"switch\">{switch}</td>", n = esc(name));
+        if !state.options.read_only {
+            let (action, label) =
+                if p.switches.get(name) == Some(&false) { ("enable", "Switch on") } else { ("disable", "Switch off") };
+            let _ = write!(
+                body,
+                "<td><form method=\"post\" action=\"{base}/plugins/{path}/{action}\">{csrf}<button type=\"submit\" class=\"action\" data-action=\"{action}\">{label}</button></form></td>",
+                path = esc(&api::encode(name)),
+                csrf = csrf_field(&state)
+            );
+        }
+        body.push_str("</tr>");
+    }
+    body.push_str("</tbody></table>");
+    if names.is_empty() {
         body.push_str("<p class=\"empty\">No plugin.</p>");
     }
+    body.push_str("<h2>This process</h2>");
+    body.push_str(&plugin_table(&local));
+    for w in &p.workers {
+        let _ = write!(body, "<h2>Worker {} <span class=\"meta\">{}</span></h2>", esc(&w.worker), w.state);
+        body.push_str(&plugin_table(&w.plugins));
+    }
     page(&state, StatusCode::OK, "Plugins", "Plugins", &body)
+}
+
+async fn plugin_action(
+    State(state): State<Shared>,
+    Path((name, action)): Path<(String, String)>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    if let Err(r) = check_csrf(&state, &form) {
+        return r;
+    }
+    let on = match api::switch_of(&action) {
+        Ok(on) => on,
+        Err(Invalid(e)) => return message(StatusCode::BAD_REQUEST, "Bad request", &e),
+    };
+    match state.source.switch_plugin(name, on).await {
+        Ok(_) => see_other(&state, "/plugins"),
+        Err(e) => failed(&state, &e),
+    }
 }

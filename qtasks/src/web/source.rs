@@ -36,6 +36,8 @@ pub(crate) trait Source: Send + Sync + 'static {
     fn queues(&self) -> BoxFuture<'_, Result<Vec<QueueInfo>, Error>>;
     fn set_paused(&self, queue: String, paused: bool) -> BoxFuture<'_, Result<(), Error>>;
     fn workers(&self) -> BoxFuture<'_, Result<Vec<WorkerInfo>, Error>>;
+    fn switch_plugin(&self, name: String, on: bool) -> BoxFuture<'_, Result<usize, Error>>;
+    fn plugin_switches(&self) -> BoxFuture<'_, Result<std::collections::BTreeMap<String, bool>, Error>>;
 }
 
 impl<T: TaskSet, C: PluginChain, B: Backend> Source for QueueTasks<T, C, B> {
@@ -97,5 +99,13 @@ impl<T: TaskSet, C: PluginChain, B: Backend> Source for QueueTasks<T, C, B> {
 
     fn workers(&self) -> BoxFuture<'_, Result<Vec<WorkerInfo>, Error>> {
         Box::pin(QueueTasks::workers(self))
+    }
+
+    fn switch_plugin(&self, name: String, on: bool) -> BoxFuture<'_, Result<usize, Error>> {
+        Box::pin(async move { QueueTasks::switch_plugin(self, &name, on).await })
+    }
+
+    fn plugin_switches(&self) -> BoxFuture<'_, Result<std::collections::BTreeMap<String, bool>, Error>> {
+        Box::pin(QueueTasks::plugin_switches(self))
     }
 }
