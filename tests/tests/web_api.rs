@@ -545,7 +545,7 @@ async fn the_api_reference_matches_the_router() {
         let (method, path) = route.split_once(' ').unwrap();
         routes.push((method.to_owned(), path.to_owned()));
     }
-    assert_eq!(routes.len(), 15, "{routes:?}");
+    assert_eq!(routes.len(), 16, "{routes:?}");
     for (method, path) in &routes {
         if path == "/api/events" {
             continue; // never ends; see events_stream_snapshots
@@ -770,4 +770,37 @@ async fn plugins_are_switched_across_workers() {
     let bad = post_json(&router, "/api/plugins/Counter/toggle", json!({})).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     worker.shutdown().await;
+}
+
+/// The entries of a running scheduler, with their next run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_are_listed_with_their_next_run() {
+    let app = app("schedules");
+    let router = Dashboard::new().router(&app);
+    assert_eq!(get(&router, "/api/schedules").await.json(), json!([]));
+    let schedule = qtasks::Scheduler::new(&app)
+        .entry(
+            qtasks::ScheduleEntry::every(Duration::from_secs(3600), qtasks::call("add", (1, 2)))
+                .unwrap()
+                .name("hourly add"),
+        )
+        .entry(qtasks::ScheduleEntry::cron("0 3 * * *", qtasks::call("chore", ())).unwrap())
+        .start();
+    let deadline = tokio::time::Instant::now() + HANG;
+    let entries = loop {
+        let entries = get(&router, "/api/schedules").await.json();
+        let list = entries.as_array().unwrap();
+        if list.len() == 2 && list.iter().all(|e| e["next_run"].is_f64()) {
+            break entries;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the entries were never registered: {entries}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let hourly = entries.as_array().unwrap().iter().find(|e| e["description"] == "hourly add").unwrap();
+    assert_eq!(hourly["task_name"], "add");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    assert!(hourly["next_run"].as_f64().unwrap() > now, "the next run is ahead");
+    let page = get(&router, "/schedules").await;
+    assert!(page.text.contains("hourly add") && page.text.contains("0 3 * * *"), "{}", page.text);
+    schedule.shutdown().await;
 }

@@ -41,6 +41,7 @@ pub(super) fn routes() -> Router<Shared> {
         .route("/api/queues/{queue}/pause", post(pause))
         .route("/api/queues/{queue}/resume", post(resume))
         .route("/api/workers", get(workers))
+        .route("/api/schedules", get(schedules))
         .route("/api/plugins", get(plugins))
         .route("/api/plugins/{name}/{action}", post(switch_plugin))
         .route("/api/events", get(super::live::events))
@@ -382,6 +383,13 @@ pub(super) struct WorkerRow {
 async fn workers(State(state): State<Shared>) -> Response {
     match state.live.workers().await {
         Ok(w) => Json(w).into_response(),
+        Err(e) => fail(e),
+    }
+}
+
+async fn schedules(State(state): State<Shared>) -> Response {
+    match state.source.schedules().await {
+        Ok(s) => Json(s).into_response(),
         Err(e) => fail(e),
     }
 }

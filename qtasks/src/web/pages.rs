@@ -31,6 +31,7 @@ pub(super) fn routes() -> Router<Shared> {
         .route("/queues/{queue}/{action}", post(queue_action))
         .route("/workers", get(workers))
         .route("/plugins", get(plugins))
+        .route("/schedules", get(schedules))
         .route("/plugins/{name}/{action}", post(plugin_action))
 }
 
@@ -117,6 +118,7 @@ fn page(state: &Shared, status: StatusCode, title: &str, active: &str, body: &st
         ("/queues", "Queues"),
         ("/workers", "Workers"),
         ("/plugins", "Plugins"),
+        ("/schedules", "Schedules"),
     ] {
         let class = if label == active { " class=\"active\"" } else { "" };
         let _ = write!(nav, "<a href=\"{base}{href}\"{class}>{label}</a>");
@@ -786,6 +788,42 @@ async fn workers(State(state): State<Shared>) -> Response {
         body.push_str("<p class=\"empty\">No worker is alive.</p>");
     }
     page(&state, StatusCode::OK, "Workers", "Workers", &body)
+}
+
+async fn schedules(State(state): State<Shared>) -> Response {
+    let entries = match state.source.schedules().await {
+        Ok(e) => e,
+        Err(e) => return failed(&state, &e),
+    };
+    let text = |v: &Value| match v {
+        Value::String(s) => esc(s),
+        Value::Null => "-".to_owned(),
+        other => esc(&other.to_string()),
+    };
+    let mut body = String::from(
+        "<table id=\"schedules\"><thead><tr><th>entry</th><th>task</th><th>next run</th><th>fired</th><th>failed</th><th>missed ticks</th><th>claimed elsewhere</th><th>last error</th><th>scheduler</th></tr></thead><tbody>",
+    );
+    for e in &entries {
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} {}</td></tr>",
+            text(&e["description"]),
+            text(&e["task_name"]),
+            e["next_run"].as_f64().map_or_else(|| "-".to_owned(), time),
+            text(&e["fired"]),
+            text(&e["failed"]),
+            text(&e["skipped"]),
+            text(&e["claimed_elsewhere"]),
+            text(&e["last_error"]),
+            text(&e["host"]),
+            text(&e["pid"]),
+        );
+    }
+    body.push_str("</tbody></table>");
+    if entries.is_empty() {
+        body.push_str("<p class=\"empty\">No scheduler is running.</p>");
+    }
+    page(&state, StatusCode::OK, "Schedules", "Schedules", &body)
 }
 
 /// A table of plugins, from their `PluginInfo` JSON.

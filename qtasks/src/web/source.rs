@@ -38,6 +38,7 @@ pub(crate) trait Source: Send + Sync + 'static {
     fn workers(&self) -> BoxFuture<'_, Result<Vec<WorkerInfo>, Error>>;
     fn switch_plugin(&self, name: String, on: bool) -> BoxFuture<'_, Result<usize, Error>>;
     fn plugin_switches(&self) -> BoxFuture<'_, Result<std::collections::BTreeMap<String, bool>, Error>>;
+    fn schedules(&self) -> BoxFuture<'_, Result<Vec<Value>, Error>>;
 }
 
 impl<T: TaskSet, C: PluginChain, B: Backend> Source for QueueTasks<T, C, B> {
@@ -107,5 +108,14 @@ impl<T: TaskSet, C: PluginChain, B: Backend> Source for QueueTasks<T, C, B> {
 
     fn plugin_switches(&self) -> BoxFuture<'_, Result<std::collections::BTreeMap<String, bool>, Error>> {
         Box::pin(QueueTasks::plugin_switches(self))
+    }
+
+    fn schedules(&self) -> BoxFuture<'_, Result<Vec<Value>, Error>> {
+        Box::pin(async move {
+            let all = self.backend().config_get_all(crate::runtime::schedule::SCHEDULES).await?;
+            let mut entries: Vec<Value> = all.into_iter().map(|(_, v)| v).collect();
+            entries.sort_by(|a, b| a["description"].as_str().cmp(&b["description"].as_str()));
+            Ok(entries)
+        })
     }
 }
