@@ -391,6 +391,12 @@ where
         #[cfg(feature = "web")]
         Command::Dashboard { bind, read_only, worker } => {
             let token = vars.iter().find(|(k, _)| k == "QTASKS_DASHBOARD_TOKEN").map(|(_, v)| v.clone());
+            if !bind.ip().is_loopback() && token.as_deref().is_none_or(str::is_empty) {
+                eprintln!(
+                    "warning: the dashboard listens on {bind}, beyond this host, without a token: \
+                     anyone who reaches it can act on the queue (set QTASKS_DASHBOARD_TOKEN, or --read-only)"
+                );
+            }
             let dashboard = crate::web::Dashboard::new().read_only(read_only).token(token.unwrap_or_default());
             let listener = tokio::net::TcpListener::bind(bind).await.map_err(|e| format!("--bind {bind}: {e}"))?;
             let worker = match worker {
