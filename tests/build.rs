@@ -18,6 +18,8 @@
 //!   is not there, nor is `QTASKS_PYTHON` set. The tests that drive those
 //!   clients (`python_qtasks.rs`, `python_celery.rs`) carry
 //!   `#[cfg_attr(python_env_missing, ignore = "…")]`.
+//! - `cfg(chromium_missing)`: `chromium` or `chromedriver` cannot be run;
+//!   the dashboard's browser tests (`web_browser.rs`) drive them.
 //!
 //! Under CI (`CI` set) none is ever set: the tests run and fail, as a
 //! missing server there is a broken CI. Each skip prints a
@@ -41,6 +43,7 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(postgres_unreachable)");
     println!("cargo::rustc-check-cfg=cfg(python_env_missing)");
     println!("cargo::rerun-if-env-changed=QTASKS_PYTHON");
+    println!("cargo::rustc-check-cfg=cfg(chromium_missing)");
     println!("cargo::rerun-if-env-changed=QTASKS_REDIS_URL");
     println!("cargo::rerun-if-env-changed=QTASKS_POSTGRES_URL");
     println!("cargo::rerun-if-env-changed=CI");
@@ -119,6 +122,25 @@ fn main() {
                 missing.join(" and ")
             );
         }
+    }
+    check_chromium(ci);
+}
+
+/// Whether `chromium` and `chromedriver` can be run (see `cfg(chromium_missing)`).
+fn check_chromium(ci: bool) {
+    let missing: Vec<&str> = ["chromium", "chromedriver"].into_iter().filter(|tool| !runs(tool)).collect();
+    if missing.is_empty() {
+        return;
+    }
+    if ci {
+        println!("cargo::warning={} not installed; CI is set, so web_browser runs and fails", missing.join(" and "));
+    } else {
+        println!("cargo::rustc-cfg=chromium_missing");
+        println!(
+            "cargo::warning={} not installed: the dashboard's browser tests (web_browser::*) are IGNORED \
+             (apt-get install chromium chromium-driver); with CI set they fail instead",
+            missing.join(" and ")
+        );
     }
 }
 

@@ -31,7 +31,15 @@
 //! demo ping                                     # exit 0 if a worker is alive
 //! demo migrate                                  # Postgres: apply the schema's missing migrations
 //! demo migrate --check                          # … or only say whether any are missing (exit 1)
+//! demo dashboard --bind 127.0.0.1:8080          # the web dashboard (feature `web`)
+//! demo dashboard --worker                       # … with a worker in the same process
 //! ```
+//!
+//! `dashboard` (feature `web`, see [`crate::web`]) serves the dashboard of
+//! the app on its backend, on 127.0.0.1:8080 unless `--bind` says
+//! otherwise, until Ctrl-C. With `QTASKS_DASHBOARD_TOKEN` set (an
+//! environment variable, never a flag, so `ps` does not show it) every page
+//! and route needs that token; `--read-only` switches every action off.
 //!
 //! # Settings
 //!
@@ -142,6 +150,21 @@ pub enum Command {
         /// migrations are missing.
         #[arg(long)]
         check: bool,
+    },
+    /// Serve the web dashboard and its JSON API until Ctrl-C or SIGTERM
+    /// (token: QTASKS_DASHBOARD_TOKEN).
+    #[cfg(feature = "web")]
+    Dashboard {
+        /// The address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        bind: std::net::SocketAddr,
+        /// Hide and refuse every action (cancel, retry, enqueue, pause).
+        #[arg(long)]
+        read_only: bool,
+        /// Also run a worker in this process (for `memory://`, whose tasks
+        /// live in this process only).
+        #[arg(long)]
+        worker: bool,
     },
 }
 
@@ -383,6 +406,29 @@ where
             return Ok(if alive { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
         Command::Migrate { .. } => unreachable!("handled before connecting"),
+        #[cfg(feature = "web")]
+        Command::Dashboard { bind, read_only, worker } => {
+            let token = vars.iter().find(|(k, _)| k == "QTASKS_DASHBOARD_TOKEN").map(|(_, v)| v.clone());
+            if !bind.ip().is_loopback() && token.as_deref().is_none_or(str::is_empty) {
+                eprintln!(
+                    "warning: the dashboard listens on {bind}, beyond this host, without a token: \
+                     anyone who reaches it can act on the queue (set QTASKS_DASHBOARD_TOKEN, or --read-only)"
+                );
+            }
+            let dashboard = crate::web::Dashboard::new().read_only(read_only).token(token.unwrap_or_default());
+            let listener = tokio::net::TcpListener::bind(bind).await.map_err(|e| format!("--bind {bind}: {e}"))?;
+            let worker = match worker {
+                true => Some(app.worker().max_tasks_process(config.max_tasks_process).start().await?),
+                false => None,
+            };
+            // The address actually bound (port 0 picks one), for scripts to read.
+            println!("dashboard of app {} on http://{}/", app.name(), listener.local_addr()?);
+            let mut signals = Signals::new();
+            crate::web::serve(&app, dashboard, listener, async move { signals.next().await }).await?;
+            if let Some(worker) = worker {
+                worker.shutdown().await;
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

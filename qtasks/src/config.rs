@@ -348,6 +348,8 @@ impl Config {
             }
             match SETTINGS.iter().position(|s| s.variable == key) {
                 Some(i) => values[i] = Some(value.as_ref().to_owned()),
+                // Read by the CLI's `dashboard` itself, not a config setting.
+                None if key == "QTASKS_DASHBOARD_TOKEN" => {}
                 None if !unknown.iter().any(|u| u == key) => unknown.push(key.to_owned()),
                 None => {}
             }

@@ -66,6 +66,8 @@ pub mod runtime;
 pub mod task;
 pub mod testing;
 pub mod trace;
+#[cfg(feature = "web")]
+pub mod web;
 
 pub use app::events::{Event, EventKind};
 pub use app::{Builder, Error, QueueTasks, WaitError};

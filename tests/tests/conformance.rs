@@ -142,6 +142,7 @@ conformance! {
     rate_limits(LEASE) => memory_rate_limits, redis_rate_limits, postgres_rate_limits;
     unique(LEASE) => memory_unique, redis_unique, postgres_unique;
     enqueue_many(LEASE) => memory_enqueue_many, redis_enqueue_many, postgres_enqueue_many;
+    listing(LEASE) => memory_listing, redis_listing, postgres_listing;
 }
 
 /// The whole suite through its public entry point, as a backend crate runs it.

@@ -163,6 +163,10 @@ impl Backend for AnyBackend {
         each!(self, b => b.get_all().await)
     }
 
+    async fn list_tasks(&self, query: &super::TaskQuery) -> Result<super::TaskPage, BackendError> {
+        each!(self, b => b.list_tasks(query).await)
+    }
+
     async fn wait(&self, uuid: Uuid, timeout: Duration) -> Result<Option<TaskRecord>, BackendError> {
         each!(self, b => b.wait(uuid, timeout).await)
     }

@@ -16,6 +16,7 @@
 
 mod any;
 mod cancel_registry;
+mod listing;
 mod memory;
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -32,6 +33,7 @@ pub use self::python::{CeleryBackend, QtasksPyBackend};
 pub use self::redis::RedisBackend;
 pub use any::AnyBackend;
 pub(crate) use cancel_registry::CancelRegistry;
+pub use listing::{BadCursor, MAX_PAGE, TaskCursor, TaskPage, TaskQuery};
 pub use memory::MemoryBackend;
 
 use crate::BoxError;
@@ -386,6 +388,22 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Reads every record.
     fn get_all(&self) -> impl Future<Output = Result<Vec<TaskRecord>, BackendError>> + Send;
+
+    /// One page of the app's records matching `query`, newest first
+    /// (`created_at`, then uuid, descending), starting after
+    /// [`query.after`](TaskQuery::after), at most
+    /// [`page_size`](TaskQuery::page_size) records; the page's
+    /// [`next`](TaskPage::next) is set when more records match. What the
+    /// dashboard's task table reads.
+    ///
+    /// The default reads every record ([`get_all`](Backend::get_all)) and
+    /// cuts the page in memory ([`TaskQuery::page_of`]): right, but a full
+    /// read per page. Backends with an index override it (Postgres reads
+    /// one keyset page of its `tasks` table along an index; Redis walks
+    /// its per-status sorted sets of tasks by enqueue time).
+    fn list_tasks(&self, query: &TaskQuery) -> impl Future<Output = Result<TaskPage, BackendError>> + Send {
+        async move { Ok(query.page_of(self.get_all().await?)) }
+    }
 
     /// Waits until the task reaches a final status, or `retry` (its run
     /// ended and a new attempt replaced it), and returns its record;

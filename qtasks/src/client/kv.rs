@@ -17,6 +17,9 @@ pub(crate) const WORKERS: &str = "workers";
 pub(crate) const WORKER_TTL: Duration = Duration::from_secs(20);
 /// How often a worker renews its entry.
 pub(crate) const HEARTBEAT: Duration = Duration::from_secs(5);
+/// The settings group of the plugin switches every worker applies
+/// ([`QueueTasks::switch_plugin`]): plugin name → `true`/`false`.
+pub const PLUGIN_SWITCHES: &str = "plugins";
 
 /// A live worker, as it registers itself.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -35,6 +38,19 @@ pub struct WorkerInfo {
     pub backend: String,
     /// When it started (seconds since the Unix epoch).
     pub started_at: f64,
+    /// The queues it takes from, in its order (empty in entries written
+    /// by an older qtasks).
+    #[serde(default)]
+    pub queues: Vec<String>,
+    /// When it last renewed its entry (seconds since the Unix epoch);
+    /// `None` in entries written by an older qtasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_at: Option<f64>,
+    /// Its plugins at its last heartbeat: each one's
+    /// [`PluginInfo`](crate::PluginInfo) as JSON (name, version, triggers,
+    /// errors, panics, enabled, per-trigger stats).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plugins: Vec<Value>,
 }
 
 impl WorkerInfo {
@@ -55,6 +71,9 @@ impl WorkerInfo {
             concurrency,
             backend: backend.to_owned(),
             started_at: crate::model::now(),
+            queues: Vec::new(),
+            heartbeat_at: None,
+            plugins: Vec::new(),
         }
     }
 }
@@ -111,6 +130,35 @@ impl<T: TaskSet, C: PluginChain, B: Backend> QueueTasks<T, C, B> {
             .collect();
         workers.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(workers)
+    }
+
+    /// Switches the plugins called `name` on or off in every process of
+    /// the app: stored in the backend's shared settings (group
+    /// [`PLUGIN_SWITCHES`], fires `global_config_set`), applied here at
+    /// once and by each worker at its next heartbeat (within 5 seconds),
+    /// also by workers started later. Returns how many plugins of this
+    /// process were switched (only [`Managed`](crate::plugin::Managed)
+    /// plugins can be).
+    pub async fn switch_plugin(&self, name: &str, on: bool) -> Result<usize, Error> {
+        self.global_set(PLUGIN_SWITCHES, name, Value::Bool(on)).await?;
+        Ok(self.set_plugin_enabled(name, on))
+    }
+
+    /// The plugin switches set with [`switch_plugin`](Self::switch_plugin):
+    /// plugin name → on.
+    pub async fn plugin_switches(&self) -> Result<std::collections::BTreeMap<String, bool>, Error> {
+        let all = self.inner.backend.config_get_all(PLUGIN_SWITCHES).await?;
+        Ok(all.into_iter().filter_map(|(k, v)| Some((k, v.as_bool()?))).collect())
+    }
+
+    /// Applies the shared plugin switches to this process's plugins (what
+    /// a worker does at each heartbeat). Read without firing the
+    /// `global_config_*` triggers, so a heartbeat fires what it always did.
+    pub(crate) async fn apply_plugin_switches(&self) -> Result<(), Error> {
+        for (name, on) in self.plugin_switches().await? {
+            self.set_plugin_enabled(&name, on);
+        }
+        Ok(())
     }
 
     /// `true` if a worker of this app is alive (fires `qtasks_ping`).

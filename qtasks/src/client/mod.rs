@@ -28,7 +28,7 @@ mod postgres;
 
 pub use canvas::{Signature, call};
 pub use handles::{Enqueue, EnqueueFuture, TaskHandle};
-pub use kv::WorkerInfo;
+pub use kv::{PLUGIN_SWITCHES, WorkerInfo};
 
 use crate::app::AllTasks;
 use crate::app::events::{Event, EventKind};
@@ -101,6 +101,13 @@ pub(crate) trait ClientApi: Send + Sync + 'static {
     fn wait(self: Arc<Self>, uuid: Uuid, timeout: Duration) -> BoxFuture<'static, Result<TaskRecord, WaitError>>;
     fn cancel(self: Arc<Self>, uuid: Uuid, reason: String) -> BoxFuture<'static, Result<CancelOutcome, Error>>;
     fn claim(self: Arc<Self>, key: String, ttl: Duration) -> BoxFuture<'static, Result<bool, Error>>;
+    fn set_shared(
+        self: Arc<Self>,
+        name: &'static str,
+        key: String,
+        value: Value,
+        ttl: Duration,
+    ) -> BoxFuture<'static, Result<(), Error>>;
 }
 
 impl<T: TaskSet, C: PluginChain, B: Backend> ClientApi for AppInner<T, C, B> {
@@ -130,6 +137,30 @@ impl<T: TaskSet, C: PluginChain, B: Backend> ClientApi for AppInner<T, C, B> {
 
     fn claim(self: Arc<Self>, key: String, ttl: Duration) -> BoxFuture<'static, Result<bool, Error>> {
         Box::pin(async move { Ok(self.backend.claim(&key, ttl).await?) })
+    }
+
+    fn set_shared(
+        self: Arc<Self>,
+        name: &'static str,
+        key: String,
+        value: Value,
+        ttl: Duration,
+    ) -> BoxFuture<'static, Result<(), Error>> {
+        Box::pin(async move { Ok(self.backend.config_set(name, &key, &value, Some(ttl)).await?) })
+    }
+}
+
+impl Client {
+    /// Writes a shared setting with a ttl straight to the backend, without
+    /// firing triggers (registries: schedules).
+    pub(crate) async fn set_shared(
+        &self,
+        name: &'static str,
+        key: String,
+        value: Value,
+        ttl: Duration,
+    ) -> Result<(), Error> {
+        Arc::clone(&self.inner).set_shared(name, key, value, ttl).await
     }
 }
 

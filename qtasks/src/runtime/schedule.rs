@@ -134,6 +134,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use uuid::Uuid;
 
 /// Largest number of missed cron occurrences counted after falling behind.
 const MAX_COUNTED_SKIPS: u64 = 10_000;
@@ -204,6 +205,8 @@ pub struct EntryStats {
     pub claimed_elsewhere: u64,
     /// The error of the last failed enqueue, if any enqueue failed.
     pub last_error: Option<String>,
+    /// When the entry fires next, once its timer is set.
+    pub next_run: Option<SystemTime>,
 }
 
 /// When an entry fires.
@@ -503,9 +506,13 @@ impl Scheduler {
                 skipped: 0,
                 claimed_elsewhere: 0,
                 last_error: None,
+                next_run: None,
             }));
             stats.push(Arc::clone(&entry_stats));
             tasks.push(tokio::spawn(run_entry(self.client.clone(), entry, entry_stats, stop_rx.clone())));
+        }
+        if !stats.is_empty() {
+            tasks.push(tokio::spawn(register(self.client.clone(), stats.clone(), stop_rx)));
         }
         ScheduleHandle { stop, tasks, stats }
     }
@@ -638,6 +645,7 @@ async fn run_entry(app: Client, entry: ScheduleEntry, stats: Arc<Mutex<EntryStat
             let claim_ttl = period.saturating_mul(4).clamp(Duration::from_secs(1), Duration::from_secs(86_400));
             let mut next = Instant::now() + period;
             loop {
+                lock(&stats).next_run = Some(SystemTime::now() + next.saturating_duration_since(Instant::now()));
                 tokio::select! {
                     biased;
                     _ = stop.wait_for(|s| *s) => return,
@@ -664,6 +672,7 @@ async fn run_entry(app: Client, entry: ScheduleEntry, stats: Arc<Mutex<EntryStat
                         return;
                     }
                 };
+                lock(&stats).next_run = Some(SystemTime::from(next));
                 // A timer on the monotonic clock, set from the wall clock now.
                 let wait = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
                 tokio::select! {
@@ -683,6 +692,39 @@ async fn run_entry(app: Client, entry: ScheduleEntry, stats: Arc<Mutex<EntryStat
                 // the wall clock lags the timer.
                 after = now.max(next);
             }
+        }
+    }
+}
+
+/// The settings group schedulers register their entries in, for the
+/// dashboard: `{scheduler id}-{entry index}` → the entry's [`EntryStats`]
+/// as JSON, with the scheduler's host and pid; renewed every 5 s, gone 20 s
+/// after the scheduler stopped.
+pub const SCHEDULES: &str = "schedules";
+
+/// Registers the entries of a running schedule (see [`SCHEDULES`]) until
+/// `stop`. Written straight to the backend, without firing the
+/// `global_config_*` triggers, as often as a worker's heartbeat.
+async fn register(app: Client, stats: Vec<Arc<Mutex<EntryStats>>>, mut stop: watch::Receiver<bool>) {
+    let id = Uuid::new_v4().simple().to_string();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
+    loop {
+        for (i, s) in stats.iter().enumerate() {
+            let s = lock(s).clone();
+            let value = serde_json::json!({
+                "scheduler": id, "host": host, "pid": std::process::id(),
+                "description": s.description, "task_name": s.task_name, "next_run": s.next_run.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_secs_f64()),
+                "fired": s.fired, "failed": s.failed, "skipped": s.skipped,
+                "claimed_elsewhere": s.claimed_elsewhere, "last_error": s.last_error,
+            });
+            let key = format!("{}-{i}", &id[..12]);
+            if let Err(error) = app.set_shared(SCHEDULES, key, value, crate::client::kv::WORKER_TTL).await {
+                tracing::warn!(%error, "could not register a schedule entry; retrying");
+            }
+        }
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            () = tokio::time::sleep(crate::client::kv::HEARTBEAT) => {}
         }
     }
 }

@@ -125,7 +125,8 @@ impl<T: TaskSet, C: PluginChain, B: Backend> WorkerBuilder<T, C, B> {
         fire!(&app.chain, BrokerStart { app: name });
         fire!(&app.chain, StorageStart { app: name });
         fire!(&app.chain, GlobalConfigStart { app: name });
-        let info = WorkerInfo::new(name, app.backend.kind(), self.max_tasks_process);
+        let mut info = WorkerInfo::new(name, app.backend.kind(), self.max_tasks_process);
+        info.queues = order.names().into_iter().map(str::to_owned).collect();
         let (stop_tx, stop_rx) = watch::channel(false);
         // The first registration rides over a connection dropped at that
         // moment (the heartbeat retries later ones).
@@ -397,7 +398,12 @@ async fn release<T, C, B: Backend>(app: &AppInner<T, C, B>, uuid: Uuid, forced: 
 
 impl<T: TaskSet, C: PluginChain, B: Backend> QueueTasks<T, C, B> {
     async fn register(&self, info: &WorkerInfo) -> Result<(), Error> {
-        let value = serde_json::to_value(info).expect("a worker entry is plain data");
+        if let Err(error) = self.apply_plugin_switches().await {
+            tracing::warn!(app = %self.name(), %error, "could not read the plugin switches; retrying at the next heartbeat");
+        }
+        let plugins = self.plugins().iter().filter_map(|p| serde_json::to_value(p).ok()).collect();
+        let info = WorkerInfo { heartbeat_at: Some(crate::model::now()), plugins, ..info.clone() };
+        let value = serde_json::to_value(&info).expect("a worker entry is plain data");
         self.global_set_ttl(WORKERS, &info.id, value, Some(WORKER_TTL)).await
     }
 }

@@ -91,7 +91,7 @@ fn delay_ms(delay: Option<Duration>) -> i64 {
 
 impl PostgresBackend {
     /// Runs `op` again while it fails on a lost connection, for a few seconds.
-    async fn retrying<T, Fut>(&self, op: impl FnMut() -> Fut) -> Result<T, BackendError>
+    pub(super) async fn retrying<T, Fut>(&self, op: impl FnMut() -> Fut) -> Result<T, BackendError>
     where
         Fut: Future<Output = Result<T, BackendError>>,
     {
@@ -514,6 +514,10 @@ impl Backend for PostgresBackend {
             })
             .await?;
         rows.iter().map(|row| codec::record(row).map(|(task, _)| task).map_err(db_error("decoding a task"))).collect()
+    }
+
+    async fn list_tasks(&self, query: &crate::backend::TaskQuery) -> Result<crate::backend::TaskPage, BackendError> {
+        self.list_page(query).await
     }
 
     async fn wait(&self, uuid: Uuid, timeout: Duration) -> Result<Option<TaskRecord>, BackendError> {

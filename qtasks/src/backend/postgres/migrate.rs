@@ -16,6 +16,7 @@ use sqlx::{AssertSqlSafe, Connection, Executor, SqlSafeStr};
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "tasks", include_str!("migrations/0001_tasks.sql")),
     (2, "batches", include_str!("migrations/0002_batches.sql")),
+    (3, "listing", include_str!("migrations/0003_listing.sql")),
 ];
 
 /// The schema version this build of qtasks creates and expects.

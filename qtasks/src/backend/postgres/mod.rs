@@ -17,6 +17,7 @@ mod backend;
 mod codec;
 mod finish;
 mod listen;
+mod listing;
 mod migrate;
 mod sql;
 

@@ -201,6 +201,10 @@ impl Backend for RedisBackend {
         Ok(all)
     }
 
+    async fn list_tasks(&self, query: &crate::backend::TaskQuery) -> Result<crate::backend::TaskPage, BackendError> {
+        self.list_page(query).await
+    }
+
     async fn wait(&self, uuid: Uuid, timeout: Duration) -> Result<Option<TaskRecord>, BackendError> {
         let now = Instant::now();
         // A huge timeout means "no timeout": about 30 years.
@@ -457,6 +461,7 @@ impl Backend for RedisBackend {
             .arg(&keys.paused)
             .arg(&keys.queues)
             .arg(&keys.queue_keys(DEFAULT_QUEUE).running)
+            .arg(keys.index_keys())
             .query_async(&mut conn)
             .await
             .map_err(redis_error("flushing"))?;
@@ -645,7 +650,8 @@ impl RedisBackend {
                 .arg(*delay_ms)
                 .arg(&task.queue)
                 .arg(unique)
-                .arg(window);
+                .arg(window)
+                .arg(format!("{:?}", task.created_at));
         }
         let replies: Vec<redis::Value> =
             call.invoke_async(&mut self.conn()).await.map_err(redis_error("enqueueing a task"))?;

@@ -35,6 +35,8 @@ pub(super) struct Keys {
     pub(super) paused: String,
     /// Set: the names of the queues other than the default one that got a task.
     pub(super) queues: String,
+    /// Sorted set: every task, scored by `created_at` (the listing's index).
+    pub(super) index: String,
 }
 
 /// The families of keys named `{family}:{len}:…` (a length, then a name):
@@ -77,6 +79,7 @@ impl Keys {
             claim_prefix: key("claim:"),
             paused: key("paused"),
             queues: key("queues"),
+            index: key("index"),
             prefix,
         }
     }
@@ -103,6 +106,18 @@ impl Keys {
         QueueKeys { wake: key("wake"), running: key("running") }
     }
 
+    /// Sorted set: the tasks with `status`, scored by `created_at`.
+    pub(super) fn status_index(&self, status: TaskStatus) -> String {
+        format!("{}:{status}", self.index)
+    }
+
+    /// The listing's indexes: `index` and one per status.
+    pub(super) fn index_keys(&self) -> Vec<String> {
+        let mut out = vec![self.index.clone()];
+        out.extend(STATUSES.iter().map(|s| self.status_index(*s)));
+        out
+    }
+
     /// The key holding the id of the task that holds unique key `key`.
     pub(super) fn unique(&self, key: &str) -> String {
         format!("{}unique:{}:{key}", self.prefix, key.len())
@@ -115,6 +130,16 @@ impl Keys {
         format!("{}{}:{key}", self.claim_prefix, key.len())
     }
 }
+
+/// Every status, in the order of [`TaskStatus`].
+pub(super) const STATUSES: [TaskStatus; 6] = [
+    TaskStatus::New,
+    TaskStatus::Process,
+    TaskStatus::Success,
+    TaskStatus::Error,
+    TaskStatus::Cancel,
+    TaskStatus::Retry,
+];
 
 /// The field of `P stats` counting the runs of `name` that ended `status`.
 pub(super) const STATS_SEPARATOR: char = '\x1f';

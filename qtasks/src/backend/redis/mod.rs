@@ -29,6 +29,7 @@ mod backend;
 mod codec;
 mod fetch;
 mod keys;
+mod listing;
 mod pubsub;
 mod scripts;
 
@@ -97,6 +98,8 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// | `P slots:{len}:{scope}` | set | uuids of the running tasks holding a concurrency slot of `scope`: `t:{task}`, `q:{queue}` or `k:{task}\x1f{key}` |
 /// | `P bucket:{len}:{scope}` | hash | a rate's token bucket: `tokens` and `at` (ms, server clock); expires when idle for its period |
 /// | `P unique:{len}:{key}` | string | the uuid of the task holding unique key `key`; expires after its window once the task ended |
+/// | `P index` | sorted set | every task, scored by its `created_at` (seconds): the task listing (`Backend::list_tasks`), newest first |
+/// | `P index:{status}` | sorted set | the tasks with that status, scored the same; each script that changes a status moves the task, and a finish drops the oldest entries whose record expired |
 /// | `P seq` | string | counter giving each enqueued task its place in line |
 /// | `P inflight` | sorted set | uuids of taken tasks, scored by lease deadline (ms since the epoch, server clock) |
 /// | `P held` | hash | uuid → queue entry of each taken task, to requeue it at its old place |

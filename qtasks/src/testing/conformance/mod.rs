@@ -312,7 +312,9 @@ fn expect_final(task: &TaskRecord, status: TaskStatus) -> Outcome {
     Ok(())
 }
 
+mod listing;
 mod queues;
+use listing::*;
 use queues::*;
 
 // ---------------------------------------------------------------------------
@@ -1245,4 +1247,8 @@ checks! {
     /// their arguments; an id or unique key that exists, or repeats within
     /// the batch, gives the existing id; a delayed task waits its delay.
     enqueue_many(LEASE) => check_enqueue_many;
+    /// `list_tasks`: keyset pages newest first (ties by uuid), each task
+    /// once, the cursor at the page's last task; filters by name, queue,
+    /// status and enqueue time; an app lists only its own tasks.
+    listing(LEASE) => check_listing;
 }

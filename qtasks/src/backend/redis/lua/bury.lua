@@ -31,6 +31,7 @@ for i = 6, #ARGV, 6 do
     if rec[3] then redis.call('SREM', ARGV[3] .. rec[3], id) end
     let_go(P, key, id)
     redis.call('HSET', key, 'status', 'error', 'data', record)
+    reindex(P, id, rec[1], 'error')
     if tonumber(ARGV[4]) > 0 then
       redis.call('PEXPIRE', key, ARGV[4])
     else

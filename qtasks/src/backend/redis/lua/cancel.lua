@@ -17,6 +17,8 @@ if not rec[1] or not rec[2] then return 'missing' end
 if rec[1] == 'new' then
   if rec[2] ~= ARGV[2] then return 'changed' end
   redis.call('HSET', KEYS[1], 'status', 'cancel', 'data', ARGV[1])
+  reindex(ARGV[9], ARGV[7], 'new', 'cancel')
+  trim_index(ARGV[9], 'cancel')
   if rec[3] then
     local queue, delayed = queue_keys(ARGV[9], rec[4])
     redis.call('ZREM', queue, rec[3])

@@ -49,6 +49,32 @@ local function queue_keys(P, q)
   return P .. 'queue:' .. tail, P .. 'delayed:' .. tail, P .. 'wake:' .. tail, P .. 'running:' .. tail
 end
 
+-- The task listing's indexes (`Backend::list_tasks`): `P index` holds
+-- every task, `P index:{status}` the tasks with that status, each scored by
+-- the task's `created_at` (written by ENQUEUE). Moves task `id` from the
+-- index of status `from` to that of `to`; a task enqueued before the
+-- indexes existed (not in `P index`) stays out of them.
+local function reindex(P, id, from, to)
+  if from == to then return end
+  local at = redis.call('ZSCORE', P .. 'index', id)
+  if not at then return end
+  if from then redis.call('ZREM', P .. 'index:' .. from, id) end
+  redis.call('ZADD', P .. 'index:' .. to, at, id)
+end
+
+-- Trims the listing's indexes as the retention removes records: drops
+-- from `P index:{status}` and `P index` the oldest tasks whose record is
+-- gone, stopping at the first that still exists (at most 8 per call, so a
+-- finish pays for a few at most).
+local function trim_index(P, status)
+  local key = P .. 'index:' .. status
+  for _, id in ipairs(redis.call('ZRANGE', key, 0, 7)) do
+    if redis.call('EXISTS', P .. 'task:' .. id) == 1 then return end
+    redis.call('ZREM', key, id)
+    redis.call('ZREM', P .. 'index', id)
+  end
+end
+
 -- Leaves one wake-up token for the fetchers blocked on `wake`.
 local function wake_up(wake)
   redis.call('RPUSH', wake, '1')

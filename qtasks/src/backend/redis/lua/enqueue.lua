@@ -11,9 +11,10 @@
 -- flushed) is free.
 --
 -- KEYS: 1 seq, 2 the app's set of queue names.
--- ARGV: 1 app prefix `P`, then per task 8 values: uuid, data (the record
+-- ARGV: 1 app prefix `P`, then per task 9 values: uuid, data (the record
 --       as JSON), status, priority hex, delay (ms, 0 = none), queue,
---       unique key (`P unique:…`, empty = none), unique window (ms).
+--       unique key (`P unique:…`, empty = none), unique window (ms),
+--       created_at (the listing's index score, `P index`).
 -- Returns per task: its place in line (the new value of `seq`) if it was
 -- written, 0 if a record with its id exists, or the uuid of the task that
 -- holds its unique key.
@@ -53,9 +54,10 @@ local function add(key, score, entry)
   args[#args + 1] = entry
 end
 
-for i = 2, #ARGV, 8 do
+for i = 2, #ARGV, 9 do
   local id, data, status, priority = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local delay, q, ukey, uwin = tonumber(ARGV[i + 4]), ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
+  local created = ARGV[i + 8]
   local key = task_prefix .. id
   local holder = ukey ~= '' and holder_of(ukey)
   if holder then
@@ -78,6 +80,8 @@ for i = 2, #ARGV, 8 do
     else
       redis.call('HSET', key, 'status', status, 'data', data, 'entry', entry, 'queue', q)
     end
+    redis.call('ZADD', P .. 'index', created, id)
+    redis.call('ZADD', P .. 'index:' .. status, created, id)
     if ukey ~= '' then
       redis.call('HSET', key, 'ukey', ukey, 'uwin', uwin)
       redis.call('SET', ukey, id)

@@ -91,6 +91,7 @@ local held_now = {}
 local function hold(id, entry, key, previous, q)
   local run = (tonumber(previous) or 0) + 1
   redis.call('HSET', key, 'status', 'process', 'started', now_us, 'holder', me, 'run', run)
+  reindex(P, id, 'new', 'process')
   inflight_args[#inflight_args + 1] = deadline
   inflight_args[#inflight_args + 1] = id
   if entry then

@@ -54,6 +54,8 @@ if stale and redis.call('ZSCORE', INFLIGHT, id) then
 end
 -- `entry` stays: only a `new` record's is ever read (by CANCEL).
 redis.call('HSET', KEYS[1], 'status', ARGV[2], 'data', ARGV[1])
+reindex(P, id, rec[1], ARGV[2])
+trim_index(P, ARGV[2])
 if tonumber(ARGV[3]) > 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
 else

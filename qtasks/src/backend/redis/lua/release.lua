@@ -33,6 +33,7 @@ for i = 4, #ARGV, 3 do
     let_go(P, key, id)
     redis.call('HDEL', key, 'holder', 'started')
     redis.call('HSET', key, 'status', 'new')
+    reindex(P, id, 'process', 'new')
     if data ~= '' then redis.call('HSET', key, 'data', data) end
     if ARGV[3] == 'undo' and redis.call('HINCRBY', key, 'run', -1) > 0 then
       local ok, task = pcall(cjson.decode, redis.call('HGET', key, 'data') or '')

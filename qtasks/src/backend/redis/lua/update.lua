@@ -10,6 +10,8 @@ local rec = fields(KEYS[1], 'status', 'run')
 if not rec or done(rec[1]) then return 0 end
 if ARGV[5] ~= '' and rec[2] and rec[2] ~= ARGV[5] then return 0 end
 redis.call('HSET', KEYS[1], 'status', ARGV[2], 'data', ARGV[1])
+-- The record key is `P task:{uuid}`.
+reindex(string.sub(KEYS[1], 1, -42), ARGV[3], rec[1], ARGV[2])
 local now = clock()
 redis.call('ZADD', KEYS[2], 'XX', now + tonumber(ARGV[4]), ARGV[3])
 return 1
