@@ -5,7 +5,7 @@ Usage: celery_client.py URL DEFAULT_QUEUE CALLS_JSON
 The app sends to DEFAULT_QUEUE by default (`task_default_queue`), so each
 test has queues of its own. CALLS_JSON is a list of calls:
 {"task", "args", "kwargs", "queue", "countdown", "expires", "priority",
-"serializer", "timeout"}; each is sent with `apply_async` (`delay` when
+"serializer", "time_limit", "soft_time_limit", "timeout"}; each is sent with `apply_async` (`delay` when
 it names nothing but args), all are sent first, then each is waited for
 with `.get(timeout=...)`. One JSON line per call: {"id", "sent_at",
 "state", "result"} or {"id", "sent_at", "state", "error": {"type",
@@ -32,7 +32,11 @@ for call in calls:
         sent.append((call, app.AsyncResult(call["get"]), time.time()))
         continue
     task = app.signature(call["task"])
-    options = {k: call[k] for k in ("queue", "countdown", "expires", "priority", "serializer") if k in call}
+    options = {
+        k: call[k]
+        for k in ("queue", "countdown", "expires", "priority", "serializer", "time_limit", "soft_time_limit")
+        if k in call
+    }
     sent_at = time.time()
     if options or call.get("kwargs"):
         result = task.apply_async(tuple(call.get("args", [])), call.get("kwargs", {}), **options)

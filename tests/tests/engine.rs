@@ -267,6 +267,37 @@ async fn cancel_from_inside_and_time_limits_end_with_their_statuses() {
     worker.shutdown().await;
 }
 
+/// Sleeps `ms`, with a declared limit far below what the test asks of it.
+#[task(max_time = 0.05)]
+async fn naps(ms: u64) -> u64 {
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    ms
+}
+
+#[tokio::test]
+async fn a_time_limit_set_at_enqueue_replaces_the_declared_one() {
+    let app = QueueTasks::builder("enqueue-limits").task::<Naps>().task::<TooSlow>().build().unwrap();
+    let worker = app.worker().start().await.unwrap();
+    // Longer than the declared 50 ms: the nap ends.
+    let longer = app.enqueue(Naps::call(200)).max_time(Duration::from_secs(600)).await.unwrap();
+    assert_eq!(longer.record(WAIT).await.unwrap().result, Some(json!(200)));
+    // Shorter: a 30 s sleep is stopped.
+    let shorter = app.enqueue(TooSlow::call()).max_time(Duration::from_millis(20)).await.unwrap();
+    let shorter = shorter.record(WAIT).await.unwrap();
+    assert_eq!(shorter.status, TaskStatus::Error);
+    assert_eq!(shorter.error.as_deref(), Some("time limit exceeded (0.020 s)"));
+    assert_eq!(shorter.extra.get(qtasks::task::MAX_TIME), Some(&json!(0.02)));
+    // A field no limit can be read from ends the run, naming it.
+    for bad in [json!("soon"), json!(0), json!(-1.5)] {
+        let task = app.enqueue(Naps::call(1)).extra(qtasks::task::MAX_TIME, bad.clone()).await.unwrap();
+        let task = task.record(WAIT).await.unwrap();
+        assert_eq!(task.status, TaskStatus::Error, "{bad}");
+        let error = task.error.unwrap();
+        assert!(error.starts_with("invalid extra field `max_time`"), "{bad}: {error}");
+    }
+    worker.shutdown().await;
+}
+
 #[tokio::test]
 async fn extra_fields_survive_the_worker() {
     let app = QueueTasks::builder("extra").task::<Add>().build().unwrap();

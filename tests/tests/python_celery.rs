@@ -49,6 +49,13 @@ fn slow_here(_ms: u64) -> String {
     "ran here".to_owned()
 }
 
+/// Sleeps `ms` (with no time limit of its own).
+#[task(name = "app.naps")]
+async fn naps(ms: u64) -> u64 {
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    ms
+}
+
 /// A queue name of this test's own.
 fn queue(what: &str) -> String {
     format!("pycel-{what}-{}", &Uuid::new_v4().simple().to_string()[..8])
@@ -148,6 +155,42 @@ async fn the_celery_client_gets_results_and_exceptions_from_a_rust_worker() {
     let uuid: Uuid = out[0]["id"].as_str().unwrap().parse().unwrap();
     let record = backend.get(uuid).await.unwrap().unwrap();
     assert_eq!((record.status, record.result), (TaskStatus::Success, Some(json!(5))));
+
+    worker.shutdown().await;
+    cleanup(&backend, &[&q], &ids(&out)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(redis_unreachable, ignore = "Redis is not reachable; see the build warning")]
+#[cfg_attr(python_env_missing, ignore = "the Python virtualenv is missing; see the build warning")]
+async fn celery_time_limits_stop_a_rust_task() {
+    let q = queue("limits");
+    let backend = backend(&q).await;
+    let app = QueueTasks::builder(q.as_str())
+        .task::<Naps>()
+        .queue(Queue::new(q.as_str()))
+        .backend(backend.clone())
+        .build()
+        .unwrap();
+    let worker = app.worker().queues([q.as_str()]).start().await.unwrap();
+
+    let out = client(
+        &q,
+        json!([
+            {"task": "app.naps", "args": [600000], "time_limit": 0.2, "timeout": 60},
+            {"task": "app.naps", "args": [600000], "soft_time_limit": 0.2, "time_limit": 300, "timeout": 60},
+            {"task": "app.naps", "args": [10], "time_limit": 300, "timeout": 60},
+        ]),
+    )
+    .await;
+    assert_eq!(out.len(), 3, "{out:?}");
+    for stopped in &out[..2] {
+        assert_eq!(stopped["state"], "FAILURE", "{stopped}");
+        assert_eq!(stopped["error"]["type"], "TimeLimitExceeded", "{stopped}");
+        assert_eq!(stopped["error"]["module"], "billiard.exceptions", "{stopped}");
+        assert!(stopped["error"]["message"].as_str().unwrap().contains("time limit exceeded (0.200 s)"), "{stopped}");
+    }
+    assert_eq!((&out[2]["state"], &out[2]["result"]), (&json!("SUCCESS"), &json!(10)), "{}", out[2]);
 
     worker.shutdown().await;
     cleanup(&backend, &[&q], &ids(&out)).await;

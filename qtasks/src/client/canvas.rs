@@ -170,6 +170,16 @@ impl<O> Signature<O> {
         self.delay(delay)
     }
 
+    /// Gives this task its own time limit, in place of its
+    /// `#[task(max_time = …)]` (longer or shorter): past it the run ends
+    /// `error` (`time limit exceeded`), as with the declared limit. Stored
+    /// as the task's extra field [`MAX_TIME`](crate::task::MAX_TIME) (in
+    /// seconds), so retries of the task keep it. A limit of zero fails the
+    /// run, saying so.
+    pub fn max_time(self, limit: Duration) -> Self {
+        self.extra(crate::task::MAX_TIME, limit.as_secs_f64())
+    }
+
     /// Gives the task this unique key, whatever its `#[task(unique…)]`
     /// options: while a task of the same name and key is queued or running
     /// (and for the task's `unique_for` window after it ends, 0 s unless it

@@ -84,6 +84,12 @@ impl<O> Enqueue<O> {
         self
     }
 
+    /// Gives the task its own time limit; see [`Signature::max_time`].
+    pub fn max_time(mut self, limit: Duration) -> Self {
+        self.call = self.call.max_time(limit);
+        self
+    }
+
     /// Gives the task a unique key; see [`Signature::unique_key`].
     pub fn unique_key(mut self, key: impl Into<String>) -> Self {
         self.call = self.call.unique_key(key);

@@ -47,8 +47,9 @@ pub(super) async fn run<K: Task>(ctx: TaskContext, args: K::Args) -> Result<K::O
 }
 
 async fn run_limited<K: Task>(ctx: TaskContext, args: K::Args) -> Result<K::Output, TaskError> {
+    let limit = crate::task::time_limit(K::INFO.max_time, ctx.extra()).map_err(TaskError::Message)?;
     let run = AssertUnwindSafe(K::run(ctx, args)).catch_unwind();
-    let outcome = match K::INFO.max_time {
+    let outcome = match limit {
         // Dropping an async task's future at the limit stops it at its
         // current await; a sync task keeps running detached on the blocking
         // pool (threads cannot be killed) and its result is discarded.

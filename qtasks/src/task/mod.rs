@@ -21,8 +21,29 @@ pub use info::{DependencyInfo, DependencyKind, TaskInfo, UniqueInfo};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::future::Future;
+use std::time::Duration;
+
+/// The extra field holding a time limit set at enqueue (seconds, a number
+/// > 0): it replaces the task's `#[task(max_time = …)]` for that task, as
+/// [`Signature::max_time`](crate::Signature::max_time) sets it. A producer
+/// in another language (or a Celery client's `time_limit`, see
+/// [`CeleryBackend`](crate::backend)) may write it too.
+pub const MAX_TIME: &str = "max_time";
+
+/// The time limit of one run: the enqueue's [`MAX_TIME`] extra field if it
+/// has one, else the task's own `max_time`. An extra field that is not a
+/// number of seconds above 0 is an error naming it.
+pub(crate) fn time_limit(declared: Option<Duration>, extra: &Map<String, Value>) -> Result<Option<Duration>, String> {
+    let Some(value) = extra.get(MAX_TIME) else { return Ok(declared) };
+    value
+        .as_f64()
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .filter(|limit| !limit.is_zero())
+        .map(Some)
+        .ok_or_else(|| format!("invalid extra field `{MAX_TIME}`: {value} (expected a number of seconds above 0)"))
+}
 
 /// A task: a function with typed arguments and result, run by name.
 ///

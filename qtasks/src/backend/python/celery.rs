@@ -114,6 +114,13 @@ static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua
 ///   Rust task as the Python one (`#[task(name = "app.add")]`), or map
 ///   names with [`alias`](Self::alias).
 /// - **Arguments**: see "Arguments" in the module.
+/// - **Time limits**: `apply_async(time_limit=…, soft_time_limit=…)` (the
+///   `timelimit` header) becomes the run's limit in place of the task's
+///   `max_time` (the smaller of the two, since a qtasks run has one limit,
+///   which stops it); past it the result is `FAILURE` with
+///   `billiard.exceptions.TimeLimitExceeded`, the exception a Python
+///   worker's hard limit gives. A header that is not `[hard, soft]` of
+///   seconds or nulls is a `FAILURE` (`ValueError`) naming it.
 ///
 /// # Not done
 ///
@@ -121,8 +128,7 @@ static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua
 /// not apply ([`set_paused`](Backend::set_paused) is refused): a Celery
 /// queue is a plain list.
 ///
-/// Celery's `timelimit` header is not mapped onto the task's `max_time`
-/// (the task's own `max_time` holds). A cancel ([`cancel`](Backend::cancel))
+/// A cancel ([`cancel`](Backend::cancel))
 /// stores `REVOKED` and keeps a queued message from running on a Rust
 /// worker; it does not reach a running task, nor Python workers (no
 /// pidbox). No worker events, `_kombu.binding.*` or pidbox: `celery
@@ -233,6 +239,29 @@ fn traceback(task: &str, exc_type: &str, message: &str) -> String {
     format!("Traceback (most recent call last):\n  Rust task \"{task}\" (qtasks worker)\n{exc_type}: {message}\n")
 }
 
+/// The time limit of a message's `timelimit` header (`[hard, soft]`, each
+/// seconds or null), in seconds: the smaller of the two given, since a
+/// qtasks run has one limit, which stops it (Celery's soft limit raises
+/// inside the task, which most tasks do not catch). `None` when neither is.
+fn time_limit(header: &Value) -> Result<Option<f64>, String> {
+    let limits = match header {
+        Value::Null => return Ok(None),
+        Value::Array(limits) if limits.len() == 2 => limits,
+        other => return Err(format!("expected [hard, soft], got {other}")),
+    };
+    let mut limit: Option<f64> = None;
+    for value in limits {
+        match value {
+            Value::Null => {}
+            v => match v.as_f64() {
+                Some(secs) if secs > 0.0 && secs.is_finite() => limit = Some(limit.map_or(secs, |l| l.min(secs))),
+                _ => return Err(format!("expected seconds above 0 or null, got {v}")),
+            },
+        }
+    }
+    Ok(limit)
+}
+
 /// The Celery result of a qtasks record that ended.
 fn meta_of(record: &TaskRecord, task_id: &str) -> String {
     let reason = record.error.as_deref().unwrap_or("");
@@ -247,6 +276,8 @@ fn meta_of(record: &TaskRecord, task_id: &str) -> String {
                 ("NotRegistered", "celery.exceptions")
             } else if reason.starts_with("invalid arguments") {
                 ("TypeError", "builtins")
+            } else if reason.starts_with("time limit exceeded") {
+                ("TimeLimitExceeded", "billiard.exceptions")
             } else {
                 ("RuntimeError", "builtins")
             };
@@ -427,12 +458,19 @@ fn read_message(key: &str, raw: &str, aliases: &HashMap<String, String>) -> Take
         Ok(_) => {}
         Err(e) => return fail(held, "ValueError", "builtins", format!("headers.eta: {e}")),
     }
+    let limit = match time_limit(&headers["timelimit"]) {
+        Ok(limit) => limit,
+        Err(e) => return fail(held, "ValueError", "builtins", format!("headers.timelimit: {e}")),
+    };
     let uuid = Uuid::parse_str(&task_id).unwrap_or_else(|_| Uuid::new_v4());
     let task_name = aliases.get(&name).cloned().unwrap_or(name);
     let mut extra = Map::new();
     extra.insert(CELERY_ID.to_owned(), Value::from(task_id));
     if let Some(left) = headers[RETRIES_LEFT].as_u64() {
         extra.insert(RETRY.to_owned(), Value::from(left));
+    }
+    if let Some(secs) = limit {
+        extra.insert(crate::task::MAX_TIME.to_owned(), Value::from(secs));
     }
     let message = TaskMessage {
         uuid,
@@ -468,7 +506,8 @@ fn envelope(record: &TaskRecord, task_id: &str, retries: u64, eta: Option<String
             "group": null,
             "group_index": null,
             "retries": retries,
-            "timelimit": [null, null],
+            // A limit set at enqueue travels as the hard one.
+            "timelimit": [record.extra.get(crate::task::MAX_TIME), null],
             "root_id": task_id,
             "parent_id": null,
             "argsrepr": repr(&Value::Array(args)),
@@ -1079,6 +1118,31 @@ mod tests {
     }
 
     #[test]
+    fn a_timelimit_header_becomes_the_run_s_max_time() {
+        let limit_of = |timelimit: Value| {
+            let raw = message("application/json", &json!([[2, 3], {}, {}]), json!({ "timelimit": timelimit }));
+            match read_message("celery", &raw, &HashMap::new()) {
+                Taken::Run(m, _) => Ok(m.extra.get(crate::task::MAX_TIME).cloned()),
+                Taken::End { reason, .. } => Err(reason),
+                _ => panic!("neither run nor ended"),
+            }
+        };
+        assert_eq!(limit_of(json!([null, null])), Ok(None));
+        assert_eq!(limit_of(Value::Null), Ok(None));
+        assert_eq!(limit_of(json!([30, null])), Ok(Some(json!(30.0))));
+        assert_eq!(limit_of(json!([30, 2.5])), Ok(Some(json!(2.5))));
+        assert_eq!(limit_of(json!([null, 4])), Ok(Some(json!(4.0))));
+        for bad in [json!("soon"), json!([1]), json!([0, null]), json!(["1", null])] {
+            let reason = limit_of(bad.clone()).expect_err("a bad header ran");
+            assert!(reason.starts_with("headers.timelimit:"), "{bad}: {reason}");
+        }
+        // A qtasks record sent to Celery carries its limit as the hard one.
+        let mut record = TaskRecord::new(Uuid::from_u128(1), crate::model::NewTask::new("app.add", json!([2, 3])));
+        record.extra.insert(crate::task::MAX_TIME.to_owned(), json!(1.5));
+        assert_eq!(envelope(&record, "id-1", 0, None, "celery")["headers"]["timelimit"], json!([1.5, null]));
+    }
+
+    #[test]
     fn pickle_and_yaml_are_refused_naming_the_content_type() {
         for (content_type, name) in [("application/x-python-serialize", "pickle"), ("application/x-yaml", "YAML")] {
             let raw = message(content_type, &json!("whatever"), json!({}));
@@ -1123,5 +1187,11 @@ mod tests {
         assert!(failure["traceback"].as_str().unwrap().ends_with("RuntimeError: boom\n"));
         let back = record_of(record.uuid, "id-1", &meta_of(&record, "id-1")).unwrap();
         assert_eq!((back.status, back.error.as_deref()), (TaskStatus::Error, Some("RuntimeError: boom")));
+        record.error = Some("time limit exceeded (0.200 s)".to_owned());
+        let limited: Value = serde_json::from_str(&meta_of(&record, "id-1")).unwrap();
+        assert_eq!(
+            (limited["result"]["exc_type"].as_str(), limited["result"]["exc_module"].as_str()),
+            (Some("TimeLimitExceeded"), Some("billiard.exceptions"))
+        );
     }
 }
