@@ -32,9 +32,11 @@ mod triggers;
 /// Turns a `fn` or `async fn` into a task.
 ///
 /// The function stays callable as written (unit tests call it directly). The
-/// macro adds a unit struct with the function's name (`struct add {}`) that
-/// implements `qtasks::Task`: register it with `.task::<add>()` and enqueue
-/// it with `app.enqueue::<add>(args)`.
+/// macro adds a unit struct named after the function in CamelCase
+/// (`fn send_email` → `struct SendEmail`) that implements `qtasks::Task`:
+/// register it with `.task::<SendEmail>()` (or list it in `app!`) and
+/// enqueue it with `app.enqueue(SendEmail::call(..))`, whose parameters are
+/// the function's arguments.
 ///
 /// # Options
 ///
@@ -52,6 +54,14 @@ mod triggers;
 /// | `map_item = U` | the type `map` returns, when it is not the item type (needs `map`) | the item type |
 /// | `tags = ["…"]` | free-form tags, for listings | none |
 /// | `description = "…"` | a description, for listings | the first line of the doc comment |
+/// | `queue = "…"` | the queue the task goes to (an enqueue may send it elsewhere with `.queue(..)`) | `default` |
+/// | `concurrency = N` | at most N runs of this task at once, across every worker (N ≥ 1) | no limit |
+/// | `rate = "N/s"` | at most N starts per second (`/s`), minute (`/m`) or hour (`/h`), across every worker: a token bucket holding one period's worth | no limit |
+/// | `concurrency_key = param` | the parameter whose value is the task's concurrency key | none |
+/// | `key_concurrency = N` | at most N runs at once per value of `concurrency_key` (needs it) | 1 |
+/// | `unique` | the whole arguments make a unique key: while a task with the key is queued or running (or within `unique_for`), an enqueue gives that task instead of a new one | not unique |
+/// | `unique_key = [a, …]` | these parameters make the unique key (instead of `unique`) | not unique |
+/// | `unique_for = SECONDS` | how long a unique key holds after its task ended (needs `unique` or `unique_key`) | 0: freed at the end |
 ///
 /// Durations are literal numbers of seconds, at most 18446744073709551 (their
 /// milliseconds fit in a `u64`). An unknown option is an error that names the

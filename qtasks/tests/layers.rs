@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 /// From the bottom up. A module may use the ones before it.
 const LAYERS: &[&str] = &[
     "error", "trace", "model", "queue", "config", "task", "dispatch", "plugin", "backend", "app", "client", "runtime",
-    "cli", "testing",
+    "web", "cli", "testing",
 ];
 
 fn sources(dir: &Path, out: &mut Vec<PathBuf>) {

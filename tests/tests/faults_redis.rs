@@ -12,7 +12,9 @@
 
 mod support;
 
-use qtasks::{Backend, NewTask, QueueTasks, RedisBackend, TaskMessage, TaskRecord, TaskStatus, Uuid, json, task};
+use qtasks::{
+    Backend, NewTask, Provider, QueueTasks, RedisBackend, TaskMessage, TaskRecord, TaskStatus, Uuid, json, task,
+};
 use redis::aio::MultiplexedConnection;
 use std::time::{Duration, Instant};
 use support::procs::{Proc, delete_runs, run_keys, runs};
@@ -510,6 +512,81 @@ async fn duplicates_count_runs_after_a_lease_was_taken_back_not_normal_runs() {
     worker.shutdown().await;
     let counts = backend.stats().await.unwrap().tasks["square"];
     assert_eq!((counts.success, counts.duplicates), (2, 1), "{counts:?}");
+    backend.flush().await.unwrap();
+}
+
+/// How many times each `held_long` task ran.
+static HELD_RUNS: std::sync::Mutex<Vec<Uuid>> = std::sync::Mutex::new(Vec::new());
+
+/// How long each slow step around the body takes: longer than the lease.
+const SLOW_STEP: Duration = Duration::from_millis(500);
+
+/// A per-task value whose close is slow.
+struct SlowToClose;
+
+/// A task held long outside its body: slow handlers before and after it
+/// (one async, one on the blocking pool) and a slow dependency close.
+#[task]
+async fn held_long(ctx: qtasks::TaskContext, _value: qtasks::Dep<SlowToClose>) -> i64 {
+    HELD_RUNS.lock().unwrap().push(ctx.uuid());
+    7
+}
+
+#[derive(Clone)]
+struct SlowHandlers;
+
+#[qtasks::plugin]
+impl SlowHandlers {
+    async fn task_executor_before_execute(&self, _ctx: &qtasks::triggers::TaskExecutorBeforeExecute<'_>) {
+        tokio::time::sleep(SLOW_STEP).await;
+    }
+
+    #[blocking]
+    fn task_executor_after_execute(&self, _ctx: &qtasks::triggers::TaskExecutorAfterExecute<'_>) {
+        std::thread::sleep(SLOW_STEP);
+    }
+}
+
+/// The lease covers the whole time a worker holds a task, not only its
+/// body: with a lease of 200 ms and 1.5 s of handlers and dependency close
+/// around a fast body, two workers of the app (separate holders) run each
+/// task once and count no duplicate. Without renewal outside the body, the
+/// other worker would take each task back after 200 ms and run it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(redis_unreachable, ignore = "Redis is not reachable; see the build warning")]
+async fn the_lease_covers_plugins_and_dependency_close_not_only_the_body() {
+    let Some(backend) = connect("held-long").await else { return };
+    let lease = Duration::from_millis(200);
+    let apps = [backend.clone().lease(lease), another(&backend).await.lease(lease)].map(|b| {
+        let close = Provider::per_task(|| Ok(SlowToClose)).on_close(|_: SlowToClose| tokio::time::sleep(SLOW_STEP));
+        QueueTasks::builder(b.app_name().to_owned())
+            .task::<HeldLong>()
+            .plugin(SlowHandlers)
+            .provide(close)
+            .backend(b)
+            .build()
+            .unwrap()
+    });
+    let mut workers = Vec::new();
+    for app in &apps {
+        workers.push(app.worker().start().await.unwrap());
+    }
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(apps[0].enqueue(HeldLong::call()).await.unwrap().uuid());
+    }
+    for id in &ids {
+        let record = apps[0].wait(*id, HANG).await.unwrap();
+        assert_eq!((record.status, record.result), (TaskStatus::Success, Some(json!(7))), "{id}");
+    }
+    for worker in workers {
+        worker.shutdown().await;
+    }
+    let runs = HELD_RUNS.lock().unwrap().clone();
+    for id in &ids {
+        assert_eq!(runs.iter().filter(|r| *r == id).count(), 1, "runs of {id}: {runs:?}");
+    }
+    assert_eq!(backend.stats().await.unwrap().tasks["held_long"].duplicates, 0);
     backend.flush().await.unwrap();
 }
 

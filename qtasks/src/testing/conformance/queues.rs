@@ -140,10 +140,9 @@ pub(super) async fn check_pause<B: Backend + Clone>(backend: B) -> Outcome {
     backend.enqueue(&d).await?;
     let both = Fetch::queues(["p", crate::DEFAULT_QUEUE]);
     ensure_eq!(ids_of(&fetch_from(&backend, &both, 10, WAIT).await?), [d.uuid], "past a paused queue");
-    let (got, resumed) = tokio::join!(fetch_from(&backend, &from, 10, WAIT), async {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        same_app.set_paused("p", false).await
-    });
+    // `join!` polls the fetch first: it is waiting (or about to look) when
+    // the queue resumes; either way it must get the task.
+    let (got, resumed) = tokio::join!(fetch_from(&backend, &from, 10, WAIT), same_app.set_paused("p", false));
     resumed?;
     ensure_eq!(ids_of(&got?), [task.uuid], "what a fetch waiting on the paused queue got after resume");
     ensure!(!info(&backend, "p").await?.paused, "still paused after resume");
@@ -178,10 +177,7 @@ pub(super) async fn check_concurrency_limits<B: Backend + Clone>(backend: B) -> 
     ensure_eq!(info(&backend, crate::DEFAULT_QUEUE).await?.depth, 3, "tasks over the limit stay queued");
 
     // A finished task frees its slot, and wakes a waiting fetch.
-    let (got, finished) = tokio::join!(fetch_from(&backend, &from, 10, WAIT), async {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        finish(&backend, &first[0]).await
-    });
+    let (got, finished) = tokio::join!(fetch_from(&backend, &from, 10, WAIT), finish(&backend, &first[0]));
     finished?;
     let got = got?;
     ensure_eq!(ids_of(&got), [ids[2]], "what a waiting fetch got when a slot freed");
