@@ -78,7 +78,9 @@ impl TaskStatus {
         }
     }
 
-    /// The status named `s` as [`as_str`](Self::as_str) writes it.
+    /// The status named `s` as [`as_str`](Self::as_str) writes it (read by
+    /// the server backends' codecs).
+    #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
     pub(crate) fn parse(s: &str) -> Option<Self> {
         [Self::New, Self::Process, Self::Success, Self::Error, Self::Cancel, Self::Retry]
             .into_iter()

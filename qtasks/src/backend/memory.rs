@@ -187,23 +187,43 @@ struct QueueState {
     waiting: u64,
     /// Waiting for later and still `new`.
     later: u64,
-    in_flight: u64,
+    /// Running: each running task's entry holds this counter and takes
+    /// itself off it when it ends or is released, with no lock on the
+    /// queues.
+    in_flight: Arc<AtomicU64>,
+    /// Every delayed entry due by then has been moved into `heap`: a task
+    /// due later than this is still in `delayed`.
+    promoted_to: Option<Instant>,
+    /// Delayed entries whose task was cancelled (uuid → `seq`): dropped,
+    /// uncounted, when they come due, so a cancel needs no scan.
+    cancelled_later: UuidMap<u64>,
 }
 
 impl QueueState {
     /// Moves the delayed tasks that are due into the queue; returns when
     /// the next one is due.
     fn promote(&mut self, now: Instant) -> Option<Instant> {
+        self.promoted_to = Some(self.promoted_to.map_or(now, |p| p.max(now)));
         while let Some(Reverse(first)) = self.delayed.peek() {
             if first.due > now {
                 return Some(first.due);
             }
             let Some(Reverse(d)) = self.delayed.pop() else { break };
+            if self.cancelled_later.get(&d.entry.uuid) == Some(&d.entry.seq) {
+                self.cancelled_later.remove(&d.entry.uuid);
+                continue;
+            }
             self.heap.push(d.entry);
             self.later = self.later.saturating_sub(1);
             self.waiting += 1;
         }
         None
+    }
+
+    /// Whether a task due at `due` waits in `delayed` (not yet moved into
+    /// the queue).
+    fn is_delayed(&self, due: Option<Instant>) -> bool {
+        due.is_some_and(|due| self.promoted_to.is_none_or(|p| due > p))
     }
 
     /// Gives back memory once most of it is unused.
@@ -377,8 +397,13 @@ struct Entry {
     /// Its place in line while it is queued (`new`): a queue entry with
     /// another `seq` is stale (the task was released and queued again).
     seq: u64,
+    /// When it is due, if it was enqueued with a delay (see
+    /// [`QueueState::is_delayed`]).
+    due: Option<Instant>,
     /// The concurrency slots it holds while it runs.
     slots: Option<Slots>,
+    /// Its queue's running count, while it runs.
+    running: Option<Arc<AtomicU64>>,
     // Created only when someone waits on this task.
     finished: Option<Arc<Notify>>,
 }
@@ -447,7 +472,7 @@ impl MemoryBackend {
         let mut fresh = false;
         let entry = shard.entries.entry(task.uuid).or_insert_with(|| {
             fresh = true;
-            Entry { task: task.clone(), seq: 0, slots: None, finished: None }
+            Entry { task: task.clone(), seq: 0, due: None, slots: None, running: None, finished: None }
         });
         // A status only moves forward: a late write never undoes an end.
         if entry.task.status.is_done() && !fresh {
@@ -462,7 +487,11 @@ impl MemoryBackend {
         }
         let finished = task.status.is_done().then(|| entry.finished.take()).flatten();
         let slots = task.status.is_done().then(|| entry.slots.take()).flatten();
-        let queue = (previous == TaskStatus::Process && task.status.is_done()).then(|| task.queue.clone());
+        if task.status.is_done()
+            && let Some(running) = entry.running.take()
+        {
+            running.fetch_sub(1, AtomicOrdering::AcqRel);
+        }
         if count {
             if previous == TaskStatus::Process {
                 shard.in_flight = shard.in_flight.saturating_sub(1);
@@ -475,11 +504,6 @@ impl MemoryBackend {
             shard.expiry.push_back((later(now, retention), task.uuid));
         }
         drop(shard);
-        if let Some(queue) = queue
-            && let Some(q) = lock(&self.inner.queues).by_name.get_mut(&queue)
-        {
-            q.in_flight = q.in_flight.saturating_sub(1);
-        }
         if let Some(slots) = slots {
             lock(&self.inner.limits).free(slots);
             // A freed slot may let a waiting task start.
@@ -515,32 +539,37 @@ impl MemoryBackend {
             q.seq += 1;
             q.seq
         };
+        let due = delay.filter(|d| !d.is_zero()).map(|d| later(Instant::now(), d));
         {
             let mut shard = lock(self.shard(&task.uuid));
             self.purge(&mut shard, Instant::now());
             if shard.entries.contains_key(&task.uuid) {
                 return Enqueued::Existing(task.uuid);
             }
-            shard.entries.insert(task.uuid, Entry { task: task.clone(), seq, slots: None, finished: None });
+            let entry = Entry { task: task.clone(), seq, due, slots: None, running: None, finished: None };
+            shard.entries.insert(task.uuid, entry);
         }
         if let Some(unique) = &task.unique {
             lock(&self.inner.uniques).insert(unique.key.clone(), task.uuid);
         }
         self.inner.live.fetch_add(1, AtomicOrdering::AcqRel);
-        self.push(&task.queue, Queued { priority: task.priority, seq, uuid: task.uuid }, delay);
+        self.push(&task.queue, Queued { priority: task.priority, seq, uuid: task.uuid }, due);
         Enqueued::New
     }
 
-    fn push(&self, queue: &str, entry: Queued, delay: Option<Duration>) {
+    /// Puts `entry` in line in `queue`: waiting, or delayed until `due`.
+    fn push(&self, queue: &str, entry: Queued, due: Option<Instant>) {
         {
             let mut queues = lock(&self.inner.queues);
             let q = match queues.by_name.get_mut(queue) {
                 Some(q) => q,
                 None => queues.by_name.entry(queue.to_owned()).or_default(),
             };
-            match delay {
-                Some(delay) if !delay.is_zero() => {
-                    q.delayed.push(Reverse(Delayed { due: later(Instant::now(), delay), entry }));
+            // Due by the last promotion: it goes straight in line, so what
+            // is in `delayed` is exactly what is due after `promoted_to`.
+            match due {
+                Some(due) if q.is_delayed(Some(due)) => {
+                    q.delayed.push(Reverse(Delayed { due, entry }));
                     q.later += 1;
                 }
                 _ => {
@@ -562,6 +591,7 @@ impl MemoryBackend {
         queued: Queued,
         limits: &Limits,
         now: (Instant, f64),
+        running: &Arc<AtomicU64>,
     ) -> Result<Option<TaskMessage>, Option<Instant>> {
         let mut shard = lock(self.shard(&queued.uuid));
         let Some(entry) = shard.entries.get_mut(&queued.uuid) else { return Ok(None) };
@@ -573,6 +603,8 @@ impl MemoryBackend {
         }
         entry.task.status = TaskStatus::Process;
         entry.task.updated_at = now.1;
+        running.fetch_add(1, AtomicOrdering::AcqRel);
+        entry.running = Some(Arc::clone(running));
         let message = entry.task.message();
         shard.in_flight += 1;
         Ok(Some(message))
@@ -611,7 +643,7 @@ impl Backend for MemoryBackend {
                     entry.task.error = Some(reason.to_owned());
                     entry.task.updated_at = crate::model::now();
                     let (name, finished) = (entry.task.task_name.clone(), entry.finished.take());
-                    let (queue, delayed) = (entry.task.queue.clone(), entry.seq);
+                    let (queue, delayed) = (entry.task.queue.clone(), (entry.seq, entry.due));
                     shard.count(&name, TaskStatus::Cancel);
                     if let Some(retention) = self.inner.retention() {
                         shard.expiry.push_back((later(Instant::now(), retention), uuid));
@@ -628,10 +660,13 @@ impl Backend for MemoryBackend {
             }
         };
         if let Some(q) = lock(&self.inner.queues).by_name.get_mut(&queue) {
-            // Which count it was in: a delayed entry still in the delayed heap.
-            let in_delayed = q.delayed.iter().any(|Reverse(d)| d.entry.seq == delayed && d.entry.uuid == uuid);
-            if in_delayed {
+            // Which count it was in, known without a scan: a task due after
+            // the last promotion is still in the delayed heap, where its
+            // entry is dropped uncounted when it comes due.
+            let (seq, due) = delayed;
+            if q.is_delayed(due) {
                 q.later = q.later.saturating_sub(1);
+                q.cancelled_later.insert(uuid, seq);
             } else {
                 q.waiting = q.waiting.saturating_sub(1);
             }
@@ -719,8 +754,14 @@ impl Backend for MemoryBackend {
             };
             // Candidates from each queue in order, as many as may be
             // taken plus some past limited ones.
+            let running: Vec<Arc<AtomicU64>>;
             {
                 let mut queues = lock(&self.inner.queues);
+                running = from
+                    .queues
+                    .iter()
+                    .map(|name| queues.by_name.get(name).map(|q| Arc::clone(&q.in_flight)).unwrap_or_default())
+                    .collect();
                 for (i, name) in from.queues.iter().enumerate() {
                     let Some(q) = queues.by_name.get_mut(name) else { continue };
                     due(q.promote(now));
@@ -749,7 +790,7 @@ impl Backend for MemoryBackend {
                     back.push((i, queued));
                     continue;
                 }
-                match self.take(queued, limits, (now, wall)) {
+                match self.take(queued, limits, (now, wall), &running[i]) {
                     Ok(Some(message)) => {
                         self.inner.live.fetch_sub(1, AtomicOrdering::AcqRel);
                         taken_from.push(i);
@@ -773,7 +814,6 @@ impl Backend for MemoryBackend {
                 for i in taken_from {
                     if let Some(q) = queues.by_name.get_mut(&from.queues[i]) {
                         q.waiting = q.waiting.saturating_sub(1);
-                        q.in_flight += 1;
                     }
                 }
             }
@@ -814,7 +854,7 @@ impl Backend for MemoryBackend {
                         name,
                         depth: q.waiting,
                         delayed: q.later,
-                        in_flight: q.in_flight,
+                        in_flight: q.in_flight.load(AtomicOrdering::Acquire),
                         paused: q.paused,
                         oldest_age: None,
                         limit: Limit::default(),
@@ -862,14 +902,16 @@ impl Backend for MemoryBackend {
             entry.task.updated_at = crate::model::now();
             let queued = Queued { priority: entry.task.priority, seq: entry.seq, uuid };
             let (queue, slots) = (entry.task.queue.clone(), entry.slots.take());
+            if let Some(running) = entry.running.take() {
+                running.fetch_sub(1, AtomicOrdering::AcqRel);
+            }
+            // Back in line at once, whatever delay it was enqueued with.
+            entry.due = None;
             shard.in_flight = shard.in_flight.saturating_sub(1);
             (queued, queue, slots)
         };
         if let Some(slots) = slots {
             lock(&self.inner.limits).free(slots);
-        }
-        if let Some(q) = lock(&self.inner.queues).by_name.get_mut(&queue) {
-            q.in_flight = q.in_flight.saturating_sub(1);
         }
         self.inner.live.fetch_add(1, AtomicOrdering::AcqRel);
         // Back at its old place in line.

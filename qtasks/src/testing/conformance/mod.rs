@@ -859,6 +859,23 @@ async fn check_delayed<B: Backend + Clone>(backend: B) -> Outcome {
     ensure!(after + SLACK >= DELAY, "fetched after {after:?}, before its {DELAY:?} delay");
     backend.finish(&TaskRecord::from_message(&due[0], TaskStatus::Success)).await?;
 
+    // A cancelled delayed task leaves the counts when it is cancelled, and
+    // is not counted again when it comes due.
+    let (cancelled, kept) = (new_task("square", json!([5])), new_task("square", json!([6])));
+    backend.enqueue_delayed(&cancelled, DELAY).await?;
+    backend.enqueue_delayed(&kept, DELAY).await?;
+    ensure_eq!(backend.cancel(cancelled.uuid, "not needed").await?, CancelOutcome::Cancelled);
+    let q = info(&backend, crate::DEFAULT_QUEUE).await?;
+    ensure_eq!((q.depth, q.delayed, q.in_flight), (0, 1, 0), "after cancelling one of two delayed tasks: {q:?}");
+    let due = fetch_within(&backend, 10, WAIT).await?;
+    ensure_eq!(ids_of(&due), [kept.uuid], "what came due");
+    let q = info(&backend, crate::DEFAULT_QUEUE).await?;
+    ensure_eq!((q.depth, q.delayed, q.in_flight), (0, 0, 1), "once the delayed tasks came due: {q:?}");
+    backend.finish(&TaskRecord::from_message(&due[0], TaskStatus::Success)).await?;
+    let q = info(&backend, crate::DEFAULT_QUEUE).await?;
+    ensure_eq!((q.depth, q.delayed, q.in_flight), (0, 0, 0), "after the finish: {q:?}");
+    ensure_eq!(backend.stats().await?.queued, 0);
+
     // Through a worker.
     let app = app(backend.clone())?;
     let worker = app.worker().start().await?;

@@ -35,7 +35,7 @@ async fn finish<B: Backend>(backend: &B, message: &TaskMessage) -> Result<(), Ba
 }
 
 /// What the backend knows of one queue.
-async fn info<B: Backend>(backend: &B, queue: &str) -> Result<QueueInfo, BoxError> {
+pub(super) async fn info<B: Backend>(backend: &B, queue: &str) -> Result<QueueInfo, BoxError> {
     let infos = backend.queues(&[queue.to_owned()]).await?;
     let found = infos.into_iter().find(|q| q.name == queue);
     Ok(found.unwrap_or_else(|| QueueInfo { name: queue.to_owned(), ..QueueInfo::default() }))
