@@ -512,6 +512,9 @@ async fn duplicates_count_runs_after_a_lease_was_taken_back_not_normal_runs() {
     worker.shutdown().await;
     let counts = backend.stats().await.unwrap().tasks["square"];
     assert_eq!((counts.success, counts.duplicates), (2, 1), "{counts:?}");
+    // `inspect stats` says so.
+    let inspection = app.inspect().await.unwrap().to_string();
+    assert!(inspection.contains("2 success, 0 error, 0 retry, 0 cancel, 1 duplicated"), "{inspection}");
     backend.flush().await.unwrap();
 }
 

@@ -17,6 +17,9 @@ async fn adding_a_plugin_registers_its_tasks_and_listings_show_where_they_came_f
     assert_eq!((plugins[0].name.as_str(), plugins[0].version.as_str()), ("gwexample", "0.1.0"));
     // The plugin labels the tasks it brings; the app's own task has no label.
     assert_eq!(plugins[0].tasks, ["fibonacci"]);
+    // What `inspect plugins --json` prints (the text form lists the same fields).
+    let listed = serde_json::to_value(&plugins).unwrap();
+    assert_eq!((&listed[0]["name"], &listed[0]["tasks"]), (&json!("gwexample"), &json!(["fibonacci"])));
     let inspection = app.inspect().await.unwrap();
     let origins: Vec<_> = inspection.tasks.iter().map(|t| (t.info.name, t.plugin.as_deref())).collect();
     assert_eq!(origins, [("own_task", None), ("fibonacci", Some("gwexample"))]);
