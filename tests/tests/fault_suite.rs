@@ -59,9 +59,6 @@ const PUBSUB_KILLS: usize = 4;
 const EACH_KIND: usize = 2;
 /// A SIGKILLed worker is started again after up to this.
 const RESTART_WITHIN: Duration = Duration::from_secs(2);
-/// Longest accepted from a SIGKILL until every task the worker lost has
-/// ended elsewhere: the lease (2 s) with a wide margin for a loaded machine.
-const RECOVERY: Duration = Duration::from_secs(15);
 /// The argument of malformed records' `square`: never run.
 const NEVER_RUN: i64 = -1;
 
@@ -718,14 +715,10 @@ async fn tasks_survive_killed_workers_killed_connections_and_malformed_entries()
             .filter(|(_, r)| r.iter().position(|run| run.pid == kill.proc.pid()).is_some_and(|i| i + 1 < r.len()))
             .map(|(n, _)| *n as usize)
             .collect();
+        // Reported, not asserted (a time, not a behaviour): that recovery
+        // comes from the holder's liveness, well before the lease, is
+        // `faults_redis::a_sigkilled_workers_tasks_run_elsewhere_long_before_its_lease_expires`.
         let recovered = lost.iter().map(|n| done_at[*n].saturating_duration_since(kill.at)).max();
-        if let Some(took) = recovered {
-            assert!(
-                took < RECOVERY,
-                "seed {seed:#x}: {} lost {lost:?}, done {took:?} after the SIGKILL",
-                kill.proc.name
-            );
-        }
         recoveries.push((lost.len(), recovered));
     }
 

@@ -347,8 +347,10 @@ async fn a_worker_starts_over_a_killed_connection() {
 #[cfg_attr(redis_unreachable, ignore = "Redis is not reachable; see the build warning")]
 async fn a_sigkilled_workers_tasks_run_elsewhere_long_before_its_lease_expires() {
     const TASKS: i64 = 8;
-    // Far longer than the recovery this checks (the holder's liveness, 5 s).
-    const LEASE: Duration = Duration::from_secs(60);
+    // Far longer than the recovery this checks (the holder's liveness, 5 s)
+    // and than the test's hang guard: a task done at all was taken back
+    // because its holder died, not because its lease ran out.
+    const LEASE: Duration = Duration::from_secs(3600);
     let Some(backend) = connect("sigkill").await else { return };
     let name = backend.app_name().to_owned();
     let url = support::redis_url();
@@ -379,12 +381,9 @@ async fn a_sigkilled_workers_tasks_run_elsewhere_long_before_its_lease_expires()
 
     doomed.sigkill();
     let killed = Instant::now();
-    // Recovered well before the lease would have let the tasks go: the
-    // bound is half the lease, against about 5 s expected.
-    let limit = LEASE / 2;
+    // Recovered long before the lease would have let the tasks go.
     for (n, uuid) in uuids.iter().enumerate() {
-        let left = limit.saturating_sub(killed.elapsed());
-        let done = app.wait(*uuid, left).await.unwrap_or_else(|e| {
+        let done = app.wait(*uuid, HANG).await.unwrap_or_else(|e| {
             panic!(
                 "square({n}) not done {:?} after the SIGKILL (lease {LEASE:?}): {e}\nworker B:\n{}",
                 killed.elapsed(),
@@ -395,7 +394,6 @@ async fn a_sigkilled_workers_tasks_run_elsewhere_long_before_its_lease_expires()
     }
     let recovered = killed.elapsed();
     eprintln!("every task of the SIGKILLed worker done {recovered:.2?} after the kill (lease {LEASE:?})");
-    assert!(recovered < limit, "recovered after {recovered:?}");
 
     // None lost, each ran once in A and once in B, counted as a duplicate.
     let (runs, by_worker) = runs(&mut conn, &name).await;
