@@ -10,7 +10,7 @@
 mod python;
 mod support;
 
-use python::{json_lines, run};
+use python::{get_json, json_lines, run};
 use qtasks::backend::CeleryBackend;
 use qtasks::{Backend, Queue, QueueTasks, TaskError, TaskStatus, Uuid, task};
 use serde_json::{Value, json};
@@ -155,6 +155,15 @@ async fn the_celery_client_gets_results_and_exceptions_from_a_rust_worker() {
     let uuid: Uuid = out[0]["id"].as_str().unwrap().parse().unwrap();
     let record = backend.get(uuid).await.unwrap().unwrap();
     assert_eq!((record.status, record.result), (TaskStatus::Success, Some(json!(5))));
+    // `inspect` and the dashboard show them as they show native tasks.
+    let inspection = app.inspect().await.unwrap();
+    let counts = inspection.tasks.iter().find(|t| t.info.name == "app.add").expect("app.add listed").counts;
+    assert_eq!(counts.success, 2, "{inspection}");
+    let dashboard = qtasks::web::Dashboard::new().router(&app);
+    let listed = get_json(&dashboard, &format!("/api/tasks?id={uuid}")).await;
+    assert_eq!((&listed["tasks"][0]["status"], &listed["tasks"][0]["result"]), (&json!("success"), &json!(5)));
+    let overview = get_json(&dashboard, "/api/overview").await;
+    assert_eq!(overview["tasks"]["app.add"]["success"], 2, "{overview}");
 
     worker.shutdown().await;
     cleanup(&backend, &[&q], &ids(&out)).await;

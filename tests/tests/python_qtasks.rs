@@ -130,6 +130,15 @@ async fn the_python_client_gets_results_errors_and_cancels_from_a_rust_worker() 
     assert_eq!(process, 0);
     let stats = backend.stats().await.unwrap();
     assert_eq!(stats.tasks["add"].success, 3);
+    // `inspect` and the dashboard show them as they show native tasks.
+    let inspection = app.inspect().await.unwrap();
+    let counts = inspection.tasks.iter().find(|t| t.info.name == "add").expect("add listed").counts;
+    assert_eq!(counts.success, 3, "{inspection}");
+    let dashboard = qtasks::web::Dashboard::new().router(&app);
+    let listed = python::get_json(&dashboard, &format!("/api/tasks?id={uuid}")).await;
+    assert_eq!((&listed["tasks"][0]["status"], &listed["tasks"][0]["priority"]), (&json!("success"), &json!(7)));
+    let overview = python::get_json(&dashboard, "/api/overview").await;
+    assert_eq!(overview["tasks"]["add"]["success"], 3, "{overview}");
 
     worker.shutdown().await;
     backend.flush().await.unwrap();

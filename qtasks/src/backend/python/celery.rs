@@ -884,20 +884,7 @@ impl Backend for CeleryBackend {
             None => (0, 0),
         };
         let mut stats = QueueStats { queued, in_flight, ..QueueStats::default() };
-        for (field, n) in counts {
-            let Some((name, status)) = field.rsplit_once('\x1f') else { continue };
-            let status = match status {
-                "success" => TaskStatus::Success,
-                "error" => TaskStatus::Error,
-                "retry" => TaskStatus::Retry,
-                "cancel" => TaskStatus::Cancel,
-                _ => continue,
-            };
-            let entry = stats.tasks.entry(name.to_owned()).or_default();
-            for _ in 0..n {
-                entry.add(status);
-            }
-        }
+        super::add_counts(&mut stats, counts);
         Ok(stats)
     }
 
@@ -1045,11 +1032,7 @@ impl Backend for CeleryBackend {
 
     async fn flush(&self) -> Result<(), BackendError> {
         let doomed = self.shared.conns.scan(KIND, &format!("{}*", glob_escape(&self.shared.own))).await?;
-        let mut conn = self.conn();
-        for chunk in doomed.chunks(500) {
-            let _: () = redis::cmd("DEL").arg(chunk).query_async(&mut conn).await.map_err(rerr("flushing"))?;
-        }
-        Ok(())
+        self.shared.conns.delete(KIND, &doomed).await
     }
 
     async fn config_set(

@@ -149,6 +149,16 @@ impl Conns {
         }
     }
 
+    /// Deletes `keys`, 500 per `DEL`.
+    async fn delete(&self, kind: &'static str, keys: &[String]) -> Result<(), BackendError> {
+        let mut conn = self.conn();
+        for chunk in keys.chunks(500) {
+            let _: () =
+                redis::cmd("DEL").arg(chunk).query_async(&mut conn).await.map_err(redis_error(kind, "flushing"))?;
+        }
+        Ok(())
+    }
+
     /// A claim: `{prefix}{len(key)}:{key}`, set if absent, for `ttl`.
     async fn claim(&self, kind: &'static str, prefix: &str, key: &str, ttl: Duration) -> Result<bool, BackendError> {
         let claimed: Option<String> = redis::cmd("SET")
@@ -254,6 +264,22 @@ fn kind_of(e: &RedisError) -> BackendErrorKind {
         ErrorKind::InvalidClientConfig | ErrorKind::Client => BackendErrorKind::InvalidRequest,
         ErrorKind::Server(_) => BackendErrorKind::Server,
         _ => BackendErrorKind::Other,
+    }
+}
+
+/// Adds the counters of a stats hash (`{task}\x1f{status}` → n, as both
+/// protocols' backends keep them) to `stats`; other fields are skipped.
+fn add_counts(stats: &mut super::QueueStats, fields: std::collections::HashMap<String, u64>) {
+    for (field, n) in fields {
+        let Some((name, status)) = field.rsplit_once('\x1f') else { continue };
+        let entry = stats.tasks.entry(name.to_owned()).or_default();
+        match status {
+            "success" => entry.success += n,
+            "error" => entry.error += n,
+            "retry" => entry.retry += n,
+            "cancel" => entry.cancel += n,
+            _ => {}
+        }
     }
 }
 

@@ -2,9 +2,7 @@
 //! default Redis broker and storage.
 
 use super::{Conns, DEAD_LETTERS_KEPT, MAX_BLOCK, glob_escape, join_args, lock, millis, redis_error, split_args};
-use crate::backend::{
-    Backend, BackendError, BackendErrorKind, CancelOutcome, Enqueued, Fetch, QueueStats, TaskCounts, UuidMap,
-};
+use crate::backend::{Backend, BackendError, BackendErrorKind, CancelOutcome, Enqueued, Fetch, QueueStats, UuidMap};
 use crate::model::{TaskMessage, TaskRecord, TaskStatus, now};
 use crate::queue::{DEFAULT_QUEUE, QueueInfo};
 use crate::task::CancelToken;
@@ -671,20 +669,7 @@ impl Backend for QtasksPyBackend {
             .await
             .map_err(rerr("reading the stats"))?;
         let mut stats = QueueStats { queued: queued + delayed, in_flight, ..QueueStats::default() };
-        for (field, n) in counts {
-            let Some((name, status)) = field.rsplit_once('\x1f') else { continue };
-            let entry: &mut TaskCounts = stats.tasks.entry(name.to_owned()).or_default();
-            let status = match status {
-                "success" => TaskStatus::Success,
-                "error" => TaskStatus::Error,
-                "retry" => TaskStatus::Retry,
-                "cancel" => TaskStatus::Cancel,
-                _ => continue,
-            };
-            for _ in 0..n {
-                entry.add(status);
-            }
-        }
+        super::add_counts(&mut stats, counts);
         Ok(stats)
     }
 
@@ -863,11 +848,7 @@ impl Backend for QtasksPyBackend {
         let mut doomed: Vec<String> = vec![keys.queue.clone(), keys.process.clone(), keys.global.clone()];
         doomed.extend(self.record_uuids().await?.into_iter().map(|uuid| keys.task(uuid)));
         doomed.extend(self.shared.conns.scan(KIND, &format!("{}*", glob_escape(&keys.own_prefix))).await?);
-        let mut conn = self.conn();
-        for chunk in doomed.chunks(500) {
-            let _: () = redis::cmd("DEL").arg(chunk).query_async(&mut conn).await.map_err(rerr("flushing"))?;
-        }
-        Ok(())
+        self.shared.conns.delete(KIND, &doomed).await
     }
 
     async fn config_set(
