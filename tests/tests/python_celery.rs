@@ -10,7 +10,7 @@
 mod python;
 mod support;
 
-use python::{get_json, json_lines, run};
+use python::{Witness, get_json, json_lines, run};
 use qtasks::backend::CeleryBackend;
 use qtasks::{Backend, Queue, QueueTasks, TaskError, TaskStatus, Uuid, task};
 use serde_json::{Value, json};
@@ -203,6 +203,40 @@ async fn celery_time_limits_stop_a_rust_task() {
 
     worker.shutdown().await;
     cleanup(&backend, &[&q], &ids(&out)).await;
+}
+
+/// Plugins see a task a Python client sent as they see one sent from Rust:
+/// the same worker-side triggers, in the same order, and a result a plugin
+/// replaced is what the Python client gets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(redis_unreachable, ignore = "Redis is not reachable; see the build warning")]
+#[cfg_attr(python_env_missing, ignore = "the Python virtualenv is missing; see the build warning")]
+async fn plugins_fire_on_python_tasks_as_on_native_ones() {
+    let q = queue("plugins");
+    let backend = backend(&q).await;
+    let witness = Witness::default();
+    let app = QueueTasks::builder(q.as_str())
+        .task::<Add>()
+        .plugin(witness.clone())
+        .queue(Queue::new(q.as_str()))
+        .backend(backend.clone())
+        .build()
+        .unwrap();
+    let worker = app.worker().queues([q.as_str()]).start().await.unwrap();
+
+    let out = client(&q, json!([{"task": "app.add", "args": [2, 3], "timeout": 30}])).await;
+    assert_eq!(out[0]["result"], 5 + Witness::BONUS, "{out:?}");
+    let native = app.enqueue(Add::call(2, 3)).queue(q.as_str()).await.unwrap();
+    let native_uuid = native.uuid();
+    assert_eq!(native.result(HANG).await.unwrap(), 5 + Witness::BONUS);
+    worker.shutdown().await;
+
+    let from_python = witness.fired(out[0]["id"].as_str().unwrap().parse().unwrap());
+    assert_eq!(from_python.last(), Some(&"worker_execute_after"), "{from_python:?}");
+    assert_eq!(from_python, witness.fired(native_uuid));
+    let mut ids = ids(&out);
+    ids.push(json!(native_uuid.to_string()));
+    cleanup(&backend, &[&q], &ids).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

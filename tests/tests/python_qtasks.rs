@@ -144,6 +144,37 @@ async fn the_python_client_gets_results_errors_and_cancels_from_a_rust_worker() 
     backend.flush().await.unwrap();
 }
 
+/// Plugins see a task the Python client sent as they see one sent from
+/// Rust: the same worker-side triggers, in the same order, and a result a
+/// plugin replaced is what the Python client gets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(redis_unreachable, ignore = "Redis is not reachable; see the build warning")]
+#[cfg_attr(python_env_missing, ignore = "the Python virtualenv is missing; see the build warning")]
+async fn plugins_fire_on_python_tasks_as_on_native_ones() {
+    let name = app_name("plugins");
+    let backend = backend(&name).await;
+    let witness = python::Witness::default();
+    let app = QueueTasks::builder(name.as_str())
+        .task::<Add>()
+        .plugin(witness.clone())
+        .backend(backend.clone())
+        .build()
+        .unwrap();
+    let worker = app.worker().start().await.unwrap();
+
+    let out = client(&name, json!([{"task": "add", "args": [2, 3], "timeout": 30}])).await;
+    assert_eq!(out[0]["returning"], 5 + python::Witness::BONUS, "{out:?}");
+    let native = app.enqueue(Add::call(2, 3)).await.unwrap();
+    let native_uuid = native.uuid();
+    assert_eq!(native.result(HANG).await.unwrap(), 5 + python::Witness::BONUS);
+    worker.shutdown().await;
+
+    let from_python = witness.fired(out[0]["uuid"].as_str().unwrap().parse().unwrap());
+    assert_eq!(from_python.last(), Some(&"worker_execute_after"), "{from_python:?}");
+    assert_eq!(from_python, witness.fired(native_uuid));
+    backend.flush().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(redis_unreachable, ignore = "Redis is not reachable; see the build warning")]
 #[cfg_attr(python_env_missing, ignore = "the Python virtualenv is missing; see the build warning")]
