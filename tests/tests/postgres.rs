@@ -159,12 +159,12 @@ async fn a_task_enqueued_in_a_transaction_appears_at_commit_and_wakes_a_waiting_
 #[cfg_attr(postgres_unreachable, ignore = "Postgres is not reachable; see the build warning")]
 async fn asynchronous_finishes_end_every_task_with_its_result() {
     in_schema("async_finish", |base| async move {
-        // A second backend on the same schema, finishing asynchronously.
-        let url = support::postgres::url();
+        // A second backend on the same schema, finishing asynchronously
+        // (set by the URL, as AnyBackend and the CLI take it).
+        let url = format!("{}?qtasks_synchronous_finish=false", support::postgres::url());
         let backend = PostgresBackend::options(&url)
             .schema(base.schema())
             .application_name(format!("qtasks-test-{}", base.schema()))
-            .synchronous_finish(false)
             .connect()
             .await
             .unwrap()

@@ -300,6 +300,9 @@ pub struct PostgresOptions {
     application_name: String,
     migrate: bool,
     synchronous_finish: bool,
+    /// A `qtasks_*` URL parameter that could not be read: connecting fails
+    /// with it.
+    url_problem: Option<String>,
 }
 
 impl PostgresOptions {
@@ -387,6 +390,9 @@ impl PostgresOptions {
 
     /// The driver's settings and the checked schema name.
     fn connect_options(&self) -> Result<(PgConnectOptions, String), BackendError> {
+        if let Some(problem) = &self.url_problem {
+            return Err(error(BackendErrorKind::InvalidRequest, problem.clone()));
+        }
         let schema = checked_schema(&self.schema)?;
         let options = PgConnectOptions::from_str(&self.url)
             .map_err(|e| error(BackendErrorKind::InvalidRequest, "invalid Postgres URL").with_source(e))?
@@ -441,19 +447,21 @@ impl PostgresOptions {
     }
 }
 
-/// The URL without its `qtasks_schema` parameter, and that parameter.
-fn take_schema_param(url: &str) -> (String, Option<String>) {
-    let Some((base, query)) = url.split_once('?') else { return (url.to_owned(), None) };
+/// The URL without its `qtasks_*` parameters (this backend's, not the
+/// driver's), and those parameters as (name, value), in order.
+fn take_qtasks_params(url: &str) -> (String, Vec<(String, String)>) {
+    let Some((base, query)) = url.split_once('?') else { return (url.to_owned(), Vec::new()) };
     let (query, fragment) = query.split_once('#').map_or((query, None), |(q, f)| (q, Some(f)));
-    let mut schema = None;
+    let mut ours = Vec::new();
     let kept: Vec<&str> = query
         .split('&')
-        .filter(|pair| match pair.strip_prefix("qtasks_schema=") {
-            Some(value) => {
-                schema = Some(value.to_owned());
-                false
+        .filter(|pair| {
+            if !pair.starts_with("qtasks_") {
+                return !pair.is_empty();
             }
-            None => !pair.is_empty(),
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            ours.push((name.to_owned(), value.to_owned()));
+            false
         })
         .collect();
     let mut out = base.to_owned();
@@ -465,7 +473,7 @@ fn take_schema_param(url: &str) -> (String, Option<String>) {
         out.push('#');
         out.push_str(fragment);
     }
-    (out, schema)
+    (out, ours)
 }
 
 /// A schema name as given, if it is one this backend accepts.
@@ -501,20 +509,46 @@ impl PostgresBackend {
     /// Settings to connect to the database at `url` with (schema, pool
     /// size, application name, migrations); see [`PostgresOptions`].
     ///
-    /// The URL may name the schema with the parameter `qtasks_schema`
-    /// (`postgres://host/db?qtasks_schema=jobs`), which is how a URL alone
-    /// ([`AnyBackend`](crate::AnyBackend), the CLI's `QTASKS_BROKER_URL`)
-    /// picks one; it is taken out of the URL given to the driver.
+    /// The URL may carry this backend's settings as parameters, which is
+    /// how a URL alone ([`AnyBackend`](crate::AnyBackend), the CLI's
+    /// `QTASKS_BROKER_URL`) sets them; they are taken out of the URL given
+    /// to the driver:
+    ///
+    /// - `qtasks_schema=jobs`: [`schema`](PostgresOptions::schema);
+    /// - `qtasks_synchronous_finish=false` (or `true`):
+    ///   [`synchronous_finish`](PostgresOptions::synchronous_finish).
+    ///
+    /// Another `qtasks_` parameter, or a value that is not one of these,
+    /// makes connecting fail with an error naming it.
     pub fn options(url: &str) -> PostgresOptions {
-        let (url, schema) = take_schema_param(url);
-        PostgresOptions {
+        let (url, params) = take_qtasks_params(url);
+        let mut options = PostgresOptions {
             url,
-            schema: schema.unwrap_or_else(|| DEFAULT_SCHEMA.to_owned()),
+            schema: DEFAULT_SCHEMA.to_owned(),
             pool_size: DEFAULT_POOL_SIZE,
             application_name: DEFAULT_APPLICATION_NAME.to_owned(),
             migrate: true,
             synchronous_finish: true,
+            url_problem: None,
+        };
+        for (name, value) in params {
+            match (name.as_str(), value.as_str()) {
+                ("qtasks_schema", _) => options.schema = value,
+                ("qtasks_synchronous_finish", "true") => options.synchronous_finish = true,
+                ("qtasks_synchronous_finish", "false") => options.synchronous_finish = false,
+                ("qtasks_synchronous_finish", _) => {
+                    options.url_problem =
+                        Some(format!("invalid URL parameter qtasks_synchronous_finish={value}: expected true or false"))
+                }
+                _ => {
+                    options.url_problem = Some(format!(
+                        "unknown URL parameter {name}: the qtasks_ parameters are qtasks_schema and \
+                         qtasks_synchronous_finish"
+                    ))
+                }
+            }
         }
+        options
     }
 
     /// The same pool and settings, for the app called `app` (as
@@ -675,18 +709,34 @@ mod tests {
     }
 
     #[test]
-    fn the_schema_parameter_is_taken_out_of_the_url() {
+    fn the_qtasks_parameters_are_taken_out_of_the_url() {
         let plain = "postgres://u:p@h:5/db";
-        assert_eq!(take_schema_param(plain), (plain.to_owned(), None));
+        assert_eq!(take_qtasks_params(plain), (plain.to_owned(), vec![]));
+        let pair = |n: &str, v: &str| (n.to_owned(), v.to_owned());
         assert_eq!(
-            take_schema_param("postgres://h/db?qtasks_schema=jobs"),
-            ("postgres://h/db".to_owned(), Some("jobs".to_owned()))
+            take_qtasks_params("postgres://h/db?qtasks_schema=jobs"),
+            ("postgres://h/db".to_owned(), vec![pair("qtasks_schema", "jobs")])
         );
         assert_eq!(
-            take_schema_param("postgres://h/db?sslmode=require&qtasks_schema=jobs&application_name=x"),
-            ("postgres://h/db?sslmode=require&application_name=x".to_owned(), Some("jobs".to_owned()))
+            take_qtasks_params(
+                "postgres://h/db?sslmode=require&qtasks_schema=jobs&application_name=x&qtasks_synchronous_finish=false"
+            ),
+            (
+                "postgres://h/db?sslmode=require&application_name=x".to_owned(),
+                vec![pair("qtasks_schema", "jobs"), pair("qtasks_synchronous_finish", "false")]
+            )
         );
-        assert_eq!(PostgresBackend::options("postgres://h/db?qtasks_schema=jobs").schema, "jobs");
+        let options = PostgresBackend::options("postgres://h/db?qtasks_schema=jobs&qtasks_synchronous_finish=false");
+        assert_eq!((options.schema.as_str(), options.synchronous_finish), ("jobs", false));
+        assert!(PostgresBackend::options("postgres://h/db").synchronous_finish);
+        for (url, says) in [
+            ("postgres://h/db?qtasks_synchronous_finish=no", "qtasks_synchronous_finish=no"),
+            ("postgres://h/db?qtasks_shema=jobs", "unknown URL parameter qtasks_shema"),
+        ] {
+            let e = PostgresBackend::options(url).connect_options().expect_err(url);
+            assert_eq!(e.kind(), BackendErrorKind::InvalidRequest);
+            assert!(e.to_string().contains(says), "{url}: {e}");
+        }
     }
 
     #[test]
