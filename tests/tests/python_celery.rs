@@ -61,6 +61,11 @@ fn queue(what: &str) -> String {
     format!("pycel-{what}-{}", &Uuid::new_v4().simple().to_string()[..8])
 }
 
+/// An app serving queue `q` with the tasks `T` on `backend`.
+fn app_of<T: qtasks::TaskSet>(q: &str, backend: &CeleryBackend) -> QueueTasks<(T,), (), CeleryBackend> {
+    QueueTasks::builder(q).tasks::<T>().queue(Queue::new(q)).backend(backend.clone()).build().unwrap()
+}
+
 async fn backend(app: &str) -> CeleryBackend {
     CeleryBackend::connect(&redis_url()).await.expect("connecting to Redis").for_app(app)
 }
@@ -101,15 +106,7 @@ fn ids(out: &[Value]) -> Vec<Value> {
 async fn the_celery_client_gets_results_and_exceptions_from_a_rust_worker() {
     let q = queue("e2e");
     let backend = backend(&q).await;
-    let app = QueueTasks::builder(q.as_str())
-        .task::<Add>()
-        .task::<Fail>()
-        .task::<RanAt>()
-        .task::<Flaky>()
-        .queue(Queue::new(q.as_str()))
-        .backend(backend.clone())
-        .build()
-        .unwrap();
+    let app = app_of::<(Add, Fail, RanAt, Flaky)>(&q, &backend);
     let worker = app.worker().queues([q.as_str()]).start().await.unwrap();
 
     let out = client(
@@ -175,12 +172,7 @@ async fn the_celery_client_gets_results_and_exceptions_from_a_rust_worker() {
 async fn celery_time_limits_stop_a_rust_task() {
     let q = queue("limits");
     let backend = backend(&q).await;
-    let app = QueueTasks::builder(q.as_str())
-        .task::<Naps>()
-        .queue(Queue::new(q.as_str()))
-        .backend(backend.clone())
-        .build()
-        .unwrap();
+    let app = app_of::<(Naps,)>(&q, &backend);
     let worker = app.worker().queues([q.as_str()]).start().await.unwrap();
 
     let out = client(
@@ -300,12 +292,7 @@ async fn malformed_messages_are_dead_lettered_or_failed_and_cost_no_other_task()
     for message in ["not json", no_id.as_str(), bad_body.as_str()] {
         let _: i64 = query(&mut raw, &["LPUSH", &q, message]).await;
     }
-    let app = QueueTasks::builder(q.as_str())
-        .task::<Add>()
-        .queue(Queue::new(q.as_str()))
-        .backend(backend.clone())
-        .build()
-        .unwrap();
+    let app = app_of::<(Add,)>(&q, &backend);
     let worker = app.worker().queues([q.as_str()]).start().await.unwrap();
 
     // A good task sent behind them runs.
@@ -359,12 +346,7 @@ async fn the_task_of_a_killed_rust_worker_comes_back() {
     first.sigkill();
 
     // A worker of this process restores it after the visibility timeout and runs it.
-    let app = QueueTasks::builder(q.as_str())
-        .task::<SlowHere>()
-        .queue(Queue::new(q.as_str()))
-        .backend(backend.clone())
-        .build()
-        .unwrap();
+    let app = app_of::<(SlowHere,)>(&q, &backend);
     let worker = app.worker().queues([q.as_str()]).start().await.unwrap();
     let got = client(&q, json!([{"get": id, "timeout": 90}])).await;
     assert_eq!(got[0]["result"], "ran here", "{got:?}");
@@ -445,12 +427,7 @@ async fn a_rust_worker_restores_the_tasks_of_a_sigkilled_python_celery_worker() 
     // A Rust worker takes over: what the Python worker held comes back
     // after the visibility timeout, and every task ends.
     let backend = backend(&q).await.visibility_timeout(Duration::from_secs(2));
-    let app = QueueTasks::builder(q.as_str())
-        .task::<SlowHere>()
-        .queue(Queue::new(q.as_str()))
-        .backend(backend.clone())
-        .build()
-        .unwrap();
+    let app = app_of::<(SlowHere,)>(&q, &backend);
     let worker = app.worker().queues([q.as_str()]).start().await.unwrap();
     let gets: Vec<Value> = ids.iter().map(|id| json!({"get": id, "timeout": 90})).collect();
     let got = client(&q, Value::Array(gets)).await;
@@ -481,13 +458,7 @@ async fn a_cancelled_queued_task_is_revoked_for_the_client_and_never_runs() {
     let uuid: Uuid = sent[0]["id"].as_str().unwrap().parse().unwrap();
     assert_eq!(backend.cancel(uuid, "not needed").await.unwrap(), qtasks::backend::CancelOutcome::Cancelled);
 
-    let app = QueueTasks::builder(q.as_str())
-        .task::<Add>()
-        .task::<Fail>()
-        .queue(Queue::new(q.as_str()))
-        .backend(backend.clone())
-        .build()
-        .unwrap();
+    let app = app_of::<(Add, Fail)>(&q, &backend);
     let worker = app.worker().queues([q.as_str()]).start().await.unwrap();
     let got = client(&q, json!([{"get": sent[0]["id"], "timeout": 30}, {"get": sent[1]["id"], "timeout": 30}])).await;
     assert_eq!(got[0]["state"], "REVOKED", "{got:?}");

@@ -141,30 +141,8 @@ async fn serve<T: qtasks::TaskSet, C: qtasks::PluginChain, B: Backend>(
     }
     let worker = worker.start().await?;
     println!("READY {}", std::process::id());
-    stop_signal().await;
+    qtasks_tests::stop_signal().await;
     worker.shutdown().await;
     println!("STOPPED");
     Ok(())
-}
-
-async fn stop_signal() {
-    let (tx, stdin_closed) = tokio::sync::oneshot::channel::<()>();
-    std::thread::spawn(move || {
-        let mut sink = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
-        let _ = tx.send(());
-    });
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    let term = async {
-        match term.as_mut() {
-            Some(t) => {
-                t.recv().await;
-            }
-            None => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = term => eprintln!("SIGTERM: shutting down"),
-        _ = stdin_closed => eprintln!("stdin closed: shutting down"),
-    }
 }

@@ -244,34 +244,10 @@ async fn worker(o: Options) -> BoxResult<ExitCode> {
     let app = builder.backend(backend).build()?;
     let worker = app.worker().max_tasks_process(o.concurrency).start().await?;
     println!("READY {} {pid}", worker.info().id);
-    stop_signal().await;
+    qtasks_tests::stop_signal().await;
     worker.shutdown().await;
     println!("STOPPED");
     Ok(ExitCode::SUCCESS)
-}
-
-/// SIGTERM, Ctrl-C, or the end of stdin.
-async fn stop_signal() {
-    let (tx, stdin_closed) = tokio::sync::oneshot::channel::<()>();
-    std::thread::spawn(move || {
-        let mut sink = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
-        let _ = tx.send(());
-    });
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    let term = async {
-        match term.as_mut() {
-            Some(t) => {
-                t.recv().await;
-            }
-            None => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = term => eprintln!("SIGTERM: shutting down"),
-        _ = tokio::signal::ctrl_c() => eprintln!("Ctrl-C: shutting down"),
-        _ = stdin_closed => eprintln!("stdin closed: shutting down"),
-    }
 }
 
 async fn client(o: Options) -> BoxResult<ExitCode> {
