@@ -804,3 +804,103 @@ async fn schedules_are_listed_with_their_next_run() {
     assert!(page.text.contains("hourly add") && page.text.contains("0 3 * * *"), "{}", page.text);
     schedule.shutdown().await;
 }
+
+type Tasks = ((Add, WaitForCancel, Fail, Chore),);
+
+/// An app of the test's tasks on `backend`.
+fn app_on<B: Backend>(name: &str, backend: B) -> QueueTasks<Tasks, (), B> {
+    QueueTasks::builder(name).tasks::<(Add, WaitForCancel, Fail, Chore)>().backend(backend).build().unwrap()
+}
+
+/// The detail names the worker that ran a task and dates each step
+/// (enqueued, started by the worker, ended); `/api/workers` and the
+/// Workers page show how many tasks each worker runs.
+async fn worker_timeline_and_in_flight<B: Backend>(app: QueueTasks<Tasks, (), B>) {
+    let router = Dashboard::new().router(&app);
+    let worker = app.worker().start().await.unwrap();
+    let id = worker.info().id.clone();
+
+    let done = app.add_task("add", (2, 3)).await.unwrap().uuid();
+    until_status(&app, done, TaskStatus::Success).await;
+    let detail = get(&router, &format!("/api/tasks/{done}")).await.json();
+    let task = &detail["task"];
+    assert_eq!(task["worker"], id, "{detail}");
+    let started = task["started_at"].as_f64().expect("the record dates its start");
+    let timeline = detail["timeline"].as_array().unwrap();
+    let statuses: Vec<&str> = timeline.iter().map(|s| s["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["new", "process", "success"], "{detail}");
+    assert_eq!(timeline[1]["worker"], id);
+    assert_eq!(timeline[1]["at"].as_f64(), Some(started));
+    let ats: Vec<f64> = timeline.iter().map(|s| s["at"].as_f64().unwrap()).collect();
+    assert!(ats.windows(2).all(|w| w[0] <= w[1]), "steps in order: {ats:?}");
+    let page = get(&router, &format!("/tasks/{done}")).await;
+    assert!(page.text.contains(&format!("started by worker {id}")), "{}", page.text);
+
+    // A running task counts in its worker's `in_flight` at the next
+    // heartbeat (every 5 s); cancelled, its record still names the worker.
+    let running = app.add_task("wait_for_cancel", ()).await.unwrap().uuid();
+    until_status(&app, running, TaskStatus::Process).await;
+    let deadline = tokio::time::Instant::now() + HANG;
+    loop {
+        let workers = get(&router, "/api/workers").await.json();
+        let me = workers.as_array().unwrap().iter().find(|w| w["id"] == id).cloned().unwrap_or_default();
+        if me["in_flight"] == 1 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "in flight never shown as 1: {workers}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let page = get(&router, "/workers").await;
+    assert!(page.text.contains("<td data-field=\"in_flight\">1</td>"), "{}", page.text);
+    app.cancel(running, "enough").await.unwrap();
+    until_status(&app, running, TaskStatus::Cancel).await;
+    let detail = get(&router, &format!("/api/tasks/{running}")).await.json();
+    let statuses: Vec<&str> =
+        detail["timeline"].as_array().unwrap().iter().map(|s| s["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["new", "process", "cancel"], "{detail}");
+    assert_eq!(detail["task"]["worker"], id);
+    worker.shutdown().await;
+
+    // Cancelled while queued: never started, no worker.
+    let queued = app.add_task("add", (1, 1)).await.unwrap().uuid();
+    app.cancel(queued, "not now").await.unwrap();
+    let detail = get(&router, &format!("/api/tasks/{queued}")).await.json();
+    let statuses: Vec<&str> =
+        detail["timeline"].as_array().unwrap().iter().map(|s| s["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["new", "cancel"], "{detail}");
+    assert!(detail["task"].get("worker").is_none(), "{detail}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detail_names_the_worker_and_dates_the_steps_memory() {
+    worker_timeline_and_in_flight(app("timeline")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(redis_unreachable, ignore = "Redis is not reachable (see the build warning)")]
+async fn detail_names_the_worker_and_dates_the_steps_redis() {
+    let name = format!("web-api-timeline-redis-{}", Uuid::new_v4());
+    let Some(backend) = support::connect_redis("detail_names_the_worker_and_dates_the_steps_redis", &name).await else {
+        return;
+    };
+    let app = app_on(&name, backend);
+    let outcome = tokio::spawn(worker_timeline_and_in_flight(app.clone())).await;
+    app.flush_all().await.unwrap();
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(postgres_unreachable, ignore = "Postgres is not reachable (see the build warning)")]
+async fn detail_names_the_worker_and_dates_the_steps_postgres() {
+    let Some(base) = support::postgres::fresh("detail_names_the_worker_and_dates_the_steps_postgres").await else {
+        return;
+    };
+    let app = app_on("web-api-timeline-postgres", base.clone());
+    let outcome = tokio::spawn(worker_timeline_and_in_flight(app)).await;
+    support::postgres::drop_schema(&base).await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}

@@ -280,6 +280,32 @@ pub(super) struct Attempt {
 pub(super) struct Step {
     pub status: TaskStatus,
     pub at: Timestamp,
+    /// The worker that ran it, on the `process` step (when the record
+    /// names it: once the run ended, or while it runs if a plugin rewrote
+    /// the running record).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
+}
+
+/// The statuses `task` went through that its record dates, oldest first:
+/// enqueued (`new`, at `created_at`), started (`process`, at `started_at`,
+/// by its worker; for a running record that does not name its start, when
+/// it was taken), and ended (its status, at `updated_at`). A task
+/// cancelled before it ran has no `process` step.
+pub(super) fn timeline(task: &TaskRecord) -> Vec<Step> {
+    let mut steps = vec![Step { status: TaskStatus::New, at: task.created_at, worker: None }];
+    let started = match task.status {
+        TaskStatus::New => None,
+        TaskStatus::Process => Some(task.started_at.unwrap_or(task.updated_at)),
+        _ => task.started_at,
+    };
+    if let Some(at) = started {
+        steps.push(Step { status: TaskStatus::Process, at, worker: task.worker.clone() });
+    }
+    if task.status.is_done() {
+        steps.push(Step { status: task.status, at: task.updated_at, worker: None });
+    }
+    steps
 }
 
 /// A task with what the detail page shows around it.
@@ -333,15 +359,11 @@ pub(super) async fn read_detail(source: &dyn Source, uuid: Uuid) -> Result<Optio
         at = child.as_ref().and_then(|c| link(c, RETRY_CHILD));
         after += 1;
     }
-    let mut timeline = vec![Step { status: TaskStatus::New, at: task.created_at }];
-    if task.status != TaskStatus::New {
-        timeline.push(Step { status: task.status, at: task.updated_at });
-    }
     Ok(Some(Detail {
         retried_from: link(&task, RETRIED_FROM),
         can_cancel: !task.status.is_done(),
         can_retry: matches!(task.status, TaskStatus::Error | TaskStatus::Cancel),
-        timeline,
+        timeline: timeline(&task),
         attempts,
         task,
     }))

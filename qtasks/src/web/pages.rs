@@ -470,6 +470,9 @@ fn detail_body(state: &Shared, d: &Detail) -> String {
         c = time(t.created_at),
         up = time(t.updated_at),
     );
+    if let Some(worker) = &t.worker {
+        let _ = write!(body, "<dt>worker</dt><dd id=\"task-worker\">{}</dd>", esc(worker));
+    }
     if let Some(from) = d.retried_from {
         let _ = write!(body, "<dt>retry of</dt><dd><a href=\"{base}/tasks/{from}\">{from}</a></dd>");
     }
@@ -505,7 +508,19 @@ fn detail_body(state: &Shared, d: &Detail) -> String {
     }
     body.push_str("<h2>Timeline</h2><ol class=\"timeline\">");
     for step in &d.timeline {
-        let _ = write!(body, "<li>{} {}</li>", status_badge(step.status), time(step.at));
+        let what = match (step.status, &step.worker) {
+            (TaskStatus::New, _) => "enqueued".to_owned(),
+            (TaskStatus::Process, Some(worker)) => format!("started by worker {}", esc(worker)),
+            (TaskStatus::Process, None) => "started".to_owned(),
+            _ => "ended".to_owned(),
+        };
+        let _ = write!(
+            body,
+            "<li data-status=\"{}\">{} {what} at {}</li>",
+            step.status,
+            status_badge(step.status),
+            time(step.at)
+        );
     }
     body.push_str("</ol>");
     if d.attempts.len() > 1 {
@@ -765,19 +780,20 @@ async fn workers(State(state): State<Shared>) -> Response {
         Err(e) => return failed(&state, &e),
     };
     let mut body = String::from(
-        "<table id=\"workers\"><thead><tr><th>worker</th><th>state</th><th>host</th><th>pid</th><th>queues</th><th>concurrency</th><th>backend</th><th>started</th><th>last heartbeat</th></tr></thead><tbody>",
+        "<table id=\"workers\"><thead><tr><th>worker</th><th>state</th><th>host</th><th>pid</th><th>queues</th><th>concurrency</th><th>in flight</th><th>backend</th><th>started</th><th>last heartbeat</th></tr></thead><tbody>",
     );
     for w in &rows {
         let i = &w.info;
         let _ = write!(
             body,
-            "<tr data-worker=\"{id}\" class=\"{s}\"><td>{id}</td><td>{s}</td><td>{h}</td><td>{pid}</td><td>{q}</td><td>{c}</td><td>{b}</td><td>{t}</td><td>{hb}</td></tr>",
+            "<tr data-worker=\"{id}\" class=\"{s}\"><td>{id}</td><td>{s}</td><td>{h}</td><td>{pid}</td><td>{q}</td><td>{c}</td><td data-field=\"in_flight\">{f}</td><td>{b}</td><td>{t}</td><td>{hb}</td></tr>",
             id = esc(&i.id),
             s = w.state,
             h = esc(&i.host),
             pid = i.pid,
             q = esc(&i.queues.join(", ")),
             c = i.concurrency,
+            f = i.in_flight,
             b = esc(&i.backend),
             t = time(i.started_at),
             hb = i.heartbeat_at.map_or_else(|| "-".to_owned(), time),
