@@ -545,7 +545,7 @@ async fn the_api_reference_matches_the_router() {
         let (method, path) = route.split_once(' ').unwrap();
         routes.push((method.to_owned(), path.to_owned()));
     }
-    assert_eq!(routes.len(), 16, "{routes:?}");
+    assert_eq!(routes.len(), 17, "{routes:?}");
     for (method, path) in &routes {
         if path == "/api/events" {
             continue; // never ends; see events_stream_snapshots
@@ -899,6 +899,71 @@ async fn detail_names_the_worker_and_dates_the_steps_postgres() {
     };
     let app = app_on("web-api-timeline-postgres", base.clone());
     let outcome = tokio::spawn(worker_timeline_and_in_flight(app)).await;
+    support::postgres::drop_schema(&base).await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// Throughput per minute is counted by the backend as runs end, with no
+/// browser open: `GET /api/throughput` and the overview read it, per status.
+async fn throughput_counted_by_the_backend<B: Backend>(app: QueueTasks<Tasks, (), B>) {
+    let router = Dashboard::new().router(&app);
+    let worker = app.worker().start().await.unwrap();
+    let mut uuids = Vec::new();
+    for i in 0..3 {
+        uuids.push((app.add_task("add", (i, i)).await.unwrap().uuid(), TaskStatus::Success));
+    }
+    uuids.push((app.add_task("fail", ("no",)).await.unwrap().uuid(), TaskStatus::Error));
+    for (uuid, status) in &uuids {
+        until_status(&app, *uuid, *status).await;
+    }
+    worker.shutdown().await;
+    let answer = get(&router, "/api/throughput").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    let t = answer.json();
+    assert_eq!(t["counted_by"], "backend", "{t}");
+    let minutes = t["minutes"].as_array().unwrap();
+    assert_eq!(minutes.len(), 60);
+    let sum = |field: &str| minutes.iter().map(|m| m[field].as_u64().unwrap()).sum::<u64>();
+    assert_eq!((sum("finished"), sum("failed"), sum("success"), sum("error")), (4, 1, 3, 1), "{t}");
+    let starts: Vec<i64> = minutes.iter().map(|m| m["at"].as_i64().unwrap()).collect();
+    assert!(starts.windows(2).all(|w| w[1] - w[0] == 60), "one per minute, oldest first: {starts:?}");
+    let o = get(&router, "/api/overview").await.json();
+    assert_eq!(o["counted_by"], "backend");
+    assert_eq!(o["throughput"], t["minutes"]);
+    let page = get(&router, "/").await;
+    assert!(page.text.contains("counted by the backend across every worker"), "{}", page.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throughput_is_counted_by_the_backend_memory() {
+    throughput_counted_by_the_backend(app("throughput")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(redis_unreachable, ignore = "Redis is not reachable (see the build warning)")]
+async fn throughput_is_counted_by_the_backend_redis() {
+    let name = format!("web-api-throughput-redis-{}", Uuid::new_v4());
+    let Some(backend) = support::connect_redis("throughput_is_counted_by_the_backend_redis", &name).await else {
+        return;
+    };
+    let app = app_on(&name, backend);
+    let outcome = tokio::spawn(throughput_counted_by_the_backend(app.clone())).await;
+    app.flush_all().await.unwrap();
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(postgres_unreachable, ignore = "Postgres is not reachable (see the build warning)")]
+async fn throughput_is_counted_by_the_backend_postgres() {
+    let Some(base) = support::postgres::fresh("throughput_is_counted_by_the_backend_postgres").await else {
+        return;
+    };
+    let app = app_on("web-api-throughput-postgres", base.clone());
+    let outcome = tokio::spawn(throughput_counted_by_the_backend(app)).await;
     support::postgres::drop_schema(&base).await;
     if let Err(e) = outcome {
         std::panic::resume_unwind(e.into_panic());

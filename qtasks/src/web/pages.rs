@@ -223,11 +223,10 @@ async fn login_post(State(state): State<Shared>, Form(form): Form<HashMap<String
 // ---------------------------------------------------------------------------
 
 async fn overview(State(state): State<Shared>) -> Response {
-    let mut o = match api::read_overview(&*state.source, state.options.read_only).await {
+    let o = match api::read_overview_here(&state).await {
         Ok(o) => o,
         Err(e) => return failed(&state, &e),
     };
-    o.throughput = state.live.throughput();
     let mut body = String::from("<section class=\"cards\">");
     for (status, n) in &o.statuses {
         let _ = write!(
@@ -245,8 +244,13 @@ async fn overview(State(state): State<Shared>) -> Response {
     );
     let _ = write!(
         body,
-        "<h2>Throughput <span class=\"meta\">last hour, runs ended per minute (red: failed), while the dashboard is open</span></h2>\
+        "<h2>Throughput <span class=\"meta\">last hour, runs ended per minute (red: failed), {}</span></h2>\
          <div id=\"throughput\">{}</div>",
+        if o.counted_by == api::COUNTED_HERE {
+            "while the dashboard is open"
+        } else {
+            "counted by the backend across every worker"
+        },
         chart(&o.throughput)
     );
     body.push_str("<h2>Queues</h2>");
