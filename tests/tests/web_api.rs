@@ -969,3 +969,54 @@ async fn throughput_is_counted_by_the_backend_postgres() {
         std::panic::resume_unwind(e.into_panic());
     }
 }
+
+/// On Redis one page reads at most 10 000 index entries: a filter that
+/// few tasks match ends pages early, with a cursor, and following the
+/// cursors reaches every match. The page says it ended early.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(redis_unreachable, ignore = "Redis is not reachable (see the build warning)")]
+async fn redis_selective_filters_reach_every_match_through_short_pages() {
+    let name = format!("web-api-redis-sparse-{}", Uuid::new_v4());
+    let Some(backend) =
+        support::connect_redis("redis_selective_filters_reach_every_match_through_short_pages", &name).await
+    else {
+        return;
+    };
+    let app = app_on(&name, backend);
+    let outcome = tokio::spawn({
+        let app = app.clone();
+        async move {
+            let router = Dashboard::new().router(&app);
+            let oldest = app.add_task("chore", ()).await.unwrap().uuid();
+            app.add_tasks((0..11_000).map(|i| Add::call(i, 0))).await.unwrap();
+            let newest = app.add_task("chore", ()).await.unwrap().uuid();
+            let mut found = Vec::new();
+            let mut short_pages = 0;
+            let mut path = "/api/tasks?name=chore&limit=50".to_owned();
+            for _ in 0..10 {
+                let page = get(&router, &path).await;
+                assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+                let page = page.json();
+                let tasks = page["tasks"].as_array().unwrap();
+                found.extend(tasks.iter().map(|t| t["uuid"].as_str().unwrap().parse::<Uuid>().unwrap()));
+                match page["next"].as_str() {
+                    Some(next) => {
+                        short_pages += usize::from(tasks.len() < 50);
+                        path = format!("/api/tasks?name=chore&limit=50&after={next}");
+                    }
+                    None => break,
+                }
+            }
+            assert_eq!(found, [newest, oldest], "every match once, newest first");
+            assert!(short_pages >= 1, "11 000 entries between the two: a page ended early");
+            let html = get(&router, "/tasks?name=chore").await;
+            assert!(html.text.contains("id=\"short-page\""), "{}", html.text);
+            assert!(html.text.contains("rel=\"next\""), "{}", html.text);
+        }
+    })
+    .await;
+    app.flush_all().await.unwrap();
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}

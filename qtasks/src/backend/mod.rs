@@ -462,8 +462,14 @@ pub trait Backend: Send + Sync + 'static {
     /// (`created_at`, then uuid, descending), starting after
     /// [`query.after`](TaskQuery::after), at most
     /// [`page_size`](TaskQuery::page_size) records; the page's
-    /// [`next`](TaskPage::next) is set when more records match. What the
-    /// dashboard's task table reads.
+    /// [`next`](TaskPage::next) is set when more records may match. What
+    /// the dashboard's task table reads.
+    ///
+    /// A backend may bound the work of one call: then a page can hold
+    /// fewer records than the page size, even none, and still have a
+    /// `next` (Redis reads at most 10 000 index entries per call, so a
+    /// filter that few tasks match ends pages early). Following `next`
+    /// until it is `None` reaches every matching record.
     ///
     /// The default reads every record ([`get_all`](Backend::get_all)) and
     /// cuts the page in memory ([`TaskQuery::page_of`]): right, but a full

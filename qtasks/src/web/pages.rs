@@ -397,7 +397,13 @@ async fn tasks(State(state): State<Shared>, Query(pairs): Query<Vec<(String, Str
         body.push_str(&task_row(&state, t));
     }
     body.push_str("</tbody></table>");
-    if list.tasks.is_empty() {
+    if list.next.is_some() && list.tasks.len() < q.page_size() {
+        // A backend that bounds a page's reads (Redis: 10 000 index entries).
+        body.push_str(
+            "<p class=\"meta\" id=\"short-page\">This page ended early: one page reads at most 10 000 tasks \
+             looking for matches. Older matching tasks may follow: see <em>older</em> below.</p>",
+        );
+    } else if list.tasks.is_empty() {
         body.push_str("<p class=\"empty\">No task matches.</p>");
     }
     let filtered = q.status.is_some() || q.task_name.is_some() || q.queue.is_some() || filter.id.is_some();
