@@ -352,7 +352,7 @@ mod tests {
         let old = json!({"uuid": Uuid::nil(), "task_name": "t", "priority": 0, "args": [], "status": "success",
                          "created_at": 1.0, "updated_at": 2.0});
         let record: TaskRecord = serde_json::from_value(old).unwrap();
-        assert_eq!((record.worker, record.started_at), (None, None));
+        assert_eq!((&record.worker, record.started_at), (&None, None));
         let text = serde_json::to_string(&record).unwrap();
         assert!(!text.contains("worker") && !text.contains("started_at"), "{text}");
     }
