@@ -480,7 +480,8 @@ fn detail_body(state: &Shared, d: &Detail) -> String {
         c = time(t.created_at),
         up = time(t.updated_at),
     );
-    if let Some(worker) = &t.worker {
+    // A task put back in the queue may still name the worker of the run before.
+    if let Some(worker) = t.worker.as_ref().filter(|_| t.status != TaskStatus::New) {
         let _ = write!(body, "<dt>worker</dt><dd id=\"task-worker\">{}</dd>", esc(worker));
     }
     if let Some(from) = d.retried_from {
