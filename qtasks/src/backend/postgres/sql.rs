@@ -103,8 +103,13 @@ impl Sql {
             )),
             config_delete: s(format!("DELETE FROM {q}.settings WHERE app = $1 AND name = $2 AND key = $3")),
             // `flush_app` (schema version 1) does not know the `minutes`
-            // table (version 4): its rows go in the same statement.
-            flush: s(format!("WITH m AS (DELETE FROM {q}.minutes WHERE app = $1) SELECT {q}.flush_app($1)")),
+            // table (version 4): its rows go in the same statement, after
+            // `counts` (the uncorrelated `EXISTS` runs `flush_app` first),
+            // the order in which finishing transactions lock them.
+            flush: s(format!(
+                "WITH f AS (SELECT {q}.flush_app($1)) \
+                 DELETE FROM {q}.minutes WHERE app = $1 AND EXISTS (SELECT 1 FROM f)"
+            )),
             purge: s(format!("SELECT {q}.purge_expired($1)")),
             minutes: s(format!(
                 "SELECT minute * 60, status, sum(n)::bigint FROM {q}.minutes WHERE app = $1 AND minute >= $2 \

@@ -71,12 +71,18 @@ pub(super) async fn check_minute_counts<B: Backend>(backend: B) -> Outcome {
 
     // An app of another name counts its own runs only.
     let other = backend.for_app(&format!("{}-minutes-other", backend.app_name()));
-    let outcome = async {
+    let outcome: Outcome = async {
         let counted = other.minute_counts(since).await?.ok_or("counted per minute for one app, not another")?;
         ensure_eq!(total(&counted), MinuteCount::default(), "another app sees none: {counted:?}");
         Ok(())
     }
     .await;
     other.flush().await?;
-    outcome
+    outcome?;
+
+    // `flush` removes them with the app's other counters.
+    backend.flush().await?;
+    let flushed = backend.minute_counts(since).await?.ok_or("counted per minute, then not")?;
+    ensure_eq!(total(&flushed), MinuteCount::default(), "flushed: {flushed:?}");
+    Ok(())
 }

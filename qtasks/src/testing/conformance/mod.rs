@@ -1256,7 +1256,7 @@ checks! {
     /// `minute_counts`: runs ended by `finish` and `cancel` show up in the
     /// minutes around now, by status, each once, one entry per minute,
     /// oldest first; a `since` after them gives none; an app counts only
-    /// its own runs. A backend that does not count per minute (`None`)
-    /// passes.
+    /// its own runs; `flush` removes them. A backend that does not count
+    /// per minute (`None`) passes.
     minute_counts(LEASE) => check_minute_counts;
 }
