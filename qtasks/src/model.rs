@@ -245,6 +245,16 @@ pub struct TaskRecord {
     /// The task's unique key, if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unique: Option<Unique>,
+    /// The worker that ran the task, as its
+    /// [`WorkerInfo::id`](crate::client::WorkerInfo::id): set by the worker
+    /// when it starts the run, so the final record names it. `None` before
+    /// a worker started it, and in records written by an older qtasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
+    /// When the run of this attempt began (the worker started it); `None`
+    /// as [`worker`](Self::worker) is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Timestamp>,
 }
 
 impl TaskRecord {
@@ -266,6 +276,8 @@ impl TaskRecord {
             queue: request.queue,
             limit_key: request.limit_key,
             unique: request.unique,
+            worker: None,
+            started_at: None,
         }
     }
 
@@ -301,6 +313,8 @@ impl TaskRecord {
             queue: message.queue.clone(),
             limit_key: message.limit_key.clone(),
             unique: None,
+            worker: None,
+            started_at: None,
         }
     }
 
@@ -327,5 +341,21 @@ impl TaskRecord {
     /// Returns `None` when the task has no result (it is not `success`).
     pub fn result_as<T: serde::de::DeserializeOwned>(&self) -> Option<Result<T, serde_json::Error>> {
         self.result.clone().map(serde_json::from_value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn records_without_a_worker_decode_and_none_is_not_written() {
+        let old = json!({"uuid": Uuid::nil(), "task_name": "t", "priority": 0, "args": [], "status": "success",
+                         "created_at": 1.0, "updated_at": 2.0});
+        let record: TaskRecord = serde_json::from_value(old).unwrap();
+        assert_eq!((&record.worker, record.started_at), (&None, None));
+        let text = serde_json::to_string(&record).unwrap();
+        assert!(!text.contains("worker") && !text.contains("started_at"), "{text}");
     }
 }

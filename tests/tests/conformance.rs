@@ -144,6 +144,7 @@ conformance! {
     unique(LEASE) => memory_unique, redis_unique, postgres_unique;
     enqueue_many(LEASE) => memory_enqueue_many, redis_enqueue_many, postgres_enqueue_many;
     listing(LEASE) => memory_listing, redis_listing, postgres_listing;
+    minute_counts(LEASE) => memory_minute_counts, redis_minute_counts, postgres_minute_counts;
 }
 
 /// The whole suite through its public entry point, as a backend crate runs it.

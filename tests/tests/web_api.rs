@@ -545,7 +545,7 @@ async fn the_api_reference_matches_the_router() {
         let (method, path) = route.split_once(' ').unwrap();
         routes.push((method.to_owned(), path.to_owned()));
     }
-    assert_eq!(routes.len(), 16, "{routes:?}");
+    assert_eq!(routes.len(), 17, "{routes:?}");
     for (method, path) in &routes {
         if path == "/api/events" {
             continue; // never ends; see events_stream_snapshots
@@ -803,4 +803,220 @@ async fn schedules_are_listed_with_their_next_run() {
     let page = get(&router, "/schedules").await;
     assert!(page.text.contains("hourly add") && page.text.contains("0 3 * * *"), "{}", page.text);
     schedule.shutdown().await;
+}
+
+type Tasks = ((Add, WaitForCancel, Fail, Chore),);
+
+/// An app of the test's tasks on `backend`.
+fn app_on<B: Backend>(name: &str, backend: B) -> QueueTasks<Tasks, (), B> {
+    QueueTasks::builder(name).tasks::<(Add, WaitForCancel, Fail, Chore)>().backend(backend).build().unwrap()
+}
+
+/// The detail names the worker that ran a task and dates each step
+/// (enqueued, started by the worker, ended); `/api/workers` and the
+/// Workers page show how many tasks each worker runs.
+async fn worker_timeline_and_in_flight<B: Backend>(app: QueueTasks<Tasks, (), B>) {
+    let router = Dashboard::new().router(&app);
+    let worker = app.worker().start().await.unwrap();
+    let id = worker.info().id.clone();
+
+    let done = app.add_task("add", (2, 3)).await.unwrap().uuid();
+    until_status(&app, done, TaskStatus::Success).await;
+    let detail = get(&router, &format!("/api/tasks/{done}")).await.json();
+    let task = &detail["task"];
+    assert_eq!(task["worker"], id, "{detail}");
+    let started = task["started_at"].as_f64().expect("the record dates its start");
+    let timeline = detail["timeline"].as_array().unwrap();
+    let statuses: Vec<&str> = timeline.iter().map(|s| s["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["new", "process", "success"], "{detail}");
+    assert_eq!(timeline[1]["worker"], id);
+    assert_eq!(timeline[1]["at"].as_f64(), Some(started));
+    let ats: Vec<f64> = timeline.iter().map(|s| s["at"].as_f64().unwrap()).collect();
+    assert!(ats.windows(2).all(|w| w[0] <= w[1]), "steps in order: {ats:?}");
+    let page = get(&router, &format!("/tasks/{done}")).await;
+    assert!(page.text.contains(&format!("started by worker {id}")), "{}", page.text);
+
+    // A running task counts in its worker's `in_flight` at the next
+    // heartbeat (every 5 s); cancelled, its record still names the worker.
+    let running = app.add_task("wait_for_cancel", ()).await.unwrap().uuid();
+    until_status(&app, running, TaskStatus::Process).await;
+    let deadline = tokio::time::Instant::now() + HANG;
+    loop {
+        let workers = get(&router, "/api/workers").await.json();
+        let me = workers.as_array().unwrap().iter().find(|w| w["id"] == id).cloned().unwrap_or_default();
+        if me["in_flight"] == 1 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "in flight never shown as 1: {workers}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let page = get(&router, "/workers").await;
+    assert!(page.text.contains("<td data-field=\"in_flight\">1</td>"), "{}", page.text);
+    app.cancel(running, "enough").await.unwrap();
+    until_status(&app, running, TaskStatus::Cancel).await;
+    let detail = get(&router, &format!("/api/tasks/{running}")).await.json();
+    let statuses: Vec<&str> =
+        detail["timeline"].as_array().unwrap().iter().map(|s| s["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["new", "process", "cancel"], "{detail}");
+    assert_eq!(detail["task"]["worker"], id);
+    worker.shutdown().await;
+
+    // Cancelled while queued: never started, no worker.
+    let queued = app.add_task("add", (1, 1)).await.unwrap().uuid();
+    app.cancel(queued, "not now").await.unwrap();
+    let detail = get(&router, &format!("/api/tasks/{queued}")).await.json();
+    let statuses: Vec<&str> =
+        detail["timeline"].as_array().unwrap().iter().map(|s| s["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["new", "cancel"], "{detail}");
+    assert!(detail["task"].get("worker").is_none(), "{detail}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detail_names_the_worker_and_dates_the_steps_memory() {
+    worker_timeline_and_in_flight(app("timeline")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(redis_unreachable, ignore = "Redis is not reachable (see the build warning)")]
+async fn detail_names_the_worker_and_dates_the_steps_redis() {
+    let name = format!("web-api-timeline-redis-{}", Uuid::new_v4());
+    let Some(backend) = support::connect_redis("detail_names_the_worker_and_dates_the_steps_redis", &name).await else {
+        return;
+    };
+    let app = app_on(&name, backend);
+    let outcome = tokio::spawn(worker_timeline_and_in_flight(app.clone())).await;
+    app.flush_all().await.unwrap();
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(postgres_unreachable, ignore = "Postgres is not reachable (see the build warning)")]
+async fn detail_names_the_worker_and_dates_the_steps_postgres() {
+    let Some(base) = support::postgres::fresh("detail_names_the_worker_and_dates_the_steps_postgres").await else {
+        return;
+    };
+    let app = app_on("web-api-timeline-postgres", base.clone());
+    let outcome = tokio::spawn(worker_timeline_and_in_flight(app)).await;
+    support::postgres::drop_schema(&base).await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// Throughput per minute is counted by the backend as runs end, with no
+/// browser open: `GET /api/throughput` and the overview read it, per status.
+async fn throughput_counted_by_the_backend<B: Backend>(app: QueueTasks<Tasks, (), B>) {
+    let router = Dashboard::new().router(&app);
+    let worker = app.worker().start().await.unwrap();
+    let mut uuids = Vec::new();
+    for i in 0..3 {
+        uuids.push((app.add_task("add", (i, i)).await.unwrap().uuid(), TaskStatus::Success));
+    }
+    uuids.push((app.add_task("fail", ("no",)).await.unwrap().uuid(), TaskStatus::Error));
+    for (uuid, status) in &uuids {
+        until_status(&app, *uuid, *status).await;
+    }
+    worker.shutdown().await;
+    let answer = get(&router, "/api/throughput").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    let t = answer.json();
+    assert_eq!(t["counted_by"], "backend", "{t}");
+    let minutes = t["minutes"].as_array().unwrap();
+    assert_eq!(minutes.len(), 60);
+    let sum = |field: &str| minutes.iter().map(|m| m[field].as_u64().unwrap()).sum::<u64>();
+    assert_eq!((sum("finished"), sum("failed"), sum("success"), sum("error")), (4, 1, 3, 1), "{t}");
+    let starts: Vec<i64> = minutes.iter().map(|m| m["at"].as_i64().unwrap()).collect();
+    assert!(starts.windows(2).all(|w| w[1] - w[0] == 60), "one per minute, oldest first: {starts:?}");
+    let o = get(&router, "/api/overview").await.json();
+    assert_eq!(o["counted_by"], "backend");
+    assert_eq!(o["throughput"], t["minutes"]);
+    let page = get(&router, "/").await;
+    assert!(page.text.contains("counted by the backend across every worker"), "{}", page.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throughput_is_counted_by_the_backend_memory() {
+    throughput_counted_by_the_backend(app("throughput")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(redis_unreachable, ignore = "Redis is not reachable (see the build warning)")]
+async fn throughput_is_counted_by_the_backend_redis() {
+    let name = format!("web-api-throughput-redis-{}", Uuid::new_v4());
+    let Some(backend) = support::connect_redis("throughput_is_counted_by_the_backend_redis", &name).await else {
+        return;
+    };
+    let app = app_on(&name, backend);
+    let outcome = tokio::spawn(throughput_counted_by_the_backend(app.clone())).await;
+    app.flush_all().await.unwrap();
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(postgres_unreachable, ignore = "Postgres is not reachable (see the build warning)")]
+async fn throughput_is_counted_by_the_backend_postgres() {
+    let Some(base) = support::postgres::fresh("throughput_is_counted_by_the_backend_postgres").await else {
+        return;
+    };
+    let app = app_on("web-api-throughput-postgres", base.clone());
+    let outcome = tokio::spawn(throughput_counted_by_the_backend(app)).await;
+    support::postgres::drop_schema(&base).await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// On Redis one page reads at most 10 000 index entries: a filter that
+/// few tasks match ends pages early, with a cursor, and following the
+/// cursors reaches every match. The page says it ended early.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(redis_unreachable, ignore = "Redis is not reachable (see the build warning)")]
+async fn redis_selective_filters_reach_every_match_through_short_pages() {
+    let name = format!("web-api-redis-sparse-{}", Uuid::new_v4());
+    let Some(backend) =
+        support::connect_redis("redis_selective_filters_reach_every_match_through_short_pages", &name).await
+    else {
+        return;
+    };
+    let app = app_on(&name, backend);
+    let outcome = tokio::spawn({
+        let app = app.clone();
+        async move {
+            let router = Dashboard::new().router(&app);
+            let oldest = app.add_task("chore", ()).await.unwrap().uuid();
+            app.add_tasks((0..11_000).map(|i| Add::call(i, 0))).await.unwrap();
+            let newest = app.add_task("chore", ()).await.unwrap().uuid();
+            let mut found = Vec::new();
+            let mut short_pages = 0;
+            let mut path = "/api/tasks?name=chore&limit=50".to_owned();
+            for _ in 0..10 {
+                let page = get(&router, &path).await;
+                assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+                let page = page.json();
+                let tasks = page["tasks"].as_array().unwrap();
+                found.extend(tasks.iter().map(|t| t["uuid"].as_str().unwrap().parse::<Uuid>().unwrap()));
+                match page["next"].as_str() {
+                    Some(next) => {
+                        short_pages += usize::from(tasks.len() < 50);
+                        path = format!("/api/tasks?name=chore&limit=50&after={next}");
+                    }
+                    None => break,
+                }
+            }
+            assert_eq!(found, [newest, oldest], "every match once, newest first");
+            assert!(short_pages >= 1, "11 000 entries between the two: a page ended early");
+            let html = get(&router, "/tasks?name=chore").await;
+            assert!(html.text.contains("id=\"short-page\""), "{}", html.text);
+            assert!(html.text.contains("rel=\"next\""), "{}", html.text);
+        }
+    })
+    .await;
+    app.flush_all().await.unwrap();
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
 }

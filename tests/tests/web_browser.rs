@@ -171,6 +171,12 @@ async fn the_dashboard_in_a_real_browser() {
     assert_eq!(reason, "cancelled from the dashboard");
     assert!(client.find(Locator::Css("button[data-action=\"cancel\"]")).await.is_err(), "no cancel once done");
     element(&client, "button[data-action=\"retry\"]").await;
+    // Reloaded, the detail names the worker that ran it and dates its start.
+    client.refresh().await.unwrap();
+    let id = &worker.info().id;
+    assert_eq!(&element(&client, "#task-worker").await.text().await.unwrap(), id);
+    let started = element(&client, "ol.timeline li[data-status=\"process\"]").await.text().await.unwrap();
+    assert!(started.contains(&format!("started by worker {id}")), "{started}");
 
     // Pause queue `low`: the worker stops taking from it; resume: it takes.
     client.goto(&format!("{url}/queues")).await.unwrap();
@@ -208,7 +214,7 @@ async fn the_dashboard_in_a_real_browser() {
     assert_eq!(bars.len(), 60, "a bar per minute of the last hour");
     screenshot(&client, "overview").await;
     client.goto(&format!("{url}/workers")).await.unwrap();
-    element(&client, "#workers tr.alive").await;
+    element(&client, "#workers tr.alive td[data-field=\"in_flight\"]").await;
     screenshot(&client, "workers").await;
 
     // Read-only: no action anywhere.

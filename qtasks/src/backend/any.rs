@@ -155,6 +155,13 @@ impl Backend for AnyBackend {
         each!(self, b => b.stats().await)
     }
 
+    async fn minute_counts(
+        &self,
+        since: crate::model::Timestamp,
+    ) -> Result<Option<Vec<super::MinuteCount>>, BackendError> {
+        each!(self, b => b.minute_counts(since).await)
+    }
+
     async fn get(&self, uuid: Uuid) -> Result<Option<TaskRecord>, BackendError> {
         each!(self, b => b.get(uuid).await)
     }

@@ -1,8 +1,11 @@
 //! The in-memory backend: one process, no server.
 
 use super::UuidMap;
-use super::{Backend, BackendError, CancelOutcome, CancelRegistry, Enqueued, Fetch, QueueStats, TaskCounts};
-use crate::model::{TaskMessage, TaskRecord, TaskStatus};
+use super::{
+    Backend, BackendError, CancelOutcome, CancelRegistry, Enqueued, Fetch, MINUTES_KEPT, MinuteCount, QueueStats,
+    TaskCounts,
+};
+use crate::model::{TaskMessage, TaskRecord, TaskStatus, Timestamp};
 use crate::queue::{Limit, Limits, QueueInfo};
 use crate::task::CancelToken;
 use serde_json::{Map, Value};
@@ -46,7 +49,9 @@ const NEVER: Duration = Duration::from_secs(100 * 365 * 86_400);
 /// as on Redis; [`retention`](MemoryBackend::retention)): each write to a
 /// shard and each [`stats`](Backend::stats) call drops the shard's expired
 /// records, so a long-running process holds only the recent ones. Nothing
-/// survives the process. Clones share the same data.
+/// survives the process. Clones share the same data. Each shard also
+/// counts the runs that ended per minute, for the last hour
+/// ([`minute_counts`](Backend::minute_counts)).
 ///
 /// Like a Redis server, one `MemoryBackend` can hold several apps, each
 /// with its own queues, records and settings:
@@ -125,6 +130,8 @@ fn later(now: Instant, d: Duration) -> Instant {
 struct Shard {
     entries: UuidMap<Entry>,
     counts: BTreeMap<String, TaskCounts>,
+    /// Runs that ended per minute, oldest first, for [`MINUTES_KEPT`].
+    minutes: VecDeque<MinuteCount>,
     in_flight: u64,
     /// Finished records in the order they expire (the retention is the same
     /// for all, so finishing order is expiry order).
@@ -138,6 +145,21 @@ impl Shard {
         match self.counts.get_mut(task) {
             Some(counts) => counts.add(status),
             None => self.counts.entry(task.to_owned()).or_default().add(status),
+        }
+        let now = MinuteCount::new(crate::model::now());
+        match self.minutes.back_mut() {
+            // A clock set back counts in the newest minute kept.
+            Some(last) if last.at >= now.at => last.add(status, 1),
+            _ => {
+                let oldest = now.at - MINUTES_KEPT.as_secs() as i64;
+                while self.minutes.front().is_some_and(|m| m.at < oldest) {
+                    self.minutes.pop_front();
+                }
+                self.minutes.push_back(now);
+                if let Some(last) = self.minutes.back_mut() {
+                    last.add(status, 1);
+                }
+            }
         }
     }
 
@@ -699,6 +721,21 @@ impl Backend for MemoryBackend {
             }
         }
         Ok(stats)
+    }
+
+    async fn minute_counts(&self, since: Timestamp) -> Result<Option<Vec<MinuteCount>>, BackendError> {
+        let first = MinuteCount::minute_of(since);
+        let mut merged: BTreeMap<i64, MinuteCount> = BTreeMap::new();
+        for shard in &self.inner.shards {
+            for m in lock(shard).minutes.iter().filter(|m| m.at >= first) {
+                let sum = merged.entry(m.at).or_insert(MinuteCount { at: m.at, ..MinuteCount::default() });
+                sum.success += m.success;
+                sum.error += m.error;
+                sum.retry += m.retry;
+                sum.cancel += m.cancel;
+            }
+        }
+        Ok(Some(merged.into_values().collect()))
     }
 
     async fn get(&self, uuid: Uuid) -> Result<Option<TaskRecord>, BackendError> {

@@ -37,7 +37,7 @@ pub use listing::{BadCursor, MAX_PAGE, TaskCursor, TaskPage, TaskQuery};
 pub use memory::MemoryBackend;
 
 use crate::BoxError;
-use crate::model::{TaskMessage, TaskRecord, TaskStatus};
+use crate::model::{TaskMessage, TaskRecord, TaskStatus, Timestamp};
 use crate::queue::{DEFAULT_QUEUE, Limits, QueueInfo};
 use crate::task::CancelToken;
 use serde::Serialize;
@@ -271,6 +271,54 @@ impl TaskCounts {
     }
 }
 
+/// How long backends keep their per-minute counts
+/// ([`Backend::minute_counts`]) at least: an hour.
+pub const MINUTES_KEPT: Duration = Duration::from_secs(3600);
+
+/// How many runs ended in one minute with each status, across every
+/// worker and client of the app (see [`Backend::minute_counts`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct MinuteCount {
+    /// The minute's start, in seconds since the Unix epoch (a multiple of 60).
+    pub at: i64,
+    /// Runs that ended `success`.
+    pub success: u64,
+    /// Runs that ended `error`.
+    pub error: u64,
+    /// Runs that failed and were retried (status `retry`).
+    pub retry: u64,
+    /// Tasks that ended `cancel`, queued or running.
+    pub cancel: u64,
+}
+
+impl MinuteCount {
+    /// No run yet in the minute that holds `t`.
+    pub fn new(t: Timestamp) -> Self {
+        Self { at: Self::minute_of(t), ..Self::default() }
+    }
+
+    /// The start of the minute that holds `t`, in seconds since the epoch.
+    pub fn minute_of(t: Timestamp) -> i64 {
+        (t / 60.0).floor() as i64 * 60
+    }
+
+    /// Counts `n` more runs ending with `status` (other statuses are ignored).
+    pub fn add(&mut self, status: TaskStatus, n: u64) {
+        match status {
+            TaskStatus::Success => self.success += n,
+            TaskStatus::Error => self.error += n,
+            TaskStatus::Retry => self.retry += n,
+            TaskStatus::Cancel => self.cancel += n,
+            TaskStatus::New | TaskStatus::Process => {}
+        }
+    }
+
+    /// Runs that ended, whatever their status.
+    pub fn ended(&self) -> u64 {
+        self.success + self.error + self.retry + self.cancel
+    }
+}
+
 /// The queue and the task records of an app.
 ///
 /// Contract every backend meets (the conformance suite checks it):
@@ -383,6 +431,27 @@ pub trait Backend: Send + Sync + 'static {
     /// The app's queue depth, tasks in flight and per-task counters.
     fn stats(&self) -> impl Future<Output = Result<QueueStats, BackendError>> + Send;
 
+    /// How many runs ended per minute, by status, from the minute that
+    /// holds `since` to now: oldest first, one [`MinuteCount`] per minute
+    /// in which a run ended (quiet minutes may be left out). A run counts
+    /// where [`stats`](Backend::stats) counts it (once, when
+    /// [`finish`](Backend::finish) or [`cancel`](Backend::cancel) ends it),
+    /// in the minute the backend stored it, by the backend's clock, so
+    /// every worker and client of the app counts. Backends keep at least
+    /// the last [`MINUTES_KEPT`]; for a `since` further back they give
+    /// what they still have.
+    ///
+    /// `Ok(None)`, the default: the backend does not count per minute (the
+    /// dashboard then charts the growth of [`stats`](Backend::stats) while
+    /// it watches). The memory, Redis and Postgres backends count.
+    fn minute_counts(
+        &self,
+        since: Timestamp,
+    ) -> impl Future<Output = Result<Option<Vec<MinuteCount>>, BackendError>> + Send {
+        let _ = since;
+        std::future::ready(Ok(None))
+    }
+
     /// Reads a record.
     fn get(&self, uuid: Uuid) -> impl Future<Output = Result<Option<TaskRecord>, BackendError>> + Send;
 
@@ -393,8 +462,14 @@ pub trait Backend: Send + Sync + 'static {
     /// (`created_at`, then uuid, descending), starting after
     /// [`query.after`](TaskQuery::after), at most
     /// [`page_size`](TaskQuery::page_size) records; the page's
-    /// [`next`](TaskPage::next) is set when more records match. What the
-    /// dashboard's task table reads.
+    /// [`next`](TaskPage::next) is set when more records may match. What
+    /// the dashboard's task table reads.
+    ///
+    /// A backend may bound the work of one call: then a page can hold
+    /// fewer records than the page size, even none, and still have a
+    /// `next` (Redis reads at most 10 000 index entries per call, so a
+    /// filter that few tasks match ends pages early). Following `next`
+    /// until it is `None` reaches every matching record.
     ///
     /// The default reads every record ([`get_all`](Backend::get_all)) and
     /// cuts the page in memory ([`TaskQuery::page_of`]): right, but a full

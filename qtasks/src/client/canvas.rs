@@ -568,7 +568,7 @@ impl TaskGroup {
             };
             match wait_step(client, uuid, remaining(deadline, timeout)).await {
                 Ok(Some(record)) if record.status == TaskStatus::Success => Ok(record),
-                Ok(Some(record)) => Err(MemberError::Failed { index, uuid, record }),
+                Ok(Some(record)) => Err(MemberError::Failed { index, uuid, record: Box::new(record) }),
                 Ok(None) => Err(MemberError::Unfinished { index, task_name: task_name(), uuid }),
                 Err(source) => Err(MemberError::Backend { index, task_name: task_name(), uuid: Some(uuid), source }),
             }
@@ -692,8 +692,8 @@ pub enum MemberError {
         index: usize,
         /// The id the member was enqueued with.
         uuid: Uuid,
-        /// Its final record (status, error).
-        record: TaskRecord,
+        /// Its final record (status, error); boxed, so the error stays small.
+        record: Box<TaskRecord>,
     },
     /// The member was unfinished at the timeout; it may still finish.
     Unfinished {

@@ -51,6 +51,10 @@ pub struct WorkerInfo {
     /// errors, panics, enabled, per-trigger stats).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub plugins: Vec<Value>,
+    /// How many tasks it was running at its last heartbeat (0 in entries
+    /// written by an older qtasks).
+    #[serde(default)]
+    pub in_flight: usize,
 }
 
 impl WorkerInfo {
@@ -74,6 +78,7 @@ impl WorkerInfo {
             queues: Vec::new(),
             heartbeat_at: None,
             plugins: Vec::new(),
+            in_flight: 0,
         }
     }
 }

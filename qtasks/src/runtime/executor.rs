@@ -37,6 +37,10 @@ use tracing::Instrument;
 /// [`TaskContext::current`]: the receive triggers with the message as it
 /// was taken, the rest with the message as the receive triggers left it.
 ///
+/// `worker` is the id of the worker running it
+/// ([`WorkerInfo::id`](crate::client::WorkerInfo::id)): the run's record
+/// names it, with the time the run began.
+///
 /// The task's lease is renewed the whole time the worker holds it: from the
 /// receive triggers, through the pipeline (plugin handlers, blocking ones
 /// waiting for a slot included) and the closing of its dependencies, to the
@@ -44,6 +48,7 @@ use tracing::Instrument;
 pub(crate) async fn receive_and_run<T: TaskSet, C: PluginChain, B: Backend>(
     app: &AppInner<T, C, B>,
     deps: &Arc<WorkerDeps>,
+    worker: &str,
     message: TaskMessage,
 ) {
     let span = task_span(&message);
@@ -51,7 +56,7 @@ pub(crate) async fn receive_and_run<T: TaskSet, C: PluginChain, B: Backend>(
     // any point of the run is seen (see `store_final`).
     let token = CancelToken::new();
     let leased = message.uuid;
-    let held = renewing_lease(app, leased, hold(app, deps, message, &span, &token)).instrument(span.clone());
+    let held = renewing_lease(app, leased, hold(app, deps, worker, message, &span, &token)).instrument(span.clone());
     let (ctx, message, info, model, threads) = held.await;
     ctx.scope(after_store(app, info, &model)).instrument(span).await;
     app.backend.unwatch_cancel(message.uuid);
@@ -86,6 +91,7 @@ fn task_span(message: &TaskMessage) -> tracing::Span {
 async fn hold<T: TaskSet, C: PluginChain, B: Backend>(
     app: &AppInner<T, C, B>,
     deps: &Arc<WorkerDeps>,
+    worker: &str,
     message: TaskMessage,
     span: &tracing::Span,
     token: &CancelToken,
@@ -100,7 +106,7 @@ async fn hold<T: TaskSet, C: PluginChain, B: Backend>(
         })
         .await;
     let ctx = context::<T, C>(&message, span, token);
-    let (info, model, threads) = ctx.clone().scope(run_and_store(app, deps, &message, span, token)).await;
+    let (info, model, threads) = ctx.clone().scope(run_and_store(app, deps, worker, &message, span, token)).await;
     (ctx, message, info, model, threads)
 }
 
@@ -121,18 +127,20 @@ fn context<T: TaskSet, C: PluginChain>(
 async fn run_and_store<T: TaskSet, C: PluginChain, B: Backend>(
     app: &AppInner<T, C, B>,
     deps: &Arc<WorkerDeps>,
+    worker: &str,
     message: &TaskMessage,
     span: &tracing::Span,
     token: &CancelToken,
 ) -> (Option<&'static TaskInfo>, TaskRecord, Option<Arc<Threads>>) {
     let name = app.name.as_str();
     app.backend.watch_cancel(message.uuid, token);
-    let exec = Exec { app, deps, message, token, span };
+    let exec = Exec { app, deps, worker, message, token, span };
     let (info, model, threads) = match <AllTasks<T, C>>::dispatch(&message.task_name, exec).await {
         Ok(done) => done,
         Err(_) => {
             tracing::warn!(app = name, task = %message.task_name, uuid = %message.uuid, "unknown task");
             let mut model = TaskRecord::from_message(message, TaskStatus::Error);
+            model.worker = Some(worker.to_owned());
             model.error = Some(format!(
                 "unknown task `{}`: no task of that name is registered in app `{name}`",
                 message.task_name
@@ -300,6 +308,7 @@ struct Exec<'a, T, C, B> {
     app: &'a AppInner<T, C, B>,
     message: &'a TaskMessage,
     deps: &'a Arc<WorkerDeps>,
+    worker: &'a str,
     token: &'a CancelToken,
     span: &'a tracing::Span,
 }
@@ -310,7 +319,9 @@ impl<T: TaskSet, C: PluginChain, B: Backend> TaskVisitor for Exec<'_, T, C, B> {
     async fn visit<K: Task>(self) -> Self::Output {
         // Only sync tasks run threads that can outlive their run.
         let threads = K::INFO.blocking.then(Arc::default);
-        let model = execute::<K, T, C, B>(self.app, self.deps, self.message, self.token, self.span, &threads).await;
+        let model =
+            execute::<K, T, C, B>(self.app, self.deps, self.worker, self.message, self.token, self.span, &threads)
+                .await;
         (Some(&K::INFO), model, threads)
     }
 }
@@ -329,6 +340,7 @@ enum Ended {
 async fn execute<K: Task, T, C: PluginChain, B: Backend>(
     app: &AppInner<T, C, B>,
     deps: &Arc<WorkerDeps>,
+    worker: &str,
     message: &TaskMessage,
     token: &CancelToken,
     span: &tracing::Span,
@@ -348,7 +360,7 @@ async fn execute<K: Task, T, C: PluginChain, B: Backend>(
         // Boxed once here: the wrappers around it (task-local scope, span)
         // and the futures awaiting it then move a pointer, not the whole
         // pipeline's state (kilobytes, copied at each move).
-        ctx.clone().scope(Box::pin(pipeline::<K, T, C, B>(app, message, ctx))).instrument(span.clone()).await;
+        ctx.clone().scope(Box::pin(pipeline::<K, T, C, B>(app, worker, message, ctx))).instrument(span.clone()).await;
     // The run's own dependencies close before its status is stored, however it ended.
     if let Some(task_deps) = task_deps {
         task_deps.close().instrument(span.clone()).await;
@@ -365,6 +377,7 @@ async fn execute<K: Task, T, C: PluginChain, B: Backend>(
 
 async fn pipeline<K: Task, T, C: PluginChain, B: Backend>(
     app: &AppInner<T, C, B>,
+    worker: &str,
     message: &TaskMessage,
     ctx: TaskContext,
 ) -> (TaskRecord, bool) {
@@ -372,7 +385,11 @@ async fn pipeline<K: Task, T, C: PluginChain, B: Backend>(
     let chain = &app.chain;
     let task = &K::INFO;
 
-    let model = TaskRecord::from_message(message, TaskStatus::Process);
+    // The run's record names its worker and start from here on: the
+    // `process` record a plugin may have rewritten, and the final one.
+    let mut model = TaskRecord::from_message(message, TaskStatus::Process);
+    model.worker = Some(worker.to_owned());
+    model.started_at = Some(now());
     let model = fire!(chain, WorkerExecuteBefore { app: name, task, message, model }).model;
     let model = fire!(chain, BrokerUpdate { app: name, model }).model;
     let mut model = fire!(chain, StorageUpdate { app: name, model }).model;

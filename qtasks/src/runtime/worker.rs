@@ -13,6 +13,7 @@ use crate::task::CancelToken;
 use crate::task::TaskSet;
 use crate::task::deps::WorkerDeps;
 use crate::triggers::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
@@ -133,7 +134,7 @@ impl<T: TaskSet, C: PluginChain, B: Backend> WorkerBuilder<T, C, B> {
         let registered = crate::backend::retry_while_lost(
             START_RETRY,
             |e: &Error| matches!(e, Error::Backend(b) if b.kind() == BackendErrorKind::Connection),
-            || self.app.register(&info),
+            || self.app.register(&info, 0),
         )
         .await;
         if let Err(error) = registered {
@@ -142,7 +143,8 @@ impl<T: TaskSet, C: PluginChain, B: Backend> WorkerBuilder<T, C, B> {
             return Err(error);
         }
         fire!(&app.chain, GlobalConfigSetStatus { app: name });
-        let heartbeat = tokio::spawn(heartbeat(self.app.clone(), info.clone(), stop_rx.clone()));
+        let running = Arc::new(AtomicUsize::new(0));
+        let heartbeat = tokio::spawn(heartbeat(self.app.clone(), info.clone(), Arc::clone(&running), stop_rx.clone()));
         fire!(&app.chain, BrokerListenStart { app: name });
         tracing::info!(
             app = name,
@@ -161,6 +163,7 @@ impl<T: TaskSet, C: PluginChain, B: Backend> WorkerBuilder<T, C, B> {
             stop_rx,
             queues,
             Forced { token: force.clone(), released: Arc::clone(&released) },
+            (Arc::from(info.id.as_str()), running),
         ));
         emit!(app.events, EventKind::WorkerRunning, Event::worker(EventKind::WorkerRunning, name));
         Ok(Worker {
@@ -308,6 +311,7 @@ async fn run_loop<T: TaskSet, C: PluginChain, B: Backend>(
     mut stop: watch::Receiver<bool>,
     mut queues: Queues,
     forced: Forced,
+    (id, running): (Arc<str>, Arc<AtomicUsize>),
 ) {
     let mut batch: Vec<TaskMessage> = Vec::with_capacity(MAX_BATCH);
     let mut backoff = std::time::Duration::from_millis(10);
@@ -362,20 +366,39 @@ async fn run_loop<T: TaskSet, C: PluginChain, B: Backend>(
                 }
                 continue;
             };
-            let (app, deps, forced) = (Arc::clone(&app), Arc::clone(&deps), forced.clone());
+            let (app, deps, forced, id) = (Arc::clone(&app), Arc::clone(&deps), forced.clone(), Arc::clone(&id));
+            let counted = Running::start(&running);
             tokio::spawn(async move {
                 let uuid = message.uuid;
                 // Boxed so the spawned future stays small: tokio moves it
                 // into its task cell, and a move copies a future whole.
-                let run = Box::pin(crate::runtime::executor::receive_and_run(&app, &deps, message));
+                let run = Box::pin(crate::runtime::executor::receive_and_run(&app, &deps, &id, message));
                 tokio::select! {
                     biased;
                     () = run => {}
                     () = forced.token.cancelled() => release(&app, uuid, &forced).await,
                 }
+                drop(counted);
                 drop(permit);
             });
         }
+    }
+}
+
+/// One task counted among the worker's running ones (its heartbeat's
+/// [`WorkerInfo::in_flight`]) until dropped, also if its run panics.
+struct Running(Arc<AtomicUsize>);
+
+impl Running {
+    fn start(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(count))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -397,12 +420,13 @@ async fn release<T, C, B: Backend>(app: &AppInner<T, C, B>, uuid: Uuid, forced: 
 }
 
 impl<T: TaskSet, C: PluginChain, B: Backend> QueueTasks<T, C, B> {
-    async fn register(&self, info: &WorkerInfo) -> Result<(), Error> {
+    /// Writes the worker's registry entry, with `in_flight` tasks running.
+    async fn register(&self, info: &WorkerInfo, in_flight: usize) -> Result<(), Error> {
         if let Err(error) = self.apply_plugin_switches().await {
             tracing::warn!(app = %self.name(), %error, "could not read the plugin switches; retrying at the next heartbeat");
         }
         let plugins = self.plugins().iter().filter_map(|p| serde_json::to_value(p).ok()).collect();
-        let info = WorkerInfo { heartbeat_at: Some(crate::model::now()), plugins, ..info.clone() };
+        let info = WorkerInfo { heartbeat_at: Some(crate::model::now()), plugins, in_flight, ..info.clone() };
         let value = serde_json::to_value(&info).expect("a worker entry is plain data");
         self.global_set_ttl(WORKERS, &info.id, value, Some(WORKER_TTL)).await
     }
@@ -412,6 +436,7 @@ impl<T: TaskSet, C: PluginChain, B: Backend> QueueTasks<T, C, B> {
 async fn heartbeat<T: TaskSet, C: PluginChain, B: Backend>(
     app: QueueTasks<T, C, B>,
     info: WorkerInfo,
+    running: Arc<AtomicUsize>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -419,7 +444,7 @@ async fn heartbeat<T: TaskSet, C: PluginChain, B: Backend>(
             _ = stop.wait_for(|s| *s) => return,
             _ = tokio::time::sleep(HEARTBEAT) => {}
         }
-        if let Err(error) = app.register(&info).await {
+        if let Err(error) = app.register(&info, running.load(Ordering::Relaxed)).await {
             tracing::warn!(app = %app.name(), %error, "worker heartbeat failed; retrying");
         }
     }

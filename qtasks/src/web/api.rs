@@ -31,6 +31,7 @@ pub(super) const PAGE: usize = 50;
 pub(super) fn routes() -> Router<Shared> {
     Router::new()
         .route("/api/overview", get(overview))
+        .route("/api/throughput", get(throughput))
         .route("/api/tasks", get(list).post(enqueue))
         .route("/api/tasks/{uuid}", get(detail))
         .route("/api/tasks/{uuid}/cancel", post(cancel))
@@ -98,9 +99,26 @@ pub(super) struct Overview {
     /// Finished runs that ended `error`, of all finished runs (0 when none).
     pub failure_rate: f64,
     /// The last hour, per minute (oldest first): runs that ended, and
-    /// those that failed, across every worker, as far as the dashboard's
-    /// poller saw them (it reads while a browser listens).
+    /// those that failed, across every worker.
     pub throughput: Vec<super::live::Minute>,
+    /// Who counted [`throughput`](Self::throughput): [`COUNTED_BY_BACKEND`]
+    /// (every run, whether or not a dashboard watched), or
+    /// [`COUNTED_HERE`] for a backend that does not count per minute (the
+    /// growth of its counters while the dashboard's poller read them).
+    pub counted_by: &'static str,
+}
+
+/// [`Overview::counted_by`] when the backend counts runs per minute.
+pub(super) const COUNTED_BY_BACKEND: &str = "backend";
+/// [`Overview::counted_by`] when the dashboard's poller does.
+pub(super) const COUNTED_HERE: &str = "dashboard";
+
+/// The last hour's runs per minute as the backend counted them, or `None`
+/// when it does not count per minute.
+async fn backend_throughput(source: &dyn Source) -> Result<Option<Vec<super::live::Minute>>, Error> {
+    let now = crate::model::now();
+    let counts = source.minute_counts(now - 3600.0).await?;
+    Ok(counts.map(|counts| super::live::series_of(&counts, now)))
 }
 
 pub(super) async fn read_overview(source: &dyn Source, read_only: bool) -> Result<Overview, Error> {
@@ -118,6 +136,10 @@ pub(super) async fn read_overview(source: &dyn Source, read_only: bool) -> Resul
         ("cancel", total.cancel),
     ]);
     let finished = total.success + total.error + total.cancel;
+    let (throughput, counted_by) = match backend_throughput(source).await? {
+        Some(minutes) => (minutes, COUNTED_BY_BACKEND),
+        None => (Vec::new(), COUNTED_HERE),
+    };
     Ok(Overview {
         app: source.name().to_owned(),
         backend: source.backend_kind(),
@@ -128,16 +150,36 @@ pub(super) async fn read_overview(source: &dyn Source, read_only: bool) -> Resul
         queues: source.queues().await?,
         workers: source.workers().await?.len(),
         failure_rate: if finished == 0 { 0.0 } else { total.error as f64 / finished as f64 },
-        throughput: Vec::new(),
+        throughput,
+        counted_by,
     })
 }
 
+/// The overview, its throughput from the live poller when the backend
+/// does not count per minute.
+pub(super) async fn read_overview_here(state: &Shared) -> Result<Overview, Error> {
+    let mut o = read_overview(&*state.source, state.options.read_only).await?;
+    if o.counted_by == COUNTED_HERE {
+        o.throughput = state.live.throughput();
+    }
+    Ok(o)
+}
+
 async fn overview(State(state): State<Shared>) -> Response {
-    match read_overview(&*state.source, state.options.read_only).await {
-        Ok(mut o) => {
-            o.throughput = state.live.throughput();
-            Json(o).into_response()
-        }
+    match read_overview_here(&state).await {
+        Ok(o) => Json(o).into_response(),
+        Err(e) => fail(e),
+    }
+}
+
+async fn throughput(State(state): State<Shared>) -> Response {
+    let read = match backend_throughput(&*state.source).await {
+        Ok(Some(minutes)) => Ok((minutes, COUNTED_BY_BACKEND)),
+        Ok(None) => Ok((state.live.throughput(), COUNTED_HERE)),
+        Err(e) => Err(e),
+    };
+    match read {
+        Ok((minutes, counted_by)) => Json(json!({ "counted_by": counted_by, "minutes": minutes })).into_response(),
         Err(e) => fail(e),
     }
 }
@@ -280,6 +322,32 @@ pub(super) struct Attempt {
 pub(super) struct Step {
     pub status: TaskStatus,
     pub at: Timestamp,
+    /// The worker that ran it, on the `process` step (when the record
+    /// names it: once the run ended, or while it runs if a plugin rewrote
+    /// the running record).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
+}
+
+/// The statuses `task` went through that its record dates, oldest first:
+/// enqueued (`new`, at `created_at`), started (`process`, at `started_at`,
+/// by its worker; for a running record that does not name its start, when
+/// it was taken), and ended (its status, at `updated_at`). A task
+/// cancelled before it ran has no `process` step.
+pub(super) fn timeline(task: &TaskRecord) -> Vec<Step> {
+    let mut steps = vec![Step { status: TaskStatus::New, at: task.created_at, worker: None }];
+    let started = match task.status {
+        TaskStatus::New => None,
+        TaskStatus::Process => Some(task.started_at.unwrap_or(task.updated_at)),
+        _ => task.started_at,
+    };
+    if let Some(at) = started {
+        steps.push(Step { status: TaskStatus::Process, at, worker: task.worker.clone() });
+    }
+    if task.status.is_done() {
+        steps.push(Step { status: task.status, at: task.updated_at, worker: None });
+    }
+    steps
 }
 
 /// A task with what the detail page shows around it.
@@ -333,15 +401,11 @@ pub(super) async fn read_detail(source: &dyn Source, uuid: Uuid) -> Result<Optio
         at = child.as_ref().and_then(|c| link(c, RETRY_CHILD));
         after += 1;
     }
-    let mut timeline = vec![Step { status: TaskStatus::New, at: task.created_at }];
-    if task.status != TaskStatus::New {
-        timeline.push(Step { status: task.status, at: task.updated_at });
-    }
     Ok(Some(Detail {
         retried_from: link(&task, RETRIED_FROM),
         can_cancel: !task.status.is_done(),
         can_retry: matches!(task.status, TaskStatus::Error | TaskStatus::Cancel),
-        timeline,
+        timeline: timeline(&task),
         attempts,
         task,
     }))

@@ -6,7 +6,7 @@ use super::Shared;
 use super::api::{WorkerRow, read_overview};
 use super::source::Source;
 use crate::app::Error;
-use crate::backend::TaskQuery;
+use crate::backend::{MinuteCount, TaskQuery};
 use crate::client::WorkerInfo;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -45,8 +45,10 @@ struct Inner {
     history: Mutex<History>,
 }
 
-/// Runs that ended in one minute, across every worker (from the backend's
-/// counters, [`QueueStats`](crate::backend::QueueStats)).
+/// Runs that ended in one minute, across every worker: counted by the
+/// backend ([`Backend::minute_counts`](crate::Backend::minute_counts)), or
+/// as the growth of its counters ([`QueueStats`](crate::backend::QueueStats))
+/// between the poller's reads when it does not count per minute.
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
 pub(super) struct Minute {
     /// The minute's start, seconds since the epoch.
@@ -55,6 +57,36 @@ pub(super) struct Minute {
     pub finished: u64,
     /// Of those, runs that failed (error or retry).
     pub failed: u64,
+    /// Per status, when the backend counted them.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub statuses: Option<ByStatus>,
+}
+
+/// A minute's runs per status (see [`Minute`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub(super) struct ByStatus {
+    pub success: u64,
+    pub error: u64,
+    pub retry: u64,
+    pub cancel: u64,
+}
+
+/// The 60 minutes up to `now`, oldest first, from the backend's counts
+/// (zero where it counted nothing).
+pub(super) fn series_of(counts: &[MinuteCount], now: f64) -> Vec<Minute> {
+    let minute = MinuteCount::minute_of(now);
+    (0..60)
+        .map(|i| {
+            let at = minute - (59 - i) * 60;
+            let c = counts.iter().find(|c| c.at == at).copied().unwrap_or(MinuteCount { at, ..MinuteCount::default() });
+            Minute {
+                at,
+                finished: c.ended(),
+                failed: c.error + c.retry,
+                statuses: Some(ByStatus { success: c.success, error: c.error, retry: c.retry, cancel: c.cancel }),
+            }
+        })
+        .collect()
 }
 
 /// The last hour, per minute: the growth of the backend's counters between
@@ -79,7 +111,7 @@ impl History {
                 m.finished += df;
                 m.failed += de;
             }
-            _ => self.minutes.push_back(Minute { at: minute, finished: df, failed: de }),
+            _ => self.minutes.push_back(Minute { at: minute, finished: df, failed: de, statuses: None }),
         }
         while self.minutes.front().is_some_and(|m| m.at <= minute - 3600) {
             self.minutes.pop_front();
@@ -192,11 +224,14 @@ impl Inner {
             let get = |k: &str| s.get(k).copied().unwrap_or(0);
             let now = crate::model::now();
             let finished = get("success") + get("error") + get("cancel") + get("retry");
-            overview.throughput = {
+            let series = {
                 let mut history = lock(&self.history);
                 history.record(now, finished, get("error") + get("retry"));
                 history.series(now)
             };
+            if overview.counted_by == super::api::COUNTED_HERE {
+                overview.throughput = series;
+            }
             let recent = self.source.list(TaskQuery::newest(RECENT)).await?;
             let workers = self.workers().await?;
             Ok::<_, Error>(json!({ "overview": overview, "recent": recent.tasks, "workers": workers }))
@@ -262,10 +297,26 @@ mod tests {
         h.record(t0 + 63.0, 5, 1);
         let series = h.series(t0 + 63.0);
         assert_eq!(series.len(), 60);
-        assert_eq!(series[58], Minute { at: 1_000_020, finished: 4, failed: 1 });
-        assert_eq!(series[59], Minute { at: 1_000_080, finished: 8, failed: 1 });
+        assert_eq!(series[58], Minute { at: 1_000_020, finished: 4, failed: 1, statuses: None });
+        assert_eq!(series[59], Minute { at: 1_000_080, finished: 8, failed: 1, statuses: None });
         h.record(t0 + 3700.0, 6, 1);
         assert!(h.series(t0 + 3700.0).iter().all(|m| m.at > 1_000_080), "older than an hour: dropped");
+    }
+
+    #[test]
+    fn the_backends_counts_fill_an_hour_of_minutes() {
+        let now = 1_000_030.0; // 30 s into the minute starting at 1 000 020
+        let counts = [
+            MinuteCount { at: 1_000_020 - 59 * 60, success: 1, ..MinuteCount::default() },
+            MinuteCount { at: 1_000_020, success: 2, error: 1, retry: 1, cancel: 1 },
+        ];
+        let series = series_of(&counts, now);
+        assert_eq!(series.len(), 60);
+        assert_eq!((series[0].at, series[0].finished, series[0].failed), (1_000_020 - 59 * 60, 1, 0));
+        assert!(series[1..59].iter().all(|m| m.finished == 0), "quiet minutes are zero");
+        let last = series[59];
+        assert_eq!((last.at, last.finished, last.failed), (1_000_020, 5, 2));
+        assert_eq!(last.statuses, Some(ByStatus { success: 2, error: 1, retry: 1, cancel: 1 }));
     }
 
     #[tokio::test]

@@ -223,11 +223,10 @@ async fn login_post(State(state): State<Shared>, Form(form): Form<HashMap<String
 // ---------------------------------------------------------------------------
 
 async fn overview(State(state): State<Shared>) -> Response {
-    let mut o = match api::read_overview(&*state.source, state.options.read_only).await {
+    let o = match api::read_overview_here(&state).await {
         Ok(o) => o,
         Err(e) => return failed(&state, &e),
     };
-    o.throughput = state.live.throughput();
     let mut body = String::from("<section class=\"cards\">");
     for (status, n) in &o.statuses {
         let _ = write!(
@@ -245,8 +244,13 @@ async fn overview(State(state): State<Shared>) -> Response {
     );
     let _ = write!(
         body,
-        "<h2>Throughput <span class=\"meta\">last hour, runs ended per minute (red: failed), while the dashboard is open</span></h2>\
+        "<h2>Throughput <span class=\"meta\">last hour, runs ended per minute (red: failed), {}</span></h2>\
          <div id=\"throughput\">{}</div>",
+        if o.counted_by == api::COUNTED_HERE {
+            "while the dashboard is open"
+        } else {
+            "counted by the backend across every worker"
+        },
         chart(&o.throughput)
     );
     body.push_str("<h2>Queues</h2>");
@@ -393,7 +397,13 @@ async fn tasks(State(state): State<Shared>, Query(pairs): Query<Vec<(String, Str
         body.push_str(&task_row(&state, t));
     }
     body.push_str("</tbody></table>");
-    if list.tasks.is_empty() {
+    if list.next.is_some() && list.tasks.len() < q.page_size() {
+        // A backend that bounds a page's reads (Redis: 10 000 index entries).
+        body.push_str(
+            "<p class=\"meta\" id=\"short-page\">This page ended early: one page reads at most 10 000 tasks \
+             looking for matches. Older matching tasks may follow: see <em>older</em> below.</p>",
+        );
+    } else if list.tasks.is_empty() {
         body.push_str("<p class=\"empty\">No task matches.</p>");
     }
     let filtered = q.status.is_some() || q.task_name.is_some() || q.queue.is_some() || filter.id.is_some();
@@ -470,6 +480,10 @@ fn detail_body(state: &Shared, d: &Detail) -> String {
         c = time(t.created_at),
         up = time(t.updated_at),
     );
+    // A task put back in the queue may still name the worker of the run before.
+    if let Some(worker) = t.worker.as_ref().filter(|_| t.status != TaskStatus::New) {
+        let _ = write!(body, "<dt>worker</dt><dd id=\"task-worker\">{}</dd>", esc(worker));
+    }
     if let Some(from) = d.retried_from {
         let _ = write!(body, "<dt>retry of</dt><dd><a href=\"{base}/tasks/{from}\">{from}</a></dd>");
     }
@@ -505,7 +519,19 @@ fn detail_body(state: &Shared, d: &Detail) -> String {
     }
     body.push_str("<h2>Timeline</h2><ol class=\"timeline\">");
     for step in &d.timeline {
-        let _ = write!(body, "<li>{} {}</li>", status_badge(step.status), time(step.at));
+        let what = match (step.status, &step.worker) {
+            (TaskStatus::New, _) => "enqueued".to_owned(),
+            (TaskStatus::Process, Some(worker)) => format!("started by worker {}", esc(worker)),
+            (TaskStatus::Process, None) => "started".to_owned(),
+            _ => "ended".to_owned(),
+        };
+        let _ = write!(
+            body,
+            "<li data-status=\"{}\">{} {what} at {}</li>",
+            step.status,
+            status_badge(step.status),
+            time(step.at)
+        );
     }
     body.push_str("</ol>");
     if d.attempts.len() > 1 {
@@ -765,19 +791,20 @@ async fn workers(State(state): State<Shared>) -> Response {
         Err(e) => return failed(&state, &e),
     };
     let mut body = String::from(
-        "<table id=\"workers\"><thead><tr><th>worker</th><th>state</th><th>host</th><th>pid</th><th>queues</th><th>concurrency</th><th>backend</th><th>started</th><th>last heartbeat</th></tr></thead><tbody>",
+        "<table id=\"workers\"><thead><tr><th>worker</th><th>state</th><th>host</th><th>pid</th><th>queues</th><th>concurrency</th><th>in flight</th><th>backend</th><th>started</th><th>last heartbeat</th></tr></thead><tbody>",
     );
     for w in &rows {
         let i = &w.info;
         let _ = write!(
             body,
-            "<tr data-worker=\"{id}\" class=\"{s}\"><td>{id}</td><td>{s}</td><td>{h}</td><td>{pid}</td><td>{q}</td><td>{c}</td><td>{b}</td><td>{t}</td><td>{hb}</td></tr>",
+            "<tr data-worker=\"{id}\" class=\"{s}\"><td>{id}</td><td>{s}</td><td>{h}</td><td>{pid}</td><td>{q}</td><td>{c}</td><td data-field=\"in_flight\">{f}</td><td>{b}</td><td>{t}</td><td>{hb}</td></tr>",
             id = esc(&i.id),
             s = w.state,
             h = esc(&i.host),
             pid = i.pid,
             q = esc(&i.queues.join(", ")),
             c = i.concurrency,
+            f = i.in_flight,
             b = esc(&i.backend),
             t = time(i.started_at),
             hb = i.heartbeat_at.map_or_else(|| "-".to_owned(), time),

@@ -3,10 +3,10 @@
 //! functions compiled once, not once per app type.
 
 use crate::app::{Error, QueueTasks};
-use crate::backend::{Backend, CancelOutcome, QueueStats, TaskPage, TaskQuery};
+use crate::backend::{Backend, CancelOutcome, MinuteCount, QueueStats, TaskPage, TaskQuery};
 use crate::client::WorkerInfo;
 use crate::dispatch::{PluginChain, PluginInfo};
-use crate::model::TaskRecord;
+use crate::model::{TaskRecord, Timestamp};
 use crate::queue::QueueInfo;
 use crate::task::{TaskInfo, TaskSet};
 use futures::future::BoxFuture;
@@ -33,6 +33,7 @@ pub(crate) trait Source: Send + Sync + 'static {
     fn cancel(&self, uuid: Uuid, reason: String) -> BoxFuture<'_, Result<CancelOutcome, Error>>;
     fn enqueue(&self, call: NewCall) -> BoxFuture<'_, Result<Uuid, Error>>;
     fn stats(&self) -> BoxFuture<'_, Result<QueueStats, Error>>;
+    fn minute_counts(&self, since: Timestamp) -> BoxFuture<'_, Result<Option<Vec<MinuteCount>>, Error>>;
     fn queues(&self) -> BoxFuture<'_, Result<Vec<QueueInfo>, Error>>;
     fn set_paused(&self, queue: String, paused: bool) -> BoxFuture<'_, Result<(), Error>>;
     fn workers(&self) -> BoxFuture<'_, Result<Vec<WorkerInfo>, Error>>;
@@ -88,6 +89,10 @@ impl<T: TaskSet, C: PluginChain, B: Backend> Source for QueueTasks<T, C, B> {
 
     fn stats(&self) -> BoxFuture<'_, Result<QueueStats, Error>> {
         Box::pin(self.queue_stats())
+    }
+
+    fn minute_counts(&self, since: Timestamp) -> BoxFuture<'_, Result<Option<Vec<MinuteCount>>, Error>> {
+        Box::pin(async move { Ok(self.backend().minute_counts(since).await?) })
     }
 
     fn queues(&self) -> BoxFuture<'_, Result<Vec<QueueInfo>, Error>> {

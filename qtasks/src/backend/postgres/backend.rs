@@ -5,8 +5,10 @@ use super::codec::{self, Encoded, Taken};
 use super::{
     BackendErrorKind, KIND, PURGE_BATCH, PURGE_EVERY, PostgresBackend, db_error, encode_error, error, lock, millis,
 };
-use crate::backend::{Backend, BackendError, CancelOutcome, Enqueued, Fetch, QueueStats, retry_while_lost};
-use crate::model::{TaskMessage, TaskRecord, TaskStatus};
+use crate::backend::{
+    Backend, BackendError, CancelOutcome, Enqueued, Fetch, MinuteCount, QueueStats, retry_while_lost,
+};
+use crate::model::{TaskMessage, TaskRecord, TaskStatus, Timestamp};
 use crate::queue::{Limit, Limits, QueueInfo};
 use crate::task::CancelToken;
 use serde_json::{Map, Value, json};
@@ -157,9 +159,13 @@ impl PostgresBackend {
             return;
         }
         let (pool, sql) = (self.shared.pool.clone(), self.shared.sql.purge.clone());
+        let minutes = self.shared.sql.purge_minutes.clone();
         *slot = Some(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(PURGE_EVERY).await;
+                if let Err(e) = sqlx::query(minutes.clone()).execute(&pool).await {
+                    tracing::warn!(backend = KIND, error = %e, "deleting old counts per minute failed; retrying later");
+                }
                 loop {
                     match sqlx::query_scalar::<_, i32>(sql.clone()).bind(PURGE_BATCH).fetch_one(&pool).await {
                         Ok(n) if n >= PURGE_BATCH => continue,
@@ -485,6 +491,31 @@ impl Backend for PostgresBackend {
             }
         }
         Ok(stats)
+    }
+
+    async fn minute_counts(&self, since: Timestamp) -> Result<Option<Vec<MinuteCount>>, BackendError> {
+        let first = MinuteCount::minute_of(since) / 60;
+        let pool = &self.shared.pool;
+        let rows: Vec<(i64, String, i64)> = self
+            .retrying(|| async {
+                sqlx::query_as(self.shared.sql.minutes.clone())
+                    .bind(&*self.app)
+                    .bind(first)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(db_error("reading the counts per minute"))
+            })
+            .await?;
+        let mut out: Vec<MinuteCount> = Vec::new();
+        for (at, status, n) in rows {
+            if out.last().is_none_or(|m| m.at != at) {
+                out.push(MinuteCount { at, ..MinuteCount::default() });
+            }
+            if let (Some(last), Some(status)) = (out.last_mut(), TaskStatus::parse(&status)) {
+                last.add(status, u64::try_from(n).unwrap_or(0));
+            }
+        }
+        Ok(Some(out))
     }
 
     async fn get(&self, uuid: Uuid) -> Result<Option<TaskRecord>, BackendError> {

@@ -7,6 +7,13 @@
 //! text as a JSON string, or no extra fields) and the problem is reported
 //! beside the record, so `get` and `wait` still show the task, and `fetch`
 //! ends it `error` with the reason instead of running it.
+//!
+//! The worker that ran a task and when its run began
+//! ([`TaskRecord::worker`], [`TaskRecord::started_at`]) have no column:
+//! they travel in the `extra` text under the reserved keys [`WORKER`] and
+//! [`STARTED_AT`], put in on write and taken out on read, so the schema
+//! needs no migration for them and the extra fields a reader sees are the
+//! task's own.
 
 use crate::model::{TaskMessage, TaskRecord, TaskStatus, Unique};
 use crate::queue::DEFAULT_QUEUE;
@@ -14,6 +21,11 @@ use serde_json::{Map, Value};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 use uuid::Uuid;
+
+/// The reserved key of the `extra` text holding [`TaskRecord::worker`].
+const WORKER: &str = "__qtasks_worker";
+/// The reserved key of the `extra` text holding [`TaskRecord::started_at`].
+const STARTED_AT: &str = "__qtasks_started_at";
 
 /// A record as its columns: what statements bind.
 pub(super) struct Encoded {
@@ -28,7 +40,7 @@ impl Encoded {
         Ok(Self {
             args: serde_json::to_string(&task.args)?,
             result: task.result.as_ref().map(serde_json::to_string).transpose()?,
-            extra: if task.extra.is_empty() { None } else { Some(serde_json::to_string(&task.extra)?) },
+            extra: extra_text(task)?,
         })
     }
 
@@ -36,6 +48,32 @@ impl Encoded {
     pub(super) fn size(&self, task: &TaskRecord) -> usize {
         self.args.len() + self.extra.as_ref().map_or(0, String::len) + task.task_name.len() + task.queue.len()
     }
+}
+
+/// The `extra` text of `task`: its extra fields, with its worker and start
+/// time under the reserved keys; `None` when there is nothing to store.
+fn extra_text(task: &TaskRecord) -> Result<Option<String>, serde_json::Error> {
+    if task.worker.is_none() && task.started_at.is_none() {
+        return if task.extra.is_empty() { Ok(None) } else { serde_json::to_string(&task.extra).map(Some) };
+    }
+    let mut extra = task.extra.clone();
+    if let Some(worker) = &task.worker {
+        extra.insert(WORKER.to_owned(), Value::String(worker.clone()));
+    }
+    if let Some(at) = task.started_at {
+        extra.insert(STARTED_AT.to_owned(), Value::from(at));
+    }
+    serde_json::to_string(&extra).map(Some)
+}
+
+/// Takes the worker and start time out of the extra fields as read.
+fn lift_run(extra: &mut Map<String, Value>) -> (Option<String>, Option<f64>) {
+    let worker = match extra.remove(WORKER) {
+        Some(Value::String(worker)) => Some(worker),
+        _ => None,
+    };
+    let started_at = extra.remove(STARTED_AT).and_then(|at| at.as_f64());
+    (worker, started_at)
 }
 
 /// Decodes a JSON text, or salvages it as a JSON string, noting the problem.
@@ -81,7 +119,8 @@ pub(super) fn record(row: &PgRow) -> Result<(TaskRecord, Option<String>), sqlx::
     });
     let args = json(row.try_get(4)?, "arguments", &mut problems);
     let result = row.try_get::<Option<String>, _>(8)?.map(|r| json(r, "result", &mut problems));
-    let extra = extra(row.try_get(11)?, &mut problems);
+    let mut extra = extra(row.try_get(11)?, &mut problems);
+    let (worker, started_at) = lift_run(&mut extra);
     let unique = match (row.try_get::<Option<String>, _>(13)?, row.try_get::<Option<f64>, _>(14)?) {
         (Some(key), window) => Some(Unique { key, window: window.unwrap_or(0.0) }),
         (None, _) => None,
@@ -101,6 +140,8 @@ pub(super) fn record(row: &PgRow) -> Result<(TaskRecord, Option<String>), sqlx::
         extra,
         limit_key: row.try_get(12)?,
         unique,
+        worker,
+        started_at,
     };
     Ok((task, problem(problems)))
 }
@@ -123,7 +164,9 @@ pub(super) fn taken(row: &PgRow) -> Result<Taken, sqlx::Error> {
     let mut problems = Vec::new();
     let uuid: Uuid = row.try_get("o_uuid")?;
     let args = json(row.try_get("o_args")?, "arguments", &mut problems);
-    let extra = extra(row.try_get("o_extra")?, &mut problems);
+    let mut extra = extra(row.try_get("o_extra")?, &mut problems);
+    // A task put back after a run wrote its record: a new run, no worker yet.
+    lift_run(&mut extra);
     let message = TaskMessage {
         uuid,
         task_name: row.try_get("o_task_name")?,
@@ -174,5 +217,17 @@ mod tests {
         let task = TaskRecord::new(Uuid::nil(), crate::model::NewTask::new("t", json!([null])));
         let encoded = Encoded::of(&task).unwrap();
         assert_eq!((encoded.args.as_str(), encoded.extra, encoded.result), ("[null]", None, None));
+    }
+
+    #[test]
+    fn the_worker_and_start_travel_in_the_extra_text_and_come_back_out() {
+        let mut task = TaskRecord::new(Uuid::nil(), crate::model::NewTask::new("t", json!([])));
+        task.extra.insert("mine".into(), json!(1));
+        task.worker = Some("host-1-abcdef12".into());
+        task.started_at = Some(1_700_000_000.25);
+        let text = Encoded::of(&task).unwrap().extra.unwrap();
+        let mut extra = extra(Some(text), &mut Vec::new());
+        assert_eq!(lift_run(&mut extra), (Some("host-1-abcdef12".into()), Some(1_700_000_000.25)));
+        assert_eq!(extra, task.extra, "the task's own extra fields, as written");
     }
 }

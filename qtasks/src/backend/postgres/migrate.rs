@@ -17,6 +17,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "tasks", include_str!("migrations/0001_tasks.sql")),
     (2, "batches", include_str!("migrations/0002_batches.sql")),
     (3, "listing", include_str!("migrations/0003_listing.sql")),
+    (4, "minutes", include_str!("migrations/0004_minutes.sql")),
 ];
 
 /// The schema version this build of qtasks creates and expects.

@@ -114,6 +114,7 @@ const PURGE_BATCH: i32 = 500;
 /// | --- | --- |
 /// | `tasks` | one row per task: the record as columns (arguments, result and extra fields as JSON text, stored as sent), and the queue's bookkeeping: place in line, due time, run (the fencing token), holder, lease deadline, requested cancel, slots held, expiry |
 /// | `counts` | per task name and status, how many runs ended so (a few shards per counter) |
+/// | `minutes` | the same per minute, for the last two hours: added by a trigger on `counts` ([`Backend::minute_counts`](crate::Backend::minute_counts)) |
 /// | `queues` | every queue of an app, and whether it is paused |
 /// | `slots`, `buckets` | running tasks per limited scope, and the token buckets of rates |
 /// | `uniques` | unique keys: which task holds each, and until when |

@@ -30,6 +30,8 @@ pub(super) struct Sql {
     pub(super) config_delete: SqlStr,
     pub(super) flush: SqlStr,
     pub(super) purge: SqlStr,
+    pub(super) minutes: SqlStr,
+    pub(super) purge_minutes: SqlStr,
 }
 
 fn s(sql: String) -> SqlStr {
@@ -100,8 +102,23 @@ impl Sql {
                 "SELECT key, value FROM {q}.settings WHERE app = $1 AND name = $2 AND {live} ORDER BY key"
             )),
             config_delete: s(format!("DELETE FROM {q}.settings WHERE app = $1 AND name = $2 AND key = $3")),
-            flush: s(format!("SELECT {q}.flush_app($1)")),
+            // `flush_app` (schema version 1) does not know the `minutes`
+            // table (version 4): its rows go in the same statement, after
+            // `counts` (the uncorrelated `EXISTS` runs `flush_app` first),
+            // the order in which finishing transactions lock them.
+            flush: s(format!(
+                "WITH f AS (SELECT {q}.flush_app($1)) \
+                 DELETE FROM {q}.minutes WHERE app = $1 AND EXISTS (SELECT 1 FROM f)"
+            )),
             purge: s(format!("SELECT {q}.purge_expired($1)")),
+            minutes: s(format!(
+                "SELECT minute * 60, status, sum(n)::bigint FROM {q}.minutes WHERE app = $1 AND minute >= $2 \
+                 GROUP BY minute, status ORDER BY minute"
+            )),
+            // Kept two hours: an hour is read, the rest is slack for clocks.
+            purge_minutes: s(format!(
+                "DELETE FROM {q}.minutes WHERE minute < floor(extract(epoch FROM clock_timestamp()) / 60)::bigint - 120"
+            )),
         }
     }
 }

@@ -334,6 +334,8 @@ fn record_of(uuid: Uuid, task_id: &str, text: &str) -> Result<TaskRecord, String
         queue: DEFAULT_QUEUE.to_owned(),
         limit_key: None,
         unique: None,
+        worker: None,
+        started_at: None,
     })
 }
 

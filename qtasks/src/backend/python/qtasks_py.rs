@@ -324,6 +324,8 @@ fn decode(uuid: Uuid, fields: &HashMap<String, String>, strict: bool) -> Result<
         queue: DEFAULT_QUEUE.to_owned(),
         limit_key: None,
         unique: None,
+        worker: None,
+        started_at: None,
     })
 }
 

@@ -490,7 +490,14 @@ impl Backend for RedisBackend {
             let _: i64 =
                 redis::cmd("UNLINK").arg(chunk).query_async(&mut conn).await.map_err(redis_error("flushing"))?;
         }
-        Ok(())
+        self.forget_minutes().await
+    }
+
+    async fn minute_counts(
+        &self,
+        since: crate::model::Timestamp,
+    ) -> Result<Option<Vec<crate::backend::MinuteCount>>, BackendError> {
+        self.read_minutes(since).await.map(Some)
     }
 }
 

@@ -75,5 +75,7 @@ pub(super) fn error_record(id: &str, data: Option<&[u8]>, reason: &str) -> TaskR
         queue: field("queue").and_then(Value::as_str).unwrap_or(crate::queue::DEFAULT_QUEUE).to_owned(),
         limit_key: field("limit_key").and_then(Value::as_str).map(str::to_owned),
         unique: None,
+        worker: None,
+        started_at: None,
     }
 }

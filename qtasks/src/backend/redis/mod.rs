@@ -30,6 +30,7 @@ mod codec;
 mod fetch;
 mod keys;
 mod listing;
+mod minutes;
 mod pubsub;
 mod scripts;
 
@@ -110,6 +111,7 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// | `P wake` | list | at most one wake-up token for fetchers of the default queue blocked in `BLPOP` |
 /// | `P dead` | list | dead letters, as JSON (the newest 10 000; see "Dead letters") |
 /// | `P stats` | hash | `{task name}\x1f{status}` → how many runs ended so (`success`, `error`, `retry`, `cancel`); `{task name}\x1fduplicates` → runs that started after another run had held the task |
+/// | `P stats:{minute}` | hash | the runs that ended in that minute (minutes since the epoch, server clock): status → how many; expires 65 minutes later (`Backend::minute_counts`) |
 /// | `P done` | pub/sub channel | uuid of each task that reached a final status or `retry` |
 /// | `P cancel` | pub/sub channel | `{uuid} {reason}` for each cancel request of a running task |
 ///

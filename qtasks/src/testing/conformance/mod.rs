@@ -313,8 +313,10 @@ fn expect_final(task: &TaskRecord, status: TaskStatus) -> Outcome {
 }
 
 mod listing;
+mod minutes;
 mod queues;
 use listing::*;
+use minutes::*;
 use queues::*;
 
 // ---------------------------------------------------------------------------
@@ -1268,4 +1270,10 @@ checks! {
     /// once, the cursor at the page's last task; filters by name, queue,
     /// status and enqueue time; an app lists only its own tasks.
     listing(LEASE) => check_listing;
+    /// `minute_counts`: runs ended by `finish` and `cancel` show up in the
+    /// minutes around now, by status, each once, one entry per minute,
+    /// oldest first; a `since` after them gives none; an app counts only
+    /// its own runs; `flush` removes them. A backend that does not count
+    /// per minute (`None`) passes.
+    minute_counts(LEASE) => check_minute_counts;
 }

@@ -38,6 +38,7 @@ for i = 6, #ARGV, 6 do
       redis.call('PERSIST', key)
     end
     if field ~= '' then redis.call('HINCRBY', KEYS[4], field, 1) end
+    if field ~= '' then count_minute(KEYS[4], field) end
     redis.call('PUBLISH', ARGV[5], id)
     n = n + 1
   end

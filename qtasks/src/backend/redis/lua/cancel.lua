@@ -35,6 +35,7 @@ if rec[1] == 'new' then
     redis.call('PERSIST', KEYS[1])
   end
   redis.call('HINCRBY', KEYS[2], ARGV[8], 1)
+  count_minute(KEYS[2], ARGV[8])
   redis.call('PUBLISH', ARGV[5], ARGV[7])
   return 'cancelled'
 end

@@ -97,3 +97,12 @@ local function let_go(P, key, id)
     wake_up(wake)
   end
 end
+
+-- Counts a run that ended now in the hash of the current minute (server
+-- clock), `{stats}:{minutes since the epoch}`, under the status part of
+-- its `stats` field; the hash expires 65 minutes later.
+local function count_minute(stats, field)
+  local key = stats .. ':' .. math.floor(tonumber(redis.call('TIME')[1]) / 60)
+  redis.call('HINCRBY', key, string.match(field, '[^\31]*$'), 1)
+  redis.call('EXPIRE', key, 3900)
+end

@@ -67,5 +67,6 @@ if rec[5] and redis.call('GET', rec[5]) == id then
   if window > 0 then redis.call('PEXPIRE', rec[5], window) else redis.call('DEL', rec[5]) end
 end
 if ARGV[6] ~= '' then redis.call('HINCRBY', KEYS[4], ARGV[6], 1) end
+if ARGV[6] ~= '' then count_minute(KEYS[4], ARGV[6]) end
 redis.call('PUBLISH', ARGV[4], id)
 return stale and 3 or 1
