@@ -264,7 +264,11 @@ impl Backend for RedisBackend {
         // Workers learn of cancel requests for the tasks they take, and keep
         // their holder alive while they hold tasks.
         self.cancel_listener();
-        for queue in &from.queues {
+        // The fetch script registers this holder under each queue's keys
+        // (on a cluster, keys of their own, which `flush` finds by name).
+        let new: Vec<&str> = from.queues.iter().map(String::as_str).filter(|q| !self.beats_under(q)).collect();
+        self.register(&new).await?;
+        for queue in new {
             self.beat_under(self.home(queue));
         }
         self.keep_alive();
