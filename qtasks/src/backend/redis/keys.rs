@@ -62,13 +62,13 @@ impl Keys {
     }
 
     /// The app-wide keys of `app` on a cluster (settings, claims, the set
-    /// of its queues): `qtasks:{{len}:{app}}:…`, one hash tag.
+    /// of its queues): `qtasks:{<len>:<app>}:…`, one hash tag.
     pub(super) fn cluster_app(app: &str) -> Self {
         Self::with_prefix(app, format!("qtasks:{{{}:{app}}}:", app.len()))
     }
 
     /// The keys of queue `queue` of `app` on a cluster: a whole layout of
-    /// its own under `qtasks:{{len}:{app}:{queue}}:…`, one hash tag, so
+    /// its own under `qtasks:{<len>:<app>:<queue>}:…`, one hash tag, so
     /// each queue's keys share one slot and the queues of an app spread
     /// over the cluster. The length of the app name keeps the prefix of
     /// app `a`'s queue `b` apart from the app-wide prefix of an app `a:b`.

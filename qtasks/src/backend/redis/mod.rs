@@ -23,6 +23,7 @@
 //! | `codec.rs` | decoding records as stored |
 //! | `fetch.rs` | taking tasks and waiting for work (`BLPOP`) |
 //! | `pubsub.rs` | the `done` and `cancel` subscriptions |
+//! | `cluster.rs` | Redis Cluster: the connection, the URL, `SCAN` on every master, the wait for work |
 //! | `backend.rs` | `impl Backend for RedisBackend` |
 
 mod backend;
@@ -129,13 +130,54 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// 53-bit mantissa). `ZPOPMIN` therefore pops the lowest priority, then the
 /// oldest task.
 ///
-/// # One server, not a Cluster
+/// # Redis Cluster
 ///
-/// The scripts touch keys they compute while they run (a task's record,
-/// its queue, its slot sets), which a Redis Cluster refuses unless every
-/// key of the call hashes to one slot. An app therefore needs a single
-/// Redis server (or a primary with replicas); Redis Cluster is not
-/// supported yet.
+/// `redis+cluster://host:port[,host:port…]` (`rediss+cluster://` for
+/// TLS; credentials as in `redis://`, for every node) connects to a Redis
+/// Cluster through any of the nodes named. A script may only touch keys of
+/// one slot, so on a cluster each queue gets a whole layout of its own,
+/// the table above under the prefix `qtasks:{<len>:<app>:<queue>}:` (one
+/// hash tag; `len` is the length of the app name, so app `shop`'s queue
+/// `emails` is under `qtasks:{4:shop:emails}:`), holding that queue's
+/// tasks, records, lease and holder sets, slot sets, buckets, unique keys,
+/// stats and dead letters. The queues of an app therefore spread over the
+/// masters, and every script runs on the master of one queue, unchanged.
+/// App-wide keys live under `qtasks:{<len>:<app>}:`: settings
+/// (`config:…`), [`claim`](crate::Backend::claim)s and `queues`, the set of
+/// every queue that got a task, was paused or was fetched from.
+///
+/// | operation | on a cluster |
+/// | --- | --- |
+/// | `enqueue`, `enqueue_many` | one script per queue of the batch, on its master (after adding the queues to `queues`); a batch over several queues is atomic per queue only |
+/// | `fetch` | one script per queue, in the order given, until `max` tasks are taken; idle, it waits on the queues' `wake` lists at once: a task per list blocked in `BLPOP` on a cluster connection of its own, shared by the fetchers of the backend, no polling |
+/// | `update`, `finish`, `release`, `extend_lease` | on the master of the task's queue (known from the record, or from the run this backend took) |
+/// | `get`, `wait`, `cancel` | read the record on the master of every queue at once (the id alone does not name a queue) |
+/// | `stats`, `queues`, `get_all`, `list_tasks`, `flush` | each queue in turn, merged; `SCAN` runs on every master |
+/// | `claim`, `config_*` | the app-wide keys, on one master |
+///
+/// **Limits on a cluster.** A queue's limits ([`Queue`](crate::Queue)
+/// concurrency and rate) hold exactly, as everything of a queue is in its
+/// slot. Limits keyed by task name (concurrency, rate, per concurrency
+/// key) and unique keys are kept *per queue*: a limit of N for a task
+/// lets up to N of its runs start in each queue it is enqueued to, and a
+/// unique key only keeps out a duplicate sent to the same queue. When
+/// each task name goes to one queue (as with `#[task(queue = …)]`), they
+/// hold exactly; a task sent to several queues gets its limit in each.
+/// Holders are per queue too: a dead worker's tasks go back to each
+/// queue at the first fetch from that queue after its liveness.
+///
+/// **Pub/sub.** A script publishes `done` and `cancel` on its queue's
+/// channels; a backend subscribes to them by pattern on one node, the
+/// first of the URL that answers (a `PUBLISH` on any node reaches every
+/// node of the cluster). If that node fails, the subscription moves to the
+/// next node of the URL; messages published meanwhile are lost, as on one
+/// server after a reconnect (waiters look at their record again, lease
+/// renewals catch cancel requests). A URL that names only nodes that are
+/// gone leaves `wait` to its timeout.
+///
+/// **Cost.** A fetch over `n` idle queues is `n` scripts before it
+/// sleeps, and a read by id is a read on every queue's master: keep the
+/// number of queues per app modest (tens, not thousands).
 ///
 /// # Scripts and round trips
 ///
@@ -463,7 +505,9 @@ fn run_arg(run: Option<u64>) -> String {
 
 impl RedisBackend {
     /// Connects to the server at `url` (`redis://`, `rediss://` for TLS,
-    /// `redis+unix://`). The app builder scopes it to its app
+    /// `redis+unix://`), or to the Redis Cluster of a
+    /// `redis+cluster://host:port[,host:port…]` URL (`rediss+cluster://`
+    /// for TLS; see "Redis Cluster" above). The app builder scopes it to its app
     /// ([`for_app`](crate::Backend::for_app)); used alone, it serves the
     /// app called `default` until you call `for_app` yourself.
     ///
@@ -564,7 +608,7 @@ impl RedisBackend {
     }
 
     /// The prefix of every key of this app: `qtasks:{app}:`. On a cluster,
-    /// the prefix of its app-wide keys, `qtasks:{{len}:{app}}:` (each queue
+    /// the prefix of its app-wide keys, `qtasks:{<len>:<app>}:` (each queue
     /// has a prefix of its own: see "Redis Cluster" above).
     pub fn key_prefix(&self) -> &str {
         &self.shared.keys.prefix
