@@ -88,7 +88,7 @@ fn main() {
         } else {
             println!("cargo::rustc-cfg=redis_cluster_unreachable");
             println!(
-                "cargo::warning=the Redis Cluster is not reachable at {} ({why}): the cluster tests (redis_cluster::*) \
+                "cargo::warning=the Redis Cluster is not reachable at {} ({why}): the cluster tests (redis_cluster::*, queues::cluster_*) \
                  are IGNORED. Run scripts/redis-cluster or set QTASKS_REDIS_CLUSTER_URL; with CI set they fail instead",
                 redact(&url)
             );

@@ -264,11 +264,7 @@ impl Backend for RedisBackend {
         // Workers learn of cancel requests for the tasks they take, and keep
         // their holder alive while they hold tasks.
         self.cancel_listener();
-        // The fetch script registers this holder under each queue's keys
-        // (on a cluster, keys of their own, which `flush` finds by name).
-        let new: Vec<&str> = from.queues.iter().map(String::as_str).filter(|q| !self.beats_under(q)).collect();
-        self.register(&new).await?;
-        for queue in new {
+        for queue in &from.queues {
             self.beat_under(self.home(queue));
         }
         self.keep_alive();
@@ -428,13 +424,22 @@ impl Backend for RedisBackend {
     }
 
     async fn flush(&self) -> Result<(), BackendError> {
-        if self.shared.conns.cluster.is_some() {
-            // The queues' keys first: their names are in the app's keys.
-            for keys in self.homes().await? {
-                self.flush_at(&keys).await?;
-            }
+        if self.shared.conns.cluster.is_none() {
+            return self.flush_at(&self.shared.keys).await;
         }
-        self.flush_at(&self.shared.keys).await
+        // On a cluster every key starting `qtasks:{<len>:<app>:` or
+        // `qtasks:{<len>:<app>}` is this app's (the length tells where the
+        // app name ends), also those of a queue not in `queues`.
+        let app = &self.shared.keys.app;
+        let pattern = format!("{}[:}}]*", glob_escape(&format!("qtasks:{{{}:{app}", app.len())));
+        let ours = self.scan(&pattern).await?;
+        let mut conn = self.conn();
+        // `UNLINK` of keys of several slots is split by slot by the client.
+        for chunk in ours.chunks(1000) {
+            let _: i64 =
+                redis::cmd("UNLINK").arg(chunk).query_async(&mut conn).await.map_err(redis_error("flushing"))?;
+        }
+        Ok(())
     }
 }
 

@@ -279,12 +279,6 @@ impl RedisBackend {
         Ok(n)
     }
 
-    /// Whether this holder renews its liveness under the keys of `queue`.
-    pub(super) fn beats_under(&self, queue: &str) -> bool {
-        let prefix = &self.home(queue).prefix;
-        lock(&self.shared.beats).iter().any(|k| k.prefix == *prefix)
-    }
-
     /// Renews this holder's liveness under `keys` from now on (once it
     /// fetched from a queue under them: on a cluster each queue has its
     /// own holders).

@@ -144,7 +144,9 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// masters, and every script runs on the master of one queue, unchanged.
 /// App-wide keys live under `qtasks:{<len>:<app>}:`: settings
 /// (`config:…`), [`claim`](crate::Backend::claim)s and `queues`, the set of
-/// every queue that got a task, was paused or was fetched from.
+/// every queue that got a task or was paused. [`flush`](crate::Backend::flush)
+/// deletes every key under both kinds of prefix (found by `SCAN` on every
+/// master), as the length in the tag tells an app's keys from another's.
 ///
 /// | operation | on a cluster |
 /// | --- | --- |
@@ -152,7 +154,7 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// | `fetch` | one script per queue, in the order given, until `max` tasks are taken; idle, it waits on the queues' `wake` lists at once: a task per list blocked in `BLPOP` on a cluster connection of its own, shared by the fetchers of the backend, no polling |
 /// | `update`, `finish`, `release`, `extend_lease` | on the master of the task's queue (known from the record, or from the run this backend took) |
 /// | `get`, `wait`, `cancel` | read the record on the master of every queue at once (the id alone does not name a queue) |
-/// | `stats`, `queues`, `get_all`, `list_tasks`, `flush` | each queue in turn, merged; `SCAN` runs on every master |
+/// | `stats`, `queues`, `get_all`, `list_tasks` | each queue in turn, merged; `SCAN` (`get_all`, `flush`, `config_get_all`) runs on every master |
 /// | `claim`, `config_*` | the app-wide keys, on one master |
 ///
 /// **Limits on a cluster.** A queue's limits ([`Queue`](crate::Queue)
