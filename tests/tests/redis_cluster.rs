@@ -195,7 +195,14 @@ async fn two_queues_live_on_two_masters() {
     assert_eq!((depth(&a), depth(&b), depth("default")), (Some(3), Some(3), Some(0)), "{queues:?}");
     assert_eq!(backend.stats().await.unwrap().queued, 6);
     assert_eq!(backend.get_all().await.unwrap().len(), 6);
+    // An app whose name starts with this app's name and queue keeps its
+    // keys when this app is flushed.
+    let other = backend.for_app(&format!("{app}:{a}"));
+    let kept = qtasks::TaskRecord::new(Uuid::new_v4(), qtasks::NewTask::new("echo", json!([])));
+    other.enqueue(&kept).await.unwrap();
     backend.flush().await.unwrap();
+    assert!(other.get(kept.uuid).await.unwrap().is_some(), "flushing app {app} removed a task of app {app}:{a}");
+    other.flush().await.unwrap();
     for (node, _) in &masters {
         let left = keys_on(node, &format!("qtasks:{{{}:{app}", app.len())).await;
         assert!(left.is_empty(), "left on {node} after flush: {left:?}");
