@@ -78,6 +78,39 @@ conformance! {
     idempotent_enqueue(LEASE) => cluster_idempotent_enqueue;
     claim(LEASE) => cluster_claim;
     listing(LEASE) => cluster_listing;
+    // The rest of the suite.
+    status_only_moves_forward(LEASE) => cluster_status_only_moves_forward;
+    results(LEASE) => cluster_results;
+    null_results(LEASE) => cluster_null_results;
+    many_tasks(LEASE) => cluster_many_tasks;
+    bad_input(LEASE) => cluster_bad_input;
+    cancel_finished_and_unknown(LEASE) => cluster_cancel_finished_and_unknown;
+}
+
+/// Every check of the suite is above.
+#[test]
+fn every_conformance_check_runs_on_the_cluster() {
+    let source = include_str!("redis_cluster.rs");
+    for check in conformance::CHECKS {
+        assert!(source.contains(&format!("    {check}(")), "conformance check `{check}` does not run on the cluster");
+    }
+}
+
+/// `AnyBackend` (so the CLI and `QTASKS_BROKER_URL`) takes the cluster URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(redis_cluster_unreachable, ignore = "the Redis Cluster is not reachable; see the build warning")]
+async fn any_backend_takes_a_cluster_url() {
+    let url = support::redis_cluster_url();
+    let backend = match qtasks::AnyBackend::connect(&url).await {
+        Ok(backend) => backend.for_app(&format!("qtasks-cluster-any-{}", Uuid::new_v4())),
+        Err(e) => return support::unreachable("any_backend_takes_a_cluster_url", &url, &e.to_string()),
+    };
+    assert_eq!(backend.kind(), "redis");
+    let task = qtasks::TaskRecord::new(Uuid::new_v4(), qtasks::NewTask::new("echo", json!([1])));
+    backend.enqueue(&task).await.unwrap();
+    assert_eq!(backend.get(task.uuid).await.unwrap().map(|t| t.uuid), Some(task.uuid));
+    backend.flush().await.unwrap();
+    assert_eq!(backend.get(task.uuid).await.unwrap(), None);
 }
 
 /// The masters of the cluster: (address, slot ranges).
