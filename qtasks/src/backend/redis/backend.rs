@@ -689,16 +689,38 @@ impl RedisBackend {
                 None => groups.push((&task.queue, vec![i])),
             }
         }
-        self.register(&groups.iter().map(|(q, _)| *q).collect::<Vec<_>>()).await?;
-        let mut out = vec![Enqueued::New; tasks.len()];
+        // The queues' registration and their scripts at once, each on its
+        // master: the enqueue returns once all are done (if the
+        // registration fails, the caller's retry, a no-op for the tasks
+        // written, registers them).
+        let names: Vec<&str> = groups.iter().map(|(q, _)| *q).collect();
         let mut encoded: Vec<Option<_>> = encoded.into_iter().map(Some).collect();
-        for (queue, at) in groups {
-            let batch: Vec<_> = at.iter().filter_map(|&i| encoded[i].take()).collect();
-            for (i, enqueued) in at.into_iter().zip(self.push_at(&self.home(queue), &batch).await?) {
+        let batches: Vec<(&str, Vec<usize>, Vec<_>)> = groups
+            .into_iter()
+            .map(|(queue, at)| {
+                let batch = at.iter().filter_map(|&i| encoded[i].take()).collect();
+                (queue, at, batch)
+            })
+            .collect();
+        let pushes = batches.iter().map(|(queue, _, batch)| self.push_at_queue(queue, batch));
+        let (registered, pushed) = tokio::join!(self.register(&names), futures::future::try_join_all(pushes));
+        registered?;
+        let mut out = vec![Enqueued::New; tasks.len()];
+        for ((_, at, _), enqueued) in batches.iter().zip(pushed?) {
+            for (&i, enqueued) in at.iter().zip(enqueued) {
                 out[i] = enqueued;
             }
         }
         Ok(out)
+    }
+
+    /// `push_at` under the keys of `queue`.
+    async fn push_at_queue(
+        &self,
+        queue: &str,
+        tasks: &[(&TaskRecord, u64, String)],
+    ) -> Result<Vec<Enqueued>, BackendError> {
+        self.push_at(&self.home(queue), tasks).await
     }
 
     /// `push` of tasks (with their delay and JSON) under `keys`.

@@ -150,7 +150,7 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 ///
 /// | operation | on a cluster |
 /// | --- | --- |
-/// | `enqueue`, `enqueue_many` | one script per queue of the batch, on its master (after adding the queues to `queues`); a batch over several queues is atomic per queue only |
+/// | `enqueue`, `enqueue_many` | one script per queue of the batch, on its master, and one `SADD` of the queues to `queues`, all at once; a batch over several queues is atomic per queue only |
 /// | `fetch` | one script per queue, in the order given, until `max` tasks are taken; idle, it waits on the queues' `wake` lists at once: a task per list blocked in `BLPOP` on a cluster connection of its own, shared by the fetchers of the backend, no polling |
 /// | `update`, `finish`, `release`, `extend_lease` | on the master of the task's queue (known from the record, or from the run this backend took) |
 /// | `get`, `wait`, `cancel` | read the record on the master of every queue at once (the id alone does not name a queue) |
