@@ -244,12 +244,13 @@ fn probe_cluster(url: &str) -> Result<(), String> {
 }
 
 /// Connects to the server of a `redis://`, `rediss://` or `redis+unix://`
-/// (`unix://`) URL, and hangs up.
+/// (`unix://`) URL, or to the first node of a cluster URL, and hangs up.
 fn probe(url: &str) -> Result<(), String> {
     let (scheme, rest) = url.split_once("://").ok_or("no scheme in the URL")?;
     match scheme {
         "redis" | "rediss" | "valkey" | "valkeys" => {}
         "redis+unix" | "unix" | "valkey+unix" => return probe_unix(rest),
+        "redis+cluster" | "rediss+cluster" => return probe_cluster(url),
         other => return Err(format!("unknown scheme `{other}`")),
     }
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();

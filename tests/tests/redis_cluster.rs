@@ -242,6 +242,42 @@ async fn two_queues_live_on_two_masters() {
     }
 }
 
+/// A worker that dies (its backend dropped, so its liveness stops being
+/// renewed) loses its tasks to the next fetch of their queue after its
+/// liveness, long before their lease: each queue's holders live with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(redis_cluster_unreachable, ignore = "the Redis Cluster is not reachable; see the build warning")]
+async fn a_dead_workers_tasks_go_back_to_their_queue_after_its_liveness() {
+    let app = format!("qtasks-cluster-liveness-{}", Uuid::new_v4());
+    let Some(backend) = support::connect_redis_cluster("a_dead_workers_tasks", &app).await else { return };
+    let backend = backend.lease(Duration::from_secs(600)).liveness(Duration::from_millis(200));
+    let (a, b) = queues_on_two_masters(&app).await;
+    let from = qtasks::backend::Fetch::queues([a.as_str(), b.as_str()]);
+    let mut ids = Vec::new();
+    for queue in [&a, &b] {
+        let mut task = qtasks::TaskRecord::new(Uuid::new_v4(), qtasks::NewTask::new("echo", json!([])));
+        task.queue = queue.clone();
+        backend.enqueue(&task).await.unwrap();
+        ids.push(task.uuid);
+    }
+    let dying = backend.for_app(&app);
+    let mut taken = Vec::new();
+    while taken.len() < 2 {
+        tokio::time::timeout(HANG, dying.fetch(&from, 2, &mut taken)).await.expect("fetching the two tasks").unwrap();
+    }
+    drop(dying);
+    // Another worker gets both back (the lease is ten minutes).
+    let mut again = Vec::new();
+    while again.len() < 2 {
+        tokio::time::timeout(HANG, backend.fetch(&from, 2, &mut again)).await.expect("taking the tasks back").unwrap();
+    }
+    let mut got: Vec<Uuid> = again.iter().map(|m| m.uuid).collect();
+    got.sort();
+    ids.sort();
+    assert_eq!(got, ids);
+    backend.flush().await.unwrap();
+}
+
 #[task]
 async fn double(n: i64) -> i64 {
     n * 2
