@@ -4,7 +4,7 @@
 //! (`keep_alive`), and the wait for work while the queue is empty, a
 //! `BLPOP` on the `wake` list over a small pool of connections of their own
 //! (`await_work`, `connect_blocking`), since a blocking command would stall
-//! the shared multiplexed connection.
+//! the shared multiplexed connection (on a cluster, `cluster::Wakers`).
 
 use super::codec::{cancelled, decode_taken, error_record};
 use super::keys::{Keys, stats_field};

@@ -1,6 +1,7 @@
 //! The key layout of an app on a Redis server (documented on
 //! [`RedisBackend`](super::RedisBackend)): the names of every key under
-//! `qtasks:{app}:`, the queue entry's priority prefix, the fields of the
+//! `qtasks:{app}:` (on a cluster, under each queue's prefix and the
+//! app-wide one), the queue entry's priority prefix, the fields of the
 //! `stats` hash, and the helpers that tell an app's keys from those of an
 //! app whose name starts the same.
 
