@@ -6,6 +6,11 @@
 //!   of `QTASKS_REDIS_URL` (default redis://127.0.0.1:6379). The tests that
 //!   need that server carry
 //!   `#[cfg_attr(redis_unreachable, ignore = "…")]`.
+//! - `cfg(redis_cluster_unreachable)`: nothing answers a TCP connect at
+//!   the first node of `QTASKS_REDIS_CLUSTER_URL` (default
+//!   redis+cluster://127.0.0.1:7001,…; `scripts/redis-cluster` starts
+//!   one). The cluster tests (`redis_cluster.rs`) carry
+//!   `#[cfg_attr(redis_cluster_unreachable, ignore = "…")]`.
 //! - `cfg(redis_tls_tools_missing)`: `redis-server` or `openssl` cannot be
 //!   run; `redis_tls.rs` starts its own TLS server with them.
 //! - `cfg(postgres_unreachable)`: nothing answers a TCP connect at the
@@ -34,11 +39,13 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
+const DEFAULT_CLUSTER_URL: &str = "redis+cluster://127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003";
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/qtasks_test";
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(redis_unreachable)");
+    println!("cargo::rustc-check-cfg=cfg(redis_cluster_unreachable)");
     println!("cargo::rustc-check-cfg=cfg(redis_tls_tools_missing)");
     println!("cargo::rustc-check-cfg=cfg(postgres_unreachable)");
     println!("cargo::rustc-check-cfg=cfg(python_env_missing)");
@@ -46,6 +53,7 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(chromium_missing)");
     println!("cargo::rerun-if-env-changed=QTASKS_REDIS_URL");
     println!("cargo::rerun-if-env-changed=QTASKS_POSTGRES_URL");
+    println!("cargo::rerun-if-env-changed=QTASKS_REDIS_CLUSTER_URL");
     println!("cargo::rerun-if-env-changed=CI");
     println!("cargo::rerun-if-env-changed=PATH");
     // Never created: Cargo then runs this script at every build.
@@ -66,6 +74,23 @@ fn main() {
                  deps_state::redis_smoke, schedule::redis_*, canvas::*_on_redis, \
                  config::connect_with_gives_the_redis_settings_to_the_backend). Start redis-server or set \
                  QTASKS_REDIS_URL; with CI set they fail instead"
+            );
+        }
+    }
+
+    let url = std::env::var("QTASKS_REDIS_CLUSTER_URL").unwrap_or_else(|_| DEFAULT_CLUSTER_URL.to_owned());
+    if let Err(why) = probe_cluster(&url) {
+        if ci {
+            println!(
+                "cargo::warning=the Redis Cluster is not reachable at {} ({why}); CI is set, so the cluster tests run and fail",
+                redact(&url)
+            );
+        } else {
+            println!("cargo::rustc-cfg=redis_cluster_unreachable");
+            println!(
+                "cargo::warning=the Redis Cluster is not reachable at {} ({why}): the cluster tests (redis_cluster::*, queues::cluster_*) \
+                 are IGNORED. Run scripts/redis-cluster or set QTASKS_REDIS_CLUSTER_URL; with CI set they fail instead",
+                redact(&url)
             );
         }
     }
@@ -206,13 +231,26 @@ fn connect_any(host: &str, port: u16) -> Result<(), String> {
     Err(last)
 }
 
+/// Connects to the first node of a `redis+cluster://` (`rediss+cluster://`)
+/// URL, and hangs up.
+fn probe_cluster(url: &str) -> Result<(), String> {
+    let (scheme, rest) = url.split_once("://").ok_or("no scheme in the URL")?;
+    let plain = scheme.strip_suffix("+cluster").ok_or_else(|| format!("`{scheme}` is not a cluster scheme"))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let (user, hosts) = authority.rsplit_once('@').map_or(("", authority), |(user, hosts)| (user, hosts));
+    let first = hosts.split(',').next().unwrap_or_default();
+    let at = if user.is_empty() { String::new() } else { format!("{user}@") };
+    probe(&format!("{plain}://{at}{first}"))
+}
+
 /// Connects to the server of a `redis://`, `rediss://` or `redis+unix://`
-/// (`unix://`) URL, and hangs up.
+/// (`unix://`) URL, or to the first node of a cluster URL, and hangs up.
 fn probe(url: &str) -> Result<(), String> {
     let (scheme, rest) = url.split_once("://").ok_or("no scheme in the URL")?;
     match scheme {
         "redis" | "rediss" | "valkey" | "valkeys" => {}
         "redis+unix" | "unix" | "valkey+unix" => return probe_unix(rest),
+        "redis+cluster" | "rediss+cluster" => return probe_cluster(url),
         other => return Err(format!("unknown scheme `{other}`")),
     }
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();

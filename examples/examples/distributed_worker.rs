@@ -2,6 +2,8 @@
 //!
 //! ```sh
 //! export QTASKS_BROKER_URL=redis://127.0.0.1:6379
+//! # or a Redis Cluster (scripts/redis-cluster starts one on 127.0.0.1:7001-7003):
+//! # export QTASKS_BROKER_URL=redis+cluster://127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003
 //! cargo run --example distributed_worker -- run --concurrency 16     # start as many as you like, on any host
 //! cargo run --example distributed_worker -- inspect workers          # who is alive
 //! cargo run --example distributed_worker -- add add '[2, 3]' --wait 5

@@ -72,7 +72,8 @@ use uuid::Uuid;
 #[command(about = "A qtasks app: run a worker or act as a client")]
 pub struct Cli {
     /// Backend URL: `memory://` (this process only), `redis://[:password@]host:port[/db]`
-    /// (`rediss://` for TLS), or `postgres://user@host/db[?qtasks_schema=…]` (feature
+    /// (`rediss://` for TLS; `redis+cluster://host:port,host:port…` for a Redis Cluster),
+    /// or `postgres://user@host/db[?qtasks_schema=…]` (feature
     /// `postgres`) [default: QTASKS_BROKER_URL, else memory://].
     #[arg(long, global = true)]
     pub broker_url: Option<String>,

@@ -6,7 +6,7 @@
 //!
 //! | Variable | Default | Accepted values |
 //! |---|---|---|
-//! | `QTASKS_BROKER_URL` | `memory://` | a backend URL: `memory://`, `redis://…`, `rediss://…` |
+//! | `QTASKS_BROKER_URL` | `memory://` | a backend URL: `memory://`, `redis://…`, `rediss://…`, `redis+cluster://…` |
 //! | `QTASKS_MAX_TASKS_PROCESS` | `10` | a whole number ≥ 1: tasks a worker runs at once |
 //! | `QTASKS_TASK_DEFAULT_PRIORITY` | `0` | a whole number: the priority of tasks that declare none |
 //! | `QTASKS_BLOCKING_HANDLER_LIMIT` | `64` | a whole number ≥ 1: blocking plugin handlers at once, process-wide |

@@ -412,3 +412,33 @@ on_redis! {
     bulk => redis_bulk;
     delayed_and_inspect => redis_delayed_and_inspect;
 }
+
+// ---------------------------------------------------------------------------
+// On a Redis Cluster: each queue on the node of its hash tag (see
+// "Redis Cluster" on `RedisBackend`); the scenarios hold each task name to
+// one queue, so their limits are exact there too
+// ---------------------------------------------------------------------------
+
+macro_rules! on_redis_cluster {
+    ($($scenario:ident => $test:ident;)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        #[cfg_attr(redis_cluster_unreachable, ignore = "the Redis Cluster is not reachable; see the build warning")]
+        async fn $test() {
+            let app = format!("qtasks-test-queues-{}-{}", stringify!($scenario), qtasks::Uuid::new_v4());
+            let Some(backend) = support::connect_redis_cluster(stringify!($test), &app).await else { return };
+            $scenario(backend.clone()).await;
+            let _ = backend.flush().await;
+        }
+    )*};
+}
+
+on_redis_cluster! {
+    routing => cluster_routing;
+    weighted => cluster_weighted;
+    pause_and_resume => cluster_pause_and_resume;
+    concurrency_across_workers => cluster_concurrency_across_workers;
+    rate_across_workers => cluster_rate_across_workers;
+    unique_keys => cluster_unique_keys;
+    bulk => cluster_bulk;
+    delayed_and_inspect => cluster_delayed_and_inspect;
+}

@@ -7,7 +7,8 @@ use std::time::Duration;
 use uuid::Uuid;
 
 /// One of the built-in backends, picked from a URL: `memory://`, with the
-/// `redis` feature `redis://…` / `rediss://…`, with the `postgres` feature
+/// `redis` feature `redis://…` / `rediss://…` (a Redis Cluster:
+/// `redis+cluster://host:port,host:port…`), with the `postgres` feature
 /// `postgres://…` / `postgresql://…` (connected with
 /// [`PostgresBackend::connect`](super::PostgresBackend::connect): schema
 /// `qtasks`, migrations applied).
@@ -35,7 +36,9 @@ impl AnyBackend {
         match scheme {
             "memory" => Ok(Self::Memory(MemoryBackend::new())),
             #[cfg(feature = "redis")]
-            "redis" | "rediss" | "redis+unix" => Ok(Self::Redis(super::RedisBackend::connect(url).await?)),
+            "redis" | "rediss" | "redis+unix" | "redis+cluster" | "rediss+cluster" => {
+                Ok(Self::Redis(super::RedisBackend::connect(url).await?))
+            }
             #[cfg(feature = "postgres")]
             "postgres" | "postgresql" => Ok(Self::Postgres(super::PostgresBackend::connect(url).await?)),
             _ => Err(BackendError::new(
@@ -44,7 +47,7 @@ impl AnyBackend {
                 format!(
                     "unsupported backend URL scheme `{scheme}://`; expected memory://{}{}",
                     if cfg!(feature = "redis") {
-                        ", redis://, rediss://"
+                        ", redis://, rediss://, redis+cluster://"
                     } else {
                         " (build with feature `redis` for redis://)"
                     },

@@ -54,6 +54,25 @@ pub async fn connect_redis(what: &str, app: &str) -> Option<RedisBackend> {
     None
 }
 
+/// `QTASKS_REDIS_CLUSTER_URL`, or the local cluster of `scripts/redis-cluster`.
+pub fn redis_cluster_url() -> String {
+    std::env::var("QTASKS_REDIS_CLUSTER_URL")
+        .unwrap_or_else(|_| "redis+cluster://127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003".to_owned())
+}
+
+/// A backend on the Redis Cluster for `app`, or `None` (skipped) when the
+/// cluster has gone away.
+pub async fn connect_redis_cluster(what: &str, app: &str) -> Option<RedisBackend> {
+    let url = redis_cluster_url();
+    let error = match tokio::time::timeout(Duration::from_secs(15), RedisBackend::connect(&url)).await {
+        Ok(Ok(backend)) => return Some(backend.for_app(app)),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "connecting timed out".to_owned(),
+    };
+    unreachable(what, &url, &error);
+    None
+}
+
 /// Waits until `cond` holds, checking every 10 ms, for at most `limit`.
 pub async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + limit;

@@ -2,8 +2,10 @@
 //! (see "Scripts and round trips" on [`RedisBackend`]), plus the helpers
 //! only these methods use (`push`, `read`, `scan`, `conn`).
 
+use super::cluster::{Conn, await_marks, scan_masters};
 use super::codec::{RECORD_FIELDS, RecordFields, cancelled, decode_record};
 use super::fetch::{DEAD_LETTERS_KEPT, IDLE_RECHECK};
+use super::keys::Keys;
 use super::keys::{
     DUPLICATES, LENGTH_PREFIXED, STATS_SEPARATOR, glob_escape, is_holds_key, priority_hex, stats_field, task_key_uuid,
 };
@@ -13,8 +15,8 @@ use crate::backend::{Backend, BackendError, BackendErrorKind, CancelOutcome, Enq
 use crate::model::{TaskMessage, TaskRecord, TaskStatus};
 use crate::queue::{DEFAULT_QUEUE, QueueInfo};
 use crate::task::CancelToken;
-use redis::aio::ConnectionManager;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -56,11 +58,10 @@ impl Backend for RedisBackend {
     }
 
     async fn cancel(&self, uuid: Uuid, reason: &str) -> Result<CancelOutcome, BackendError> {
-        let keys = &self.shared.keys;
         // The script rejects a `cancel` record built from a stale read
         // (`changed`); the record of a queued task changes rarely, if ever.
         for _ in 0..16 {
-            let Some((task, data)) = self.read(uuid).await? else { return Ok(CancelOutcome::NotFound) };
+            let Some((task, data, keys)) = self.read(uuid).await? else { return Ok(CancelOutcome::NotFound) };
             if task.status.is_done() {
                 return Ok(CancelOutcome::Finished(task.status));
             }
@@ -116,13 +117,17 @@ impl Backend for RedisBackend {
     }
 
     async fn stats(&self) -> Result<QueueStats, BackendError> {
-        let keys = &self.shared.keys;
-        let (in_flight, counts): (u64, HashMap<String, u64>) = redis::pipe()
-            .zcard(&keys.inflight)
-            .hgetall(&keys.stats)
-            .query_async(&mut self.conn())
-            .await
-            .map_err(redis_error("reading the stats"))?;
+        let (mut in_flight, mut counts) = (0, Vec::new());
+        for keys in self.homes().await? {
+            let (some_in_flight, some): (u64, HashMap<String, u64>) = redis::pipe()
+                .zcard(&keys.inflight)
+                .hgetall(&keys.stats)
+                .query_async(&mut self.conn())
+                .await
+                .map_err(redis_error("reading the stats"))?;
+            in_flight += some_in_flight;
+            counts.extend(some);
+        }
         let queued = self.queue_infos(&[], true).await?.iter().map(|q| q.depth + q.delayed).sum();
         let mut stats = QueueStats { queued, in_flight, tasks: Default::default() };
         for (field, count) in counts {
@@ -154,48 +159,15 @@ impl Backend for RedisBackend {
                     backoff = (backoff * 2).min(MAX_RETRY_BACKOFF);
                     attempt += 1;
                 }
-                read => return Ok(read?.map(|(task, _)| task)),
+                read => return Ok(read?.map(|(task, _, _)| task)),
             }
         }
     }
 
     async fn get_all(&self) -> Result<Vec<TaskRecord>, BackendError> {
-        let keys = &self.shared.keys;
-        let pattern = format!("{}*", glob_escape(&keys.task_prefix));
-        let mut conn = self.conn();
         let mut all = Vec::new();
-        let mut cursor = 0u64;
-        loop {
-            let (next, found): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await
-                .map_err(redis_error("listing tasks"))?;
-            let ours: Vec<&[u8]> =
-                found.iter().map(Vec::as_slice).filter(|k| task_key_uuid(keys, k).is_some()).collect();
-            if !ours.is_empty() {
-                let mut pipe = redis::pipe();
-                for key in &ours {
-                    pipe.cmd("HMGET").arg(*key).arg(&RECORD_FIELDS[..]);
-                }
-                let records: Vec<RecordFields> =
-                    pipe.query_async(&mut conn).await.map_err(redis_error("reading tasks"))?;
-                for (data, status, started) in records {
-                    let Some(data) = data else { continue };
-                    match decode_record(&data, status.as_deref(), started) {
-                        Ok(task) => all.push(task),
-                        Err(e) => tracing::warn!(backend = KIND, error = %e, "skipping an undecodable task record"),
-                    }
-                }
-            }
-            cursor = next;
-            if cursor == 0 {
-                break;
-            }
+        for keys in self.homes().await? {
+            self.get_all_at(&keys, &mut all).await?;
         }
         all.sort_by(|a, b| a.created_at.total_cmp(&b.created_at));
         Ok(all)
@@ -221,7 +193,7 @@ impl Backend for RedisBackend {
             let notified = waiter.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            match self.read_fields(uuid).await {
+            match self.read_fields(uuid).await.map(|(fields, _)| fields) {
                 Ok((None, None, _)) => return Ok(None),
                 Ok((Some(data), status, started)) => {
                     backoff = RETRY_BACKOFF;
@@ -265,7 +237,9 @@ impl Backend for RedisBackend {
     }
 
     async fn set_paused(&self, queue: &str, paused: bool) -> Result<(), BackendError> {
-        let keys = &self.shared.keys;
+        // On a cluster the queue is listed by `queues()` once paused.
+        self.register(&[queue]).await?;
+        let keys = self.home(queue);
         let mut pipe = redis::pipe();
         pipe.atomic();
         if paused {
@@ -290,27 +264,35 @@ impl Backend for RedisBackend {
         // Workers learn of cancel requests for the tasks they take, and keep
         // their holder alive while they hold tasks.
         self.cancel_listener();
+        for queue in &from.queues {
+            self.beat_under(self.home(queue));
+        }
         self.keep_alive();
-        let wakes: Vec<String> = from.queues.iter().map(|q| self.shared.keys.queue_keys(q).wake).collect();
+        let wakes: Vec<String> = from.queues.iter().map(|q| self.home(q).queue_keys(q).wake).collect();
         let before = out.len();
+        if let Some(cluster) = &self.shared.conns.cluster {
+            loop {
+                // The tokens seen before looking: one taken after is not missed.
+                let mut marks: Vec<_> = wakes.iter().map(|w| self.shared.wakers.watch(cluster, w)).collect();
+                let next_deadline = self.take(from, max, out).await?;
+                if out.len() > before {
+                    return Ok(());
+                }
+                await_marks(&mut marks, idle_block(next_deadline)).await;
+            }
+        }
         loop {
             let next_deadline = self.take(from, max, out).await?;
             if out.len() > before {
                 return Ok(());
             }
-            let block = match next_deadline {
-                // Wake up when the next lease expires, to requeue its task,
-                // when the next delayed task or rate token is due.
-                Some(ms) => Duration::from_millis(u64::try_from(ms).unwrap_or(0)).min(IDLE_RECHECK),
-                None => IDLE_RECHECK,
-            };
-            self.await_work(&wakes, block.max(Duration::from_millis(10))).await?;
+            self.await_work(&wakes, idle_block(next_deadline)).await?;
         }
     }
 
     async fn update(&self, task: &TaskRecord) -> Result<(), BackendError> {
         let data = serde_json::to_string(task).map_err(encode_error("the task"))?;
-        let keys = &self.shared.keys;
+        let keys = self.home(&task.queue);
         let _: i64 = UPDATE
             .key(keys.task(task.uuid))
             .key(&keys.inflight)
@@ -345,19 +327,19 @@ impl Backend for RedisBackend {
 
     async fn release(&self, uuid: Uuid) -> Result<bool, BackendError> {
         // Only a task this backend took, at the run it took.
-        let Some(run) = self.shared.run_of(&uuid) else { return Ok(false) };
+        let Some((run, home)) = self.shared.held(&uuid) else { return Ok(false) };
         // Back to `new` as it was before it was taken (a plugin may have
         // rewritten the record while it ran): the record is rewritten here,
         // as the script cannot re-encode JSON without losing precision.
         let record = match self.read(uuid).await? {
-            Some((mut task, _)) => {
+            Some((mut task, _, _)) => {
                 task.status = TaskStatus::New;
                 task.updated_at = task.updated_at.max(crate::model::now());
                 serde_json::to_string(&task).map_err(encode_error("the task"))?
             }
             None => String::new(),
         };
-        let released = self.requeue(&[(uuid, run)], Some(&record)).await? > 0;
+        let released = self.requeue(&home, &[(uuid, run)], Some(&record)).await? > 0;
         self.shared.forget_run(&uuid);
         Ok(released)
     }
@@ -442,7 +424,39 @@ impl Backend for RedisBackend {
     }
 
     async fn flush(&self) -> Result<(), BackendError> {
-        let keys = &self.shared.keys;
+        if self.shared.conns.cluster.is_none() {
+            return self.flush_at(&self.shared.keys).await;
+        }
+        // On a cluster every key starting `qtasks:{<len>:<app>:` or
+        // `qtasks:{<len>:<app>}` is this app's (the length tells where the
+        // app name ends), also those of a queue not in `queues`.
+        let app = &self.shared.keys.app;
+        let pattern = format!("{}[:}}]*", glob_escape(&format!("qtasks:{{{}:{app}", app.len())));
+        let ours = self.scan(&pattern).await?;
+        let mut conn = self.conn();
+        // `UNLINK` of keys of several slots is split by slot by the client.
+        for chunk in ours.chunks(1000) {
+            let _: i64 =
+                redis::cmd("UNLINK").arg(chunk).query_async(&mut conn).await.map_err(redis_error("flushing"))?;
+        }
+        Ok(())
+    }
+}
+
+/// How long an idle fetch waits for a wake-up: until the next lease
+/// expires (to requeue its task), the next delayed task or rate token is
+/// due (`next_ms`), at most [`IDLE_RECHECK`].
+fn idle_block(next_ms: Option<i64>) -> Duration {
+    let block = match next_ms {
+        Some(ms) => Duration::from_millis(u64::try_from(ms).unwrap_or(0)).min(IDLE_RECHECK),
+        None => IDLE_RECHECK,
+    };
+    block.max(Duration::from_millis(10))
+}
+
+impl RedisBackend {
+    /// Deletes the keys under `keys` (see [`flush`](Backend::flush)).
+    async fn flush_at(&self, keys: &Keys) -> Result<(), BackendError> {
         let mut conn = self.conn();
         let fixed = [
             &keys.queue,
@@ -514,7 +528,7 @@ impl RedisBackend {
     /// see `lua/finish.lua`.
     pub(super) async fn finish_run(&self, task: &TaskRecord, run: Option<u64>) -> Result<(), BackendError> {
         let data = serde_json::to_string(task).map_err(encode_error("the task"))?;
-        let keys = &self.shared.keys;
+        let keys = self.home(&task.queue);
         let outcome: redis::Value = FINISH
             .key(keys.task(task.uuid))
             .key(&keys.inflight)
@@ -567,7 +581,29 @@ impl RedisBackend {
     /// What `lua/queues.lua` reads of these queues (all if none is named);
     /// `brief`: counts only.
     pub(super) async fn queue_infos(&self, queues: &[String], brief: bool) -> Result<Vec<QueueInfo>, BackendError> {
-        let keys = &self.shared.keys;
+        if self.shared.conns.cluster.is_none() {
+            return self.queue_infos_at(&self.shared.keys, queues, brief).await;
+        }
+        // On a cluster, each queue where it lives.
+        let names = if queues.is_empty() { self.queue_names().await? } else { queues.to_vec() };
+        let mut infos = Vec::with_capacity(names.len());
+        for name in names {
+            let keys = self.home(&name);
+            infos.extend(self.queue_infos_at(&keys, std::slice::from_ref(&name), brief).await?);
+        }
+        if queues.is_empty() {
+            infos.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+        Ok(infos)
+    }
+
+    /// `queue_infos` of the queues under `keys`.
+    async fn queue_infos_at(
+        &self,
+        keys: &Keys,
+        queues: &[String],
+        brief: bool,
+    ) -> Result<Vec<QueueInfo>, BackendError> {
         let reply: Vec<redis::Value> = QUEUES
             .key(&keys.inflight)
             .key(&keys.paused)
@@ -603,7 +639,10 @@ impl RedisBackend {
 
     /// Every key matching a `SCAN` pattern.
     async fn scan(&self, pattern: &str) -> Result<Vec<Vec<u8>>, BackendError> {
-        let mut conn = self.conn();
+        let mut conn = match self.conn() {
+            Conn::Cluster(mut cluster) => return scan_masters(&mut cluster, pattern).await,
+            single => single,
+        };
         let mut cursor = 0u64;
         let mut all = Vec::new();
         loop {
@@ -625,13 +664,11 @@ impl RedisBackend {
     }
 
     /// Stores `new` records and queues them (a delay in ms > 0: delays
-    /// them), in one script call (see `lua/enqueue.lua`). Every record is
-    /// checked against the size limit first: one over it fails the batch
-    /// before anything is written.
+    /// them), in one script call (see `lua/enqueue.lua`); on a cluster, one
+    /// call per queue. Every record is checked against the size limit
+    /// first: one over it fails the batch before anything is written.
     async fn push(&self, tasks: &[(&TaskRecord, u64)]) -> Result<Vec<Enqueued>, BackendError> {
-        let keys = &self.shared.keys;
-        let mut call = ENQUEUE.key(&keys.seq);
-        call.key(&keys.queues).arg(&keys.prefix);
+        let mut encoded = Vec::with_capacity(tasks.len());
         for (task, delay_ms) in tasks {
             let data = serde_json::to_string(task).map_err(encode_error("the task"))?;
             if data.len() > self.max_message_size {
@@ -646,6 +683,58 @@ impl RedisBackend {
                     ),
                 ));
             }
+            encoded.push((*task, *delay_ms, data));
+        }
+        if self.shared.conns.cluster.is_none() {
+            return self.push_at(&self.shared.keys, &encoded).await;
+        }
+        // By queue, in the order of each queue's first task.
+        let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
+        for (i, (task, _)) in tasks.iter().enumerate() {
+            match groups.iter_mut().find(|(q, _)| *q == task.queue) {
+                Some((_, some)) => some.push(i),
+                None => groups.push((&task.queue, vec![i])),
+            }
+        }
+        // The queues' registration and their scripts at once, each on its
+        // master: the enqueue returns once all are done (if the
+        // registration fails, the caller's retry, a no-op for the tasks
+        // written, registers them).
+        let names: Vec<&str> = groups.iter().map(|(q, _)| *q).collect();
+        let mut encoded: Vec<Option<_>> = encoded.into_iter().map(Some).collect();
+        let batches: Vec<(&str, Vec<usize>, Vec<_>)> = groups
+            .into_iter()
+            .map(|(queue, at)| {
+                let batch = at.iter().filter_map(|&i| encoded[i].take()).collect();
+                (queue, at, batch)
+            })
+            .collect();
+        let pushes = batches.iter().map(|(queue, _, batch)| self.push_at_queue(queue, batch));
+        let (registered, pushed) = tokio::join!(self.register(&names), futures::future::try_join_all(pushes));
+        registered?;
+        let mut out = vec![Enqueued::New; tasks.len()];
+        for ((_, at, _), enqueued) in batches.iter().zip(pushed?) {
+            for (&i, enqueued) in at.iter().zip(enqueued) {
+                out[i] = enqueued;
+            }
+        }
+        Ok(out)
+    }
+
+    /// `push_at` under the keys of `queue`.
+    async fn push_at_queue(
+        &self,
+        queue: &str,
+        tasks: &[(&TaskRecord, u64, String)],
+    ) -> Result<Vec<Enqueued>, BackendError> {
+        self.push_at(&self.home(queue), tasks).await
+    }
+
+    /// `push` of tasks (with their delay and JSON) under `keys`.
+    async fn push_at(&self, keys: &Keys, tasks: &[(&TaskRecord, u64, String)]) -> Result<Vec<Enqueued>, BackendError> {
+        let mut call = ENQUEUE.key(&keys.seq);
+        call.key(&keys.queues).arg(&keys.prefix);
+        for (task, delay_ms, data) in tasks {
             let (unique, window) = match &task.unique {
                 Some(u) => (keys.unique(&u.key), (u.window.max(0.0) * 1000.0).ceil() as u64),
                 None => (String::new(), 0),
@@ -671,7 +760,7 @@ impl RedisBackend {
         tasks
             .iter()
             .zip(replies)
-            .map(|((task, _), reply)| match reply {
+            .map(|((task, _, _), reply)| match reply {
                 // Its place in line: written. 0: a record with its id exists.
                 redis::Value::Int(0) => Ok(Enqueued::Existing(task.uuid)),
                 redis::Value::Int(_) => Ok(Enqueued::New),
@@ -684,27 +773,63 @@ impl RedisBackend {
             .collect()
     }
 
-    pub(super) fn conn(&self) -> ConnectionManager {
-        self.shared.manager.clone()
+    pub(super) fn conn(&self) -> Conn {
+        self.shared.conns.manager.clone()
     }
 
-    /// Reads a record with the fields `cancel` compares: the decoded task and
-    /// the JSON as stored.
-    async fn read(&self, uuid: Uuid) -> Result<Option<(TaskRecord, Vec<u8>)>, BackendError> {
-        let (data, status, started) = self.read_fields(uuid).await?;
+    /// Reads a record with the fields `cancel` compares: the decoded task,
+    /// the JSON as stored, and the keys it lives under.
+    async fn read(&self, uuid: Uuid) -> Result<Option<(TaskRecord, Vec<u8>, Arc<Keys>)>, BackendError> {
+        let ((data, status, started), keys) = self.read_fields(uuid).await?;
         let Some(data) = data else { return Ok(None) };
         let task = decode_record(&data, status.as_deref(), started)
             .map_err(decode_error(format_args!("the record of task {uuid}")))?;
-        Ok(Some((task, data)))
+        Ok(Some((task, data, keys)))
     }
 
-    /// Reads the fields of a record hash that make a record.
-    async fn read_fields(&self, uuid: Uuid) -> Result<RecordFields, BackendError> {
-        redis::cmd("HMGET")
-            .arg(self.shared.keys.task(uuid))
-            .arg(&RECORD_FIELDS[..])
-            .query_async(&mut self.conn())
-            .await
-            .map_err(redis_error("reading a task"))
+    /// Reads the fields of a record hash that make a record, and the keys
+    /// it lives under: on a cluster, those of the queue that holds it,
+    /// asked of every queue's node at once (of `default`'s when none does).
+    async fn read_fields(&self, uuid: Uuid) -> Result<(RecordFields, Arc<Keys>), BackendError> {
+        let homes = if self.shared.conns.cluster.is_none() {
+            vec![Arc::clone(&self.shared.keys)]
+        } else {
+            self.homes().await?
+        };
+        let reads = homes.iter().map(|keys| async move {
+            let fields: RecordFields = redis::cmd("HMGET")
+                .arg(keys.task(uuid))
+                .arg(&RECORD_FIELDS[..])
+                .query_async(&mut self.conn())
+                .await
+                .map_err(redis_error("reading a task"))?;
+            Ok::<_, BackendError>(fields)
+        });
+        let found = futures::future::try_join_all(reads).await?;
+        let at = found.iter().position(|(data, status, _)| data.is_some() || status.is_some()).unwrap_or(0);
+        let fields = found.into_iter().nth(at).unwrap_or_default();
+        Ok((fields, Arc::clone(&homes[at])))
+    }
+
+    /// Appends the records under `keys` to `all` (`get_all`).
+    async fn get_all_at(&self, keys: &Keys, all: &mut Vec<TaskRecord>) -> Result<(), BackendError> {
+        let mut found = self.scan(&format!("{}*", glob_escape(&keys.task_prefix))).await?;
+        found.retain(|k| task_key_uuid(keys, k).is_some());
+        let mut conn = self.conn();
+        for ours in found.chunks(1000) {
+            let mut pipe = redis::pipe();
+            for key in ours {
+                pipe.cmd("HMGET").arg(key).arg(&RECORD_FIELDS[..]);
+            }
+            let records: Vec<RecordFields> = pipe.query_async(&mut conn).await.map_err(redis_error("reading tasks"))?;
+            for (data, status, started) in records {
+                let Some(data) = data else { continue };
+                match decode_record(&data, status.as_deref(), started) {
+                    Ok(task) => all.push(task),
+                    Err(e) => tracing::warn!(backend = KIND, error = %e, "skipping an undecodable task record"),
+                }
+            }
+        }
+        Ok(())
     }
 }

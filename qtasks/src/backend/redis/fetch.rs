@@ -4,16 +4,17 @@
 //! (`keep_alive`), and the wait for work while the queue is empty, a
 //! `BLPOP` on the `wake` list over a small pool of connections of their own
 //! (`await_work`, `connect_blocking`), since a blocking command would stall
-//! the shared multiplexed connection.
+//! the shared multiplexed connection (on a cluster, `cluster::Wakers`).
 
 use super::codec::{cancelled, decode_taken, error_record};
-use super::keys::stats_field;
+use super::keys::{Keys, stats_field};
 use super::scripts::{BURY, FETCH, HEARTBEAT, RELEASE};
 use super::{CONNECT_TIMEOUT, HEARTBEATS_PER_LIVENESS, KIND, RedisBackend, error, lock, millis, redis_error};
 use crate::backend::{BackendError, BackendErrorKind, Fetch};
 use crate::model::{TaskMessage, TaskStatus};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Value};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
 use uuid::Uuid;
@@ -34,6 +35,9 @@ pub(super) const DEAD_LETTERS_KEPT: usize = 10_000;
 
 /// A task taken, with its run.
 type Taken = (TaskMessage, u64);
+
+/// Tasks taken, with their run and the keys they live under.
+type TakenAt = Vec<(TaskMessage, u64, Arc<Keys>)>;
 
 /// A taken task whose record cannot run: it is dead-lettered and ends `error`.
 struct GiveUp {
@@ -79,27 +83,69 @@ impl RedisBackend {
         let this = self.clone();
         let from = from.clone();
         tokio::spawn(async move {
-            let taken = this.pop(&from, max).await;
+            let taken = this.pop_all(&from, max).await;
             if let Err(Ok((_, taken))) = tx.send(taken) {
-                let runs: Vec<(Uuid, u64)> = taken.iter().map(|(m, run)| (m.uuid, *run)).collect();
-                if let Err(e) = this.requeue(&runs, None).await {
-                    tracing::warn!(backend = KIND, error = %e, "could not requeue the tasks of a cancelled fetch; they return when their lease expires");
+                for (message, run, keys) in &taken {
+                    if let Err(e) = this.requeue(keys, &[(message.uuid, *run)], None).await {
+                        tracing::warn!(backend = KIND, error = %e, "could not requeue a task of a cancelled fetch; it returns when its lease expires");
+                    }
                 }
             }
         });
         let (next_ms, taken) =
             rx.await.map_err(|_| error(BackendErrorKind::Other, "fetching tasks: the fetch task stopped"))??;
         // Nothing awaited from here on: the tasks reach `out` or the error is returned.
-        for (message, run) in taken {
-            self.shared.runs(&message.uuid).insert(message.uuid, run);
+        for (message, run, keys) in taken {
+            self.shared.runs(&message.uuid).insert(message.uuid, (run, keys));
             out.push(message);
         }
         Ok(next_ms)
     }
 
-    /// One fetch script call, with decoding, cancels and dead letters.
-    async fn pop(&self, from: &Fetch, max: usize) -> Result<(Option<i64>, Vec<Taken>), BackendError> {
-        let keys = &self.shared.keys;
+    /// Takes up to `max` tasks: one fetch script call on a server; on a
+    /// cluster, one per queue (on the queue's node), in the order of the
+    /// queues, until `max` are taken. Returns the soonest deadline of the
+    /// calls made.
+    async fn pop_all(&self, from: &Fetch, max: usize) -> Result<(Option<i64>, TakenAt), BackendError> {
+        if self.shared.conns.cluster.is_none() {
+            let keys = Arc::clone(&self.shared.keys);
+            let (next_ms, taken) = self.pop(&keys, &from.queues, from, max).await?;
+            return Ok((next_ms, taken.into_iter().map(|(m, run)| (m, run, Arc::clone(&keys))).collect()));
+        }
+        let (mut next, mut all) = (None, Vec::new());
+        for queue in &from.queues {
+            if all.len() >= max {
+                break;
+            }
+            let keys = self.home(queue);
+            let (next_ms, taken) = match self.pop(&keys, std::slice::from_ref(queue), from, max - all.len()).await {
+                Ok(popped) => popped,
+                // Tasks taken from earlier queues are handed out; the error
+                // comes again at the next fetch.
+                Err(e) if !all.is_empty() => {
+                    tracing::warn!(backend = KIND, %queue, error = %e, "fetching from a queue failed");
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
+            next = match (next, next_ms) {
+                (Some(a), Some(b)) => Some(i64::min(a, b)),
+                (a, b) => a.or(b),
+            };
+            all.extend(taken.into_iter().map(|(m, run)| (m, run, Arc::clone(&keys))));
+        }
+        Ok((next, all))
+    }
+
+    /// One fetch script call on `queues` under `keys`, with the limits of
+    /// `from`, with decoding, cancels and dead letters.
+    async fn pop(
+        &self,
+        keys: &Keys,
+        queues: &[String],
+        from: &Fetch,
+        max: usize,
+    ) -> Result<(Option<i64>, Vec<Taken>), BackendError> {
         let mut call = FETCH.key(&keys.inflight);
         call.key(&keys.held)
             .key(&keys.dead)
@@ -114,8 +160,8 @@ impl RedisBackend {
             .arg(REQUEUE_BATCH)
             .arg(&self.shared.holder)
             .arg(millis(self.liveness))
-            .arg(from.queues.len())
-            .arg(&from.queues)
+            .arg(queues.len())
+            .arg(queues)
             .arg(from.limits.tasks.len() + from.limits.queues.len());
         let limits = from.limits.tasks.iter().map(|(name, l)| ("t", name, l));
         for (kind, name, limit) in limits.chain(from.limits.queues.iter().map(|(name, l)| ("q", name, l))) {
@@ -173,7 +219,7 @@ impl RedisBackend {
         if !buried.is_empty() {
             // If this fails the tasks stay in flight and come back (and are
             // buried again) when their lease expires.
-            if let Err(e) = self.bury(&buried).await {
+            if let Err(e) = self.bury(keys, &buried).await {
                 tracing::warn!(backend = KIND, error = %e, "filing dead letters failed; retried when their lease expires");
             }
         }
@@ -182,8 +228,7 @@ impl RedisBackend {
 
     /// Gives up on taken tasks whose record cannot run: dead letters, and
     /// their records end `error` (waiters woken).
-    async fn bury(&self, buried: &[GiveUp]) -> Result<(), BackendError> {
-        let keys = &self.shared.keys;
+    async fn bury(&self, keys: &Keys, buried: &[GiveUp]) -> Result<(), BackendError> {
         let mut call = BURY.key(&keys.inflight);
         call.key(&keys.held)
             .key(&keys.dead)
@@ -212,11 +257,15 @@ impl RedisBackend {
     /// `new` again: tasks of a fetch that was cancelled before handing them
     /// out (`data` `None`: the run is taken back too), or one task released
     /// (`data`: its `new` record). Returns how many were put back.
-    pub(super) async fn requeue(&self, runs: &[(Uuid, u64)], data: Option<&str>) -> Result<usize, BackendError> {
+    pub(super) async fn requeue(
+        &self,
+        keys: &Keys,
+        runs: &[(Uuid, u64)],
+        data: Option<&str>,
+    ) -> Result<usize, BackendError> {
         if runs.is_empty() {
             return Ok(0);
         }
-        let keys = &self.shared.keys;
         let mut call = RELEASE.key(&keys.inflight);
         call.key(&keys.held).key(&keys.stats).arg(&keys.task_prefix).arg(&keys.holds_prefix).arg(if data.is_some() {
             "release"
@@ -230,6 +279,16 @@ impl RedisBackend {
         Ok(n)
     }
 
+    /// Renews this holder's liveness under `keys` from now on (once it
+    /// fetched from a queue under them: on a cluster each queue has its
+    /// own holders).
+    pub(super) fn beat_under(&self, keys: Arc<Keys>) {
+        let mut beats = lock(&self.shared.beats);
+        if !beats.iter().any(|k| k.prefix == keys.prefix) {
+            beats.push(keys);
+        }
+    }
+
     /// Starts renewing this holder's liveness, if it is not being renewed.
     pub(super) fn keep_alive(&self) {
         let mut slot = lock(&self.shared.heartbeat);
@@ -237,23 +296,27 @@ impl RedisBackend {
             return;
         }
         let mut conn = self.conn();
-        let keys = &self.shared.keys;
-        let (holders, alive, holder) = (keys.holders.clone(), keys.alive.clone(), self.shared.holder.clone());
+        // Not the backend itself: the task must not keep it alive.
+        let shared = Arc::downgrade(&self.shared);
+        let holder = self.shared.holder.clone();
         let liveness = self.liveness;
         *slot = Some(tokio::spawn(async move {
             let mut every = tokio::time::interval(liveness / HEARTBEATS_PER_LIVENESS);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 every.tick().await;
-                let beat: Result<i64, _> = HEARTBEAT
-                    .key(&holders)
-                    .key(&alive)
-                    .arg(&holder)
-                    .arg(millis(liveness))
-                    .invoke_async(&mut conn)
-                    .await;
-                if let Err(e) = beat {
-                    tracing::warn!(backend = KIND, error = %e, "renewing the liveness of this worker's tasks failed; retrying");
+                let Some(beats) = shared.upgrade().map(|shared| lock(&shared.beats).clone()) else { return };
+                for keys in beats {
+                    let beat: Result<i64, _> = HEARTBEAT
+                        .key(&keys.holders)
+                        .key(&keys.alive)
+                        .arg(&holder)
+                        .arg(millis(liveness))
+                        .invoke_async(&mut conn)
+                        .await;
+                    if let Err(e) = beat {
+                        tracing::warn!(backend = KIND, error = %e, "renewing the liveness of this worker's tasks failed; retrying");
+                    }
                 }
             }
         }));
@@ -296,7 +359,7 @@ impl RedisBackend {
         let mut backoff = Duration::from_millis(50);
         let mut attempts = 0;
         loop {
-            match self.shared.client.get_multiplexed_async_connection_with_config(&config).await {
+            match self.shared.conns.client.get_multiplexed_async_connection_with_config(&config).await {
                 Ok(conn) => return Ok(conn),
                 Err(e) if attempts >= 4 => return Err(redis_error("opening the blocking connection")(e)),
                 Err(e) => {

@@ -1,6 +1,7 @@
 //! The key layout of an app on a Redis server (documented on
 //! [`RedisBackend`](super::RedisBackend)): the names of every key under
-//! `qtasks:{app}:`, the queue entry's priority prefix, the fields of the
+//! `qtasks:{app}:` (on a cluster, under each queue's prefix and the
+//! app-wide one), the queue entry's priority prefix, the fields of the
 //! `stats` hash, and the helpers that tell an app's keys from those of an
 //! app whose name starts the same.
 
@@ -56,8 +57,27 @@ pub(super) struct QueueKeys {
 }
 
 impl Keys {
+    /// The keys of `app` on one server: `qtasks:{app}:…`.
     pub(super) fn new(app: &str) -> Self {
-        let prefix = format!("qtasks:{app}:");
+        Self::with_prefix(app, format!("qtasks:{app}:"))
+    }
+
+    /// The app-wide keys of `app` on a cluster (settings, claims, the set
+    /// of its queues): `qtasks:{<len>:<app>}:…`, one hash tag.
+    pub(super) fn cluster_app(app: &str) -> Self {
+        Self::with_prefix(app, format!("qtasks:{{{}:{app}}}:", app.len()))
+    }
+
+    /// The keys of queue `queue` of `app` on a cluster: a whole layout of
+    /// its own under `qtasks:{<len>:<app>:<queue>}:…`, one hash tag, so
+    /// each queue's keys share one slot and the queues of an app spread
+    /// over the cluster. The length of the app name keeps the prefix of
+    /// app `a`'s queue `b` apart from the app-wide prefix of an app `a:b`.
+    pub(super) fn cluster_queue(app: &str, queue: &str) -> Self {
+        Self::with_prefix(app, format!("qtasks:{{{}:{app}:{queue}}}:", app.len()))
+    }
+
+    fn with_prefix(app: &str, prefix: String) -> Self {
         let key = |name: &str| format!("{prefix}{name}");
         Self {
             app: app.to_owned(),
@@ -191,6 +211,16 @@ pub(super) fn task_key_uuid<'a>(keys: &Keys, key: &'a [u8]) -> Option<&'a [u8]> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_prefixes_are_one_hash_tag_each() {
+        assert_eq!(Keys::cluster_app("app").prefix, "qtasks:{3:app}:");
+        let emails = Keys::cluster_queue("app", "emails");
+        assert_eq!(emails.prefix, "qtasks:{3:app:emails}:");
+        assert_eq!(emails.queue_keys("emails").wake, "qtasks:{3:app:emails}:wake:6:emails");
+        // App `a`'s queue `b` and app `a:b` do not share a prefix.
+        assert_ne!(Keys::cluster_queue("a", "b").prefix, Keys::cluster_app("a:b").prefix);
+    }
 
     #[test]
     fn priority_hex_sorts_like_the_priority() {

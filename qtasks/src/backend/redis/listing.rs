@@ -11,7 +11,7 @@
 //! with a cursor to go on from.
 
 use super::codec::{RECORD_FIELDS, RecordFields, decode_record};
-use super::keys::STATUSES;
+use super::keys::{Keys, STATUSES};
 use super::{KIND, RedisBackend, redis_error};
 use crate::backend::{BackendError, TaskCursor, TaskPage, TaskQuery};
 use uuid::Uuid;
@@ -26,7 +26,35 @@ fn bound(score: f64, inclusive: bool) -> String {
 
 impl RedisBackend {
     pub(super) async fn list_page(&self, query: &TaskQuery) -> Result<TaskPage, BackendError> {
-        let keys = &self.shared.keys;
+        if self.shared.conns.cluster.is_none() {
+            return self.list_page_at(&self.shared.keys, query).await;
+        }
+        // On a cluster: each queue's page, merged. A queue's page that
+        // ends with a cursor knows nothing past it: the merged page stops
+        // there too.
+        let (mut all, mut stop) = (Vec::new(), None::<TaskCursor>);
+        for keys in self.homes().await? {
+            let page = self.list_page_at(&keys, query).await?;
+            all.extend(page.tasks);
+            if let Some(next) = page.next
+                && stop.as_ref().is_none_or(|s| next.is_before(s))
+            {
+                stop = Some(next);
+            }
+        }
+        all.sort_by(|a, b| TaskCursor::of(a).cmp_newest_first(&TaskCursor::of(b)));
+        if let Some(stop) = stop {
+            all.retain(|t| !stop.is_before(&TaskCursor::of(t)));
+        }
+        let mut page = TaskPage::cut(all, query.page_size());
+        if page.next.is_none() {
+            page.next = stop;
+        }
+        Ok(page)
+    }
+
+    /// A page of the tasks under `keys`.
+    async fn list_page_at(&self, keys: &Keys, query: &TaskQuery) -> Result<TaskPage, BackendError> {
         let index = match query.status {
             Some(status) => keys.status_index(status),
             None => keys.index.clone(),
@@ -99,7 +127,7 @@ impl RedisBackend {
                     }
                 }
                 if !gone.is_empty() {
-                    self.forget(&gone).await?;
+                    self.forget(keys, &gone).await?;
                 }
             }
             if tasks.len() > size {
@@ -128,8 +156,7 @@ impl RedisBackend {
 
     /// Drops tasks whose record is gone (expired, flushed) from the
     /// listing's indexes.
-    async fn forget(&self, uuids: &[Uuid]) -> Result<(), BackendError> {
-        let keys = &self.shared.keys;
+    async fn forget(&self, keys: &Keys, uuids: &[Uuid]) -> Result<(), BackendError> {
         let ids: Vec<String> = uuids.iter().map(|u| u.hyphenated().to_string()).collect();
         let mut pipe = redis::pipe();
         pipe.cmd("ZREM").arg(&keys.index).arg(&ids).ignore();

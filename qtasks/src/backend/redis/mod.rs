@@ -23,9 +23,11 @@
 //! | `codec.rs` | decoding records as stored |
 //! | `fetch.rs` | taking tasks and waiting for work (`BLPOP`) |
 //! | `pubsub.rs` | the `done` and `cancel` subscriptions |
+//! | `cluster.rs` | Redis Cluster: the connection, the URL, `SCAN` on every master, the wait for work |
 //! | `backend.rs` | `impl Backend for RedisBackend` |
 
 mod backend;
+mod cluster;
 mod codec;
 mod fetch;
 mod keys;
@@ -34,11 +36,14 @@ mod minutes;
 mod pubsub;
 mod scripts;
 
+use self::cluster::{Conn, Wakers};
 use self::keys::Keys;
 use self::pubsub::{Listener, Waiters};
 use super::{BackendError, BackendErrorKind, CancelRegistry, UuidMap};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::aio::{ConnectionManagerConfig, MultiplexedConnection};
+use redis::cluster::ClusterClient;
 use redis::{Client, RedisError};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -127,13 +132,56 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// 53-bit mantissa). `ZPOPMIN` therefore pops the lowest priority, then the
 /// oldest task.
 ///
-/// # One server, not a Cluster
+/// # Redis Cluster
 ///
-/// The scripts touch keys they compute while they run (a task's record,
-/// its queue, its slot sets), which a Redis Cluster refuses unless every
-/// key of the call hashes to one slot. An app therefore needs a single
-/// Redis server (or a primary with replicas); Redis Cluster is not
-/// supported yet.
+/// `redis+cluster://host:port[,host:port…]` (`rediss+cluster://` for
+/// TLS; credentials as in `redis://`, for every node) connects to a Redis
+/// Cluster through any of the nodes named. A script may only touch keys of
+/// one slot, so on a cluster each queue gets a whole layout of its own,
+/// the table above under the prefix `qtasks:{<len>:<app>:<queue>}:` (one
+/// hash tag; `len` is the length of the app name, so app `shop`'s queue
+/// `emails` is under `qtasks:{4:shop:emails}:`), holding that queue's
+/// tasks, records, lease and holder sets, slot sets, buckets, unique keys,
+/// stats and dead letters. The queues of an app therefore spread over the
+/// masters, and every script runs on the master of one queue, unchanged.
+/// App-wide keys live under `qtasks:{<len>:<app>}:`: settings
+/// (`config:…`), [`claim`](crate::Backend::claim)s and `queues`, the set of
+/// every queue that got a task or was paused. [`flush`](crate::Backend::flush)
+/// deletes every key under both kinds of prefix (found by `SCAN` on every
+/// master), as the length in the tag tells an app's keys from another's.
+///
+/// | operation | on a cluster |
+/// | --- | --- |
+/// | `enqueue`, `enqueue_many` | one script per queue of the batch, on its master, and one `SADD` of the queues to `queues`, all at once; a batch over several queues is atomic per queue only |
+/// | `fetch` | one script per queue, in the order given, until `max` tasks are taken; idle, it waits on the queues' `wake` lists at once: a task per list blocked in `BLPOP` on a cluster connection of its own, shared by the fetchers of the backend, no polling |
+/// | `update`, `finish`, `release`, `extend_lease` | on the master of the task's queue (known from the record, or from the run this backend took) |
+/// | `get`, `wait`, `cancel` | read the record on the master of every queue at once (the id alone does not name a queue) |
+/// | `stats`, `queues`, `get_all`, `list_tasks` | each queue in turn, merged; `SCAN` (`get_all`, `flush`, `config_get_all`) runs on every master |
+/// | `claim`, `config_*` | the app-wide keys, on one master |
+///
+/// **Limits on a cluster.** A queue's limits ([`Queue`](crate::Queue)
+/// concurrency and rate) hold exactly, as everything of a queue is in its
+/// slot. Limits keyed by task name (concurrency, rate, per concurrency
+/// key) and unique keys are kept *per queue*: a limit of N for a task
+/// lets up to N of its runs start in each queue it is enqueued to, and a
+/// unique key only keeps out a duplicate sent to the same queue. When
+/// each task name goes to one queue (as with `#[task(queue = …)]`), they
+/// hold exactly; a task sent to several queues gets its limit in each.
+/// Holders are per queue too: a dead worker's tasks go back to each
+/// queue at the first fetch from that queue after its liveness.
+///
+/// **Pub/sub.** A script publishes `done` and `cancel` on its queue's
+/// channels; a backend subscribes to them by pattern on one node, the
+/// first of the URL that answers (a `PUBLISH` on any node reaches every
+/// node of the cluster). If that node fails, the subscription moves to the
+/// next node of the URL; messages published meanwhile are lost, as on one
+/// server after a reconnect (waiters look at their record again, lease
+/// renewals catch cancel requests). A URL that names only nodes that are
+/// gone leaves `wait` to its timeout.
+///
+/// **Cost.** A fetch over `n` idle queues is `n` scripts before it
+/// sleeps, and a read by id is a read on every queue's master: keep the
+/// number of queues per app modest (tens, not thousands).
 ///
 /// # Scripts and round trips
 ///
@@ -267,10 +315,36 @@ pub struct RedisBackend {
 /// Shards of the map of runs: no lock shared by every task.
 const RUN_SHARDS: usize = 16;
 
-struct Shared {
+/// The connections a backend and its [`for_app`](RedisBackend::for_app)
+/// copies share.
+#[derive(Clone)]
+struct Connections {
+    /// The server's client (on a cluster: the first node's), for the
+    /// blocking connections of a single server.
     client: Client,
-    manager: ConnectionManager,
-    keys: Keys,
+    /// The multiplexed connection every command goes through.
+    manager: Conn,
+    /// The clients pub/sub subscribes through, tried in turn: the server,
+    /// or each node of a cluster URL.
+    pubsub: Arc<[Client]>,
+    /// The cluster's client, for the blocking connections of the watchers.
+    cluster: Option<ClusterClient>,
+}
+
+/// A run this backend holds: its number and the keys it lives under.
+type Held = (u64, Arc<Keys>);
+
+struct Shared {
+    conns: Connections,
+    /// The app's keys on one server; on a cluster its app-wide keys.
+    keys: Arc<Keys>,
+    /// On a cluster: the keys of each queue seen (see [`RedisBackend::home`]).
+    homes: Mutex<HashMap<String, Arc<Keys>>>,
+    /// The keys this holder renews its liveness under: each queue's on a
+    /// cluster, once it fetched from it.
+    beats: Mutex<Vec<Arc<Keys>>>,
+    /// On a cluster: the watchers of the wake-up lists.
+    wakers: Arc<Wakers>,
     /// Idle connections for `BLPOP`, one per concurrent blocked fetch.
     blocking: Mutex<Vec<MultiplexedConnection>>,
     waiters: Arc<Waiters>,
@@ -284,17 +358,20 @@ struct Shared {
     holder: String,
     /// The run of each task this backend took and has not finished or
     /// released: the fencing token its writes carry.
-    runs: [Mutex<UuidMap<u64>>; RUN_SHARDS],
+    runs: [Mutex<UuidMap<Held>>; RUN_SHARDS],
     /// The task renewing this holder's liveness, started by the first fetch.
     heartbeat: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Shared {
-    fn new(client: Client, manager: ConnectionManager, app: &str) -> Arc<Self> {
+    fn new(conns: Connections, app: &str) -> Arc<Self> {
+        let keys = Arc::new(if conns.cluster.is_some() { Keys::cluster_app(app) } else { Keys::new(app) });
         Arc::new(Self {
-            client,
-            manager,
-            keys: Keys::new(app),
+            conns,
+            beats: Mutex::new(Vec::new()),
+            homes: Mutex::default(),
+            wakers: Arc::default(),
+            keys,
             blocking: Mutex::new(Vec::new()),
             waiters: Arc::default(),
             listener: Mutex::new(None),
@@ -306,18 +383,23 @@ impl Shared {
         })
     }
 
-    fn runs(&self, uuid: &Uuid) -> MutexGuard<'_, UuidMap<u64>> {
+    fn runs(&self, uuid: &Uuid) -> MutexGuard<'_, UuidMap<Held>> {
         lock(&self.runs[(uuid.as_u128() as usize) % RUN_SHARDS])
     }
 
     /// The run of `uuid` this backend holds, if it took the task.
     fn run_of(&self, uuid: &Uuid) -> Option<u64> {
-        self.runs(uuid).get(uuid).copied()
+        self.runs(uuid).get(uuid).map(|(run, _)| *run)
+    }
+
+    /// The run of `uuid` this backend holds and the keys of its queue.
+    fn held(&self, uuid: &Uuid) -> Option<Held> {
+        self.runs(uuid).get(uuid).cloned()
     }
 
     /// Forgets the run of `uuid` (finished or released).
     fn forget_run(&self, uuid: &Uuid) -> Option<u64> {
-        self.runs(uuid).remove(uuid)
+        self.runs(uuid).remove(uuid).map(|(run, _)| run)
     }
 }
 
@@ -374,6 +456,41 @@ fn kind_of(e: &RedisError) -> BackendErrorKind {
     }
 }
 
+/// Opens the connection to one server at `url`.
+async fn connect_single(url: &str) -> Result<Connections, BackendError> {
+    // The URL may hold a password: errors do not repeat it.
+    let client =
+        Client::open(url).map_err(|e| error(BackendErrorKind::InvalidRequest, "invalid Redis URL").with_source(e))?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_number_of_retries(3)
+        .set_max_delay(Duration::from_secs(2));
+    let manager =
+        client.get_connection_manager_with_config(config).await.map_err(redis_error("could not connect to Redis"))?;
+    Ok(Connections { pubsub: Arc::from([client.clone()]), client, manager: Conn::Single(manager), cluster: None })
+}
+
+/// Opens the connection to the cluster whose nodes (some of them at
+/// least) are `nodes`, as `redis://` URLs.
+async fn connect_cluster(nodes: &[String]) -> Result<Connections, BackendError> {
+    let invalid = |e| error(BackendErrorKind::InvalidRequest, "invalid Redis Cluster URL").with_source(e);
+    let pubsub: Vec<Client> =
+        nodes.iter().map(|n| Client::open(n.as_str())).collect::<Result<_, _>>().map_err(invalid)?;
+    let client = pubsub
+        .first()
+        .cloned()
+        .ok_or_else(|| error(BackendErrorKind::InvalidRequest, "invalid Redis Cluster URL: no node named"))?;
+    let cluster = ClusterClient::builder(nodes.iter().map(String::as_str))
+        .connection_timeout(CONNECT_TIMEOUT)
+        .response_timeout(RESPONSE_TIMEOUT)
+        .build()
+        .map_err(invalid)?;
+    let manager =
+        cluster.get_async_connection().await.map_err(redis_error("could not connect to the Redis Cluster"))?;
+    Ok(Connections { client, manager: Conn::Cluster(manager), pubsub: Arc::from(pubsub), cluster: Some(cluster) })
+}
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
@@ -392,7 +509,9 @@ fn run_arg(run: Option<u64>) -> String {
 
 impl RedisBackend {
     /// Connects to the server at `url` (`redis://`, `rediss://` for TLS,
-    /// `redis+unix://`). The app builder scopes it to its app
+    /// `redis+unix://`), or to the Redis Cluster of a
+    /// `redis+cluster://host:port[,host:port…]` URL (`rediss+cluster://`
+    /// for TLS; see "Redis Cluster" above). The app builder scopes it to its app
     /// ([`for_app`](crate::Backend::for_app)); used alone, it serves the
     /// app called `default` until you call `for_app` yourself.
     ///
@@ -404,36 +523,42 @@ impl RedisBackend {
             // Another thread may install one first: either is fine.
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
-        // The URL may hold a password: errors do not repeat it.
-        let client = Client::open(url)
-            .map_err(|e| error(BackendErrorKind::InvalidRequest, "invalid Redis URL").with_source(e))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_number_of_retries(3)
-            .set_max_delay(Duration::from_secs(2));
-        let manager = client
-            .get_connection_manager_with_config(config)
-            .await
-            .map_err(redis_error("could not connect to Redis"))?;
-        // Load the scripts in one round trip, so the first calls need not
-        // retry after NOSCRIPT.
+        let conns = match cluster::cluster_nodes(url) {
+            Some(nodes) => connect_cluster(&nodes).await?,
+            None => connect_single(url).await?,
+        };
+        // Load the scripts, so the first calls need not retry after
+        // NOSCRIPT: in one round trip on a server; on a cluster each load
+        // goes to every node (a node that joins later, or restarts, loads
+        // a script on its first NOSCRIPT).
         let mut load = redis::pipe();
         for code in scripts::ALL {
             load.cmd("SCRIPT").arg("LOAD").arg(code);
         }
+        let single = conns.cluster.is_none();
         // A connection dropped right after it opened reconnects: retried.
-        let _: Vec<String> = super::retry_while_lost(
+        super::retry_while_lost(
             CONNECT_TIMEOUT,
             |e: &BackendError| e.kind() == BackendErrorKind::Connection,
             || {
-                let (load, mut manager) = (&load, manager.clone());
-                async move { load.query_async(&mut manager).await.map_err(redis_error("loading the Lua scripts")) }
+                let (load, mut conn) = (&load, conns.manager.clone());
+                async move {
+                    if single {
+                        let _: Vec<String> =
+                            load.query_async(&mut conn).await.map_err(redis_error("loading the Lua scripts"))?;
+                    } else {
+                        for cmd in load.cmd_iter() {
+                            let _: redis::Value =
+                                cmd.query_async(&mut conn).await.map_err(redis_error("loading the Lua scripts"))?;
+                        }
+                    }
+                    Ok(())
+                }
             },
         )
         .await?;
         Ok(Self {
-            shared: Shared::new(client, manager, "default"),
+            shared: Shared::new(conns, "default"),
             lease: DEFAULT_LEASE,
             liveness: DEFAULT_LIVENESS,
             retention: Some(DEFAULT_RETENTION),
@@ -445,7 +570,7 @@ impl RedisBackend {
     /// [`Backend::for_app`](crate::Backend::for_app), without the trait in
     /// scope).
     pub fn for_app(&self, app: &str) -> Self {
-        let shared = Shared::new(self.shared.client.clone(), self.shared.manager.clone(), app);
+        let shared = Shared::new(self.shared.conns.clone(), app);
         Self { shared, ..self.clone() }
     }
 
@@ -486,7 +611,9 @@ impl RedisBackend {
         self
     }
 
-    /// The prefix of every key of this app: `qtasks:{app}:`.
+    /// The prefix of every key of this app: `qtasks:{app}:`. On a cluster,
+    /// the prefix of its app-wide keys, `qtasks:{<len>:<app>}:` (each queue
+    /// has a prefix of its own: see "Redis Cluster" above).
     pub fn key_prefix(&self) -> &str {
         &self.shared.keys.prefix
     }
@@ -505,7 +632,28 @@ impl RedisBackend {
         if uuids.is_empty() {
             return Ok(0);
         }
-        let keys = &self.shared.keys;
+        if self.shared.conns.cluster.is_none() {
+            return self.extend_at(&self.shared.keys, uuids).await;
+        }
+        // On a cluster, by queue; a task this backend does not hold is not
+        // renewed (as on a server), so it need not be looked for.
+        let mut by_home: Vec<(Arc<Keys>, Vec<Uuid>)> = Vec::new();
+        for uuid in uuids {
+            let Some((_, home)) = self.shared.held(uuid) else { continue };
+            match by_home.iter_mut().find(|(h, _)| Arc::ptr_eq(h, &home)) {
+                Some((_, some)) => some.push(*uuid),
+                None => by_home.push((home, vec![*uuid])),
+            }
+        }
+        let mut renewed = 0;
+        for (home, some) in &by_home {
+            renewed += self.extend_at(home, some).await?;
+        }
+        Ok(renewed)
+    }
+
+    /// `extend_leases` for tasks under `keys`.
+    async fn extend_at(&self, keys: &Keys, uuids: &[Uuid]) -> Result<usize, BackendError> {
         let mut call = scripts::EXTEND.key(&keys.inflight);
         call.key(&keys.holders)
             .key(&keys.alive)
@@ -524,6 +672,58 @@ impl RedisBackend {
             }
         }
         Ok(renewed.len())
+    }
+
+    /// The keys queue `queue` lives under: the app's on a server; on a
+    /// cluster, the queue's own (`Keys::cluster_queue`).
+    fn home(&self, queue: &str) -> Arc<Keys> {
+        if self.shared.conns.cluster.is_none() {
+            return Arc::clone(&self.shared.keys);
+        }
+        let mut homes = lock(&self.shared.homes);
+        let home = homes
+            .entry(queue.to_owned())
+            .or_insert_with(|| Arc::new(Keys::cluster_queue(&self.shared.keys.app, queue)));
+        Arc::clone(home)
+    }
+
+    /// Every set of keys the app's tasks live under: the app's on a
+    /// server; on a cluster, those of each queue in the app's set of
+    /// queues (every queue that got a task or was paused), `default` first.
+    async fn homes(&self) -> Result<Vec<Arc<Keys>>, BackendError> {
+        Ok(self.queue_names().await?.iter().map(|q| self.home(q)).collect())
+    }
+
+    /// On a cluster, the names of the app's queues (see [`homes`](Self::homes));
+    /// on a server, `default` alone.
+    async fn queue_names(&self) -> Result<Vec<String>, BackendError> {
+        let mut names = vec![crate::model::DEFAULT_QUEUE.to_owned()];
+        if self.shared.conns.cluster.is_some() {
+            let mut known: Vec<String> = redis::cmd("SMEMBERS")
+                .arg(&self.shared.keys.queues)
+                .query_async(&mut self.conn())
+                .await
+                .map_err(redis_error("reading the queues"))?;
+            known.sort();
+            names.extend(known.into_iter().filter(|q| q != crate::model::DEFAULT_QUEUE));
+        }
+        Ok(names)
+    }
+
+    /// On a cluster, adds `queues` to the app's set of queues (before
+    /// anything is written under their keys, so that a reader fanning out
+    /// over the queues finds it); on a server, nothing.
+    async fn register(&self, queues: &[&str]) -> Result<(), BackendError> {
+        if self.shared.conns.cluster.is_none() || queues.is_empty() {
+            return Ok(());
+        }
+        let _: i64 = redis::cmd("SADD")
+            .arg(&self.shared.keys.queues)
+            .arg(queues)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(redis_error("registering a queue"))?;
+        Ok(())
     }
 }
 

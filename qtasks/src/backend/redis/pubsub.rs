@@ -2,7 +2,13 @@
 //! its own, resubscribing with backoff when it is lost. `done` wakes the
 //! [`Waiters`] of `wait` in this process; `cancel` fires the tokens of the
 //! tasks this process runs (the [`CancelRegistry`]).
+//!
+//! On a cluster every queue publishes on channels of its own (under its
+//! prefix), so a subscription is to a pattern matching those of every
+//! queue of the app; it is made on one node (a message published on any
+//! node reaches every node), the first of the URL that answers.
 
+use super::keys::glob_escape;
 use super::{CONNECT_TIMEOUT, KIND, RedisBackend, lock};
 use crate::backend::CancelRegistry;
 use futures::StreamExt;
@@ -22,13 +28,40 @@ impl RedisBackend {
     /// The readiness of the subscription to `done`, starting it on first use.
     pub(super) fn listener(&self) -> watch::Receiver<bool> {
         let shared = &self.shared;
-        subscription(&shared.listener, &shared.client, &shared.keys.done, &shared.waiters)
+        subscription(&shared.listener, &shared.conns.pubsub, &self.channel("done"), &shared.waiters)
     }
 
     /// Starts the subscription to `cancel` if it is not running.
     pub(super) fn cancel_listener(&self) {
         let shared = &self.shared;
-        subscription(&shared.cancel_listener, &shared.client, &shared.keys.cancel, &shared.cancels);
+        subscription(&shared.cancel_listener, &shared.conns.pubsub, &self.channel("cancel"), &shared.cancels);
+    }
+
+    /// What to subscribe to for channel `name` (`done` or `cancel`): the
+    /// app's channel on a server; on a cluster, a pattern matching that
+    /// channel of each of the app's queues (`Keys::cluster_queue`).
+    fn channel(&self, name: &str) -> Channel {
+        let keys = &self.shared.keys;
+        if self.shared.conns.cluster.is_none() {
+            return Channel::Name(format!("{}{name}", keys.prefix));
+        }
+        let app = &keys.app;
+        Channel::Pattern(format!("{}*}}:{name}", glob_escape(&format!("qtasks:{{{}:{app}:", app.len()))))
+    }
+}
+
+/// A channel subscribed to by name, or channels by a pattern.
+#[derive(Clone, Debug)]
+enum Channel {
+    Name(String),
+    Pattern(String),
+}
+
+impl std::fmt::Display for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Channel::Name(name) | Channel::Pattern(name) => f.write_str(name),
+        }
     }
 }
 
@@ -127,8 +160,8 @@ impl Subscriber for CancelRegistry {
 /// The readiness of the subscription in `slot`, starting it if it is not running.
 fn subscription<S: Subscriber>(
     slot: &Mutex<Option<Listener>>,
-    client: &Client,
-    channel: &str,
+    clients: &Arc<[Client]>,
+    channel: &Channel,
     subscriber: &Arc<S>,
 ) -> watch::Receiver<bool> {
     let mut listener = lock(slot);
@@ -136,22 +169,36 @@ fn subscription<S: Subscriber>(
         return l.ready.clone();
     }
     let (tx, ready) = watch::channel(false);
-    let task = tokio::spawn(listen(client.clone(), channel.to_owned(), Arc::clone(subscriber), tx));
+    let task = tokio::spawn(listen(Arc::clone(clients), channel.clone(), Arc::clone(subscriber), tx));
     *listener = Some(Listener { ready: ready.clone(), task });
     ready
 }
 
 /// Subscribes to `channel` and hands each message to `subscriber`,
-/// resubscribing with backoff when the connection is lost.
-async fn listen<S: Subscriber>(client: Client, channel: String, subscriber: Arc<S>, ready: watch::Sender<bool>) {
+/// resubscribing with backoff when the connection is lost (through the
+/// next of `clients` after a failed attempt).
+async fn listen<S: Subscriber>(
+    clients: Arc<[Client]>,
+    channel: Channel,
+    subscriber: Arc<S>,
+    ready: watch::Sender<bool>,
+) {
     let mut backoff = Duration::from_millis(50);
+    let mut next = 0;
     loop {
+        let client = &clients[next % clients.len()];
         let subscribed = tokio::time::timeout(CONNECT_TIMEOUT, async {
             let (mut sink, stream) = client.get_async_pubsub().await?.split();
-            sink.subscribe(&channel).await?;
+            match &channel {
+                Channel::Name(name) => sink.subscribe(name).await?,
+                Channel::Pattern(pattern) => sink.psubscribe(pattern).await?,
+            }
             Ok::<_, RedisError>((sink, stream))
         })
         .await;
+        if !matches!(subscribed, Ok(Ok(_))) {
+            next += 1;
+        }
         match subscribed {
             Ok(Ok((mut sink, mut stream))) => {
                 backoff = Duration::from_millis(50);
@@ -161,7 +208,7 @@ async fn listen<S: Subscriber>(client: Client, channel: String, subscriber: Arc<
                 loop {
                     tokio::select! {
                         message = stream.next() => match message {
-                            Some(message) => subscriber.message(&channel, message.get_payload_bytes()),
+                            Some(message) => subscriber.message(&channel.to_string(), message.get_payload_bytes()),
                             None => break,
                         },
                         _ = ping.tick() => {
