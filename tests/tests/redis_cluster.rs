@@ -61,6 +61,7 @@ conformance! {
     enqueue_many(LEASE) => cluster_enqueue_many;
     delayed(LEASE) => cluster_delayed;
     stats(LEASE) => cluster_stats;
+    minute_counts(LEASE) => cluster_minute_counts;
     // Leases.
     leases(SHORT_LEASE) => cluster_leases;
     extend_lease(LEASE) => cluster_extend_lease;

@@ -173,6 +173,13 @@ impl Backend for RedisBackend {
         Ok(all)
     }
 
+    async fn minute_counts(
+        &self,
+        since: crate::model::Timestamp,
+    ) -> Result<Option<Vec<crate::backend::MinuteCount>>, BackendError> {
+        self.read_minutes(since).await.map(Some)
+    }
+
     async fn list_tasks(&self, query: &crate::backend::TaskQuery) -> Result<crate::backend::TaskPage, BackendError> {
         self.list_page(query).await
     }
@@ -504,14 +511,7 @@ impl RedisBackend {
             let _: i64 =
                 redis::cmd("UNLINK").arg(chunk).query_async(&mut conn).await.map_err(redis_error("flushing"))?;
         }
-        self.forget_minutes().await
-    }
-
-    async fn minute_counts(
-        &self,
-        since: crate::model::Timestamp,
-    ) -> Result<Option<Vec<crate::backend::MinuteCount>>, BackendError> {
-        self.read_minutes(since).await.map(Some)
+        self.forget_minutes(keys).await
     }
 }
 

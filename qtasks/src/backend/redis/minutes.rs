@@ -3,8 +3,10 @@
 //! the hash of the current minute, `P stats:{minute}` (minutes since the
 //! epoch, server clock; field: the status), which expires a little over
 //! an hour later (`count_minute` in `lua/common.lua`). A read is one
-//! pipeline of `HGETALL`s, one per minute asked for.
+//! pipeline of `HGETALL`s, one per minute asked for (on a cluster, one per
+//! queue's home, summed).
 
+use super::keys::Keys;
 use super::{RedisBackend, redis_error};
 use crate::backend::{BackendError, MINUTES_KEPT, MinuteCount};
 use crate::model::{TaskStatus, Timestamp};
@@ -16,9 +18,10 @@ use std::ops::RangeInclusive;
 const SLACK: i64 = 2;
 
 impl RedisBackend {
-    /// The key of the hash of minute `minute` (minutes since the epoch).
-    fn minute_key(&self, minute: i64) -> String {
-        format!("{}:{minute}", self.shared.keys.stats)
+    /// The key of the hash of minute `minute` (minutes since the epoch)
+    /// next to the stats hash of `keys`.
+    fn minute_key(keys: &Keys, minute: i64) -> String {
+        format!("{}:{minute}", keys.stats)
     }
 
     /// The minutes (since the epoch) whose hashes may exist now, from the
@@ -37,30 +40,31 @@ impl RedisBackend {
         if minutes.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for minute in minutes.clone() {
-            pipe.cmd("HGETALL").arg(self.minute_key(minute));
-        }
-        let read: Vec<HashMap<String, u64>> =
-            pipe.query_async(&mut self.conn()).await.map_err(redis_error("reading the counts per minute"))?;
-        Ok(minutes
-            .zip(read)
-            .filter(|(_, fields)| !fields.is_empty())
-            .map(|(minute, fields)| {
-                let mut count = MinuteCount { at: minute * 60, ..MinuteCount::default() };
+        let mut counts: Vec<MinuteCount> =
+            minutes.clone().map(|minute| MinuteCount { at: minute * 60, ..MinuteCount::default() }).collect();
+        let mut seen = vec![false; counts.len()];
+        for keys in self.homes().await? {
+            let mut pipe = redis::pipe();
+            for minute in minutes.clone() {
+                pipe.cmd("HGETALL").arg(Self::minute_key(&keys, minute));
+            }
+            let read: Vec<HashMap<String, u64>> =
+                pipe.query_async(&mut self.conn()).await.map_err(redis_error("reading the counts per minute"))?;
+            for ((count, seen), fields) in counts.iter_mut().zip(&mut seen).zip(read) {
+                *seen |= !fields.is_empty();
                 for (status, n) in fields {
                     if let Some(status) = TaskStatus::parse(&status) {
                         count.add(status, n);
                     }
                 }
-                count
-            })
-            .collect())
+            }
+        }
+        Ok(counts.into_iter().zip(seen).filter(|(_, seen)| *seen).map(|(count, _)| count).collect())
     }
 
-    /// Deletes the app's hashes of the minutes (on `flush`).
-    pub(super) async fn forget_minutes(&self) -> Result<(), BackendError> {
-        let keys: Vec<String> = Self::minutes_from(0.0).map(|m| self.minute_key(m)).collect();
+    /// Deletes the hashes of the minutes next to `keys` (on `flush`).
+    pub(super) async fn forget_minutes(&self, keys: &Keys) -> Result<(), BackendError> {
+        let keys: Vec<String> = Self::minutes_from(0.0).map(|m| Self::minute_key(keys, m)).collect();
         let _: i64 = redis::cmd("UNLINK")
             .arg(keys)
             .query_async(&mut self.conn())
