@@ -25,11 +25,11 @@ use serde_json::{Map, Value};
 use std::future::Future;
 use std::time::Duration;
 
-/// The extra field holding a time limit set at enqueue (seconds, a number
-/// > 0): it replaces the task's `#[task(max_time = …)]` for that task, as
+/// The extra field holding a time limit set at enqueue (seconds, above
+/// zero): it replaces the task's `#[task(max_time = …)]` for that task, as
 /// [`Signature::max_time`](crate::Signature::max_time) sets it. A producer
-/// in another language (or a Celery client's `time_limit`, see
-/// [`CeleryBackend`](crate::backend)) may write it too.
+/// in another language may write it too; the Celery backend maps a Celery
+/// message's `time_limit` onto it (see [`backend`](crate::backend)).
 pub const MAX_TIME: &str = "max_time";
 
 /// The time limit of one run: the enqueue's [`MAX_TIME`] extra field if it
