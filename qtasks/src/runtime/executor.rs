@@ -56,7 +56,10 @@ pub(crate) async fn receive_and_run<T: TaskSet, C: PluginChain, B: Backend>(
     // any point of the run is seen (see `store_final`).
     let token = CancelToken::new();
     let leased = message.uuid;
-    let held = renewing_lease(app, leased, hold(app, deps, worker, message, &span, &token)).instrument(span.clone());
+    // Boxed: `renewing_lease` holds the future it is given twice (its
+    // argument and its pinned copy), so it is given a pointer.
+    let held =
+        renewing_lease(app, leased, Box::pin(hold(app, deps, worker, message, &span, &token))).instrument(span.clone());
     let (ctx, message, info, model, threads) = held.await;
     ctx.scope(after_store(app, info, &model)).instrument(span).await;
     app.backend.unwatch_cancel(message.uuid);
@@ -106,7 +109,9 @@ async fn hold<T: TaskSet, C: PluginChain, B: Backend>(
         })
         .await;
     let ctx = context::<T, C>(&message, span, token);
-    let (info, model, threads) = ctx.clone().scope(run_and_store(app, deps, worker, &message, span, token)).await;
+    // Boxed, so this future (and the one boxing it) stays small.
+    let (info, model, threads) =
+        ctx.clone().scope(Box::pin(run_and_store(app, deps, worker, &message, span, token))).await;
     (ctx, message, info, model, threads)
 }
 
@@ -319,9 +324,19 @@ impl<T: TaskSet, C: PluginChain, B: Backend> TaskVisitor for Exec<'_, T, C, B> {
     async fn visit<K: Task>(self) -> Self::Output {
         // Only sync tasks run threads that can outlive their run.
         let threads = K::INFO.blocking.then(Arc::default);
-        let model =
-            execute::<K, T, C, B>(self.app, self.deps, self.worker, self.message, self.token, self.span, &threads)
-                .await;
+        // Boxed: the chain of `dispatch` futures over the task set, and
+        // every future awaiting it up to the spawned one, then hold and
+        // move a pointer instead of the run's whole state.
+        let model = Box::pin(execute::<K, T, C, B>(
+            self.app,
+            self.deps,
+            self.worker,
+            self.message,
+            self.token,
+            self.span,
+            &threads,
+        ))
+        .await;
         (Some(&K::INFO), model, threads)
     }
 }
@@ -362,15 +377,17 @@ async fn execute<K: Task, T, C: PluginChain, B: Backend>(
         // pipeline's state (kilobytes, copied at each move).
         ctx.clone().scope(Box::pin(pipeline::<K, T, C, B>(app, worker, message, ctx))).instrument(span.clone()).await;
     // The run's own dependencies close before its status is stored, however it ended.
+    // Boxed, as the retry below: paths most runs never take do not make
+    // every run's future larger.
     if let Some(task_deps) = task_deps {
-        task_deps.close().instrument(span.clone()).await;
+        Box::pin(task_deps.close()).instrument(span.clone()).await;
     }
     if model.status == TaskStatus::Error && retryable && K::INFO.retry > 0 && !token.is_cancelled() {
         // The next attempt never runs next to this one's thread.
         if let Some(threads) = threads {
             threads.idle().await;
         }
-        return super::retry::retry::<K, T, C, B>(app, message, model).instrument(span.clone()).await;
+        return Box::pin(super::retry::retry::<K, T, C, B>(app, message, model)).instrument(span.clone()).await;
     }
     model
 }
