@@ -20,7 +20,7 @@
 mod support;
 
 use qtasks::testing::conformance::{self, ConformanceError, LEASE, SHORT_LEASE};
-use qtasks::{Backend, MemoryBackend, PostgresBackend, RedisBackend};
+use qtasks::{MemoryBackend, PostgresBackend, RedisBackend};
 use std::future::Future;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -46,20 +46,7 @@ where
 {
     let app = format!("qtasks-conformance-{}-{}", test.trim_start_matches("redis_"), Uuid::new_v4());
     let Some(backend) = support::connect_redis(test, &app).await else { return };
-    let backend = backend.lease(lease);
-    let started = Instant::now();
-    // In a task of its own, so the keys are flushed even if the check panics.
-    let outcome = tokio::spawn(check(backend.clone())).await;
-    let elapsed = started.elapsed();
-    let flushed = backend.flush().await;
-    match outcome {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => panic!("{test}: {e}"),
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => panic!("{test}: {e}"),
-    }
-    flushed.expect("flushing the app's keys");
-    eprintln!("{test}: passed in {elapsed:?}");
+    support::check_then_flush(test, backend.lease(lease), check).await;
 }
 
 /// Runs `check` on a Postgres backend in a fresh schema whose taken tasks

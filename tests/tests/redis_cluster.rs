@@ -30,16 +30,7 @@ where
 {
     let app = format!("qtasks-cluster-{}-{}", test, Uuid::new_v4());
     let Some(backend) = support::connect_redis_cluster(test, &app).await else { return };
-    let backend = backend.lease(lease);
-    let outcome = tokio::spawn(check(backend.clone())).await;
-    let flushed = backend.flush().await;
-    match outcome {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => panic!("{test}: {e}"),
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => panic!("{test}: {e}"),
-    }
-    flushed.expect("flushing the app's keys");
+    support::check_then_flush(test, backend.lease(lease), check).await;
 }
 
 /// `check(lease) => test;`: the conformance check `check` on the cluster.

@@ -73,6 +73,28 @@ pub async fn connect_redis_cluster(what: &str, app: &str) -> Option<RedisBackend
     None
 }
 
+/// Runs a conformance `check` on `backend` in a task of its own, then
+/// flushes the backend's app, also when the check failed or panicked; panics
+/// with the check's error, naming `test`.
+pub async fn check_then_flush<F, Fut>(test: &str, backend: RedisBackend, check: F)
+where
+    F: FnOnce(RedisBackend) -> Fut,
+    Fut: std::future::Future<Output = Result<(), qtasks::testing::conformance::ConformanceError>> + Send + 'static,
+{
+    let started = Instant::now();
+    let outcome = tokio::spawn(check(backend.clone())).await;
+    let elapsed = started.elapsed();
+    let flushed = qtasks::Backend::flush(&backend).await;
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("{test}: {e}"),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => panic!("{test}: {e}"),
+    }
+    flushed.expect("flushing the app's keys");
+    eprintln!("{test}: passed in {elapsed:?}");
+}
+
 /// Waits until `cond` holds, checking every 10 ms, for at most `limit`.
 pub async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + limit;

@@ -32,25 +32,10 @@ pub(super) async fn check_minute_counts<B: Backend>(backend: B) -> Outcome {
         add(&backend, "fails", json!(["x"])).await?,
     ];
     let queued = add(&backend, "square", json!([3])).await?;
-    let mut taken = Vec::new();
-    while taken.len() < 3 {
-        let batch = fetch_within(&backend, 3 - taken.len(), WAIT).await?;
-        ensure!(!batch.is_empty(), "the queued tasks were not fetched");
-        taken.extend(batch);
-    }
+    let taken = take_three(&backend).await?;
     ensure_eq!(ids_of(&taken), tasks.iter().map(|t| t.uuid).collect::<Vec<_>>());
-    let mut ok = TaskRecord::from_message(&taken[0], TaskStatus::Success);
-    ok.result = Some(json!(1));
-    backend.finish(&ok).await?;
-    let mut failed = TaskRecord::from_message(&taken[1], TaskStatus::Error);
-    failed.error = Some("bad".to_owned());
-    backend.finish(&failed).await?;
-    let mut retried = TaskRecord::from_message(&taken[2], TaskStatus::Retry);
-    retried.error = Some("again".to_owned());
-    backend.finish(&retried).await?;
+    end_success_error_retry(&backend, &taken).await?;
     ensure_eq!(backend.cancel(queued.uuid, "no").await?, CancelOutcome::Cancelled);
-    // Finished twice (a redelivered task): counted once.
-    backend.finish(&failed).await?;
 
     let until = MinuteCount::minute_of(crate::model::now() + 120.0);
     let minutes = backend.minute_counts(since).await?.ok_or("counted per minute, then not")?;

@@ -897,6 +897,34 @@ async fn check_delayed<B: Backend + Clone>(backend: B) -> Outcome {
 // 11. Stats
 // ---------------------------------------------------------------------------
 
+/// Takes three queued tasks (in as many fetches as it needs).
+async fn take_three<B: Backend>(backend: &B) -> Result<Vec<TaskMessage>, BoxError> {
+    let mut taken = Vec::new();
+    while taken.len() < 3 {
+        let batch = fetch_within(backend, 3 - taken.len(), WAIT).await?;
+        ensure!(!batch.is_empty(), "the queued tasks were not fetched");
+        taken.extend(batch);
+    }
+    Ok(taken)
+}
+
+/// Ends three taken tasks `success` (result 1), `error` and `retry`, then
+/// finishes the failed one again, as a redelivered task would be: a count
+/// must see it once.
+async fn end_success_error_retry<B: Backend>(backend: &B, taken: &[TaskMessage]) -> Outcome {
+    let mut ok = TaskRecord::from_message(&taken[0], TaskStatus::Success);
+    ok.result = Some(json!(1));
+    backend.finish(&ok).await?;
+    let mut failed = TaskRecord::from_message(&taken[1], TaskStatus::Error);
+    failed.error = Some("bad".to_owned());
+    backend.finish(&failed).await?;
+    let mut retried = TaskRecord::from_message(&taken[2], TaskStatus::Retry);
+    retried.error = Some("again".to_owned());
+    backend.finish(&retried).await?;
+    backend.finish(&failed).await?;
+    Ok(())
+}
+
 async fn check_stats<B: Backend + Clone>(backend: B) -> Outcome {
     let counts = |success, error, retry, cancel| TaskCounts { success, error, retry, cancel, duplicates: 0 };
     let app = app(backend.clone())?;
@@ -911,27 +939,11 @@ async fn check_stats<B: Backend + Clone>(backend: B) -> Outcome {
     ensure_eq!((stats.queued, stats.in_flight), (4, 0), "{stats:?}");
     ensure!(stats.tasks.is_empty(), "{stats:?}");
 
-    let mut taken = Vec::new();
-    while taken.len() < 3 {
-        let batch = fetch_within(&backend, 3 - taken.len(), WAIT).await?;
-        ensure!(!batch.is_empty(), "the queued tasks were not fetched");
-        taken.extend(batch);
-    }
+    let taken = take_three(&backend).await?;
     ensure_eq!(ids_of(&taken), [a, b, c]);
     let stats = backend.stats().await?;
     ensure_eq!((stats.queued, stats.in_flight), (1, 3), "{stats:?}");
-
-    let mut ok = TaskRecord::from_message(&taken[0], TaskStatus::Success);
-    ok.result = Some(json!(1));
-    backend.finish(&ok).await?;
-    let mut failed = TaskRecord::from_message(&taken[1], TaskStatus::Error);
-    failed.error = Some("bad".to_owned());
-    backend.finish(&failed).await?;
-    let mut retried = TaskRecord::from_message(&taken[2], TaskStatus::Retry);
-    retried.error = Some("x".to_owned());
-    backend.finish(&retried).await?;
-    // Finished twice (a redelivered task): counted once.
-    backend.finish(&failed).await?;
+    end_success_error_retry(&backend, &taken).await?;
     // `retry` is done: waiting returns without waiting for the timeout.
     let waited = within("wait on a retry record", backend.wait(c, LONG)).await??.ok_or("no record")?;
     ensure_eq!(waited.status, TaskStatus::Retry);
