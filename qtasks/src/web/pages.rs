@@ -554,17 +554,21 @@ fn detail_body(state: &Shared, d: &Detail) -> String {
     body
 }
 
+/// The task a form action on `/tasks/{uuid}/…` is for, once its CSRF token
+/// checked out; else the page to answer with (403 or 400).
+fn form_target(state: &Shared, form: &HashMap<String, String>, uuid: &str) -> Result<uuid::Uuid, Response> {
+    check_csrf(state, form)?;
+    api::parse_uuid(uuid).map_err(|Invalid(e)| message(StatusCode::BAD_REQUEST, "Bad request", &e))
+}
+
 async fn cancel(
     State(state): State<Shared>,
     Path(uuid): Path<String>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    if let Err(r) = check_csrf(&state, &form) {
-        return r;
-    }
-    let uuid = match api::parse_uuid(&uuid) {
-        Ok(u) => u,
-        Err(Invalid(e)) => return message(StatusCode::BAD_REQUEST, "Bad request", &e),
+    let uuid = match form_target(&state, &form, &uuid) {
+        Ok(uuid) => uuid,
+        Err(r) => return r,
     };
     let reason = form.get("reason").map(|r| r.trim()).filter(|r| !r.is_empty()).unwrap_or(DEFAULT_REASON);
     match state.source.cancel(uuid, reason.to_owned()).await {
@@ -578,12 +582,9 @@ async fn retry(
     Path(uuid): Path<String>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    if let Err(r) = check_csrf(&state, &form) {
-        return r;
-    }
-    let uuid = match api::parse_uuid(&uuid) {
-        Ok(u) => u,
-        Err(Invalid(e)) => return message(StatusCode::BAD_REQUEST, "Bad request", &e),
+    let uuid = match form_target(&state, &form, &uuid) {
+        Ok(uuid) => uuid,
+        Err(r) => return r,
     };
     match api::do_retry(&*state.source, uuid).await {
         Ok(Retried::New(new)) => see_other(&state, &format!("/tasks/{new}")),
