@@ -62,57 +62,36 @@ fn main() {
     let ci = std::env::var_os("CI").is_some();
     let url = std::env::var("QTASKS_REDIS_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
     if let Err(why) = probe(&url) {
-        if ci {
-            println!(
-                "cargo::warning=Redis is not reachable at {url} ({why}); CI is set, so the Redis tests run and fail"
-            );
-        } else {
-            println!("cargo::rustc-cfg=redis_unreachable");
-            println!(
-                "cargo::warning=Redis is not reachable at {url} ({why}): the tests that need it are IGNORED \
-                 (the `redis::*` tests of on_both_backends! files, cancel_redis, distributed, redis_backend, \
-                 deps_state::redis_smoke, schedule::redis_*, canvas::*_on_redis, \
-                 config::connect_with_gives_the_redis_settings_to_the_backend). Start redis-server or set \
-                 QTASKS_REDIS_URL; with CI set they fail instead"
-            );
-        }
+        skip(
+            ci,
+            "redis_unreachable",
+            &format!("Redis is not reachable at {url} ({why})"),
+            "the tests that need it (the `redis::*` tests of on_both_backends! files, cancel_redis, distributed, \
+             redis_backend, deps_state::redis_smoke, schedule::redis_*, canvas::*_on_redis, \
+             config::connect_with_gives_the_redis_settings_to_the_backend)",
+            "Start redis-server or set QTASKS_REDIS_URL",
+        );
     }
-
     let url = std::env::var("QTASKS_REDIS_CLUSTER_URL").unwrap_or_else(|_| DEFAULT_CLUSTER_URL.to_owned());
     if let Err(why) = probe_cluster(&url) {
-        if ci {
-            println!(
-                "cargo::warning=the Redis Cluster is not reachable at {} ({why}); CI is set, so the cluster tests run and fail",
-                redact(&url)
-            );
-        } else {
-            println!("cargo::rustc-cfg=redis_cluster_unreachable");
-            println!(
-                "cargo::warning=the Redis Cluster is not reachable at {} ({why}): the cluster tests (redis_cluster::*, queues::cluster_*) \
-                 are IGNORED. Run scripts/redis-cluster or set QTASKS_REDIS_CLUSTER_URL; with CI set they fail instead",
-                redact(&url)
-            );
-        }
+        skip(
+            ci,
+            "redis_cluster_unreachable",
+            &format!("the Redis Cluster is not reachable at {} ({why})", redact(&url)),
+            "the cluster tests (redis_cluster::*, queues::cluster_*)",
+            "Run scripts/redis-cluster or set QTASKS_REDIS_CLUSTER_URL",
+        );
     }
-
     let url = std::env::var("QTASKS_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned());
     if let Err(why) = probe_postgres(&url) {
-        if ci {
-            println!(
-                "cargo::warning=Postgres is not reachable at {} ({why}); CI is set, so the Postgres tests run and fail",
-                redact(&url)
-            );
-        } else {
-            println!("cargo::rustc-cfg=postgres_unreachable");
-            println!(
-                "cargo::warning=Postgres is not reachable at {} ({why}): the tests that need it are IGNORED \
-                 (conformance::postgres_*, postgres::*). Start PostgreSQL or set QTASKS_POSTGRES_URL; with CI set \
-                 they fail instead",
-                redact(&url)
-            );
-        }
+        skip(
+            ci,
+            "postgres_unreachable",
+            &format!("Postgres is not reachable at {} ({why})", redact(&url)),
+            "the tests that need it (conformance::postgres_*, postgres::*)",
+            "Start PostgreSQL or set QTASKS_POSTGRES_URL",
+        );
     }
-
     if std::env::var_os("QTASKS_PYTHON").is_none() {
         let manifest = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
         let venv = std::path::Path::new(&manifest).join("../target/python-env");
@@ -120,53 +99,52 @@ fn main() {
             .map(|dir| dir.flatten().any(|e| e.file_name().to_string_lossy().starts_with(".pins-")))
             .unwrap_or(false);
         if !pinned {
-            if ci {
-                println!(
-                    "cargo::warning=the Python virtualenv is missing ({}); CI is set, so the Python interop tests run and fail",
-                    venv.display()
-                );
-            } else {
-                println!("cargo::rustc-cfg=python_env_missing");
-                println!(
-                    "cargo::warning=the Python virtualenv is missing ({}): python_qtasks and python_celery are IGNORED. \
-                     Run scripts/python-env (scripts/test does) or set QTASKS_PYTHON",
-                    venv.display()
-                );
-            }
-        }
-    }
-
-    let missing: Vec<&str> = ["redis-server", "openssl"].into_iter().filter(|tool| !runs(tool)).collect();
-    if !missing.is_empty() {
-        if ci {
-            println!("cargo::warning={} not installed; CI is set, so redis_tls runs and fails", missing.join(" and "));
-        } else {
-            println!("cargo::rustc-cfg=redis_tls_tools_missing");
-            println!(
-                "cargo::warning={} not installed: redis_tls::a_task_runs_end_to_end_over_tls is IGNORED",
-                missing.join(" and ")
+            skip(
+                ci,
+                "python_env_missing",
+                &format!("the Python virtualenv is missing ({})", venv.display()),
+                "python_qtasks and python_celery",
+                "Run scripts/python-env (scripts/test does) or set QTASKS_PYTHON",
             );
         }
     }
-    check_chromium(ci);
-}
-
-/// Whether `chromium` and `chromedriver` can be run (see `cfg(chromium_missing)`).
-fn check_chromium(ci: bool) {
-    let missing: Vec<&str> = ["chromium", "chromedriver"].into_iter().filter(|tool| !runs(tool)).collect();
-    if missing.is_empty() {
-        return;
-    }
-    if ci {
-        println!("cargo::warning={} not installed; CI is set, so web_browser runs and fails", missing.join(" and "));
-    } else {
-        println!("cargo::rustc-cfg=chromium_missing");
-        println!(
-            "cargo::warning={} not installed: the dashboard's browser tests (web_browser::*) are IGNORED \
-             (apt-get install chromium chromium-driver); with CI set they fail instead",
-            missing.join(" and ")
+    let missing = not_installed(&["redis-server", "openssl"]);
+    if !missing.is_empty() {
+        skip(
+            ci,
+            "redis_tls_tools_missing",
+            &format!("{missing} not installed"),
+            "redis_tls::a_task_runs_end_to_end_over_tls",
+            "Install them",
         );
     }
+    let missing = not_installed(&["chromium", "chromedriver"]);
+    if !missing.is_empty() {
+        skip(
+            ci,
+            "chromium_missing",
+            &format!("{missing} not installed"),
+            "the dashboard's browser tests (web_browser::*)",
+            "apt-get install chromium chromium-driver",
+        );
+    }
+}
+
+/// Reports what a group of tests lacks (`why`): under CI a warning only,
+/// so they run and fail; elsewhere `cfg` is set, which makes them ignored,
+/// and a warning names them (`tests`) and how to get what they lack (`fix`).
+fn skip(ci: bool, cfg: &str, why: &str, tests: &str, fix: &str) {
+    if ci {
+        println!("cargo::warning={why}; CI is set, so {tests} run and fail");
+    } else {
+        println!("cargo::rustc-cfg={cfg}");
+        println!("cargo::warning={why}: {tests} are IGNORED. {fix}; with CI set they fail instead");
+    }
+}
+
+/// The tools of `tools` that cannot be run, joined with "and" (empty if none).
+fn not_installed(tools: &[&str]) -> String {
+    tools.iter().copied().filter(|tool| !runs(tool)).collect::<Vec<_>>().join(" and ")
 }
 
 /// Whether `tool --version` can be run.
