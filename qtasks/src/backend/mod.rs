@@ -54,6 +54,46 @@ use uuid::Uuid;
 /// the ids may come from clients in other languages, not from qtasks.
 pub(crate) type UuidMap<V> = std::collections::HashMap<Uuid, V, foldhash::fast::RandomState>;
 
+/// The run of each task a server backend took and has not finished or
+/// released (the fencing token its writes carry, with what else the backend
+/// keeps of it), in shards: no lock is shared by every task.
+#[cfg(any(feature = "redis", feature = "postgres"))]
+pub(crate) struct RunTable<V> {
+    shards: [std::sync::Mutex<UuidMap<V>>; RunTable::<()>::SHARDS],
+}
+
+#[cfg(any(feature = "redis", feature = "postgres"))]
+impl<V> Default for RunTable<V> {
+    fn default() -> Self {
+        Self { shards: Default::default() }
+    }
+}
+
+#[cfg(any(feature = "redis", feature = "postgres"))]
+impl<V: Clone> RunTable<V> {
+    const SHARDS: usize = 16;
+
+    fn shard(&self, uuid: &Uuid) -> std::sync::MutexGuard<'_, UuidMap<V>> {
+        // Every critical section is a single insert, read or removal.
+        self.shards[(uuid.as_u128() as usize) % Self::SHARDS].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records the run of a task just taken.
+    pub(crate) fn insert(&self, uuid: Uuid, run: V) {
+        self.shard(&uuid).insert(uuid, run);
+    }
+
+    /// The run of `uuid`, if this backend took the task.
+    pub(crate) fn get(&self, uuid: &Uuid) -> Option<V> {
+        self.shard(uuid).get(uuid).cloned()
+    }
+
+    /// Forgets the run of `uuid` (finished or released), giving it back.
+    pub(crate) fn remove(&self, uuid: &Uuid) -> Option<V> {
+        self.shard(uuid).remove(uuid)
+    }
+}
+
 /// An error from a backend: what it was doing, what kind of failure it was
 /// and, when there is one, the underlying error as its
 /// [`source`](std::error::Error::source) (for Redis a `redis::RedisError`,

@@ -217,7 +217,7 @@ impl PostgresBackend {
             rx.await.map_err(|_| error(BackendErrorKind::Other, "fetching tasks: the fetch task stopped"))??;
         // Nothing awaited from here on: the tasks reach `out` or the error is returned.
         for (message, run) in taken {
-            self.shared.runs(&message.uuid).insert(message.uuid, run);
+            self.shared.runs.insert(message.uuid, run);
             out.push(message);
         }
         Ok(next)

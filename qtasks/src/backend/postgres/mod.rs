@@ -30,7 +30,7 @@ pub use sqlx;
 
 use self::listen::Hub;
 use self::sql::Sql;
-use super::{BackendError, BackendErrorKind, UuidMap};
+use super::{BackendError, BackendErrorKind, RunTable};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -220,9 +220,6 @@ pub struct PostgresBackend {
     fallback_poll: Duration,
 }
 
-/// Shards of the map of runs: no lock shared by every task.
-const RUN_SHARDS: usize = 16;
-
 /// What the clones of a backend and its `for_app` scopes share.
 struct Shared {
     pool: PgPool,
@@ -235,7 +232,7 @@ struct Shared {
     holder: Uuid,
     /// The run of each task this backend took and has not finished or
     /// released: the fencing token its writes carry.
-    runs: [Mutex<UuidMap<i64>>; RUN_SHARDS],
+    runs: RunTable<i64>,
     /// The `LISTEN` task, started on first use.
     listener: Mutex<Option<JoinHandle<()>>>,
     /// The retention task, started by the first fetch.
@@ -245,18 +242,14 @@ struct Shared {
 }
 
 impl Shared {
-    fn runs(&self, uuid: &Uuid) -> MutexGuard<'_, UuidMap<i64>> {
-        lock(&self.runs[(uuid.as_u128() as usize) % RUN_SHARDS])
-    }
-
     /// The run of `uuid` this backend holds, if it took the task.
     fn run_of(&self, uuid: &Uuid) -> Option<i64> {
-        self.runs(uuid).get(uuid).copied()
+        self.runs.get(uuid)
     }
 
     /// Forgets the run of `uuid` (finished or released).
     fn forget_run(&self, uuid: &Uuid) -> Option<i64> {
-        self.runs(uuid).remove(uuid)
+        self.runs.remove(uuid)
     }
 }
 

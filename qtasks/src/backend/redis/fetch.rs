@@ -96,7 +96,7 @@ impl RedisBackend {
             rx.await.map_err(|_| error(BackendErrorKind::Other, "fetching tasks: the fetch task stopped"))??;
         // Nothing awaited from here on: the tasks reach `out` or the error is returned.
         for (message, run, keys) in taken {
-            self.shared.runs(&message.uuid).insert(message.uuid, (run, keys));
+            self.shared.runs.insert(message.uuid, (run, keys));
             out.push(message);
         }
         Ok(next_ms)

@@ -39,7 +39,7 @@ mod scripts;
 use self::cluster::{Conn, Wakers};
 use self::keys::Keys;
 use self::pubsub::{Listener, Waiters};
-use super::{BackendError, BackendErrorKind, CancelRegistry, UuidMap};
+use super::{BackendError, BackendErrorKind, CancelRegistry, RunTable};
 use redis::aio::{ConnectionManagerConfig, MultiplexedConnection};
 use redis::cluster::ClusterClient;
 use redis::{Client, RedisError};
@@ -312,9 +312,6 @@ pub struct RedisBackend {
     max_message_size: usize,
 }
 
-/// Shards of the map of runs: no lock shared by every task.
-const RUN_SHARDS: usize = 16;
-
 /// The connections a backend and its [`for_app`](RedisBackend::for_app)
 /// copies share.
 #[derive(Clone)]
@@ -358,7 +355,7 @@ struct Shared {
     holder: String,
     /// The run of each task this backend took and has not finished or
     /// released: the fencing token its writes carry.
-    runs: [Mutex<UuidMap<Held>>; RUN_SHARDS],
+    runs: RunTable<Held>,
     /// The task renewing this holder's liveness, started by the first fetch.
     heartbeat: Mutex<Option<JoinHandle<()>>>,
 }
@@ -383,23 +380,19 @@ impl Shared {
         })
     }
 
-    fn runs(&self, uuid: &Uuid) -> MutexGuard<'_, UuidMap<Held>> {
-        lock(&self.runs[(uuid.as_u128() as usize) % RUN_SHARDS])
-    }
-
     /// The run of `uuid` this backend holds, if it took the task.
     fn run_of(&self, uuid: &Uuid) -> Option<u64> {
-        self.runs(uuid).get(uuid).map(|(run, _)| *run)
+        self.runs.get(uuid).map(|(run, _)| run)
     }
 
     /// The run of `uuid` this backend holds and the keys of its queue.
     fn held(&self, uuid: &Uuid) -> Option<Held> {
-        self.runs(uuid).get(uuid).cloned()
+        self.runs.get(uuid)
     }
 
     /// Forgets the run of `uuid` (finished or released).
     fn forget_run(&self, uuid: &Uuid) -> Option<u64> {
-        self.runs(uuid).remove(uuid).map(|(run, _)| run)
+        self.runs.remove(uuid).map(|(run, _)| run)
     }
 }
 
