@@ -44,13 +44,17 @@ pub fn unreachable(what: &str, url: &str, error: &str) {
 
 /// A backend for `app`, or `None` (skipped) when the server has gone away.
 pub async fn connect_redis(what: &str, app: &str) -> Option<RedisBackend> {
-    let url = redis_url();
-    let error = match tokio::time::timeout(Duration::from_secs(15), RedisBackend::connect(&url)).await {
+    connect_redis_at(what, &redis_url(), app).await
+}
+
+/// A backend at `url` for `app`, or `None` (see [`unreachable`]).
+async fn connect_redis_at(what: &str, url: &str, app: &str) -> Option<RedisBackend> {
+    let error = match tokio::time::timeout(Duration::from_secs(15), RedisBackend::connect(url)).await {
         Ok(Ok(backend)) => return Some(backend.for_app(app)),
         Ok(Err(e)) => e.to_string(),
         Err(_) => "connecting timed out".to_owned(),
     };
-    unreachable(what, &url, &error);
+    unreachable(what, url, &error);
     None
 }
 
@@ -63,14 +67,7 @@ pub fn redis_cluster_url() -> String {
 /// A backend on the Redis Cluster for `app`, or `None` (skipped) when the
 /// cluster has gone away.
 pub async fn connect_redis_cluster(what: &str, app: &str) -> Option<RedisBackend> {
-    let url = redis_cluster_url();
-    let error = match tokio::time::timeout(Duration::from_secs(15), RedisBackend::connect(&url)).await {
-        Ok(Ok(backend)) => return Some(backend.for_app(app)),
-        Ok(Err(e)) => e.to_string(),
-        Err(_) => "connecting timed out".to_owned(),
-    };
-    unreachable(what, &url, &error);
-    None
+    connect_redis_at(what, &redis_cluster_url(), app).await
 }
 
 /// Runs a conformance `check` on `backend` in a task of its own, then
