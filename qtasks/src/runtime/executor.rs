@@ -514,3 +514,38 @@ async fn pipeline<K: Task, T, C: PluginChain, B: Backend>(
     fire!(chain, TaskExecutorTaskClose { app: name, task, message, status });
     (model, retryable)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::QueueTasks;
+    use crate::model::NewTask;
+
+    /// A task written by hand (the crate cannot use `#[task]` on itself).
+    struct Noop;
+
+    impl Task for Noop {
+        const INFO: TaskInfo = TaskInfo::new("noop");
+        type Args = ();
+        type Output = ();
+
+        async fn run(_ctx: TaskContext, _args: ()) -> Result<(), TaskError> {
+            Ok(())
+        }
+    }
+
+    /// The future a worker spawns for each task is moved (so copied whole)
+    /// several times per task: when it grew to 18.6 KB, a no-op task cost
+    /// 74,125 instructions, 81 % of them `memcpy` (BENCHMARKS.md). Its size
+    /// is a property of the code, not a timing: this pins it under 8 KiB
+    /// (2,976 bytes when written), so such growth shows here.
+    #[test]
+    fn the_future_run_for_each_task_stays_small() {
+        let app = QueueTasks::builder("sizes").task::<Noop>().build().unwrap();
+        let deps = Arc::new(WorkerDeps::none_for_tests());
+        let message = TaskRecord::new(uuid::Uuid::new_v4(), NewTask::new("noop", serde_json::json!([]))).message();
+        let future = receive_and_run(&app.inner, &deps, "worker", message);
+        let size = std::mem::size_of_val(&future);
+        assert!(size <= 8 * 1024, "the per-task future is {size} bytes");
+    }
+}

@@ -571,6 +571,12 @@ impl WorkerDeps {
         Self { registry, values: StdRwLock::new(Vec::new()) }
     }
 
+    /// No per-worker values, for unit tests of the runtime.
+    #[cfg(test)]
+    pub(crate) fn none_for_tests() -> Self {
+        Self::none(Arc::default())
+    }
+
     /// Opens the per-worker values in the order their providers were
     /// given. On a failure the values opened so far are closed, in reverse.
     pub(crate) async fn open(registry: Arc<Registry>) -> Result<Self, DependencyError> {
