@@ -632,6 +632,32 @@ impl Bench {
     }
 }
 
+/// Enqueues `n` no-op tasks (a task named `noop` taking no argument) from
+/// `in_flight` concurrent client tasks; returns the time taken. Shared by
+/// the Redis and Postgres end-to-end benchmarks.
+pub async fn fill_noop<T: qtasks::TaskSet, C: PluginChain, B: qtasks::Backend>(
+    app: &qtasks::QueueTasks<T, C, B>,
+    n: u64,
+    in_flight: u64,
+) -> Result<std::time::Duration, Box<dyn std::error::Error + Send + Sync>> {
+    let start = std::time::Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..in_flight {
+        let app = app.clone();
+        let share = n / in_flight + u64::from(i < n % in_flight);
+        set.spawn(async move {
+            for _ in 0..share {
+                app.add_task("noop", ()).await?;
+            }
+            Ok::<_, qtasks::Error>(())
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r??;
+    }
+    Ok(start.elapsed())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

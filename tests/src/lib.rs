@@ -2,6 +2,14 @@
 //!
 //! The library holds what the test binaries in `src/bin/` share.
 
+/// Logs to stderr, without colours, at `RUST_LOG`'s levels (`warn` by
+/// default): what a test that fails shows of a worker process.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).try_init();
+}
+
 /// Waits for a worker process's stop request: SIGTERM, Ctrl-C, or the end
 /// of its stdin (the test that started it dropped the pipe), and says which
 /// on stderr.

@@ -82,26 +82,6 @@ async fn drop_schema(app: &App) -> Res<()> {
     Ok(())
 }
 
-/// Enqueues `n` no-op tasks from `in_flight` concurrent client tasks; returns the time taken.
-async fn fill(app: &App, n: u64, in_flight: u64) -> Res<Duration> {
-    let start = Instant::now();
-    let mut set = tokio::task::JoinSet::new();
-    for i in 0..in_flight {
-        let app = app.clone();
-        let share = n / in_flight + u64::from(i < n % in_flight);
-        set.spawn(async move {
-            for _ in 0..share {
-                app.add_task("noop", ()).await?;
-            }
-            Ok::<_, qtasks::Error>(())
-        });
-    }
-    while let Some(r) = set.join_next().await {
-        r??;
-    }
-    Ok(start.elapsed())
-}
-
 /// Counts ended tasks from the backend's `{schema}_done` notifications
 /// (one id, or a batch's ids separated by commas), as a waiting client
 /// learns of them: no query per look, so measuring costs the server nothing.
@@ -143,7 +123,7 @@ impl Drop for Completions {
 
 async fn enqueue(n: u64, in_flight: u64) -> Res<()> {
     let app = connect("enqueue", in_flight as usize).await?;
-    let took = fill(&app, n, in_flight).await;
+    let took = qtasks_benches::fill_noop(&app, n, in_flight).await;
     let queued = app.backend().stats().await.map(|s| s.queued);
     drop_schema(&app).await?;
     let (took, queued) = (took?, queued?);

@@ -60,26 +60,6 @@ async fn connect(app_name: &str) -> Res<QueueTasks<impl TaskSet, (), RedisBacken
     Ok(QueueTasks::builder(app_name).task::<Noop>().backend(backend).build()?)
 }
 
-/// Enqueues `n` no-op tasks from `in_flight` concurrent client tasks; returns the time taken.
-async fn fill<T: TaskSet>(app: &QueueTasks<T, (), RedisBackend>, n: u64, in_flight: u64) -> Res<Duration> {
-    let start = Instant::now();
-    let mut set = tokio::task::JoinSet::new();
-    for i in 0..in_flight {
-        let app = app.clone();
-        let share = n / in_flight + u64::from(i < n % in_flight);
-        set.spawn(async move {
-            for _ in 0..share {
-                app.add_task("noop", ()).await?;
-            }
-            Ok::<_, qtasks::Error>(())
-        });
-    }
-    while let Some(r) = set.join_next().await {
-        r??;
-    }
-    Ok(start.elapsed())
-}
-
 /// Errors unless the app holds exactly `n` records, all `success`.
 async fn check_all_success<T: TaskSet, B: Backend>(app: &QueueTasks<T, (), B>, n: u64) -> Res<()> {
     let all = app.get_all().await?;
@@ -94,7 +74,7 @@ async fn enqueue(n: u64, in_flight: u64) -> Res<()> {
     let name = format!("bench-{}-enqueue", std::process::id());
     let app = connect(&name).await?;
     app.flush_all().await?;
-    let took = fill(&app, n, in_flight).await?;
+    let took = qtasks_benches::fill_noop(&app, n, in_flight).await?;
     let queued = app.get_all().await?.len() as u64;
     app.flush_all().await?;
     if queued != n {
@@ -224,14 +204,14 @@ async fn drain(n: u64, processes: usize, concurrency: usize, window: Option<u64>
     let client = redis::Client::open(url())?;
     let mut pubsub = client.get_async_pubsub().await?;
     pubsub.subscribe(&done_channel).await?;
-    let fill_took = if live { Duration::ZERO } else { fill(&app, n, 64).await? };
+    let fill_took = if live { Duration::ZERO } else { qtasks_benches::fill_noop(&app, n, 64).await? };
     let mut workers = Workers::spawn(processes, &name, concurrency).await?;
     let mut stream = pubsub.on_message();
     let start = Instant::now();
     workers.go().await?;
     let producer = live.then(|| {
         let app = app.clone();
-        tokio::spawn(async move { fill(&app, n, 64).await })
+        tokio::spawn(async move { qtasks_benches::fill_noop(&app, n, 64).await })
     });
     // With windows: the CPU time of the worker processes and of the Redis
     // server at the start and at the end of every window.

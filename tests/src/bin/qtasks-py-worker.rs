@@ -87,9 +87,7 @@ fn options() -> Result<Options, String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).try_init();
+    qtasks_tests::init_tracing();
     let result = match options() {
         Ok(o) if o.protocol == "qtasks" => qtasks(o).await,
         Ok(o) if o.protocol == "celery" => celery(o).await,

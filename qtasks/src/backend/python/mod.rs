@@ -34,6 +34,7 @@ mod qtasks_py;
 pub use celery::CeleryBackend;
 pub use qtasks_py::QtasksPyBackend;
 
+use super::redis::glob_escape;
 use super::{BackendError, BackendErrorKind};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Client, RedisError};
@@ -128,25 +129,7 @@ impl Conns {
 impl Conns {
     /// Every key matching a `SCAN` pattern.
     async fn scan(&self, kind: &'static str, pattern: &str) -> Result<Vec<String>, BackendError> {
-        let mut conn = self.conn();
-        let mut cursor = 0u64;
-        let mut keys = Vec::new();
-        loop {
-            let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await
-                .map_err(redis_error(kind, "listing keys"))?;
-            keys.extend(found);
-            if next == 0 {
-                return Ok(keys);
-            }
-            cursor = next;
-        }
+        super::redis::scan_all(&mut self.conn(), pattern).await.map_err(redis_error(kind, "listing keys"))
     }
 
     /// Deletes `keys`, 500 per `DEL`.
@@ -231,18 +214,6 @@ impl Conns {
             .map_err(redis_error(kind, "deleting a setting"))?;
         Ok(())
     }
-}
-
-/// Escapes the glob characters of `SCAN … MATCH`.
-fn glob_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -639,27 +639,9 @@ impl RedisBackend {
 
     /// Every key matching a `SCAN` pattern.
     async fn scan(&self, pattern: &str) -> Result<Vec<Vec<u8>>, BackendError> {
-        let mut conn = match self.conn() {
-            Conn::Cluster(mut cluster) => return scan_masters(&mut cluster, pattern).await,
-            single => single,
-        };
-        let mut cursor = 0u64;
-        let mut all = Vec::new();
-        loop {
-            let (next, found): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await
-                .map_err(redis_error("scanning keys"))?;
-            all.extend(found);
-            cursor = next;
-            if cursor == 0 {
-                return Ok(all);
-            }
+        match self.conn() {
+            Conn::Cluster(mut cluster) => scan_masters(&mut cluster, pattern).await,
+            mut single => super::scan_all(&mut single, pattern).await.map_err(redis_error("scanning keys")),
         }
     }
 

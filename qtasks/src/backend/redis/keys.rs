@@ -183,7 +183,7 @@ pub(super) fn priority_hex(priority: i64) -> String {
 }
 
 /// Escapes the glob characters of `SCAN … MATCH`.
-pub(super) fn glob_escape(s: &str) -> String {
+pub(crate) fn glob_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         if matches!(c, '*' | '?' | '[' | ']' | '\\') {

@@ -38,6 +38,8 @@ mod scripts;
 
 use self::cluster::{Conn, Wakers};
 use self::keys::Keys;
+#[cfg(feature = "python")]
+pub(crate) use self::keys::glob_escape;
 use self::pubsub::{Listener, Waiters};
 use super::{BackendError, BackendErrorKind, CancelRegistry, RunTable};
 use redis::aio::{ConnectionManagerConfig, MultiplexedConnection};
@@ -482,6 +484,25 @@ async fn connect_cluster(nodes: &[String]) -> Result<Connections, BackendError> 
     let manager =
         cluster.get_async_connection().await.map_err(redis_error("could not connect to the Redis Cluster"))?;
     Ok(Connections { client, manager: Conn::Cluster(manager), pubsub: Arc::from(pubsub), cluster: Some(cluster) })
+}
+
+/// Every key of one server (or node) that matches a `SCAN … MATCH`
+/// pattern, 1,000 per round trip (the Python protocols' backends use it too).
+pub(crate) async fn scan_all<K: redis::FromRedisValue>(
+    conn: &mut impl redis::aio::ConnectionLike,
+    pattern: &str,
+) -> Result<Vec<K>, RedisError> {
+    let mut cursor = 0u64;
+    let mut all = Vec::new();
+    loop {
+        let (next, found): (u64, Vec<K>) =
+            redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(1000).query_async(conn).await?;
+        all.extend(found);
+        if next == 0 {
+            return Ok(all);
+        }
+        cursor = next;
+    }
 }
 
 fn millis(d: Duration) -> u64 {
