@@ -422,6 +422,101 @@ async fn finished_records_expire_after_the_retention_and_are_deleted() {
 }
 
 // ---------------------------------------------------------------------------
+// Floors: where a fetch starts (schema version 5)
+// ---------------------------------------------------------------------------
+
+/// Runs `sql` with `{s}` replaced by the quoted schema.
+async fn exec(conn: &mut sqlx::PgConnection, schema: &str, sql: &str) {
+    sqlx::query(sqlx::AssertSqlSafe(sql.replace("{s}", &format!("\"{schema}\"")))).execute(conn).await.unwrap();
+}
+
+/// The floor of queue `default` of app `floors`: its place in line
+/// (priority, seq), if it has one.
+async fn floor_of(conn: &mut sqlx::PgConnection, schema: &str) -> Option<(i64, i64)> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT floor_priority, floor_seq FROM \"{schema}\".queues WHERE app = 'floors' AND queue = 'default'"
+    )))
+    .fetch_one(conn)
+    .await
+    .unwrap();
+    Some((row.get::<Option<i64>, _>(0)?, row.get::<Option<i64>, _>(1)?))
+}
+
+/// The place in line of task `uuid`: (priority, seq).
+async fn place_of(conn: &mut sqlx::PgConnection, schema: &str, uuid: Uuid) -> (i64, i64) {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT priority, seq FROM \"{schema}\".tasks WHERE uuid = $1")))
+        .bind(uuid)
+        .fetch_one(conn)
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+fn ids(messages: &[qtasks::TaskMessage]) -> Vec<Uuid> {
+    messages.iter().map(|m| m.uuid).collect()
+}
+
+/// A fetch scans a queue from its floor, not from its start, yet no task
+/// behind the floor is lost: a more urgent task or a released one lowers
+/// it, and a task that got behind it anyway (here: written by hand) is
+/// found by the fetch that finds nothing from the floor, and by the next
+/// full fetch while the queue is busy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(postgres_unreachable, ignore = "Postgres is not reachable; see the build warning")]
+async fn fetches_start_at_the_floor_and_still_find_every_task_behind_it() {
+    in_schema("floors", |base| async move {
+        let schema = base.schema().to_owned();
+        let backend = base.for_app("floors");
+        let app = QueueTasks::builder("floors").task::<Square>().backend(backend.clone()).build().unwrap();
+        let mut conn = admin().await;
+        let mut queued = Vec::new();
+        for n in 0..12 {
+            queued.push(app.enqueue(Square::call(n)).await.unwrap().uuid());
+        }
+        // The backend's first fetch is a full one; it proposes the last
+        // task it took as the next floor.
+        assert_eq!(ids(&fetch_within(&backend, 4, HANG).await), queued[..4]);
+        assert_eq!(floor_of(&mut conn, &schema).await, None);
+        // A proposal becomes the floor once it is a second old: aged here.
+        exec(&mut conn, &schema, "UPDATE {s}.queues SET next_at = next_at - interval '2 seconds'").await;
+        assert_eq!(ids(&fetch_within(&backend, 2, HANG).await), queued[4..6]);
+        assert_eq!(floor_of(&mut conn, &schema).await, Some(place_of(&mut conn, &schema, queued[3]).await));
+
+        // A more urgent task lowers the floor, and goes first.
+        let urgent = app.enqueue(Square::call(100)).priority(-1).await.unwrap().uuid();
+        assert_eq!(floor_of(&mut conn, &schema).await, Some(place_of(&mut conn, &schema, urgent).await));
+        assert_eq!(ids(&fetch_within(&backend, 1, HANG).await), [urgent]);
+
+        // A released task goes back to its place, and the floor with it.
+        assert!(backend.release(urgent).await.unwrap());
+        assert_eq!(floor_of(&mut conn, &schema).await, Some(place_of(&mut conn, &schema, urgent).await));
+        assert_eq!(ids(&fetch_within(&backend, 1, HANG).await), [urgent]);
+
+        // Tasks behind the floor that nothing lowered it for (as a
+        // transaction that commits long after drawing its place leaves
+        // them): a fetch that finds tasks from the floor takes those...
+        let ninth = place_of(&mut conn, &schema, queued[9]).await;
+        exec(
+            &mut conn,
+            &schema,
+            &format!(
+                "UPDATE {{s}}.queues SET floor_priority = {}, floor_seq = {}, next_priority = NULL, \
+                 next_seq = NULL, next_at = NULL",
+                ninth.0, ninth.1
+            ),
+        )
+        .await;
+        assert_eq!(ids(&fetch_within(&backend, 1, HANG).await), [queued[9]]);
+        // ...and one that finds nothing from the floor looks from the start.
+        exec(&mut conn, &schema, "UPDATE {s}.queues SET floor_seq = floor_seq + 1000000, next_at = NULL").await;
+        let rest = ids(&fetch_within(&backend, 10, HANG).await);
+        assert_eq!(rest, [queued[6], queued[7], queued[8], queued[10], queued[11]]);
+        let _ = conn.close().await;
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------
 // Faults
 // ---------------------------------------------------------------------------
 

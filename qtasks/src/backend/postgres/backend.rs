@@ -230,6 +230,11 @@ impl PostgresBackend {
         limits: Option<&str>,
         max: usize,
     ) -> Result<(Option<Duration>, Vec<(TaskMessage, i64)>), BackendError> {
+        let (full, sweep_ms) = {
+            let mut fetched = lock(&self.shared.fetched);
+            let key = (self.app.clone(), queues.to_vec());
+            fetched.entry(key).or_default().next(std::time::Instant::now())
+        };
         let rows = sqlx::query(self.shared.sql.fetch.clone())
             .bind(&*self.app)
             .bind(queues)
@@ -238,6 +243,8 @@ impl PostgresBackend {
             .bind(self.shared.holder)
             .bind(limits)
             .bind(self.retention_ms())
+            .bind(full)
+            .bind(sweep_ms)
             .fetch_all(&self.shared.pool)
             .await
             .map_err(db_error("fetching tasks"))?;

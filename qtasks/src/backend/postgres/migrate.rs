@@ -18,6 +18,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "batches", include_str!("migrations/0002_batches.sql")),
     (3, "listing", include_str!("migrations/0003_listing.sql")),
     (4, "minutes", include_str!("migrations/0004_minutes.sql")),
+    (5, "floors", include_str!("migrations/0005_floors.sql")),
 ];
 
 /// The schema version this build of qtasks creates and expects.

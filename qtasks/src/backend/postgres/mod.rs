@@ -65,6 +65,13 @@ const MAX_SCHEMA_LEN: usize = 40;
 const PURGE_EVERY: Duration = Duration::from_secs(10);
 /// Rows deleted per retention statement: short transactions.
 const PURGE_BATCH: i32 = 500;
+/// How often a busy worker's fetch scans each queue from its start rather
+/// than from its floor, and sweeps every expired lease rather than those
+/// that expired since its last fetch (schema version 5): a task left
+/// behind a floor waits this long at worst.
+const FULL_FETCH_EVERY: Duration = Duration::from_secs(10);
+/// How far before the previous fetch a fetch looks for expired leases.
+const SWEEP_OVERLAP: Duration = Duration::from_secs(1);
 
 /// A queue and record store in a PostgreSQL database (feature `postgres`).
 ///
@@ -237,8 +244,39 @@ struct Shared {
     listener: Mutex<Option<JoinHandle<()>>>,
     /// The retention task, started by the first fetch.
     purger: Mutex<Option<JoinHandle<()>>>,
+    /// When the last fetch and the last full fetch of each app and list
+    /// of queues began (see `FULL_FETCH_EVERY`): apps sweep their own
+    /// leases, workers scan their own queues.
+    fetched: Mutex<std::collections::HashMap<FetchedKey, Fetched>>,
     /// The queue of the task writing ends in batches, started by the first finish.
     finisher: Mutex<Option<(tokio::sync::mpsc::UnboundedSender<finish::Pending>, JoinHandle<()>)>>,
+}
+
+/// An app and the queues a worker of it fetches from.
+type FetchedKey = (Arc<str>, Vec<String>);
+
+/// When a backend last fetched: what its next fetch sweeps and scans.
+#[derive(Default)]
+struct Fetched {
+    last: Option<std::time::Instant>,
+    last_full: Option<std::time::Instant>,
+}
+
+impl Fetched {
+    /// The `p_full` and `p_sweep_ms` of a fetch beginning `now`: a full
+    /// one first and every `FULL_FETCH_EVERY`; in between, the leases that
+    /// expired since the previous fetch began, with `SWEEP_OVERLAP` to
+    /// spare. Fetches of one backend cover every moment between them, so
+    /// each expired lease falls in the window of one of them.
+    fn next(&mut self, now: std::time::Instant) -> (bool, Option<i64>) {
+        let last = self.last.replace(now);
+        let full = self.last_full.is_none_or(|at| now.duration_since(at) >= FULL_FETCH_EVERY);
+        if full {
+            self.last_full = Some(now);
+        }
+        let sweep = last.map(|at| millis(now.duration_since(at) + SWEEP_OVERLAP));
+        (full, if full { None } else { sweep })
+    }
 }
 
 impl Shared {
@@ -417,6 +455,7 @@ impl PostgresOptions {
                 runs: Default::default(),
                 listener: Mutex::new(None),
                 purger: Mutex::new(None),
+                fetched: Mutex::new(std::collections::HashMap::new()),
                 finisher: Mutex::new(None),
             }),
             app: "default".into(),
@@ -690,6 +729,22 @@ fn millis(d: Duration) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fetches_sweep_every_moment_between_them_and_go_full_at_intervals() {
+        let start = std::time::Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let mut fetched = Fetched::default();
+        // The first fetch of a backend is a full one.
+        assert_eq!(fetched.next(at(0)), (true, None));
+        // Then each sweeps back to the previous one, and a second more.
+        assert_eq!(fetched.next(at(5)), (false, Some(1_005)));
+        assert_eq!(fetched.next(at(2_005)), (false, Some(3_000)));
+        // A full one every `FULL_FETCH_EVERY`.
+        let full = millis(FULL_FETCH_EVERY) as u64;
+        assert_eq!(fetched.next(at(full)), (true, None));
+        assert_eq!(fetched.next(at(full + 1)), (false, Some(1_001)));
+    }
 
     #[test]
     fn schema_names_are_checked() {

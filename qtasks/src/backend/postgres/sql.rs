@@ -52,7 +52,7 @@ impl Sql {
             enqueue_many: s(format!(
                 "SELECT {q}.enqueue_tasks($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
             )),
-            fetch: s(format!("SELECT * FROM {q}.fetch_tasks($1, $2, $3, $4, $5, $6::jsonb, $7)")),
+            fetch: s(format!("SELECT * FROM {q}.fetch_tasks($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9)")),
             finish_many: s(format!(
                 "SELECT {q}.finish_tasks($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)\
                  {finish_commit}"
