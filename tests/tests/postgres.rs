@@ -436,9 +436,9 @@ async fn floor_of(conn: &mut sqlx::PgConnection, schema: &str) -> Option<(i64, i
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT floor_priority, floor_seq FROM \"{schema}\".queues WHERE app = 'floors' AND queue = 'default'"
     )))
-    .fetch_one(conn)
+    .fetch_optional(conn)
     .await
-    .unwrap();
+    .unwrap()?;
     Some((row.get::<Option<i64>, _>(0)?, row.get::<Option<i64>, _>(1)?))
 }
 
@@ -511,6 +511,67 @@ async fn fetches_start_at_the_floor_and_still_find_every_task_behind_it() {
         exec(&mut conn, &schema, "UPDATE {s}.queues SET floor_seq = floor_seq + 1000000, next_at = NULL").await;
         let rest = ids(&fetch_within(&backend, 10, HANG).await);
         assert_eq!(rest, [queued[6], queued[7], queued[8], queued[10], queued[11]]);
+        let _ = conn.close().await;
+    })
+    .await;
+}
+
+/// A transaction that enqueues a task and commits long after, while other
+/// tasks flow through its queue: the floor passes the task's place before
+/// it is visible, yet it runs (found by a full fetch), and so does every
+/// other task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(postgres_unreachable, ignore = "Postgres is not reachable; see the build warning")]
+async fn a_task_committed_after_the_floor_passed_its_place_still_runs() {
+    in_schema("late_commit", |base| async move {
+        let schema = base.schema().to_owned();
+        let backend = base.for_app("floors");
+        let app = QueueTasks::builder("floors").task::<Square>().backend(backend.clone()).build().unwrap();
+        let worker = app.worker().max_tasks_process(8).start().await.unwrap();
+        let mut conn = admin().await;
+        // The queue exists before the transaction (the first enqueue into
+        // a queue adds its row, which others would wait on until commit).
+        assert_eq!(app.enqueue(Square::call(2)).await.unwrap().result(HANG).await.unwrap(), 4);
+
+        let mut tx = backend.pool().begin().await.unwrap();
+        let late = app.enqueue_in(&mut tx, Square::call(-7)).await.unwrap();
+        let (late_seq,): (i64,) =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT seq FROM \"{schema}\".tasks WHERE uuid = $1")))
+                .bind(late.uuid())
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+
+        // Other tasks flow until the late one has run.
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let producer = tokio::spawn({
+            let (app, stop) = (app.clone(), stop.clone());
+            async move {
+                let mut handles = Vec::new();
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    for _ in 0..20 {
+                        handles.push((n, app.enqueue(Square::call(n)).await.unwrap()));
+                        n += 1;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                handles
+            }
+        });
+        until!(
+            "the floor to pass the uncommitted task",
+            floor_of(&mut conn, &schema).await.is_some_and(|(_, seq)| seq > late_seq)
+        );
+        tx.commit().await.unwrap();
+        assert_eq!(late.result(HANG).await.unwrap(), 49);
+        stop.store(true, Ordering::Relaxed);
+        let handles = producer.await.unwrap();
+        assert!(!handles.is_empty());
+        for (n, handle) in handles {
+            assert_eq!(handle.result(HANG).await.unwrap(), n * n);
+        }
+        worker.shutdown().await;
         let _ = conn.close().await;
     })
     .await;
