@@ -23,8 +23,9 @@
 --   it drew its place can still be behind the floor. So a fetch that
 --   found nothing from the floor looks again from the start of each queue,
 --   and the worker asks for such a full fetch at intervals
---   (`p_full`): then a fetch also sweeps expired leases, which it no
---   longer does every time.
+--   (`p_full`). Expired leases and due delayed tasks are found the same
+--   way: a fetch looks at those that expired or came due since the
+--   worker's previous fetch (and a second before it), a full fetch at all.
 --
 -- The floor is a hint for where to look, never the place of a task: a
 -- fetch locks and takes tasks as before (FOR UPDATE SKIP LOCKED), and a
@@ -204,10 +205,12 @@ BEGIN
     RETURN true;
 END $$;
 
--- Version 1's `fetch_tasks`, with `p_full`: false scans each queue from
--- its floor and leaves expired leases alone; true (or when the first pass
--- took nothing) sweeps expired leases and scans each queue from its
--- start. Either way each queue's floor moves up behind the tasks taken.
+-- Version 1's `fetch_tasks`, with `p_full` and `p_sweep_ms`. Not full:
+-- each queue is scanned from its floor, and only the leases that expired
+-- and the delayed tasks that came due in the last `p_sweep_ms` are looked
+-- at (NULL: all). Full (`p_full`, or when the first pass took nothing):
+-- every expired lease and due task, and each queue from its start. Either
+-- way each queue's floor moves up behind the tasks taken.
 DROP FUNCTION fetch_tasks(text, text[], integer, bigint, uuid, jsonb, bigint);
 
 CREATE FUNCTION fetch_tasks(
@@ -228,7 +231,6 @@ DECLARE
     v_lease timestamptz := now_ts + p_lease_ms * interval '1 millisecond';
     v_full boolean := p_full;
     sweep_from timestamptz;
-    promotion_done boolean := false;
     taken integer := 0;
     queue_taken integer;
     n integer;
@@ -265,7 +267,8 @@ BEGIN
 
     LOOP
         -- Expired leases: back at their place, or ended `cancel`. Those that
-        -- expired in the last `p_sweep_ms`, or all of them in a full pass.
+        -- expired in the last `p_sweep_ms` (the worker's time since its
+        -- previous fetch, and a second), or all of them in a full pass.
         sweep_from := CASE WHEN v_full OR p_sweep_ms IS NULL THEN '-infinity'::timestamptz
                            ELSE now_ts - p_sweep_ms * interval '1 millisecond' END;
         back_queue := ARRAY[]::text[];
@@ -294,23 +297,22 @@ BEGIN
             PERFORM lower_floors(p_app, back_queue, back_priority, back_seq);
             PERFORM notify_queued(p_app);
         END IF;
-        IF NOT promotion_done THEN
-            promotion_done := true;
-            -- Due delayed tasks join their queue (after the leases: a
-            -- transaction that frees slots locks the limits before any queue).
-            WITH promoted AS (
-                UPDATE tasks t SET delayed = false
-                 WHERE (t.app, t.uuid) IN (
-                    SELECT d.app, d.uuid FROM tasks d
-                     WHERE d.app = p_app AND d.status = 'new' AND d.delayed AND d.run_at <= now_ts
-                     ORDER BY d.run_at LIMIT 1000 FOR UPDATE SKIP LOCKED)
-                RETURNING t.queue, t.priority, t.seq
-            )
-            SELECT array_agg(p.queue), array_agg(p.priority), array_agg(p.seq) INTO back_queue, back_priority, back_seq
-              FROM promoted p;
-            IF back_queue IS NOT NULL THEN
-                PERFORM lower_floors(p_app, back_queue, back_priority, back_seq);
-            END IF;
+        -- Due delayed tasks join their queue: those due since `sweep_from`,
+        -- as for leases (and after them: a transaction that frees slots
+        -- locks the limits before any queue row).
+        WITH promoted AS (
+            UPDATE tasks t SET delayed = false
+             WHERE (t.app, t.uuid) IN (
+                SELECT d.app, d.uuid FROM tasks d
+                 WHERE d.app = p_app AND d.status = 'new' AND d.delayed AND d.run_at >= sweep_from
+                   AND d.run_at <= now_ts
+                 ORDER BY d.run_at LIMIT 1000 FOR UPDATE SKIP LOCKED)
+            RETURNING t.queue, t.priority, t.seq
+        )
+        SELECT array_agg(p.queue), array_agg(p.priority), array_agg(p.seq) INTO back_queue, back_priority, back_seq
+          FROM promoted p;
+        IF back_queue IS NOT NULL THEN
+            PERFORM lower_floors(p_app, back_queue, back_priority, back_seq);
         END IF;
 
         FOREACH q IN ARRAY p_queues LOOP
