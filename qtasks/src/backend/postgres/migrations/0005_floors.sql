@@ -233,7 +233,6 @@ DECLARE
     sweep_from timestamptz;
     taken integer := 0;
     queue_taken integer;
-    n integer;
     q text;
     r record;
     qr record;
