@@ -155,6 +155,23 @@ const SWEEP_OVERLAP: Duration = Duration::from_secs(1);
 ///   the finishes do not (faster; a server crash can then lose the last
 ///   ends, whose tasks run again after their leases).
 ///
+/// # Where a fetch looks
+///
+/// A fetch scans each queue from the queue's *floor*, a place in line
+/// before which the queue holds no ready task, rather than from its start:
+/// a taken task's index entry stays until vacuum removes it, and a fetch
+/// that stepped over all of them got slower with every task taken (a third
+/// of the rate by the end of a 1 M backlog). The last task a fetch took
+/// becomes the floor a second later; a more urgent enqueue, a released
+/// task, an expired lease or a due delayed task lowers it at once. A task
+/// that got behind it anyway (its enqueueing transaction committed more
+/// than a second after it drew its place) is found by the next fetch that
+/// finds nothing from the floors, or by the full fetch that each worker
+/// makes every 10 s, which scans every queue from its start. Likewise a
+/// fetch looks for the leases that expired and the delayed tasks that came
+/// due since the worker's previous fetch (and a second before), and the
+/// full fetch for all of them.
+///
 /// # Waking, not polling
 ///
 /// Each backend (with its clones) keeps one connection in `LISTEN` on
@@ -177,7 +194,8 @@ const SWEEP_OVERLAP: Duration = Duration::from_secs(1);
 /// the worker renews it ([`extend_lease`](crate::Backend::extend_lease),
 /// every lease / 3) and `finish` ends it. A task whose lease expired (its
 /// worker was killed, or lost the database for longer than the lease) goes
-/// back to its place at the next fetch and runs elsewhere; a concurrency
+/// back to its place at the next fetch (or, when more than 1,000 leases
+/// expired at once, by the next full fetch) and runs elsewhere; a concurrency
 /// slot it held comes back with it.
 ///
 /// Each take is a new *run* (the row's `run`, the fencing token); the
