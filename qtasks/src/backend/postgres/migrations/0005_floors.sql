@@ -66,6 +66,12 @@ LANGUAGE sql SET search_path FROM CURRENT AS $$
      WHERE pq.app = p_app AND pq.queue = l.queue
 $$;
 
+-- Whether scope `p_scope` of app `p_app` runs `p_limit` tasks or more.
+CREATE FUNCTION slot_full(p_app text, p_scope text, p_limit integer) RETURNS boolean
+LANGUAGE sql SET search_path FROM CURRENT AS $$
+    SELECT coalesce((SELECT sl.running FROM slots sl WHERE sl.app = p_app AND sl.scope = p_scope), 0) >= p_limit
+$$;
+
 -- As in version 1, and a task that joins its queue lowers the floor.
 CREATE OR REPLACE FUNCTION enqueue_task(
     p_app text, p_uuid uuid, p_task_name text, p_queue text, p_priority bigint, p_args text,
@@ -243,6 +249,7 @@ DECLARE
     rated text[];
     tokens double precision[];
     tk double precision;
+    rate jsonb;
     blocked boolean;
     limited boolean;
     token_due timestamptz;
@@ -381,51 +388,33 @@ BEGIN
                     -- Concurrency: of the task name, of the queue, per key.
                     IF tl ? 'c' THEN
                         s := 't:' || r.task_name;
-                        IF coalesce((SELECT sl.running FROM slots sl WHERE sl.app = p_app AND sl.scope = s), 0)
-                           >= (tl ->> 'c')::integer THEN
-                            blocked := true;
-                        END IF;
+                        blocked := blocked OR slot_full(p_app, s, (tl ->> 'c')::integer);
                         scopes := scopes || s;
                     END IF;
                     IF ql ? 'c' THEN
                         s := 'q:' || r.queue;
-                        IF coalesce((SELECT sl.running FROM slots sl WHERE sl.app = p_app AND sl.scope = s), 0)
-                           >= (ql ->> 'c')::integer THEN
-                            blocked := true;
-                        END IF;
+                        blocked := blocked OR slot_full(p_app, s, (ql ->> 'c')::integer);
                         scopes := scopes || s;
                     END IF;
                     IF r.limit_key IS NOT NULL AND tl ? 'k' THEN
                         s := 'k:' || r.task_name || chr(31) || r.limit_key;
-                        IF coalesce((SELECT sl.running FROM slots sl WHERE sl.app = p_app AND sl.scope = s), 0)
-                           >= (tl ->> 'k')::integer THEN
-                            blocked := true;
-                        END IF;
+                        blocked := blocked OR slot_full(p_app, s, (tl ->> 'k')::integer);
                         scopes := scopes || s;
                     END IF;
-                    -- Rates: a token from each bucket.
-                    IF tl ? 'r' THEN
-                        s := 't:' || r.task_name;
-                        tk := bucket_tokens(p_app, s, tl -> 'r', now_ts);
+                    -- Rates: a token from each bucket, of the task name then of the queue.
+                    FOR i IN 1 .. 2 LOOP
+                        rate := CASE i WHEN 1 THEN tl -> 'r' ELSE ql -> 'r' END;
+                        CONTINUE WHEN rate IS NULL;
+                        s := CASE i WHEN 1 THEN 't:' || r.task_name ELSE 'q:' || r.queue END;
+                        tk := bucket_tokens(p_app, s, rate, now_ts);
                         IF tk < 1 THEN
                             blocked := true;
-                            token_due := least(token_due, now_ts + (1 - tk) * ((tl -> 'r' ->> 1)::double precision
-                                         / greatest((tl -> 'r' ->> 0)::double precision, 1)) * interval '1 second');
+                            token_due := least(token_due, now_ts + (1 - tk) * ((rate ->> 1)::double precision
+                                         / greatest((rate ->> 0)::double precision, 1)) * interval '1 second');
                         END IF;
                         rated := rated || s;
                         tokens := tokens || tk;
-                    END IF;
-                    IF ql ? 'r' THEN
-                        s := 'q:' || r.queue;
-                        tk := bucket_tokens(p_app, s, ql -> 'r', now_ts);
-                        IF tk < 1 THEN
-                            blocked := true;
-                            token_due := least(token_due, now_ts + (1 - tk) * ((ql -> 'r' ->> 1)::double precision
-                                         / greatest((ql -> 'r' ->> 0)::double precision, 1)) * interval '1 second');
-                        END IF;
-                        rated := rated || s;
-                        tokens := tokens || tk;
-                    END IF;
+                    END LOOP;
                     IF blocked THEN
                         -- The floor stays at or before a task left waiting.
                         IF waiting_priority IS NULL THEN
