@@ -430,6 +430,50 @@ struct Entry {
     finished: Option<Arc<Notify>>,
 }
 
+/// Writes `task` over the stored record `stored`, field by field: a
+/// string of the same task (its name, its queue) is copied into the buffer
+/// it already has, so a write allocates only for what is new. The unique
+/// key stays with the record whatever a plugin wrote.
+fn overwrite(stored: &mut TaskRecord, task: &TaskRecord) {
+    // Destructured, so a field added to `TaskRecord` is not forgotten here.
+    let TaskRecord {
+        uuid,
+        task_name,
+        priority,
+        args,
+        status,
+        created_at,
+        updated_at,
+        result,
+        error,
+        attempt,
+        extra,
+        queue,
+        limit_key,
+        unique,
+        worker,
+        started_at,
+    } = task;
+    stored.uuid = *uuid;
+    stored.task_name.clone_from(task_name);
+    stored.priority = *priority;
+    stored.args.clone_from(args);
+    stored.status = *status;
+    stored.created_at = *created_at;
+    stored.updated_at = *updated_at;
+    stored.result.clone_from(result);
+    stored.error.clone_from(error);
+    stored.attempt = *attempt;
+    stored.extra.clone_from(extra);
+    stored.queue.clone_from(queue);
+    stored.limit_key.clone_from(limit_key);
+    if unique.is_some() {
+        stored.unique.clone_from(unique);
+    }
+    stored.worker.clone_from(worker);
+    stored.started_at = *started_at;
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding one of these locks cannot leave the data
     // half-written (every critical section is a single insert or pop).
@@ -501,11 +545,8 @@ impl MemoryBackend {
             return;
         }
         let previous = entry.task.status;
-        // The unique key stays with the record whatever a plugin wrote.
-        let unique = entry.task.unique.take();
-        entry.task = task.clone();
-        if entry.task.unique.is_none() {
-            entry.task.unique = unique;
+        if !fresh {
+            overwrite(&mut entry.task, task);
         }
         let finished = task.status.is_done().then(|| entry.finished.take()).flatten();
         let slots = task.status.is_done().then(|| entry.slots.take()).flatten();
