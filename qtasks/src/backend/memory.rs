@@ -415,7 +415,9 @@ impl LimitState {
 type Setting = (Value, Option<Instant>);
 
 struct Entry {
-    task: TaskRecord,
+    /// Boxed: the map then holds a small entry per task, and the unused
+    /// half of its table after a growth costs a small entry, not a record.
+    task: Box<TaskRecord>,
     /// Its place in line while it is queued (`new`): a queue entry with
     /// another `seq` is stale (the task was released and queued again).
     seq: u64,
@@ -538,7 +540,7 @@ impl MemoryBackend {
         let mut fresh = false;
         let entry = shard.entries.entry(task.uuid).or_insert_with(|| {
             fresh = true;
-            Entry { task: task.clone(), seq: 0, due: None, slots: None, running: None, finished: None }
+            Entry { task: Box::new(task.clone()), seq: 0, due: None, slots: None, running: None, finished: None }
         });
         // A status only moves forward: a late write never undoes an end.
         if entry.task.status.is_done() && !fresh {
@@ -609,7 +611,7 @@ impl MemoryBackend {
             if shard.entries.contains_key(&task.uuid) {
                 return Enqueued::Existing(task.uuid);
             }
-            let entry = Entry { task: task.clone(), seq, due, slots: None, running: None, finished: None };
+            let entry = Entry { task: Box::new(task.clone()), seq, due, slots: None, running: None, finished: None };
             shard.entries.insert(task.uuid, entry);
         }
         if let Some(unique) = &task.unique {
@@ -780,13 +782,13 @@ impl Backend for MemoryBackend {
     }
 
     async fn get(&self, uuid: Uuid) -> Result<Option<TaskRecord>, BackendError> {
-        Ok(lock(self.shard(&uuid)).entries.get(&uuid).map(|e| e.task.clone()))
+        Ok(lock(self.shard(&uuid)).entries.get(&uuid).map(|e| TaskRecord::clone(&e.task)))
     }
 
     async fn get_all(&self) -> Result<Vec<TaskRecord>, BackendError> {
         let mut all = Vec::new();
         for shard in &self.inner.shards {
-            all.extend(lock(shard).entries.values().map(|e| e.task.clone()));
+            all.extend(lock(shard).entries.values().map(|e| TaskRecord::clone(&e.task)));
         }
         all.sort_by(|a, b| a.created_at.total_cmp(&b.created_at));
         Ok(all)
@@ -797,7 +799,7 @@ impl Backend for MemoryBackend {
             let mut shard = lock(self.shard(&uuid));
             let Some(entry) = shard.entries.get_mut(&uuid) else { return Ok(None) };
             if entry.task.status.is_done() {
-                return Ok(Some(entry.task.clone()));
+                return Ok(Some(TaskRecord::clone(&entry.task)));
             }
             entry.finished.get_or_insert_with(Default::default).clone()
         };
