@@ -37,6 +37,10 @@ use tracing::Instrument;
 /// [`TaskContext::current`]: the receive triggers with the message as it
 /// was taken, the rest with the message as the receive triggers left it.
 ///
+/// `message` is the message as taken, owned by the spawned task and lent
+/// here so the layers below do not move it; the receive triggers may
+/// replace it in place.
+///
 /// `worker` is the id of the worker running it
 /// ([`WorkerInfo::id`](crate::client::WorkerInfo::id)): the run's record
 /// names it, with the time the run began.
