@@ -250,7 +250,8 @@ macro_rules! emit {
     ($events:expr, $kind:expr, $event:expr) => {{
         let events = &$events;
         if events.listens($kind) {
-            events.emit($event).await;
+            // Boxed: only apps that listen carry the handlers' future.
+            Box::pin(events.emit($event)).await;
         }
     }};
 }

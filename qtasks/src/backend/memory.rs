@@ -415,7 +415,9 @@ impl LimitState {
 type Setting = (Value, Option<Instant>);
 
 struct Entry {
-    task: TaskRecord,
+    /// Boxed: the map then holds a small entry per task, and the unused
+    /// half of its table after a growth costs a small entry, not a record.
+    task: Box<TaskRecord>,
     /// Its place in line while it is queued (`new`): a queue entry with
     /// another `seq` is stale (the task was released and queued again).
     seq: u64,
@@ -428,6 +430,50 @@ struct Entry {
     running: Option<Arc<AtomicU64>>,
     // Created only when someone waits on this task.
     finished: Option<Arc<Notify>>,
+}
+
+/// Writes `task` over the stored record `stored`, field by field: a
+/// string of the same task (its name, its queue) is copied into the buffer
+/// it already has, so a write allocates only for what is new. The unique
+/// key stays with the record whatever a plugin wrote.
+fn overwrite(stored: &mut TaskRecord, task: &TaskRecord) {
+    // Destructured, so a field added to `TaskRecord` is not forgotten here.
+    let TaskRecord {
+        uuid,
+        task_name,
+        priority,
+        args,
+        status,
+        created_at,
+        updated_at,
+        result,
+        error,
+        attempt,
+        extra,
+        queue,
+        limit_key,
+        unique,
+        worker,
+        started_at,
+    } = task;
+    stored.uuid = *uuid;
+    stored.task_name.clone_from(task_name);
+    stored.priority = *priority;
+    stored.args.clone_from(args);
+    stored.status = *status;
+    stored.created_at = *created_at;
+    stored.updated_at = *updated_at;
+    stored.result.clone_from(result);
+    stored.error.clone_from(error);
+    stored.attempt = *attempt;
+    stored.extra.clone_from(extra);
+    stored.queue.clone_from(queue);
+    stored.limit_key.clone_from(limit_key);
+    if unique.is_some() {
+        stored.unique.clone_from(unique);
+    }
+    stored.worker.clone_from(worker);
+    stored.started_at = *started_at;
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -494,18 +540,15 @@ impl MemoryBackend {
         let mut fresh = false;
         let entry = shard.entries.entry(task.uuid).or_insert_with(|| {
             fresh = true;
-            Entry { task: task.clone(), seq: 0, due: None, slots: None, running: None, finished: None }
+            Entry { task: Box::new(task.clone()), seq: 0, due: None, slots: None, running: None, finished: None }
         });
         // A status only moves forward: a late write never undoes an end.
         if entry.task.status.is_done() && !fresh {
             return;
         }
         let previous = entry.task.status;
-        // The unique key stays with the record whatever a plugin wrote.
-        let unique = entry.task.unique.take();
-        entry.task = task.clone();
-        if entry.task.unique.is_none() {
-            entry.task.unique = unique;
+        if !fresh {
+            overwrite(&mut entry.task, task);
         }
         let finished = task.status.is_done().then(|| entry.finished.take()).flatten();
         let slots = task.status.is_done().then(|| entry.slots.take()).flatten();
@@ -568,7 +611,7 @@ impl MemoryBackend {
             if shard.entries.contains_key(&task.uuid) {
                 return Enqueued::Existing(task.uuid);
             }
-            let entry = Entry { task: task.clone(), seq, due, slots: None, running: None, finished: None };
+            let entry = Entry { task: Box::new(task.clone()), seq, due, slots: None, running: None, finished: None };
             shard.entries.insert(task.uuid, entry);
         }
         if let Some(unique) = &task.unique {
@@ -739,13 +782,13 @@ impl Backend for MemoryBackend {
     }
 
     async fn get(&self, uuid: Uuid) -> Result<Option<TaskRecord>, BackendError> {
-        Ok(lock(self.shard(&uuid)).entries.get(&uuid).map(|e| e.task.clone()))
+        Ok(lock(self.shard(&uuid)).entries.get(&uuid).map(|e| TaskRecord::clone(&e.task)))
     }
 
     async fn get_all(&self) -> Result<Vec<TaskRecord>, BackendError> {
         let mut all = Vec::new();
         for shard in &self.inner.shards {
-            all.extend(lock(shard).entries.values().map(|e| e.task.clone()));
+            all.extend(lock(shard).entries.values().map(|e| TaskRecord::clone(&e.task)));
         }
         all.sort_by(|a, b| a.created_at.total_cmp(&b.created_at));
         Ok(all)
@@ -756,7 +799,7 @@ impl Backend for MemoryBackend {
             let mut shard = lock(self.shard(&uuid));
             let Some(entry) = shard.entries.get_mut(&uuid) else { return Ok(None) };
             if entry.task.status.is_done() {
-                return Ok(Some(entry.task.clone()));
+                return Ok(Some(TaskRecord::clone(&entry.task)));
             }
             entry.finished.get_or_insert_with(Default::default).clone()
         };

@@ -15,12 +15,12 @@
 use super::run::{renewing_lease, run};
 use crate::app::events::{Event, EventKind, emit};
 use crate::app::{AllTasks, AppInner};
-use crate::backend::Backend;
+use crate::backend::{Backend, BackendError};
 use crate::dispatch::PluginChain;
 use crate::dispatch::fire_ctx as fire;
 use crate::model::{TaskMessage, TaskRecord, TaskStatus, now};
 use crate::task::context::{TaskName, Threads};
-use crate::task::deps::{Resources, WorkerDeps};
+use crate::task::deps::{Resources, TaskDeps, WorkerDeps};
 use crate::task::{CancelToken, Task, TaskContext, TaskError, TaskInfo, TaskSet, TaskVisitor};
 use crate::triggers::Trigger;
 use crate::triggers::*;
@@ -37,6 +37,10 @@ use tracing::Instrument;
 /// [`TaskContext::current`]: the receive triggers with the message as it
 /// was taken, the rest with the message as the receive triggers left it.
 ///
+/// `message` is the message as taken, owned by the spawned task and lent
+/// here so the layers below do not move it; the receive triggers may
+/// replace it in place.
+///
 /// `worker` is the id of the worker running it
 /// ([`WorkerInfo::id`](crate::client::WorkerInfo::id)): the run's record
 /// names it, with the time the run began.
@@ -49,20 +53,24 @@ pub(crate) async fn receive_and_run<T: TaskSet, C: PluginChain, B: Backend>(
     app: &AppInner<T, C, B>,
     deps: &Arc<WorkerDeps>,
     worker: &str,
-    message: TaskMessage,
+    message: &mut TaskMessage,
 ) {
-    let span = task_span(&message);
+    let span = task_span(message);
     // Watched until the final record is stored, so a cancel that comes at
     // any point of the run is seen (see `store_final`).
     let token = CancelToken::new();
-    let leased = message.uuid;
-    // Boxed: `renewing_lease` holds the future it is given twice (its
-    // argument and its pinned copy), so it is given a pointer.
-    let held =
-        renewing_lease(app, leased, Box::pin(hold(app, deps, worker, message, &span, &token))).instrument(span.clone());
-    let (ctx, message, info, model, threads) = held.await;
-    ctx.scope(after_store(app, info, &model)).instrument(span).await;
-    app.backend.unwatch_cancel(message.uuid);
+    let uuid = message.uuid;
+    let threads = {
+        let (ctx, info, model, threads) =
+            renewing_lease(app, uuid, hold(app, deps, worker, message, &span, &token)).instrument(span.clone()).await;
+        if after_store_listened(app, model.status) {
+            // Boxed, the record and the context moved in: a run that nothing
+            // listens to after its store holds neither across an await.
+            Box::pin(ctx.scope(after_store(app, info, model)).instrument(span)).await;
+        }
+        threads
+    };
+    app.backend.unwatch_cancel(uuid);
     // A sync task's thread left running past its time limit (or a cancel)
     // keeps the worker's slot until it returns.
     if let Some(threads) = threads {
@@ -89,30 +97,68 @@ fn task_span(message: &TaskMessage) -> tracing::Span {
     span
 }
 
+/// `true` if a plugin of `C` listens to trigger `X`. A constant: a fire
+/// site guarded by it builds no context (moves nothing) when none does.
+#[inline(always)]
+fn listened<C: PluginChain, X: Trigger>() -> bool {
+    C::LISTENS.contains(X::ID)
+}
+
+/// The receive triggers, any of which may replace the message.
+fn receive_listened<C: PluginChain>() -> bool {
+    listened::<C, BrokerAddWorker<'static>>()
+        || listened::<C, StorageAddProcess<'static>>()
+        || listened::<C, WorkerAdd<'static>>()
+}
+
 /// What the worker does while it holds the task: receive it, run it, store
-/// its final record.
+/// its final record. Gives the context of the triggers after the store,
+/// and what they need.
 async fn hold<T: TaskSet, C: PluginChain, B: Backend>(
     app: &AppInner<T, C, B>,
     deps: &Arc<WorkerDeps>,
     worker: &str,
-    message: TaskMessage,
+    message: &mut TaskMessage,
     span: &tracing::Span,
     token: &CancelToken,
-) -> (TaskContext, TaskMessage, Option<&'static TaskInfo>, TaskRecord, Option<Arc<Threads>>) {
+) -> (TaskContext, Option<&'static TaskInfo>, TaskRecord, Option<Arc<Threads>>) {
+    if receive_listened::<C>() {
+        // Boxed: only apps whose plugins listen carry these triggers' state.
+        let taken = std::mem::replace(message, empty_message());
+        *message = Box::pin(receive(app, taken, span, token)).await;
+    }
+    let message = &*message;
+    let ctx = context::<T, C>(message, span, token);
+    // Boxed: the run's state is held by pointer here and in the futures
+    // around (each kept small enough for the allocator's per-thread cache).
+    let (info, model, threads) =
+        ctx.clone().scope(Box::pin(run_and_store(app, deps, worker, message, span, token))).await;
+    (ctx, info, model, threads)
+}
+
+/// The receive triggers, with the message as it was taken as the context.
+async fn receive<T: TaskSet, C: PluginChain, B: Backend>(
+    app: &AppInner<T, C, B>,
+    mut message: TaskMessage,
+    span: &tracing::Span,
+    token: &CancelToken,
+) -> TaskMessage {
     let name = app.name.as_str();
     let received = context::<T, C>(&message, span, token);
-    let message = received
+    received
         .scope(async {
-            let message = fire!(&app.chain, BrokerAddWorker { app: name, message }).message;
-            let message = fire!(&app.chain, StorageAddProcess { app: name, message }).message;
-            fire!(&app.chain, WorkerAdd { app: name, message }).message
+            if listened::<C, BrokerAddWorker<'static>>() {
+                message = fire!(&app.chain, BrokerAddWorker { app: name, message }).message;
+            }
+            if listened::<C, StorageAddProcess<'static>>() {
+                message = fire!(&app.chain, StorageAddProcess { app: name, message }).message;
+            }
+            if listened::<C, WorkerAdd<'static>>() {
+                message = fire!(&app.chain, WorkerAdd { app: name, message }).message;
+            }
+            message
         })
-        .await;
-    let ctx = context::<T, C>(&message, span, token);
-    // Boxed, so this future (and the one boxing it) stays small.
-    let (info, model, threads) =
-        ctx.clone().scope(Box::pin(run_and_store(app, deps, worker, &message, span, token))).await;
-    (ctx, message, info, model, threads)
+        .await
 }
 
 /// The task's context for the triggers around its run: no dependencies,
@@ -137,24 +183,25 @@ async fn run_and_store<T: TaskSet, C: PluginChain, B: Backend>(
     span: &tracing::Span,
     token: &CancelToken,
 ) -> (Option<&'static TaskInfo>, TaskRecord, Option<Arc<Threads>>) {
-    let name = app.name.as_str();
     app.backend.watch_cancel(message.uuid, token);
     let exec = Exec { app, deps, worker, message, token, span };
-    let (info, model, threads) = match <AllTasks<T, C>>::dispatch(&message.task_name, exec).await {
+    let (info, mut model, threads) = match <AllTasks<T, C>>::dispatch(&message.task_name, exec).await {
         Ok(done) => done,
-        Err(_) => {
-            tracing::warn!(app = name, task = %message.task_name, uuid = %message.uuid, "unknown task");
-            let mut model = TaskRecord::from_message(message, TaskStatus::Error);
-            model.worker = Some(worker.to_owned());
-            model.error = Some(format!(
-                "unknown task `{}`: no task of that name is registered in app `{name}`",
-                message.task_name
-            ));
-            (None, model, None)
-        }
+        Err(_) => (None, unknown_task(app.name.as_str(), worker, message), None),
     };
-    let model = store_final(app, info, message, model, token).await;
+    store_final(app, info, message, &mut model, token).await;
     (info, model, threads)
+}
+
+/// The final record of a task the app does not define.
+#[cold]
+fn unknown_task(app: &str, worker: &str, message: &TaskMessage) -> TaskRecord {
+    tracing::warn!(app, task = %message.task_name, uuid = %message.uuid, "unknown task");
+    let mut model = TaskRecord::from_message(message, TaskStatus::Error);
+    model.worker = Some(worker.to_owned());
+    model.error =
+        Some(format!("unknown task `{}`: no task of that name is registered in app `{app}`", message.task_name));
+    model
 }
 
 /// Fires the triggers before the final record is stored, stores it, and
@@ -163,9 +210,9 @@ async fn store_final<T, C: PluginChain, B: Backend>(
     app: &AppInner<T, C, B>,
     task: Option<&'static TaskInfo>,
     message: &TaskMessage,
-    mut model: TaskRecord,
+    model: &mut TaskRecord,
     token: &CancelToken,
-) -> TaskRecord {
+) {
     let name = app.name.as_str();
     // A client that cancelled the task was told it ends `cancel`: so it
     // does, also when the request came after the run's last look at it.
@@ -177,29 +224,86 @@ async fn store_final<T, C: PluginChain, B: Backend>(
         model.error = Some(reason.to_owned());
     }
     model.updated_at = now();
-    let model = fire!(&app.chain, WorkerRemoveFinishedTask { app: name, task, message, model }).model;
-    let model = fire!(&app.chain, BrokerRemoveFinishedTask { app: name, model }).model;
-    let model = within_size_limit(model, app.config.max_message_size);
-    store_retrying(app, &model).await;
+    if listened::<C, WorkerRemoveFinishedTask<'static>>() || listened::<C, BrokerRemoveFinishedTask<'static>>() {
+        Box::pin(replace_final(app, task, message, model)).await;
+    }
+    within_size_limit(model, app.config.max_message_size);
+    if let Err(error) = app.backend.finish(model).await {
+        // Boxed, as the cancel below: paths most runs never take do not
+        // make every run's future larger.
+        Box::pin(store_retrying(app, model, error)).await;
+    }
     // Cancelled after its retry was enqueued: cancel the retry (a cancel
     // coming later finds the `retry` record and follows it by itself).
     if model.status == TaskStatus::Retry
         && let Some(reason) = token.reason()
         && let Some(child) = model.retry_child()
-        && let Err(error) = app.backend.cancel(child, reason).await
+        && let Err(error) = Box::pin(app.backend.cancel(child, reason)).await
     {
         tracing::error!(app = name, uuid = %child, %error, "cancelling the retry of a cancelled task failed");
     }
-    model
 }
 
-/// Stores the final record, retrying with backoff while this worker still
-/// holds the task (the lease is renewed meanwhile): a connection that drops
-/// at that moment costs a retry, not a second run after the lease. Gives up
-/// only once the lease is lost (another worker then runs the task: the one
-/// case where it runs twice) or, on a backend without leases, after a few
-/// tries.
-async fn store_retrying<T, C, B: Backend>(app: &AppInner<T, C, B>, model: &TaskRecord) {
+/// A message with nothing in it (no allocation), to move a message out of
+/// a place for a moment.
+fn empty_message() -> TaskMessage {
+    TaskMessage {
+        uuid: uuid::Uuid::nil(),
+        task_name: String::new(),
+        queue: String::new(),
+        priority: 0,
+        args: Value::Null,
+        created_at: 0.0,
+        attempt: 0,
+        extra: serde_json::Map::new(),
+        limit_key: None,
+    }
+}
+
+/// A record with nothing in it (no allocation), to move a record out of a
+/// place for a moment.
+fn empty_record() -> TaskRecord {
+    TaskRecord {
+        uuid: uuid::Uuid::nil(),
+        task_name: String::new(),
+        priority: 0,
+        args: Value::Null,
+        status: TaskStatus::New,
+        created_at: 0.0,
+        updated_at: 0.0,
+        result: None,
+        error: None,
+        attempt: 0,
+        extra: serde_json::Map::new(),
+        queue: String::new(),
+        limit_key: None,
+        unique: None,
+        worker: None,
+        started_at: None,
+    }
+}
+
+/// The triggers that may replace the final record before it is stored.
+async fn replace_final<T, C: PluginChain, B: Backend>(
+    app: &AppInner<T, C, B>,
+    task: Option<&'static TaskInfo>,
+    message: &TaskMessage,
+    model: &mut TaskRecord,
+) {
+    let name = app.name.as_str();
+    let mut owned = std::mem::replace(model, empty_record());
+    owned = fire!(&app.chain, WorkerRemoveFinishedTask { app: name, task, message, model: owned }).model;
+    owned = fire!(&app.chain, BrokerRemoveFinishedTask { app: name, model: owned }).model;
+    *model = owned;
+}
+
+/// Stores the final record again after a first try failed with `error`,
+/// retrying with backoff while this worker still holds the task (the lease
+/// is renewed meanwhile): a connection that drops at that moment costs a
+/// retry, not a second run after the lease. Gives up only once the lease is
+/// lost (another worker then runs the task: the one case where it runs
+/// twice) or, on a backend without leases, after a few tries.
+async fn store_retrying<T, C, B: Backend>(app: &AppInner<T, C, B>, model: &TaskRecord, mut error: BackendError) {
     const FIRST_BACKOFF: Duration = Duration::from_millis(20);
     const TRIES_WITHOUT_LEASE: u32 = 5;
     let name = app.name.as_str();
@@ -208,10 +312,6 @@ async fn store_retrying<T, C, B: Backend>(app: &AppInner<T, C, B>, model: &TaskR
     let mut held_until = period.map(|p| Instant::now() + p * 2);
     let mut backoff = FIRST_BACKOFF;
     for attempt in 1u32.. {
-        let error = match app.backend.finish(model).await {
-            Ok(()) => return,
-            Err(error) => error,
-        };
         let give_up = match period {
             None => attempt >= TRIES_WITHOUT_LEASE,
             Some(period) => match app.backend.extend_lease(model.uuid).await {
@@ -233,6 +333,10 @@ async fn store_retrying<T, C, B: Backend>(app: &AppInner<T, C, B>, model: &TaskR
         tracing::warn!(app = name, uuid = %model.uuid, %error, attempt, "storing the final status failed; retrying");
         tokio::time::sleep(jitter(backoff)).await;
         backoff = (backoff * 2).min(period.unwrap_or(Duration::from_secs(1)));
+        error = match app.backend.finish(model).await {
+            Ok(()) => return,
+            Err(error) => error,
+        };
     }
 }
 
@@ -250,7 +354,7 @@ const ERROR_TEXT_LIMIT: usize = 16 * 1024;
 /// Keeps a final record within the message size limit: an error text over
 /// [`ERROR_TEXT_LIMIT`] (or half the limit) is cut, and a result whose JSON
 /// is larger than the limit makes the task end `error` saying so.
-fn within_size_limit(mut model: TaskRecord, limit: usize) -> TaskRecord {
+fn within_size_limit(model: &mut TaskRecord, limit: usize) {
     if let Some(result) = &model.result {
         let size = json_size(result);
         if size > limit {
@@ -273,7 +377,6 @@ fn within_size_limit(mut model: TaskRecord, limit: usize) -> TaskRecord {
         error.truncate(cut);
         error.push_str(&format!("… ({dropped} more bytes cut)"));
     }
-    model
 }
 
 /// The length of `value` as JSON, without building the text.
@@ -294,13 +397,23 @@ fn json_size(value: &Value) -> usize {
     count.0
 }
 
+/// Whether a plugin listens to the triggers after the final record is
+/// stored (a constant) or a handler to the events (a bit test each).
+fn after_store_listened<T, C: PluginChain, B>(app: &AppInner<T, C, B>, status: TaskStatus) -> bool {
+    listened::<C, StorageRemoveFinishedTask<'static>>()
+        || listened::<C, WorkerExecuteAfter<'static>>()
+        || EventKind::for_status(status).is_some_and(|kind| app.events.listens(kind))
+        || app.events.listens(EventKind::TaskStopping)
+}
+
 /// The triggers and events after the final record is stored.
 async fn after_store<T, C: PluginChain, B: Backend>(
     app: &AppInner<T, C, B>,
     task: Option<&'static TaskInfo>,
-    model: &TaskRecord,
+    model: TaskRecord,
 ) {
     let name = app.name.as_str();
+    let model = &model;
     fire!(&app.chain, StorageRemoveFinishedTask { app: name, model });
     fire!(&app.chain, WorkerExecuteAfter { app: name, task, model });
     if let Some(kind) = EventKind::for_status(model.status) {
@@ -375,19 +488,39 @@ async fn execute<K: Task, T, C: PluginChain, B: Backend>(
         // Boxed once here: the wrappers around it (task-local scope, span)
         // and the futures awaiting it then move a pointer, not the whole
         // pipeline's state (kilobytes, copied at each move).
-        ctx.clone().scope(Box::pin(pipeline::<K, T, C, B>(app, worker, message, ctx))).instrument(span.clone()).await;
-    // The run's own dependencies close before its status is stored, however it ended.
-    // Boxed, as the retry below: paths most runs never take do not make
-    // every run's future larger.
-    if let Some(task_deps) = task_deps {
-        Box::pin(task_deps.close()).instrument(span.clone()).await;
+        ctx.clone().scope(Box::pin(pipeline::<K, T, C, B>(app, worker, message, token, ctx))).instrument(span.clone()).await;
+    let retry = model.status == TaskStatus::Error && retryable && K::INFO.retry > 0;
+    if task_deps.is_none() && (!retry || token.is_cancelled()) {
+        return model;
     }
-    if model.status == TaskStatus::Error && retryable && K::INFO.retry > 0 && !token.is_cancelled() {
+    // Boxed: paths most runs never take do not make every run's future
+    // larger (nor hold the record across them).
+    Box::pin(after_run::<K, T, C, B>(app, message, token, span, threads, task_deps, model, retry)).await
+}
+
+/// After the pipeline: the run's own dependencies close (before its status
+/// is stored, however it ended), then a failed run that may be retried is
+/// (unless it was cancelled meanwhile).
+#[allow(clippy::too_many_arguments)]
+async fn after_run<K: Task, T, C: PluginChain, B: Backend>(
+    app: &AppInner<T, C, B>,
+    message: &TaskMessage,
+    token: &CancelToken,
+    span: &tracing::Span,
+    threads: &Option<Arc<Threads>>,
+    task_deps: Option<Arc<TaskDeps>>,
+    model: TaskRecord,
+    retry: bool,
+) -> TaskRecord {
+    if let Some(task_deps) = task_deps {
+        task_deps.close().instrument(span.clone()).await;
+    }
+    if retry && !token.is_cancelled() {
         // The next attempt never runs next to this one's thread.
         if let Some(threads) = threads {
             threads.idle().await;
         }
-        return Box::pin(super::retry::retry::<K, T, C, B>(app, message, model)).instrument(span.clone()).await;
+        return super::retry::retry::<K, T, C, B>(app, message, model).instrument(span.clone()).await;
     }
     model
 }
@@ -396,6 +529,7 @@ async fn pipeline<K: Task, T, C: PluginChain, B: Backend>(
     app: &AppInner<T, C, B>,
     worker: &str,
     message: &TaskMessage,
+    token: &CancelToken,
     ctx: TaskContext,
 ) -> (TaskRecord, bool) {
     let name = app.name.as_str();
@@ -404,41 +538,44 @@ async fn pipeline<K: Task, T, C: PluginChain, B: Backend>(
 
     // The run's record names its worker and start from here on: the
     // `process` record a plugin may have rewritten, and the final one.
-    let mut model = TaskRecord::from_message(message, TaskStatus::Process);
-    model.worker = Some(worker.to_owned());
-    model.started_at = Some(now());
-    let model = fire!(chain, WorkerExecuteBefore { app: name, task, message, model }).model;
-    let model = fire!(chain, BrokerUpdate { app: name, model }).model;
-    let mut model = fire!(chain, StorageUpdate { app: name, model }).model;
-    // `fetch` marked the record `process`; write it again only if a plugin
-    // may have replaced it (a constant: no round trip otherwise).
-    let replaceable = C::LISTENS.contains(<WorkerExecuteBefore<'static> as Trigger>::ID)
-        || C::LISTENS.contains(<BrokerUpdate<'static> as Trigger>::ID)
-        || C::LISTENS.contains(<StorageUpdate<'static> as Trigger>::ID);
-    if replaceable && let Err(error) = app.backend.update(&model).await {
-        tracing::error!(app = name, uuid = %message.uuid, %error, "storing the process status failed");
-    }
+    let started_at = now();
+    // `fetch` marked the record `process`. A plugin that may replace that
+    // record gets it now, and its version is the one that ends; otherwise
+    // (a constant) the record is made after the run, so nothing of it is
+    // held across the run.
+    let replaceable = listened::<C, WorkerExecuteBefore<'static>>()
+        || listened::<C, BrokerUpdate<'static>>()
+        || listened::<C, StorageUpdate<'static>>();
+    let rewritten = if replaceable {
+        Some(Box::new(Box::pin(process_record::<K, T, C, B>(app, worker, message, started_at)).await))
+    } else {
+        None
+    };
     fire!(chain, WorkerRunTaskBefore { app: name, task, message });
     fire!(chain, TaskExecutorMiddlewaresExecute { app: name, task, message, phase: Phase::Before });
 
-    // Arguments are decoded straight from the message unless a plugin may replace them.
-    let replaced;
-    let args: &Value =
-        if crate::dispatch::listens(chain, &TaskExecutorArgsReplace { app: name, task, message, args: Value::Null }) {
+    // Arguments are decoded straight from the message unless a plugin may
+    // replace them (in a block: a replaced value is not held across the run).
+    let decoded = {
+        let replaced;
+        let args: &Value = if listened::<C, TaskExecutorArgsReplace<'static>>() {
             replaced =
                 fire!(chain, TaskExecutorArgsReplace { app: name, task, message, args: message.args.clone() }).args;
             &replaced
         } else {
             &message.args
         };
-    fire!(chain, TaskExecutorBeforeExecute { app: name, task, message });
+        fire!(chain, TaskExecutorBeforeExecute { app: name, task, message });
+        K::decode_args(args)
+    };
 
-    let token = ctx.cancellation().clone();
-    let ended = match K::decode_args(args) {
+    let ended = match decoded {
         // Cancelled between being taken and starting: it does not start.
         _ if token.is_cancelled() => Ended::Cancel(token.reason().unwrap_or("cancelled").to_owned()),
         Err(e) => Ended::Error(TaskError::InvalidArguments(format!("task `{}`: {e}", task.name)).to_string(), false),
-        Ok(args) => match run::<K>(ctx, args).await {
+        // Boxed: two allocations small enough for the allocator's
+        // per-thread cache cost less than one too large for it.
+        Ok(args) => match Box::pin(run::<K>(ctx, args)).await {
             Ok(output) => match serde_json::to_value(output) {
                 // A stream task's list of items (a constant test: other tasks pay nothing).
                 Ok(result) if K::INFO.stream => {
@@ -494,25 +631,50 @@ async fn pipeline<K: Task, T, C: PluginChain, B: Backend>(
         }
         other => other,
     };
-    let mut retryable = false;
-    let status = match ended {
-        Ended::Success(result) => {
-            model.result = Some(result);
-            TaskStatus::Success
-        }
-        Ended::Error(error, retry) => {
-            model.error = Some(error);
-            retryable = retry;
-            TaskStatus::Error
-        }
-        Ended::Cancel(reason) => {
-            model.error = Some(reason);
-            TaskStatus::Cancel
-        }
+    let (status, retryable) = match &ended {
+        Ended::Success(_) => (TaskStatus::Success, false),
+        Ended::Error(_, retry) => (TaskStatus::Error, *retry),
+        Ended::Cancel(_) => (TaskStatus::Cancel, false),
     };
-    model.status = status;
     fire!(chain, TaskExecutorTaskClose { app: name, task, message, status });
+    // Made (or taken back) only now: no await below holds it.
+    let mut model = match rewritten {
+        Some(model) => *model,
+        None => run_record(message, worker, started_at),
+    };
+    match ended {
+        Ended::Success(result) => model.result = Some(result),
+        Ended::Error(error, _) | Ended::Cancel(error) => model.error = Some(error),
+    }
+    model.status = status;
     (model, retryable)
+}
+
+/// The record of a run: `process`, naming its worker and start.
+fn run_record(message: &TaskMessage, worker: &str, started_at: f64) -> TaskRecord {
+    let mut model = TaskRecord::from_message(message, TaskStatus::Process);
+    model.worker = Some(worker.to_owned());
+    model.started_at = Some(started_at);
+    model
+}
+
+/// The `process` record through the triggers that may replace it, stored
+/// again (a plugin may have changed it).
+async fn process_record<K: Task, T, C: PluginChain, B: Backend>(
+    app: &AppInner<T, C, B>,
+    worker: &str,
+    message: &TaskMessage,
+    started_at: f64,
+) -> TaskRecord {
+    let (name, chain, task) = (app.name.as_str(), &app.chain, &K::INFO);
+    let model = run_record(message, worker, started_at);
+    let model = fire!(chain, WorkerExecuteBefore { app: name, task, message, model }).model;
+    let model = fire!(chain, BrokerUpdate { app: name, model }).model;
+    let model = fire!(chain, StorageUpdate { app: name, model }).model;
+    if let Err(error) = app.backend.update(&model).await {
+        tracing::error!(app = name, uuid = %message.uuid, %error, "storing the process status failed");
+    }
+    model
 }
 
 #[cfg(test)]
@@ -544,7 +706,8 @@ mod tests {
         let app = QueueTasks::builder("sizes").task::<Noop>().build().unwrap();
         let deps = Arc::new(WorkerDeps::none_for_tests());
         let message = TaskRecord::new(uuid::Uuid::new_v4(), NewTask::new("noop", serde_json::json!([]))).message();
-        let future = receive_and_run(&app.inner, &deps, "worker", message);
+        let mut message = message;
+        let future = receive_and_run(&app.inner, &deps, "worker", &mut message);
         let size = std::mem::size_of_val(&future);
         assert!(size <= 8 * 1024, "the per-task future is {size} bytes");
     }

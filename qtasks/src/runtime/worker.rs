@@ -357,7 +357,7 @@ async fn run_loop<T: TaskSet, C: PluginChain, B: Backend>(
             continue;
         }
         backoff = std::time::Duration::from_millis(10);
-        for message in batch.drain(..) {
+        for mut message in batch.drain(..) {
             let Some(permit) = permits.pop() else {
                 // A backend gave more than was asked for: put the rest back.
                 tracing::error!(app = %app.name, uuid = %message.uuid, "fetch returned more tasks than free slots; releasing");
@@ -372,7 +372,7 @@ async fn run_loop<T: TaskSet, C: PluginChain, B: Backend>(
                 let uuid = message.uuid;
                 // Boxed so the spawned future stays small: tokio moves it
                 // into its task cell, and a move copies a future whole.
-                let run = Box::pin(crate::runtime::executor::receive_and_run(&app, &deps, &id, message));
+                let run = Box::pin(crate::runtime::executor::receive_and_run(&app, &deps, &id, &mut message));
                 tokio::select! {
                     biased;
                     () = run => {}

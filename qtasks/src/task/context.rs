@@ -196,8 +196,11 @@ impl TaskContext {
     }
 
     /// Runs `future` with `self` as [`TaskContext::current`].
-    pub(crate) async fn scope<F: std::future::Future>(self, future: F) -> F::Output {
-        CURRENT.scope(self, future).await
+    ///
+    /// A plain function: the future it gives holds `future` once (an
+    /// `async fn` would hold it twice, as its argument and as the scope).
+    pub(crate) fn scope<F: std::future::Future>(self, future: F) -> impl std::future::Future<Output = F::Output> {
+        CURRENT.scope(self, future)
     }
 
     /// Runs `f` with `ctx` as [`TaskContext::current`] (for blocking code).
