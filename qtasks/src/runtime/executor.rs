@@ -705,8 +705,7 @@ mod tests {
     fn the_future_run_for_each_task_stays_small() {
         let app = QueueTasks::builder("sizes").task::<Noop>().build().unwrap();
         let deps = Arc::new(WorkerDeps::none_for_tests());
-        let message = TaskRecord::new(uuid::Uuid::new_v4(), NewTask::new("noop", serde_json::json!([]))).message();
-        let mut message = message;
+        let mut message = TaskRecord::new(uuid::Uuid::new_v4(), NewTask::new("noop", serde_json::json!([]))).message();
         let future = receive_and_run(&app.inner, &deps, "worker", &mut message);
         let size = std::mem::size_of_val(&future);
         assert!(size <= 8 * 1024, "the per-task future is {size} bytes");
