@@ -384,6 +384,75 @@ async fn finish_sets_the_retention_ttl_and_releases_the_task() {
     backend.flush().await.unwrap();
 }
 
+/// Tasks that end together are finished in batches (one script call for
+/// many): each good one ends `success`, is counted once and published
+/// once; a task whose record was replaced by another type goes to the dead
+/// letters, and one whose keys cannot be written fails alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(redis_unreachable, ignore = "Redis is not reachable; see the build warning")]
+async fn tasks_ending_together_are_finished_together_and_a_bad_one_fails_alone() {
+    use futures::StreamExt;
+    const TASKS: usize = 200;
+    let Some(backend) = connect().await else { return };
+    let mut conn = raw().await;
+    let prefix = backend.key_prefix().to_owned();
+    let mut done = redis::Client::open(url()).unwrap().get_async_pubsub().await.unwrap();
+    done.subscribe(format!("{prefix}done")).await.unwrap();
+
+    for _ in 0..TASKS {
+        backend.enqueue(&record("batch", 0)).await.unwrap();
+    }
+    let mut taken = Vec::new();
+    while taken.len() < TASKS {
+        taken.extend(fetch_within(&backend, TASKS - taken.len(), WAIT).await);
+    }
+    // One record key replaced by a string; one record naming a slot key
+    // that holds a string (releasing its slot fails with WRONGTYPE).
+    let (replaced, unwritable) = (taken[10].uuid, taken[20].uuid);
+    let _: () = query(&mut conn, &["SET", &format!("{prefix}task:{replaced}"), "not a record"]).await;
+    let bad_slot = format!("{prefix}slots:7:badslot");
+    let _: () = query(&mut conn, &["SET", &bad_slot, "not a set"]).await;
+    let _: i64 = query(&mut conn, &["HSET", &format!("{prefix}task:{unwritable}"), "slots", &bad_slot]).await;
+
+    let ends = taken.iter().map(|m| {
+        let backend = backend.clone();
+        let end = TaskRecord::from_message(m, TaskStatus::Success);
+        async move { (end.uuid, backend.finish(&end).await) }
+    });
+    let outcomes = futures::future::join_all(ends).await;
+    let good: std::collections::HashSet<Uuid> =
+        taken.iter().map(|m| m.uuid).filter(|u| *u != replaced && *u != unwritable).collect();
+    for (uuid, outcome) in &outcomes {
+        if *uuid == unwritable {
+            let e = outcome.as_ref().expect_err("the task whose slot cannot be released fails");
+            assert!(e.to_string().contains("WRONGTYPE"), "{e}");
+        } else {
+            outcome.as_ref().unwrap_or_else(|e| panic!("finishing {uuid}: {e}"));
+        }
+    }
+    for uuid in &good {
+        assert_eq!(backend.get(*uuid).await.unwrap().unwrap().status, TaskStatus::Success);
+    }
+    let dead: Vec<String> = query(&mut conn, &["LRANGE", &format!("{prefix}dead"), "0", "-1"]).await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(dead[0].contains(&replaced.to_string()), "{dead:?}");
+    let stats = backend.stats().await.unwrap();
+    assert_eq!(stats.tasks["batch"].success, good.len() as u64, "each written end counted once");
+
+    // Each good task is published once (and the failed ones are not).
+    let mut published = std::collections::HashSet::new();
+    let mut messages = done.on_message();
+    while published.len() < good.len() {
+        let message = tokio::time::timeout(WAIT, messages.next()).await.expect("every end is published").unwrap();
+        let uuid: Uuid = message.get_payload::<String>().unwrap().parse().unwrap();
+        assert!(good.contains(&uuid), "{uuid} was published");
+        assert!(published.insert(uuid), "{uuid} was published twice");
+    }
+    drop(messages);
+    let _: i64 = query(&mut conn, &["DEL", &bad_slot]).await;
+    backend.flush().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(redis_unreachable, ignore = "Redis is not reachable; see the build warning")]
 async fn garbage_in_the_queue_goes_to_the_dead_letters() {

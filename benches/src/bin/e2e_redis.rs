@@ -24,7 +24,9 @@
 //!   direct use), waits until each has connected and built its app, then
 //!   releases them all at once and times until `tasks` completions were
 //!   published on the app's `done` channel. Every record is then checked to
-//!   be `success`. With `window`, the rate of every `window` completions is
+//!   be `success`. The line gives the CPU time per task of the worker
+//!   processes and of the Redis server over the timed part (live: the
+//!   server's includes the enqueues). With `window`, the rate of every `window` completions is
 //!   printed too (the backlog check), with the CPU time per task of every
 //!   window: the worker processes' threads (`/proc/<pid>/task/*/schedstat`)
 //!   plus the Redis server (`INFO cpu`).
@@ -217,8 +219,9 @@ async fn drain(n: u64, processes: usize, concurrency: usize, window: Option<u64>
     // server at the start and at the end of every window.
     let mut info = client.get_multiplexed_async_connection().await?;
     let mut cpu_marks = Vec::new();
+    let (worker_cpu_start, server_cpu_start) = (workers.cpu_us(), redis_cpu_us(&mut info).await?);
     if window.is_some() {
-        cpu_marks.push(workers.cpu_us() + redis_cpu_us(&mut info).await?);
+        cpu_marks.push(worker_cpu_start + server_cpu_start);
     }
     let mut marks = Vec::new();
     let mut seen = 0u64;
@@ -234,6 +237,8 @@ async fn drain(n: u64, processes: usize, concurrency: usize, window: Option<u64>
         }
     }
     let took = start.elapsed();
+    let worker_cpu = (workers.cpu_us() - worker_cpu_start) / n as f64;
+    let server_cpu = (redis_cpu_us(&mut info).await? - server_cpu_start) / n as f64;
     let fill_took = match producer {
         Some(p) => p.await??,
         None => fill_took,
@@ -245,7 +250,8 @@ async fn drain(n: u64, processes: usize, concurrency: usize, window: Option<u64>
     checked?;
     let mut line = format!(
         "RESULT bench=redis_{mode} system=qtasks tasks={n} processes={processes} concurrency={concurrency} \
-         fill_in_flight=64 fill_per_s={:.0} run_s={:.3} run_per_s={:.0} errors=0",
+         fill_in_flight=64 fill_per_s={:.0} run_s={:.3} run_per_s={:.0} errors=0 \
+         worker_cpu_us_per_task={worker_cpu:.2} server_cpu_us_per_task={server_cpu:.2}",
         n as f64 / fill_took.as_secs_f64(),
         took.as_secs_f64(),
         n as f64 / took.as_secs_f64()

@@ -15,6 +15,8 @@
 //! `conformance`), which qtasks runs on both of its own backends.
 
 mod any;
+#[cfg(any(feature = "redis", feature = "postgres"))]
+mod batch;
 mod cancel_registry;
 mod listing;
 mod memory;

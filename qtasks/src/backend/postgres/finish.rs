@@ -8,7 +8,8 @@
 //! one each.
 
 use super::codec::Encoded;
-use super::{BackendErrorKind, KIND, PostgresBackend, error, kind_of, lock};
+use super::{BackendErrorKind, KIND, PostgresBackend, error, kind_of};
+use crate::backend::batch::write_batches;
 use crate::backend::{BackendError, retry_while_lost};
 use crate::model::TaskRecord;
 use sqlx::{PgPool, SqlStr};
@@ -58,17 +59,14 @@ impl PostgresBackend {
 
     /// The queue of the finishing task, starting it if it is not running.
     fn finisher(&self) -> mpsc::UnboundedSender<Pending> {
-        let mut slot = lock(&self.shared.finisher);
-        if let Some((sender, task)) = slot.as_ref()
-            && !sender.is_closed()
-            && !task.is_finished()
-        {
-            return sender.clone();
-        }
-        let (sender, receiver) = mpsc::unbounded_channel();
-        let task = tokio::spawn(write_batches(self.shared.pool.clone(), self.shared.sql.finish_many.clone(), receiver));
-        *slot = Some((sender.clone(), task));
-        sender
+        let (pool, sql) = (&self.shared.pool, &self.shared.sql.finish_many);
+        self.shared.finisher.sender(|receiver| {
+            let (pool, sql) = (pool.clone(), sql.clone());
+            tokio::spawn(write_batches(receiver, FINISH_BATCH, BATCHES_IN_FLIGHT, move |batch| {
+                let (pool, sql) = (pool.clone(), sql.clone());
+                async move { write_one(&pool, &sql, batch).await }
+            }))
+        })
     }
 }
 
@@ -76,25 +74,6 @@ impl PostgresBackend {
 /// ending the same task (40P01).
 fn retryable(e: &BackendError) -> bool {
     e.kind() == BackendErrorKind::Connection || e.message.contains("(40P01)")
-}
-
-/// Writes the ends as they come, each batch in one statement, up to
-/// [`BATCHES_IN_FLIGHT`] batches at once.
-async fn write_batches(pool: PgPool, sql: SqlStr, mut receiver: mpsc::UnboundedReceiver<Pending>) {
-    let in_flight = Arc::new(tokio::sync::Semaphore::new(BATCHES_IN_FLIGHT));
-    loop {
-        // A free writer first: the ends that arrive meanwhile join the batch.
-        let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else { return };
-        let mut batch: Vec<Pending> = Vec::with_capacity(FINISH_BATCH);
-        if receiver.recv_many(&mut batch, FINISH_BATCH).await == 0 {
-            return;
-        }
-        let (pool, sql) = (pool.clone(), sql.clone());
-        tokio::spawn(async move {
-            write_one(&pool, &sql, batch).await;
-            drop(permit);
-        });
-    }
 }
 
 /// Writes one batch and answers each of its ends.

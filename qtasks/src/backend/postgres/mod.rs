@@ -267,7 +267,7 @@ struct Shared {
     /// leases, workers scan their own queues.
     fetched: Mutex<std::collections::HashMap<FetchedKey, Fetched>>,
     /// The queue of the task writing ends in batches, started by the first finish.
-    finisher: Mutex<Option<(tokio::sync::mpsc::UnboundedSender<finish::Pending>, JoinHandle<()>)>>,
+    finisher: crate::backend::batch::Batcher<finish::Pending>,
 }
 
 /// An app and the queues a worker of it fetches from.
@@ -315,9 +315,6 @@ impl Drop for Shared {
             if let Some(task) = lock(slot).take() {
                 task.abort();
             }
-        }
-        if let Some((_, task)) = lock(&self.finisher).take() {
-            task.abort();
         }
     }
 }
@@ -474,7 +471,7 @@ impl PostgresOptions {
                 listener: Mutex::new(None),
                 purger: Mutex::new(None),
                 fetched: Mutex::new(std::collections::HashMap::new()),
-                finisher: Mutex::new(None),
+                finisher: Default::default(),
             }),
             app: "default".into(),
             lease: DEFAULT_LEASE,

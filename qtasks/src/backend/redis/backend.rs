@@ -4,12 +4,12 @@
 
 use super::cluster::{Conn, await_marks, scan_masters};
 use super::codec::{RECORD_FIELDS, RecordFields, cancelled, decode_record};
-use super::fetch::{DEAD_LETTERS_KEPT, IDLE_RECHECK};
+use super::fetch::IDLE_RECHECK;
 use super::keys::Keys;
 use super::keys::{
     DUPLICATES, LENGTH_PREFIXED, STATS_SEPARATOR, glob_escape, is_holds_key, priority_hex, stats_field, task_key_uuid,
 };
-use super::scripts::{CANCEL, ENQUEUE, FINISH, QUEUES, UPDATE};
+use super::scripts::{CANCEL, ENQUEUE, QUEUES, UPDATE};
 use super::{KIND, RedisBackend, decode_error, encode_error, error, expire_millis, millis, redis_error, run_arg};
 use crate::backend::{Backend, BackendError, BackendErrorKind, CancelOutcome, Enqueued, Fetch, QueueStats, TaskCounts};
 use crate::model::{TaskMessage, TaskRecord, TaskStatus};
@@ -524,60 +524,6 @@ const MAX_RETRY_BACKOFF: Duration = Duration::from_millis(500);
 const GET_ATTEMPTS: u32 = 7;
 
 impl RedisBackend {
-    /// Writes a final (or `retry`) record for `run` (`None`: not fenced),
-    /// see `lua/finish.lua`.
-    pub(super) async fn finish_run(&self, task: &TaskRecord, run: Option<u64>) -> Result<(), BackendError> {
-        let data = serde_json::to_string(task).map_err(encode_error("the task"))?;
-        let keys = self.home(&task.queue);
-        let outcome: redis::Value = FINISH
-            .key(keys.task(task.uuid))
-            .key(&keys.inflight)
-            .key(&keys.held)
-            .key(&keys.stats)
-            .arg(&data)
-            .arg(task.status.as_str())
-            .arg(self.retention.map_or(0, expire_millis))
-            .arg(&keys.done)
-            .arg(task.uuid.hyphenated().to_string())
-            .arg(stats_field(&task.task_name, task.status))
-            .arg(run_arg(run))
-            .arg(&keys.holds_prefix)
-            .arg(&keys.prefix)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(redis_error("storing a final status"))?;
-        match outcome {
-            redis::Value::Int(2) => {
-                tracing::warn!(backend = KIND, uuid = %task.uuid, run, status = %task.status, "a run whose lease was taken back finished after another run of the task: its end is not stored")
-            }
-            redis::Value::Int(3) => {
-                tracing::warn!(backend = KIND, uuid = %task.uuid, run, status = %task.status, "a run whose lease was taken back finished before the task ran again: its end is stored")
-            }
-            redis::Value::Int(_) => {}
-            other => {
-                // The record key holds another type: the end goes to the dead letters.
-                let (kind, entry): (String, Option<String>) = redis::from_redis_value(other).map_err(|e| {
-                    error(BackendErrorKind::Decode, "storing a final status: unexpected reply from the finish script")
-                        .with_source(e)
-                })?;
-                let reason = format!("the record key holds a {kind}, not a task record (a hash), when the task ended");
-                tracing::error!(backend = KIND, uuid = %task.uuid, key = %keys.dead, %reason, "the final record was moved to the dead-letter list");
-                let letter = serde_json::json!({
-                    "uuid": task.uuid, "reason": reason, "entry": entry, "record": data, "at": crate::model::now(),
-                });
-                let _: () = redis::pipe()
-                    .rpush(&keys.dead, letter.to_string())
-                    .ignore()
-                    .ltrim(&keys.dead, -(DEAD_LETTERS_KEPT as isize), -1)
-                    .ignore()
-                    .query_async(&mut self.conn())
-                    .await
-                    .map_err(redis_error("filing a dead letter"))?;
-            }
-        }
-        Ok(())
-    }
-
     /// What `lua/queues.lua` reads of these queues (all if none is named);
     /// `brief`: counts only.
     pub(super) async fn queue_infos(&self, queues: &[String], brief: bool) -> Result<Vec<QueueInfo>, BackendError> {

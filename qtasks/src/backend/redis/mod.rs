@@ -9,7 +9,7 @@
 //! (`Script`), pub/sub on a dedicated connection, and `rediss://` over
 //! rustls. What decides throughput here is round trips, not the client:
 //! one script per enqueue, one per fetched batch (which also marks the
-//! tasks `process`) and one per finished task, measured with
+//! tasks `process`) and one per batch of tasks that finished together, measured with
 //! `benches/src/bin/e2e_redis.rs` (see `BENCHMARKS.md`). `fred` offers the
 //! same features; it was not measured against `redis` for this choice.
 //!
@@ -22,6 +22,7 @@
 //! | `scripts.rs`, `lua/*.lua` | the Lua scripts, one per operation |
 //! | `codec.rs` | decoding records as stored |
 //! | `fetch.rs` | taking tasks and waiting for work (`BLPOP`) |
+//! | `finish.rs` | writing the ends of tasks in batches |
 //! | `pubsub.rs` | the `done` and `cancel` subscriptions |
 //! | `cluster.rs` | Redis Cluster: the connection, the URL, `SCAN` on every master, the wait for work |
 //! | `backend.rs` | `impl Backend for RedisBackend` |
@@ -30,6 +31,7 @@ mod backend;
 mod cluster;
 mod codec;
 mod fetch;
+mod finish;
 mod keys;
 mod listing;
 mod minutes;
@@ -210,7 +212,13 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// - `finish`: writes the final (or `retry`) record and its expiry (the
 ///   retention) unless the record is done already (the first end stays),
 ///   releases the lease, the hold and any requeued copy, counts the run
-///   in `stats` (once per task), publishes the uuid on `done`.
+///   in `stats` (once per task), publishes the uuid on `done`. Tasks that
+///   end together are finished in one script call (one per queue on a
+///   cluster), up to 256 per call and 4 calls in flight: a task that ends
+///   alone is written at once; under load the batches grow while earlier
+///   ones are written. The script finishes each task on its own (a task
+///   whose keys cannot be written fails alone) and updates the counters
+///   once per batch.
 /// - `wait`: one subscription to `done` per backend, shared by the
 ///   waiters of the process; a waiter reads the record once subscribed,
 ///   then sleeps until its uuid is published or the timeout passes.
@@ -360,6 +368,8 @@ struct Shared {
     runs: RunTable<Held>,
     /// The task renewing this holder's liveness, started by the first fetch.
     heartbeat: Mutex<Option<JoinHandle<()>>>,
+    /// The task writing ends in batches, started by the first finish.
+    finisher: super::batch::Batcher<finish::End>,
 }
 
 impl Shared {
@@ -379,6 +389,7 @@ impl Shared {
             holder: Uuid::new_v4().simple().to_string(),
             runs: Default::default(),
             heartbeat: Mutex::new(None),
+            finisher: Default::default(),
         })
     }
 

@@ -40,7 +40,7 @@ scripts! {
     FETCH = "fetch";
     /// Writes a non-final status of the run holding the task and renews its lease (`lua/update.lua`).
     UPDATE = "update";
-    /// Writes a final (or `retry`) record, releases, counts and publishes it, fenced by the run (`lua/finish.lua`).
+    /// Writes the final (or `retry`) records of a batch of tasks, releases, counts and publishes them, each fenced by its run (`lua/finish.lua`).
     FINISH = "finish";
     /// Cancels a queued task, or stores and publishes a request for a running one (`lua/cancel.lua`).
     CANCEL = "cancel";

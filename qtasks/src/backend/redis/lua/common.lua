@@ -64,14 +64,18 @@ end
 
 -- Trims the listing's indexes as the retention removes records: drops
 -- from `P index:{status}` and `P index` the oldest tasks whose record is
--- gone, stopping at the first that still exists (at most 8 per call, so a
--- finish pays for a few at most).
-local function trim_index(P, status)
+-- gone, stopping at the first that still exists (at most 8 per finish it
+-- stands for, `finishes` (default 1), so a finish pays for a few at most).
+local function trim_index(P, status, finishes)
   local key = P .. 'index:' .. status
-  for _, id in ipairs(redis.call('ZRANGE', key, 0, 7)) do
-    if redis.call('EXISTS', P .. 'task:' .. id) == 1 then return end
-    redis.call('ZREM', key, id)
-    redis.call('ZREM', P .. 'index', id)
+  for _ = 1, finishes or 1 do
+    local ids = redis.call('ZRANGE', key, 0, 7)
+    for _, id in ipairs(ids) do
+      if redis.call('EXISTS', P .. 'task:' .. id) == 1 then return end
+      redis.call('ZREM', key, id)
+      redis.call('ZREM', P .. 'index', id)
+    end
+    if #ids < 8 then return end
   end
 end
 
@@ -84,9 +88,10 @@ end
 -- Lets go of what a taken task holds beside its lease: its place among its
 -- queue's tasks in flight and its concurrency slots (sets of uuids, so
 -- letting go twice is harmless). A freed slot wakes a fetcher of its
--- queue: a task waiting for the slot may start now.
-local function let_go(P, key, id)
-  local rec = fields(key, 'queue', 'slots')
+-- queue: a task waiting for the slot may start now. `held`, if given, is
+-- the record's {queue, slots} as the caller read them.
+local function let_go(P, key, id, held)
+  local rec = held or fields(key, 'queue', 'slots')
   local _, _, wake, running = queue_keys(P, rec and rec[1])
   redis.call('SREM', running, id)
   if rec and rec[2] then
@@ -98,11 +103,11 @@ local function let_go(P, key, id)
   end
 end
 
--- Counts a run that ended now in the hash of the current minute (server
--- clock), `{stats}:{minutes since the epoch}`, under the status part of
--- its `stats` field; the hash expires 65 minutes later.
-local function count_minute(stats, field)
+-- Counts `n` (default 1) runs that ended now in the hash of the current
+-- minute (server clock), `{stats}:{minutes since the epoch}`, under the
+-- status part of their `stats` field; the hash expires 65 minutes later.
+local function count_minute(stats, field, n)
   local key = stats .. ':' .. math.floor(tonumber(redis.call('TIME')[1]) / 60)
-  redis.call('HINCRBY', key, string.match(field, '[^\31]*$'), 1)
+  redis.call('HINCRBY', key, string.match(field, '[^\31]*$'), n or 1)
   redis.call('EXPIRE', key, 3900)
 end

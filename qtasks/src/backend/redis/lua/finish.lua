@@ -1,10 +1,12 @@
--- FINISH: writes the final (or `retry`) record with its expiry, counts it
--- in the stats, publishes its uuid and releases the task (its lease, its
+-- FINISH: writes the final (or `retry`) records of a batch of tasks that
+-- ended together, in one call. For each task: writes its record with its
+-- expiry, publishes its uuid and releases the task (its lease, its
 -- holder's hold and any requeued copy) — unless the record is done
 -- already: the first final record stays (a status only moves forward).
+-- The written ones are counted in the stats once per batch.
 --
--- Fenced by the run: a finish from a run whose lease was taken back
--- (ARGV[7] is not the record's `run`) is stale. It never replaces a done
+-- Fenced by the run: a finish from a run whose lease was taken back (its
+-- run is not the record's `run`) is stale. It never replaces a done
 -- record, nor one that another run holds now; it still ends a task that
 -- waits in the queue again, unrun (so the task does not run twice).
 --
@@ -14,59 +16,89 @@
 -- key's window (at once without one); enqueues check the window
 -- themselves, this only keeps unused keys from piling up.
 --
--- KEYS: 1 record, 2 inflight, 3 held, 4 stats.
--- ARGV: 1 data, 2 status, 3 retention (ms, 0 = keep), 4 done channel,
---       5 uuid, 6 stats field (empty: not counted), 7 run (empty: not
---       known, not fenced), 8 holder set prefix (`P holds:`), 9 app
---       prefix `P`.
--- Returns 1 if written, 0 if not; plus 2 if the run was stale; or, if the
--- record key is not a hash, {its type, the queue entry or false}: the
--- task is released and the caller files the final record as a dead letter.
+-- Each task is finished under `pcall`: one whose keys cannot be written
+-- (a slot key of another type, say) gets the error's message in its
+-- place of the reply and the others go on.
+--
+-- KEYS: 1 inflight, 2 held, 3 stats, then the record of each task.
+-- ARGV: 1 done channel, 2 holder set prefix (`P holds:`), 3 app prefix
+--       `P`, then 6 per task: data, status, uuid, stats field (empty: not
+--       counted), run (empty: not known, not fenced), retention (ms, 0 =
+--       keep).
+-- Returns, per task: 1 if written, 0 if not; plus 2 if the run was stale;
+-- or, if the record key is not a hash, {its type, the queue entry or
+-- false}: the task is released and the caller files the final record as a
+-- dead letter; or the message of the error that stopped it (a string).
 
-local id, P = ARGV[5], ARGV[9]
-local INFLIGHT, HELD = KEYS[2], KEYS[3]
-local entry = redis.call('HGET', HELD, id)
-local function release(rec)
-  if entry then
-    local queue = queue_keys(P, rec and rec[4])
-    redis.call('ZREM', queue, entry)
-    redis.call('HDEL', HELD, id)
+local INFLIGHT, HELD, STATS = KEYS[1], KEYS[2], KEYS[3]
+local CHANNEL, HOLDS, P = ARGV[1], ARGV[2], ARGV[3]
+-- Per stats field, the tasks written (in the order first seen); per
+-- status, the records written.
+local counted, fields_seen, statuses = {}, {}, {}
+
+local function finish(key, data, status, id, field, run, retention)
+  local entry = redis.call('HGET', HELD, id)
+  local function release(rec)
+    if entry then
+      local queue = queue_keys(P, rec and rec[4])
+      redis.call('ZREM', queue, entry)
+      redis.call('HDEL', HELD, id)
+    end
+    redis.call('ZREM', INFLIGHT, id)
+    if rec and rec[3] then redis.call('SREM', HOLDS .. rec[3], id) end
+    let_go(P, key, id, rec and { rec[4], rec[7] })
   end
-  redis.call('ZREM', INFLIGHT, id)
-  if rec and rec[3] then redis.call('SREM', ARGV[8] .. rec[3], id) end
-  let_go(P, KEYS[1], id)
+
+  local rec = fields(key, 'status', 'run', 'holder', 'queue', 'ukey', 'uwin', 'slots')
+  if not rec then
+    release(nil)
+    return {redis.call('TYPE', key).ok, entry}
+  end
+  local stale = run ~= '' and rec[2] and rec[2] ~= run
+  if done(rec[1]) then
+    -- Nobody can hold a done task: whatever is left of this one goes.
+    release(rec)
+    return stale and 2 or 0
+  end
+  if stale and redis.call('ZSCORE', INFLIGHT, id) then
+    -- Another run holds it now: that run ends it.
+    return 2
+  end
+  -- `entry` stays: only a `new` record's is ever read (by CANCEL).
+  redis.call('HSET', key, 'status', status, 'data', data)
+  reindex(P, id, rec[1], status)
+  if tonumber(retention) > 0 then
+    redis.call('PEXPIRE', key, retention)
+  else
+    redis.call('PERSIST', key)
+  end
+  release(rec)
+  if rec[5] and redis.call('GET', rec[5]) == id then
+    local window = tonumber(rec[6]) or 0
+    if window > 0 then redis.call('PEXPIRE', rec[5], window) else redis.call('DEL', rec[5]) end
+  end
+  statuses[status] = (statuses[status] or 0) + 1
+  if field ~= '' then
+    if not counted[field] then fields_seen[#fields_seen + 1] = field end
+    counted[field] = (counted[field] or 0) + 1
+  end
+  redis.call('PUBLISH', CHANNEL, id)
+  return stale and 3 or 1
 end
 
-local rec = fields(KEYS[1], 'status', 'run', 'holder', 'queue', 'ukey', 'uwin')
-if not rec then
-  release(nil)
-  return {redis.call('TYPE', KEYS[1]).ok, entry}
+local out = {}
+for i = 1, #KEYS - 3 do
+  local a = 3 + (i - 1) * 6
+  local ok, res = pcall(finish, KEYS[3 + i], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6])
+  if ok then
+    out[i] = res
+  else
+    out[i] = type(res) == 'table' and res.err or tostring(res)
+  end
 end
-local stale = ARGV[7] ~= '' and rec[2] and rec[2] ~= ARGV[7]
-if done(rec[1]) then
-  -- Nobody can hold a done task: whatever is left of this one goes.
-  release(rec)
-  return stale and 2 or 0
+for _, field in ipairs(fields_seen) do
+  redis.call('HINCRBY', STATS, field, counted[field])
+  count_minute(STATS, field, counted[field])
 end
-if stale and redis.call('ZSCORE', INFLIGHT, id) then
-  -- Another run holds it now: that run ends it.
-  return 2
-end
--- `entry` stays: only a `new` record's is ever read (by CANCEL).
-redis.call('HSET', KEYS[1], 'status', ARGV[2], 'data', ARGV[1])
-reindex(P, id, rec[1], ARGV[2])
-trim_index(P, ARGV[2])
-if tonumber(ARGV[3]) > 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
-else
-  redis.call('PERSIST', KEYS[1])
-end
-release(rec)
-if rec[5] and redis.call('GET', rec[5]) == id then
-  local window = tonumber(rec[6]) or 0
-  if window > 0 then redis.call('PEXPIRE', rec[5], window) else redis.call('DEL', rec[5]) end
-end
-if ARGV[6] ~= '' then redis.call('HINCRBY', KEYS[4], ARGV[6], 1) end
-if ARGV[6] ~= '' then count_minute(KEYS[4], ARGV[6]) end
-redis.call('PUBLISH', ARGV[4], id)
-return stale and 3 or 1
+for status, n in pairs(statuses) do trim_index(P, status, n) end
+return out
