@@ -34,6 +34,9 @@
 //!   client enqueues the tasks (64 in flight) while they run: the time runs
 //!   from the first enqueue to the last completion. This is the completion
 //!   rate without a backlog.
+//! - `E2E_PHASE_HOOK`: a command run with `start` just before the timed
+//!   part of `drain` and `live` and with `end` just after (see
+//!   `phase_hook`), to profile the server over that part alone.
 //! - `roundtrip`: one worker process; the client enqueues one task and
 //!   waits for its result, `round_trips` times in a row (after 200 warm-up
 //!   round trips), and reports the percentiles.
@@ -209,6 +212,7 @@ async fn drain(n: u64, processes: usize, concurrency: usize, window: Option<u64>
     let fill_took = if live { Duration::ZERO } else { qtasks_benches::fill_noop(&app, n, 64).await? };
     let mut workers = Workers::spawn(processes, &name, concurrency).await?;
     let mut stream = pubsub.on_message();
+    phase_hook("start").await?;
     let start = Instant::now();
     workers.go().await?;
     let producer = live.then(|| {
@@ -237,6 +241,7 @@ async fn drain(n: u64, processes: usize, concurrency: usize, window: Option<u64>
         }
     }
     let took = start.elapsed();
+    phase_hook("end").await?;
     let worker_cpu = (workers.cpu_us() - worker_cpu_start) / n as f64;
     let server_cpu = (redis_cpu_us(&mut info).await? - server_cpu_start) / n as f64;
     let fill_took = match producer {
@@ -262,6 +267,19 @@ async fn drain(n: u64, processes: usize, concurrency: usize, window: Option<u64>
         line += &format!(" windows_cpu_us_per_task={}", per_task.join(","));
     }
     println!("{line}");
+    Ok(())
+}
+
+/// Runs `$E2E_PHASE_HOOK <phase>` (through `sh -c`) if it is set, and
+/// waits for it: `start` just before the timed part of `drain` and `live`,
+/// `end` just after. For profilers of the server, e.g. `callgrind_control
+/// -z` at the start and `-d` at the end.
+async fn phase_hook(phase: &str) -> Res<()> {
+    let Ok(hook) = std::env::var("E2E_PHASE_HOOK") else { return Ok(()) };
+    let status = Command::new("sh").arg("-c").arg(format!("{hook} {phase}")).status().await?;
+    if !status.success() {
+        return Err(format!("E2E_PHASE_HOOK {phase} exited with {status}").into());
+    }
     Ok(())
 }
 

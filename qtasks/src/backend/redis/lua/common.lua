@@ -62,6 +62,45 @@ local function reindex(P, id, from, to)
   redis.call('ZADD', P .. 'index:' .. to, at, id)
 end
 
+-- Runs `cmd key arg…` over `args` in chunks small enough for `unpack`.
+local function chunked(cmd, key, args)
+  for i = 1, #args, 1000 do
+    redis.call(cmd, key, unpack(args, i, math.min(i + 999, #args)))
+  end
+end
+
+-- Appends `value` to the list under `key` in `map` (a list of values per
+-- key, for writes made later in one call per key).
+local function later(map, key, value)
+  local list = map[key]
+  if not list then
+    list = {}
+    map[key] = list
+  end
+  list[#list + 1] = value
+end
+
+-- `reindex` for many tasks in a few calls: `moves` maps `from \31 to`
+-- (from empty: not in a status index) to the ids that move so.
+local function reindex_all(P, moves)
+  for move, ids in pairs(moves) do
+    local from, to = string.match(move, '^(.-)\31(.*)$')
+    local adds = {}
+    for i = 1, #ids, 1000 do
+      local part = {unpack(ids, i, math.min(i + 999, #ids))}
+      local at = redis.call('ZMSCORE', P .. 'index', unpack(part))
+      for j, id in ipairs(part) do
+        if at[j] then
+          adds[#adds + 1] = at[j]
+          adds[#adds + 1] = id
+        end
+      end
+    end
+    if from ~= '' then chunked('ZREM', P .. 'index:' .. from, ids) end
+    chunked('ZADD', P .. 'index:' .. to, adds)
+  end
+end
+
 -- Trims the listing's indexes as the retention removes records: drops
 -- from `P index:{status}` and `P index` the oldest tasks whose record is
 -- gone, stopping at the first that still exists (at most 8 per finish it
@@ -85,22 +124,26 @@ local function wake_up(wake)
   redis.call('LTRIM', wake, 0, 0)
 end
 
+-- Lets go of the concurrency slots listed in `slots` (the record's
+-- `slots` field) that task `id` (record `key`) holds, and wakes a fetcher
+-- of its queue (`wake`): a task waiting for a slot may start now.
+local function free_slots(key, id, slots, wake)
+  if not slots then return end
+  for slot in string.gmatch(slots, '[^\n]+') do
+    redis.call('SREM', slot, id)
+  end
+  redis.call('HDEL', key, 'slots')
+  wake_up(wake)
+end
+
 -- Lets go of what a taken task holds beside its lease: its place among its
 -- queue's tasks in flight and its concurrency slots (sets of uuids, so
--- letting go twice is harmless). A freed slot wakes a fetcher of its
--- queue: a task waiting for the slot may start now. `held`, if given, is
--- the record's {queue, slots} as the caller read them.
-local function let_go(P, key, id, held)
-  local rec = held or fields(key, 'queue', 'slots')
+-- letting go twice is harmless).
+local function let_go(P, key, id)
+  local rec = fields(key, 'queue', 'slots')
   local _, _, wake, running = queue_keys(P, rec and rec[1])
   redis.call('SREM', running, id)
-  if rec and rec[2] then
-    for slot in string.gmatch(rec[2], '[^\n]+') do
-      redis.call('SREM', slot, id)
-    end
-    redis.call('HDEL', key, 'slots')
-    wake_up(wake)
-  end
+  free_slots(key, id, rec and rec[2], wake)
 end
 
 -- Counts `n` (default 1) runs that ended now in the hash of the current

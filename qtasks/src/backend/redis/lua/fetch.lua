@@ -81,9 +81,9 @@ local function bury(entry, id, reason)
   dead = dead + 1
 end
 
--- Writes batched at the end: ZADD inflight, HSET held, SADD holds, and
--- SADD to each queue's set of tasks in flight.
-local inflight_args, held_args, holds_args, running_args = {}, {}, {}, {}
+-- Writes batched at the end: ZADD inflight, HSET held, SADD holds, SADD
+-- to each queue's set of tasks in flight, and the listing's index moves.
+local inflight_args, held_args, holds_args, running_args, moves = {}, {}, {}, {}, {}
 -- Taken by this call (in flight once the batched writes are done).
 local held_now = {}
 -- Takes a task of queue `q` under this holder: a new run (the fencing
@@ -91,7 +91,7 @@ local held_now = {}
 local function hold(id, entry, key, previous, q)
   local run = (tonumber(previous) or 0) + 1
   redis.call('HSET', key, 'status', 'process', 'started', now_us, 'holder', me, 'run', run)
-  reindex(P, id, 'new', 'process')
+  later(moves, 'new\31process', id)
   inflight_args[#inflight_args + 1] = deadline
   inflight_args[#inflight_args + 1] = id
   if entry then
@@ -101,12 +101,7 @@ local function hold(id, entry, key, previous, q)
   holds_args[#holds_args + 1] = id
   held_now[id] = true
   local _, _, _, running = queue_keys(P, q)
-  local ids = running_args[running]
-  if not ids then
-    ids = {}
-    running_args[running] = ids
-  end
-  ids[#ids + 1] = id
+  later(running_args, running, id)
   return run
 end
 
@@ -342,12 +337,8 @@ for _, q in ipairs(queues) do
   if #first > 0 then due_in(tonumber(first[2]) - now) end
 end
 
--- Batched writes, in chunks small enough for `unpack`.
-local function chunked(cmd, key, args)
-  for i = 1, #args, 1000 do
-    redis.call(cmd, key, unpack(args, i, math.min(i + 999, #args)))
-  end
-end
+-- Batched writes.
+reindex_all(P, moves)
 chunked('ZADD', INFLIGHT, inflight_args)
 chunked('HSET', HELD, held_args)
 chunked('SADD', holds .. me, holds_args)

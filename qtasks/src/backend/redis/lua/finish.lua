@@ -3,7 +3,6 @@
 -- expiry, publishes its uuid and releases the task (its lease, its
 -- holder's hold and any requeued copy) — unless the record is done
 -- already: the first final record stays (a status only moves forward).
--- The written ones are counted in the stats once per batch.
 --
 -- Fenced by the run: a finish from a run whose lease was taken back (its
 -- run is not the record's `run`) is stale. It never replaces a done
@@ -11,14 +10,18 @@
 -- waits in the queue again, unrun (so the task does not run twice).
 --
 -- Releasing also lets go of the task's place among its queue's tasks in
--- flight and of its concurrency slots (`let_go`, lua/common.lua). Once the
--- task is done its unique key, if it still names it, expires after the
--- key's window (at once without one); enqueues check the window
+-- flight and of its concurrency slots (`free_slots`, lua/common.lua). Once
+-- the task is done its unique key, if it still names it, expires after
+-- the key's window (at once without one); enqueues check the window
 -- themselves, this only keeps unused keys from piling up.
 --
--- Each task is finished under `pcall`: one whose keys cannot be written
--- (a slot key of another type, say) gets the error's message in its
--- place of the reply and the others go on.
+-- The keys of one task (its record, slots and unique key) are written as
+-- the task is looked at, under `pcall`: a task whose keys cannot be
+-- written (a slot key of another type, say) gets the error's message in
+-- its place of the reply and the others go on. What the tasks share is
+-- written once for the batch, at the end: removals from `inflight`,
+-- `held`, the queues, the holders' and the queues' in-flight sets, the
+-- listing's index moves and the stats counters.
 --
 -- KEYS: 1 inflight, 2 held, 3 stats, then the record of each task.
 -- ARGV: 1 done channel, 2 holder set prefix (`P holds:`), 3 app prefix
@@ -32,21 +35,38 @@
 
 local INFLIGHT, HELD, STATS = KEYS[1], KEYS[2], KEYS[3]
 local CHANNEL, HOLDS, P = ARGV[1], ARGV[2], ARGV[3]
--- Per stats field, the tasks written (in the order first seen); per
--- status, the records written.
-local counted, fields_seen, statuses = {}, {}, {}
+local n = #KEYS - 3
 
-local function finish(key, data, status, id, field, run, retention)
-  local entry = redis.call('HGET', HELD, id)
+-- The queue entries `held` keeps for the tasks (read in one call).
+local ids = {}
+for i = 1, n do ids[i] = ARGV[3 + (i - 1) * 6 + 3] end
+local entries = {}
+for i = 1, n, 1000 do
+  local part = redis.call('HMGET', HELD, unpack(ids, i, math.min(i + 999, n)))
+  for j = 1, #part do entries[i + j - 1] = part[j] end
+end
+
+-- Written for the whole batch at the end.
+local released, unqueued, unheld, unrun, moves = {}, {}, {}, {}, {}
+local counted, fields_seen = {}, {}
+local trims = {}
+
+local function finish(i)
+  local key, a = KEYS[3 + i], 3 + (i - 1) * 6
+  local data, status, id, field, run, retention =
+    ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
+  local entry = entries[i]
+  -- Lets go of the task: its slots now (its own keys), the rest with the batch.
   local function release(rec)
+    local queue, _, wake, running = queue_keys(P, rec and rec[4])
     if entry then
-      local queue = queue_keys(P, rec and rec[4])
-      redis.call('ZREM', queue, entry)
-      redis.call('HDEL', HELD, id)
+      later(unqueued, queue, entry)
+      unheld[#unheld + 1] = id
     end
-    redis.call('ZREM', INFLIGHT, id)
-    if rec and rec[3] then redis.call('SREM', HOLDS .. rec[3], id) end
-    let_go(P, key, id, rec and { rec[4], rec[7] })
+    released[#released + 1] = id
+    if rec and rec[3] then later(unrun, HOLDS .. rec[3], id) end
+    later(unrun, running, id)
+    if rec then free_slots(key, id, rec[7], wake) end
   end
 
   local rec = fields(key, 'status', 'run', 'holder', 'queue', 'ukey', 'uwin', 'slots')
@@ -66,18 +86,18 @@ local function finish(key, data, status, id, field, run, retention)
   end
   -- `entry` stays: only a `new` record's is ever read (by CANCEL).
   redis.call('HSET', key, 'status', status, 'data', data)
-  reindex(P, id, rec[1], status)
   if tonumber(retention) > 0 then
     redis.call('PEXPIRE', key, retention)
   else
     redis.call('PERSIST', key)
   end
-  release(rec)
   if rec[5] and redis.call('GET', rec[5]) == id then
     local window = tonumber(rec[6]) or 0
     if window > 0 then redis.call('PEXPIRE', rec[5], window) else redis.call('DEL', rec[5]) end
   end
-  statuses[status] = (statuses[status] or 0) + 1
+  later(moves, (rec[1] or '') .. '\31' .. status, id)
+  release(rec)
+  trims[status] = (trims[status] or 0) + 1
   if field ~= '' then
     if not counted[field] then fields_seen[#fields_seen + 1] = field end
     counted[field] = (counted[field] or 0) + 1
@@ -87,18 +107,23 @@ local function finish(key, data, status, id, field, run, retention)
 end
 
 local out = {}
-for i = 1, #KEYS - 3 do
-  local a = 3 + (i - 1) * 6
-  local ok, res = pcall(finish, KEYS[3 + i], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6])
+for i = 1, n do
+  local ok, res = pcall(finish, i)
   if ok then
     out[i] = res
   else
     out[i] = type(res) == 'table' and res.err or tostring(res)
   end
 end
+
+chunked('ZREM', INFLIGHT, released)
+chunked('HDEL', HELD, unheld)
+for queue, list in pairs(unqueued) do chunked('ZREM', queue, list) end
+for set, list in pairs(unrun) do chunked('SREM', set, list) end
+reindex_all(P, moves)
 for _, field in ipairs(fields_seen) do
   redis.call('HINCRBY', STATS, field, counted[field])
   count_minute(STATS, field, counted[field])
 end
-for status, n in pairs(statuses) do trim_index(P, status, n) end
+for status, count in pairs(trims) do trim_index(P, status, count) end
 return out
