@@ -30,7 +30,7 @@ command -v valgrind >/dev/null || { echo "redis-callgrind.sh: valgrind is not in
 
 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out/callgrind.out.%p" \
   redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$out" \
-  --logfile "$out/redis.log" 2>"$out/valgrind.log" &
+  --logfile "$out/redis.log" ${REDIS_ARGS:-} 2>"$out/valgrind.log" &
 server=$!
 trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true' EXIT
 for _ in $(seq 1 300); do

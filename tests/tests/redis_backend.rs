@@ -453,6 +453,47 @@ async fn tasks_ending_together_are_finished_together_and_a_bad_one_fails_alone()
     backend.flush().await.unwrap();
 }
 
+/// A group of settings is read through its index, not a `SCAN` of the
+/// keyspace (workers read the plugin switches at every heartbeat): names
+/// whose setting expired or was deleted leave the index; settings written
+/// before groups had indexes are found and indexed; `flush` removes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(redis_unreachable, ignore = "Redis is not reachable; see the build warning")]
+async fn settings_are_read_through_the_groups_index() {
+    let Some(backend) = connect().await else { return };
+    let mut conn = raw().await;
+    let prefix = backend.key_prefix().to_owned();
+    let index = format!("{prefix}configs:5:group");
+    let members = |mut conn: MultiplexedConnection, index: String| async move {
+        let mut names: Vec<String> = query(&mut conn, &["SMEMBERS", &index]).await;
+        names.sort();
+        names
+    };
+
+    // Written the way qtasks wrote settings before indexes: found once read.
+    let _: () = query(&mut conn, &["SET", &format!("{prefix}config:5:group:old"), "\"kept\""]).await;
+    backend.config_set("group", "a", &json!(1), None).await.unwrap();
+    backend.config_set("group", "brief", &json!(2), Some(Duration::from_millis(1))).await.unwrap();
+    backend.config_set("group", "gone", &json!(3), None).await.unwrap();
+    backend.config_delete("group", "gone").await.unwrap();
+    let brief = format!("{prefix}config:5:group:brief");
+    let deadline = Instant::now() + WAIT;
+    while query::<i64>(&mut conn, &["EXISTS", &brief]).await == 1 {
+        assert!(Instant::now() < deadline, "the setting with a 1 ms ttl expired");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let all = backend.config_get_all("group").await.unwrap();
+    assert_eq!(serde_json::Value::Object(all), json!({"a": 1, "old": "kept"}));
+    assert_eq!(members(raw().await, index.clone()).await, ["a", "old"], "expired and deleted names left the index");
+    // Another group with a name that starts the same is apart.
+    backend.config_set("group2", "x", &json!(true), None).await.unwrap();
+    assert_eq!(backend.config_get_all("group").await.unwrap().len(), 2);
+
+    backend.flush().await.unwrap();
+    assert_eq!(query::<i64>(&mut conn, &["EXISTS", &index]).await, 0, "flush removes the index");
+    assert!(backend.config_get_all("group").await.unwrap().is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(redis_unreachable, ignore = "Redis is not reachable; see the build warning")]
 async fn garbage_in_the_queue_goes_to_the_dead_letters() {

@@ -24,6 +24,8 @@ pub(super) struct Keys {
     pub(super) done: String,
     pub(super) cancel: String,
     pub(super) config_prefix: String,
+    /// `configs:{len}:{name}`: the set of the setting names of group `name`.
+    pub(super) configs_prefix: String,
     /// Sorted set: holder id → liveness deadline (ms, server clock).
     pub(super) holders: String,
     /// When a holder was last seen (ms, server clock).
@@ -43,9 +45,9 @@ pub(super) struct Keys {
 /// The families of keys named `{family}:{len}:…` (a length, then a name):
 /// the keys of named queues ([`Keys::queue_keys`]), concurrency slot sets
 /// and rate buckets (named in `lua/fetch.lua`), unique keys
-/// ([`Keys::unique`]), settings and claims.
-pub(super) const LENGTH_PREFIXED: [&str; 9] =
-    ["queue:", "delayed:", "wake:", "running:", "slots:", "bucket:", "unique:", "config:", "claim:"];
+/// ([`Keys::unique`]), settings, their indexes and claims.
+pub(super) const LENGTH_PREFIXED: [&str; 10] =
+    ["queue:", "delayed:", "wake:", "running:", "slots:", "bucket:", "unique:", "config:", "configs:", "claim:"];
 
 /// The keys of one queue the client side names (see [`Keys::queue_keys`];
 /// its `queue` and `delayed` sorted sets are named by the scripts only).
@@ -93,6 +95,7 @@ impl Keys {
             done: key("done"),
             cancel: key("cancel"),
             config_prefix: key("config:"),
+            configs_prefix: key("configs:"),
             holders: key("holders"),
             alive: key("alive"),
             holds_prefix: key("holds:"),
@@ -112,6 +115,12 @@ impl Keys {
     /// group `a` from matching the keys of a group `a:b`.
     pub(super) fn config_group(&self, name: &str) -> String {
         format!("{}{}:{name}:", self.config_prefix, name.len())
+    }
+
+    /// The index of a group of settings: `configs:{len(name)}:{name}`, the
+    /// set of its setting names, so reading the group needs no `SCAN`.
+    pub(super) fn config_index(&self, name: &str) -> String {
+        format!("{}{}:{name}", self.configs_prefix, name.len())
     }
 
     /// The keys of queue `name`, as `queue_keys` in `lua/common.lua` names

@@ -116,6 +116,8 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// | `P holders` | sorted set | ids of the backends that took tasks (holders), scored by liveness deadline (ms, server clock) |
 /// | `P alive` | string | when a holder was last seen (ms, server clock) |
 /// | `P holds:{holder}` | set | uuids of the tasks a holder took and has not finished or released |
+/// | `P config:{len}:{name}:{key}` | string | shared setting `key` of group `name` (JSON), expiring with its ttl if it has one |
+/// | `P configs:{len}:{name}` | set | the names of the settings of group `name`, so reading the group needs no `SCAN` (names whose setting expired are dropped as the group is read) |
 /// | `P claim:{len}:{key}` | string | a [`claim`](crate::Backend::claim), expiring with its ttl |
 /// | `P wake` | list | at most one wake-up token for fetchers of the default queue blocked in `BLPOP` |
 /// | `P dead` | list | dead letters, as JSON (the newest 10 000; see "Dead letters") |
@@ -160,7 +162,7 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// | `fetch` | one script per queue, in the order given, until `max` tasks are taken; idle, it waits on the queues' `wake` lists at once: a task per list blocked in `BLPOP` on a cluster connection of its own, shared by the fetchers of the backend, no polling |
 /// | `update`, `finish`, `release`, `extend_lease` | on the master of the task's queue (known from the record, or from the run this backend took) |
 /// | `get`, `wait`, `cancel` | read the record on the master of every queue at once (the id alone does not name a queue) |
-/// | `stats`, `queues`, `get_all`, `list_tasks` | each queue in turn, merged; `SCAN` (`get_all`, `flush`, `config_get_all`) runs on every master |
+/// | `stats`, `queues`, `get_all`, `list_tasks` | each queue in turn, merged; `SCAN` (`get_all`, `flush`, and the first `config_get_all` of a group, which indexes settings written before groups had indexes) runs on every master |
 /// | `claim`, `config_*` | the app-wide keys, on one master |
 ///
 /// **Limits on a cluster.** A queue's limits ([`Queue`](crate::Queue)
@@ -370,6 +372,9 @@ struct Shared {
     heartbeat: Mutex<Option<JoinHandle<()>>>,
     /// The task writing ends in batches, started by the first finish.
     finisher: super::batch::Batcher<finish::End>,
+    /// The settings groups whose older settings were added to the group's
+    /// index (see `index_settings`).
+    indexed: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Shared {
@@ -390,6 +395,7 @@ impl Shared {
             runs: Default::default(),
             heartbeat: Mutex::new(None),
             finisher: Default::default(),
+            indexed: Mutex::default(),
         })
     }
 

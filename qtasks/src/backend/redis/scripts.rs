@@ -54,4 +54,6 @@ scripts! {
     HEARTBEAT = "heartbeat";
     /// Reads depth, delayed, in flight, paused and the oldest task of queues (`lua/queues.lua`).
     QUEUES = "queues";
+    /// Reads the live settings of a group through its index, dropping the names gone (`lua/configs.lua`).
+    CONFIGS = "configs";
 }

@@ -45,7 +45,10 @@
 
 local now, now_us = clock()
 local batch = tonumber(ARGV[5])
-local deadline = now + tonumber(ARGV[2])
+-- Written once per task taken: formatted once here (a number argument is
+-- formatted again at every call).
+local deadline = string.format('%d', now + tonumber(ARGV[2]))
+now_us = string.format('%d', now_us)
 local P, me = ARGV[3], ARGV[6]
 local prefix, holds = P .. 'task:', P .. 'holds:'
 local INFLIGHT, HELD, DEAD, HOLDERS, STATS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
