@@ -45,13 +45,8 @@ local seq = redis.call('INCRBY', KEYS[1], 0)
 local written = 0
 local queues, adds = {}, {}
 local function add(key, score, entry)
-  local args = adds[key]
-  if not args then
-    args = {}
-    adds[key] = args
-  end
-  args[#args + 1] = score
-  args[#args + 1] = entry
+  later(adds, key, score)
+  later(adds, key, entry)
 end
 
 for i = 2, #ARGV, 9 do
@@ -95,10 +90,6 @@ for i = 2, #ARGV, 9 do
   end
 end
 if written > 0 then redis.call('INCRBY', KEYS[1], written) end
-for key, args in pairs(adds) do
-  for i = 1, #args, 1000 do
-    redis.call('ZADD', key, unpack(args, i, math.min(i + 999, #args)))
-  end
-end
+for key, args in pairs(adds) do chunked('ZADD', key, args) end
 for wake in pairs(woken) do wake_up(wake) end
 return out
