@@ -129,10 +129,10 @@ fn trigger_set(handlers: &[Handler], only_sync: bool) -> TokenStream {
     quote!(::qtasks::__private::TriggerSet::EMPTY #(#ids)*)
 }
 
-/// The conversion of a handler's return value into an `Outcome`, through
-/// the observer's or the replacer's helper. The user's return type is named
-/// as the helper's type argument, so a wrong one is reported on it.
-fn into_outcome(h: &Handler, out: &TokenStream, value: TokenStream) -> TokenStream {
+/// The function converting a handler's return value into an `Outcome`: the
+/// observer's or the replacer's helper. The user's return type is named as
+/// the helper's type argument, so a wrong one is reported on it.
+fn convert_fn(h: &Handler, out: &TokenStream) -> TokenStream {
     let returned = match h.returns() {
         Returns::Observer(ty) | Returns::Replacer(ty) | Returns::Other(ty) if !matches!(ty, Type::ImplTrait(_)) => {
             quote!(#ty)
@@ -140,11 +140,15 @@ fn into_outcome(h: &Handler, out: &TokenStream, value: TokenStream) -> TokenStre
         _ => quote!(_),
     };
     match h.def.kind() {
-        Kind::Observe => quote!(::qtasks::__private::observer_outcome::<#returned>(#value)),
-        Kind::Replace | Kind::Intercept => {
-            quote!(::qtasks::__private::replacer_outcome::<#out, #returned>(#value))
-        }
+        Kind::Observe => quote!(::qtasks::__private::observer_outcome::<#returned>),
+        Kind::Replace | Kind::Intercept => quote!(::qtasks::__private::replacer_outcome::<#out, #returned>),
     }
+}
+
+/// `value` converted into an `Outcome` (see [`convert_fn`]).
+fn into_outcome(h: &Handler, out: &TokenStream, value: TokenStream) -> TokenStream {
+    let convert = convert_fn(h, out);
+    quote!(#convert(#value))
 }
 
 /// The call of a handler with `ctx`, and for a method its call on a clone of
@@ -194,10 +198,12 @@ fn handler_method(h: &Handler, self_ty: Option<&Type>) -> TokenStream {
             }
         }
         Mode::Async => {
-            let outcome = into_outcome(h, &out, quote!(#call.await));
+            // The handler's own future, its output converted: no `async`
+            // block around it, which would hold `ctx` a second time.
+            let convert = convert_fn(h, &out);
             quote_spanned! {span=>
                 #signature {
-                    async move { #outcome }
+                    ::qtasks::__private::Converted::new(#call, #convert)
                 }
             }
         }

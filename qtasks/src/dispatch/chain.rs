@@ -13,8 +13,13 @@
 //! [`PluginChain::fire_sync`]: plain inlined calls, no future at all. Otherwise
 //! [`PluginChain::fire`] builds one future that awaits the async handlers and
 //! calls the sync ones inline, still in order.
+//!
+//! That future is flat: a tuple awaits each member's handler future itself
+//! ([`PluginChain::call`]) and applies its outcome ([`PluginChain::settle`]),
+//! so the one future holds the chain and the context once and, at any
+//! moment, the handler future in flight; no future per member.
 
-use super::member_fire::member_fire;
+use super::handler::Guarded;
 use super::outcome::HandlerPanicked;
 use super::{Outcome, Plugin, PluginInfo, PluginStartError, Trigger, TriggerContext, TriggerSet};
 use crate::task::TaskSet;
@@ -52,6 +57,29 @@ pub trait PluginChain: Send + Sync + 'static {
     /// handle it with a sync `fn` (`!Self::ASYNC.contains(T::ID)`). Returns
     /// `false` if a member stopped the chain.
     fn fire_sync<T: Trigger>(&self, ctx: &mut T::Context<'_>) -> bool;
+
+    /// `true` for a chain of one plugin ([`Member`]): a tuple then awaits
+    /// its handler's future ([`call`](PluginChain::call)) in its own future
+    /// and applies the outcome ([`settle`](PluginChain::settle)), rather
+    /// than awaiting a future of the member's.
+    #[doc(hidden)]
+    const SINGLE: bool = false;
+
+    /// The future of the member's async handler of `T`, panics caught;
+    /// only called when [`SINGLE`](PluginChain::SINGLE) is `true`.
+    #[doc(hidden)]
+    fn call<T: Trigger>(&self, ctx: &T::Context<'_>) -> impl Future<Output = Outcome<T::Output>> + Send {
+        let _ = ctx;
+        std::future::ready(Outcome::Keep)
+    }
+
+    /// Applies what the member's handler returned; `false` if it stops the
+    /// chain. Only called when [`SINGLE`](PluginChain::SINGLE) is `true`.
+    #[doc(hidden)]
+    fn settle<T: Trigger>(&self, ctx: &mut T::Context<'_>, outcome: Outcome<T::Output>) -> bool {
+        let _ = (ctx, outcome);
+        true
+    }
 
     /// Starts every member in order. If one fails, the members started
     /// before it are stopped in reverse order and its error is returned.
@@ -92,6 +120,17 @@ pub fn awaits<'c, C: PluginChain, X: TriggerContext<'c>>(_chain: &C, _ctx: &X) -
 #[inline(always)]
 pub fn fire_sync<'c, C: PluginChain, X: TriggerContext<'c>>(chain: &C, ctx: &mut X) {
     chain.fire_sync::<X::Trigger>(ctx);
+}
+
+/// Fires the trigger of `ctx` on `chain` without a future, where no
+/// listener is async; see [`fire_now!`](super::fire_now).
+#[inline(always)]
+pub(crate) fn fire_unawaited<'c, C: PluginChain, X: TriggerContext<'c>>(chain: &C, ctx: &mut X) {
+    if listens(chain, ctx) {
+        // A constant: the caller chose this path because it holds.
+        assert!(!awaits(chain, ctx), "an async handler listens to {}", <X::Trigger as Trigger>::NAME);
+        chain.fire_sync::<X::Trigger>(ctx);
+    }
 }
 
 /// Fires the trigger of `ctx` on `chain`, the way the runtime does:
@@ -189,26 +228,6 @@ impl<P> Member<P> {
 }
 
 impl<P: Plugin> Member<P> {
-    /// Applies a handler's outcome; `false` if it stops the chain.
-    #[inline(always)]
-    pub(super) fn settle<T: Trigger>(&self, ctx: &mut T::Context<'_>, outcome: Outcome<T::Output>) -> bool {
-        match outcome {
-            Outcome::Keep => true,
-            Outcome::Replace(value) => {
-                T::apply(ctx, value);
-                true
-            }
-            Outcome::Failed(error) => {
-                self.failed(T::NAME, T::task_id(ctx), &*error);
-                true
-            }
-            Outcome::Halt(error) => {
-                self.failed(T::NAME, T::task_id(ctx), &*error);
-                false
-            }
-        }
-    }
-
     #[cold]
     #[inline(never)]
     fn failed(
@@ -229,9 +248,41 @@ impl<P: Plugin> PluginChain for Member<P> {
     const CAN_STOP: bool = P::CAN_STOP;
     type Tasks = P::Tasks;
 
+    const SINGLE: bool = true;
+
     #[inline(always)]
     fn fire<T: Trigger>(&self, ctx: &mut T::Context<'_>) -> impl Future<Output = bool> + Send {
-        member_fire::<P, T>(self, ctx)
+        async move {
+            if P::SYNC.contains(T::ID) {
+                return self.fire_sync::<T>(ctx);
+            }
+            let outcome = self.call::<T>(ctx).await;
+            self.settle::<T>(ctx, outcome)
+        }
+    }
+
+    #[inline(always)]
+    fn call<T: Trigger>(&self, ctx: &T::Context<'_>) -> impl Future<Output = Outcome<T::Output>> + Send {
+        Guarded::new(T::call(&self.plugin, ctx))
+    }
+
+    #[inline(always)]
+    fn settle<T: Trigger>(&self, ctx: &mut T::Context<'_>, outcome: Outcome<T::Output>) -> bool {
+        match outcome {
+            Outcome::Keep => true,
+            Outcome::Replace(value) => {
+                T::apply(ctx, value);
+                true
+            }
+            Outcome::Failed(error) => {
+                self.failed(T::NAME, T::task_id(ctx), &*error);
+                true
+            }
+            Outcome::Halt(error) => {
+                self.failed(T::NAME, T::task_id(ctx), &*error);
+                false
+            }
+        }
     }
 
     #[inline(always)]
@@ -312,7 +363,15 @@ macro_rules! tuple_chain {
                 async move {
                     $(
                         if $T::ASYNC.contains(T::ID) {
-                            if !self.$i.fire::<T>(ctx).await && $T::CAN_STOP {
+                            // A member's handler future is held here, in
+                            // place; a nested chain's future is awaited whole.
+                            let go_on = if $T::SINGLE {
+                                let outcome = self.$i.call::<T>(ctx).await;
+                                self.$i.settle::<T>(ctx, outcome)
+                            } else {
+                                self.$i.fire::<T>(ctx).await
+                            };
+                            if !go_on && $T::CAN_STOP {
                                 return false;
                             }
                         } else if $T::LISTENS.contains(T::ID) && !self.$i.fire_sync::<T>(ctx) && $T::CAN_STOP {
