@@ -129,10 +129,10 @@ fn trigger_set(handlers: &[Handler], only_sync: bool) -> TokenStream {
     quote!(::qtasks::__private::TriggerSet::EMPTY #(#ids)*)
 }
 
-/// The function converting a handler's return value into an `Outcome`: the
-/// observer's or the replacer's helper. The user's return type is named as
-/// the helper's type argument, so a wrong one is reported on it.
-fn convert_fn(h: &Handler, out: &TokenStream) -> TokenStream {
+/// The conversion of a handler's return value into an `Outcome`, through
+/// the observer's or the replacer's helper. The user's return type is named
+/// as the helper's type argument, so a wrong one is reported on it.
+fn into_outcome(h: &Handler, out: &TokenStream, value: TokenStream) -> TokenStream {
     let returned = match h.returns() {
         Returns::Observer(ty) | Returns::Replacer(ty) | Returns::Other(ty) if !matches!(ty, Type::ImplTrait(_)) => {
             quote!(#ty)
@@ -140,15 +140,11 @@ fn convert_fn(h: &Handler, out: &TokenStream) -> TokenStream {
         _ => quote!(_),
     };
     match h.def.kind() {
-        Kind::Observe => quote!(::qtasks::__private::observer_outcome::<#returned>),
-        Kind::Replace | Kind::Intercept => quote!(::qtasks::__private::replacer_outcome::<#out, #returned>),
+        Kind::Observe => quote!(::qtasks::__private::observer_outcome::<#returned>(#value)),
+        Kind::Replace | Kind::Intercept => {
+            quote!(::qtasks::__private::replacer_outcome::<#out, #returned>(#value))
+        }
     }
-}
-
-/// `value` converted into an `Outcome` (see [`convert_fn`]).
-fn into_outcome(h: &Handler, out: &TokenStream, value: TokenStream) -> TokenStream {
-    let convert = convert_fn(h, out);
-    quote!(#convert(#value))
 }
 
 /// The call of a handler with `ctx`, and for a method its call on a clone of
@@ -199,11 +195,14 @@ fn handler_method(h: &Handler, self_ty: Option<&Type>) -> TokenStream {
         }
         Mode::Async => {
             // The handler's own future, its output converted: no `async`
-            // block around it, which would hold `ctx` a second time.
-            let convert = convert_fn(h, &out);
+            // block around it, which would hold `ctx` a second time. The
+            // conversion is a call in a closure (of size zero, as a function
+            // item), so a wrong return type is one error, on the type.
+            let value = syn::Ident::new("__qtasks_value", Span::call_site());
+            let outcome = into_outcome(h, &out, quote!(#value));
             quote_spanned! {span=>
                 #signature {
-                    ::qtasks::__private::Converted::new(#call, #convert)
+                    ::qtasks::__private::Converted::new(#call, |#value| #outcome)
                 }
             }
         }

@@ -15,7 +15,7 @@
 //! calls the sync ones inline, still in order.
 //!
 //! That future is flat: a tuple awaits each member's handler future itself
-//! ([`PluginChain::call`]) and applies its outcome ([`PluginChain::settle`]),
+//! (`PluginChain::call`) and applies its outcome (`PluginChain::settle`),
 //! so the one future holds the chain and the context once and, at any
 //! moment, the handler future in flight; no future per member.
 
@@ -58,27 +58,21 @@ pub trait PluginChain: Send + Sync + 'static {
     /// `false` if a member stopped the chain.
     fn fire_sync<T: Trigger>(&self, ctx: &mut T::Context<'_>) -> bool;
 
-    /// `true` for a chain of one plugin ([`Member`]): a tuple then awaits
-    /// its handler's future ([`call`](PluginChain::call)) in its own future
-    /// and applies the outcome ([`settle`](PluginChain::settle)), rather
-    /// than awaiting a future of the member's.
+    /// The first half of [`fire`](PluginChain::fire), for a tuple that
+    /// holds this chain: for a [`Member`], its async handler's future
+    /// itself (panics caught), which the tuple awaits in its own future;
+    /// for other chains, their `fire` (`Halt` if it stopped).
     #[doc(hidden)]
-    const SINGLE: bool = false;
-
-    /// The future of the member's async handler of `T`, panics caught;
-    /// only called when [`SINGLE`](PluginChain::SINGLE) is `true`.
-    #[doc(hidden)]
-    fn call<T: Trigger>(&self, ctx: &T::Context<'_>) -> impl Future<Output = Outcome<T::Output>> + Send {
-        let _ = ctx;
-        std::future::ready(Outcome::Keep)
+    fn call<T: Trigger>(&self, ctx: &mut T::Context<'_>) -> impl Future<Output = Outcome<T::Output>> + Send {
+        async move { if self.fire::<T>(ctx).await { Outcome::Keep } else { Outcome::Halt(Box::new(Stopped)) } }
     }
 
-    /// Applies what the member's handler returned; `false` if it stops the
-    /// chain. Only called when [`SINGLE`](PluginChain::SINGLE) is `true`.
+    /// The second half of [`fire`](PluginChain::fire): applies what
+    /// [`call`](PluginChain::call) gave; `false` if it stops the chain.
     #[doc(hidden)]
     fn settle<T: Trigger>(&self, ctx: &mut T::Context<'_>, outcome: Outcome<T::Output>) -> bool {
-        let _ = (ctx, outcome);
-        true
+        let _ = ctx;
+        !matches!(outcome, Outcome::Halt(_))
     }
 
     /// Starts every member in order. If one fails, the members started
@@ -94,6 +88,19 @@ pub trait PluginChain: Send + Sync + 'static {
     /// Switches the members called `name` on or off; returns how many were switched.
     fn set_enabled(&self, name: &str, on: bool) -> usize;
 }
+
+/// What a nested chain's [`PluginChain::call`] halts with when a member
+/// stopped it; never reported (the member was).
+#[derive(Debug)]
+struct Stopped;
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a plugin stopped the chain")
+    }
+}
+
+impl std::error::Error for Stopped {}
 
 /// `true` if some member of `chain` listens to the trigger of `ctx`.
 ///
@@ -248,8 +255,6 @@ impl<P: Plugin> PluginChain for Member<P> {
     const CAN_STOP: bool = P::CAN_STOP;
     type Tasks = P::Tasks;
 
-    const SINGLE: bool = true;
-
     #[inline(always)]
     fn fire<T: Trigger>(&self, ctx: &mut T::Context<'_>) -> impl Future<Output = bool> + Send {
         async move {
@@ -262,8 +267,8 @@ impl<P: Plugin> PluginChain for Member<P> {
     }
 
     #[inline(always)]
-    fn call<T: Trigger>(&self, ctx: &T::Context<'_>) -> impl Future<Output = Outcome<T::Output>> + Send {
-        Guarded::new(T::call(&self.plugin, ctx))
+    fn call<T: Trigger>(&self, ctx: &mut T::Context<'_>) -> impl Future<Output = Outcome<T::Output>> + Send {
+        Guarded::new(T::call(&self.plugin, &*ctx))
     }
 
     #[inline(always)]
@@ -364,14 +369,9 @@ macro_rules! tuple_chain {
                     $(
                         if $T::ASYNC.contains(T::ID) {
                             // A member's handler future is held here, in
-                            // place; a nested chain's future is awaited whole.
-                            let go_on = if $T::SINGLE {
-                                let outcome = self.$i.call::<T>(ctx).await;
-                                self.$i.settle::<T>(ctx, outcome)
-                            } else {
-                                self.$i.fire::<T>(ctx).await
-                            };
-                            if !go_on && $T::CAN_STOP {
+                            // place: one await per member, no future of its own.
+                            let outcome = self.$i.call::<T>(ctx).await;
+                            if !self.$i.settle::<T>(ctx, outcome) && $T::CAN_STOP {
                                 return false;
                             }
                         } else if $T::LISTENS.contains(T::ID) && !self.$i.fire_sync::<T>(ctx) && $T::CAN_STOP {
