@@ -255,15 +255,12 @@ impl<P: Plugin> PluginChain for Member<P> {
     const CAN_STOP: bool = P::CAN_STOP;
     type Tasks = P::Tasks;
 
-    #[inline(always)]
-    fn fire<T: Trigger>(&self, ctx: &mut T::Context<'_>) -> impl Future<Output = bool> + Send {
-        async move {
-            if P::SYNC.contains(T::ID) {
-                return self.fire_sync::<T>(ctx);
-            }
-            let outcome = self.call::<T>(ctx).await;
-            self.settle::<T>(ctx, outcome)
+    async fn fire<T: Trigger>(&self, ctx: &mut T::Context<'_>) -> bool {
+        if P::SYNC.contains(T::ID) {
+            return self.fire_sync::<T>(ctx);
         }
+        let outcome = self.call::<T>(ctx).await;
+        self.settle::<T>(ctx, outcome)
     }
 
     #[inline(always)]
