@@ -7,8 +7,8 @@
 pub use crate::client::Signature;
 pub use crate::dispatch::triggers;
 pub use crate::dispatch::{
-    BoxError, IntoStartResult, Outcome, Plugin, PluginChain, Trigger, TriggerSet, blocking_detached, observer_outcome,
-    replacer_outcome, report_stop_error,
+    BoxError, Converted, IntoStartResult, Outcome, Plugin, PluginChain, Trigger, TriggerSet, blocking_detached,
+    observer_outcome, replacer_outcome, report_stop_error,
 };
 pub use crate::queue::{Limit, Rate};
 pub use crate::task::args::{decode_args, ok, run_blocking};

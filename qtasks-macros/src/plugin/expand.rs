@@ -194,10 +194,15 @@ fn handler_method(h: &Handler, self_ty: Option<&Type>) -> TokenStream {
             }
         }
         Mode::Async => {
-            let outcome = into_outcome(h, &out, quote!(#call.await));
+            // The handler's own future, its output converted: no `async`
+            // block around it, which would hold `ctx` a second time. The
+            // conversion is a call in a closure (of size zero, as a function
+            // item), so a wrong return type is one error, on the type.
+            let value = syn::Ident::new("__qtasks_value", Span::call_site());
+            let outcome = into_outcome(h, &out, quote!(#value));
             quote_spanned! {span=>
                 #signature {
-                    async move { #outcome }
+                    ::qtasks::__private::Converted::new(#call, |#value| #outcome)
                 }
             }
         }

@@ -13,8 +13,13 @@
 //! [`PluginChain::fire_sync`]: plain inlined calls, no future at all. Otherwise
 //! [`PluginChain::fire`] builds one future that awaits the async handlers and
 //! calls the sync ones inline, still in order.
+//!
+//! That future is flat: a tuple awaits each member's handler future itself
+//! (`PluginChain::call`) and applies its outcome (`PluginChain::settle`),
+//! so the one future holds the chain and the context once and, at any
+//! moment, the handler future in flight; no future per member.
 
-use super::member_fire::member_fire;
+use super::handler::Guarded;
 use super::outcome::HandlerPanicked;
 use super::{Outcome, Plugin, PluginInfo, PluginStartError, Trigger, TriggerContext, TriggerSet};
 use crate::task::TaskSet;
@@ -53,6 +58,23 @@ pub trait PluginChain: Send + Sync + 'static {
     /// `false` if a member stopped the chain.
     fn fire_sync<T: Trigger>(&self, ctx: &mut T::Context<'_>) -> bool;
 
+    /// The first half of [`fire`](PluginChain::fire), for a tuple that
+    /// holds this chain: for a [`Member`], its async handler's future
+    /// itself (panics caught), which the tuple awaits in its own future;
+    /// for other chains, their `fire` (`Halt` if it stopped).
+    #[doc(hidden)]
+    fn call<T: Trigger>(&self, ctx: &mut T::Context<'_>) -> impl Future<Output = Outcome<T::Output>> + Send {
+        async move { if self.fire::<T>(ctx).await { Outcome::Keep } else { Outcome::Halt(Box::new(Stopped)) } }
+    }
+
+    /// The second half of [`fire`](PluginChain::fire): applies what
+    /// [`call`](PluginChain::call) gave; `false` if it stops the chain.
+    #[doc(hidden)]
+    fn settle<T: Trigger>(&self, ctx: &mut T::Context<'_>, outcome: Outcome<T::Output>) -> bool {
+        let _ = ctx;
+        !matches!(outcome, Outcome::Halt(_))
+    }
+
     /// Starts every member in order. If one fails, the members started
     /// before it are stopped in reverse order and its error is returned.
     fn start(&self) -> impl Future<Output = Result<(), PluginStartError>> + Send;
@@ -66,6 +88,19 @@ pub trait PluginChain: Send + Sync + 'static {
     /// Switches the members called `name` on or off; returns how many were switched.
     fn set_enabled(&self, name: &str, on: bool) -> usize;
 }
+
+/// What a nested chain's [`PluginChain::call`] halts with when a member
+/// stopped it; never reported (the member was).
+#[derive(Debug)]
+struct Stopped;
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a plugin stopped the chain")
+    }
+}
+
+impl std::error::Error for Stopped {}
 
 /// `true` if some member of `chain` listens to the trigger of `ctx`.
 ///
@@ -92,6 +127,17 @@ pub fn awaits<'c, C: PluginChain, X: TriggerContext<'c>>(_chain: &C, _ctx: &X) -
 #[inline(always)]
 pub fn fire_sync<'c, C: PluginChain, X: TriggerContext<'c>>(chain: &C, ctx: &mut X) {
     chain.fire_sync::<X::Trigger>(ctx);
+}
+
+/// Fires the trigger of `ctx` on `chain` without a future, where no
+/// listener is async; see [`fire_now!`](super::fire_now).
+#[inline(always)]
+pub(crate) fn fire_unawaited<'c, C: PluginChain, X: TriggerContext<'c>>(chain: &C, ctx: &mut X) {
+    if listens(chain, ctx) {
+        // A constant: the caller chose this path because it holds.
+        assert!(!awaits(chain, ctx), "an async handler listens to {}", <X::Trigger as Trigger>::NAME);
+        chain.fire_sync::<X::Trigger>(ctx);
+    }
 }
 
 /// Fires the trigger of `ctx` on `chain`, the way the runtime does:
@@ -189,26 +235,6 @@ impl<P> Member<P> {
 }
 
 impl<P: Plugin> Member<P> {
-    /// Applies a handler's outcome; `false` if it stops the chain.
-    #[inline(always)]
-    pub(super) fn settle<T: Trigger>(&self, ctx: &mut T::Context<'_>, outcome: Outcome<T::Output>) -> bool {
-        match outcome {
-            Outcome::Keep => true,
-            Outcome::Replace(value) => {
-                T::apply(ctx, value);
-                true
-            }
-            Outcome::Failed(error) => {
-                self.failed(T::NAME, T::task_id(ctx), &*error);
-                true
-            }
-            Outcome::Halt(error) => {
-                self.failed(T::NAME, T::task_id(ctx), &*error);
-                false
-            }
-        }
-    }
-
     #[cold]
     #[inline(never)]
     fn failed(
@@ -229,9 +255,36 @@ impl<P: Plugin> PluginChain for Member<P> {
     const CAN_STOP: bool = P::CAN_STOP;
     type Tasks = P::Tasks;
 
+    async fn fire<T: Trigger>(&self, ctx: &mut T::Context<'_>) -> bool {
+        if P::SYNC.contains(T::ID) {
+            return self.fire_sync::<T>(ctx);
+        }
+        let outcome = self.call::<T>(ctx).await;
+        self.settle::<T>(ctx, outcome)
+    }
+
     #[inline(always)]
-    fn fire<T: Trigger>(&self, ctx: &mut T::Context<'_>) -> impl Future<Output = bool> + Send {
-        member_fire::<P, T>(self, ctx)
+    fn call<T: Trigger>(&self, ctx: &mut T::Context<'_>) -> impl Future<Output = Outcome<T::Output>> + Send {
+        Guarded::new(T::call(&self.plugin, &*ctx))
+    }
+
+    #[inline(always)]
+    fn settle<T: Trigger>(&self, ctx: &mut T::Context<'_>, outcome: Outcome<T::Output>) -> bool {
+        match outcome {
+            Outcome::Keep => true,
+            Outcome::Replace(value) => {
+                T::apply(ctx, value);
+                true
+            }
+            Outcome::Failed(error) => {
+                self.failed(T::NAME, T::task_id(ctx), &*error);
+                true
+            }
+            Outcome::Halt(error) => {
+                self.failed(T::NAME, T::task_id(ctx), &*error);
+                false
+            }
+        }
     }
 
     #[inline(always)]
@@ -312,7 +365,10 @@ macro_rules! tuple_chain {
                 async move {
                     $(
                         if $T::ASYNC.contains(T::ID) {
-                            if !self.$i.fire::<T>(ctx).await && $T::CAN_STOP {
+                            // A member's handler future is held here, in
+                            // place: one await per member, no future of its own.
+                            let outcome = self.$i.call::<T>(ctx).await;
+                            if !self.$i.settle::<T>(ctx, outcome) && $T::CAN_STOP {
                                 return false;
                             }
                         } else if $T::LISTENS.contains(T::ID) && !self.$i.fire_sync::<T>(ctx) && $T::CAN_STOP {

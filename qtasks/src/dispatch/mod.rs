@@ -11,7 +11,7 @@
 //! | `plugin.rs` | the [`Plugin`] trait generated from the table |
 //! | `outcome.rs` | what a handler returns ([`Outcome`]) and how return types convert |
 //! | `chain.rs` | [`PluginChain`]: `()`, [`Member`] and flat tuples, and [`fire!`](crate::fire) |
-//! | `member_fire.rs` | the one hand-written future, with its safety argument |
+//! | `handler.rs` | the two hand-written futures a handler's future is awaited in |
 //! | `list.rs` | [`Append`]: flat type-level lists, shared with task sets |
 //! | `blocking.rs` | the pool blocking handlers run on |
 //! | `snapshot.rs` | owned copies of contexts for blocking handlers |
@@ -22,8 +22,8 @@
 
 mod blocking;
 mod chain;
+mod handler;
 mod list;
-mod member_fire;
 mod meta;
 mod outcome;
 mod plugin;
@@ -33,9 +33,12 @@ pub mod triggers;
 
 pub(crate) use blocking::BLOCKING_WAIT;
 pub use blocking::{blocking_detached, blocking_handler_limit, blocking_handlers_busy, set_blocking_handler_limit};
+pub(crate) use chain::fire_unawaited;
 pub use chain::{Member, PluginChain};
 #[doc(hidden)]
 pub use chain::{awaits, fire, fire_sync, listens};
+#[doc(hidden)]
+pub use handler::Converted;
 pub use list::Append;
 pub use meta::{Component, Kind, Trigger, TriggerContext, TriggerInfo, TriggerSet};
 pub use outcome::{BoxError, HandlerPanicked, IntoOutcome, IntoStartResult, Outcome, PluginStartError};
@@ -55,3 +58,15 @@ macro_rules! fire_ctx {
     }};
 }
 pub(crate) use fire_ctx;
+
+/// [`fire_ctx!`] for a trigger no async handler listens to (checked, a
+/// constant): plain calls in place, no future, so a caller that is not
+/// `async` can fire it and its context stays on the stack.
+macro_rules! fire_now {
+    ($chain:expr, $ctx:expr) => {{
+        let mut ctx = $ctx;
+        $crate::dispatch::fire_unawaited($chain, &mut ctx);
+        ctx
+    }};
+}
+pub(crate) use fire_now;

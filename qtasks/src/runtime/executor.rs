@@ -18,6 +18,7 @@ use crate::app::{AllTasks, AppInner};
 use crate::backend::{Backend, BackendError};
 use crate::dispatch::PluginChain;
 use crate::dispatch::fire_ctx as fire;
+use crate::dispatch::fire_now;
 use crate::model::{TaskMessage, TaskRecord, TaskStatus, now};
 use crate::task::context::{TaskName, Threads};
 use crate::task::deps::{Resources, TaskDeps, WorkerDeps};
@@ -64,9 +65,14 @@ pub(crate) async fn receive_and_run<T: TaskSet, C: PluginChain, B: Backend>(
         let (ctx, info, model, threads) =
             renewing_lease(app, uuid, hold(app, deps, worker, message, &span, &token)).instrument(span.clone()).await;
         if after_store_listened(app, model.status) {
-            // Boxed, the record and the context moved in: a run that nothing
-            // listens to after its store holds neither across an await.
-            Box::pin(ctx.scope(after_store(app, info, model)).instrument(span)).await;
+            if after_store_awaits(app, model.status) {
+                // Boxed, the record and the context moved in: a run that
+                // nothing awaits after its store holds neither across an await.
+                let after = async move { after_store(app, info, &model).await };
+                Box::pin(ctx.scope(after).instrument(span)).await;
+            } else {
+                TaskContext::sync_scope(Some(ctx), || span.in_scope(|| after_store_now(app, info, &model)));
+            }
         }
         threads
     };
@@ -104,11 +110,26 @@ fn listened<C: PluginChain, X: Trigger>() -> bool {
     C::LISTENS.contains(X::ID)
 }
 
+/// `true` if a plugin of `C` handles trigger `X` with an async handler,
+/// so firing it may wait. A constant: where no trigger of a step may wait,
+/// the step runs in place, with [`fire_now!`], instead of in a boxed future.
+#[inline(always)]
+fn awaited<C: PluginChain, X: Trigger>() -> bool {
+    C::ASYNC.contains(X::ID)
+}
+
 /// The receive triggers, any of which may replace the message.
 fn receive_listened<C: PluginChain>() -> bool {
     listened::<C, BrokerAddWorker<'static>>()
         || listened::<C, StorageAddProcess<'static>>()
         || listened::<C, WorkerAdd<'static>>()
+}
+
+/// Whether an async handler listens to a receive trigger.
+fn receive_awaits<C: PluginChain>() -> bool {
+    awaited::<C, BrokerAddWorker<'static>>()
+        || awaited::<C, StorageAddProcess<'static>>()
+        || awaited::<C, WorkerAdd<'static>>()
 }
 
 /// What the worker does while it holds the task: receive it, run it, store
@@ -122,13 +143,22 @@ async fn hold<T: TaskSet, C: PluginChain, B: Backend>(
     span: &tracing::Span,
     token: &CancelToken,
 ) -> (TaskContext, Option<&'static TaskInfo>, TaskRecord, Option<Arc<Threads>>) {
+    let mut ctx = context::<T, C>(message, span, token);
     if receive_listened::<C>() {
-        // Boxed: only apps whose plugins listen carry these triggers' state.
-        let taken = std::mem::replace(message, empty_message());
-        *message = Box::pin(receive(app, taken, span, token)).await;
+        // The receive triggers see the message as it was taken as the
+        // task's context.
+        if receive_awaits::<C>() {
+            // Boxed: only apps whose plugins wait carry these triggers' state.
+            let taken = std::mem::replace(message, empty_message());
+            *message = Box::pin(ctx.clone().scope(receive(app, taken))).await;
+        } else {
+            TaskContext::sync_scope(Some(ctx.clone()), || receive_now(app, message));
+        }
+        if !ctx.is_for(message) {
+            ctx = context::<T, C>(message, span, token);
+        }
     }
     let message = &*message;
-    let ctx = context::<T, C>(message, span, token);
     // Boxed: the run's state is held by pointer here and in the futures
     // around (each kept small enough for the allocator's per-thread cache).
     let (info, model, threads) =
@@ -136,29 +166,28 @@ async fn hold<T: TaskSet, C: PluginChain, B: Backend>(
     (ctx, info, model, threads)
 }
 
-/// The receive triggers, with the message as it was taken as the context.
-async fn receive<T: TaskSet, C: PluginChain, B: Backend>(
-    app: &AppInner<T, C, B>,
-    mut message: TaskMessage,
-    span: &tracing::Span,
-    token: &CancelToken,
-) -> TaskMessage {
+/// The receive triggers, each of which may replace the message.
+async fn receive<T, C: PluginChain, B>(app: &AppInner<T, C, B>, mut message: TaskMessage) -> TaskMessage {
     let name = app.name.as_str();
-    let received = context::<T, C>(&message, span, token);
-    received
-        .scope(async {
-            if listened::<C, BrokerAddWorker<'static>>() {
-                message = fire!(&app.chain, BrokerAddWorker { app: name, message }).message;
-            }
-            if listened::<C, StorageAddProcess<'static>>() {
-                message = fire!(&app.chain, StorageAddProcess { app: name, message }).message;
-            }
-            if listened::<C, WorkerAdd<'static>>() {
-                message = fire!(&app.chain, WorkerAdd { app: name, message }).message;
-            }
-            message
-        })
-        .await
+    if listened::<C, BrokerAddWorker<'static>>() {
+        message = fire!(&app.chain, BrokerAddWorker { app: name, message }).message;
+    }
+    if listened::<C, StorageAddProcess<'static>>() {
+        message = fire!(&app.chain, StorageAddProcess { app: name, message }).message;
+    }
+    if listened::<C, WorkerAdd<'static>>() {
+        message = fire!(&app.chain, WorkerAdd { app: name, message }).message;
+    }
+    message
+}
+
+/// [`receive`] where no async handler listens: in place.
+fn receive_now<T, C: PluginChain, B>(app: &AppInner<T, C, B>, message: &mut TaskMessage) {
+    let (name, chain) = (app.name.as_str(), &app.chain);
+    let taken = std::mem::replace(message, empty_message());
+    let ctx = fire_now!(chain, BrokerAddWorker { app: name, message: taken });
+    let ctx = fire_now!(chain, StorageAddProcess { app: name, message: ctx.message });
+    *message = fire_now!(chain, WorkerAdd { app: name, message: ctx.message }).message;
 }
 
 /// The task's context for the triggers around its run: no dependencies,
@@ -225,7 +254,11 @@ async fn store_final<T, C: PluginChain, B: Backend>(
     }
     model.updated_at = now();
     if listened::<C, WorkerRemoveFinishedTask<'static>>() || listened::<C, BrokerRemoveFinishedTask<'static>>() {
-        Box::pin(replace_final(app, task, message, model)).await;
+        if awaited::<C, WorkerRemoveFinishedTask<'static>>() || awaited::<C, BrokerRemoveFinishedTask<'static>>() {
+            Box::pin(replace_final(app, task, message, model)).await;
+        } else {
+            replace_final_now(app, task, message, model);
+        }
     }
     within_size_limit(model, app.config.max_message_size);
     if let Err(error) = app.backend.finish(model).await {
@@ -295,6 +328,19 @@ async fn replace_final<T, C: PluginChain, B: Backend>(
     owned = fire!(&app.chain, WorkerRemoveFinishedTask { app: name, task, message, model: owned }).model;
     owned = fire!(&app.chain, BrokerRemoveFinishedTask { app: name, model: owned }).model;
     *model = owned;
+}
+
+/// [`replace_final`] where no async handler listens: in place.
+fn replace_final_now<T, C: PluginChain, B>(
+    app: &AppInner<T, C, B>,
+    task: Option<&'static TaskInfo>,
+    message: &TaskMessage,
+    model: &mut TaskRecord,
+) {
+    let (name, chain) = (app.name.as_str(), &app.chain);
+    let taken = std::mem::replace(model, empty_record());
+    let ctx = fire_now!(chain, WorkerRemoveFinishedTask { app: name, task, message, model: taken });
+    *model = fire_now!(chain, BrokerRemoveFinishedTask { app: name, model: ctx.model }).model;
 }
 
 /// Stores the final record again after a first try failed with `error`,
@@ -402,7 +448,20 @@ fn json_size(value: &Value) -> usize {
 fn after_store_listened<T, C: PluginChain, B>(app: &AppInner<T, C, B>, status: TaskStatus) -> bool {
     listened::<C, StorageRemoveFinishedTask<'static>>()
         || listened::<C, WorkerExecuteAfter<'static>>()
-        || EventKind::for_status(status).is_some_and(|kind| app.events.listens(kind))
+        || events_listened(app, status)
+}
+
+/// Whether what follows the final record's store may wait: an async
+/// handler of its triggers (a constant), or a handler of its events.
+fn after_store_awaits<T, C: PluginChain, B>(app: &AppInner<T, C, B>, status: TaskStatus) -> bool {
+    awaited::<C, StorageRemoveFinishedTask<'static>>()
+        || awaited::<C, WorkerExecuteAfter<'static>>()
+        || events_listened(app, status)
+}
+
+/// Whether a handler listens to the events of a task that ended `status`.
+fn events_listened<T, C, B>(app: &AppInner<T, C, B>, status: TaskStatus) -> bool {
+    EventKind::for_status(status).is_some_and(|kind| app.events.listens(kind))
         || app.events.listens(EventKind::TaskStopping)
 }
 
@@ -410,16 +469,23 @@ fn after_store_listened<T, C: PluginChain, B>(app: &AppInner<T, C, B>, status: T
 async fn after_store<T, C: PluginChain, B: Backend>(
     app: &AppInner<T, C, B>,
     task: Option<&'static TaskInfo>,
-    model: TaskRecord,
+    model: &TaskRecord,
 ) {
     let name = app.name.as_str();
-    let model = &model;
     fire!(&app.chain, StorageRemoveFinishedTask { app: name, model });
     fire!(&app.chain, WorkerExecuteAfter { app: name, task, model });
     if let Some(kind) = EventKind::for_status(model.status) {
         emit!(app.events, kind, Event::ended(kind, name, model));
     }
     emit!(app.events, EventKind::TaskStopping, Event::ended(EventKind::TaskStopping, name, model));
+}
+
+/// [`after_store`] where no async handler listens and no handler to the
+/// events: in place.
+fn after_store_now<T, C: PluginChain, B>(app: &AppInner<T, C, B>, task: Option<&'static TaskInfo>, model: &TaskRecord) {
+    let (name, chain) = (app.name.as_str(), &app.chain);
+    fire_now!(chain, StorageRemoveFinishedTask { app: name, model });
+    fire_now!(chain, WorkerExecuteAfter { app: name, task, model });
 }
 
 struct Exec<'a, T, C, B> {
@@ -546,11 +612,8 @@ async fn pipeline<K: Task, T, C: PluginChain, B: Backend>(
     let replaceable = listened::<C, WorkerExecuteBefore<'static>>()
         || listened::<C, BrokerUpdate<'static>>()
         || listened::<C, StorageUpdate<'static>>();
-    let rewritten = if replaceable {
-        Some(Box::new(Box::pin(process_record::<K, T, C, B>(app, worker, message, started_at)).await))
-    } else {
-        None
-    };
+    let rewritten =
+        if replaceable { Some(process_record::<K, T, C, B>(app, worker, message, started_at).await) } else { None };
     fire!(chain, WorkerRunTaskBefore { app: name, task, message });
     fire!(chain, TaskExecutorMiddlewaresExecute { app: name, task, message, phase: Phase::Before });
 
@@ -659,22 +722,99 @@ fn run_record(message: &TaskMessage, worker: &str, started_at: f64) -> TaskRecor
 }
 
 /// The `process` record through the triggers that may replace it, stored
-/// again (a plugin may have changed it).
+/// again if a plugin changed it. Boxed: the pipeline holds it by pointer
+/// across the run.
 async fn process_record<K: Task, T, C: PluginChain, B: Backend>(
     app: &AppInner<T, C, B>,
     worker: &str,
     message: &TaskMessage,
     started_at: f64,
-) -> TaskRecord {
-    let (name, chain, task) = (app.name.as_str(), &app.chain, &K::INFO);
-    let model = run_record(message, worker, started_at);
-    let model = fire!(chain, WorkerExecuteBefore { app: name, task, message, model }).model;
-    let model = fire!(chain, BrokerUpdate { app: name, model }).model;
-    let model = fire!(chain, StorageUpdate { app: name, model }).model;
-    if let Err(error) = app.backend.update(&model).await {
-        tracing::error!(app = name, uuid = %message.uuid, %error, "storing the process status failed");
+) -> Box<TaskRecord> {
+    let made = run_record(message, worker, started_at);
+    let updated_at = made.updated_at;
+    let model = Box::new(if process_awaits::<C>() {
+        Box::pin(replace_process::<K, T, C, B>(app, message, made)).await
+    } else {
+        replace_process_now::<K, T, C, B>(app, message, made)
+    });
+    if !is_run_record(&model, message, worker, started_at, updated_at)
+        && let Err(error) = Box::pin(app.backend.update(&model)).await
+    {
+        tracing::error!(app = app.name.as_str(), uuid = %message.uuid, %error, "storing the process status failed");
     }
     model
+}
+
+/// Whether an async handler listens to a trigger that may replace the
+/// `process` record.
+fn process_awaits<C: PluginChain>() -> bool {
+    awaited::<C, WorkerExecuteBefore<'static>>()
+        || awaited::<C, BrokerUpdate<'static>>()
+        || awaited::<C, StorageUpdate<'static>>()
+}
+
+/// The triggers that may replace the `process` record.
+async fn replace_process<K: Task, T, C: PluginChain, B>(
+    app: &AppInner<T, C, B>,
+    message: &TaskMessage,
+    model: TaskRecord,
+) -> TaskRecord {
+    let (name, chain, task) = (app.name.as_str(), &app.chain, &K::INFO);
+    let model = fire!(chain, WorkerExecuteBefore { app: name, task, message, model }).model;
+    let model = fire!(chain, BrokerUpdate { app: name, model }).model;
+    fire!(chain, StorageUpdate { app: name, model }).model
+}
+
+/// [`replace_process`] where no async handler listens: in place.
+fn replace_process_now<K: Task, T, C: PluginChain, B>(
+    app: &AppInner<T, C, B>,
+    message: &TaskMessage,
+    model: TaskRecord,
+) -> TaskRecord {
+    let (name, chain, task) = (app.name.as_str(), &app.chain, &K::INFO);
+    let ctx = fire_now!(chain, WorkerExecuteBefore { app: name, task, message, model });
+    let ctx = fire_now!(chain, BrokerUpdate { app: name, model: ctx.model });
+    fire_now!(chain, StorageUpdate { app: name, model: ctx.model }).model
+}
+
+/// `true` if `model` is the record [`run_record`] made (made at
+/// `updated_at`): no plugin changed it, so it need not be stored again.
+/// Every field is named, so a field added to the record is compared too.
+fn is_run_record(model: &TaskRecord, message: &TaskMessage, worker: &str, started: f64, updated: f64) -> bool {
+    let TaskRecord {
+        uuid,
+        task_name,
+        priority,
+        args,
+        status,
+        created_at,
+        updated_at,
+        result,
+        error,
+        attempt,
+        extra,
+        queue,
+        limit_key,
+        unique,
+        worker: by,
+        started_at,
+    } = model;
+    *uuid == message.uuid
+        && *task_name == message.task_name
+        && *priority == message.priority
+        && *args == message.args
+        && *status == TaskStatus::Process
+        && *created_at == message.created_at
+        && *updated_at == updated
+        && result.is_none()
+        && error.is_none()
+        && *attempt == message.attempt
+        && *extra == message.extra
+        && *queue == message.queue
+        && *limit_key == message.limit_key
+        && unique.is_none()
+        && by.as_deref() == Some(worker)
+        && *started_at == Some(started)
 }
 
 #[cfg(test)]

@@ -195,6 +195,19 @@ impl TaskContext {
         CURRENT.try_with(Clone::clone).ok()
     }
 
+    /// `true` if [`for_run`](Self::for_run) would make this context of
+    /// `message` (its id, name, attempt and extra fields), so a run may keep
+    /// it after plugins replaced the message.
+    pub(crate) fn is_for(&self, message: &TaskMessage) -> bool {
+        self.uuid == message.uuid
+            && self.attempt == message.attempt
+            && self.name.as_str() == message.task_name
+            && match &self.extra {
+                None => message.extra.is_empty(),
+                Some(extra) => **extra == message.extra,
+            }
+    }
+
     /// Runs `future` with `self` as [`TaskContext::current`].
     ///
     /// A plain function: the future it gives holds `future` once (an
