@@ -21,6 +21,10 @@ use tokio::sync::{mpsc, oneshot};
 const FINISH_BATCH: usize = 256;
 /// Most script calls in flight at once.
 const BATCHES_IN_FLIGHT: usize = 4;
+/// Most bytes of records in one script call (a call holds at least one
+/// task): large results split a batch, so one call never keeps the server
+/// busy for long.
+const CALL_BYTES: usize = 1 << 20;
 
 /// One end to write, and who waits for the outcome (the script's reply
 /// for this task, see `lua/finish.lua`).
@@ -106,14 +110,22 @@ impl RedisBackend {
     }
 }
 
-/// Writes one batch, a script call per set of keys (one on a server), and
-/// answers each of its ends.
+/// Writes one batch, a script call per set of keys (one on a server) and
+/// per [`CALL_BYTES`] of records, and answers each of its ends.
 async fn write(mut conn: Conn, mut batch: Vec<End>) {
     // On a cluster, the ends of each queue's keys together (a stable sort:
     // each queue's keep their order).
     batch.sort_by(|a, b| a.keys.prefix.cmp(&b.keys.prefix));
     while !batch.is_empty() {
-        let split = batch.iter().position(|e| e.keys.prefix != batch[0].keys.prefix).unwrap_or(batch.len());
+        let mut bytes = 0;
+        let split = batch
+            .iter()
+            .enumerate()
+            .position(|(i, e)| {
+                bytes += e.data.len();
+                i > 0 && (e.keys.prefix != batch[0].keys.prefix || bytes > CALL_BYTES)
+            })
+            .unwrap_or(batch.len());
         let rest = batch.split_off(split);
         write_at(&mut conn, batch).await;
         batch = rest;
