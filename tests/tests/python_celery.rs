@@ -475,3 +475,12 @@ async fn a_cancelled_queued_task_is_revoked_for_the_client_and_never_runs() {
     worker.shutdown().await;
     cleanup(&backend, &[&q], &ids(&sent)).await;
 }
+
+/// Shared settings (the plugin switches every worker reads at each
+/// heartbeat) on this backend's keys: read through each group's index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(redis_unreachable, ignore = "Redis is not reachable; see the build warning")]
+async fn settings_are_kept_per_group() {
+    let backend = backend(&queue("settings")).await;
+    support::check_settings(&backend).await;
+}

@@ -289,3 +289,12 @@ async fn the_task_of_a_killed_rust_worker_comes_back() {
     worker.shutdown().await;
     backend.flush().await.unwrap();
 }
+
+/// Shared settings (the plugin switches every worker reads at each
+/// heartbeat) on this backend's keys: read through each group's index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(redis_unreachable, ignore = "Redis is not reachable; see the build warning")]
+async fn settings_are_kept_per_group() {
+    let backend = backend(&app_name("settings")).await;
+    support::check_settings(&backend).await;
+}

@@ -366,3 +366,27 @@ pub(crate) use on_both_backends;
 pub fn app_name<B: qtasks::Backend>(name: &str, backend: &B) -> String {
     if backend.kind() == "memory" { name.to_owned() } else { backend.app_name().to_owned() }
 }
+
+/// The shared settings of `backend` (a fresh app) behave: a group reads
+/// back what was written, apart from a group whose name starts the same;
+/// a deleted setting and one whose ttl ran out are gone from the group;
+/// `flush` empties it.
+#[allow(dead_code)]
+pub async fn check_settings<B: qtasks::Backend>(backend: &B) {
+    use serde_json::json;
+    backend.config_set("group", "a", &json!(1), None).await.unwrap();
+    backend.config_set("group", "brief", &json!(2), Some(Duration::from_millis(1))).await.unwrap();
+    backend.config_set("group", "gone", &json!(3), None).await.unwrap();
+    backend.config_set("group2", "x", &json!(true), None).await.unwrap();
+    backend.config_delete("group", "gone").await.unwrap();
+    let deadline = Instant::now() + HANG;
+    while backend.config_get("group", "brief").await.unwrap().is_some() {
+        assert!(Instant::now() < deadline, "the setting with a 1 ms ttl expired");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let all = backend.config_get_all("group").await.unwrap();
+    assert_eq!(serde_json::Value::Object(all), json!({"a": 1}));
+    assert_eq!(serde_json::Value::Object(backend.config_get_all("group2").await.unwrap()), json!({"x": true}));
+    backend.flush().await.unwrap();
+    assert!(backend.config_get_all("group").await.unwrap().is_empty());
+}

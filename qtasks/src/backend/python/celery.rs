@@ -1044,7 +1044,7 @@ impl Backend for CeleryBackend {
         value: &Value,
         ttl: Option<Duration>,
     ) -> Result<(), BackendError> {
-        self.shared.conns.config_set(KIND, &self.own(&format!("config:{}:{name}:{key}", name.len())), value, ttl).await
+        self.shared.conns.config_set(KIND, &self.own(&format!("config:{}:{name}:", name.len())), key, value, ttl).await
     }
 
     async fn config_get(&self, name: &str, key: &str) -> Result<Option<Value>, BackendError> {
@@ -1056,7 +1056,7 @@ impl Backend for CeleryBackend {
     }
 
     async fn config_delete(&self, name: &str, key: &str) -> Result<(), BackendError> {
-        self.shared.conns.config_delete(KIND, &self.own(&format!("config:{}:{name}:{key}", name.len()))).await
+        self.shared.conns.config_delete(KIND, &self.own(&format!("config:{}:{name}:", name.len())), key).await
     }
 }
 

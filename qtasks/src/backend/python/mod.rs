@@ -35,6 +35,7 @@ pub use celery::CeleryBackend;
 pub use qtasks_py::QtasksPyBackend;
 
 use super::redis::glob_escape;
+use super::redis::settings;
 use super::{BackendError, BackendErrorKind};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Client, RedisError};
@@ -60,6 +61,8 @@ struct Conns {
     client: Client,
     manager: ConnectionManager,
     blocking: Mutex<Vec<MultiplexedConnection>>,
+    /// The settings groups whose older settings were indexed.
+    indexed: settings::Indexed,
 }
 
 impl Conns {
@@ -80,7 +83,7 @@ impl Conns {
             .get_connection_manager_with_config(config)
             .await
             .map_err(redis_error(kind, "could not connect to Redis"))?;
-        Ok(Self { client, manager, blocking: Mutex::new(Vec::new()) })
+        Ok(Self { client, manager, blocking: Mutex::new(Vec::new()), indexed: Default::default() })
     }
 
     fn conn(&self) -> ConnectionManager {
@@ -126,6 +129,14 @@ impl Conns {
     }
 }
 
+/// The index of the settings group whose keys start with `group` (which
+/// ends in `:`): the prefix without its last `:`, a key no setting of any
+/// group can have (each has a name after its group's `:`), under the same
+/// prefix, so `flush` removes it with the settings.
+fn settings_index(group: &str) -> String {
+    group.strip_suffix(':').unwrap_or(group).to_owned()
+}
+
 impl Conns {
     /// Every key matching a `SCAN` pattern.
     async fn scan(&self, kind: &'static str, pattern: &str) -> Result<Vec<String>, BackendError> {
@@ -156,20 +167,19 @@ impl Conns {
         Ok(claimed.is_some())
     }
 
+    /// Writes setting `name` of the group whose keys start with `group`
+    /// (ending in `:`), indexed (see `backend::redis::settings`).
     async fn config_set(
         &self,
         kind: &'static str,
-        key: &str,
+        group: &str,
+        name: &str,
         value: &Value,
         ttl: Option<Duration>,
     ) -> Result<(), BackendError> {
-        let mut set = redis::cmd("SET");
-        set.arg(key).arg(value.to_string());
-        if let Some(ttl) = ttl {
-            set.arg("PX").arg(millis(ttl));
-        }
-        let _: () = set.query_async(&mut self.conn()).await.map_err(redis_error(kind, "writing a setting"))?;
-        Ok(())
+        settings::set(&mut self.conn(), group, &settings_index(group), name, value.to_string(), ttl.map(millis))
+            .await
+            .map_err(redis_error(kind, "writing a setting"))
     }
 
     async fn config_get(&self, kind: &'static str, key: &str) -> Result<Option<Value>, BackendError> {
@@ -183,36 +193,26 @@ impl Conns {
         })
     }
 
-    /// Every live setting whose key starts with `prefix`, by the rest of its key.
-    async fn config_get_all(&self, kind: &'static str, prefix: &str) -> Result<Map<String, Value>, BackendError> {
-        let found = self.scan(kind, &format!("{}*", glob_escape(prefix))).await?;
-        let mut out = Map::new();
-        if found.is_empty() {
-            return Ok(out);
+    /// Every live setting of the group whose keys start with `group`, by
+    /// name: through the group's index; the settings an older qtasks wrote
+    /// are indexed once per group and process (one `SCAN`).
+    async fn config_get_all(&self, kind: &'static str, group: &str) -> Result<Map<String, Value>, BackendError> {
+        let index = settings_index(group);
+        if !self.indexed.contains(group) {
+            let found = self.scan(kind, &format!("{}*", glob_escape(group))).await?;
+            settings::index_found(&mut self.conn(), group, &index, &found)
+                .await
+                .map_err(redis_error(kind, "indexing settings"))?;
+            self.indexed.insert(group);
         }
-        let values: Vec<Option<String>> = redis::cmd("MGET")
-            .arg(&found)
-            .query_async(&mut self.conn())
-            .await
-            .map_err(redis_error(kind, "reading settings"))?;
-        for (key, value) in found.iter().zip(values) {
-            // A key may expire between SCAN and MGET.
-            if let (Some(short), Some(value)) = (key.strip_prefix(prefix), value)
-                && let Ok(value) = serde_json::from_str(&value)
-            {
-                out.insert(short.to_owned(), value);
-            }
-        }
-        Ok(out)
+        settings::read_all(&mut self.conn(), group, &index).await.map_err(redis_error(kind, "reading settings"))
     }
 
-    async fn config_delete(&self, kind: &'static str, key: &str) -> Result<(), BackendError> {
-        let _: () = redis::cmd("DEL")
-            .arg(key)
-            .query_async(&mut self.conn())
+    /// Deletes setting `name` of the group whose keys start with `group`.
+    async fn config_delete(&self, kind: &'static str, group: &str, name: &str) -> Result<(), BackendError> {
+        settings::delete(&mut self.conn(), group, &settings_index(group), name)
             .await
-            .map_err(redis_error(kind, "deleting a setting"))?;
-        Ok(())
+            .map_err(redis_error(kind, "deleting a setting"))
     }
 }
 

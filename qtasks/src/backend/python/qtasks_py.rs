@@ -860,7 +860,7 @@ impl Backend for QtasksPyBackend {
         value: &Value,
         ttl: Option<Duration>,
     ) -> Result<(), BackendError> {
-        self.shared.conns.config_set(KIND, &self.shared.keys.config(name, key), value, ttl).await
+        self.shared.conns.config_set(KIND, &self.shared.keys.config(name, ""), key, value, ttl).await
     }
 
     async fn config_get(&self, name: &str, key: &str) -> Result<Option<Value>, BackendError> {
@@ -872,7 +872,7 @@ impl Backend for QtasksPyBackend {
     }
 
     async fn config_delete(&self, name: &str, key: &str) -> Result<(), BackendError> {
-        self.shared.conns.config_delete(KIND, &self.shared.keys.config(name, key)).await
+        self.shared.conns.config_delete(KIND, &self.shared.keys.config(name, ""), key).await
     }
 }
 

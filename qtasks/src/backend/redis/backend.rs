@@ -9,8 +9,9 @@ use super::keys::Keys;
 use super::keys::{
     DUPLICATES, LENGTH_PREFIXED, STATS_SEPARATOR, glob_escape, is_holds_key, priority_hex, stats_field, task_key_uuid,
 };
-use super::scripts::{CANCEL, CONFIGS, ENQUEUE, QUEUES, UPDATE};
-use super::{KIND, RedisBackend, decode_error, encode_error, error, expire_millis, lock, millis, redis_error, run_arg};
+use super::scripts::{CANCEL, ENQUEUE, QUEUES, UPDATE};
+use super::settings;
+use super::{KIND, RedisBackend, decode_error, encode_error, error, expire_millis, millis, redis_error, run_arg};
 use crate::backend::{Backend, BackendError, BackendErrorKind, CancelOutcome, Enqueued, Fetch, QueueStats, TaskCounts};
 use crate::model::{TaskMessage, TaskRecord, TaskStatus};
 use crate::queue::{DEFAULT_QUEUE, QueueInfo};
@@ -373,24 +374,17 @@ impl Backend for RedisBackend {
         ttl: Option<Duration>,
     ) -> Result<(), BackendError> {
         let keys = &self.shared.keys;
-        let full = format!("{}{key}", keys.config_group(name));
         let json = serde_json::to_string(value).map_err(encode_error("a setting"))?;
-        let mut set = redis::cmd("SET");
-        set.arg(&full).arg(json);
-        if let Some(ttl) = ttl {
-            set.arg("PX").arg(expire_millis(ttl));
-        }
-        // The setting and its name in the group's index, together.
-        let _: () = redis::pipe()
-            .atomic()
-            .add_command(set)
-            .ignore()
-            .sadd(keys.config_index(name), key)
-            .ignore()
-            .query_async(&mut self.conn())
-            .await
-            .map_err(redis_error("writing a setting"))?;
-        Ok(())
+        settings::set(
+            &mut self.conn(),
+            &keys.config_group(name),
+            &keys.config_index(name),
+            key,
+            json,
+            ttl.map(expire_millis),
+        )
+        .await
+        .map_err(redis_error("writing a setting"))
     }
 
     async fn config_get(&self, name: &str, key: &str) -> Result<Option<serde_json::Value>, BackendError> {
@@ -405,39 +399,23 @@ impl Backend for RedisBackend {
     }
 
     async fn config_get_all(&self, name: &str) -> Result<serde_json::Map<String, serde_json::Value>, BackendError> {
-        self.index_settings(name).await?;
-        let keys = &self.shared.keys;
-        let pairs: Vec<(String, String)> = CONFIGS
-            .key(keys.config_index(name))
-            .arg(keys.config_group(name))
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(redis_error("reading settings"))?;
-        let mut out = serde_json::Map::new();
-        for (key, value) in pairs {
-            match serde_json::from_str(&value) {
-                Ok(value) => {
-                    out.insert(key, value);
-                }
-                Err(e) => tracing::warn!(key = %key, error = %e, "skipping an unreadable setting"),
-            }
+        let (group, index) = (self.shared.keys.config_group(name), self.shared.keys.config_index(name));
+        // Settings an older qtasks wrote: indexed once per group and backend.
+        if !self.shared.indexed.contains(&group) {
+            let found = self.scan(&format!("{}*", glob_escape(&group))).await?;
+            settings::index_found(&mut self.conn(), &group, &index, &found)
+                .await
+                .map_err(redis_error("indexing settings"))?;
+            self.shared.indexed.insert(&group);
         }
-        Ok(out)
+        settings::read_all(&mut self.conn(), &group, &index).await.map_err(redis_error("reading settings"))
     }
 
     async fn config_delete(&self, name: &str, key: &str) -> Result<(), BackendError> {
         let keys = &self.shared.keys;
-        let full = format!("{}{key}", keys.config_group(name));
-        let _: () = redis::pipe()
-            .atomic()
-            .del(&full)
-            .ignore()
-            .srem(keys.config_index(name), key)
-            .ignore()
-            .query_async(&mut self.conn())
+        settings::delete(&mut self.conn(), &keys.config_group(name), &keys.config_index(name), key)
             .await
-            .map_err(redis_error("deleting a setting"))?;
-        Ok(())
+            .map_err(redis_error("deleting a setting"))
     }
 
     async fn flush(&self) -> Result<(), BackendError> {
@@ -591,29 +569,6 @@ impl RedisBackend {
             infos.sort_by(|a, b| a.name.cmp(&b.name));
         }
         Ok(infos)
-    }
-
-    /// Adds to the index of settings group `name` the settings written
-    /// before groups had indexes (by an older qtasks): one `SCAN` per group
-    /// and backend, the first time the group is read whole.
-    async fn index_settings(&self, name: &str) -> Result<(), BackendError> {
-        if lock(&self.shared.indexed).contains(name) {
-            return Ok(());
-        }
-        let keys = &self.shared.keys;
-        let group = keys.config_group(name);
-        let found = self.scan(&format!("{}*", glob_escape(&group))).await?;
-        let names: Vec<&[u8]> = found.iter().map(|k| &k[group.len()..]).collect();
-        for chunk in names.chunks(1000) {
-            let _: i64 = redis::cmd("SADD")
-                .arg(keys.config_index(name))
-                .arg(chunk)
-                .query_async(&mut self.conn())
-                .await
-                .map_err(redis_error("indexing settings"))?;
-        }
-        lock(&self.shared.indexed).insert(name.to_owned());
-        Ok(())
     }
 
     /// Every key matching a `SCAN` pattern.

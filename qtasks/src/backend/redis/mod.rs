@@ -23,6 +23,7 @@
 //! | `codec.rs` | decoding records as stored |
 //! | `fetch.rs` | taking tasks and waiting for work (`BLPOP`) |
 //! | `finish.rs` | writing the ends of tasks in batches |
+//! | `settings.rs` | shared settings and their per-group index (also used by the Python-format backends) |
 //! | `pubsub.rs` | the `done` and `cancel` subscriptions |
 //! | `cluster.rs` | Redis Cluster: the connection, the URL, `SCAN` on every master, the wait for work |
 //! | `backend.rs` | `impl Backend for RedisBackend` |
@@ -37,6 +38,7 @@ mod listing;
 mod minutes;
 mod pubsub;
 mod scripts;
+pub(crate) mod settings;
 
 use self::cluster::{Conn, Wakers};
 use self::keys::Keys;
@@ -372,9 +374,8 @@ struct Shared {
     heartbeat: Mutex<Option<JoinHandle<()>>>,
     /// The task writing ends in batches, started by the first finish.
     finisher: super::batch::Batcher<finish::End>,
-    /// The settings groups whose older settings were added to the group's
-    /// index (see `index_settings`).
-    indexed: Mutex<std::collections::HashSet<String>>,
+    /// The settings groups whose older settings were indexed.
+    indexed: settings::Indexed,
 }
 
 impl Shared {
@@ -395,7 +396,7 @@ impl Shared {
             runs: Default::default(),
             heartbeat: Mutex::new(None),
             finisher: Default::default(),
-            indexed: Mutex::default(),
+            indexed: Default::default(),
         })
     }
 
