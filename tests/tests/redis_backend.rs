@@ -483,6 +483,37 @@ async fn large_ends_finishing_together_are_all_stored() {
     backend.flush().await.unwrap();
 }
 
+/// The lean mode (`listing(false)`): tasks run and end as usual, with
+/// their records and counters, but none enters the listing's indexes, and
+/// `list_tasks` says the listing is off instead of listing nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(redis_unreachable, ignore = "Redis is not reachable; see the build warning")]
+async fn with_the_listing_off_tasks_run_and_stay_out_of_the_indexes() {
+    let Some(backend) = connect().await else { return };
+    let backend = backend.listing(false);
+    let mut conn = raw().await;
+    let prefix = backend.key_prefix().to_owned();
+    let (done, cancelled) = (record("lean", 0), record("lean", 0));
+    backend.enqueue(&done).await.unwrap();
+    backend.enqueue(&cancelled).await.unwrap();
+    assert!(matches!(
+        backend.cancel(cancelled.uuid, "not needed").await.unwrap(),
+        qtasks::backend::CancelOutcome::Cancelled
+    ));
+    let taken = fetch_within(&backend, 1, WAIT).await;
+    assert_eq!(taken[0].uuid, done.uuid);
+    backend.finish(&TaskRecord::from_message(&taken[0], TaskStatus::Success)).await.unwrap();
+    assert_eq!(backend.get(done.uuid).await.unwrap().unwrap().status, TaskStatus::Success);
+    assert_eq!(backend.get(cancelled.uuid).await.unwrap().unwrap().status, TaskStatus::Cancel);
+    assert_eq!(backend.stats().await.unwrap().tasks["lean"].success, 1);
+    for status in ["", ":new", ":process", ":success", ":cancel"] {
+        assert_eq!(query::<i64>(&mut conn, &["EXISTS", &format!("{prefix}index{status}")]).await, 0, "index{status}");
+    }
+    let refused = backend.list_tasks(&qtasks::backend::TaskQuery::default()).await.unwrap_err();
+    assert!(refused.to_string().contains("listing is off"), "{refused}");
+    backend.flush().await.unwrap();
+}
+
 /// A group of settings is read through its index, not a `SCAN` of the
 /// keyspace (workers read the plugin switches at every heartbeat): names
 /// whose setting expired or was deleted leave the index; settings written

@@ -34,6 +34,8 @@
 //!   client enqueues the tasks (64 in flight) while they run: the time runs
 //!   from the first enqueue to the last completion. This is the completion
 //!   rate without a backlog.
+//! - `E2E_REDIS_LISTING=0`: every process of the run enqueues with
+//!   `RedisBackend::listing(false)` (the lean mode, no listing indexes).
 //! - `E2E_PHASE_HOOK`: a command run with `start` just before the timed
 //!   part of `drain` and `live` and with `end` just after (see
 //!   `phase_hook`), to profile the server over that part alone.
@@ -61,7 +63,9 @@ fn url() -> String {
 }
 
 async fn connect(app_name: &str) -> Res<QueueTasks<impl TaskSet, (), RedisBackend>> {
-    let backend = RedisBackend::connect(&url()).await.map(|b| b.for_app(app_name))?;
+    // `E2E_REDIS_LISTING=0`: the lean mode, without the task listing's indexes.
+    let listing = std::env::var("E2E_REDIS_LISTING").map_or(true, |v| v != "0");
+    let backend = RedisBackend::connect(&url()).await.map(|b| b.for_app(app_name).listing(listing))?;
     Ok(QueueTasks::builder(app_name).task::<Noop>().backend(backend).build()?)
 }
 

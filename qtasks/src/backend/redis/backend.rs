@@ -182,6 +182,12 @@ impl Backend for RedisBackend {
     }
 
     async fn list_tasks(&self, query: &crate::backend::TaskQuery) -> Result<crate::backend::TaskPage, BackendError> {
+        if !self.listing {
+            return Err(error(
+                BackendErrorKind::InvalidRequest,
+                "listing tasks: the task listing is off for this backend (`RedisBackend::listing(false)`)",
+            ));
+        }
         self.list_page(query).await
     }
 
@@ -663,7 +669,8 @@ impl RedisBackend {
                 .arg(&task.queue)
                 .arg(unique)
                 .arg(window)
-                .arg(format!("{:?}", task.created_at));
+                // No score: the task stays out of the listing's indexes.
+                .arg(if self.listing { format!("{:?}", task.created_at) } else { String::new() });
         }
         let replies: Vec<redis::Value> =
             call.invoke_async(&mut self.conn()).await.map_err(redis_error("enqueueing a task"))?;

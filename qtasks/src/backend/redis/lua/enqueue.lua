@@ -14,7 +14,8 @@
 -- ARGV: 1 app prefix `P`, then per task 9 values: uuid, data (the record
 --       as JSON), status, priority hex, delay (ms, 0 = none), queue,
 --       unique key (`P unique:…`, empty = none), unique window (ms),
---       created_at (the listing's index score, `P index`).
+--       created_at (the listing's index score, `P index`; empty: the task
+--       stays out of the listing's indexes, see `RedisBackend::listing`).
 -- Returns per task: its place in line (the new value of `seq`) if it was
 -- written, 0 if a record with its id exists, or the uuid of the task that
 -- holds its unique key.
@@ -75,8 +76,10 @@ for i = 2, #ARGV, 9 do
     else
       redis.call('HSET', key, 'status', status, 'data', data, 'entry', entry, 'queue', q)
     end
-    redis.call('ZADD', P .. 'index', created, id)
-    redis.call('ZADD', P .. 'index:' .. status, created, id)
+    if created ~= '' then
+      redis.call('ZADD', P .. 'index', created, id)
+      redis.call('ZADD', P .. 'index:' .. status, created, id)
+    end
     if ukey ~= '' then
       redis.call('HSET', key, 'ukey', ukey, 'uwin', uwin)
       redis.call('SET', ukey, id)
