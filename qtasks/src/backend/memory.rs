@@ -1,5 +1,7 @@
 //! The in-memory backend: one process, no server.
 
+mod held;
+
 use super::UuidMap;
 use super::{
     Backend, BackendError, CancelOutcome, CancelRegistry, Enqueued, Fetch, MINUTES_KEPT, MinuteCount, QueueStats,
@@ -8,9 +10,11 @@ use super::{
 use crate::model::{TaskMessage, TaskRecord, TaskStatus, Timestamp};
 use crate::queue::{Limit, Limits, QueueInfo};
 use crate::task::CancelToken;
+use held::{Held, Names};
 use serde_json::{Map, Value};
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -90,6 +94,8 @@ struct Inner {
     cancels: CancelRegistry,
     /// How long finished records are kept, as nanoseconds (0: for ever).
     retention_nanos: AtomicU64,
+    /// What the due instants of delayed entries count from ([`Due`]).
+    epoch: Instant,
 }
 
 impl Inner {
@@ -106,7 +112,19 @@ impl Inner {
             claims: Mutex::default(),
             cancels: CancelRegistry::default(),
             retention_nanos: AtomicU64::new(retention.map_or(0, nanos)),
+            epoch: Instant::now(),
         }
+    }
+
+    /// `at` in the 8 bytes an entry keeps it in.
+    fn due(&self, at: Instant) -> Due {
+        let nanos = u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX);
+        Due(NonZeroU64::new(nanos.saturating_add(1)).unwrap_or(NonZeroU64::MAX))
+    }
+
+    /// The instant `due` stands for.
+    fn instant(&self, due: Due) -> Instant {
+        later(self.epoch, Duration::from_nanos(due.0.get() - 1))
     }
 
     fn retention(&self) -> Option<Duration> {
@@ -125,10 +143,17 @@ fn later(now: Instant, d: Duration) -> Instant {
     now.checked_add(d).unwrap_or(now + NEVER)
 }
 
+/// When a delayed task is due: nanoseconds after [`Inner::epoch`], plus
+/// one (an `Instant` takes twice the room in every entry).
+#[derive(Clone, Copy)]
+struct Due(NonZeroU64);
+
 /// One shard of records, with the counters of the runs that ended in it.
 #[derive(Default)]
 struct Shard {
     entries: UuidMap<Entry>,
+    /// The task and queue names its lean records share.
+    names: Names,
     counts: BTreeMap<String, TaskCounts>,
     /// Runs that ended per minute, oldest first, for [`MINUTES_KEPT`].
     minutes: VecDeque<MinuteCount>,
@@ -172,9 +197,9 @@ impl Shard {
                 break;
             }
             self.expiry.pop_front();
-            if self.entries.get(&uuid).is_some_and(|e| e.task.status.is_done())
+            if self.entries.get(&uuid).is_some_and(|e| e.task.status().is_done())
                 && let Some(entry) = self.entries.remove(&uuid)
-                && let Some(unique) = entry.task.unique
+                && let Some(unique) = entry.task.into_unique()
             {
                 uniques.push((unique.key, uuid));
             }
@@ -336,13 +361,13 @@ impl LimitState {
     /// its concurrency scopes and a token from each rate. `Err` with the
     /// instant a token is due (or `None`: when a slot frees) if it may not
     /// start now; nothing is taken then.
-    fn admit(&mut self, limits: &Limits, task: &TaskRecord, now: Instant) -> Result<Slots, Option<Instant>> {
+    fn admit(&mut self, limits: &Limits, task: &Held, now: Instant) -> Result<Slots, Option<Instant>> {
         let mut scopes: Vec<(Scope, &Limit)> = Vec::new();
-        if let Some(limit) = limits.task(&task.task_name) {
-            scopes.push((Scope::Task(task.task_name.clone()), limit));
+        if let Some(limit) = limits.task(task.task_name()) {
+            scopes.push((Scope::Task(task.task_name().to_owned()), limit));
         }
-        if let Some(limit) = limits.queue(&task.queue) {
-            scopes.push((Scope::Queue(task.queue.clone()), limit));
+        if let Some(limit) = limits.queue(task.queue()) {
+            scopes.push((Scope::Queue(task.queue().to_owned()), limit));
         }
         let mut due = None::<Instant>;
         let mut blocked = false;
@@ -366,9 +391,9 @@ impl LimitState {
                 }
             }
         }
-        let key_scope = match (&task.limit_key, limits.task(&task.task_name).and_then(|l| l.per_key)) {
+        let key_scope = match (task.limit_key(), limits.task(task.task_name()).and_then(|l| l.per_key)) {
             (Some(key), Some(max)) => {
-                let scope = Scope::Key(task.task_name.clone(), key.clone());
+                let scope = Scope::Key(task.task_name().to_owned(), key.to_owned());
                 if self.running.get(&scope).copied().unwrap_or(0) >= max {
                     blocked = true;
                 }
@@ -414,66 +439,24 @@ impl LimitState {
 /// A shared setting and when it expires.
 type Setting = (Value, Option<Instant>);
 
+/// A task in a shard: 56 bytes, so the unused half of the map's table
+/// after a growth costs little.
 struct Entry {
-    /// Boxed: the map then holds a small entry per task, and the unused
-    /// half of its table after a growth costs a small entry, not a record.
-    task: Box<TaskRecord>,
+    /// Boxed (in [`Held`]): the map holds a small entry per task.
+    task: Held,
     /// Its place in line while it is queued (`new`): a queue entry with
     /// another `seq` is stale (the task was released and queued again).
     seq: u64,
     /// When it is due, if it was enqueued with a delay (see
     /// [`QueueState::is_delayed`]).
-    due: Option<Instant>,
-    /// The concurrency slots it holds while it runs.
-    slots: Option<Slots>,
+    due: Option<Due>,
+    /// The concurrency slots it holds while it runs (boxed: only limited
+    /// tasks have any).
+    slots: Option<Box<Slots>>,
     /// Its queue's running count, while it runs.
     running: Option<Arc<AtomicU64>>,
     // Created only when someone waits on this task.
     finished: Option<Arc<Notify>>,
-}
-
-/// Writes `task` over the stored record `stored`, field by field: a
-/// string of the same task (its name, its queue) is copied into the buffer
-/// it already has, so a write allocates only for what is new. The unique
-/// key stays with the record whatever a plugin wrote.
-fn overwrite(stored: &mut TaskRecord, task: &TaskRecord) {
-    // Destructured, so a field added to `TaskRecord` is not forgotten here.
-    let TaskRecord {
-        uuid,
-        task_name,
-        priority,
-        args,
-        status,
-        created_at,
-        updated_at,
-        result,
-        error,
-        attempt,
-        extra,
-        queue,
-        limit_key,
-        unique,
-        worker,
-        started_at,
-    } = task;
-    stored.uuid = *uuid;
-    stored.task_name.clone_from(task_name);
-    stored.priority = *priority;
-    stored.args.clone_from(args);
-    stored.status = *status;
-    stored.created_at = *created_at;
-    stored.updated_at = *updated_at;
-    stored.result.clone_from(result);
-    stored.error.clone_from(error);
-    stored.attempt = *attempt;
-    stored.extra.clone_from(extra);
-    stored.queue.clone_from(queue);
-    stored.limit_key.clone_from(limit_key);
-    if unique.is_some() {
-        stored.unique.clone_from(unique);
-    }
-    stored.worker.clone_from(worker);
-    stored.started_at = *started_at;
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -540,15 +523,22 @@ impl MemoryBackend {
         let mut fresh = false;
         let entry = shard.entries.entry(task.uuid).or_insert_with(|| {
             fresh = true;
-            Entry { task: Box::new(task.clone()), seq: 0, due: None, slots: None, running: None, finished: None }
+            Entry {
+                task: Held::Whole(Box::new(task.clone())),
+                seq: 0,
+                due: None,
+                slots: None,
+                running: None,
+                finished: None,
+            }
         });
         // A status only moves forward: a late write never undoes an end.
-        if entry.task.status.is_done() && !fresh {
+        if entry.task.status().is_done() && !fresh {
             return;
         }
-        let previous = entry.task.status;
+        let previous = entry.task.status();
         if !fresh {
-            overwrite(&mut entry.task, task);
+            entry.task.overwrite(task);
         }
         let finished = task.status.is_done().then(|| entry.finished.take()).flatten();
         let slots = task.status.is_done().then(|| entry.slots.take()).flatten();
@@ -570,7 +560,7 @@ impl MemoryBackend {
         }
         drop(shard);
         if let Some(slots) = slots {
-            lock(&self.inner.limits).free(slots);
+            lock(&self.inner.limits).free(*slots);
             // A freed slot may let a waiting task start.
             self.inner.queued.notify_waiters();
         }
@@ -584,8 +574,8 @@ impl MemoryBackend {
         let uuid = *lock(&self.inner.uniques).get(key)?;
         let shard = lock(self.shard(&uuid));
         let task = &shard.entries.get(&uuid)?.task;
-        let window = task.unique.as_ref().map_or(0.0, |u| u.window);
-        (!task.status.is_done() || now - task.updated_at < window).then_some(uuid)
+        let window = task.unique().map_or(0.0, |u| u.window);
+        (!task.status().is_done() || now - task.updated_at() < window).then_some(uuid)
     }
 
     /// Stores a new record and queues it, unless it exists (see
@@ -611,7 +601,15 @@ impl MemoryBackend {
             if shard.entries.contains_key(&task.uuid) {
                 return Enqueued::Existing(task.uuid);
             }
-            let entry = Entry { task: Box::new(task.clone()), seq, due, slots: None, running: None, finished: None };
+            let held = Held::new(task, &mut shard.names);
+            let entry = Entry {
+                task: held,
+                seq,
+                due: due.map(|at| self.inner.due(at)),
+                slots: None,
+                running: None,
+                finished: None,
+            };
             shard.entries.insert(task.uuid, entry);
         }
         if let Some(unique) = &task.unique {
@@ -660,17 +658,16 @@ impl MemoryBackend {
     ) -> Result<Option<TaskMessage>, Option<Instant>> {
         let mut shard = lock(self.shard(&queued.uuid));
         let Some(entry) = shard.entries.get_mut(&queued.uuid) else { return Ok(None) };
-        if entry.seq != queued.seq || entry.task.status != TaskStatus::New {
+        if entry.seq != queued.seq || entry.task.status() != TaskStatus::New {
             return Ok(None);
         }
         if !limits.is_empty() {
-            entry.slots = Some(lock(&self.inner.limits).admit(limits, &entry.task, now.0)?);
+            entry.slots = Some(Box::new(lock(&self.inner.limits).admit(limits, &entry.task, now.0)?));
         }
-        entry.task.status = TaskStatus::Process;
-        entry.task.updated_at = now.1;
+        entry.task.set_status(TaskStatus::Process, now.1);
         running.fetch_add(1, AtomicOrdering::AcqRel);
         entry.running = Some(Arc::clone(running));
-        let message = entry.task.message();
+        let message = entry.task.message(queued.uuid);
         shard.in_flight += 1;
         Ok(Some(message))
     }
@@ -701,14 +698,16 @@ impl Backend for MemoryBackend {
         let (finished, queue, delayed) = {
             let mut shard = lock(self.shard(&uuid));
             let Some(entry) = shard.entries.get_mut(&uuid) else { return Ok(CancelOutcome::NotFound) };
-            match entry.task.status {
+            match entry.task.status() {
                 TaskStatus::New => {
                     // Its queue entry is dropped when it comes up (no scan).
-                    entry.task.status = TaskStatus::Cancel;
-                    entry.task.error = Some(reason.to_owned());
-                    entry.task.updated_at = crate::model::now();
-                    let (name, finished) = (entry.task.task_name.clone(), entry.finished.take());
-                    let (queue, delayed) = (entry.task.queue.clone(), (entry.seq, entry.due));
+                    let task = entry.task.whole(uuid);
+                    task.status = TaskStatus::Cancel;
+                    task.error = Some(reason.to_owned());
+                    task.updated_at = crate::model::now();
+                    let (name, queue) = (task.task_name.clone(), task.queue.clone());
+                    let finished = entry.finished.take();
+                    let delayed = (entry.seq, entry.due.map(|due| self.inner.instant(due)));
                     shard.count(&name, TaskStatus::Cancel);
                     if let Some(retention) = self.inner.retention() {
                         shard.expiry.push_back((later(Instant::now(), retention), uuid));
@@ -782,13 +781,13 @@ impl Backend for MemoryBackend {
     }
 
     async fn get(&self, uuid: Uuid) -> Result<Option<TaskRecord>, BackendError> {
-        Ok(lock(self.shard(&uuid)).entries.get(&uuid).map(|e| TaskRecord::clone(&e.task)))
+        Ok(lock(self.shard(&uuid)).entries.get(&uuid).map(|e| e.task.record(uuid)))
     }
 
     async fn get_all(&self) -> Result<Vec<TaskRecord>, BackendError> {
         let mut all = Vec::new();
         for shard in &self.inner.shards {
-            all.extend(lock(shard).entries.values().map(|e| TaskRecord::clone(&e.task)));
+            all.extend(lock(shard).entries.iter().map(|(uuid, e)| e.task.record(*uuid)));
         }
         all.sort_by(|a, b| a.created_at.total_cmp(&b.created_at));
         Ok(all)
@@ -798,8 +797,8 @@ impl Backend for MemoryBackend {
         let notify = {
             let mut shard = lock(self.shard(&uuid));
             let Some(entry) = shard.entries.get_mut(&uuid) else { return Ok(None) };
-            if entry.task.status.is_done() {
-                return Ok(Some(TaskRecord::clone(&entry.task)));
+            if entry.task.status().is_done() {
+                return Ok(Some(entry.task.record(uuid)));
             }
             entry.finished.get_or_insert_with(Default::default).clone()
         };
@@ -949,7 +948,7 @@ impl Backend for MemoryBackend {
                 .iter()
                 .filter_map(|uuid| {
                     let shard = lock(self.shard(uuid));
-                    shard.entries.get(uuid).filter(|e| e.task.status == TaskStatus::New).map(|e| e.task.created_at)
+                    shard.entries.get(uuid).filter(|e| e.task.status() == TaskStatus::New).map(|e| e.task.created_at())
                 })
                 .min_by(f64::total_cmp);
             info.oldest_age = oldest.map(|t| Duration::from_secs_f64((now.1 - t).max(0.0)));
@@ -968,20 +967,19 @@ impl Backend for MemoryBackend {
     /// released, so it is still held exactly while its record is `process`.
     async fn extend_lease(&self, uuid: Uuid) -> Result<bool, BackendError> {
         let shard = lock(self.shard(&uuid));
-        Ok(shard.entries.get(&uuid).is_some_and(|e| e.task.status == TaskStatus::Process))
+        Ok(shard.entries.get(&uuid).is_some_and(|e| e.task.status() == TaskStatus::Process))
     }
 
     async fn release(&self, uuid: Uuid) -> Result<bool, BackendError> {
         let (queued, queue, slots) = {
             let mut shard = lock(self.shard(&uuid));
             let Some(entry) = shard.entries.get_mut(&uuid) else { return Ok(false) };
-            if entry.task.status != TaskStatus::Process {
+            if entry.task.status() != TaskStatus::Process {
                 return Ok(false);
             }
-            entry.task.status = TaskStatus::New;
-            entry.task.updated_at = crate::model::now();
-            let queued = Queued { priority: entry.task.priority, seq: entry.seq, uuid };
-            let (queue, slots) = (entry.task.queue.clone(), entry.slots.take());
+            entry.task.set_status(TaskStatus::New, crate::model::now());
+            let queued = Queued { priority: entry.task.priority(), seq: entry.seq, uuid };
+            let (queue, slots) = (entry.task.queue().to_owned(), entry.slots.take());
             if let Some(running) = entry.running.take() {
                 running.fetch_sub(1, AtomicOrdering::AcqRel);
             }
@@ -991,7 +989,7 @@ impl Backend for MemoryBackend {
             (queued, queue, slots)
         };
         if let Some(slots) = slots {
-            lock(&self.inner.limits).free(slots);
+            lock(&self.inner.limits).free(*slots);
         }
         self.inner.live.fetch_add(1, AtomicOrdering::AcqRel);
         // Back at its old place in line.
@@ -1060,5 +1058,18 @@ impl Backend for MemoryBackend {
     async fn config_delete(&self, name: &str, key: &str) -> Result<(), BackendError> {
         lock(&self.inner.config).remove(&(name.to_owned(), key.to_owned()));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shard_entry_stays_small() {
+        // The map of a shard holds one per task, and up to twice as many
+        // slots after a growth: this is most of a queued task's bytes
+        // beside its lean record (BENCHMARKS.md, peak memory).
+        assert!(std::mem::size_of::<Entry>() <= 56, "{} bytes", std::mem::size_of::<Entry>());
     }
 }
