@@ -23,6 +23,10 @@ use uuid::Uuid;
 
 const SHARDS: usize = 16;
 
+/// A map keyed by names the app chose (queues, task names), looked up on
+/// every enqueue and fetch: a fast hash, seeded per process.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// How long finished records are kept unless set: a day, as on Redis.
 const DEFAULT_RETENTION: Duration = Duration::from_secs(86_400);
 
@@ -219,7 +223,7 @@ impl Shard {
 /// Every queue of the app, by name.
 #[derive(Default)]
 struct Queues {
-    by_name: HashMap<String, QueueState>,
+    by_name: FastMap<String, QueueState>,
     seq: u64,
 }
 
@@ -335,8 +339,8 @@ impl Ord for Queued {
 /// concurrency keys.
 #[derive(Default)]
 struct LimitState {
-    running: HashMap<Scope, u32>,
-    buckets: HashMap<Scope, Bucket>,
+    running: FastMap<Scope, u32>,
+    buckets: FastMap<Scope, Bucket>,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -521,16 +525,10 @@ impl MemoryBackend {
         // A record written without being enqueued first (flushed meanwhile,
         // or a backend used directly) is stored as given.
         let mut fresh = false;
-        let entry = shard.entries.entry(task.uuid).or_insert_with(|| {
+        let Shard { entries, names, .. } = &mut *shard;
+        let entry = entries.entry(task.uuid).or_insert_with(|| {
             fresh = true;
-            Entry {
-                task: Held::Whole(Box::new(task.clone())),
-                seq: 0,
-                due: None,
-                slots: None,
-                running: None,
-                finished: None,
-            }
+            Entry { task: Held::new(task, names), seq: 0, due: None, slots: None, running: None, finished: None }
         });
         // A status only moves forward: a late write never undoes an end.
         if entry.task.status().is_done() && !fresh {
@@ -538,7 +536,7 @@ impl MemoryBackend {
         }
         let previous = entry.task.status();
         if !fresh {
-            entry.task.overwrite(task);
+            entry.task.overwrite(task, names);
         }
         let finished = task.status.is_done().then(|| entry.finished.take()).flatten();
         let slots = task.status.is_done().then(|| entry.slots.take()).flatten();
@@ -701,11 +699,8 @@ impl Backend for MemoryBackend {
             match entry.task.status() {
                 TaskStatus::New => {
                     // Its queue entry is dropped when it comes up (no scan).
-                    let task = entry.task.whole(uuid);
-                    task.status = TaskStatus::Cancel;
-                    task.error = Some(reason.to_owned());
-                    task.updated_at = crate::model::now();
-                    let (name, queue) = (task.task_name.clone(), task.queue.clone());
+                    entry.task.cancel(reason, crate::model::now());
+                    let (name, queue) = (entry.task.task_name().to_owned(), entry.task.queue().to_owned());
                     let finished = entry.finished.take();
                     let delayed = (entry.seq, entry.due.map(|due| self.inner.instant(due)));
                     shard.count(&name, TaskStatus::Cancel);

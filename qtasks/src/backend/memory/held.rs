@@ -1,12 +1,12 @@
-//! A task's record as the memory backend holds it: compact while it waits.
+//! A task's record as the memory backend holds it: compact.
 //!
-//! Most of a queued task's record is empty (no result, no error, no worker)
-//! and its name and queue are the same few strings for every task. A task
-//! that only the enqueue and the take have written is therefore held as a
-//! [`Lean`] record: the fields a waiting task has, with its name and queue
-//! shared through [`Names`]. The first write of a whole record (the
-//! worker's, a cancel's) makes it [`Whole`](Held::Whole). What a reader gets
-//! back is the same [`TaskRecord`] either way.
+//! A stored record repeats a few strings across all tasks (the task's name,
+//! its queue, the worker that ran it) and leaves most fields empty until
+//! the task has run (no result, no error, no worker). [`Held`] keeps the
+//! names once per shard ([`Names`]) and what a run writes in a box of its
+//! own, made only when there is something in it: a waiting task takes 192
+//! bytes of heap, not a 304-byte [`TaskRecord`] with two strings of its
+//! own. Readers get back the same [`TaskRecord`] that was written.
 
 use crate::model::{TaskMessage, TaskRecord, TaskStatus, Timestamp, Unique};
 use serde_json::{Map, Value};
@@ -14,15 +14,10 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use uuid::Uuid;
 
-/// A record in the store: [`Lean`] until a whole record is written over it.
-pub(super) enum Held {
-    Lean(Box<Lean>),
-    Whole(Box<TaskRecord>),
-}
+/// A task's record in a shard (its id is the map's key).
+pub(super) struct Held(Box<Stored>);
 
-/// The record of a task nothing but the enqueue and the take wrote: no
-/// result, error, worker or start time, and its name and queue shared.
-pub(super) struct Lean {
+struct Stored {
     task_name: Arc<str>,
     queue: Arc<str>,
     priority: i64,
@@ -34,11 +29,23 @@ pub(super) struct Lean {
     extra: Map<String, Value>,
     limit_key: Option<String>,
     unique: Option<Unique>,
+    /// What a run or a cancel wrote; `None` while all of it is empty.
+    ran: Option<Box<Ran>>,
+}
+
+/// The fields of a record that stay empty until the task runs or ends.
+#[derive(Default)]
+struct Ran {
+    result: Option<Value>,
+    error: Option<String>,
+    worker: Option<Arc<str>>,
+    started_at: Option<Timestamp>,
 }
 
 impl Held {
-    /// `task` as it is stored: lean if it has nothing a waiting task lacks.
+    /// `task` as it is stored.
     pub(super) fn new(task: &TaskRecord, names: &mut Names) -> Self {
+        // Destructured, so a field added to `TaskRecord` is not forgotten here.
         let TaskRecord {
             uuid: _,
             task_name,
@@ -57,10 +64,7 @@ impl Held {
             worker,
             started_at,
         } = task;
-        if result.is_some() || error.is_some() || worker.is_some() || started_at.is_some() {
-            return Self::Whole(Box::new(task.clone()));
-        }
-        Self::Lean(Box::new(Lean {
+        let mut held = Self(Box::new(Stored {
             task_name: names.get(task_name),
             queue: names.get(queue),
             priority: *priority,
@@ -72,152 +76,108 @@ impl Held {
             extra: extra.clone(),
             limit_key: limit_key.clone(),
             unique: unique.clone(),
-        }))
+            ran: None,
+        }));
+        held.write_ran(result, error, worker, started_at, names);
+        held
     }
 
     pub(super) fn status(&self) -> TaskStatus {
-        match self {
-            Self::Lean(t) => t.status,
-            Self::Whole(t) => t.status,
-        }
+        self.0.status
     }
 
     /// Moves the task to `status` at `at` (the take, a release).
     pub(super) fn set_status(&mut self, status: TaskStatus, at: Timestamp) {
-        match self {
-            Self::Lean(t) => (t.status, t.updated_at) = (status, at),
-            Self::Whole(t) => (t.status, t.updated_at) = (status, at),
-        }
+        (self.0.status, self.0.updated_at) = (status, at);
+    }
+
+    /// Ends the task `cancel` with `reason`, at `at`.
+    pub(super) fn cancel(&mut self, reason: &str, at: Timestamp) {
+        self.set_status(TaskStatus::Cancel, at);
+        self.0.ran.get_or_insert_with(Box::default).error = Some(reason.to_owned());
     }
 
     pub(super) fn task_name(&self) -> &str {
-        match self {
-            Self::Lean(t) => &t.task_name,
-            Self::Whole(t) => &t.task_name,
-        }
+        &self.0.task_name
     }
 
     pub(super) fn queue(&self) -> &str {
-        match self {
-            Self::Lean(t) => &t.queue,
-            Self::Whole(t) => &t.queue,
-        }
+        &self.0.queue
     }
 
     pub(super) fn priority(&self) -> i64 {
-        match self {
-            Self::Lean(t) => t.priority,
-            Self::Whole(t) => t.priority,
-        }
+        self.0.priority
     }
 
     pub(super) fn created_at(&self) -> Timestamp {
-        match self {
-            Self::Lean(t) => t.created_at,
-            Self::Whole(t) => t.created_at,
-        }
+        self.0.created_at
     }
 
     pub(super) fn updated_at(&self) -> Timestamp {
-        match self {
-            Self::Lean(t) => t.updated_at,
-            Self::Whole(t) => t.updated_at,
-        }
+        self.0.updated_at
     }
 
     pub(super) fn limit_key(&self) -> Option<&str> {
-        match self {
-            Self::Lean(t) => t.limit_key.as_deref(),
-            Self::Whole(t) => t.limit_key.as_deref(),
-        }
+        self.0.limit_key.as_deref()
     }
 
     pub(super) fn unique(&self) -> Option<&Unique> {
-        match self {
-            Self::Lean(t) => t.unique.as_ref(),
-            Self::Whole(t) => t.unique.as_ref(),
-        }
+        self.0.unique.as_ref()
     }
 
     /// The unique key, once the record is dropped.
     pub(super) fn into_unique(self) -> Option<Unique> {
-        match self {
-            Self::Lean(t) => t.unique,
-            Self::Whole(t) => t.unique,
-        }
+        self.0.unique
     }
 
     /// The task's record.
     pub(super) fn record(&self, uuid: Uuid) -> TaskRecord {
-        match self {
-            Self::Lean(t) => TaskRecord {
-                uuid,
-                task_name: String::from(&*t.task_name),
-                priority: t.priority,
-                args: t.args.clone(),
-                status: t.status,
-                created_at: t.created_at,
-                updated_at: t.updated_at,
-                result: None,
-                error: None,
-                attempt: t.attempt,
-                extra: t.extra.clone(),
-                queue: String::from(&*t.queue),
-                limit_key: t.limit_key.clone(),
-                unique: t.unique.clone(),
-                worker: None,
-                started_at: None,
-            },
-            Self::Whole(t) => TaskRecord::clone(t),
+        let t = &*self.0;
+        let ran = t.ran.as_deref();
+        TaskRecord {
+            uuid,
+            task_name: String::from(&*t.task_name),
+            priority: t.priority,
+            args: t.args.clone(),
+            status: t.status,
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+            result: ran.and_then(|r| r.result.clone()),
+            error: ran.and_then(|r| r.error.clone()),
+            attempt: t.attempt,
+            extra: t.extra.clone(),
+            queue: String::from(&*t.queue),
+            limit_key: t.limit_key.clone(),
+            unique: t.unique.clone(),
+            worker: ran.and_then(|r| r.worker.as_deref().map(String::from)),
+            started_at: ran.and_then(|r| r.started_at),
         }
     }
 
     /// The message a worker gets when it takes the task.
     pub(super) fn message(&self, uuid: Uuid) -> TaskMessage {
-        match self {
-            Self::Lean(t) => TaskMessage {
-                uuid,
-                task_name: String::from(&*t.task_name),
-                priority: t.priority,
-                args: t.args.clone(),
-                created_at: t.created_at,
-                attempt: t.attempt,
-                extra: t.extra.clone(),
-                queue: String::from(&*t.queue),
-                limit_key: t.limit_key.clone(),
-            },
-            Self::Whole(t) => t.message(),
+        let t = &*self.0;
+        TaskMessage {
+            uuid,
+            task_name: String::from(&*t.task_name),
+            priority: t.priority,
+            args: t.args.clone(),
+            created_at: t.created_at,
+            attempt: t.attempt,
+            extra: t.extra.clone(),
+            queue: String::from(&*t.queue),
+            limit_key: t.limit_key.clone(),
         }
     }
 
-    /// The whole record, to write to (a lean one is made whole first).
-    pub(super) fn whole(&mut self, uuid: Uuid) -> &mut TaskRecord {
-        if let Self::Lean(_) = self {
-            *self = Self::Whole(Box::new(self.record(uuid)));
-        }
-        match self {
-            Self::Whole(t) => t,
-            Self::Lean(_) => unreachable!("made whole above"),
-        }
-    }
-
-    /// Writes `task` over the record, field by field: a string of the same
-    /// task (its name, its queue) is copied into the buffer it already has,
-    /// so a write allocates only for what is new. The unique key stays with
-    /// the record whatever a plugin wrote.
-    pub(super) fn overwrite(&mut self, task: &TaskRecord) {
-        if let Self::Lean(lean) = self {
-            let mut whole = task.clone();
-            if whole.unique.is_none() {
-                whole.unique = lean.unique.take();
-            }
-            *self = Self::Whole(Box::new(whole));
-            return;
-        }
-        let Self::Whole(stored) = self else { return };
+    /// Writes `task` over the record, field by field: what did not change
+    /// (the names, most often) is kept, a buffer is reused where it can
+    /// be, so a write allocates only for what is new. The unique key stays
+    /// with the record whatever a plugin wrote.
+    pub(super) fn overwrite(&mut self, task: &TaskRecord, names: &mut Names) {
         // Destructured, so a field added to `TaskRecord` is not forgotten here.
         let TaskRecord {
-            uuid,
+            uuid: _,
             task_name,
             priority,
             args,
@@ -234,53 +194,97 @@ impl Held {
             worker,
             started_at,
         } = task;
-        stored.uuid = *uuid;
-        stored.task_name.clone_from(task_name);
-        stored.priority = *priority;
-        stored.args.clone_from(args);
-        stored.status = *status;
-        stored.created_at = *created_at;
-        stored.updated_at = *updated_at;
-        stored.result.clone_from(result);
-        stored.error.clone_from(error);
-        stored.attempt = *attempt;
-        stored.extra.clone_from(extra);
-        stored.queue.clone_from(queue);
-        stored.limit_key.clone_from(limit_key);
-        if unique.is_some() {
-            stored.unique.clone_from(unique);
+        let t = &mut *self.0;
+        if *t.task_name != **task_name {
+            t.task_name = names.get(task_name);
         }
-        stored.worker.clone_from(worker);
-        stored.started_at = *started_at;
+        if *t.queue != **queue {
+            t.queue = names.get(queue);
+        }
+        t.priority = *priority;
+        t.args.clone_from(args);
+        t.status = *status;
+        t.created_at = *created_at;
+        t.updated_at = *updated_at;
+        t.attempt = *attempt;
+        t.extra.clone_from(extra);
+        t.limit_key.clone_from(limit_key);
+        if unique.is_some() {
+            t.unique.clone_from(unique);
+        }
+        self.write_ran(result, error, worker, started_at, names);
+    }
+
+    fn write_ran(
+        &mut self,
+        result: &Option<Value>,
+        error: &Option<String>,
+        worker: &Option<String>,
+        started_at: &Option<Timestamp>,
+        names: &mut Names,
+    ) {
+        if result.is_none() && error.is_none() && worker.is_none() && started_at.is_none() {
+            self.0.ran = None;
+            return;
+        }
+        let ran = self.0.ran.get_or_insert_with(Box::default);
+        ran.result.clone_from(result);
+        ran.error.clone_from(error);
+        match worker {
+            Some(w) if ran.worker.as_deref() != Some(w.as_str()) => ran.worker = Some(names.get(w)),
+            Some(_) => {}
+            None => ran.worker = None,
+        }
+        ran.started_at = *started_at;
     }
 }
 
-/// The task and queue names of a shard's lean records, each held once.
+/// The task, queue and worker names of a shard's records, each held once.
 pub(super) struct Names {
     set: HashSet<Arc<str>, foldhash::fast::RandomState>,
+    /// The names asked for last, looked at before hashing: a shard sees
+    /// the same few names over and over.
+    recent: [Option<Arc<str>>; RECENT],
+    /// The slot of `recent` the next new name goes to.
+    next: usize,
     /// At this size, names no record holds any more are dropped.
     prune_at: usize,
 }
+
+/// Names remembered in [`Names::recent`].
+const RECENT: usize = 4;
 
 /// Names kept before the first look for unused ones.
 const NAMES_KEPT: usize = 256;
 
 impl Default for Names {
     fn default() -> Self {
-        Self { set: HashSet::default(), prune_at: NAMES_KEPT }
+        Self { set: HashSet::default(), recent: Default::default(), next: 0, prune_at: NAMES_KEPT }
     }
 }
 
 impl Names {
     /// The shared copy of `name`.
     pub(super) fn get(&mut self, name: &str) -> Arc<str> {
+        if let Some(shared) = self.recent.iter().flatten().find(|r| ***r == *name) {
+            return Arc::clone(shared);
+        }
+        let shared = self.shared(name);
+        self.recent[self.next] = Some(Arc::clone(&shared));
+        self.next = (self.next + 1) % RECENT;
+        shared
+    }
+
+    fn shared(&mut self, name: &str) -> Arc<str> {
         if let Some(shared) = self.set.get(name) {
             return Arc::clone(shared);
         }
         if self.set.len() >= self.prune_at {
             // Many distinct names (queues or tasks named per use): keep the
             // ones still held, and look again when the set has doubled.
-            self.set.retain(|n| Arc::strong_count(n) > 1);
+            let recent = &self.recent;
+            self.set
+                .retain(|n| Arc::strong_count(n) > 1 + usize::from(recent.iter().flatten().any(|r| Arc::ptr_eq(r, n))));
             self.prune_at = (self.set.len() * 2).max(NAMES_KEPT);
         }
         let shared: Arc<str> = Arc::from(name);
@@ -310,31 +314,26 @@ mod tests {
     }
 
     #[test]
-    fn a_lean_record_reads_back_as_it_was_written() {
+    fn a_record_reads_back_as_it_was_written() {
         let mut names = Names::default();
         let task = record();
         let held = Held::new(&task, &mut names);
-        assert!(matches!(held, Held::Lean(_)));
+        assert!(held.0.ran.is_none(), "nothing of a run is stored for a waiting task");
         assert_eq!(held.record(task.uuid), task);
         assert_eq!(held.message(task.uuid), task.message());
         assert_eq!(held.task_name(), "send");
         assert_eq!(held.queue(), "mail");
         assert_eq!(held.limit_key(), Some("user-7"));
+        let mut ran = record();
+        ran.worker = Some("w1".into());
+        ran.started_at = Some(5.5);
+        ran.error = Some("boom".into());
+        ran.result = Some(Value::Null);
+        assert_eq!(Held::new(&ran, &mut names).record(ran.uuid), ran);
     }
 
     #[test]
-    fn a_record_with_a_worker_or_a_result_is_held_whole() {
-        let mut names = Names::default();
-        let mut task = record();
-        task.worker = Some("w1".into());
-        assert!(matches!(Held::new(&task, &mut names), Held::Whole(_)));
-        let mut task = record();
-        task.result = Some(Value::Null);
-        assert!(matches!(Held::new(&task, &mut names), Held::Whole(_)));
-    }
-
-    #[test]
-    fn a_write_over_a_lean_record_keeps_its_unique_key() {
+    fn writes_over_a_record_keep_its_unique_key_and_share_names() {
         let mut names = Names::default();
         let task = record();
         let mut held = Held::new(&task, &mut names);
@@ -342,12 +341,28 @@ mod tests {
         done.unique = None;
         done.status = TaskStatus::Success;
         done.result = Some(Value::from(5));
-        held.overwrite(&done);
-        assert!(matches!(held, Held::Whole(_)));
+        done.worker = Some("w1".into());
+        held.overwrite(&done, &mut names);
         let stored = held.record(task.uuid);
         assert_eq!(stored.unique, task.unique);
-        assert_eq!(stored.result, Some(Value::from(5)));
-        assert_eq!(stored.status, TaskStatus::Success);
+        assert_eq!(TaskRecord { unique: None, ..stored }, done);
+        // A plugin may rename the task or move it; the names follow.
+        let mut moved = done.clone();
+        moved.task_name = "resend".into();
+        moved.queue = "other".into();
+        moved.worker = None;
+        moved.result = None;
+        held.overwrite(&moved, &mut names);
+        assert!(held.0.ran.is_none());
+        assert_eq!(TaskRecord { unique: None, ..held.record(task.uuid) }, moved);
+        let mut other = Held::new(&moved, &mut names);
+        assert!(Arc::ptr_eq(&other.0.task_name, &held.0.task_name));
+        other.cancel("no", 9.0);
+        let cancelled = other.record(task.uuid);
+        assert_eq!(
+            (cancelled.status, cancelled.error.as_deref(), cancelled.updated_at),
+            (TaskStatus::Cancel, Some("no"), 9.0)
+        );
     }
 
     #[test]
