@@ -364,7 +364,7 @@ impl TaskChain {
                 }
             };
             let uuid = match self.client.submit(step.submit_with(args)).await {
-                Ok(task) => task.uuid,
+                Ok(uuid) => uuid,
                 Err(source) => return Err(ChainError::Backend { index, task_name, uuid: None, source, records }),
             };
             let record = match wait_step(&self.client, uuid, remaining(deadline, timeout)).await {
@@ -563,7 +563,7 @@ impl TaskGroup {
         let outcomes = join_all(self.members.iter().zip(args).enumerate().map(|(index, (member, args))| async move {
             let task_name = || member.task_name.clone();
             let uuid = match client.submit(member.submit_with(args.clone())).await {
-                Ok(task) => task.uuid,
+                Ok(uuid) => uuid,
                 Err(source) => return Err(MemberError::Backend { index, task_name: task_name(), uuid: None, source }),
             };
             match wait_step(client, uuid, remaining(deadline, timeout)).await {

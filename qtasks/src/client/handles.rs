@@ -120,7 +120,7 @@ impl<O> IntoFuture for Enqueue<O> {
 /// the backend has stored it.
 #[must_use = "futures do nothing unless polled"]
 pub struct EnqueueFuture<O> {
-    submit: BoxFuture<'static, Result<TaskRecord, Error>>,
+    submit: BoxFuture<'static, Result<Uuid, Error>>,
     client: Option<Client>,
     _output: PhantomData<fn() -> O>,
 }
@@ -129,9 +129,9 @@ impl<O> Future for EnqueueFuture<O> {
     type Output = Result<TaskHandle<O>, Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let record = ready!(self.submit.as_mut().poll(cx))?;
+        let uuid = ready!(self.submit.as_mut().poll(cx))?;
         let client = self.client.take().expect("an EnqueueFuture is not polled after it completed");
-        Poll::Ready(Ok(TaskHandle { client, uuid: record.uuid, _output: PhantomData }))
+        Poll::Ready(Ok(TaskHandle { client, uuid, _output: PhantomData }))
     }
 }
 

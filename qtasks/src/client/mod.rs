@@ -95,7 +95,9 @@ impl fmt::Debug for Client {
 /// the app's type. Implemented for every app.
 pub(crate) trait ClientApi: Send + Sync + 'static {
     fn name(&self) -> &str;
-    fn submit(self: Arc<Self>, submit: Submit) -> BoxFuture<'static, Result<TaskRecord, Error>>;
+    /// Enqueues one call; gives the task's id (the existing task's, if one
+    /// with its id or unique key was there).
+    fn submit(self: Arc<Self>, submit: Submit) -> BoxFuture<'static, Result<Uuid, Error>>;
     fn submit_many(self: Arc<Self>, submits: Vec<Submit>) -> BoxFuture<'static, Result<Vec<TaskRecord>, Error>>;
     fn get(self: Arc<Self>, uuid: Uuid) -> BoxFuture<'static, Result<Option<TaskRecord>, Error>>;
     fn wait(self: Arc<Self>, uuid: Uuid, timeout: Duration) -> BoxFuture<'static, Result<TaskRecord, WaitError>>;
@@ -115,7 +117,7 @@ impl<T: TaskSet, C: PluginChain, B: Backend> ClientApi for AppInner<T, C, B> {
         &self.name
     }
 
-    fn submit(self: Arc<Self>, submit: Submit) -> BoxFuture<'static, Result<TaskRecord, Error>> {
+    fn submit(self: Arc<Self>, submit: Submit) -> BoxFuture<'static, Result<Uuid, Error>> {
         Box::pin(async move { self.enqueue_request(submit).await })
     }
 
@@ -216,7 +218,7 @@ impl Client {
         self.inner.clone().claim(key, ttl).await
     }
 
-    pub(crate) async fn submit(&self, submit: Submit) -> Result<TaskRecord, Error> {
+    pub(crate) async fn submit(&self, submit: Submit) -> Result<Uuid, Error> {
         self.inner.clone().submit(submit).await
     }
 }
@@ -602,35 +604,46 @@ impl<T: TaskSet, C: PluginChain, B: Backend> AppInner<T, C, B> {
     /// The record of a call, after the triggers that may change it before
     /// the backend stores it, and its delay.
     async fn prepare(&self, submit: Submit) -> Result<(TaskRecord, Option<Duration>), Error> {
-        let (request, id, delay) = self.resolve(submit)?;
-        let request = fire!(&self.chain, QtasksAddTaskBeforeBroker { app: &self.name, request }).request;
-        let model = TaskRecord::new(id.unwrap_or_else(Uuid::new_v4), request);
-        let model = fire!(&self.chain, BrokerAddBefore { app: &self.name, model }).model;
-        Ok((fire!(&self.chain, StorageAdd { app: &self.name, model }).model, delay))
+        let (mut request, id, delay) = self.resolve(submit)?;
+        // Each trigger fired only if a plugin listens (a constant): the
+        // request and the record are not moved through contexts for nothing.
+        if C::LISTENS.contains(QtasksAddTaskBeforeBroker::ID) {
+            request = fire!(&self.chain, QtasksAddTaskBeforeBroker { app: &self.name, request }).request;
+        }
+        let mut model = TaskRecord::new(id.unwrap_or_else(Uuid::new_v4), request);
+        if C::LISTENS.contains(BrokerAddBefore::ID) {
+            model = fire!(&self.chain, BrokerAddBefore { app: &self.name, model }).model;
+        }
+        if C::LISTENS.contains(StorageAdd::ID) {
+            model = fire!(&self.chain, StorageAdd { app: &self.name, model }).model;
+        }
+        Ok((model, delay))
     }
 
     /// What follows the backend's answer for one task: the record the
-    /// caller gets, and the triggers of a task that was enqueued now.
-    async fn stored(&self, mut model: TaskRecord, stored: Enqueued) -> TaskRecord {
+    /// caller gets (written in place: the id of the task that exists, if
+    /// one did), and the triggers of a task that was enqueued now.
+    async fn stored(&self, model: &mut TaskRecord, stored: Enqueued) {
         if let Enqueued::Existing(existing) = stored {
             // A task with this id (given by the caller), or with this
             // unique key, exists: nothing was enqueued now.
             tracing::debug!(app = %self.name, uuid = %model.uuid, %existing, "not enqueued: the task exists");
             model.uuid = existing;
-            return model;
+            return;
         }
-        fire!(&self.chain, BrokerAddAfter { app: &self.name, model: &model });
-        fire!(&self.chain, QtasksAddTaskAfterBroker { app: &self.name, model: &model });
-        model
+        let model = &*model;
+        fire!(&self.chain, BrokerAddAfter { app: &self.name, model });
+        fire!(&self.chain, QtasksAddTaskAfterBroker { app: &self.name, model });
     }
 
-    async fn enqueue_request(&self, submit: Submit) -> Result<TaskRecord, Error> {
-        let (model, delay) = self.prepare(submit).await?;
+    async fn enqueue_request(&self, submit: Submit) -> Result<Uuid, Error> {
+        let (mut model, delay) = self.prepare(submit).await?;
         let stored = match delay {
             Some(delay) => self.backend.enqueue_delayed(&model, delay).await?,
             None => self.backend.enqueue(&model).await?,
         };
-        Ok(self.stored(model, stored).await)
+        self.stored(&mut model, stored).await;
+        Ok(model.uuid)
     }
 
     async fn enqueue_requests(&self, submits: Vec<Submit>) -> Result<Vec<TaskRecord>, Error> {
@@ -667,8 +680,9 @@ impl<T: TaskSet, C: PluginChain, B: Backend> AppInner<T, C, B> {
                     format!("enqueue_many answered for {} tasks of {}", outcomes.len(), chunk.len()),
                 )));
             }
-            for ((model, _), outcome) in chunk.into_iter().zip(outcomes) {
-                done.push(self.stored(model, outcome).await);
+            for ((mut model, _), outcome) in chunk.into_iter().zip(outcomes) {
+                self.stored(&mut model, outcome).await;
+                done.push(model);
             }
         }
         Ok(done)

@@ -76,9 +76,9 @@ impl<T: TaskSet, C: PluginChain, B: Backend + AsPostgres> QueueTasks<T, C, B> {
             )));
         };
         let submit = call.into_submit()?;
-        let (model, delay) = inner.prepare(submit).await?;
+        let (mut model, delay) = inner.prepare(submit).await?;
         let stored = postgres.enqueue_in(conn, &model, delay).await?;
-        let record = inner.stored(model, stored).await;
-        Ok(TaskHandle::new(self.client(), record.uuid))
+        inner.stored(&mut model, stored).await;
+        Ok(TaskHandle::new(self.client(), model.uuid))
     }
 }

@@ -142,7 +142,7 @@ async fn hold<T: TaskSet, C: PluginChain, B: Backend>(
     message: &mut TaskMessage,
     span: &tracing::Span,
     token: &CancelToken,
-) -> (TaskContext, Option<&'static TaskInfo>, TaskRecord, Option<Arc<Threads>>) {
+) -> (TaskContext, Option<&'static TaskInfo>, Box<TaskRecord>, Option<Arc<Threads>>) {
     let mut ctx = context::<T, C>(message, span, token);
     if receive_listened::<C>() {
         // The receive triggers see the message as it was taken as the
@@ -211,7 +211,7 @@ async fn run_and_store<T: TaskSet, C: PluginChain, B: Backend>(
     message: &TaskMessage,
     span: &tracing::Span,
     token: &CancelToken,
-) -> (Option<&'static TaskInfo>, TaskRecord, Option<Arc<Threads>>) {
+) -> (Option<&'static TaskInfo>, Box<TaskRecord>, Option<Arc<Threads>>) {
     app.backend.watch_cancel(message.uuid, token);
     let exec = Exec { app, deps, worker, message, token, span };
     let (info, mut model, threads) = match <AllTasks<T, C>>::dispatch(&message.task_name, exec).await {
@@ -224,13 +224,13 @@ async fn run_and_store<T: TaskSet, C: PluginChain, B: Backend>(
 
 /// The final record of a task the app does not define.
 #[cold]
-fn unknown_task(app: &str, worker: &str, message: &TaskMessage) -> TaskRecord {
+fn unknown_task(app: &str, worker: &str, message: &TaskMessage) -> Box<TaskRecord> {
     tracing::warn!(app, task = %message.task_name, uuid = %message.uuid, "unknown task");
     let mut model = TaskRecord::from_message(message, TaskStatus::Error);
     model.worker = Some(worker.to_owned());
     model.error =
         Some(format!("unknown task `{}`: no task of that name is registered in app `{app}`", message.task_name));
-    model
+    Box::new(model)
 }
 
 /// Fires the triggers before the final record is stored, stores it, and
@@ -498,7 +498,9 @@ struct Exec<'a, T, C, B> {
 }
 
 impl<T: TaskSet, C: PluginChain, B: Backend> TaskVisitor for Exec<'_, T, C, B> {
-    type Output = (Option<&'static TaskInfo>, TaskRecord, Option<Arc<Threads>>);
+    /// The final record is boxed: it is returned through every future up
+    /// to the spawned one, and a pointer moves where 300 bytes were copied.
+    type Output = (Option<&'static TaskInfo>, Box<TaskRecord>, Option<Arc<Threads>>);
 
     async fn visit<K: Task>(self) -> Self::Output {
         // Only sync tasks run threads that can outlive their run.
@@ -539,7 +541,7 @@ async fn execute<K: Task, T, C: PluginChain, B: Backend>(
     token: &CancelToken,
     span: &tracing::Span,
     threads: &Option<Arc<Threads>>,
-) -> TaskRecord {
+) -> Box<TaskRecord> {
     let deps = Resources::for_run(deps, &K::INFO);
     let task_deps = deps.task_deps();
     let ctx = TaskContext::for_run(message, TaskName::Static(K::INFO.name), span.clone(), token.clone())
@@ -575,9 +577,9 @@ async fn after_run<K: Task, T, C: PluginChain, B: Backend>(
     span: &tracing::Span,
     threads: &Option<Arc<Threads>>,
     task_deps: Option<Arc<TaskDeps>>,
-    model: TaskRecord,
+    model: Box<TaskRecord>,
     retry: bool,
-) -> TaskRecord {
+) -> Box<TaskRecord> {
     if let Some(task_deps) = task_deps {
         task_deps.close().instrument(span.clone()).await;
     }
@@ -586,7 +588,7 @@ async fn after_run<K: Task, T, C: PluginChain, B: Backend>(
         if let Some(threads) = threads {
             threads.idle().await;
         }
-        return super::retry::retry::<K, T, C, B>(app, message, model).instrument(span.clone()).await;
+        return Box::new(super::retry::retry::<K, T, C, B>(app, message, *model).instrument(span.clone()).await);
     }
     model
 }
@@ -597,7 +599,7 @@ async fn pipeline<K: Task, T, C: PluginChain, B: Backend>(
     message: &TaskMessage,
     token: &CancelToken,
     ctx: TaskContext,
-) -> (TaskRecord, bool) {
+) -> (Box<TaskRecord>, bool) {
     let name = app.name.as_str();
     let chain = &app.chain;
     let task = &K::INFO;
@@ -702,8 +704,8 @@ async fn pipeline<K: Task, T, C: PluginChain, B: Backend>(
     fire!(chain, TaskExecutorTaskClose { app: name, task, message, status });
     // Made (or taken back) only now: no await below holds it.
     let mut model = match rewritten {
-        Some(model) => *model,
-        None => run_record(message, worker, started_at),
+        Some(model) => model,
+        None => Box::new(run_record(message, worker, started_at)),
     };
     match ended {
         Ended::Success(result) => model.result = Some(result),
