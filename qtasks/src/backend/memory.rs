@@ -88,6 +88,8 @@ struct Inner {
     queued: Notify,
     /// Tasks waiting (now or delayed) that are still `new`.
     live: AtomicU64,
+    /// The last place in line given (enqueue order, across the queues).
+    seq: AtomicU64,
     shards: [Mutex<Shard>; SHARDS],
     limits: Mutex<LimitState>,
     uniques: Mutex<HashMap<String, Uuid>>,
@@ -108,6 +110,7 @@ impl Inner {
             queues: Mutex::default(),
             queued: Notify::new(),
             live: AtomicU64::new(0),
+            seq: AtomicU64::new(0),
             shards: Default::default(),
             limits: Mutex::default(),
             uniques: Mutex::default(),
@@ -224,7 +227,6 @@ impl Shard {
 #[derive(Default)]
 struct Queues {
     by_name: FastMap<String, QueueState>,
-    seq: u64,
 }
 
 /// One queue: who waits, who waits for later, and its counters.
@@ -587,11 +589,7 @@ impl MemoryBackend {
         {
             return Enqueued::Existing(holder);
         }
-        let seq = {
-            let mut q = lock(&self.inner.queues);
-            q.seq += 1;
-            q.seq
-        };
+        let seq = self.inner.seq.fetch_add(1, AtomicOrdering::Relaxed) + 1;
         let due = delay.filter(|d| !d.is_zero()).map(|d| later(Instant::now(), d));
         {
             let mut shard = lock(self.shard(&task.uuid));
