@@ -445,7 +445,7 @@ impl LimitState {
 /// A shared setting and when it expires.
 type Setting = (Value, Option<Instant>);
 
-/// A task in a shard: 56 bytes, so the unused half of the map's table
+/// A task in a shard: 48 bytes, so the unused half of the map's table
 /// after a growth costs little.
 struct Entry {
     /// Boxed (in [`Held`]): the map holds a small entry per task.
@@ -1063,6 +1063,6 @@ mod tests {
         // The map of a shard holds one per task, and up to twice as many
         // slots after a growth: this is most of a queued task's bytes
         // beside its lean record (BENCHMARKS.md, peak memory).
-        assert!(std::mem::size_of::<Entry>() <= 56, "{} bytes", std::mem::size_of::<Entry>());
+        assert!(std::mem::size_of::<Entry>() <= 48, "{} bytes", std::mem::size_of::<Entry>());
     }
 }
