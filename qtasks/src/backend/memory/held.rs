@@ -45,6 +45,8 @@ struct Ran {
 impl Held {
     /// `task` as it is stored.
     pub(super) fn new(task: &TaskRecord, names: &mut Names) -> Self {
+        // Built here, not as an empty record that `overwrite` fills: that
+        // costs about 120 instructions more per enqueue (callgrind).
         // Destructured, so a field added to `TaskRecord` is not forgotten here.
         let TaskRecord {
             uuid: _,
