@@ -19,6 +19,11 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Most ends written in one statement.
 const FINISH_BATCH: usize = 256;
+/// Most bytes of encoded values (arguments, results, errors, extra fields)
+/// in one statement: large results split a batch into several statements,
+/// so one statement never carries hundreds of megabytes. A statement holds
+/// at least one end, whatever its size.
+const STATEMENT_BYTES: usize = 4 << 20;
 /// Most batches written at once (each on a connection of its own).
 const BATCHES_IN_FLIGHT: usize = 4;
 /// How long a batch that failed on a lost connection (or a deadlock with
@@ -76,10 +81,44 @@ fn retryable(e: &BackendError) -> bool {
     e.kind() == BackendErrorKind::Connection || e.message.contains("(40P01)")
 }
 
-/// Writes one batch and answers each of its ends.
+/// Writes one batch, in statements of up to [`STATEMENT_BYTES`], and
+/// answers each of its ends.
 async fn write_one(pool: &PgPool, sql: &SqlStr, mut batch: Vec<Pending>) {
     // One lock order for every batch.
     batch.sort_by(|a, b| (&a.app, a.task.uuid).cmp(&(&b.app, b.task.uuid)));
+    while !batch.is_empty() {
+        let rest = batch.split_off(statement_len(&batch));
+        write_statement(pool, sql, batch).await;
+        batch = rest;
+    }
+}
+
+/// How many of `batch`'s first ends one statement takes: at least one, and
+/// no more than [`STATEMENT_BYTES`] of values together.
+fn statement_len(batch: &[Pending]) -> usize {
+    let mut bytes = 0;
+    batch
+        .iter()
+        .position(|p| {
+            bytes += p.size();
+            bytes > STATEMENT_BYTES
+        })
+        .map_or(batch.len(), |over| over.max(1))
+}
+
+impl Pending {
+    /// Bytes of its values in a statement.
+    fn size(&self) -> usize {
+        let (encoded, task) = (&self.encoded, &self.task);
+        encoded.args.len()
+            + encoded.result.as_ref().map_or(0, String::len)
+            + encoded.extra.as_ref().map_or(0, String::len)
+            + task.error.as_ref().map_or(0, String::len)
+    }
+}
+
+/// Writes one statement's ends and answers each.
+async fn write_statement(pool: &PgPool, sql: &SqlStr, batch: Vec<Pending>) {
     let written = retry_while_lost(RETRY_WITHIN, retryable, || write(pool, sql, &batch)).await;
     match written {
         Ok(outcomes) if outcomes.len() == batch.len() => {
@@ -144,4 +183,33 @@ async fn write(pool: &PgPool, sql: &SqlStr, batch: &[Pending]) -> Result<Vec<i32
             };
             error(kind_of(&e), format!("storing final statuses{code}")).with_source(e)
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{NewTask, TaskStatus};
+
+    fn pending(result_bytes: usize) -> Pending {
+        let mut task = TaskRecord::new(uuid::Uuid::new_v4(), NewTask::new("t", serde_json::json!([])));
+        task.status = TaskStatus::Success;
+        task.result = Some(serde_json::Value::String("x".repeat(result_bytes)));
+        let encoded = Encoded::of(&task).unwrap();
+        let (reply, _) = oneshot::channel();
+        Pending { app: "a".into(), task, encoded, run: None, retention_ms: None, reply }
+    }
+
+    #[test]
+    fn large_ends_split_a_batch_into_statements() {
+        // Small ends share one statement.
+        let small: Vec<Pending> = (0..256).map(|_| pending(10)).collect();
+        assert_eq!(statement_len(&small), 256);
+        // Ends of 1.5 MiB: two fit under the cap, a third would not.
+        let large: Vec<Pending> = (0..5).map(|_| pending(1_500_000)).collect();
+        assert_eq!(statement_len(&large), 2);
+        // An end larger than the cap goes alone, not never.
+        let huge = vec![pending(STATEMENT_BYTES + 1), pending(10)];
+        assert_eq!(statement_len(&huge), 1);
+        assert_eq!(statement_len(&huge[1..]), 1);
+    }
 }
