@@ -421,6 +421,40 @@ async fn finished_records_expire_after_the_retention_and_are_deleted() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(postgres_unreachable, ignore = "Postgres is not reachable; see the build warning")]
+async fn the_tasks_table_of_the_schema_carries_its_autovacuum_settings() {
+    in_schema("autovacuum", |base| async move {
+        // Schema version 6: set on the `tasks` table of the backend's own
+        // schema (the test's, not `qtasks`), read back from the catalog.
+        let mut conn = admin().await;
+        let options = |table: &'static str| {
+            sqlx::query_scalar::<_, Option<Vec<String>>>(
+                "SELECT c.reloptions FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind = 'r'",
+            )
+            .bind(base.schema().to_owned())
+            .bind(table)
+        };
+        let tasks = options("tasks").fetch_one(&mut conn).await.unwrap().unwrap_or_default();
+        for expected in [
+            "autovacuum_vacuum_scale_factor=0.01",
+            "autovacuum_vacuum_threshold=1000",
+            "autovacuum_vacuum_insert_scale_factor=0.05",
+            "autovacuum_vacuum_insert_threshold=1000",
+            "autovacuum_vacuum_cost_delay=0",
+            "autovacuum_analyze_scale_factor=0.02",
+        ] {
+            assert!(tasks.iter().any(|o| o == expected), "{expected} missing from {tasks:?}");
+        }
+        // The small tables keep the server's defaults.
+        let queues = options("queues").fetch_one(&mut conn).await.unwrap();
+        assert_eq!(queues, None);
+        let _ = conn.close().await;
+    })
+    .await;
+}
+
 // ---------------------------------------------------------------------------
 // Floors: where a fetch starts (schema version 5)
 // ---------------------------------------------------------------------------

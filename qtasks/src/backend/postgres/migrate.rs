@@ -19,6 +19,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "listing", include_str!("migrations/0003_listing.sql")),
     (4, "minutes", include_str!("migrations/0004_minutes.sql")),
     (5, "floors", include_str!("migrations/0005_floors.sql")),
+    (6, "autovacuum", include_str!("migrations/0006_autovacuum.sql")),
 ];
 
 /// The schema version this build of qtasks creates and expects.

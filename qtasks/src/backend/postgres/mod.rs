@@ -233,8 +233,13 @@ const SWEEP_OVERLAP: Duration = Duration::from_secs(1);
 /// A finished record expires after the retention (a day by default,
 /// [`retention`](Self::retention)): reads stop showing it at once, and a
 /// background task of each backend that fetches deletes expired rows
-/// every 10 s in batches of 500 (short transactions, which autovacuum
-/// keeps up with), along with expired unique keys, claims and settings.
+/// every 10 s in batches of 500 (short transactions), along with expired
+/// unique keys, claims and settings. The space of deleted and replaced rows
+/// is reused once autovacuum has passed: `tasks` carries autovacuum
+/// settings of its own (schema version 6: vacuumed at 1% dead rows,
+/// without cost delay), but the server decides how often autovacuum runs
+/// (`autovacuum_naptime`, a minute by default) and whether it runs at all
+/// (`autovacuum`).
 #[derive(Clone)]
 pub struct PostgresBackend {
     shared: Arc<Shared>,
