@@ -403,31 +403,10 @@ async fn an_oversize_task_is_refused_at_enqueue() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(postgres_unreachable, ignore = "Postgres is not reachable; see the build warning")]
 async fn large_ends_finishing_together_are_all_stored() {
-    const TASKS: usize = 12;
     in_schema("large_ends", |base| async move {
-        let backend = base.for_app("large");
-        for _ in 0..TASKS {
-            let task = TaskRecord::new(Uuid::new_v4(), NewTask::new("large", json!([])));
-            assert_eq!(backend.enqueue(&task).await.unwrap(), Enqueued::New);
-        }
-        let mut taken = Vec::new();
-        while taken.len() < TASKS {
-            taken.extend(fetch_within(&backend, TASKS - taken.len(), HANG).await);
-        }
         // 12 results of 1 MB: three statements' worth, finished at once.
-        let ends = taken.iter().enumerate().map(|(i, m)| {
-            let backend = backend.clone();
-            let mut end = TaskRecord::from_message(m, TaskStatus::Success);
-            end.result = Some(json!(format!("{i}").repeat(1_000_000)));
-            async move { backend.finish(&end).await.map(|()| end) }
-        });
-        for end in futures::future::join_all(ends).await {
-            let end = end.unwrap();
-            let stored = backend.get(end.uuid).await.unwrap().unwrap();
-            assert_eq!(stored.status, TaskStatus::Success);
-            assert_eq!(stored.result, end.result);
-        }
-        assert_eq!(backend.stats().await.unwrap().tasks["large"].success, TASKS as u64);
+        let backend = base.for_app("large");
+        support::check_large_ends(&backend, 12, 1_000_000).await;
     })
     .await;
 }

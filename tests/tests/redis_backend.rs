@@ -458,28 +458,8 @@ async fn tasks_ending_together_are_finished_together_and_a_bad_one_fails_alone()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(redis_unreachable, ignore = "Redis is not reachable; see the build warning")]
 async fn large_ends_finishing_together_are_all_stored() {
-    const TASKS: usize = 12;
     let Some(backend) = connect().await else { return };
-    for _ in 0..TASKS {
-        backend.enqueue(&record("large", 0)).await.unwrap();
-    }
-    let mut taken = Vec::new();
-    while taken.len() < TASKS {
-        taken.extend(fetch_within(&backend, TASKS - taken.len(), WAIT).await);
-    }
-    let ends = taken.iter().enumerate().map(|(i, m)| {
-        let backend = backend.clone();
-        let mut end = TaskRecord::from_message(m, TaskStatus::Success);
-        end.result = Some(json!(format!("{i}").repeat(300_000)));
-        async move { backend.finish(&end).await.map(|()| end) }
-    });
-    for end in futures::future::join_all(ends).await {
-        let end = end.unwrap();
-        let stored = backend.get(end.uuid).await.unwrap().unwrap();
-        assert_eq!(stored.status, TaskStatus::Success);
-        assert_eq!(stored.result, end.result);
-    }
-    assert_eq!(backend.stats().await.unwrap().tasks["large"].success, TASKS as u64);
+    support::check_large_ends(&backend, 12, 300_000).await;
     backend.flush().await.unwrap();
 }
 

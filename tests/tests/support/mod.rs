@@ -390,3 +390,41 @@ pub async fn check_settings<B: qtasks::Backend>(backend: &B) {
     backend.flush().await.unwrap();
     assert!(backend.config_get_all("group").await.unwrap().is_empty());
 }
+
+/// Ends with large results finishing together, a batch the backend's
+/// finisher splits by size: `tasks` tasks of name `large` are enqueued,
+/// taken, and finished at once with results of about `result_bytes` each;
+/// every end is stored whole, with its result, and counted once.
+#[allow(dead_code)]
+pub async fn check_large_ends<B: qtasks::Backend>(backend: &B, tasks: usize, result_bytes: usize) {
+    use qtasks::backend::{Enqueued, Fetch};
+    use qtasks::{NewTask, TaskStatus};
+    use serde_json::json;
+    for _ in 0..tasks {
+        let task = TaskRecord::new(Uuid::new_v4(), NewTask::new("large", json!([])));
+        assert_eq!(backend.enqueue(&task).await.unwrap(), Enqueued::New);
+    }
+    let (mut taken, from) = (Vec::new(), Fetch::default_queue());
+    let started = Instant::now();
+    while taken.len() < tasks {
+        assert!(started.elapsed() < HANG, "took {} of {tasks} tasks in {HANG:?}", taken.len());
+        let mut out = Vec::new();
+        let fetch = backend.fetch(&from, tasks - taken.len(), &mut out);
+        if let Ok(result) = tokio::time::timeout(Duration::from_secs(1), fetch).await {
+            result.unwrap();
+        }
+        taken.extend(out);
+    }
+    let ends = taken.iter().enumerate().map(|(i, m)| {
+        let mut end = TaskRecord::from_message(m, TaskStatus::Success);
+        end.result = Some(json!(format!("{i}").repeat(result_bytes)));
+        async move { backend.finish(&end).await.map(|()| end) }
+    });
+    for end in futures::future::join_all(ends).await {
+        let end = end.unwrap();
+        let stored = backend.get(end.uuid).await.unwrap().unwrap();
+        assert_eq!(stored.status, TaskStatus::Success);
+        assert_eq!(stored.result, end.result);
+    }
+    assert_eq!(backend.stats().await.unwrap().tasks["large"].success, tasks as u64);
+}
