@@ -36,8 +36,8 @@ use crate::app::{AppInner, QueueTasks};
 use crate::app::{Error, WaitError};
 use crate::backend::Enqueued;
 use crate::backend::{Backend, CancelOutcome, QueueStats};
-use crate::dispatch::PluginChain;
 use crate::dispatch::fire_ctx as fire;
+use crate::dispatch::{PluginChain, listened};
 use crate::model::{NewTask, TaskRecord, TaskStatus, Unique};
 use crate::queue::{DEFAULT_QUEUE, QueueInfo, argument_key};
 use crate::task::TaskSet;
@@ -607,14 +607,14 @@ impl<T: TaskSet, C: PluginChain, B: Backend> AppInner<T, C, B> {
         let (mut request, id, delay) = self.resolve(submit)?;
         // Each trigger fired only if a plugin listens (a constant): the
         // request and the record are not moved through contexts for nothing.
-        if C::LISTENS.contains(QtasksAddTaskBeforeBroker::ID) {
+        if listened::<C, QtasksAddTaskBeforeBroker<'static>>() {
             request = fire!(&self.chain, QtasksAddTaskBeforeBroker { app: &self.name, request }).request;
         }
         let mut model = TaskRecord::new(id.unwrap_or_else(Uuid::new_v4), request);
-        if C::LISTENS.contains(BrokerAddBefore::ID) {
+        if listened::<C, BrokerAddBefore<'static>>() {
             model = fire!(&self.chain, BrokerAddBefore { app: &self.name, model }).model;
         }
-        if C::LISTENS.contains(StorageAdd::ID) {
+        if listened::<C, StorageAdd<'static>>() {
             model = fire!(&self.chain, StorageAdd { app: &self.name, model }).model;
         }
         Ok((model, delay))

@@ -70,3 +70,18 @@ macro_rules! fire_now {
     }};
 }
 pub(crate) use fire_now;
+
+/// `true` if a plugin of `C` listens to trigger `X`. A constant: a fire
+/// site guarded by it builds no context (moves nothing) when none does.
+#[inline(always)]
+pub(crate) fn listened<C: PluginChain, X: Trigger>() -> bool {
+    C::LISTENS.contains(X::ID)
+}
+
+/// `true` if a plugin of `C` handles trigger `X` with an async handler,
+/// so firing it may wait. A constant: where no trigger of a step may wait,
+/// the step runs in place, with [`fire_now!`], instead of in a boxed future.
+#[inline(always)]
+pub(crate) fn awaited<C: PluginChain, X: Trigger>() -> bool {
+    C::ASYNC.contains(X::ID)
+}

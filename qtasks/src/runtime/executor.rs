@@ -16,14 +16,13 @@ use super::run::{renewing_lease, run};
 use crate::app::events::{Event, EventKind, emit};
 use crate::app::{AllTasks, AppInner};
 use crate::backend::{Backend, BackendError};
-use crate::dispatch::PluginChain;
 use crate::dispatch::fire_ctx as fire;
 use crate::dispatch::fire_now;
+use crate::dispatch::{PluginChain, awaited, listened};
 use crate::model::{TaskMessage, TaskRecord, TaskStatus, now};
 use crate::task::context::{TaskName, Threads};
 use crate::task::deps::{Resources, TaskDeps, WorkerDeps};
 use crate::task::{CancelToken, Task, TaskContext, TaskError, TaskInfo, TaskSet, TaskVisitor};
-use crate::triggers::Trigger;
 use crate::triggers::*;
 use serde_json::Value;
 use std::sync::Arc;
@@ -101,21 +100,6 @@ fn task_span(message: &TaskMessage) -> tracing::Span {
         crate::trace::set_parent(&span, &message.extra);
     }
     span
-}
-
-/// `true` if a plugin of `C` listens to trigger `X`. A constant: a fire
-/// site guarded by it builds no context (moves nothing) when none does.
-#[inline(always)]
-fn listened<C: PluginChain, X: Trigger>() -> bool {
-    C::LISTENS.contains(X::ID)
-}
-
-/// `true` if a plugin of `C` handles trigger `X` with an async handler,
-/// so firing it may wait. A constant: where no trigger of a step may wait,
-/// the step runs in place, with [`fire_now!`], instead of in a boxed future.
-#[inline(always)]
-fn awaited<C: PluginChain, X: Trigger>() -> bool {
-    C::ASYNC.contains(X::ID)
 }
 
 /// The receive triggers, any of which may replace the message.
