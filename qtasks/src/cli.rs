@@ -19,6 +19,7 @@
 //! demo run --concurrency 16                     # a worker (QTASKS_BROKER_URL or --broker-url)
 //! demo run --queues critical,default            # … taking from these queues, in strict order
 //! demo run --queues critical=6,default=1        # … or weighted
+//! demo run --inline -c 64                       # … polling its runs itself (short async tasks)
 //! demo add add '[2, 3]' --wait 5                # enqueue, wait up to 5 s, print the record
 //! demo add add '[2, 3]' --wait                  # … up to QTASKS_RESULT_TIMEOUT (100 s)
 //! demo add add '[2, 3]' --queue critical --delay 60 --unique-key nightly
@@ -95,6 +96,11 @@ pub enum Command {
         /// knows, in strict order].
         #[arg(long, short = 'Q', value_name = "LIST")]
         queues: Option<QueueOrder>,
+        /// Poll the runs inside the worker's own task instead of spawning
+        /// one per task: leaner for many short I/O-bound async tasks (see
+        /// `WorkerBuilder::run_inline`).
+        #[arg(long)]
+        inline: bool,
     },
     /// Enqueue a task by name with JSON arguments.
     Add {
@@ -285,9 +291,9 @@ where
         crate::dispatch::set_blocking_handler_limit(limit);
     }
     match cli.command {
-        Command::Run { concurrency, queues } => {
+        Command::Run { concurrency, queues, inline } => {
             let concurrency = concurrency.unwrap_or(config.max_tasks_process).max(1);
-            let mut worker = app.worker().max_tasks_process(concurrency);
+            let mut worker = app.worker().max_tasks_process(concurrency).run_inline(inline);
             worker = match queues.clone() {
                 Some(QueueOrder::Strict(names)) => worker.queues(names),
                 Some(QueueOrder::Weighted(weights)) => worker.weighted_queues(weights),

@@ -61,6 +61,18 @@ async fn commands_answer_with_exit_codes_and_clear_errors() {
     assert!(bad_command.contains("unrecognized subcommand"), "{bad_command}");
 }
 
+/// `run --inline` asks for a worker that polls its runs itself; without the
+/// flag runs are spawned.
+#[test]
+fn run_takes_the_inline_flag() {
+    let inline = |args: &[&str]| match Cli::try_parse_from(args).map(|cli| cli.command) {
+        Ok(qtasks::cli::Command::Run { inline, .. }) => inline,
+        other => panic!("not a run command: {other:?}"),
+    };
+    assert!(inline(&["app", "run", "--inline", "-c", "64"]));
+    assert!(!inline(&["app", "run"]));
+}
+
 /// Runs the `qtasks-test-cli` app binary (app `cli-test`: `add(a, b)` and
 /// `urgent()` with priority -5, no plugins) on the memory backend, with no
 /// `QTASKS_*` variable of the test's own: its exit code and stdout.

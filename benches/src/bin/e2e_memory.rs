@@ -28,7 +28,10 @@
 //!   CPU time per task of every window (all threads of the process, from
 //!   `/proc/self/task/*/schedstat`).
 //!
-//! `E2E_CURRENT_THREAD=1` runs everything on a single-thread tokio runtime.
+//! `E2E_CURRENT_THREAD=1` runs everything on a single-thread tokio runtime;
+//! `E2E_INLINE=1` starts the worker with
+//! [`run_inline`](qtasks::WorkerBuilder::run_inline) (its runs polled in
+//! the worker's own task instead of spawned).
 
 use qtasks::model::{NewTask, TaskMessage, TaskRecord};
 use qtasks::triggers::*;
@@ -37,6 +40,11 @@ use serde_json::Map;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+/// Whether `E2E_INLINE` asks for a worker that runs its tasks inline.
+fn inline() -> bool {
+    std::env::var_os("E2E_INLINE").is_some()
+}
 
 /// The task every benchmark runs.
 #[task]
@@ -276,7 +284,7 @@ async fn throughput<T: TaskSet, C: PluginChain>(
     let (last, enqueue) = fill(&app, n).await?;
     let enqueue_hits = hits::total();
     let start = Instant::now();
-    let worker = app.worker().max_tasks_process(concurrency).start().await?;
+    let worker = app.worker().max_tasks_process(concurrency).run_inline(inline()).start().await?;
     let done = app.wait(last, Duration::from_secs(3600)).await?;
     worker.shutdown().await;
     let run = start.elapsed();
@@ -360,7 +368,7 @@ async fn backlog(n: u64, window: u64, concurrency: usize) -> Res<()> {
     WINDOW.store(window, Relaxed);
     let cpu_start = cpu_ns();
     START.set(Instant::now()).map_err(|_| "started twice")?;
-    let worker = app.worker().max_tasks_process(concurrency).start().await?;
+    let worker = app.worker().max_tasks_process(concurrency).run_inline(inline()).start().await?;
     let done = app.wait(last, Duration::from_secs(3600)).await?;
     worker.shutdown().await;
     let total = START.get().map_or(Duration::ZERO, Instant::elapsed);

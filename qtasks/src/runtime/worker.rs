@@ -13,9 +13,12 @@ use crate::task::CancelToken;
 use crate::task::TaskSet;
 use crate::task::deps::WorkerDeps;
 use crate::triggers::*;
+use futures::FutureExt;
+use futures::stream::{FuturesUnordered, StreamExt};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::{Semaphore, watch};
+use std::task::Poll;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -56,6 +59,7 @@ pub struct WorkerBuilder<T, C, B> {
     app: QueueTasks<T, C, B>,
     max_tasks_process: usize,
     queues: Option<QueueOrder>,
+    inline: bool,
 }
 
 impl<T: TaskSet, C: PluginChain, B: Backend> QueueTasks<T, C, B> {
@@ -63,7 +67,12 @@ impl<T: TaskSet, C: PluginChain, B: Backend> QueueTasks<T, C, B> {
     /// [`Config::max_tasks_process`](crate::Config::max_tasks_process) tasks
     /// at once by default (10).
     pub fn worker(&self) -> WorkerBuilder<T, C, B> {
-        WorkerBuilder { app: self.clone(), max_tasks_process: slots(self.inner.config.max_tasks_process), queues: None }
+        WorkerBuilder {
+            app: self.clone(),
+            max_tasks_process: slots(self.inner.config.max_tasks_process),
+            queues: None,
+            inline: false,
+        }
     }
 }
 
@@ -90,6 +99,47 @@ impl<T: TaskSet, C: PluginChain, B: Backend> WorkerBuilder<T, C, B> {
     /// [`QueueOrder::Weighted`]): `[("critical", 6), ("default", 3), ("low", 1)]`.
     pub fn weighted_queues<S: Into<String>>(mut self, queues: impl IntoIterator<Item = (S, u32)>) -> Self {
         self.queues = Some(QueueOrder::Weighted(queues.into_iter().map(|(q, w)| (q.into(), w.max(1))).collect()));
+        self
+    }
+
+    /// Runs the tasks inside the worker's own tokio task instead of
+    /// spawning a tokio task for each one (the default is `false`).
+    ///
+    /// The worker then polls up to
+    /// [`max_tasks_process`](WorkerBuilder::max_tasks_process) runs together
+    /// with its fetch loop: no spawn, no task cell and no cross-thread wake-up
+    /// per task, so a short task costs fewer instructions (measured in
+    /// BENCHMARKS.md). The price: this worker's async task bodies, and
+    /// everything the worker does around them, share one thread at a time,
+    /// so an async task that computes for long holds up the others and the
+    /// next fetch. Sync tasks still run on tokio's blocking pool. Choose it
+    /// for many short, I/O-bound async tasks; keep the default when async
+    /// tasks compute or when one worker should use every core.
+    ///
+    /// Every guarantee holds as with spawned runs: a record per task,
+    /// cancellation, time limits, a panicking task recorded as failed, and
+    /// graceful or forced shutdown (the worker drives its runs to their end
+    /// after it stops taking tasks).
+    ///
+    /// ```
+    /// use qtasks::{QueueTasks, task};
+    ///
+    /// #[task]
+    /// async fn ping(n: u32) -> u32 {
+    ///     n + 1
+    /// }
+    ///
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let app = QueueTasks::builder("pings").task::<Ping>().build()?;
+    /// let worker = app.worker().max_tasks_process(64).run_inline(true).start().await?;
+    /// assert_eq!(app.enqueue(Ping::call(1)).await?.result(std::time::Duration::from_secs(5)).await?, 2);
+    /// worker.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn run_inline(mut self, inline: bool) -> Self {
+        self.inline = inline;
         self
     }
 
@@ -159,7 +209,7 @@ impl<T: TaskSet, C: PluginChain, B: Backend> WorkerBuilder<T, C, B> {
         let run = tokio::spawn(run_loop(
             Arc::clone(&app),
             Arc::clone(&deps),
-            (Arc::clone(&slots), self.max_tasks_process),
+            (Arc::clone(&slots), self.max_tasks_process, self.inline),
             stop_rx,
             queues,
             Forced { token: force.clone(), released: Arc::clone(&released) },
@@ -260,11 +310,17 @@ impl<T: TaskSet, C: PluginChain, B: Backend> Worker<T, C, B> {
         emit!(app.events, EventKind::Stopping, Event::worker(EventKind::Stopping, name));
         fire!(&app.chain, StarterStop { app: name });
         fire!(&app.chain, BrokerStop { app: name });
-        if let Some(run) = self.run.take() {
-            let _ = run.await;
-        }
-        // Every running task holds a slot: taking them all means all finished.
-        let all = self.slots.acquire_many(self.max as u32);
+        // The loop ends once it takes no more tasks (a worker running its
+        // tasks inline ends once they have finished too); then every running
+        // task holds a slot, and taking them all means all finished.
+        let run = self.run.take();
+        let (slots, max) = (Arc::clone(&self.slots), self.max as u32);
+        let all = async move {
+            if let Some(run) = run {
+                let _ = run.await;
+            }
+            slots.acquire_many(max).await.map(drop)
+        };
         tokio::pin!(all);
         tokio::select! {
             _ = &mut all => {}
@@ -304,27 +360,43 @@ impl<T: TaskSet, C: PluginChain, B: Backend> Drop for Worker<T, C, B> {
     }
 }
 
+/// Awaits `$fut`, polling the worker's inline runs `$runs` (an
+/// `Option<FuturesUnordered<_>>`) beside it, if it has any; without, the
+/// future is awaited as it is, with no layer around it.
+macro_rules! alongside {
+    ($runs:ident, $fut:expr) => {
+        match $runs.as_mut() {
+            None => $fut.await,
+            Some(runs) => beside(runs, $fut).await,
+        }
+    };
+}
+
 async fn run_loop<T: TaskSet, C: PluginChain, B: Backend>(
     app: Arc<AppInner<T, C, B>>,
     deps: Arc<WorkerDeps>,
-    (slots, total): (Arc<Semaphore>, usize),
+    // The worker's slots, how many, and whether its runs are inline.
+    (slots, total, inline): (Arc<Semaphore>, usize, bool),
     mut stop: watch::Receiver<bool>,
     mut queues: Queues,
     forced: Forced,
     (id, running): (Arc<str>, Arc<AtomicUsize>),
 ) {
+    // The runs this worker polls itself (see `WorkerBuilder::run_inline`);
+    // `None` when each run is spawned.
+    let mut runs = inline.then(FuturesUnordered::new);
     let mut batch: Vec<TaskMessage> = Vec::with_capacity(MAX_BATCH);
     let mut backoff = std::time::Duration::from_millis(10);
     loop {
         // Take as many slots as are free (at least one), then as many tasks.
-        let first = tokio::select! {
-            biased;
-            _ = stop.wait_for(|s| *s) => return,
-            permit = Arc::clone(&slots).acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-        };
+        let first = alongside!(runs, async {
+            tokio::select! {
+                biased;
+                _ = stop.wait_for(|s| *s) => None,
+                permit = Arc::clone(&slots).acquire_owned() => permit.ok(),
+            }
+        });
+        let Some(first) = first else { break };
         let mut permits = vec![first];
         while permits.len() < MAX_BATCH {
             match Arc::clone(&slots).try_acquire_owned() {
@@ -338,51 +410,102 @@ async fn run_loop<T: TaskSet, C: PluginChain, B: Backend>(
             let want = (total / 2).min(MAX_BATCH);
             let deadline = tokio::time::Instant::now() + gather;
             while permits.len() < want && permits.len() < total {
-                match tokio::time::timeout_at(deadline, Arc::clone(&slots).acquire_owned()).await {
+                let more = tokio::time::timeout_at(deadline, Arc::clone(&slots).acquire_owned());
+                match alongside!(runs, more) {
                     Ok(Ok(p)) => permits.push(p),
                     _ => break,
                 }
             }
         }
         let from = Fetch { queues: queues.rotation.next(), limits: Arc::clone(&queues.limits) };
-        let fetched = tokio::select! {
-            biased;
-            _ = stop.wait_for(|s| *s) => return,
-            r = app.backend.fetch(&from, permits.len(), &mut batch) => r,
-        };
+        let fetched = alongside!(runs, async {
+            tokio::select! {
+                biased;
+                _ = stop.wait_for(|s| *s) => None,
+                r = app.backend.fetch(&from, permits.len(), &mut batch) => Some(r),
+            }
+        });
+        let Some(fetched) = fetched else { break };
         if let Err(error) = fetched {
             tracing::error!(app = %app.name, %error, "fetching tasks failed; retrying");
-            tokio::time::sleep(backoff).await;
+            alongside!(runs, tokio::time::sleep(backoff));
             backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
             continue;
         }
         backoff = std::time::Duration::from_millis(10);
-        for mut message in batch.drain(..) {
+        for message in batch.drain(..) {
             let Some(permit) = permits.pop() else {
                 // A backend gave more than was asked for: put the rest back.
                 tracing::error!(app = %app.name, uuid = %message.uuid, "fetch returned more tasks than free slots; releasing");
-                if let Err(error) = app.backend.release(message.uuid).await {
+                if let Err(error) = alongside!(runs, app.backend.release(message.uuid)) {
                     tracing::error!(app = %app.name, uuid = %message.uuid, %error, "releasing an extra task failed");
                 }
                 continue;
             };
-            let (app, deps, forced, id) = (Arc::clone(&app), Arc::clone(&deps), forced.clone(), Arc::clone(&id));
-            let counted = Running::start(&running);
-            tokio::spawn(async move {
-                let uuid = message.uuid;
-                // Boxed so the spawned future stays small: tokio moves it
-                // into its task cell, and a move copies a future whole.
-                let run = Box::pin(crate::runtime::executor::receive_and_run(&app, &deps, &id, &mut message));
-                tokio::select! {
-                    biased;
-                    () = run => {}
-                    () = forced.token.cancelled() => release(&app, uuid, &forced).await,
-                }
-                drop(counted);
-                drop(permit);
-            });
+            let uuid = message.uuid;
+            // Boxed as soon as made, the message moved in: the future around
+            // it, spawned or pushed, stays small, and a move copies a
+            // future whole.
+            let body = Box::pin(run_body(Arc::clone(&app), Arc::clone(&deps), Arc::clone(&id), message));
+            let run = run_one(Arc::clone(&app), forced.clone(), uuid, (Running::start(&running), permit), body);
+            match &mut runs {
+                // A panic outside the task's body (whose panics are caught
+                // and recorded where it runs) ends its own run only, never
+                // the loop that polls it; a spawned run's task ends alone.
+                Some(runs) => runs.push(std::panic::AssertUnwindSafe(run).catch_unwind().map(move |outcome| {
+                    if outcome.is_err() {
+                        tracing::error!(%uuid, "a task's run panicked; the task runs again when its lease expires");
+                    }
+                })),
+                None => drop(tokio::spawn(run)),
+            }
         }
     }
+    // Stopped taking tasks: drive the inline runs to their end (a forced
+    // shutdown cuts them short through `forced`).
+    if let Some(mut runs) = runs {
+        while runs.next().await.is_some() {}
+    }
+}
+
+/// One task's run, from the message taken to its final record, holding a
+/// slot and counted among the running tasks until it ends. A forced
+/// shutdown stops it and puts the task back in the queue.
+async fn run_one<T, C, B: Backend>(
+    app: Arc<AppInner<T, C, B>>,
+    forced: Forced,
+    uuid: Uuid,
+    held: (Running, OwnedSemaphorePermit),
+    body: impl Future<Output = ()>,
+) {
+    tokio::select! {
+        biased;
+        () = body => {}
+        () = forced.token.cancelled() => release(&app, uuid, &forced).await,
+    }
+    drop(held);
+}
+
+/// What a run does with the message taken: receive it, run the task, store
+/// its final record.
+async fn run_body<T: TaskSet, C: PluginChain, B: Backend>(
+    app: Arc<AppInner<T, C, B>>,
+    deps: Arc<WorkerDeps>,
+    id: Arc<str>,
+    mut message: TaskMessage,
+) {
+    crate::runtime::executor::receive_and_run(&app, &deps, &id, &mut message).await
+}
+
+/// Polls `fut` to its end, polling `runs` beside it.
+async fn beside<R: Future<Output = ()>, F: Future>(runs: &mut FuturesUnordered<R>, fut: F) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| {
+        // Finished runs are dropped here; `Pending` (or none left) ends it.
+        while let Poll::Ready(Some(())) = runs.poll_next_unpin(cx) {}
+        fut.as_mut().poll(cx)
+    })
+    .await
 }
 
 /// One task counted among the worker's running ones (its heartbeat's
