@@ -36,6 +36,8 @@
 //!   rate without a backlog.
 //! - `E2E_REDIS_LISTING=0`: every process of the run enqueues with
 //!   `RedisBackend::listing(false)` (the lean mode, no listing indexes).
+//! - `E2E_INLINE=1`: the worker processes run their tasks inline
+//!   (`WorkerBuilder::run_inline`).
 //! - `E2E_PHASE_HOOK`: a command run with `start` just before the timed
 //!   part of `drain` and `live` and with `end` just after (see
 //!   `phase_hook`), to profile the server over that part alone.
@@ -196,7 +198,8 @@ async fn worker(app_name: &str, concurrency: usize) -> Res<()> {
     if lines.next_line().await?.as_deref() != Some("GO") {
         return Ok(());
     }
-    let worker = app.worker().max_tasks_process(concurrency).start().await?;
+    let inline = std::env::var_os("E2E_INLINE").is_some();
+    let worker = app.worker().max_tasks_process(concurrency).run_inline(inline).start().await?;
     while lines.next_line().await?.is_some() {}
     worker.shutdown().await;
     Ok(())
