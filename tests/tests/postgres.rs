@@ -469,6 +469,41 @@ async fn the_tasks_table_of_the_schema_carries_its_autovacuum_settings() {
     .await;
 }
 
+/// With `qtasks_vacuum_every`, the retention task vacuums `tasks` itself
+/// (for servers whose autovacuum is off, as this machine's is): after the
+/// tasks ran and retention deleted their rows, the table holds no dead row
+/// versions, and the statistics count the vacuums.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(postgres_unreachable, ignore = "Postgres is not reachable; see the build warning")]
+async fn the_retention_task_vacuums_the_tasks_table_when_asked() {
+    in_schema("vacuum", |base| async move {
+        let url = format!("{}?qtasks_schema={}&qtasks_vacuum_every=0.2", support::postgres::url(), base.schema());
+        let backend = PostgresBackend::connect(&url).await.unwrap().retention(Some(Duration::from_secs(3)));
+        let app = QueueTasks::builder("vacuum").task::<Add>().backend(backend).build().unwrap();
+        let worker = app.worker().max_tasks_process(16).start().await.unwrap();
+        let handles = app.add_tasks((0..200).map(|i| Add::call(i, 1))).await.unwrap();
+        for (i, handle) in (0..200).zip(handles) {
+            assert_eq!(handle.result(HANG).await.unwrap(), i + 1);
+        }
+        let mut conn = admin().await;
+        let stats = format!(
+            "SELECT n_live_tup, n_dead_tup, vacuum_count FROM pg_stat_user_tables \
+             WHERE schemaname = '{}' AND relname = 'tasks'",
+            base.schema()
+        );
+        let rows = format!("SELECT count(*) FROM \"{}\".tasks", base.schema());
+        until!("retention deleted every row and a vacuum removed their versions", {
+            let left: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(rows.clone())).fetch_one(&mut conn).await.unwrap();
+            let (_, dead, vacuums): (i64, i64, i64) =
+                sqlx::query_as(sqlx::AssertSqlSafe(stats.clone())).fetch_one(&mut conn).await.unwrap();
+            left == 0 && dead == 0 && vacuums > 0
+        });
+        worker.shutdown().await;
+        let _ = conn.close().await;
+    })
+    .await;
+}
+
 // ---------------------------------------------------------------------------
 // Floors: where a fetch starts (schema version 5)
 // ---------------------------------------------------------------------------

@@ -160,9 +160,12 @@ impl PostgresBackend {
         }
         let (pool, sql) = (self.shared.pool.clone(), self.shared.sql.purge.clone());
         let minutes = self.shared.sql.purge_minutes.clone();
+        let vacuum = self.shared.vacuum_every.map(|every| (every, self.shared.sql.vacuum.clone()));
+        let period = vacuum.as_ref().map_or(PURGE_EVERY, |(every, _)| PURGE_EVERY.min(*every));
         *slot = Some(tokio::spawn(async move {
+            let mut vacuumed = tokio::time::Instant::now();
             loop {
-                tokio::time::sleep(PURGE_EVERY).await;
+                tokio::time::sleep(period).await;
                 if let Err(e) = sqlx::query(minutes.clone()).execute(&pool).await {
                     tracing::warn!(backend = KIND, error = %e, "deleting old counts per minute failed; retrying later");
                 }
@@ -174,6 +177,16 @@ impl PostgresBackend {
                             tracing::warn!(backend = KIND, error = %e, "deleting expired records failed; retrying later");
                             break;
                         }
+                    }
+                }
+                if let Some((every, vacuum)) = &vacuum
+                    && vacuumed.elapsed() >= *every
+                {
+                    vacuumed = tokio::time::Instant::now();
+                    // The simple protocol: VACUUM cannot run in the implicit
+                    // transaction of a prepared statement.
+                    if let Err(e) = sqlx::raw_sql(vacuum.clone()).execute(&pool).await {
+                        tracing::warn!(backend = KIND, error = %e, "vacuuming the tasks table failed; retrying later");
                     }
                 }
             }

@@ -32,6 +32,8 @@ pub(super) struct Sql {
     pub(super) purge: SqlStr,
     pub(super) minutes: SqlStr,
     pub(super) purge_minutes: SqlStr,
+    /// Not prepared: `VACUUM` runs outside any transaction block.
+    pub(super) vacuum: SqlStr,
 }
 
 fn s(sql: String) -> SqlStr {
@@ -111,6 +113,7 @@ impl Sql {
                  DELETE FROM {q}.minutes WHERE app = $1 AND EXISTS (SELECT 1 FROM f)"
             )),
             purge: s(format!("SELECT {q}.purge_expired($1)")),
+            vacuum: s(format!("VACUUM (SKIP_LOCKED) {q}.tasks")),
             minutes: s(format!(
                 "SELECT minute * 60, status, sum(n)::bigint FROM {q}.minutes WHERE app = $1 AND minute >= $2 \
                  GROUP BY minute, status ORDER BY minute"
