@@ -84,10 +84,14 @@ async fn two_workers_and_a_sigkill_lose_nothing() {
     // 20 ms per task: 64 slots run at most ~3 200 tasks/s, about what the
     // client enqueues, so the workers stay busy and worker A dies holding
     // tasks that have started (a run is counted first).
-    let worker =
-        |label: &str| Proc::worker(label, &name, &url, CONCURRENCY, Duration::from_secs(2), Duration::from_millis(20));
-    let mut doomed = worker("worker A (SIGKILLed)");
-    let mut survivor = worker("worker B");
+    // Worker A runs its tasks inline (`run_inline`), worker B spawns them:
+    // a SIGKILL loses nothing either way.
+    let worker = |label: &str, env: &[(&str, &str)]| {
+        let shape = (CONCURRENCY, Duration::from_secs(2), Duration::from_millis(20));
+        Proc::worker_env(label, &name, &url, shape, env)
+    };
+    let mut doomed = worker("worker A (inline, SIGKILLed)", &[("QTASKS_TEST_INLINE", "1")]);
+    let mut survivor = worker("worker B", &[]);
     let doomed_id = ready_id(&doomed.expect("READY", Duration::from_secs(30)).await);
     let survivor_id = ready_id(&survivor.expect("READY", Duration::from_secs(30)).await);
     let mut both = vec![doomed_id.clone(), survivor_id.clone()];

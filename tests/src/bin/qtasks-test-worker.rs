@@ -13,7 +13,8 @@
 //! `QTASKS_TEST_CONCURRENCY` (16), `QTASKS_TEST_LEASE_MS` (30000),
 //! `QTASKS_TEST_TASK_MS` (0), `QTASKS_TEST_QUEUE_LIMIT` (none),
 //! `QTASKS_TEST_COUNT` (1000),
-//! `QTASKS_TEST_TIMEOUT_S` (120). Logs go to stderr (`RUST_LOG`, default
+//! `QTASKS_TEST_TIMEOUT_S` (120); `QTASKS_TEST_INLINE=1` makes the worker
+//! run its tasks inline (`WorkerBuilder::run_inline`). Logs go to stderr (`RUST_LOG`, default
 //! `warn`).
 //!
 //! **worker** runs the task `square(n: i64) -> i64` with up to N tasks at
@@ -240,7 +241,8 @@ async fn worker(o: Options) -> BoxResult<ExitCode> {
             RUNNING_KEYS.set((format!("qtasks-test:{}:running", o.app), format!("qtasks-test:{}:max-running", o.app)));
     }
     let app = builder.backend(backend).build()?;
-    let worker = app.worker().max_tasks_process(o.concurrency).start().await?;
+    let inline = std::env::var("QTASKS_TEST_INLINE").is_ok_and(|v| v == "1");
+    let worker = app.worker().max_tasks_process(o.concurrency).run_inline(inline).start().await?;
     println!("READY {} {pid}", worker.info().id);
     qtasks_tests::stop_signal().await;
     worker.shutdown().await;

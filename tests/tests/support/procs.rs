@@ -63,6 +63,18 @@ impl Proc {
     /// A worker of `app` (`square`, see the binary): up to `concurrency`
     /// tasks at once under a `lease`, each run lasting `task` once counted.
     pub fn worker(name: &str, app: &str, url: &str, concurrency: usize, lease: Duration, task: Duration) -> Self {
+        Self::worker_env(name, app, url, (concurrency, lease, task), &[])
+    }
+
+    /// As [`worker`](Self::worker), with more environment variables
+    /// (`QTASKS_TEST_INLINE=1`: a worker that runs its tasks inline).
+    pub fn worker_env(
+        name: &str,
+        app: &str,
+        url: &str,
+        (concurrency, lease, task): (usize, Duration, Duration),
+        env: &[(&str, &str)],
+    ) -> Self {
         let (concurrency, lease, task) =
             (concurrency.to_string(), lease.as_millis().to_string(), task.as_millis().to_string());
         let args = [
@@ -78,7 +90,7 @@ impl Proc {
             "--task-ms",
             &task,
         ];
-        Self::spawn(name, &args)
+        Self::spawn_env(BIN, name, &args, env)
     }
 
     pub fn pid(&self) -> u32 {
