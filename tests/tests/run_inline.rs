@@ -85,12 +85,17 @@ async fn forever() {
 
 type Tasks = (Double, Meet, OnAThread, PolledIn, Boom, TooSlow, Waits, Forever);
 
+/// An app of these tasks on `backend`, named `name` on the in-memory
+/// backend (the backend's own name on a server).
+fn app<B: Backend + Clone>(name: &str, backend: B) -> Result<QueueTasks<(Tasks,), (), B>, qtasks::Error> {
+    QueueTasks::builder(support::app_name(name, &backend)).tasks::<Tasks>().backend(backend).build()
+}
+
 /// Many tasks, run a few at a time by one inline worker, all end `success`
 /// with their own result; four that wait for each other all finish, so the
 /// worker polls its runs together, not one after the other.
 async fn every_task_ends_with_its_result<B: Backend + Clone>(backend: B) -> TestResult {
-    let name = support::app_name("inline-results", &backend);
-    let app = QueueTasks::builder(name).tasks::<Tasks>().backend(backend).build()?;
+    let app = app("inline-results", backend)?;
     let worker = app.worker().max_tasks_process(8).run_inline(true).start().await?;
     let mut handles = Vec::new();
     for n in 0..500 {
@@ -118,8 +123,7 @@ async fn every_task_ends_with_its_result<B: Backend + Clone>(backend: B) -> Test
 /// A panic, a time limit and a cancel each end their own task with the
 /// reason; the worker keeps running and the next task succeeds.
 async fn failures_end_their_task_only<B: Backend + Clone>(backend: B) -> TestResult {
-    let name = support::app_name("inline-failures", &backend);
-    let app = QueueTasks::builder(name).tasks::<Tasks>().backend(backend).build()?;
+    let app = app("inline-failures", backend)?;
     let worker = app.worker().max_tasks_process(4).run_inline(true).start().await?;
 
     let panicked = app.enqueue(Boom::call()).await?.record(HANG).await?;
@@ -180,8 +184,7 @@ async fn a_graceful_shutdown_finishes_the_running_tasks<B: Backend + Clone>(back
 /// Past its timeout, a shutdown stops the inline runs and puts their tasks
 /// back in the queue, same attempt; a finished task is not touched.
 async fn a_forced_shutdown_puts_the_inline_runs_back<B: Backend + Clone>(backend: B) -> TestResult {
-    let name = support::app_name("inline-forced", &backend);
-    let app = QueueTasks::builder(name).tasks::<Tasks>().backend(backend).build()?;
+    let app = app("inline-forced", backend)?;
     let worker = app.worker().run_inline(true).start().await?;
     let done = app.enqueue(Double::call(4)).await?;
     assert_eq!(done.result(HANG).await?, 8);
@@ -199,8 +202,7 @@ async fn a_forced_shutdown_puts_the_inline_runs_back<B: Backend + Clone>(backend
 /// An inline worker polls every run in its own tokio task; a default
 /// worker spawns one per run.
 async fn inline_runs_share_the_worker_task<B: Backend + Clone>(backend: B) -> TestResult {
-    let name = support::app_name("inline-task", &backend);
-    let app = QueueTasks::builder(name).tasks::<Tasks>().backend(backend).build()?;
+    let app = app("inline-task", backend)?;
     for inline in [true, false] {
         let worker = app.worker().max_tasks_process(4).run_inline(inline).start().await?;
         let mut handles = Vec::new();

@@ -429,7 +429,9 @@ impl PostgresOptions {
     /// `every`, the backend that runs retention (one per connected pool)
     /// runs `VACUUM (SKIP_LOCKED)` on the table, which skips it rather than
     /// wait for a lock. The role needs to own the table; a vacuum that
-    /// fails is logged and tried again at the next period. BENCHMARKS.md
+    /// fails is logged and tried again at the next period. A period under
+    /// 10 s makes the retention task's deletes run at that period too.
+    /// BENCHMARKS.md
     /// has the table's size after 1 M tasks with and without it.
     pub fn vacuum_every(mut self, every: Option<Duration>) -> Self {
         self.vacuum_every = every.map(|e| e.max(MIN_VACUUM_EVERY));
