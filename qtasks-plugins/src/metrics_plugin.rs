@@ -20,7 +20,7 @@ pub struct TaskMetrics;
 #[plugin(name = "task_metrics")]
 impl TaskMetrics {
     fn qtasks_add_task_after_broker(&self, ctx: &QtasksAddTaskAfterBroker<'_>) {
-        let labels = [("app", ctx.app.to_owned()), ("task", ctx.model.task_name.clone())];
+        let labels = [("app", ctx.app.to_owned()), ("task", ctx.model.task_name.to_string())];
         metrics::counter!("qtasks_tasks_enqueued_total", &labels).increment(1);
     }
 
@@ -28,7 +28,7 @@ impl TaskMetrics {
         let task = &ctx.model;
         let labels = [
             ("app", ctx.app.to_owned()),
-            ("task", task.task_name.clone()),
+            ("task", task.task_name.to_string()),
             ("status", task.status.as_str().to_owned()),
         ];
         metrics::counter!("qtasks_tasks_finished_total", &labels).increment(1);

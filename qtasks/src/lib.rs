@@ -83,7 +83,7 @@ pub use config::{Config, ConfigError};
 pub use dispatch::triggers;
 pub use dispatch::{Member, Outcome, Plugin, PluginChain, PluginInfo};
 pub use error::BoxError;
-pub use model::{NewTask, TaskMessage, TaskRecord, TaskStatus, Unique};
+pub use model::{Name, NewTask, TaskMessage, TaskRecord, TaskStatus, Unique};
 pub use qtasks_macros::{plugin, task};
 pub use queue::{DEFAULT_QUEUE, Queue, QueueInfo, QueueOrder, Rate};
 pub use runtime::schedule::{ScheduleEntry, ScheduleError, ScheduleHandle, Scheduler};

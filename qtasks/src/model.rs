@@ -6,6 +6,9 @@ use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 use uuid::Uuid;
 
+mod name;
+pub use name::Name;
+
 /// Seconds since the Unix epoch, as QTasks stores them.
 pub type Timestamp = f64;
 
@@ -100,11 +103,11 @@ impl fmt::Display for TaskStatus {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NewTask {
     /// Name of the task to run.
-    pub task_name: String,
+    pub task_name: Name,
     /// The queue it goes to ([`DEFAULT_QUEUE`] unless the task or the
     /// enqueue names another).
     #[serde(default = "default_queue")]
-    pub queue: String,
+    pub queue: Name,
     /// Lower runs first.
     pub priority: i64,
     /// Arguments as JSON: an array (positional) or an object (by parameter name).
@@ -123,7 +126,7 @@ pub struct NewTask {
 impl NewTask {
     /// A request for `task_name` with `args`, priority 0, in the default
     /// queue, without extra fields or keys.
-    pub fn new(task_name: impl Into<String>, args: Value) -> Self {
+    pub fn new(task_name: impl Into<Name>, args: Value) -> Self {
         Self {
             task_name: task_name.into(),
             queue: default_queue(),
@@ -151,8 +154,8 @@ pub struct Unique {
 /// [`qtasks::DEFAULT_QUEUE`](crate::DEFAULT_QUEUE)).
 pub const DEFAULT_QUEUE: &str = "default";
 
-fn default_queue() -> String {
-    DEFAULT_QUEUE.to_owned()
+fn default_queue() -> Name {
+    Name::new_static(DEFAULT_QUEUE)
 }
 
 /// A task as it sits in the queue: what a worker needs to run it.
@@ -161,10 +164,10 @@ pub struct TaskMessage {
     /// The task's id.
     pub uuid: Uuid,
     /// Name of the task to run.
-    pub task_name: String,
+    pub task_name: Name,
     /// The queue it was taken from.
     #[serde(default = "default_queue")]
-    pub queue: String,
+    pub queue: Name,
     /// Lower runs first.
     pub priority: i64,
     /// Arguments as JSON: an array (positional) or an object (by parameter name).
@@ -212,7 +215,7 @@ pub struct TaskRecord {
     /// The task's id.
     pub uuid: Uuid,
     /// Name of the task.
-    pub task_name: String,
+    pub task_name: Name,
     /// Lower runs first.
     pub priority: i64,
     /// Arguments as enqueued.
@@ -238,7 +241,7 @@ pub struct TaskRecord {
     pub extra: Map<String, Value>,
     /// The queue it went to.
     #[serde(default = "default_queue")]
-    pub queue: String,
+    pub queue: Name,
     /// The value of the task's concurrency key, if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit_key: Option<String>,
@@ -250,7 +253,7 @@ pub struct TaskRecord {
     /// when it starts the run, so the final record names it. `None` before
     /// a worker started it, and in records written by an older qtasks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub worker: Option<String>,
+    pub worker: Option<Name>,
     /// When the run of this attempt began (the worker started it); `None`
     /// as [`worker`](Self::worker) is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -298,6 +301,11 @@ impl TaskRecord {
 
     /// A record for a message a worker took, with the given status.
     pub fn from_message(message: &TaskMessage, status: TaskStatus) -> Self {
+        Self::from_message_at(message, status, now())
+    }
+
+    /// [`from_message`](Self::from_message), updated at `at`.
+    pub(crate) fn from_message_at(message: &TaskMessage, status: TaskStatus, at: Timestamp) -> Self {
         Self {
             uuid: message.uuid,
             task_name: message.task_name.clone(),
@@ -305,7 +313,7 @@ impl TaskRecord {
             args: message.args.clone(),
             status,
             created_at: message.created_at,
-            updated_at: now(),
+            updated_at: at,
             result: None,
             error: None,
             attempt: message.attempt,

@@ -190,7 +190,7 @@ async fn two_queues_live_on_two_masters() {
     for queue in [&a, &b] {
         for n in 0..3 {
             let mut task = qtasks::TaskRecord::new(Uuid::new_v4(), qtasks::NewTask::new("echo", json!([n])));
-            task.queue = queue.clone();
+            task.queue = queue.as_str().into();
             backend.enqueue(&task).await.unwrap();
         }
     }
@@ -248,7 +248,7 @@ async fn a_dead_workers_tasks_go_back_to_their_queue_after_its_liveness() {
     let mut ids = Vec::new();
     for queue in [&a, &b] {
         let mut task = qtasks::TaskRecord::new(Uuid::new_v4(), qtasks::NewTask::new("echo", json!([])));
-        task.queue = queue.clone();
+        task.queue = queue.as_str().into();
         backend.enqueue(&task).await.unwrap();
         ids.push(task.uuid);
     }

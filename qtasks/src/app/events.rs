@@ -150,7 +150,7 @@ impl Event {
         Self {
             kind,
             app: app.to_owned(),
-            task_name: Some(record.task_name.clone()),
+            task_name: Some(record.task_name.to_string()),
             uuid: Some(record.uuid),
             record: Some(record.clone()),
         }

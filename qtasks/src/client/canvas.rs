@@ -46,7 +46,7 @@
 
 use super::Client;
 use crate::app::{Error, WaitError};
-use crate::model::{TaskRecord, TaskStatus};
+use crate::model::{Name, TaskRecord, TaskStatus};
 use crate::task::Task;
 use futures::future::join_all;
 use serde::Serialize;
@@ -69,7 +69,7 @@ use uuid::Uuid;
 /// JSON when the signature is built; an encoding failure is reported when
 /// it is enqueued, before anything reaches the backend.
 pub struct Signature<O = Value> {
-    task_name: String,
+    task_name: Name,
     args: Result<Value, Arc<serde_json::Error>>,
     options: Options,
     _output: PhantomData<fn() -> O>,
@@ -80,7 +80,7 @@ pub struct Signature<O = Value> {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Options {
     pub(crate) priority: Option<i64>,
-    pub(crate) queue: Option<String>,
+    pub(crate) queue: Option<Name>,
     pub(crate) extra: Map<String, Value>,
     pub(crate) id: Option<Uuid>,
     pub(crate) unique_key: Option<String>,
@@ -91,7 +91,7 @@ pub(crate) struct Options {
 /// what the call leaves open.
 #[derive(Debug)]
 pub(crate) struct Submit {
-    pub(crate) task_name: String,
+    pub(crate) task_name: Name,
     pub(crate) args: Value,
     pub(crate) options: Options,
 }
@@ -104,13 +104,13 @@ pub(crate) struct Submit {
 /// In a chain, every step after the first receives the previous step's
 /// result as an extra last positional argument, so its arguments must be an
 /// array (or `null`/`()` for none).
-pub fn call(task_name: impl Into<String>, args: impl Serialize) -> Signature {
+pub fn call(task_name: impl Into<Name>, args: impl Serialize) -> Signature {
     Signature::by_name(task_name, args)
 }
 
 impl Signature {
     /// Same as [`call`].
-    pub fn by_name(task_name: impl Into<String>, args: impl Serialize) -> Self {
+    pub fn by_name(task_name: impl Into<Name>, args: impl Serialize) -> Self {
         Self {
             task_name: task_name.into(),
             args: serde_json::to_value(args).map_err(Arc::new),
@@ -125,7 +125,7 @@ impl<O> Signature<O> {
     /// parameter order). `#[task]` generates the same call with the
     /// function's own parameters, which reads better: `Add::call(2, 3)`.
     pub fn of<K: Task<Output = O>>(args: K::Args) -> Self {
-        Signature::by_name(K::INFO.name, args).typed()
+        Signature::by_name(Name::new_static(K::INFO.name), args).typed()
     }
 
     /// The same call with its result read as `U` (for example a typed view
@@ -150,7 +150,7 @@ impl<O> Signature<O> {
 
     /// Sends the task to queue `queue` instead of the one its
     /// `#[task(queue = …)]` names (or the default queue).
-    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+    pub fn queue(mut self, queue: impl Into<Name>) -> Self {
         self.options.queue = Some(queue.into());
         self
     }
@@ -241,7 +241,7 @@ impl<O> Signature<O> {
 
     /// The call to submit, or the encoding error of the arguments.
     pub(crate) fn into_submit(self) -> Result<Submit, Error> {
-        let args = self.args.map_err(|source| Error::EncodeArgs { task: self.task_name.clone(), source })?;
+        let args = self.args.map_err(|source| Error::EncodeArgs { task: self.task_name.to_string(), source })?;
         Ok(Submit { task_name: self.task_name, args, options: self.options })
     }
 
@@ -346,7 +346,7 @@ impl TaskChain {
         for (index, step) in self.steps.iter().enumerate() {
             let args = step.checked_args(index > 0).map_err(|reason| ChainError::InvalidArgs {
                 index,
-                task_name: step.task_name.clone(),
+                task_name: step.task_name.to_string(),
                 reason,
             })?;
             steps.push(args);
@@ -354,7 +354,7 @@ impl TaskChain {
 
         let mut records: Vec<TaskRecord> = Vec::with_capacity(steps.len());
         for (index, (step, args)) in self.steps.iter().zip(steps).enumerate() {
-            let task_name = step.task_name.clone();
+            let task_name = step.task_name.to_string();
             let args = match records.last() {
                 None => args.clone(),
                 Some(previous) => {
@@ -390,7 +390,7 @@ impl TaskChain {
         match decode_all(&records) {
             Ok(results) => Ok(results),
             Err((index, source)) => {
-                let (task_name, uuid) = (records[index].task_name.clone(), records[index].uuid);
+                let (task_name, uuid) = (records[index].task_name.to_string(), records[index].uuid);
                 Err(ChainError::Decode { index, task_name, uuid, source, records })
             }
         }
@@ -553,7 +553,7 @@ impl TaskGroup {
         for (index, member) in self.members.iter().enumerate() {
             let checked = member.checked_args(false).map_err(|reason| GroupError::InvalidArgs {
                 index,
-                task_name: member.task_name.clone(),
+                task_name: member.task_name.to_string(),
                 reason,
             })?;
             args.push(checked);
@@ -561,7 +561,7 @@ impl TaskGroup {
 
         let client = &self.client;
         let outcomes = join_all(self.members.iter().zip(args).enumerate().map(|(index, (member, args))| async move {
-            let task_name = || member.task_name.clone();
+            let task_name = || member.task_name.to_string();
             let uuid = match client.submit(member.submit_with(args.clone())).await {
                 Ok(uuid) => uuid,
                 Err(source) => return Err(MemberError::Backend { index, task_name: task_name(), uuid: None, source }),
@@ -589,7 +589,7 @@ impl TaskGroup {
         match decode_all(&records) {
             Ok(results) => Ok(results),
             Err((index, source)) => {
-                let (task_name, uuid) = (records[index].task_name.clone(), records[index].uuid);
+                let (task_name, uuid) = (records[index].task_name.to_string(), records[index].uuid);
                 Err(GroupError::Decode { index, task_name, uuid, source, records })
             }
         }

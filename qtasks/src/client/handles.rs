@@ -61,7 +61,7 @@ impl<O> Enqueue<O> {
     }
 
     /// Sends the task to another queue; see [`Signature::queue`].
-    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+    pub fn queue(mut self, queue: impl Into<crate::model::Name>) -> Self {
         self.call = self.call.queue(queue);
         self
     }

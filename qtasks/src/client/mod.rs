@@ -37,8 +37,8 @@ use crate::app::{Error, WaitError};
 use crate::backend::Enqueued;
 use crate::backend::{Backend, CancelOutcome, QueueStats};
 use crate::dispatch::fire_ctx as fire;
-use crate::dispatch::{PluginChain, listened};
-use crate::model::{NewTask, TaskRecord, TaskStatus, Unique};
+use crate::dispatch::{PluginChain, awaited, fire_now, listened};
+use crate::model::{Name, NewTask, TaskRecord, TaskStatus, Unique};
 use crate::queue::{DEFAULT_QUEUE, QueueInfo, argument_key};
 use crate::task::TaskSet;
 use crate::triggers::*;
@@ -179,7 +179,7 @@ impl Client {
     }
 
     /// Enqueues a task by name; see [`QueueTasks::add_task`].
-    pub fn add_task(&self, task_name: impl Into<String>, args: impl Serialize) -> Enqueue<Value> {
+    pub fn add_task(&self, task_name: impl Into<Name>, args: impl Serialize) -> Enqueue<Value> {
         self.enqueue(call(task_name, args))
     }
 
@@ -292,7 +292,7 @@ impl<T: TaskSet, C: PluginChain, B: Backend> QueueTasks<T, C, B> {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn add_task(&self, task_name: impl Into<String>, args: impl Serialize) -> Enqueue<Value> {
+    pub fn add_task(&self, task_name: impl Into<Name>, args: impl Serialize) -> Enqueue<Value> {
         self.enqueue(call(task_name, args))
     }
 
@@ -563,7 +563,7 @@ impl<T: TaskSet, C: PluginChain, B: Backend> AppInner<T, C, B> {
         let info = <AllTasks<T, C>>::info(&task_name);
         let priority =
             options.priority.or_else(|| info.and_then(|i| i.priority)).unwrap_or(self.config.task_default_priority);
-        let queue = options.queue.unwrap_or_else(|| info.map_or(DEFAULT_QUEUE, |i| i.queue).to_owned());
+        let queue = options.queue.unwrap_or_else(|| Name::new_static(info.map_or(DEFAULT_QUEUE, |i| i.queue)));
         let limit_key = match info.and_then(|i| i.concurrency_key.map(|p| (i, p))) {
             Some((i, param)) => Some(
                 argument_key(&args, i.params, param)
@@ -595,7 +595,7 @@ impl<T: TaskSet, C: PluginChain, B: Backend> AppInner<T, C, B> {
         if let Some(value) = extra.get(crate::trace::TRACEPARENT)
             && !value.as_str().is_some_and(crate::trace::is_valid_traceparent)
         {
-            return Err(Error::InvalidTraceparent { task: task_name, value: value.to_string() });
+            return Err(Error::InvalidTraceparent { task: task_name.to_string(), value: value.to_string() });
         }
         let request = NewTask { task_name, queue, priority, args, extra, limit_key, unique };
         Ok((request, options.id, options.delay))
@@ -604,18 +604,41 @@ impl<T: TaskSet, C: PluginChain, B: Backend> AppInner<T, C, B> {
     /// The record of a call, after the triggers that may change it before
     /// the backend stores it, and its delay.
     async fn prepare(&self, submit: Submit) -> Result<(TaskRecord, Option<Duration>), Error> {
+        if prepare_awaits::<C>() {
+            // Boxed: only apps whose plugins wait here carry these triggers' state.
+            return Box::pin(self.prepare_awaiting(submit)).await;
+        }
+        // In place: the request and the record stay out of the enqueue's future.
         let (mut request, id, delay) = self.resolve(submit)?;
+        let (app, chain) = (self.name.as_str(), &self.chain);
         // Each trigger fired only if a plugin listens (a constant): the
         // request and the record are not moved through contexts for nothing.
         if listened::<C, QtasksAddTaskBeforeBroker<'static>>() {
-            request = fire!(&self.chain, QtasksAddTaskBeforeBroker { app: &self.name, request }).request;
+            request = fire_now!(chain, QtasksAddTaskBeforeBroker { app, request }).request;
         }
         let mut model = TaskRecord::new(id.unwrap_or_else(Uuid::new_v4), request);
         if listened::<C, BrokerAddBefore<'static>>() {
-            model = fire!(&self.chain, BrokerAddBefore { app: &self.name, model }).model;
+            model = fire_now!(chain, BrokerAddBefore { app, model }).model;
         }
         if listened::<C, StorageAdd<'static>>() {
-            model = fire!(&self.chain, StorageAdd { app: &self.name, model }).model;
+            model = fire_now!(chain, StorageAdd { app, model }).model;
+        }
+        Ok((model, delay))
+    }
+
+    /// [`prepare`](Self::prepare) where an async handler listens.
+    async fn prepare_awaiting(&self, submit: Submit) -> Result<(TaskRecord, Option<Duration>), Error> {
+        let (mut request, id, delay) = self.resolve(submit)?;
+        let app = self.name.as_str();
+        if listened::<C, QtasksAddTaskBeforeBroker<'static>>() {
+            request = fire!(&self.chain, QtasksAddTaskBeforeBroker { app, request }).request;
+        }
+        let mut model = TaskRecord::new(id.unwrap_or_else(Uuid::new_v4), request);
+        if listened::<C, BrokerAddBefore<'static>>() {
+            model = fire!(&self.chain, BrokerAddBefore { app, model }).model;
+        }
+        if listened::<C, StorageAdd<'static>>() {
+            model = fire!(&self.chain, StorageAdd { app, model }).model;
         }
         Ok((model, delay))
     }
@@ -631,9 +654,18 @@ impl<T: TaskSet, C: PluginChain, B: Backend> AppInner<T, C, B> {
             model.uuid = existing;
             return;
         }
-        let model = &*model;
-        fire!(&self.chain, BrokerAddAfter { app: &self.name, model });
-        fire!(&self.chain, QtasksAddTaskAfterBroker { app: &self.name, model });
+        let (app, model) = (self.name.as_str(), &*model);
+        if awaited::<C, BrokerAddAfter<'static>>() || awaited::<C, QtasksAddTaskAfterBroker<'static>>() {
+            // Boxed: only apps whose plugins wait here carry these triggers' state.
+            Box::pin(async {
+                fire!(&self.chain, BrokerAddAfter { app, model });
+                fire!(&self.chain, QtasksAddTaskAfterBroker { app, model });
+            })
+            .await;
+        } else {
+            fire_now!(&self.chain, BrokerAddAfter { app, model });
+            fire_now!(&self.chain, QtasksAddTaskAfterBroker { app, model });
+        }
     }
 
     async fn enqueue_request(&self, submit: Submit) -> Result<Uuid, Error> {
@@ -687,6 +719,14 @@ impl<T: TaskSet, C: PluginChain, B: Backend> AppInner<T, C, B> {
         }
         Ok(done)
     }
+}
+
+/// Whether an async handler listens to a trigger fired while a task is
+/// prepared for the backend (a constant).
+fn prepare_awaits<C: PluginChain>() -> bool {
+    awaited::<C, QtasksAddTaskBeforeBroker<'static>>()
+        || awaited::<C, BrokerAddBefore<'static>>()
+        || awaited::<C, StorageAdd<'static>>()
 }
 
 /// Tasks [`QueueTasks::add_tasks`] hands the backend in one call at most:

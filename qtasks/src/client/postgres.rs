@@ -56,7 +56,7 @@ impl<T: TaskSet, C: PluginChain, B: Backend + AsPostgres> QueueTasks<T, C, B> {
     pub async fn add_task_in(
         &self,
         conn: &mut PgConnection,
-        task_name: impl Into<String>,
+        task_name: impl Into<crate::model::Name>,
         args: impl Serialize,
     ) -> Result<TaskHandle<Value>, Error> {
         self.enqueue_in(conn, call(task_name, args)).await

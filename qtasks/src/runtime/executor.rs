@@ -19,7 +19,7 @@ use crate::backend::{Backend, BackendError};
 use crate::dispatch::fire_ctx as fire;
 use crate::dispatch::fire_now;
 use crate::dispatch::{PluginChain, awaited, listened};
-use crate::model::{TaskMessage, TaskRecord, TaskStatus, now};
+use crate::model::{Name, TaskMessage, TaskRecord, TaskStatus, now};
 use crate::task::context::{TaskName, Threads};
 use crate::task::deps::{Resources, TaskDeps, WorkerDeps};
 use crate::task::{CancelToken, Task, TaskContext, TaskError, TaskInfo, TaskSet, TaskVisitor};
@@ -211,7 +211,7 @@ async fn run_and_store<T: TaskSet, C: PluginChain, B: Backend>(
 fn unknown_task(app: &str, worker: &str, message: &TaskMessage) -> Box<TaskRecord> {
     tracing::warn!(app, task = %message.task_name, uuid = %message.uuid, "unknown task");
     let mut model = TaskRecord::from_message(message, TaskStatus::Error);
-    model.worker = Some(worker.to_owned());
+    model.worker = Some(worker.into());
     model.error =
         Some(format!("unknown task `{}`: no task of that name is registered in app `{app}`", message.task_name));
     Box::new(model)
@@ -266,8 +266,8 @@ async fn store_final<T, C: PluginChain, B: Backend>(
 fn empty_message() -> TaskMessage {
     TaskMessage {
         uuid: uuid::Uuid::nil(),
-        task_name: String::new(),
-        queue: String::new(),
+        task_name: Name::default(),
+        queue: Name::default(),
         priority: 0,
         args: Value::Null,
         created_at: 0.0,
@@ -282,7 +282,7 @@ fn empty_message() -> TaskMessage {
 fn empty_record() -> TaskRecord {
     TaskRecord {
         uuid: uuid::Uuid::nil(),
-        task_name: String::new(),
+        task_name: Name::default(),
         priority: 0,
         args: Value::Null,
         status: TaskStatus::New,
@@ -292,7 +292,7 @@ fn empty_record() -> TaskRecord {
         error: None,
         attempt: 0,
         extra: serde_json::Map::new(),
-        queue: String::new(),
+        queue: Name::default(),
         limit_key: None,
         unique: None,
         worker: None,
@@ -699,10 +699,11 @@ async fn pipeline<K: Task, T, C: PluginChain, B: Backend>(
     (model, retryable)
 }
 
-/// The record of a run: `process`, naming its worker and start.
+/// The record of a run: `process` since `started_at`, naming its worker.
+/// (The final record's `updated_at` is set again when it is stored.)
 fn run_record(message: &TaskMessage, worker: &str, started_at: f64) -> TaskRecord {
-    let mut model = TaskRecord::from_message(message, TaskStatus::Process);
-    model.worker = Some(worker.to_owned());
+    let mut model = TaskRecord::from_message_at(message, TaskStatus::Process, started_at);
+    model.worker = Some(worker.into());
     model.started_at = Some(started_at);
     model
 }

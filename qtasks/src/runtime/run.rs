@@ -58,10 +58,9 @@ pub(super) async fn run<K: Task>(ctx: TaskContext, args: K::Args) -> Result<K::O
         return limited::<K>(ctx, args, limit).await;
     }
     let token = ctx.cancellation().clone();
-    tokio::select! {
-        biased;
-        () = token.cancelled() => Err(TaskError::Cancelled(crate::Cancelled::new(token.reason().unwrap_or("cancelled")))),
-        outcome = limited::<K>(ctx, args, limit) => outcome,
+    match token.unless_cancelled(limited::<K>(ctx, args, limit)).await {
+        Some(outcome) => outcome,
+        None => Err(TaskError::Cancelled(crate::Cancelled::new(token.reason().unwrap_or("cancelled")))),
     }
 }
 

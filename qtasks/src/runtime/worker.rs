@@ -480,10 +480,8 @@ async fn run_one<T, C, B: Backend>(
     held: (Running, OwnedSemaphorePermit),
     body: impl Future<Output = ()>,
 ) {
-    tokio::select! {
-        biased;
-        () = body => {}
-        () = forced.token.cancelled() => release(&app, uuid, &forced).await,
+    if forced.token.unless_cancelled(body).await.is_none() {
+        release(&app, uuid, &forced).await;
     }
     drop(held);
 }

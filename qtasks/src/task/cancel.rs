@@ -70,6 +70,27 @@ impl CancelToken {
         }
     }
 
+    /// `body`'s output, or `None` once the token has fired. The flag is
+    /// read before every poll of `body`, so a cancelled body is not polled
+    /// again; and `body` is polled before the token's waiter is registered,
+    /// so a body that ends in its first poll costs no registration.
+    pub(crate) async fn unless_cancelled<F: std::future::Future>(&self, body: F) -> Option<F::Output> {
+        use std::task::Poll;
+        let mut body = std::pin::pin!(body);
+        // Not polled (so not registered) until `body` first waits.
+        let mut fired = std::pin::pin!(self.cancelled());
+        std::future::poll_fn(|cx| {
+            if self.is_cancelled() {
+                return Poll::Ready(None);
+            }
+            if let Poll::Ready(output) = body.as_mut().poll(cx) {
+                return Poll::Ready(Some(output));
+            }
+            fired.as_mut().poll(cx).map(|()| None)
+        })
+        .await
+    }
+
     /// Runs `future` unless the token fires first; then gives the reason
     /// back as a [`Cancelled`](super::Cancelled) error, which a task can
     /// return with `?` to end `cancel`.

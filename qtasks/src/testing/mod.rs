@@ -150,13 +150,13 @@ pub fn fire_blocking<'c, P: Plugin, X: TriggerContext<'c>>(plugin: &P, ctx: &mut
 pub fn message(task_name: &str, args: Value) -> TaskMessage {
     TaskMessage {
         uuid: Uuid::new_v4(),
-        task_name: task_name.to_owned(),
+        task_name: task_name.into(),
         priority: 0,
         args,
         created_at: now(),
         attempt: 1,
         extra: Map::new(),
-        queue: crate::queue::DEFAULT_QUEUE.to_owned(),
+        queue: crate::model::Name::new_static(crate::queue::DEFAULT_QUEUE),
         limit_key: None,
     }
 }

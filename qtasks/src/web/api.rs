@@ -342,7 +342,7 @@ pub(super) fn timeline(task: &TaskRecord) -> Vec<Step> {
         _ => task.started_at,
     };
     if let Some(at) = started {
-        steps.push(Step { status: TaskStatus::Process, at, worker: task.worker.clone() });
+        steps.push(Step { status: TaskStatus::Process, at, worker: task.worker.as_ref().map(ToString::to_string) });
     }
     if task.status.is_done() {
         steps.push(Step { status: task.status, at: task.updated_at, worker: None });
@@ -657,9 +657,9 @@ pub(super) async fn do_retry(source: &dyn Source, uuid: Uuid) -> Result<Retried,
     let mut extra = Map::new();
     extra.insert(RETRIED_FROM.to_owned(), Value::String(uuid.to_string()));
     let call = NewCall {
-        name: task.task_name,
+        name: task.task_name.into(),
         args: task.args,
-        queue: Some(task.queue),
+        queue: Some(task.queue.into()),
         priority: Some(task.priority),
         extra,
     };

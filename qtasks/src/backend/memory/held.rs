@@ -8,7 +8,7 @@
 //! bytes of heap, not a 304-byte [`TaskRecord`] with two strings of its
 //! own. Readers get back the same [`TaskRecord`] that was written.
 
-use crate::model::{TaskMessage, TaskRecord, TaskStatus, Timestamp, Unique};
+use crate::model::{Name, TaskMessage, TaskRecord, TaskStatus, Timestamp, Unique};
 use serde_json::{Map, Value};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -138,7 +138,7 @@ impl Held {
         let ran = t.ran.as_deref();
         TaskRecord {
             uuid,
-            task_name: String::from(&*t.task_name),
+            task_name: Name::from(&*t.task_name),
             priority: t.priority,
             args: t.args.clone(),
             status: t.status,
@@ -148,10 +148,10 @@ impl Held {
             error: ran.and_then(|r| r.error.clone()),
             attempt: t.attempt,
             extra: t.extra.clone(),
-            queue: String::from(&*t.queue),
+            queue: Name::from(&*t.queue),
             limit_key: t.limit_key.clone(),
             unique: t.unique.clone(),
-            worker: ran.and_then(|r| r.worker.as_deref().map(String::from)),
+            worker: ran.and_then(|r| r.worker.as_deref().map(Name::from)),
             started_at: ran.and_then(|r| r.started_at),
         }
     }
@@ -161,13 +161,13 @@ impl Held {
         let t = &*self.0;
         TaskMessage {
             uuid,
-            task_name: String::from(&*t.task_name),
+            task_name: Name::from(&*t.task_name),
             priority: t.priority,
             args: t.args.clone(),
             created_at: t.created_at,
             attempt: t.attempt,
             extra: t.extra.clone(),
-            queue: String::from(&*t.queue),
+            queue: Name::from(&*t.queue),
             limit_key: t.limit_key.clone(),
         }
     }
@@ -221,7 +221,7 @@ impl Held {
         &mut self,
         result: &Option<Value>,
         error: &Option<String>,
-        worker: &Option<String>,
+        worker: &Option<Name>,
         started_at: &Option<Timestamp>,
         names: &mut Names,
     ) {

@@ -15,7 +15,7 @@
 //! needs no migration for them and the extra fields a reader sees are the
 //! task's own.
 
-use crate::model::{TaskMessage, TaskRecord, TaskStatus, Unique};
+use crate::model::{Name, TaskMessage, TaskRecord, TaskStatus, Unique};
 use crate::queue::DEFAULT_QUEUE;
 use serde_json::{Map, Value};
 use sqlx::Row;
@@ -58,7 +58,7 @@ fn extra_text(task: &TaskRecord) -> Result<Option<String>, serde_json::Error> {
     }
     let mut extra = task.extra.clone();
     if let Some(worker) = &task.worker {
-        extra.insert(WORKER.to_owned(), Value::String(worker.clone()));
+        extra.insert(WORKER.to_owned(), Value::String(worker.to_string()));
     }
     if let Some(at) = task.started_at {
         extra.insert(STARTED_AT.to_owned(), Value::from(at));
@@ -67,9 +67,9 @@ fn extra_text(task: &TaskRecord) -> Result<Option<String>, serde_json::Error> {
 }
 
 /// Takes the worker and start time out of the extra fields as read.
-fn lift_run(extra: &mut Map<String, Value>) -> (Option<String>, Option<f64>) {
+fn lift_run(extra: &mut Map<String, Value>) -> (Option<Name>, Option<f64>) {
     let worker = match extra.remove(WORKER) {
-        Some(Value::String(worker)) => Some(worker),
+        Some(Value::String(worker)) => Some(worker.into()),
         _ => None,
     };
     let started_at = extra.remove(STARTED_AT).and_then(|at| at.as_f64());
@@ -127,8 +127,8 @@ pub(super) fn record(row: &PgRow) -> Result<(TaskRecord, Option<String>), sqlx::
     };
     let task = TaskRecord {
         uuid: row.try_get(0)?,
-        task_name: row.try_get(1)?,
-        queue: row.try_get(2)?,
+        task_name: row.try_get::<&str, _>(1)?.into(),
+        queue: row.try_get::<&str, _>(2)?.into(),
         priority: row.try_get(3)?,
         args,
         status,
@@ -169,8 +169,8 @@ pub(super) fn taken(row: &PgRow) -> Result<Taken, sqlx::Error> {
     lift_run(&mut extra);
     let message = TaskMessage {
         uuid,
-        task_name: row.try_get("o_task_name")?,
-        queue: row.try_get::<Option<String>, _>("o_queue")?.unwrap_or_else(|| DEFAULT_QUEUE.to_owned()),
+        task_name: row.try_get::<&str, _>("o_task_name")?.into(),
+        queue: row.try_get::<Option<&str>, _>("o_queue")?.unwrap_or(DEFAULT_QUEUE).into(),
         priority: row.try_get("o_priority")?,
         args,
         created_at: row.try_get("o_created")?,

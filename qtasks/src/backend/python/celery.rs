@@ -3,7 +3,7 @@
 
 use super::{Conns, DEAD_LETTERS_KEPT, MAX_BLOCK, glob_escape, join_args, lock, millis, redis_error, split_args};
 use crate::backend::{Backend, BackendError, BackendErrorKind, CancelOutcome, Enqueued, Fetch, QueueStats, UuidMap};
-use crate::model::{RETRY, RETRY_PARENT, TaskMessage, TaskRecord, TaskStatus, now};
+use crate::model::{Name, RETRY, RETRY_PARENT, TaskMessage, TaskRecord, TaskStatus, now};
 use crate::queue::{DEFAULT_QUEUE, QueueInfo};
 use crate::task::CancelToken;
 use base64::Engine as _;
@@ -321,7 +321,7 @@ fn record_of(uuid: Uuid, task_id: &str, text: &str) -> Result<TaskRecord, String
     extra.insert(CELERY_ID.to_owned(), Value::from(task_id));
     Ok(TaskRecord {
         uuid,
-        task_name: String::new(),
+        task_name: Name::default(),
         priority: 0,
         args: Value::Null,
         status,
@@ -331,7 +331,7 @@ fn record_of(uuid: Uuid, task_id: &str, text: &str) -> Result<TaskRecord, String
         error,
         attempt: 1,
         extra,
-        queue: DEFAULT_QUEUE.to_owned(),
+        queue: Name::new_static(DEFAULT_QUEUE),
         limit_key: None,
         unique: None,
         worker: None,
@@ -476,8 +476,8 @@ fn read_message(key: &str, raw: &str, aliases: &HashMap<String, String>) -> Take
     }
     let message = TaskMessage {
         uuid,
-        task_name,
-        queue: qtasks_queue(queue_of_key(key)).to_owned(),
+        task_name: task_name.into(),
+        queue: qtasks_queue(queue_of_key(key)).into(),
         priority: properties["priority"].as_i64().unwrap_or(0),
         args: join_args(args, kwargs),
         created_at: now,

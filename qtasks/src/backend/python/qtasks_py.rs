@@ -3,7 +3,7 @@
 
 use super::{Conns, DEAD_LETTERS_KEPT, MAX_BLOCK, glob_escape, join_args, lock, millis, redis_error, split_args};
 use crate::backend::{Backend, BackendError, BackendErrorKind, CancelOutcome, Enqueued, Fetch, QueueStats, UuidMap};
-use crate::model::{TaskMessage, TaskRecord, TaskStatus, now};
+use crate::model::{Name, TaskMessage, TaskRecord, TaskStatus, now};
 use crate::queue::{DEFAULT_QUEUE, QueueInfo};
 use crate::task::CancelToken;
 use futures::StreamExt;
@@ -311,7 +311,7 @@ fn decode(uuid: Uuid, fields: &HashMap<String, String>, strict: bool) -> Result<
     }
     Ok(TaskRecord {
         uuid,
-        task_name: field("task_name").unwrap_or_default().to_owned(),
+        task_name: field("task_name").unwrap_or_default().into(),
         priority: field("priority").and_then(|p| p.parse().ok()).unwrap_or(0),
         args,
         status,
@@ -321,7 +321,7 @@ fn decode(uuid: Uuid, fields: &HashMap<String, String>, strict: bool) -> Result<
         error,
         attempt: field(ATTEMPT).and_then(|a| a.parse().ok()).unwrap_or(1),
         extra,
-        queue: DEFAULT_QUEUE.to_owned(),
+        queue: Name::new_static(DEFAULT_QUEUE),
         limit_key: None,
         unique: None,
         worker: None,
@@ -354,7 +354,7 @@ fn arguments(args: Option<&str>, kwargs: Option<&str>) -> Result<Value, String> 
 fn new_fields(record: &TaskRecord) -> Vec<(String, String)> {
     let (args, kwargs) = split_args(&record.args);
     let mut fields = vec![
-        ("task_name".to_owned(), record.task_name.clone()),
+        ("task_name".to_owned(), record.task_name.to_string()),
         ("priority".to_owned(), record.priority.to_string()),
         ("args".to_owned(), Value::Array(args).to_string()),
         ("kwargs".to_owned(), Value::Object(kwargs).to_string()),
@@ -731,7 +731,7 @@ impl Backend for QtasksPyBackend {
                         // The entry is what the client sent: its priority and name.
                         record.priority = priority;
                         if record.task_name.is_empty() {
-                            record.task_name = name.to_owned();
+                            record.task_name = name.into();
                         }
                         lock(&self.shared.entries).insert(uuid, entry);
                         out.push(record.message());
@@ -740,8 +740,8 @@ impl Backend for QtasksPyBackend {
                         let mut record = TaskRecord::from_message(
                             &TaskMessage {
                                 uuid,
-                                task_name: name.to_owned(),
-                                queue: DEFAULT_QUEUE.to_owned(),
+                                task_name: name.into(),
+                                queue: Name::new_static(DEFAULT_QUEUE),
                                 priority,
                                 args: Value::Null,
                                 created_at: now(),

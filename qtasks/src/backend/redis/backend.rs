@@ -666,7 +666,7 @@ impl RedisBackend {
                 .arg(task.status.as_str())
                 .arg(priority_hex(task.priority))
                 .arg(*delay_ms)
-                .arg(&task.queue)
+                .arg(task.queue.as_str())
                 .arg(unique)
                 .arg(window)
                 // No score: the task stays out of the listing's indexes.

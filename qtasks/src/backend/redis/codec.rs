@@ -62,7 +62,7 @@ pub(super) fn error_record(id: &str, data: Option<&[u8]>, reason: &str) -> TaskR
     let created_at = field("created_at").and_then(Value::as_f64).filter(|t| t.is_finite()).unwrap_or(now);
     TaskRecord {
         uuid: uuid::Uuid::try_parse(id).unwrap_or_default(),
-        task_name: field("task_name").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        task_name: field("task_name").and_then(Value::as_str).unwrap_or_default().into(),
         priority: field("priority").and_then(Value::as_i64).unwrap_or(0),
         args: field("args").cloned().unwrap_or(Value::Null),
         status: TaskStatus::Error,
@@ -72,7 +72,7 @@ pub(super) fn error_record(id: &str, data: Option<&[u8]>, reason: &str) -> TaskR
         error: Some(reason.to_owned()),
         attempt: field("attempt").and_then(Value::as_u64).and_then(|a| u32::try_from(a).ok()).unwrap_or(1),
         extra: field("extra").and_then(Value::as_object).cloned().unwrap_or_default(),
-        queue: field("queue").and_then(Value::as_str).unwrap_or(crate::queue::DEFAULT_QUEUE).to_owned(),
+        queue: field("queue").and_then(Value::as_str).unwrap_or(crate::queue::DEFAULT_QUEUE).into(),
         limit_key: field("limit_key").and_then(Value::as_str).map(str::to_owned),
         unique: None,
         worker: None,

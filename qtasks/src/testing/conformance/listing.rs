@@ -33,7 +33,7 @@ pub(super) async fn check_listing<B: Backend>(backend: B) -> Outcome {
         task.created_at = base + f64::from(i.min(28));
         task.updated_at = task.created_at;
         if i % 2 == 0 {
-            task.queue = "listing".to_owned();
+            task.queue = "listing".into();
         }
         backend.enqueue(&task).await?;
         tasks.push(task);

@@ -11,7 +11,7 @@ const NOTHING: Duration = Duration::from_millis(300);
 /// A `new` record of `square(n)` in `queue`.
 fn in_queue(queue: &str, n: i64) -> TaskRecord {
     let mut task = new_task("square", json!([n]));
-    task.queue = queue.to_owned();
+    task.queue = queue.into();
     task
 }
 
@@ -202,7 +202,7 @@ pub(super) async fn check_concurrency_limits<B: Backend + Clone>(backend: B) -> 
     limits.queues.insert("lq".to_owned(), Limit { concurrency: Some(1), ..Limit::default() });
     let from = Fetch::queues(["lq"]).with_limits(Arc::new(limits));
     let mut q1 = new_task("echo", json!([1]));
-    q1.queue = "lq".to_owned();
+    q1.queue = "lq".into();
     let q2 = in_queue("lq", 2);
     backend.enqueue(&q1).await?;
     backend.enqueue(&q2).await?;
