@@ -411,6 +411,21 @@ async fn large_ends_finishing_together_are_all_stored() {
     .await;
 }
 
+/// With one slot, the next task starts while a finished run is still busy
+/// after its store: the slot was traded for a place among the finishing
+/// runs (see `support/handover.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(postgres_unreachable, ignore = "Postgres is not reachable; see the build warning")]
+async fn the_next_task_starts_while_a_run_finishes() {
+    in_schema("handover", |base| async move {
+        let backend = base.for_app("handover");
+        if let Err(e) = support::handover::the_next_task_starts_while_a_run_finishes(backend).await {
+            panic!("postgres: {e}");
+        }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(postgres_unreachable, ignore = "Postgres is not reachable; see the build warning")]
 async fn finished_records_expire_after_the_retention_and_are_deleted() {

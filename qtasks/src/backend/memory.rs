@@ -171,15 +171,14 @@ struct Shard {
 }
 
 impl Shard {
-    /// Counts a run of `task` that ended with `status` at `at` (in that
-    /// minute of the per-minute counts; the name is copied only the first
-    /// time).
-    fn count(&mut self, task: &str, status: TaskStatus, at: Timestamp) {
+    /// Counts a run of `task` that ended with `status` (the name is copied
+    /// only the first time).
+    fn count(&mut self, task: &str, status: TaskStatus) {
         match self.counts.get_mut(task) {
             Some(counts) => counts.add(status),
             None => self.counts.entry(task.to_owned()).or_default().add(status),
         }
-        let now = MinuteCount::new(at);
+        let now = MinuteCount::new(crate::model::now());
         match self.minutes.back_mut() {
             // A clock set back counts in the newest minute kept.
             Some(last) if last.at >= now.at => last.add(status, 1),
@@ -595,7 +594,7 @@ impl MemoryBackend {
             if previous == TaskStatus::Process {
                 shard.in_flight = shard.in_flight.saturating_sub(1);
             }
-            shard.count(&task.task_name, task.status, task.updated_at);
+            shard.count(&task.task_name, task.status);
         }
         if task.status.is_done()
             && let Some(retention) = self.inner.retention()
@@ -741,12 +740,11 @@ impl Backend for MemoryBackend {
             match entry.task.status() {
                 TaskStatus::New => {
                     // Its queue entry is dropped when it comes up (no scan).
-                    let at = crate::model::now();
-                    entry.task.cancel(reason, at);
+                    entry.task.cancel(reason, crate::model::now());
                     let (name, queue) = (entry.task.task_name().to_owned(), entry.task.queue().to_owned());
                     let finished = entry.finished.take();
                     let delayed = (entry.seq, entry.due.map(|due| self.inner.instant(due)));
-                    shard.count(&name, TaskStatus::Cancel, at);
+                    shard.count(&name, TaskStatus::Cancel);
                     if let Some(retention) = self.inner.retention() {
                         shard.expiry.push_back((later(Instant::now(), retention), uuid));
                     }

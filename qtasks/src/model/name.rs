@@ -9,15 +9,16 @@ use std::ops::Deref;
 /// An immutable string for the names a task carries: its task name, its
 /// queue and the id of the worker that ran it.
 ///
-/// A name of up to 24 bytes is held inline, so making, cloning and
-/// dropping one never allocates; a longer one is kept on the heap as a
-/// `String` is. These names are copied several times per task (into the
+/// A name of up to 24 bytes (12 on 32-bit targets) is held inline, so
+/// making, cloning and dropping one never allocates; a longer one is kept
+/// on the heap as a `String` is, and each clone of it allocates. These names are copied several times per task (into the
 /// message a worker takes, into the record it stores), so this saves
 /// allocations a `String` would make on every one of them.
 ///
 /// `Name` reads like a `&str` (it derefs to `str`, and compares with
 /// `str`, `&str` and `String` either way round), and is made with
-/// [`From`] / [`Into`] from `&str`, `String` or `Box<str>`, or in a
+/// [`From`] / [`Into`] from what a `String` is made from (`&str`,
+/// `String`, `Box<str>`, `Cow<str>`, `char`), with `parse`, or in a
 /// `const` with [`Name::new_static`]. It serializes as a plain string.
 ///
 /// ```
@@ -106,6 +107,32 @@ impl From<Box<str>> for Name {
     }
 }
 
+impl From<&mut str> for Name {
+    fn from(name: &mut str) -> Self {
+        Self(CompactString::new(&*name))
+    }
+}
+
+impl From<std::borrow::Cow<'_, str>> for Name {
+    fn from(name: std::borrow::Cow<'_, str>) -> Self {
+        Self(CompactString::from(name))
+    }
+}
+
+impl From<char> for Name {
+    fn from(c: char) -> Self {
+        Self(CompactString::from(c.encode_utf8(&mut [0; 4]) as &str))
+    }
+}
+
+impl std::str::FromStr for Name {
+    type Err = std::convert::Infallible;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Ok(name.into())
+    }
+}
+
 impl From<&Name> for Name {
     fn from(name: &Name) -> Self {
         name.clone()
@@ -115,6 +142,18 @@ impl From<&Name> for Name {
 impl From<Name> for String {
     fn from(name: Name) -> Self {
         name.0.into_string()
+    }
+}
+
+impl From<&Name> for String {
+    fn from(name: &Name) -> Self {
+        name.as_str().to_owned()
+    }
+}
+
+impl AsRef<[u8]> for Name {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
     }
 }
 
@@ -187,6 +226,10 @@ mod tests {
         assert_eq!(Name::from(long.to_owned()), long);
         let (a, b) = (Name::from("a"), Name::from("b"));
         assert!(a < b);
+        assert_eq!(Name::from('x'), "x");
+        assert_eq!(Name::from(std::borrow::Cow::Borrowed("c")), "c");
+        assert_eq!("p".parse::<Name>().unwrap(), "p");
+        assert_eq!(String::from(&Name::from("r")), "r");
     }
 
     #[test]

@@ -27,6 +27,7 @@ use crate::triggers::*;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -52,17 +53,23 @@ use tracing::Instrument;
 pub(crate) async fn receive_and_run<T: TaskSet, C: PluginChain, B: Backend>(
     app: &AppInner<T, C, B>,
     deps: &Arc<WorkerDeps>,
-    worker: &str,
+    worker: &Arc<str>,
     message: &mut TaskMessage,
+    slot: Option<Slot>,
 ) {
     let span = task_span(message);
     // Watched until the final record is stored, so a cancel that comes at
     // any point of the run is seen (see `store_final`).
     let token = CancelToken::new();
     let uuid = message.uuid;
-    let threads = {
-        let (ctx, info, model, threads) =
-            renewing_lease(app, uuid, hold(app, deps, worker, message, &span, &token)).instrument(span.clone()).await;
+    // `held`: the slot, or the place it was traded for (see `Slot`), kept
+    // to the end of the run: through the triggers after the store and a
+    // sync task's threads.
+    let (threads, held) = {
+        let (ctx, info, model, threads, held) =
+            renewing_lease(app, uuid, hold(app, deps, worker, message, &span, &token, slot))
+                .instrument(span.clone())
+                .await;
         if after_store_listened(app, model.status) {
             if after_store_awaits(app, model.status) {
                 // Boxed, the record and the context moved in: a run that
@@ -73,13 +80,65 @@ pub(crate) async fn receive_and_run<T: TaskSet, C: PluginChain, B: Backend>(
                 TaskContext::sync_scope(Some(ctx), || span.in_scope(|| after_store_now(app, info, &model)));
             }
         }
-        threads
+        (threads, held)
     };
     app.backend.unwatch_cancel(uuid);
     // A sync task's thread left running past its time limit (or a cancel)
     // keeps the worker's slot until it returns.
     if let Some(threads) = threads {
         threads.idle().await;
+    }
+    drop(held);
+}
+
+/// The worker's slot a run holds, and the worker's places for runs that
+/// are writing their final record.
+///
+/// A run holds its slot (of [`max_tasks_process`](crate::WorkerBuilder::max_tasks_process))
+/// from the fetch until its task has ended and the final record is ready;
+/// then, on a backend with leases, it trades the slot for a place among
+/// the finishing runs
+/// ([`hand_over`](Self::hand_over)), so the worker fetches the next task
+/// while the record is written (a batched finish on Redis or Postgres
+/// waits for its batch's commit). The place is held to the end of the
+/// run (the triggers and events after the store). There are as many places
+/// as slots: when records are written slower than tasks run, runs wait for
+/// a place with their slot, and the worker stops fetching. So a worker
+/// holds at most twice `max_tasks_process` tasks, of which at most
+/// `max_tasks_process` run. A sync task whose thread still runs (past its
+/// time limit, or cancelled) keeps its slot.
+pub(crate) struct Slot {
+    run: OwnedSemaphorePermit,
+    finishing: Arc<Semaphore>,
+}
+
+impl Slot {
+    /// A run's slot `run`, and the worker's `finishing` places.
+    pub(crate) fn new(run: OwnedSemaphorePermit, finishing: Arc<Semaphore>) -> Self {
+        Self { run, finishing }
+    }
+
+    /// The slot itself, kept to the end of the run.
+    fn keep(self) -> OwnedSemaphorePermit {
+        self.run
+    }
+
+    /// Takes a place among the finishing runs if one is free, and frees
+    /// the slot; gives the place, or the slot back if there is none.
+    fn try_hand_over(self) -> Result<OwnedSemaphorePermit, Self> {
+        match Arc::clone(&self.finishing).try_acquire_owned() {
+            Ok(place) => Ok(place),
+            Err(_) => Err(self),
+        }
+    }
+
+    /// Waits for a place among the finishing runs, then frees the slot.
+    /// Gives the place (or the slot itself, if the places were closed).
+    async fn hand_over(self) -> OwnedSemaphorePermit {
+        match self.finishing.acquire_owned().await {
+            Ok(place) => place,
+            Err(_) => self.run,
+        }
     }
 }
 
@@ -122,11 +181,12 @@ fn receive_awaits<C: PluginChain>() -> bool {
 async fn hold<T: TaskSet, C: PluginChain, B: Backend>(
     app: &AppInner<T, C, B>,
     deps: &Arc<WorkerDeps>,
-    worker: &str,
+    worker: &Arc<str>,
     message: &mut TaskMessage,
     span: &tracing::Span,
     token: &CancelToken,
-) -> (TaskContext, Option<&'static TaskInfo>, Box<TaskRecord>, Option<Arc<Threads>>) {
+    slot: Option<Slot>,
+) -> (TaskContext, Option<&'static TaskInfo>, Box<TaskRecord>, Option<Arc<Threads>>, Option<OwnedSemaphorePermit>) {
     let mut ctx = context::<T, C>(message, span, token);
     if receive_listened::<C>() {
         // The receive triggers see the message as it was taken as the
@@ -145,9 +205,9 @@ async fn hold<T: TaskSet, C: PluginChain, B: Backend>(
     let message = &*message;
     // Boxed: the run's state is held by pointer here and in the futures
     // around (each kept small enough for the allocator's per-thread cache).
-    let (info, model, threads) =
-        ctx.clone().scope(Box::pin(run_and_store(app, deps, worker, message, span, token))).await;
-    (ctx, info, model, threads)
+    let (info, model, threads, held) =
+        ctx.clone().scope(Box::pin(run_and_store(app, deps, worker, message, span, token, slot))).await;
+    (ctx, info, model, threads, held)
 }
 
 /// The receive triggers, each of which may replace the message.
@@ -195,15 +255,17 @@ async fn run_and_store<T: TaskSet, C: PluginChain, B: Backend>(
     message: &TaskMessage,
     span: &tracing::Span,
     token: &CancelToken,
-) -> (Option<&'static TaskInfo>, Box<TaskRecord>, Option<Arc<Threads>>) {
+    slot: Option<Slot>,
+) -> (Option<&'static TaskInfo>, Box<TaskRecord>, Option<Arc<Threads>>, Option<OwnedSemaphorePermit>) {
     app.backend.watch_cancel(message.uuid, token);
     let exec = Exec { app, deps, worker, message, token, span };
     let (info, mut model, threads) = match <AllTasks<T, C>>::dispatch(&message.task_name, exec).await {
         Ok(done) => done,
         Err(_) => (None, unknown_task(app.name.as_str(), worker, message), None),
     };
-    store_final(app, info, message, &mut model, token).await;
-    (info, model, threads)
+    let idle = threads.as_ref().is_none_or(|threads| threads.is_idle());
+    let held = store_final(app, info, message, &mut model, token, (slot, idle)).await;
+    (info, model, threads, held)
 }
 
 /// The final record of a task the app does not define.
@@ -225,7 +287,8 @@ async fn store_final<T, C: PluginChain, B: Backend>(
     message: &TaskMessage,
     model: &mut TaskRecord,
     token: &CancelToken,
-) {
+    (slot, idle): (Option<Slot>, bool),
+) -> Option<OwnedSemaphorePermit> {
     let name = app.name.as_str();
     // A client that cancelled the task was told it ends `cancel`: so it
     // does, also when the request came after the run's last look at it.
@@ -245,6 +308,18 @@ async fn store_final<T, C: PluginChain, B: Backend>(
         }
     }
     within_size_limit(model, app.config.max_message_size);
+    // The run has ended. On a backend with leases (a server: each write a
+    // round trip, often batched) its slot goes to the next task while the
+    // record is written (see `Slot`), unless a thread of the task still
+    // runs; elsewhere the write is done at once, and the run keeps its slot.
+    let held = match slot {
+        Some(slot) if idle && app.backend.lease_renewal().is_some() => Some(match slot.try_hand_over() {
+            Ok(place) => place,
+            // Boxed: most runs find a place at once.
+            Err(slot) => Box::pin(slot.hand_over()).await,
+        }),
+        other => other.map(Slot::keep),
+    };
     if let Err(error) = app.backend.finish(model).await {
         // Boxed, as the cancel below: paths most runs never take do not
         // make every run's future larger.
@@ -259,6 +334,7 @@ async fn store_final<T, C: PluginChain, B: Backend>(
     {
         tracing::error!(app = name, uuid = %child, %error, "cancelling the retry of a cancelled task failed");
     }
+    held
 }
 
 /// A message with nothing in it (no allocation), to move a message out of
@@ -833,7 +909,8 @@ mod tests {
         let app = QueueTasks::builder("sizes").task::<Noop>().build().unwrap();
         let deps = Arc::new(WorkerDeps::none_for_tests());
         let mut message = TaskRecord::new(uuid::Uuid::new_v4(), NewTask::new("noop", serde_json::json!([]))).message();
-        let future = receive_and_run(&app.inner, &deps, "worker", &mut message);
+        let worker: Arc<str> = Arc::from("worker");
+        let future = receive_and_run(&app.inner, &deps, &worker, &mut message, None);
         let size = std::mem::size_of_val(&future);
         assert!(size <= 8 * 1024, "the per-task future is {size} bytes");
     }

@@ -9,16 +9,17 @@ use crate::dispatch::PluginChain;
 use crate::dispatch::fire_ctx as fire;
 use crate::model::TaskMessage;
 use crate::queue::{Limits, QueueOrder, Rotation};
+use crate::runtime::executor::Slot;
 use crate::task::CancelToken;
 use crate::task::TaskSet;
 use crate::task::deps::WorkerDeps;
 use crate::triggers::*;
 use futures::FutureExt;
 use futures::stream::{FuturesUnordered, StreamExt};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -79,6 +80,17 @@ impl<T: TaskSet, C: PluginChain, B: Backend> QueueTasks<T, C, B> {
 impl<T: TaskSet, C: PluginChain, B: Backend> WorkerBuilder<T, C, B> {
     /// How many tasks run at once (QTasks's `max_tasks_process`). At least
     /// 1, at most 2^32 − 1.
+    ///
+    /// On a backend with leases (Redis, Postgres), a task's slot is freed
+    /// once the task has ended and its final record is ready to be
+    /// written: the worker takes the next task while the record is
+    /// written, with the other records of its batch. At most as many
+    /// records are being written as there are slots; when they are written
+    /// slower than tasks run, finished tasks keep their slots until a
+    /// record is written, and the worker takes no more. So such a worker
+    /// holds at most twice this many tasks, and one that is killed may
+    /// leave that many to run again once their leases expire. (In memory,
+    /// a record is written at once, and a task keeps its slot until then.)
     pub fn max_tasks_process(mut self, n: usize) -> Self {
         self.max_tasks_process = slots(n);
         self
@@ -195,7 +207,8 @@ impl<T: TaskSet, C: PluginChain, B: Backend> WorkerBuilder<T, C, B> {
             return Err(error);
         }
         fire!(&app.chain, GlobalConfigSetStatus { app: name });
-        let running = Arc::new(AtomicUsize::new(0));
+        let running = Arc::new(Runs::default());
+        let runs = Arc::clone(&running);
         let heartbeat = tokio::spawn(heartbeat(self.app.clone(), info.clone(), Arc::clone(&running), stop_rx.clone()));
         fire!(&app.chain, BrokerListenStart { app: name });
         tracing::info!(
@@ -215,7 +228,7 @@ impl<T: TaskSet, C: PluginChain, B: Backend> WorkerBuilder<T, C, B> {
             stop_rx,
             queues,
             Forced { token: force.clone(), released: Arc::clone(&released) },
-            (Arc::from(info.id.as_str()), running),
+            (Arc::from(info.id.as_str()), Arc::clone(&running)),
         ));
         emit!(app.events, EventKind::WorkerRunning, Event::worker(EventKind::WorkerRunning, name));
         Ok(Worker {
@@ -224,8 +237,7 @@ impl<T: TaskSet, C: PluginChain, B: Backend> WorkerBuilder<T, C, B> {
             stop: stop_tx,
             run: Some(run),
             heartbeat: Some(heartbeat),
-            slots,
-            max: self.max_tasks_process,
+            runs,
             deps,
             force,
             released,
@@ -269,8 +281,7 @@ pub struct Worker<T: TaskSet, C: PluginChain, B: Backend> {
     stop: watch::Sender<bool>,
     run: Option<JoinHandle<()>>,
     heartbeat: Option<JoinHandle<()>>,
-    slots: Arc<Semaphore>,
-    max: usize,
+    runs: Arc<Runs>,
     deps: Arc<WorkerDeps>,
     force: CancelToken,
     released: Arc<Mutex<Vec<Uuid>>>,
@@ -313,15 +324,15 @@ impl<T: TaskSet, C: PluginChain, B: Backend> Worker<T, C, B> {
         fire!(&app.chain, StarterStop { app: name });
         fire!(&app.chain, BrokerStop { app: name });
         // The loop ends once it takes no more tasks (a worker running its
-        // tasks inline ends once they have finished too); then every running
-        // task holds a slot, and taking them all means all finished.
+        // tasks inline ends once they have finished too); then the runs
+        // counted are all there are, and none left means all finished.
         let run = self.run.take();
-        let (slots, max) = (Arc::clone(&self.slots), self.max as u32);
+        let runs = Arc::clone(&self.runs);
         let all = async move {
             if let Some(run) = run {
                 let _ = run.await;
             }
-            slots.acquire_many(max).await.map(drop)
+            runs.all_ended().await;
         };
         tokio::pin!(all);
         tokio::select! {
@@ -382,11 +393,13 @@ async fn run_loop<T: TaskSet, C: PluginChain, B: Backend>(
     mut stop: watch::Receiver<bool>,
     mut queues: Queues,
     forced: Forced,
-    (id, running): (Arc<str>, Arc<AtomicUsize>),
+    (id, running): (Arc<str>, Arc<Runs>),
 ) {
     // The runs this worker polls itself (see `WorkerBuilder::run_inline`);
     // `None` when each run is spawned.
     let mut runs = inline.then(FuturesUnordered::new);
+    // Places for runs writing their final record, as many as slots (see `Slot`).
+    let finishing = Arc::new(Semaphore::new(total));
     let mut batch: Vec<TaskMessage> = Vec::with_capacity(MAX_BATCH);
     let mut backoff = std::time::Duration::from_millis(10);
     loop {
@@ -448,8 +461,9 @@ async fn run_loop<T: TaskSet, C: PluginChain, B: Backend>(
             // Boxed as soon as made, the message moved in: the future around
             // it, spawned or pushed, stays small, and a move copies a
             // future whole.
-            let body = Box::pin(run_body(Arc::clone(&app), Arc::clone(&deps), Arc::clone(&id), message));
-            let run = run_one(Arc::clone(&app), forced.clone(), uuid, (Running::start(&running), permit), body);
+            let slot = Slot::new(permit, Arc::clone(&finishing));
+            let body = Box::pin(run_body(Arc::clone(&app), Arc::clone(&deps), Arc::clone(&id), message, slot));
+            let run = run_one(Arc::clone(&app), forced.clone(), uuid, Running::start(&running), body);
             match &mut runs {
                 // A panic outside the task's body (whose panics are caught
                 // and recorded where it runs) ends its own run only, never
@@ -470,14 +484,16 @@ async fn run_loop<T: TaskSet, C: PluginChain, B: Backend>(
     }
 }
 
-/// One task's run, from the message taken to its final record, holding a
-/// slot and counted among the running tasks until it ends. A forced
-/// shutdown stops it and puts the task back in the queue.
+/// One task's run, from the message taken to its final record, counted
+/// among the running tasks until it ends (its body holds the worker's slot
+/// until the task has ended: see `Slot`). A forced shutdown stops it at its
+/// next poll (a run that has not started is not started) and puts the task
+/// back in the queue.
 async fn run_one<T, C, B: Backend>(
     app: Arc<AppInner<T, C, B>>,
     forced: Forced,
     uuid: Uuid,
-    held: (Running, OwnedSemaphorePermit),
+    held: Running,
     body: impl Future<Output = ()>,
 ) {
     if forced.token.unless_cancelled(body).await.is_none() {
@@ -493,8 +509,9 @@ async fn run_body<T: TaskSet, C: PluginChain, B: Backend>(
     deps: Arc<WorkerDeps>,
     id: Arc<str>,
     mut message: TaskMessage,
+    slot: Slot,
 ) {
-    crate::runtime::executor::receive_and_run(&app, &deps, &id, &mut message).await
+    crate::runtime::executor::receive_and_run(&app, &deps, &id, &mut message, Some(slot)).await
 }
 
 /// Polls `fut` to its end, polling `runs` beside it.
@@ -508,20 +525,51 @@ async fn beside<R: Future<Output = ()>, F: Future>(runs: &mut FuturesUnordered<R
     .await
 }
 
-/// One task counted among the worker's running ones (its heartbeat's
-/// [`WorkerInfo::in_flight`]) until dropped, also if its run panics.
-struct Running(Arc<AtomicUsize>);
+/// The worker's runs: how many there are (its heartbeat's
+/// [`WorkerInfo::in_flight`]), and a wake-up for a shutdown that waits for
+/// the last to end. A run counts from its fetch to its very end: also while
+/// it writes its final record without a slot (see `Slot`), and while a
+/// forced shutdown puts its task back.
+#[derive(Default)]
+struct Runs {
+    count: AtomicUsize,
+    /// Set by a shutdown before it waits, so only then the last run wakes it.
+    stopping: AtomicBool,
+    ended: Notify,
+}
+
+impl Runs {
+    /// Completes once no run is left (none starts any more: the loop that
+    /// starts them has ended).
+    async fn all_ended(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        loop {
+            let ended = self.ended.notified();
+            let mut ended = std::pin::pin!(ended);
+            ended.as_mut().enable();
+            if self.count.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            ended.await;
+        }
+    }
+}
+
+/// One run counted in [`Runs`] until dropped, also if it panics.
+struct Running(Arc<Runs>);
 
 impl Running {
-    fn start(count: &Arc<AtomicUsize>) -> Self {
-        count.fetch_add(1, Ordering::Relaxed);
-        Self(Arc::clone(count))
+    fn start(runs: &Arc<Runs>) -> Self {
+        runs.count.fetch_add(1, Ordering::SeqCst);
+        Self(Arc::clone(runs))
     }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 && self.0.stopping.load(Ordering::SeqCst) {
+            self.0.ended.notify_waiters();
+        }
     }
 }
 
@@ -559,7 +607,7 @@ impl<T: TaskSet, C: PluginChain, B: Backend> QueueTasks<T, C, B> {
 async fn heartbeat<T: TaskSet, C: PluginChain, B: Backend>(
     app: QueueTasks<T, C, B>,
     info: WorkerInfo,
-    running: Arc<AtomicUsize>,
+    running: Arc<Runs>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -567,7 +615,7 @@ async fn heartbeat<T: TaskSet, C: PluginChain, B: Backend>(
             _ = stop.wait_for(|s| *s) => return,
             _ = tokio::time::sleep(HEARTBEAT) => {}
         }
-        if let Err(error) = app.register(&info, running.load(Ordering::Relaxed)).await {
+        if let Err(error) = app.register(&info, running.count.load(Ordering::Relaxed)).await {
             tracing::warn!(app = %app.name(), %error, "worker heartbeat failed; retrying");
         }
     }

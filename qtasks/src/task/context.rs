@@ -50,6 +50,11 @@ impl Threads {
         ThreadGuard(Arc::clone(self))
     }
 
+    /// Whether none of the run's threads runs now.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.running.load(Ordering::Acquire) == 0
+    }
+
     /// Completes once no thread of the run is running.
     pub(crate) async fn idle(&self) {
         loop {

@@ -10,6 +10,7 @@
 
 #![allow(dead_code)] // each test binary uses a part
 
+pub mod handover;
 pub mod postgres;
 pub mod procs;
 
