@@ -51,8 +51,10 @@ pub struct WorkerInfo {
     /// errors, panics, enabled, per-trigger stats).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub plugins: Vec<Value>,
-    /// How many tasks it was running at its last heartbeat (0 in entries
-    /// written by an older qtasks).
+    /// How many tasks it held at its last heartbeat: running, or ended and
+    /// having their final record written (up to twice its
+    /// `max_tasks_process` on a backend with leases; 0 in entries written by
+    /// an older qtasks).
     #[serde(default)]
     pub in_flight: usize,
 }

@@ -96,8 +96,8 @@ pub(crate) async fn receive_and_run<T: TaskSet, C: PluginChain, B: Backend>(
 ///
 /// A run holds its slot (of [`max_tasks_process`](crate::WorkerBuilder::max_tasks_process))
 /// from the fetch until its task has ended and the final record is ready;
-/// then, on a backend with leases, it trades the slot for a place among
-/// the finishing runs
+/// then, on a backend with leases (and if no thread of the task still
+/// runs), it trades the slot for a place among the finishing runs
 /// ([`hand_over`](Self::hand_over)), so the worker fetches the next task
 /// while the record is written (a batched finish on Redis or Postgres
 /// waits for its batch's commit). The place is held to the end of the
@@ -290,6 +290,20 @@ async fn store_final<T, C: PluginChain, B: Backend>(
     (slot, idle): (Option<Slot>, bool),
 ) -> Option<OwnedSemaphorePermit> {
     let name = app.name.as_str();
+    // The run has ended. On a backend with leases (a server: each write a
+    // round trip, often batched) its slot goes to the next task while the
+    // record is written (see `Slot`), unless a thread of the task still
+    // runs; elsewhere the write is done at once, and the run keeps its slot.
+    // First: a cancel that comes while the run waits for a place is still
+    // seen below.
+    let held = match slot {
+        Some(slot) if idle && app.backend.lease_renewal().is_some() => Some(match slot.try_hand_over() {
+            Ok(place) => place,
+            // Boxed: most runs find a place at once.
+            Err(slot) => Box::pin(slot.hand_over()).await,
+        }),
+        other => other.map(Slot::keep),
+    };
     // A client that cancelled the task was told it ends `cancel`: so it
     // does, also when the request came after the run's last look at it.
     if let Some(reason) = token.reason()
@@ -308,18 +322,6 @@ async fn store_final<T, C: PluginChain, B: Backend>(
         }
     }
     within_size_limit(model, app.config.max_message_size);
-    // The run has ended. On a backend with leases (a server: each write a
-    // round trip, often batched) its slot goes to the next task while the
-    // record is written (see `Slot`), unless a thread of the task still
-    // runs; elsewhere the write is done at once, and the run keeps its slot.
-    let held = match slot {
-        Some(slot) if idle && app.backend.lease_renewal().is_some() => Some(match slot.try_hand_over() {
-            Ok(place) => place,
-            // Boxed: most runs find a place at once.
-            Err(slot) => Box::pin(slot.hand_over()).await,
-        }),
-        other => other.map(Slot::keep),
-    };
     if let Err(error) = app.backend.finish(model).await {
         // Boxed, as the cancel below: paths most runs never take do not
         // make every run's future larger.

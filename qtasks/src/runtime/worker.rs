@@ -81,16 +81,18 @@ impl<T: TaskSet, C: PluginChain, B: Backend> WorkerBuilder<T, C, B> {
     /// How many tasks run at once (QTasks's `max_tasks_process`). At least
     /// 1, at most 2^32 − 1.
     ///
-    /// On a backend with leases (Redis, Postgres), a task's slot is freed
-    /// once the task has ended and its final record is ready to be
-    /// written: the worker takes the next task while the record is
-    /// written, with the other records of its batch. At most as many
-    /// records are being written as there are slots; when they are written
-    /// slower than tasks run, finished tasks keep their slots until a
-    /// record is written, and the worker takes no more. So such a worker
-    /// holds at most twice this many tasks, and one that is killed may
-    /// leave that many to run again once their leases expire. (In memory,
-    /// a record is written at once, and a task keeps its slot until then.)
+    /// On a backend with leases (Redis, Postgres, the Celery format), a
+    /// task's slot is freed once the task has ended and its final record
+    /// is ready: the worker takes the next task while the record is
+    /// written (with the other records of its batch) and the triggers and
+    /// events after it run. At most as many runs are finishing as there
+    /// are slots; beyond that, ended tasks keep their slots and the worker
+    /// takes no more. So this bounds the task bodies that run; such a
+    /// worker holds at most twice this many tasks (as many bodies, and as
+    /// many runs finishing), and one that is killed may leave that many to
+    /// run again once their leases expire. A sync task whose thread still
+    /// runs keeps its slot. (In memory, a record is written at once, and a
+    /// task keeps its slot to the end of its run.)
     pub fn max_tasks_process(mut self, n: usize) -> Self {
         self.max_tasks_process = slots(n);
         self
@@ -117,8 +119,9 @@ impl<T: TaskSet, C: PluginChain, B: Backend> WorkerBuilder<T, C, B> {
     /// Runs the tasks inside the worker's own tokio task instead of
     /// spawning a tokio task for each one (the default is `false`).
     ///
-    /// The worker then polls up to
-    /// [`max_tasks_process`](WorkerBuilder::max_tasks_process) runs together
+    /// The worker then polls its runs (up to
+    /// [`max_tasks_process`](WorkerBuilder::max_tasks_process) task bodies,
+    /// and as many runs finishing, see there) together
     /// with its fetch loop: no spawn, no task cell and no cross-thread wake-up
     /// per task, so a short task costs fewer instructions (measured in
     /// BENCHMARKS.md). The price: this worker's async task bodies, and

@@ -58,7 +58,8 @@ pub async fn the_next_task_starts_while_a_run_finishes<B: Backend + Clone>(backe
         let record = handle.record(HANG).await?;
         assert_eq!((record.status, record.result), (TaskStatus::Success, Some(1.into())));
     }
-    worker.shutdown().await;
+    let report = worker.shutdown_timeout(HANG).await;
+    assert!(report.released.is_empty(), "runs were still held at the shutdown: {:?}", report.released);
     assert!(super::eventually(HANG, || !saw.lock().unwrap().is_empty()).await, "the first handler never ended");
     assert_eq!(*saw.lock().unwrap(), [true], "the second task did not start while the first run finished");
     app.flush_all().await?;
