@@ -546,15 +546,7 @@ impl Runs {
     /// starts them has ended).
     async fn all_ended(&self) {
         self.stopping.store(true, Ordering::SeqCst);
-        loop {
-            let ended = self.ended.notified();
-            let mut ended = std::pin::pin!(ended);
-            ended.as_mut().enable();
-            if self.count.load(Ordering::SeqCst) == 0 {
-                return;
-            }
-            ended.await;
-        }
+        crate::task::context::until_zero(&self.count, &self.ended).await;
     }
 }
 

@@ -57,15 +57,21 @@ impl Threads {
 
     /// Completes once no thread of the run is running.
     pub(crate) async fn idle(&self) {
-        loop {
-            let notified = self.idle.notified();
-            let mut notified = std::pin::pin!(notified);
-            notified.as_mut().enable();
-            if self.running.load(Ordering::Acquire) == 0 {
-                return;
-            }
-            notified.await;
+        until_zero(&self.running, &self.idle).await;
+    }
+}
+
+/// Completes once `count` is 0; whoever brings it to 0 notifies `zero`
+/// (`notify_waiters`). Registered before each look, so no wake-up is lost.
+pub(crate) async fn until_zero(count: &AtomicUsize, zero: &Notify) {
+    loop {
+        let notified = zero.notified();
+        let mut notified = std::pin::pin!(notified);
+        notified.as_mut().enable();
+        if count.load(Ordering::SeqCst) == 0 {
+            return;
         }
+        notified.await;
     }
 }
 
