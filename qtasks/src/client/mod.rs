@@ -609,38 +609,12 @@ impl<T: TaskSet, C: PluginChain, B: Backend> AppInner<T, C, B> {
             return Box::pin(self.prepare_awaiting(submit)).await;
         }
         // In place: the request and the record stay out of the enqueue's future.
-        let (mut request, id, delay) = self.resolve(submit)?;
-        let (app, chain) = (self.name.as_str(), &self.chain);
-        // Each trigger fired only if a plugin listens (a constant): the
-        // request and the record are not moved through contexts for nothing.
-        if listened::<C, QtasksAddTaskBeforeBroker<'static>>() {
-            request = fire_now!(chain, QtasksAddTaskBeforeBroker { app, request }).request;
-        }
-        let mut model = TaskRecord::new(id.unwrap_or_else(Uuid::new_v4), request);
-        if listened::<C, BrokerAddBefore<'static>>() {
-            model = fire_now!(chain, BrokerAddBefore { app, model }).model;
-        }
-        if listened::<C, StorageAdd<'static>>() {
-            model = fire_now!(chain, StorageAdd { app, model }).model;
-        }
-        Ok((model, delay))
+        prepare_steps!(self, submit, fire_now)
     }
 
     /// [`prepare`](Self::prepare) where an async handler listens.
     async fn prepare_awaiting(&self, submit: Submit) -> Result<(TaskRecord, Option<Duration>), Error> {
-        let (mut request, id, delay) = self.resolve(submit)?;
-        let app = self.name.as_str();
-        if listened::<C, QtasksAddTaskBeforeBroker<'static>>() {
-            request = fire!(&self.chain, QtasksAddTaskBeforeBroker { app, request }).request;
-        }
-        let mut model = TaskRecord::new(id.unwrap_or_else(Uuid::new_v4), request);
-        if listened::<C, BrokerAddBefore<'static>>() {
-            model = fire!(&self.chain, BrokerAddBefore { app, model }).model;
-        }
-        if listened::<C, StorageAdd<'static>>() {
-            model = fire!(&self.chain, StorageAdd { app, model }).model;
-        }
-        Ok((model, delay))
+        prepare_steps!(self, submit, fire)
     }
 
     /// What follows the backend's answer for one task: the record the
@@ -720,6 +694,29 @@ impl<T: TaskSet, C: PluginChain, B: Backend> AppInner<T, C, B> {
         Ok(done)
     }
 }
+
+/// The steps of `AppInner::prepare`, each trigger fired with `$fire`
+/// (`fire!`, which may wait, or `fire_now!`), and only if a plugin listens
+/// (a constant): the request and the record are not moved through contexts
+/// for nothing.
+macro_rules! prepare_steps {
+    ($app:expr, $submit:expr, $fire:ident) => {{
+        let (mut request, id, delay) = $app.resolve($submit)?;
+        let (app, chain) = ($app.name.as_str(), &$app.chain);
+        if listened::<C, QtasksAddTaskBeforeBroker<'static>>() {
+            request = $fire!(chain, QtasksAddTaskBeforeBroker { app, request }).request;
+        }
+        let mut model = TaskRecord::new(id.unwrap_or_else(Uuid::new_v4), request);
+        if listened::<C, BrokerAddBefore<'static>>() {
+            model = $fire!(chain, BrokerAddBefore { app, model }).model;
+        }
+        if listened::<C, StorageAdd<'static>>() {
+            model = $fire!(chain, StorageAdd { app, model }).model;
+        }
+        Ok((model, delay))
+    }};
+}
+use prepare_steps;
 
 /// Whether an async handler listens to a trigger fired while a task is
 /// prepared for the backend (a constant).

@@ -227,7 +227,7 @@ impl<T: TaskSet, C: PluginChain, B: Backend> WorkerBuilder<T, C, B> {
         let run = tokio::spawn(run_loop(
             Arc::clone(&app),
             Arc::clone(&deps),
-            (Arc::clone(&slots), self.max_tasks_process, self.inline),
+            (slots, self.max_tasks_process, self.inline),
             stop_rx,
             queues,
             Forced { token: force.clone(), released: Arc::clone(&released) },
