@@ -7,6 +7,7 @@
 
 mod support;
 
+use qtasks::backend::TaskQuery;
 use qtasks::{Backend, NewTask, QueueTasks, RedisBackend, TaskRecord, TaskStatus, json, task};
 use redis::Value;
 use redis::aio::MultiplexedConnection;
@@ -491,6 +492,48 @@ async fn with_the_listing_off_tasks_run_and_stay_out_of_the_indexes() {
     }
     let refused = backend.list_tasks(&qtasks::backend::TaskQuery::default()).await.unwrap_err();
     assert!(refused.to_string().contains("listing is off"), "{refused}");
+    backend.flush().await.unwrap();
+}
+
+/// A record keeps its score in the listing's indexes (its `at` field), so a
+/// status change moves it without looking the score up; a record written
+/// before that field existed has its score looked up instead, and both end
+/// in the right index, at their `created_at`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(redis_unreachable, ignore = "Redis is not reachable; see the build warning")]
+async fn status_changes_move_tasks_between_the_listing_indexes_with_or_without_their_score_field() {
+    let Some(backend) = connect().await else { return };
+    let mut conn = raw().await;
+    let prefix = backend.key_prefix().to_owned();
+    let (current, older) = (record("listed", 0), record("listed", 0));
+    backend.enqueue(&current).await.unwrap();
+    backend.enqueue(&older).await.unwrap();
+    let at: String = query(&mut conn, &["HGET", &format!("{prefix}task:{}", current.uuid), "at"]).await;
+    assert_eq!(at.parse::<f64>().unwrap(), current.created_at);
+    // As a record written by an earlier version: no `at` field.
+    let removed: i64 = query(&mut conn, &["HDEL", &format!("{prefix}task:{}", older.uuid), "at"]).await;
+    assert_eq!(removed, 1);
+    let taken = fetch_within(&backend, 2, WAIT).await;
+    assert_eq!(taken.len(), 2);
+    let in_process = backend.list_tasks(&TaskQuery::newest(10).status(TaskStatus::Process)).await.unwrap();
+    assert_eq!(in_process.tasks.len(), 2, "{in_process:?}");
+    for message in &taken {
+        backend.finish(&TaskRecord::from_message(message, TaskStatus::Success)).await.unwrap();
+    }
+    let ended = backend.list_tasks(&TaskQuery::newest(10).status(TaskStatus::Success)).await.unwrap();
+    let mut ids: Vec<Uuid> = ended.tasks.iter().map(|t| t.uuid).collect();
+    ids.sort();
+    let mut want = vec![current.uuid, older.uuid];
+    want.sort();
+    assert_eq!(ids, want);
+    for task in [&current, &older] {
+        let score: f64 = query(&mut conn, &["ZSCORE", &format!("{prefix}index:success"), &task.uuid.to_string()]).await;
+        assert_eq!(score, task.created_at);
+    }
+    for status in ["new", "process"] {
+        let left: i64 = query(&mut conn, &["ZCARD", &format!("{prefix}index:{status}")]).await;
+        assert_eq!(left, 0, "index:{status}");
+    }
     backend.flush().await.unwrap();
 }
 

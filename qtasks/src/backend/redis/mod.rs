@@ -100,7 +100,7 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 ///
 /// | key | type | holds |
 /// | --- | --- | --- |
-/// | `P task:{uuid}` | hash | `status` (`"new"`, `"process"`, …) and `data`, the [`TaskRecord`](crate::TaskRecord) as JSON; `started` (µs, set by `fetch`); `entry`, the task's queue entry; `cancel`, the reason of a cancel requested while it ran; `run`, how many times it was taken (the fencing token of the current run); `holder`, the holder running it; `queue`, its queue unless `default`; `slots`, the slot sets it holds (one per line) while it runs; `ukey`/`uwin`, its unique key and window (ms) |
+/// | `P task:{uuid}` | hash | `status` (`"new"`, `"process"`, …) and `data`, the [`TaskRecord`](crate::TaskRecord) as JSON; `started` (µs, set by `fetch`); `entry`, the task's queue entry; `cancel`, the reason of a cancel requested while it ran; `run`, how many times it was taken (the fencing token of the current run); `holder`, the holder running it; `queue`, its queue unless `default`; `slots`, the slot sets it holds (one per line) while it runs; `ukey`/`uwin`, its unique key and window (ms); `at`, its score in the listing's indexes (empty: left out of them) |
 /// | `P queue` | sorted set | queued tasks of the default queue, see below |
 /// | `P delayed` | sorted set | queue entries of the default queue's delayed tasks, scored by when they are due (ms since the epoch, server clock) |
 /// | `P queue:{len}:{name}`, `P delayed:{len}:{name}`, `P wake:{len}:{name}` | as above | the same for queue `name` |
@@ -137,8 +137,8 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// uuid. The byte order of such strings is the numeric order of
 /// (priority, seq): exact for every `i64` priority and every counter
 /// value, which a float score combining both could not be (an `f64` has a
-/// 53-bit mantissa). `ZPOPMIN` therefore pops the lowest priority, then the
-/// oldest task.
+/// 53-bit mantissa). The front of the set (`ZRANGE 0 n`) is therefore the
+/// lowest priority, then the oldest task.
 ///
 /// # Redis Cluster
 ///

@@ -19,7 +19,7 @@ local n = 0
 for i = 6, #ARGV, 6 do
   local id, run, reason, record, was, field = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
   local key = ARGV[2] .. id
-  local rec = fields(key, 'status', 'run', 'holder')
+  local rec = fields(key, 'status', 'run', 'holder', 'at')
   if rec and not done(rec[1]) and rec[2] == run then
     local entry = redis.call('HGET', KEYS[2], id)
     redis.call('RPUSH', KEYS[3], cjson.encode({
@@ -31,7 +31,7 @@ for i = 6, #ARGV, 6 do
     if rec[3] then redis.call('SREM', ARGV[3] .. rec[3], id) end
     let_go(P, key, id)
     redis.call('HSET', key, 'status', 'error', 'data', record)
-    reindex(P, id, rec[1], 'error')
+    reindex(P, id, rec[1], 'error', rec[4])
     if tonumber(ARGV[4]) > 0 then
       redis.call('PEXPIRE', key, ARGV[4])
     else

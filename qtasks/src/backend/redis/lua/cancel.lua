@@ -12,12 +12,12 @@
 -- Returns `cancelled`, `requested`, `changed` (read again), `missing`,
 -- or the status the task had.
 
-local rec = redis.call('HMGET', KEYS[1], 'status', 'data', 'entry', 'queue', 'ukey', 'uwin')
+local rec = redis.call('HMGET', KEYS[1], 'status', 'data', 'entry', 'queue', 'ukey', 'uwin', 'at')
 if not rec[1] or not rec[2] then return 'missing' end
 if rec[1] == 'new' then
   if rec[2] ~= ARGV[2] then return 'changed' end
   redis.call('HSET', KEYS[1], 'status', 'cancel', 'data', ARGV[1])
-  reindex(ARGV[9], ARGV[7], 'new', 'cancel')
+  reindex(ARGV[9], ARGV[7], 'new', 'cancel', rec[7])
   trim_index(ARGV[9], 'cancel')
   if rec[3] then
     local queue, delayed = queue_keys(ARGV[9], rec[4])

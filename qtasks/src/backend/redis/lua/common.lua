@@ -51,12 +51,15 @@ end
 
 -- The task listing's indexes (`Backend::list_tasks`): `P index` holds
 -- every task, `P index:{status}` the tasks with that status, each scored by
--- the task's `created_at` (written by ENQUEUE). Moves task `id` from the
--- index of status `from` to that of `to`; a task enqueued before the
--- indexes existed (not in `P index`) stays out of them.
-local function reindex(P, id, from, to)
-  if from == to then return end
-  local at = redis.call('ZSCORE', P .. 'index', id)
+-- the task's `created_at` (written by ENQUEUE, which also keeps it in the
+-- record's `at` field, empty for a task left out of the indexes). Moves
+-- task `id` from the index of status `from` to that of `to`. `at` is the
+-- record's `at` field as read: without one (a record written before the
+-- field existed) the score is looked up, and a task not in `P index`
+-- (enqueued before the indexes existed) stays out of them.
+local function reindex(P, id, from, to, at)
+  if from == to or at == '' then return end
+  at = at or redis.call('ZSCORE', P .. 'index', id)
   if not at then return end
   if from then redis.call('ZREM', P .. 'index:' .. from, id) end
   redis.call('ZADD', P .. 'index:' .. to, at, id)
@@ -80,14 +83,33 @@ local function later(map, key, value)
   list[#list + 1] = value
 end
 
--- `reindex` for many tasks in a few calls: `moves` maps `from \31 to`
--- (from empty: not in a status index) to the ids that move so.
+-- Notes in `moves` that task `id` (its record's `at` field as read) moves
+-- from the index of status `from` to that of `to`, for `reindex_all`.
+local function index_move(moves, from, to, id, at)
+  if from == to or at == '' then return end
+  local key = (from or '') .. '\31' .. to
+  local move = moves[key]
+  if not move then
+    move = {ids = {}, adds = {}, unknown = {}}
+    moves[key] = move
+  end
+  move.ids[#move.ids + 1] = id
+  if at then
+    move.adds[#move.adds + 1] = at
+    move.adds[#move.adds + 1] = id
+  else
+    move.unknown[#move.unknown + 1] = id
+  end
+end
+
+-- `reindex` for the tasks noted by `index_move`, in a few calls per move;
+-- the scores of records without an `at` field are looked up together.
 local function reindex_all(P, moves)
-  for move, ids in pairs(moves) do
-    local from, to = string.match(move, '^(.-)\31(.*)$')
-    local adds = {}
-    for i = 1, #ids, 1000 do
-      local part = {unpack(ids, i, math.min(i + 999, #ids))}
+  for key, move in pairs(moves) do
+    local from, to = string.match(key, '^(.-)\31(.*)$')
+    local adds, unknown = move.adds, move.unknown
+    for i = 1, #unknown, 1000 do
+      local part = {unpack(unknown, i, math.min(i + 999, #unknown))}
       local at = redis.call('ZMSCORE', P .. 'index', unpack(part))
       for j, id in ipairs(part) do
         if at[j] then
@@ -96,7 +118,7 @@ local function reindex_all(P, moves)
         end
       end
     end
-    if from ~= '' then chunked('ZREM', P .. 'index:' .. from, ids) end
+    if from ~= '' then chunked('ZREM', P .. 'index:' .. from, move.ids) end
     chunked('ZADD', P .. 'index:' .. to, adds)
   end
 end

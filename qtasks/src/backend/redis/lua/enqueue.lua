@@ -14,8 +14,10 @@
 -- ARGV: 1 app prefix `P`, then per task 9 values: uuid, data (the record
 --       as JSON), status, priority hex, delay (ms, 0 = none), queue,
 --       unique key (`P unique:…`, empty = none), unique window (ms),
---       created_at (the listing's index score, `P index`; empty: the task
---       stays out of the listing's indexes, see `RedisBackend::listing`).
+--       created_at (the listing's index score, `P index`, also kept as
+--       the record's `at` field so status changes need not look it up;
+--       empty: the task stays out of the listing's indexes, see
+--       `RedisBackend::listing`).
 -- Returns per task: its place in line (the new value of `seq`) if it was
 -- written, 0 if a record with its id exists, or the uuid of the task that
 -- holds its unique key.
@@ -72,9 +74,9 @@ for i = 2, #ARGV, 9 do
       if keys[1] ~= P .. 'queue' then redis.call('SADD', KEYS[2], q) end
     end
     if keys[1] == P .. 'queue' then
-      redis.call('HSET', key, 'status', status, 'data', data, 'entry', entry)
+      redis.call('HSET', key, 'status', status, 'data', data, 'entry', entry, 'at', created)
     else
-      redis.call('HSET', key, 'status', status, 'data', data, 'entry', entry, 'queue', q)
+      redis.call('HSET', key, 'status', status, 'data', data, 'entry', entry, 'at', created, 'queue', q)
     end
     if created ~= '' then
       redis.call('ZADD', P .. 'index', created, id)

@@ -90,11 +90,12 @@ local inflight_args, held_args, holds_args, running_args, moves = {}, {}, {}, {}
 -- Taken by this call (in flight once the batched writes are done).
 local held_now = {}
 -- Takes a task of queue `q` under this holder: a new run (the fencing
--- token), after the run `previous` (the record's `run` field as read).
-local function hold(id, entry, key, previous, q)
+-- token), after the run `previous` (the record's `run` field as read);
+-- `at` is the record's `at` field as read (see `reindex`, lua/common.lua).
+local function hold(id, entry, key, previous, q, at)
   local run = (tonumber(previous) or 0) + 1
   redis.call('HSET', key, 'status', 'process', 'started', now_us, 'holder', me, 'run', run)
-  later(moves, 'new\31process', id)
+  index_move(moves, 'new', 'process', id, at)
   inflight_args[#inflight_args + 1] = deadline
   inflight_args[#inflight_args + 1] = id
   if entry then
@@ -120,11 +121,11 @@ end
 -- kept to end `cancel`.
 local function reclaim(id)
   local key = prefix .. id
-  local rec = fields(key, 'status', 'data', 'cancel', 'holder', 'run', 'entry', 'queue')
+  local rec = fields(key, 'status', 'data', 'cancel', 'holder', 'run', 'entry', 'queue', 'at')
   if rec and rec[4] then redis.call('SREM', holds .. rec[4], id) end
   local entry = redis.call('HGET', HELD, id) or (rec and rec[6])
   if rec and rec[2] and rec[3] and not done(rec[1]) then
-    to_cancel(id, rec[2], rec[3], hold(id, entry, key, rec[5], rec[7]))
+    to_cancel(id, rec[2], rec[3], hold(id, entry, key, rec[5], rec[7], rec[8]))
   else
     -- Its `held` entry stays: a late finish of the run removes the requeued copy.
     redis.call('ZREM', INFLIGHT, id)
@@ -230,7 +231,7 @@ local function held(id, rec)
   return rec[5] and redis.call('ZSCORE', INFLIGHT, id)
 end
 local function give_up(id, entry, key, rec, reason, q)
-  local run = hold(id, entry, key, rec[6], q)
+  local run = hold(id, entry, key, rec[6], q, rec[7])
   corrupt[#corrupt + 1] = id
   corrupt[#corrupt + 1] = rec[2] or ''
   corrupt[#corrupt + 1] = reason
@@ -247,7 +248,7 @@ local function examine(entry, q, check)
     bad_prefix = true
   end
   local key = id and prefix .. id
-  local rec = id and fields(key, 'status', 'data', 'cancel', 'entry', 'holder', 'run')
+  local rec = id and fields(key, 'status', 'data', 'cancel', 'entry', 'holder', 'run', 'at')
   if not id then
     bury(entry, nil, 'malformed queue entry')
   elseif not rec then
@@ -272,7 +273,7 @@ local function examine(entry, q, check)
     give_up(id, entry, key, rec, 'the record has no data field', q)
   elseif rec[3] then
     -- Requeued after its worker was gone, and a cancel was requested.
-    to_cancel(id, rec[2], rec[3], hold(id, entry, key, rec[6], q))
+    to_cancel(id, rec[2], rec[3], hold(id, entry, key, rec[6], q, rec[7]))
   else
     -- The task's name and concurrency key, read from its JSON only when
     -- needed: limits to check, or a duplicate to count.
@@ -293,7 +294,7 @@ local function examine(entry, q, check)
       end
     end
     -- Taken: the record reads `process` from now on (see `decode_record`).
-    local run = hold(id, entry, key, rec[6], q)
+    local run = hold(id, entry, key, rec[6], q, rec[7])
     if sets and #sets > 0 then
       for _, set in ipairs(sets) do redis.call('SADD', set, id) end
       redis.call('HSET', key, 'slots', table.concat(sets, '\n'))
@@ -320,11 +321,14 @@ for _, q in ipairs(queues) do
     if not limited then
       -- At most `batch` entries beyond those wanted are looked at per queue.
       while taken < want and examined < want + batch do
-        local popped = redis.call('ZPOPMIN', queue, want - taken)
+        -- Taken from the front and removed by rank: `ZPOPMIN` would also
+        -- reply the scores (all 0), each formatted as a double.
+        local popped = redis.call('ZRANGE', queue, 0, want - taken - 1)
         if #popped == 0 then break end
-        for i = 1, #popped, 2 do
+        redis.call('ZREMRANGEBYRANK', queue, 0, #popped - 1)
+        for _, entry in ipairs(popped) do
           examined = examined + 1
-          examine(popped[i], q, false)
+          examine(entry, q, false)
         end
       end
     else

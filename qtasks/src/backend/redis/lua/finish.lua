@@ -69,7 +69,7 @@ local function finish(i)
     if rec then free_slots(key, id, rec[7], wake) end
   end
 
-  local rec = fields(key, 'status', 'run', 'holder', 'queue', 'ukey', 'uwin', 'slots')
+  local rec = fields(key, 'status', 'run', 'holder', 'queue', 'ukey', 'uwin', 'slots', 'at')
   if not rec then
     release(nil)
     return {redis.call('TYPE', key).ok, entry}
@@ -95,7 +95,7 @@ local function finish(i)
     local window = tonumber(rec[6]) or 0
     if window > 0 then redis.call('PEXPIRE', rec[5], window) else redis.call('DEL', rec[5]) end
   end
-  later(moves, (rec[1] or '') .. '\31' .. status, id)
+  index_move(moves, rec[1], status, id, rec[8])
   release(rec)
   trims[status] = (trims[status] or 0) + 1
   if field ~= '' then

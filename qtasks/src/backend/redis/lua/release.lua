@@ -24,7 +24,7 @@ local n = 0
 for i = 4, #ARGV, 3 do
   local id, run, data = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local key = ARGV[1] .. id
-  local rec = fields(key, 'run', 'holder', 'entry', 'queue')
+  local rec = fields(key, 'run', 'holder', 'entry', 'queue', 'at')
   if rec and rec[1] == run and redis.call('ZSCORE', KEYS[1], id) then
     local entry = redis.call('HGET', KEYS[2], id) or rec[3]
     redis.call('ZREM', KEYS[1], id)
@@ -33,7 +33,7 @@ for i = 4, #ARGV, 3 do
     let_go(P, key, id)
     redis.call('HDEL', key, 'holder', 'started')
     redis.call('HSET', key, 'status', 'new')
-    reindex(P, id, 'process', 'new')
+    reindex(P, id, 'process', 'new', rec[5])
     if data ~= '' then redis.call('HSET', key, 'data', data) end
     if ARGV[3] == 'undo' and redis.call('HINCRBY', key, 'run', -1) > 0 then
       local ok, task = pcall(cjson.decode, redis.call('HGET', key, 'data') or '')
