@@ -300,6 +300,12 @@ pub async fn unique_keys<B: Backend + Clone>(backend: B) {
     let other_day = app.enqueue(Report::call(run.clone(), "2026-12-07".into())).await.unwrap();
     assert_ne!(other_day.uuid(), ids[0], "other arguments, another task");
 
+    // A key given at enqueue, held while the task is queued (before any
+    // worker starts: a task without a window frees its key when it ends).
+    let a = app.enqueue(Add::call(1, 2)).unique_key("once").await.unwrap();
+    let b = app.enqueue(Add::call(3, 4)).unique_key("once").await.unwrap();
+    assert_eq!(a.uuid(), b.uuid());
+
     let worker = app.worker().start().await.unwrap();
     assert_eq!(app.wait(ids[0], HANG).await.unwrap().status, TaskStatus::Success);
     other_day.record(HANG).await.unwrap();
@@ -308,10 +314,6 @@ pub async fn unique_keys<B: Backend + Clone>(backend: B) {
     first.record(HANG).await.unwrap();
     let again = app.enqueue(Invoice::call(run.clone(), 7, "again".into())).await.unwrap();
     assert_eq!(again.uuid(), first.uuid(), "within the window after the end");
-    // A key given at enqueue.
-    let a = app.enqueue(Add::call(1, 2)).unique_key("once").await.unwrap();
-    let b = app.enqueue(Add::call(3, 4)).unique_key("once").await.unwrap();
-    assert_eq!(a.uuid(), b.uuid());
     assert_eq!(a.result(HANG).await.unwrap(), 3);
     let mut ran = logged(&run);
     ran.sort();
