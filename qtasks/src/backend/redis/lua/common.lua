@@ -41,12 +41,21 @@ end
 -- The default queue (also a record without a `queue` field) keeps the
 -- names it had before queues had names; another queue's keys go on with
 -- the length of its name, so they never match an app named `{app}:queue`.
+-- Made once per queue and call (a script runs for one app, one `P`).
+local queue_keys_made = {}
 local function queue_keys(P, q)
-  if not q or q == '' or q == 'default' then
-    return P .. 'queue', P .. 'delayed', P .. 'wake', P .. 'running:7:default'
+  if not q or q == '' then q = 'default' end
+  local keys = queue_keys_made[q]
+  if not keys then
+    if q == 'default' then
+      keys = {P .. 'queue', P .. 'delayed', P .. 'wake', P .. 'running:7:default'}
+    else
+      local tail = #q .. ':' .. q
+      keys = {P .. 'queue:' .. tail, P .. 'delayed:' .. tail, P .. 'wake:' .. tail, P .. 'running:' .. tail}
+    end
+    queue_keys_made[q] = keys
   end
-  local tail = #q .. ':' .. q
-  return P .. 'queue:' .. tail, P .. 'delayed:' .. tail, P .. 'wake:' .. tail, P .. 'running:' .. tail
+  return keys[1], keys[2], keys[3], keys[4]
 end
 
 -- The task listing's indexes (`Backend::list_tasks`): `P index` holds

@@ -237,18 +237,37 @@ local function give_up(id, entry, key, rec, reason, q)
   corrupt[#corrupt + 1] = reason
   corrupt[#corrupt + 1] = run
 end
+-- The task name and concurrency key in a record's JSON `data`, or nil.
+local function name_of(data)
+  local ok, task = pcall(cjson.decode, data)
+  if ok and type(task) == 'table' and type(task.task_name) == 'string' then
+    return task.task_name, type(task.limit_key) == 'string' and task.limit_key or nil
+  end
+end
 -- Looks at one entry of queue `q`: takes its task, buries it or drops it.
 -- Returns true if the entry stays in the queue (its task is over a limit;
 -- only when `check` is set).
 local function examine(entry, q, check)
-  local id = string.match(entry, well_formed)
-  local bad_prefix = false
-  if not id then
-    id = string.match(entry, uuid)
-    bad_prefix = true
-  end
+  -- The usual entry: 40 hex digits (priority, place, the uuid's first
+  -- group) and the rest of the uuid of a record that names this entry.
+  -- Only the others go through the full patterns (slow in Lua).
+  local _, hex = string.find(entry, '^%x+')
+  local id = hex == 40 and #entry == 68 and string.sub(entry, 33)
   local key = id and prefix .. id
   local rec = id and fields(key, 'status', 'data', 'cancel', 'entry', 'holder', 'run', 'at')
+  local bad_prefix = false
+  if not (rec and rec[4] == entry) then
+    local named = id
+    id = string.match(entry, well_formed)
+    if not id then
+      id = string.match(entry, uuid)
+      bad_prefix = true
+    end
+    if id ~= named then
+      key = id and prefix .. id
+      rec = id and fields(key, 'status', 'data', 'cancel', 'entry', 'holder', 'run', 'at')
+    end
+  end
   if not id then
     bury(entry, nil, 'malformed queue entry')
   elseif not rec then
@@ -278,16 +297,9 @@ local function examine(entry, q, check)
     -- The task's name and concurrency key, read from its JSON only when
     -- needed: limits to check, or a duplicate to count.
     local name, lkey
-    local function read()
-      local ok, task = pcall(cjson.decode, rec[2])
-      if ok and type(task) == 'table' and type(task.task_name) == 'string' then
-        name = task.task_name
-        lkey = type(task.limit_key) == 'string' and task.limit_key or nil
-      end
-    end
     local sets
     if check then
-      read()
+      name, lkey = name_of(rec[2])
       if name then
         sets = admit(name, q, lkey)
         if not sets then return true end
@@ -302,7 +314,7 @@ local function examine(entry, q, check)
     if run > 1 then
       -- Another run held it before (its lease was taken back, or it
       -- was released): a duplicate, counted under the task's name.
-      if not check then read() end
+      if not check then name, lkey = name_of(rec[2]) end
       if name then redis.call('HINCRBY', STATS, name .. '\31duplicates', 1) end
     end
     out[#out + 1] = id

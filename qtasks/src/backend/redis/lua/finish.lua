@@ -51,33 +51,35 @@ local released, unqueued, unheld, unrun, moves = {}, {}, {}, {}, {}
 local counted, fields_seen = {}, {}
 local trims = {}
 
+-- Lets go of task `id` (record `key`, queue entry `entry`, the record's
+-- fields `rec` as read, or nil): its slots now (its own keys), the rest
+-- with the batch.
+local function release(key, id, entry, rec)
+  local queue, _, wake, running = queue_keys(P, rec and rec[4])
+  if entry then
+    later(unqueued, queue, entry)
+    unheld[#unheld + 1] = id
+  end
+  released[#released + 1] = id
+  if rec and rec[3] then later(unrun, HOLDS .. rec[3], id) end
+  later(unrun, running, id)
+  if rec then free_slots(key, id, rec[7], wake) end
+end
+
 local function finish(i)
   local key, a = KEYS[3 + i], 3 + (i - 1) * 6
   local data, status, id, field, run, retention =
     ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
   local entry = entries[i]
-  -- Lets go of the task: its slots now (its own keys), the rest with the batch.
-  local function release(rec)
-    local queue, _, wake, running = queue_keys(P, rec and rec[4])
-    if entry then
-      later(unqueued, queue, entry)
-      unheld[#unheld + 1] = id
-    end
-    released[#released + 1] = id
-    if rec and rec[3] then later(unrun, HOLDS .. rec[3], id) end
-    later(unrun, running, id)
-    if rec then free_slots(key, id, rec[7], wake) end
-  end
-
   local rec = fields(key, 'status', 'run', 'holder', 'queue', 'ukey', 'uwin', 'slots', 'at')
   if not rec then
-    release(nil)
+    release(key, id, entry, nil)
     return {redis.call('TYPE', key).ok, entry}
   end
   local stale = run ~= '' and rec[2] and rec[2] ~= run
   if done(rec[1]) then
     -- Nobody can hold a done task: whatever is left of this one goes.
-    release(rec)
+    release(key, id, entry, rec)
     return stale and 2 or 0
   end
   if stale and redis.call('ZSCORE', INFLIGHT, id) then
@@ -96,7 +98,7 @@ local function finish(i)
     if window > 0 then redis.call('PEXPIRE', rec[5], window) else redis.call('DEL', rec[5]) end
   end
   index_move(moves, rec[1], status, id, rec[8])
-  release(rec)
+  release(key, id, entry, rec)
   trims[status] = (trims[status] or 0) + 1
   if field ~= '' then
     if not counted[field] then fields_seen[#fields_seen + 1] = field end
