@@ -441,6 +441,55 @@ async fn a_failing_close_does_not_change_the_result() -> TestResult {
     Ok(())
 }
 
+/// What `TaskContext::current()` gave to a close hook or an event handler.
+type SeenIds = Arc<Mutex<Vec<(&'static str, Option<uuid::Uuid>)>>>;
+
+/// A per-task value whose close hook notes the task it sees as current.
+struct WatchedValue(SeenIds);
+
+#[task]
+async fn watched(value: Dep<WatchedValue>) -> usize {
+    value.0.lock().unwrap().len()
+}
+
+/// In an app without plugins, the task's context is current in the close
+/// hooks of its dependencies, and, once an event handler listens, in the
+/// event handlers too (the worker skips the scope around the whole run
+/// only where nobody can look).
+#[tokio::test]
+async fn close_hooks_and_event_handlers_see_the_tasks_context_without_plugins() -> TestResult {
+    for with_events in [false, true] {
+        let seen: SeenIds = Arc::default();
+        let provider = {
+            let seen = Arc::clone(&seen);
+            Provider::per_task(move || {
+                let seen = Arc::clone(&seen);
+                async move { Ok(WatchedValue(seen)) }
+            })
+            .on_close(|value: WatchedValue| async move {
+                value.0.lock().unwrap().push(("close", TaskContext::current().map(|c| c.uuid())));
+            })
+        };
+        let mut builder = QueueTasks::builder("deps-current").task::<Watched>().provide(provider);
+        if with_events {
+            let seen = Arc::clone(&seen);
+            builder = builder.on(qtasks::EventKind::TaskSuccess, move |_: &qtasks::Event| {
+                seen.lock().unwrap().push(("event", TaskContext::current().map(|c| c.uuid())));
+            });
+        }
+        let app = builder.build()?;
+        let worker = app.worker().start().await?;
+        let handle = app.enqueue(Watched::call()).await?;
+        handle.result(WAIT).await?;
+        let uuid = Some(handle.uuid());
+        let want: &[(&str, _)] = if with_events { &[("close", uuid), ("event", uuid)] } else { &[("close", uuid)] };
+        assert!(eventually(|| seen.lock().unwrap().len() == want.len()).await, "{:?}", seen.lock().unwrap());
+        assert_eq!(*seen.lock().unwrap(), want, "with events: {with_events}");
+        worker.shutdown().await;
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------
 // Handlers share the run's value
 // ---------------------------------------------------------------------------

@@ -226,6 +226,12 @@ impl Events {
         self.listening & kind.bit() != 0
     }
 
+    /// `true` if a handler listens to any kind.
+    #[inline]
+    pub(crate) fn any(&self) -> bool {
+        self.listening != 0
+    }
+
     /// Calls the handlers of `event`'s kind, in order; a panic is logged
     /// and the next handler still runs.
     pub(crate) async fn emit(&self, event: Event) {

@@ -71,6 +71,7 @@ pub(crate) async fn receive_and_run<T: TaskSet, C: PluginChain, B: Backend>(
                 .instrument(span.clone())
                 .await;
         if after_store_listened(app, model.status) {
+            let ctx = ctx.unwrap_or_else(|| context::<T, C>(message, &span, &token));
             if after_store_awaits(app, model.status) {
                 // Boxed, the record and the context moved in: a run that
                 // nothing awaits after its store holds neither across an await.
@@ -176,8 +177,8 @@ fn receive_awaits<C: PluginChain>() -> bool {
 }
 
 /// What the worker does while it holds the task: receive it, run it, store
-/// its final record. Gives the context of the triggers after the store,
-/// and what they need.
+/// its final record. Gives the context of the triggers after the store
+/// (if one was made), and what they need.
 async fn hold<T: TaskSet, C: PluginChain, B: Backend>(
     app: &AppInner<T, C, B>,
     deps: &Arc<WorkerDeps>,
@@ -186,27 +187,35 @@ async fn hold<T: TaskSet, C: PluginChain, B: Backend>(
     span: &tracing::Span,
     token: &CancelToken,
     slot: Option<Slot>,
-) -> (TaskContext, Option<&'static TaskInfo>, Box<TaskRecord>, Option<Arc<Threads>>, Option<OwnedSemaphorePermit>) {
-    let mut ctx = context::<T, C>(message, span, token);
+) -> (Option<TaskContext>, Option<&'static TaskInfo>, Box<TaskRecord>, Option<Arc<Threads>>, Option<OwnedSemaphorePermit>)
+{
+    // The task's context is current around the whole run (beyond the
+    // pipeline's own scope) only where a plugin or event handler may look
+    // at it; an app with neither (a constant, then a flag) skips that scope.
+    let mut ctx = (!C::LISTENS.is_empty() || app.events.any()).then(|| context::<T, C>(message, span, token));
     if receive_listened::<C>() {
         // The receive triggers see the message as it was taken as the
         // task's context.
+        let taken_ctx = ctx.get_or_insert_with(|| context::<T, C>(message, span, token)).clone();
         if receive_awaits::<C>() {
             // Boxed: only apps whose plugins wait carry these triggers' state.
             let taken = std::mem::replace(message, empty_message());
-            *message = Box::pin(ctx.clone().scope(receive(app, taken))).await;
+            *message = Box::pin(taken_ctx.scope(receive(app, taken))).await;
         } else {
-            TaskContext::sync_scope(Some(ctx.clone()), || receive_now(app, message));
+            TaskContext::sync_scope(Some(taken_ctx), || receive_now(app, message));
         }
-        if !ctx.is_for(message) {
-            ctx = context::<T, C>(message, span, token);
+        if ctx.as_ref().is_some_and(|ctx| !ctx.is_for(message)) {
+            ctx = Some(context::<T, C>(message, span, token));
         }
     }
     let message = &*message;
     // Boxed: the run's state is held by pointer here and in the futures
     // around (each kept small enough for the allocator's per-thread cache).
-    let (info, model, threads, held) =
-        ctx.clone().scope(Box::pin(run_and_store(app, deps, worker, message, span, token, slot))).await;
+    let run = Box::pin(run_and_store(app, deps, worker, message, span, token, slot));
+    let (info, model, threads, held) = match &ctx {
+        Some(ctx) => ctx.clone().scope(run).await,
+        None => run.await,
+    };
     (ctx, info, model, threads, held)
 }
 
@@ -624,8 +633,10 @@ async fn execute<K: Task, T, C: PluginChain, B: Backend>(
         return model;
     }
     // Boxed: paths most runs never take do not make every run's future
-    // larger (nor hold the record across them).
-    Box::pin(after_run::<K, T, C, B>(app, message, token, span, threads, task_deps, model, retry)).await
+    // larger (nor hold the record across them). With the task's context
+    // current: the close hooks of its dependencies may look at it.
+    let ctx = TaskContext::for_run(message, TaskName::Static(K::INFO.name), span.clone(), token.clone());
+    ctx.scope(Box::pin(after_run::<K, T, C, B>(app, message, token, span, threads, task_deps, model, retry))).await
 }
 
 /// After the pipeline: the run's own dependencies close (before its status
