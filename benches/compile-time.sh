@@ -39,9 +39,9 @@ sed -i -e 's/^members = .*/members = ["qtasks", "qtasks-macros"]/' -e '/^default
 # Per-task triggers (name, context, output; output "" for observe triggers):
 # every handler fires for every task the app runs.
 triggers=(
-  "worker_execute_before WorkerExecuteBefore Task"
-  "broker_update BrokerUpdate Task"
-  "storage_update StorageUpdate Task"
+  "worker_execute_before WorkerExecuteBefore TaskRecord"
+  "broker_update BrokerUpdate TaskRecord"
+  "storage_update StorageUpdate TaskRecord"
   "worker_run_task_before WorkerRunTaskBefore"
   "task_executor_middlewares_execute TaskExecutorMiddlewaresExecute"
   "task_executor_args_replace TaskExecutorArgsReplace Value"
@@ -51,16 +51,16 @@ triggers=(
   "task_executor_after_execute_result_replace TaskExecutorAfterExecuteResultReplace Value"
   "task_executor_decode TaskExecutorDecode Value"
   "task_executor_task_close TaskExecutorTaskClose"
-  "worker_remove_finished_task WorkerRemoveFinishedTask Task"
-  "broker_remove_finished_task BrokerRemoveFinishedTask Task"
+  "worker_remove_finished_task WorkerRemoveFinishedTask TaskRecord"
+  "broker_remove_finished_task BrokerRemoveFinishedTask TaskRecord"
   "storage_remove_finished_task StorageRemoveFinishedTask"
   "worker_execute_after WorkerExecuteAfter"
   "broker_add_worker BrokerAddWorker TaskMessage"
   "storage_add_process StorageAddProcess TaskMessage"
   "worker_add WorkerAdd TaskMessage"
   "qtasks_add_task_before_broker QtasksAddTaskBeforeBroker NewTask"
-  "broker_add_before BrokerAddBefore Task"
-  "storage_add StorageAdd Task"
+  "broker_add_before BrokerAddBefore TaskRecord"
+  "storage_add StorageAdd TaskRecord"
   "broker_add_after BrokerAddAfter"
   "qtasks_add_task_after_broker QtasksAddTaskAfterBroker"
 )
@@ -122,7 +122,7 @@ EOF
       n=$(printf %02d "$p")
       {
         echo "#![allow(unused_imports)]"
-        echo "use qtasks::model::{NewTask, Task, TaskMessage};"
+        echo "use qtasks::model::{NewTask, TaskMessage, TaskRecord};"
         echo "use qtasks::triggers::*;"
         echo "use qtasks::Value;"
         echo "use std::sync::atomic::{AtomicU64, Ordering::Relaxed};"
@@ -165,14 +165,14 @@ EOF
     echo "#[tokio::main]"
     echo "async fn main() -> Result<(), Box<dyn std::error::Error>> {"
     echo "    let app = qtasks::QueueTasks::builder(\"ct\")"
-    for i in $(seq -f %03g 0 99); do echo "        .task::<tasks::t$i::task_$i>()"; done
+    for i in $(seq -f %03g 0 99); do echo "        .task::<tasks::t$i::Task$i>()"; done
     if ((plugins > 0)); then
       for p in $(seq -f %02g 0 $((plugins - 1))); do echo "        .plugin(plugins::p$p::P$p::default())"; done
     fi
     echo "        .build()?;"
     echo "    let worker = app.worker().start().await?;"
-    echo "    let a = app.add_task(\"task_000\", (6, 7)).wait(Duration::from_secs(5)).await?.ok_or(\"timeout\")?;"
-    echo "    let b = app.add_task(\"task_001\", [\"x\"]).wait(Duration::from_secs(5)).await?.ok_or(\"timeout\")?;"
+    echo "    let a = app.add_task(\"task_000\", (6, 7)).await?.record(Duration::from_secs(5)).await?;"
+    echo "    let b = app.add_task(\"task_001\", [\"x\"]).await?.record(Duration::from_secs(5)).await?;"
     echo "    println!(\"{:?} {:?}\", a.result, b.result);"
     echo "    worker.shutdown().await;"
     echo "    Ok(())"
