@@ -21,7 +21,8 @@
 # QTASKS_BROKER_URL to use a server of your own instead. Redis rows are
 # skipped, and the report says so, if no server answers.
 #
-# Environment: REPS (rounds of the in-memory runs, default 3),
+# Environment: REPS (rounds of the in-memory runs, default 3), CT_REPS
+# (builds per compile-time measurement, default 3),
 # REPORT (the report, default BENCHMARKS.md). Raw results go to
 # target/bench-suite/results.txt: one `RESULT key=value … @@ command` line
 # per measurement; error output to target/bench-suite/log.txt.
@@ -282,7 +283,7 @@ fi
 # ---------------------------------------------------------------------------
 # 4. Compile time.
 say "compile time (benches/compile-time.sh)"
-if [[ -n $quick ]]; then ct_reps=1; else ct_reps=3; fi
+if [[ -n $quick ]]; then ct_reps=1; else ct_reps=${CT_REPS:-3}; fi
 if out=$(bash benches/compile-time.sh "$ct_reps" 2>>"$log"); then
   grep '^RESULT' <<<"$out" | sed "s|\$| @@ benches/compile-time.sh $ct_reps|" >>"$results"
 else
