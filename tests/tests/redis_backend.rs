@@ -534,6 +534,19 @@ async fn status_changes_move_tasks_between_the_listing_indexes_with_or_without_t
         let left: i64 = query(&mut conn, &["ZCARD", &format!("{prefix}index:{status}")]).await;
         assert_eq!(left, 0, "index:{status}");
     }
+    // One at a time (a cancel while queued), an older record too.
+    let cancelled = record("listed", 0);
+    backend.enqueue(&cancelled).await.unwrap();
+    let _: i64 = query(&mut conn, &["HDEL", &format!("{prefix}task:{}", cancelled.uuid), "at"]).await;
+    assert!(matches!(
+        backend.cancel(cancelled.uuid, "not needed").await.unwrap(),
+        qtasks::backend::CancelOutcome::Cancelled
+    ));
+    let score: f64 =
+        query(&mut conn, &["ZSCORE", &format!("{prefix}index:cancel"), &cancelled.uuid.to_string()]).await;
+    assert_eq!(score, cancelled.created_at);
+    let left: i64 = query(&mut conn, &["ZCARD", &format!("{prefix}index:new")]).await;
+    assert_eq!(left, 0, "index:new");
     backend.flush().await.unwrap();
 }
 

@@ -154,14 +154,20 @@ impl RedisBackend {
         }
     }
 
-    /// Drops tasks whose record is gone (expired, flushed) from the
-    /// listing's indexes.
+    /// Drops tasks whose record is gone (expired, flushed) or holds no
+    /// data from the listing's indexes. A record that is left loses its
+    /// `at` field (its score in the indexes), so a later status change
+    /// does not put it back in one.
     async fn forget(&self, keys: &Keys, uuids: &[Uuid]) -> Result<(), BackendError> {
         let ids: Vec<String> = uuids.iter().map(|u| u.hyphenated().to_string()).collect();
         let mut pipe = redis::pipe();
         pipe.cmd("ZREM").arg(&keys.index).arg(&ids).ignore();
         for status in STATUSES {
             pipe.cmd("ZREM").arg(keys.status_index(status)).arg(&ids).ignore();
+        }
+        for uuid in uuids {
+            // `HDEL` creates no key where the record is gone.
+            pipe.cmd("HDEL").arg(keys.task(*uuid)).arg("at").ignore();
         }
         let () = pipe.query_async(&mut self.conn()).await.map_err(redis_error("trimming the task index"))?;
         Ok(())

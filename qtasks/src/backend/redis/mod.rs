@@ -137,7 +137,7 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// uuid. The byte order of such strings is the numeric order of
 /// (priority, seq): exact for every `i64` priority and every counter
 /// value, which a float score combining both could not be (an `f64` has a
-/// 53-bit mantissa). The front of the set (`ZRANGE 0 n`) is therefore the
+/// 53-bit mantissa). The front of the set (`ZRANGE 0 n-1`) is therefore the
 /// lowest priority, then the oldest task.
 ///
 /// # Redis Cluster

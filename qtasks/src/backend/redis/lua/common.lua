@@ -41,7 +41,8 @@ end
 -- The default queue (also a record without a `queue` field) keeps the
 -- names it had before queues had names; another queue's keys go on with
 -- the length of its name, so they never match an app named `{app}:queue`.
--- Made once per queue and call (a script runs for one app, one `P`).
+-- Made once per queue and call (a script runs for one app, one `P`:
+-- the keys are cached by queue name alone).
 local queue_keys_made = {}
 local function queue_keys(P, q)
   if not q or q == '' then q = 'default' end
