@@ -24,7 +24,13 @@
 
 local P = ARGV[1]
 local task_prefix = P .. 'task:'
-local now_ms, now_us = clock()
+-- The server's time (ms, µs), read once and only if a task needs it: a
+-- delayed task, or a unique key's window.
+local now_ms, now_us
+local function now()
+  if not now_ms then now_ms, now_us = clock() end
+  return now_ms, now_us
+end
 local out, woken = {}, {}
 
 -- The task holding unique key `ukey`, if it still holds it.
@@ -38,7 +44,7 @@ local function holder_of(ukey)
   if window <= 0 then return nil end
   local ok, task = pcall(cjson.decode, rec[2] or '')
   local ended = ok and type(task) == 'table' and tonumber(task.updated_at)
-  if ended and now_us / 1000 - ended * 1000 < window then return holder end
+  if ended and select(2, now()) / 1000 - ended * 1000 < window then return holder end
   return nil
 end
 
@@ -87,7 +93,7 @@ for i = 2, #ARGV, 9 do
       redis.call('SET', ukey, id)
     end
     if delay > 0 then
-      add(keys[2], now_ms + delay, entry)
+      add(keys[2], now() + delay, entry)
     else
       add(keys[1], 0, entry)
     end
