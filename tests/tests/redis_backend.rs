@@ -542,8 +542,7 @@ async fn status_changes_move_tasks_between_the_listing_indexes_with_or_without_t
         backend.cancel(cancelled.uuid, "not needed").await.unwrap(),
         qtasks::backend::CancelOutcome::Cancelled
     ));
-    let score: f64 =
-        query(&mut conn, &["ZSCORE", &format!("{prefix}index:cancel"), &cancelled.uuid.to_string()]).await;
+    let score: f64 = query(&mut conn, &["ZSCORE", &format!("{prefix}index:cancel"), &cancelled.uuid.to_string()]).await;
     assert_eq!(score, cancelled.created_at);
     let left: i64 = query(&mut conn, &["ZCARD", &format!("{prefix}index:new")]).await;
     assert_eq!(left, 0, "index:new");
