@@ -244,6 +244,11 @@ local function name_of(data)
     return task.task_name, type(task.limit_key) == 'string' and task.limit_key or nil
   end
 end
+-- The fields of record `key` that `examine` judges an entry by, or nil
+-- (see `fields`): 1 status, 2 data, 3 cancel, 4 entry, 5 holder, 6 run, 7 at.
+local function record_of(key)
+  return fields(key, 'status', 'data', 'cancel', 'entry', 'holder', 'run', 'at')
+end
 -- Looks at one entry of queue `q`: takes its task, buries it or drops it.
 -- Returns true if the entry stays in the queue (its task is over a limit;
 -- only when `check` is set).
@@ -254,7 +259,7 @@ local function examine(entry, q, check)
   local _, hex = string.find(entry, '^%x+')
   local id = hex == 40 and #entry == 68 and string.sub(entry, 33)
   local key = id and prefix .. id
-  local rec = id and fields(key, 'status', 'data', 'cancel', 'entry', 'holder', 'run', 'at')
+  local rec = id and record_of(key)
   local bad_prefix = false
   if not (rec and rec[4] == entry) then
     local named = id
@@ -265,7 +270,7 @@ local function examine(entry, q, check)
     end
     if id ~= named then
       key = id and prefix .. id
-      rec = id and fields(key, 'status', 'data', 'cancel', 'entry', 'holder', 'run', 'at')
+      rec = id and record_of(key)
     end
   end
   if not id then
